@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Idempotent set-up for building and testing pktfate on a fresh machine of
+# this kind (Linux, root, rustup with stable + nightly). Fast when everything
+# is already present: each step checks before it acts.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+NIGHTLY="${PKTFATE_NIGHTLY:-nightly}"
+# bpf-linker's rpath points into this prefix, so it must stay where it is.
+LLVM_PREFIX_DIR="${PKTFATE_LLVM_PREFIX:-/opt/pktfate-llvm}"
+BPF_LINKER_VERSION="0.13.0"
+
+# 1. Debian packages the harness shells out to (ip, nft, tc) or tests use.
+need_pkgs=()
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# 2. Nightly with rust-src: aya-build compiles the eBPF crate with -Z build-std.
+if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
+  log "installing toolchain ${NIGHTLY}"
+  rustup toolchain install "${NIGHTLY}" --profile minimal
+fi
+sysroot="$(rustc +"${NIGHTLY}" --print sysroot)"
+if [ ! -d "${sysroot}/lib/rustlib/src/rust/library" ]; then
+  log "adding rust-src to ${NIGHTLY}"
+  rustup component add rust-src --toolchain "${NIGHTLY}"
+fi
+
+# 3. bpf-linker, linked against the nightly's own libLLVM (no system LLVM 22).
+if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version >/dev/null 2>&1; then
+  llvm_so="$(ls "${sysroot}"/lib/libLLVM.so.22* 2>/dev/null | head -n1 || true)"
+  if [ -z "${llvm_so}" ]; then
+    log "no libLLVM.so.22* in ${sysroot}/lib; cannot build bpf-linker"
+    exit 1
+  fi
+  llvm_ver="$(basename "${llvm_so}" | sed -E 's/^libLLVM\.so\.([0-9]+(\.[0-9]+)*).*/\1/')"
+  mkdir -p "${LLVM_PREFIX_DIR}/lib" "${LLVM_PREFIX_DIR}/bin"
+  ln -sf "${llvm_so}" "${LLVM_PREFIX_DIR}/lib/libLLVM.so"
+  ln -sf "${llvm_so}" "${LLVM_PREFIX_DIR}/lib/$(basename "${llvm_so}")"
+  # llvm-sys (with no-llvm-linking) only asks llvm-config for its version.
+  cat >"${LLVM_PREFIX_DIR}/bin/llvm-config" <<STUB
+#!/bin/sh
+case "\$1" in
+  --version) echo "${llvm_ver}.0" ;;
+  --libdir) echo "${LLVM_PREFIX_DIR}/lib" ;;
+  --prefix) echo "${LLVM_PREFIX_DIR}" ;;
+  --shared-mode) echo shared ;;
+  --libnames) echo "libLLVM.so" ;;
+  *) echo "" ;;
+esac
+STUB
+  chmod +x "${LLVM_PREFIX_DIR}/bin/llvm-config"
+  log "building bpf-linker ${BPF_LINKER_VERSION} against ${llvm_so} (takes a few minutes)"
+  LLVM_PREFIX="${LLVM_PREFIX_DIR}" LLVM_SYS_221_PREFIX="${LLVM_PREFIX_DIR}" \
+    cargo install bpf-linker --locked --version "${BPF_LINKER_VERSION}" \
+      --no-default-features --features llvm-22
+fi
+
+# 4. Kernel facts the tracer needs; say clearly what is missing.
+[ "$(id -u)" = 0 ] || log "warning: not root; scenarios need CAP_SYS_ADMIN/CAP_NET_ADMIN/CAP_BPF"
+[ -r /sys/kernel/btf/vmlinux ] || log "warning: /sys/kernel/btf/vmlinux missing; the tracer needs kernel BTF"
+log "ready"

@@ -1,0 +1,224 @@
+//! The event ABI shared by pktfate's eBPF tracer and its userspace loader.
+//!
+//! Every struct here is `#[repr(C)]` and built from fixed-size integers so that
+//! the kernel side (`bpfel-unknown-none`) and the host agree byte for byte.
+//! Nothing kernel-version specific lives here: struct field offsets arrive at
+//! load time in [`TracerConfig`], resolved from the running kernel's BTF.
+#![no_std]
+
+/// Frames of kernel stack captured per event.
+pub const MAX_STACK_DEPTH: usize = 32;
+/// Packet filters a tracer instance can hold (one per injected packet).
+pub const MAX_FILTERS: u32 = 8;
+/// Namespaces a tracer instance can watch.
+pub const MAX_NETNS: u32 = 64;
+/// Distinct skbs tracked at once (LRU: the oldest are evicted first).
+pub const MAX_TRACKED: u32 = 4096;
+/// Ring buffer size in bytes.
+pub const RINGBUF_BYTES: u32 = 4 << 20;
+
+/// Where an event was observed. Values index [`HOOK_NAMES`].
+pub mod hook {
+    /// `net:netif_receive_skb`: an skb enters the protocol stack of a device.
+    pub const NETIF_RECEIVE_SKB: u32 = 0;
+    /// `net:netif_rx`: an skb is queued to a CPU backlog (veth peer, loopback).
+    pub const NETIF_RX: u32 = 1;
+    /// `net:net_dev_queue`: an skb is handed to a device's queue for transmit.
+    pub const NET_DEV_QUEUE: u32 = 2;
+    /// `net:net_dev_start_xmit`: the driver's xmit is about to run.
+    pub const NET_DEV_START_XMIT: u32 = 3;
+    /// `net:net_dev_xmit`: the driver's xmit returned (rc in `aux[0]`).
+    pub const NET_DEV_XMIT: u32 = 4;
+    /// `skb:kfree_skb`: the skb was dropped (reason and location set).
+    pub const KFREE_SKB: u32 = 5;
+    /// `skb:consume_skb`: the skb was freed after successful use.
+    pub const CONSUME_SKB: u32 = 6;
+    /// `skb:skb_copy_datagram_iovec`: a socket reader copied the data out.
+    pub const SKB_COPY_DATAGRAM_IOVEC: u32 = 7;
+    /// `icmp:icmp_send`: the kernel answers this skb with an ICMP error
+    /// (type in `aux[0]`, code in `aux[1]`).
+    pub const ICMP_SEND: u32 = 8;
+    /// `fib:fib_table_lookup`: an IPv4 route lookup for this skb's flow
+    /// (table in `aux[0]`, error in `aux[1]`, result device in `aux[2]`).
+    pub const FIB_TABLE_LOOKUP: u32 = 9;
+    /// `tcp:tcp_send_reset`: the kernel answers this skb with a RST
+    /// (`sk_rst_reason` in `reason`).
+    pub const TCP_SEND_RESET: u32 = 10;
+    /// `net:netif_receive_skb_entry`: entry of the `netif_receive_skb()` API.
+    pub const NETIF_RECEIVE_SKB_ENTRY: u32 = 11;
+    /// `net:napi_gro_receive_entry`: a driver passes the skb to GRO.
+    pub const NAPI_GRO_RECEIVE_ENTRY: u32 = 12;
+    /// Number of hooks.
+    pub const COUNT: usize = 13;
+}
+
+/// Tracepoint names, indexed by the constants in [`hook`].
+pub const HOOK_NAMES: [&str; hook::COUNT] = [
+    "netif_receive_skb",
+    "netif_rx",
+    "net_dev_queue",
+    "net_dev_start_xmit",
+    "net_dev_xmit",
+    "kfree_skb",
+    "consume_skb",
+    "skb_copy_datagram_iovec",
+    "icmp_send",
+    "fib_table_lookup",
+    "tcp_send_reset",
+    "netif_receive_skb_entry",
+    "napi_gro_receive_entry",
+];
+
+/// One observation of a tracked skb at a hook.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Kernel address of the `struct sk_buff`.
+    pub skb: u64,
+    /// kfree_skb/consume_skb: the address the free was called from.
+    pub location: u64,
+    /// One of [`hook`].
+    pub hook: u32,
+    /// CPU the event fired on.
+    pub cpu: u32,
+    /// Thread group id of the current task.
+    pub pid: u32,
+    /// Inode of the network namespace of the skb's device (or socket).
+    pub netns: u32,
+    /// `skb->dev->ifindex` (or the hook's device), 0 when none.
+    pub ifindex: u32,
+    /// `skb->mark`.
+    pub mark: u32,
+    /// `skb->len`.
+    pub len: u32,
+    /// kfree_skb: `enum skb_drop_reason`; tcp_send_reset: `enum sk_rst_reason`.
+    pub reason: u32,
+    /// Hook-specific values, see [`hook`].
+    pub aux: [i32; 3],
+    /// 4, 6, or 0 when the packet is not IP.
+    pub family: u8,
+    /// IP protocol / IPv6 next header.
+    pub l4proto: u8,
+    /// TCP flags byte (FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 ...).
+    pub tcp_flags: u8,
+    /// IPv4 TTL / IPv6 hop limit.
+    pub ttl: u8,
+    /// Source address (IPv4 in the first 4 bytes), network order.
+    pub saddr: [u8; 16],
+    /// Destination address (IPv4 in the first 4 bytes), network order.
+    pub daddr: [u8; 16],
+    /// TCP/UDP source port, host order.
+    pub sport: u16,
+    /// TCP/UDP destination port, host order.
+    pub dport: u16,
+    /// ICMP/ICMPv6 type.
+    pub icmp_type: u8,
+    /// ICMP/ICMPv6 code.
+    pub icmp_code: u8,
+    /// ICMP echo identifier, host order.
+    pub icmp_id: u16,
+    /// IPv4 header checksum as carried, host order.
+    pub ip_csum: u16,
+    /// Padding, always zero.
+    pub _pad: u16,
+    /// TCP sequence number, host order.
+    pub tcp_seq: u32,
+    /// Bytes of `stack` filled by `bpf_get_stack`, or a negative errno.
+    pub stack_bytes: i32,
+    /// `comm` of the current task.
+    pub comm: [u8; 16],
+    /// Kernel return addresses, innermost first.
+    pub stack: [u64; MAX_STACK_DEPTH],
+}
+
+/// `PacketFilter::flags` bit: `saddr` must match.
+pub const FILTER_SADDR: u8 = 1;
+/// `PacketFilter::flags` bit: `daddr` must match.
+pub const FILTER_DADDR: u8 = 2;
+/// `PacketFilter::flags` bit: also match the reverse direction (replies).
+pub const FILTER_REVERSE: u8 = 4;
+
+/// Selects the packets to start tracking. Zero fields are wildcards.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PacketFilter {
+    /// 4 or 6; 0 matches both.
+    pub family: u8,
+    /// IP protocol; 0 matches any.
+    pub l4proto: u8,
+    /// `FILTER_*` bits.
+    pub flags: u8,
+    /// Padding, always zero.
+    pub _pad: u8,
+    /// Source port, host order; 0 matches any.
+    pub sport: u16,
+    /// Destination port, host order; 0 matches any.
+    pub dport: u16,
+    /// Source address, network order (IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// Destination address, network order (IPv4 in the first 4 bytes).
+    pub daddr: [u8; 16],
+}
+
+/// Kernel struct field offsets, in bytes, read from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Offsets {
+    /// `sk_buff.len`
+    pub skb_len: u32,
+    /// `sk_buff.mark`
+    pub skb_mark: u32,
+    /// `sk_buff.dev`
+    pub skb_dev: u32,
+    /// `sk_buff.sk`
+    pub skb_sk: u32,
+    /// `sk_buff.head`
+    pub skb_head: u32,
+    /// `sk_buff.network_header`
+    pub skb_network_header: u32,
+    /// `sk_buff.protocol`
+    pub skb_protocol: u32,
+    /// `net_device.ifindex`
+    pub dev_ifindex: u32,
+    /// `net_device.nd_net` (a `possible_net_t` whose first member is the pointer)
+    pub dev_nd_net: u32,
+    /// `net.ns.inum`
+    pub net_ns_inum: u32,
+    /// `sock.__sk_common.skc_net`
+    pub sock_net: u32,
+    /// `flowi4.saddr`
+    pub flowi4_saddr: u32,
+    /// `flowi4.daddr`
+    pub flowi4_daddr: u32,
+    /// `fib_nh_common.nhc_dev`
+    pub nhc_dev: u32,
+}
+
+/// `TracerConfig::flags` bit: only trace skbs whose netns is in the NETNS map.
+pub const CONFIG_FILTER_NETNS: u32 = 1;
+/// `TracerConfig::flags` bit: capture the kernel stack at each event.
+pub const CONFIG_STACKS: u32 = 2;
+
+/// Read-only configuration of one tracer instance, set before load.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct TracerConfig {
+    /// Field offsets for this kernel.
+    pub offsets: Offsets,
+    /// How many entries of the FILTERS map are in use; 0 tracks every IP skb.
+    pub n_filters: u32,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data: repr(C), integers and arrays of integers only.
+    unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PacketFilter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TracerConfig {}
+}

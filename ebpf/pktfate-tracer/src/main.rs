@@ -1,0 +1,549 @@
+//! pktfate's in-kernel tracer.
+//!
+//! One `tp_btf` program per skb lifecycle tracepoint. Each program decides
+//! whether the skb is one of ours (already tracked by address, or in a watched
+//! namespace and matching a packet filter), fills an [`Event`] in a per-CPU
+//! scratch slot and copies it to the ring buffer. Tracking by address means a
+//! rewrite (NAT, tc) does not lose the skb; the address is forgotten when the
+//! skb is freed.
+//!
+//! Rust eBPF has no CO-RE relocations, so every kernel struct access goes
+//! through `bpf_probe_read_kernel` at an offset taken from [`TracerConfig`].
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        generated::{bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns},
+    },
+    macros::{btf_tracepoint, map},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::BtfTracePointContext,
+};
+use pktfate_common::{
+    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR,
+    MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PacketFilter, RINGBUF_BYTES,
+    TracerConfig, hook,
+};
+
+/// Set by userspace before load (`EbpfLoader::set_global`).
+#[unsafe(no_mangle)]
+static CONFIG: TracerConfig = TracerConfig {
+    offsets: pktfate_common::Offsets {
+        skb_len: 0,
+        skb_mark: 0,
+        skb_dev: 0,
+        skb_sk: 0,
+        skb_head: 0,
+        skb_network_header: 0,
+        skb_protocol: 0,
+        dev_ifindex: 0,
+        dev_nd_net: 0,
+        net_ns_inum: 0,
+        sock_net: 0,
+        flowi4_saddr: 0,
+        flowi4_daddr: 0,
+        nhc_dev: 0,
+    },
+    n_filters: 0,
+    flags: 0,
+};
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+
+/// Events that did not fit in the ring buffer, per CPU.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Watched network namespaces, by inode.
+#[map]
+static NETNS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
+
+/// Packet filters; the first `CONFIG.n_filters` are used.
+#[map]
+static FILTERS: Array<PacketFilter> = Array::with_max_entries(MAX_FILTERS, 0);
+
+/// skb address -> netns inode where tracking began.
+#[map]
+static TRACKED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+/// Last tracked skb seen on this CPU and its netns, so that hooks that carry
+/// no skb (fib_table_lookup) can be attributed to the packet being processed.
+#[map]
+static CURRENT: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space for building an event: it is too big for the 512-byte stack.
+#[map]
+static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+/// `skb->network_header` value meaning "not set".
+const HEADER_UNSET: u16 = 0xffff;
+
+#[inline(always)]
+fn config() -> TracerConfig {
+    // Volatile: the value is patched into .rodata at load time, so the
+    // compiler must not constant-fold the zero initialiser.
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+#[inline(always)]
+fn read<T>(base: u64, off: u32) -> Option<T> {
+    if base == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+/// Namespace inode of a device, 0 when unknown.
+#[inline(always)]
+fn dev_netns(cfg: &TracerConfig, dev: u64) -> u32 {
+    let net: u64 = read(dev, cfg.offsets.dev_nd_net).unwrap_or(0);
+    read(net, cfg.offsets.net_ns_inum).unwrap_or(0)
+}
+
+/// Namespace inode of an skb: its device's, else its socket's.
+#[inline(always)]
+fn skb_netns(cfg: &TracerConfig, skb: u64, dev: u64) -> u32 {
+    let ns = dev_netns(cfg, dev);
+    if ns != 0 {
+        return ns;
+    }
+    let sk: u64 = read(skb, cfg.offsets.skb_sk).unwrap_or(0);
+    let net: u64 = read(sk, cfg.offsets.sock_net).unwrap_or(0);
+    read(net, cfg.offsets.net_ns_inum).unwrap_or(0)
+}
+
+/// Fills the L3/L4 fields of `ev` from the skb's packet data.
+#[inline(always)]
+fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
+    ev.family = 0;
+    ev.l4proto = 0;
+    ev.tcp_flags = 0;
+    ev.ttl = 0;
+    ev.saddr = [0; 16];
+    ev.daddr = [0; 16];
+    ev.sport = 0;
+    ev.dport = 0;
+    ev.icmp_type = 0;
+    ev.icmp_code = 0;
+    ev.icmp_id = 0;
+    ev.ip_csum = 0;
+    ev.tcp_seq = 0;
+    let head: u64 = match read(skb, cfg.offsets.skb_head) {
+        Some(h) => h,
+        None => return,
+    };
+    let nh: u16 = read(skb, cfg.offsets.skb_network_header).unwrap_or(HEADER_UNSET);
+    if head == 0 || nh == HEADER_UNSET {
+        return;
+    }
+    let proto = u16::from_be(read::<u16>(skb, cfg.offsets.skb_protocol).unwrap_or(0));
+    let l3 = head + nh as u64;
+    let l4;
+    if proto == ETH_P_IP {
+        let hdr: [u8; 20] = match read(l3, 0) {
+            Some(h) => h,
+            None => return,
+        };
+        if hdr[0] >> 4 != 4 {
+            return;
+        }
+        ev.family = 4;
+        ev.ttl = hdr[8];
+        ev.l4proto = hdr[9];
+        ev.ip_csum = u16::from_be_bytes([hdr[10], hdr[11]]);
+        ev.saddr[0] = hdr[12];
+        ev.saddr[1] = hdr[13];
+        ev.saddr[2] = hdr[14];
+        ev.saddr[3] = hdr[15];
+        ev.daddr[0] = hdr[16];
+        ev.daddr[1] = hdr[17];
+        ev.daddr[2] = hdr[18];
+        ev.daddr[3] = hdr[19];
+        // Later fragments carry no L4 header.
+        let frag_off = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
+        if frag_off != 0 {
+            return;
+        }
+        l4 = l3 + ((hdr[0] & 0x0f) as u64) * 4;
+    } else if proto == ETH_P_IPV6 {
+        let hdr: [u8; 40] = match read(l3, 0) {
+            Some(h) => h,
+            None => return,
+        };
+        if hdr[0] >> 4 != 6 {
+            return;
+        }
+        ev.family = 6;
+        ev.l4proto = hdr[6];
+        ev.ttl = hdr[7];
+        let mut i = 0;
+        while i < 16 {
+            ev.saddr[i] = hdr[8 + i];
+            ev.daddr[i] = hdr[24 + i];
+            i += 1;
+        }
+        l4 = l3 + 40;
+    } else {
+        return;
+    }
+    match ev.l4proto {
+        IPPROTO_TCP => {
+            if let Some(t) = read::<[u8; 14]>(l4, 0) {
+                ev.sport = u16::from_be_bytes([t[0], t[1]]);
+                ev.dport = u16::from_be_bytes([t[2], t[3]]);
+                ev.tcp_seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+                ev.tcp_flags = t[13];
+            }
+        }
+        IPPROTO_UDP => {
+            if let Some(u) = read::<[u8; 4]>(l4, 0) {
+                ev.sport = u16::from_be_bytes([u[0], u[1]]);
+                ev.dport = u16::from_be_bytes([u[2], u[3]]);
+            }
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if let Some(c) = read::<[u8; 6]>(l4, 0) {
+                ev.icmp_type = c[0];
+                ev.icmp_code = c[1];
+                ev.icmp_id = u16::from_be_bytes([c[4], c[5]]);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn addr_eq(a: &[u8; 16], b: &[u8; 16], family: u8) -> bool {
+    let n = if family == 4 { 4 } else { 16 };
+    let mut i = 0;
+    while i < n {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Does the packet in `ev` match filter `f` in the given direction?
+#[inline(always)]
+fn filter_matches(f: &PacketFilter, ev: &Event, reverse: bool) -> bool {
+    if f.family != 0 && f.family != ev.family {
+        return false;
+    }
+    if f.l4proto != 0 && f.l4proto != ev.l4proto {
+        return false;
+    }
+    let (s, d, sp, dp) = if reverse {
+        (&ev.daddr, &ev.saddr, ev.dport, ev.sport)
+    } else {
+        (&ev.saddr, &ev.daddr, ev.sport, ev.dport)
+    };
+    if f.flags & FILTER_SADDR != 0 && !addr_eq(&f.saddr, s, ev.family) {
+        return false;
+    }
+    if f.flags & FILTER_DADDR != 0 && !addr_eq(&f.daddr, d, ev.family) {
+        return false;
+    }
+    if f.sport != 0 && f.sport != sp {
+        return false;
+    }
+    if f.dport != 0 && f.dport != dp {
+        return false;
+    }
+    true
+}
+
+#[inline(always)]
+fn packet_wanted(cfg: &TracerConfig, ev: &Event) -> bool {
+    if ev.family == 0 {
+        return false;
+    }
+    if cfg.n_filters == 0 {
+        return true;
+    }
+    let mut i = 0u32;
+    while i < MAX_FILTERS {
+        if i >= cfg.n_filters {
+            break;
+        }
+        if let Some(f) = FILTERS.get(i) {
+            if filter_matches(f, ev, false) {
+                return true;
+            }
+            if f.flags & FILTER_REVERSE != 0 && filter_matches(f, ev, true) {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn count_lost() {
+    if let Some(p) = LOST.get_ptr_mut(0) {
+        unsafe { *p += 1 };
+    }
+}
+
+/// Fills the context fields common to every event and sends it.
+#[inline(always)]
+fn finish_and_send<C: EbpfContext>(ctx: &C, ev: &mut Event) {
+    let cfg = config();
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.cpu = unsafe { bpf_get_smp_processor_id() };
+    ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev._pad = 0;
+    ev.stack_bytes = 0;
+    if cfg.flags & CONFIG_STACKS != 0 {
+        let size = (MAX_STACK_DEPTH * 8) as u32;
+        ev.stack_bytes = unsafe {
+            bpf_get_stack(
+                ctx.as_ptr(),
+                ev.stack.as_mut_ptr() as *mut core::ffi::c_void,
+                size,
+                0,
+            )
+        } as i32;
+    }
+    if EVENTS.output::<Event>(&*ev, 0).is_err() {
+        count_lost();
+    }
+}
+
+/// The common path of every skb-carrying hook.
+#[inline(always)]
+fn on_skb<C: EbpfContext>(
+    ctx: &C,
+    hook_id: u32,
+    skb: u64,
+    dev_arg: u64,
+    reason: u32,
+    location: u64,
+    aux: [i32; 3],
+) -> u32 {
+    if skb == 0 {
+        return 0;
+    }
+    let cfg = config();
+    let dev = if dev_arg != 0 {
+        dev_arg
+    } else {
+        read(skb, cfg.offsets.skb_dev).unwrap_or(0)
+    };
+    let netns = skb_netns(&cfg, skb, dev);
+    let tracked = unsafe { TRACKED.get(&skb) }.is_some();
+    if !tracked && cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(&netns) }.is_none()
+    {
+        return 0;
+    }
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    parse_packet(&cfg, skb, ev);
+    if !tracked {
+        if !packet_wanted(&cfg, ev) {
+            return 0;
+        }
+        // Free events end tracking, so only the others start it.
+        if hook_id != hook::KFREE_SKB && hook_id != hook::CONSUME_SKB {
+            let _ = TRACKED.insert(&skb, &netns, 0);
+        }
+    }
+    ev.hook = hook_id;
+    ev.skb = skb;
+    ev.location = location;
+    ev.netns = netns;
+    ev.ifindex = read(dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
+    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    ev.reason = reason;
+    ev.aux = aux;
+    if hook_id == hook::KFREE_SKB || hook_id == hook::CONSUME_SKB {
+        let _ = TRACKED.remove(&skb);
+        if let Some(c) = CURRENT.get_ptr_mut(0) {
+            unsafe {
+                if (*c)[0] == skb {
+                    *c = [0, 0];
+                }
+            }
+        }
+    } else if let Some(c) = CURRENT.get_ptr_mut(0) {
+        unsafe { *c = [skb, netns as u64] };
+    }
+    finish_and_send(ctx, ev);
+    0
+}
+
+#[inline(always)]
+fn arg_u64(ctx: &BtfTracePointContext, n: usize) -> u64 {
+    ctx.arg::<u64>(n)
+}
+
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn netif_receive_skb(ctx: BtfTracePointContext) -> i32 {
+    on_skb(&ctx, hook::NETIF_RECEIVE_SKB, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "netif_rx")]
+pub fn netif_rx(ctx: BtfTracePointContext) -> i32 {
+    on_skb(&ctx, hook::NETIF_RX, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
+    on_skb(&ctx, hook::NET_DEV_QUEUE, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "net_dev_start_xmit")]
+pub fn net_dev_start_xmit(ctx: BtfTracePointContext) -> i32 {
+    let dev = arg_u64(&ctx, 1);
+    on_skb(&ctx, hook::NET_DEV_START_XMIT, arg_u64(&ctx, 0), dev, 0, 0, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "net_dev_xmit")]
+pub fn net_dev_xmit(ctx: BtfTracePointContext) -> i32 {
+    let rc = ctx.arg::<i64>(1) as i32;
+    let dev = arg_u64(&ctx, 2);
+    on_skb(&ctx, hook::NET_DEV_XMIT, arg_u64(&ctx, 0), dev, 0, 0, [rc, 0, 0]);
+    0
+}
+
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    let location = arg_u64(&ctx, 1);
+    let reason = ctx.arg::<u64>(2) as u32;
+    on_skb(&ctx, hook::KFREE_SKB, arg_u64(&ctx, 0), 0, reason, location, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "consume_skb")]
+pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
+    let location = arg_u64(&ctx, 1);
+    on_skb(&ctx, hook::CONSUME_SKB, arg_u64(&ctx, 0), 0, 0, location, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "skb_copy_datagram_iovec")]
+pub fn skb_copy_datagram_iovec(ctx: BtfTracePointContext) -> i32 {
+    let len = ctx.arg::<i64>(1) as i32;
+    on_skb(&ctx, hook::SKB_COPY_DATAGRAM_IOVEC, arg_u64(&ctx, 0), 0, 0, 0, [len, 0, 0]);
+    0
+}
+
+#[btf_tracepoint(function = "icmp_send")]
+pub fn icmp_send(ctx: BtfTracePointContext) -> i32 {
+    let ty = ctx.arg::<i64>(1) as i32;
+    let code = ctx.arg::<i64>(2) as i32;
+    on_skb(&ctx, hook::ICMP_SEND, arg_u64(&ctx, 0), 0, 0, 0, [ty, code, 0]);
+    0
+}
+
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
+    let reason = ctx.arg::<u64>(2) as u32;
+    on_skb(&ctx, hook::TCP_SEND_RESET, arg_u64(&ctx, 1), 0, reason, 0, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "netif_receive_skb_entry")]
+pub fn netif_receive_skb_entry(ctx: BtfTracePointContext) -> i32 {
+    on_skb(&ctx, hook::NETIF_RECEIVE_SKB_ENTRY, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    0
+}
+
+#[btf_tracepoint(function = "napi_gro_receive_entry")]
+pub fn napi_gro_receive_entry(ctx: BtfTracePointContext) -> i32 {
+    on_skb(&ctx, hook::NAPI_GRO_RECEIVE_ENTRY, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    0
+}
+
+/// IPv4 route lookups carry a flow, not an skb: attribute the lookup to the
+/// tracked skb this CPU is processing, if the flow is that packet's (either
+/// direction, so reverse-path checks in `fib_validate_source` count too).
+#[btf_tracepoint(function = "fib_table_lookup")]
+pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
+    let cfg = config();
+    let tb_id = ctx.arg::<u64>(0) as i32;
+    let flp = arg_u64(&ctx, 1);
+    let nhc = arg_u64(&ctx, 2);
+    let err = ctx.arg::<i64>(3) as i32;
+    let (skb, netns) = match CURRENT.get(0) {
+        Some(c) if c[0] != 0 => (c[0], c[1] as u32),
+        _ => return 0,
+    };
+    if unsafe { TRACKED.get(&skb) }.is_none() {
+        return 0;
+    }
+    let saddr: u32 = match read(flp, cfg.offsets.flowi4_saddr) {
+        Some(v) => v,
+        None => return 0,
+    };
+    let daddr: u32 = read(flp, cfg.offsets.flowi4_daddr).unwrap_or(0);
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    // The packet's own addresses, to compare with the flow's.
+    parse_packet(&cfg, skb, ev);
+    if ev.family != 4 {
+        return 0;
+    }
+    let ps = u32::from_ne_bytes([ev.saddr[0], ev.saddr[1], ev.saddr[2], ev.saddr[3]]);
+    let pd = u32::from_ne_bytes([ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]]);
+    let same = (daddr == pd && (saddr == ps || saddr == 0)) || (daddr == ps && (saddr == pd || saddr == 0));
+    if !same {
+        return 0;
+    }
+    let nh_dev: u64 = read(nhc, cfg.offsets.nhc_dev).unwrap_or(0);
+    ev.hook = hook::FIB_TABLE_LOOKUP;
+    ev.skb = skb;
+    ev.location = 0;
+    ev.netns = netns;
+    ev.ifindex = read(skb, cfg.offsets.skb_dev)
+        .and_then(|d: u64| read(d, cfg.offsets.dev_ifindex))
+        .unwrap_or(0);
+    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
+    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    ev.reason = 0;
+    ev.aux = [tb_id, err, read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0)];
+    // Record the flow that was looked up, not the packet.
+    let s = saddr.to_ne_bytes();
+    let d = daddr.to_ne_bytes();
+    ev.saddr = [0; 16];
+    ev.daddr = [0; 16];
+    let mut i = 0;
+    while i < 4 {
+        ev.saddr[i] = s[i];
+        ev.daddr[i] = d[i];
+        i += 1;
+    }
+    finish_and_send(&ctx, ev);
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,472 @@
+//! A small reader for the kernel's BTF (`/sys/kernel/btf/vmlinux`).
+//!
+//! Rust eBPF programs get no CO-RE relocations, so the tracer asks this module
+//! for struct field offsets (`sk_buff.len`, `net_device.nd_net`, ...) and for
+//! `enum skb_drop_reason`, whose values change between kernels. aya-obj parses
+//! BTF too, but keeps struct members private; this reader only needs the
+//! type table and the string table.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Errors reading or querying BTF.
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    /// The BTF file could not be read.
+    #[error("cannot read kernel BTF at {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bytes are not BTF this reader understands.
+    #[error("malformed BTF: {0}")]
+    Malformed(String),
+    /// A struct the tracer needs is absent.
+    #[error("kernel BTF has no struct `{0}`")]
+    NoStruct(String),
+    /// A field the tracer needs is absent.
+    #[error("kernel BTF struct `{strukt}` has no field `{field}`")]
+    NoField {
+        /// Struct name.
+        strukt: String,
+        /// Dotted field path.
+        field: String,
+    },
+    /// The field is a bitfield or not byte aligned.
+    #[error("field `{strukt}.{field}` is not byte aligned")]
+    Unaligned {
+        /// Struct name.
+        strukt: String,
+        /// Dotted field path.
+        field: String,
+    },
+    /// An enum is absent.
+    #[error("kernel BTF has no enum `{0}`")]
+    NoEnum(String),
+}
+
+const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+/// A struct/union member.
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    type_id: u32,
+    bit_offset: u32,
+    bitfield_size: u32,
+}
+
+/// One BTF type, reduced to what the queries here need.
+#[derive(Debug, Clone)]
+struct Type {
+    kind: u32,
+    name: String,
+    /// Referenced type for PTR/TYPEDEF/CONST/...
+    type_ref: u32,
+    members: Vec<Member>,
+    enum_values: Vec<(String, i64)>,
+}
+
+/// Parsed BTF type and string tables.
+pub struct Btf {
+    /// Index 0 is the implicit `void`.
+    types: Vec<Type>,
+    by_name: HashMap<(u32, String), u32>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or_else(|| BtfError::Malformed(format!("truncated at byte {off}")))
+}
+
+fn cstr(strings: &[u8], off: u32) -> String {
+    let start = off as usize;
+    if start >= strings.len() {
+        return String::new();
+    }
+    let end = strings[start..]
+        .iter()
+        .position(|&c| c == 0)
+        .map_or(strings.len(), |p| start + p);
+    String::from_utf8_lossy(&strings[start..end]).into_owned()
+}
+
+impl Btf {
+    /// Reads the running kernel's BTF.
+    pub fn from_sys_fs() -> Result<Self, BtfError> {
+        Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    }
+
+    /// Reads BTF from a file.
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let data = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&data)
+    }
+
+    /// Parses raw little-endian BTF.
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
+            return Err(BtfError::Malformed("bad magic".into()));
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let types_b = data
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .ok_or_else(|| BtfError::Malformed("type section out of range".into()))?;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or_else(|| BtfError::Malformed("string section out of range".into()))?;
+
+        let mut types = vec![Type {
+            kind: 0,
+            name: "void".into(),
+            type_ref: 0,
+            members: vec![],
+            enum_values: vec![],
+        }];
+        let mut pos = 0usize;
+        while pos < types_b.len() {
+            let name_off = u32_at(types_b, pos)?;
+            let info = u32_at(types_b, pos + 4)?;
+            let size_or_type = u32_at(types_b, pos + 8)?;
+            pos += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kflag = info >> 31 == 1;
+            let mut t = Type {
+                kind,
+                name: cstr(strings, name_off),
+                type_ref: size_or_type,
+                members: vec![],
+                enum_values: vec![],
+            };
+            match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
+                KIND_ARRAY => pos += 12,
+                KIND_STRUCT | KIND_UNION => {
+                    for _ in 0..vlen {
+                        let m_name = u32_at(types_b, pos)?;
+                        let m_type = u32_at(types_b, pos + 4)?;
+                        let m_off = u32_at(types_b, pos + 8)?;
+                        let (bit_offset, bitfield_size) = if kflag {
+                            (m_off & 0xff_ffff, m_off >> 24)
+                        } else {
+                            (m_off, 0)
+                        };
+                        t.members.push(Member {
+                            name: cstr(strings, m_name),
+                            type_id: m_type,
+                            bit_offset,
+                            bitfield_size,
+                        });
+                        pos += 12;
+                    }
+                }
+                KIND_ENUM => {
+                    for _ in 0..vlen {
+                        let v_name = u32_at(types_b, pos)?;
+                        let v = u32_at(types_b, pos + 4)? as i32 as i64;
+                        t.enum_values.push((cstr(strings, v_name), v));
+                        pos += 8;
+                    }
+                }
+                KIND_ENUM64 => {
+                    for _ in 0..vlen {
+                        let v_name = u32_at(types_b, pos)?;
+                        let lo = u32_at(types_b, pos + 4)? as u64;
+                        let hi = u32_at(types_b, pos + 8)? as u64;
+                        t.enum_values
+                            .push((cstr(strings, v_name), ((hi << 32) | lo) as i64));
+                        pos += 12;
+                    }
+                }
+                KIND_FUNC_PROTO => pos += 8 * vlen,
+                KIND_DATASEC => pos += 12 * vlen,
+                0..=19 => {}
+                _ => return Err(BtfError::Malformed(format!("unknown kind {kind}"))),
+            }
+            types.push(t);
+        }
+        let mut by_name = HashMap::new();
+        for (id, t) in types.iter().enumerate().skip(1) {
+            if !t.name.is_empty() {
+                by_name.entry((t.kind, t.name.clone())).or_insert(id as u32);
+            }
+        }
+        Ok(Self { types, by_name })
+    }
+
+    /// Number of types, `void` included.
+    pub fn len(&self) -> usize {
+        self.types.len()
+    }
+
+    /// True when only `void` is present.
+    pub fn is_empty(&self) -> bool {
+        self.types.len() <= 1
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.types.get(id as usize).map(|t| t.kind) {
+                Some(
+                    KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG,
+                ) => id = self.types[id as usize].type_ref,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    fn struct_id(&self, name: &str) -> Option<u32> {
+        self.by_name
+            .get(&(KIND_STRUCT, name.to_string()))
+            .or_else(|| self.by_name.get(&(KIND_UNION, name.to_string())))
+            .copied()
+    }
+
+    /// Finds member `name` in composite `id`, descending into anonymous
+    /// structs/unions. Returns (bit offset from the start of `id`, member).
+    fn find_member(&self, id: u32, name: &str) -> Option<(u32, Member)> {
+        let t = self.types.get(id as usize)?;
+        for m in &t.members {
+            if m.name == name {
+                return Some((m.bit_offset, m.clone()));
+            }
+        }
+        for m in &t.members {
+            if m.name.is_empty() {
+                let inner = self.resolve(m.type_id);
+                if let Some((off, found)) = self.find_member(inner, name) {
+                    return Some((m.bit_offset + off, found));
+                }
+            }
+        }
+        None
+    }
+
+    /// Byte offset of a (dotted, possibly nested) field of a struct, e.g.
+    /// `member_offset("sock", "__sk_common.skc_net")`.
+    pub fn member_offset(&self, strukt: &str, field: &str) -> Result<u32, BtfError> {
+        let mut id = self
+            .struct_id(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let mut bits = 0u32;
+        for part in field.split('.') {
+            let (off, m) = self.find_member(id, part).ok_or_else(|| BtfError::NoField {
+                strukt: strukt.into(),
+                field: field.into(),
+            })?;
+            if m.bitfield_size != 0 {
+                return Err(BtfError::Unaligned {
+                    strukt: strukt.into(),
+                    field: field.into(),
+                });
+            }
+            bits += off;
+            id = self.resolve(m.type_id);
+        }
+        if bits % 8 != 0 {
+            return Err(BtfError::Unaligned {
+                strukt: strukt.into(),
+                field: field.into(),
+            });
+        }
+        Ok(bits / 8)
+    }
+
+    /// The values of an enum, by name (e.g. `skb_drop_reason`).
+    pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>, BtfError> {
+        let id = self
+            .by_name
+            .get(&(KIND_ENUM, name.to_string()))
+            .or_else(|| self.by_name.get(&(KIND_ENUM64, name.to_string())))
+            .ok_or_else(|| BtfError::NoEnum(name.into()))?;
+        Ok(self.types[*id as usize].enum_values.clone())
+    }
+
+    /// Whether the kernel has a BTF-typed tracepoint of this name
+    /// (the `btf_trace_<name>` typedef that `tp_btf` programs attach through).
+    pub fn has_tracepoint(&self, name: &str) -> bool {
+        self.by_name
+            .contains_key(&(KIND_TYPEDEF, format!("btf_trace_{name}")))
+    }
+
+    /// Whether `name` is a pointer type id (for tests of the reader).
+    #[cfg(test)]
+    fn is_ptr(&self, id: u32) -> bool {
+        self.types.get(id as usize).map(|t| t.kind) == Some(KIND_PTR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a BTF blob: `struct outer { int a; union { int b; long c; }; struct inner in; }`
+    /// with `struct inner { char pad[3]; int x; }` and `enum color { RED = 1, BLUE = 7 }`.
+    fn synthetic() -> Vec<u8> {
+        let mut strings = b"\0int\0outer\0a\0b\0c\0in\0inner\0pad\0x\0color\0RED\0BLUE\0long\0".to_vec();
+        let s = |name: &str, strings: &[u8]| -> u32 {
+            let needle = format!("\0{name}\0");
+            strings
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+                .unwrap() as u32
+                + 1
+        };
+        let mut t: Vec<u8> = vec![];
+        let push = |t: &mut Vec<u8>, v: u32| t.extend_from_slice(&v.to_le_bytes());
+        // 1: int (size 4)
+        push(&mut t, s("int", &strings));
+        push(&mut t, KIND_INT << 24);
+        push(&mut t, 4);
+        push(&mut t, 32);
+        // 2: long (size 8)
+        push(&mut t, s("long", &strings));
+        push(&mut t, KIND_INT << 24);
+        push(&mut t, 8);
+        push(&mut t, 64);
+        // 3: anonymous union { int b; long c; }
+        push(&mut t, 0);
+        push(&mut t, (KIND_UNION << 24) | 2);
+        push(&mut t, 8);
+        for (n, ty) in [("b", 1), ("c", 2)] {
+            push(&mut t, s(n, &strings));
+            push(&mut t, ty);
+            push(&mut t, 0);
+        }
+        // 4: array char[3] (elem type int for simplicity)
+        push(&mut t, 0);
+        push(&mut t, KIND_ARRAY << 24);
+        push(&mut t, 0);
+        push(&mut t, 1);
+        push(&mut t, 1);
+        push(&mut t, 3);
+        // 5: struct inner { pad[3] @0; int x @32 bits }
+        push(&mut t, s("inner", &strings));
+        push(&mut t, (KIND_STRUCT << 24) | 2);
+        push(&mut t, 8);
+        push(&mut t, s("pad", &strings));
+        push(&mut t, 4);
+        push(&mut t, 0);
+        push(&mut t, s("x", &strings));
+        push(&mut t, 1);
+        push(&mut t, 32);
+        // 6: struct outer { int a @0; union @64; struct inner in @128 }
+        push(&mut t, s("outer", &strings));
+        push(&mut t, (KIND_STRUCT << 24) | 3);
+        push(&mut t, 24);
+        push(&mut t, s("a", &strings));
+        push(&mut t, 1);
+        push(&mut t, 0);
+        push(&mut t, 0);
+        push(&mut t, 3);
+        push(&mut t, 64);
+        push(&mut t, s("in", &strings));
+        push(&mut t, 5);
+        push(&mut t, 128);
+        // 7: enum color
+        push(&mut t, s("color", &strings));
+        push(&mut t, (KIND_ENUM << 24) | 2);
+        push(&mut t, 4);
+        push(&mut t, s("RED", &strings));
+        push(&mut t, 1);
+        push(&mut t, s("BLUE", &strings));
+        push(&mut t, 7);
+        // 8: pointer to outer
+        push(&mut t, 0);
+        push(&mut t, KIND_PTR << 24);
+        push(&mut t, 6);
+
+        let mut out = vec![0x9f, 0xeb, 1, 0];
+        out.extend_from_slice(&24u32.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        out.extend_from_slice(&t);
+        out.append(&mut strings);
+        out
+    }
+
+    #[test]
+    fn offsets_of_direct_anonymous_and_nested_members() {
+        let btf = Btf::parse(&synthetic()).unwrap();
+        assert_eq!(btf.member_offset("outer", "a").unwrap(), 0);
+        assert_eq!(btf.member_offset("outer", "b").unwrap(), 8);
+        assert_eq!(btf.member_offset("outer", "c").unwrap(), 8);
+        assert_eq!(btf.member_offset("outer", "in.x").unwrap(), 16 + 4);
+        assert!(btf.is_ptr(8));
+    }
+
+    #[test]
+    fn missing_struct_and_field_are_named_in_the_error() {
+        let btf = Btf::parse(&synthetic()).unwrap();
+        let e = btf.member_offset("nope", "a").unwrap_err();
+        assert_eq!(e.to_string(), "kernel BTF has no struct `nope`");
+        let e = btf.member_offset("outer", "in.y").unwrap_err();
+        assert_eq!(e.to_string(), "kernel BTF struct `outer` has no field `in.y`");
+    }
+
+    #[test]
+    fn enum_values_are_read() {
+        let btf = Btf::parse(&synthetic()).unwrap();
+        assert_eq!(
+            btf.enum_values("color").unwrap(),
+            vec![("RED".to_string(), 1), ("BLUE".to_string(), 7)]
+        );
+        assert!(btf.enum_values("shade").is_err());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(Btf::parse(b"not btf at all, clearly not").is_err());
+    }
+
+    /// Against the running kernel, when it has BTF: the fields the tracer
+    /// needs resolve, and agree with facts that hold on every kernel.
+    #[test]
+    fn running_kernel_btf_has_what_the_tracer_needs() {
+        let Ok(btf) = Btf::from_sys_fs() else {
+            eprintln!("no /sys/kernel/btf/vmlinux; skipped");
+            return;
+        };
+        // `head` and `data` are adjacent pointers at the end of sk_buff.
+        let head = btf.member_offset("sk_buff", "head").unwrap();
+        let data = btf.member_offset("sk_buff", "data").unwrap();
+        assert_eq!(data, head + 8);
+        btf.member_offset("sock", "__sk_common.skc_net").unwrap();
+        btf.member_offset("net", "ns.inum").unwrap();
+        let reasons = btf.enum_values("skb_drop_reason").unwrap();
+        assert!(reasons.iter().any(|(n, v)| n == "SKB_NOT_DROPPED_YET" && *v == 0));
+        assert!(reasons.iter().any(|(n, _)| n == "SKB_DROP_REASON_NO_SOCKET"));
+        assert!(btf.has_tracepoint("kfree_skb"));
+        assert!(!btf.has_tracepoint("no_such_tracepoint_anywhere"));
+    }
+}

@@ -1,0 +1,5 @@
+//! pktfate: scenario-driven regression tests for the Linux network stack.
+pub mod btf;
+pub mod kallsyms;
+pub mod text;
+pub mod tracer;

@@ -1,0 +1,436 @@
+//! The kernel tracer: what it watches, and the events it reports.
+//!
+//! A [`Tracer`] is started with a [`TraceSpec`] (namespaces and packet
+//! filters) on a [`Backend`]. The one backend today is [`tp_btf::TpBtf`]:
+//! BTF tracepoints on the skb lifecycle plus the kernel stack at each event.
+//! A kprobe or fentry backend, where a kernel allows one, implements the same
+//! trait and produces the same [`RawEvent`]s.
+
+pub mod offsets;
+pub mod reasons;
+pub mod tp_btf;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use pktfate_common::{Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR, PacketFilter, hook};
+
+pub use reasons::DropReasons;
+
+use crate::kallsyms::Kallsyms;
+
+/// Errors starting or reading the tracer.
+#[derive(Debug, thiserror::Error)]
+pub enum TracerError {
+    /// Kernel BTF is needed to resolve offsets and attach tp_btf programs.
+    #[error("kernel BTF is unavailable: {0}")]
+    Btf(#[from] crate::btf::BtfError),
+    /// The eBPF object failed to load (verifier, permissions).
+    #[error("loading the eBPF tracer failed: {0}")]
+    Load(String),
+    /// A program failed to attach to its tracepoint.
+    #[error("attaching to tracepoint `{hook}` failed: {msg}")]
+    Attach {
+        /// The tracepoint.
+        hook: String,
+        /// Why.
+        msg: String,
+    },
+    /// A map could not be set up or read.
+    #[error("tracer map `{map}`: {msg}")]
+    Map {
+        /// The map.
+        map: String,
+        /// Why.
+        msg: String,
+    },
+    /// Too many filters or namespaces for one tracer.
+    #[error("{0}")]
+    Limit(String),
+    /// Polling the ring buffer failed.
+    #[error("reading tracer events: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What one packet filter selects. `None`/0 fields are wildcards.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowFilter {
+    /// IP protocol number.
+    pub proto: Option<u8>,
+    /// Source address.
+    pub src: Option<IpAddr>,
+    /// Destination address.
+    pub dst: Option<IpAddr>,
+    /// Source port.
+    pub sport: Option<u16>,
+    /// Destination port.
+    pub dport: Option<u16>,
+    /// Also track packets flowing the other way (replies).
+    pub reverse: bool,
+}
+
+impl FlowFilter {
+    /// The kernel-side representation.
+    pub fn to_kernel(&self) -> PacketFilter {
+        let mut f = PacketFilter {
+            family: 0,
+            l4proto: self.proto.unwrap_or(0),
+            flags: 0,
+            _pad: 0,
+            sport: self.sport.unwrap_or(0),
+            dport: self.dport.unwrap_or(0),
+            saddr: [0; 16],
+            daddr: [0; 16],
+        };
+        if let Some(a) = self.src {
+            f.family = family(&a);
+            f.saddr = addr16(&a);
+            f.flags |= FILTER_SADDR;
+        }
+        if let Some(a) = self.dst {
+            f.family = family(&a);
+            f.daddr = addr16(&a);
+            f.flags |= FILTER_DADDR;
+        }
+        if self.reverse {
+            f.flags |= FILTER_REVERSE;
+        }
+        f
+    }
+
+    /// Does a packet match, and in which direction? `Some(false)` forward,
+    /// `Some(true)` reverse.
+    pub fn direction(&self, p: &PacketInfo) -> Option<bool> {
+        let fits = |s: Option<IpAddr>, d: Option<IpAddr>, sp: u16, dp: u16| {
+            self.proto.is_none_or(|x| x == p.proto)
+                && self.src.is_none_or(|a| Some(a) == s)
+                && self.dst.is_none_or(|a| Some(a) == d)
+                && self.sport.is_none_or(|x| x == sp)
+                && self.dport.is_none_or(|x| x == dp)
+        };
+        if fits(p.src, p.dst, p.sport, p.dport) {
+            Some(false)
+        } else if self.reverse && fits(p.dst, p.src, p.dport, p.sport) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+fn family(a: &IpAddr) -> u8 {
+    if a.is_ipv4() { 4 } else { 6 }
+}
+
+fn addr16(a: &IpAddr) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => out = v6.octets(),
+    }
+    out
+}
+
+/// What to trace.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSpec {
+    /// Network namespace inodes to watch; empty watches every namespace.
+    pub netns: Vec<u32>,
+    /// Packets to start tracking; empty tracks every IP packet.
+    pub filters: Vec<FlowFilter>,
+    /// Capture the kernel stack at each event.
+    pub stacks: bool,
+}
+
+/// A source of tracer events for one [`TraceSpec`].
+pub trait Backend: Send {
+    /// Short name for reports (`tp_btf`).
+    fn name(&self) -> &'static str;
+    /// Hooks that are attached.
+    fn hooks(&self) -> Vec<&'static str>;
+    /// Waits up to `timeout` for events and returns those available.
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError>;
+    /// Events the kernel side could not deliver (ring buffer full).
+    fn lost(&self) -> Result<u64, TracerError>;
+}
+
+/// A running tracer.
+pub struct Tracer {
+    backend: Box<dyn Backend>,
+    reasons: DropReasons,
+}
+
+impl Tracer {
+    /// Starts the default backend for this kernel.
+    pub fn start(spec: &TraceSpec) -> Result<Self, TracerError> {
+        let btf = crate::btf::Btf::from_sys_fs()?;
+        let reasons = DropReasons::from_btf(&btf)?;
+        let backend = tp_btf::TpBtf::start(spec, &btf)?;
+        Ok(Self {
+            backend: Box::new(backend),
+            reasons,
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The running kernel's drop reasons.
+    pub fn reasons(&self) -> &DropReasons {
+        &self.reasons
+    }
+
+    /// Waits up to `timeout` and decodes the events available.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<RawEvent>, TracerError> {
+        let k = Kallsyms::kernel();
+        Ok(self
+            .backend
+            .poll(timeout)?
+            .iter()
+            .map(|e| RawEvent::decode(e, k, &self.reasons))
+            .collect())
+    }
+
+    /// Events lost in the kernel so far.
+    pub fn lost(&self) -> Result<u64, TracerError> {
+        self.backend.lost()
+    }
+}
+
+/// L3/L4 facts about the packet at an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PacketInfo {
+    /// Source address.
+    pub src: Option<IpAddr>,
+    /// Destination address.
+    pub dst: Option<IpAddr>,
+    /// IP protocol.
+    pub proto: u8,
+    /// TCP/UDP source port.
+    pub sport: u16,
+    /// TCP/UDP destination port.
+    pub dport: u16,
+    /// TCP flags byte.
+    pub tcp_flags: u8,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// ICMP type.
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub icmp_code: u8,
+    /// ICMP echo id.
+    pub icmp_id: u16,
+}
+
+impl PacketInfo {
+    /// Compact tuple text, pwru-style: `10.0.0.1:1234->10.0.0.2:80(tcp S)`.
+    pub fn tuple(&self) -> String {
+        let (Some(s), Some(d)) = (self.src, self.dst) else {
+            return "-".into();
+        };
+        let addr = |a: IpAddr, p: u16| match (a, p) {
+            (IpAddr::V6(_), 0) => format!("[{a}]"),
+            (IpAddr::V6(_), p) => format!("[{a}]:{p}"),
+            (_, 0) => a.to_string(),
+            (_, p) => format!("{a}:{p}"),
+        };
+        match self.proto {
+            6 => format!(
+                "{}->{}(tcp {})",
+                addr(s, self.sport),
+                addr(d, self.dport),
+                tcp_flags(self.tcp_flags)
+            ),
+            17 => format!("{}->{}(udp)", addr(s, self.sport), addr(d, self.dport)),
+            1 | 58 => format!(
+                "{}->{}(icmp{} {}/{} id {})",
+                addr(s, 0),
+                addr(d, 0),
+                if self.proto == 58 { "6" } else { "" },
+                self.icmp_type,
+                self.icmp_code,
+                self.icmp_id
+            ),
+            p => format!("{}->{}(proto {p})", addr(s, 0), addr(d, 0)),
+        }
+    }
+}
+
+/// TCP flags as letters: `S`, `SA`, `R`, `F`, `P`, `.` for ACK alone.
+pub fn tcp_flags(f: u8) -> String {
+    let mut s = String::new();
+    for (bit, c) in [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x10, 'A'), (0x20, 'U')] {
+        if f & bit != 0 {
+            s.push(c);
+        }
+    }
+    if s.is_empty() { "-".into() } else { s }
+}
+
+/// Frames that belong to the tracing machinery, not to the packet's path.
+fn is_tracing_frame(name: &str) -> bool {
+    name.starts_with("bpf_prog_")
+        || name.starts_with("bpf_trace_run")
+        || name.starts_with("__bpf_trace_")
+        || name.starts_with("__traceiter_")
+        || name.starts_with("bpf_get_stack")
+        || name.starts_with("__bpf_get_stack")
+}
+
+/// An event decoded from the kernel ABI, with symbols resolved.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RawEvent {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// skb address.
+    pub skb: u64,
+    /// Tracepoint name.
+    pub hook: &'static str,
+    /// Hook id ([`pktfate_common::hook`]).
+    #[serde(skip)]
+    pub hook_id: u32,
+    /// CPU.
+    pub cpu: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Process name.
+    pub comm: String,
+    /// Network namespace inode.
+    pub netns: u32,
+    /// Device index (in `netns`).
+    pub ifindex: u32,
+    /// skb mark.
+    pub mark: u32,
+    /// skb length.
+    pub len: u32,
+    /// Drop reason name (kfree_skb only).
+    pub reason: Option<String>,
+    /// Function that dropped or consumed the skb (kfree_skb/consume_skb).
+    pub at: Option<String>,
+    /// Hook-specific values (see [`pktfate_common::hook`]).
+    pub aux: [i32; 3],
+    /// Packet headers at this point.
+    pub packet: PacketInfo,
+    /// Kernel functions on the stack, innermost first, tracing frames removed.
+    pub stack: Vec<String>,
+}
+
+impl RawEvent {
+    /// Decodes a kernel [`Event`].
+    pub fn decode(e: &Event, k: &Kallsyms, reasons: &DropReasons) -> Self {
+        let addr = |b: &[u8; 16]| -> Option<IpAddr> {
+            match e.family {
+                4 => Some(IpAddr::from([b[0], b[1], b[2], b[3]])),
+                6 => Some(IpAddr::from(*b)),
+                _ => None,
+            }
+        };
+        let n = (e.stack_bytes.max(0) as usize / 8).min(e.stack.len());
+        let stack = e.stack[..n]
+            .iter()
+            .map(|a| k.name(*a))
+            .filter(|f| !is_tracing_frame(f))
+            .collect();
+        let comm_len = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
+        let terminal = e.hook == hook::KFREE_SKB || e.hook == hook::CONSUME_SKB;
+        Self {
+            ts_ns: e.ts_ns,
+            skb: e.skb,
+            hook: pktfate_common::HOOK_NAMES
+                .get(e.hook as usize)
+                .copied()
+                .unwrap_or("?"),
+            hook_id: e.hook,
+            cpu: e.cpu,
+            pid: e.pid,
+            comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
+            netns: e.netns,
+            ifindex: e.ifindex,
+            mark: e.mark,
+            len: e.len,
+            reason: (e.hook == hook::KFREE_SKB).then(|| reasons.display(e.reason)),
+            at: (terminal && e.location != 0).then(|| k.name(e.location)),
+            aux: e.aux,
+            packet: PacketInfo {
+                src: addr(&e.saddr),
+                dst: addr(&e.daddr),
+                proto: e.l4proto,
+                sport: e.sport,
+                dport: e.dport,
+                tcp_flags: e.tcp_flags,
+                ttl: e.ttl,
+                icmp_type: e.icmp_type,
+                icmp_code: e.icmp_code,
+                icmp_id: e.icmp_id,
+            },
+            stack,
+        }
+    }
+
+    /// Whether this event ends the skb's life.
+    pub fn is_terminal(&self) -> bool {
+        self.hook_id == hook::KFREE_SKB || self.hook_id == hook::CONSUME_SKB
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(src: &str, dst: &str, sport: u16, dport: u16) -> PacketInfo {
+        PacketInfo {
+            src: Some(src.parse().unwrap()),
+            dst: Some(dst.parse().unwrap()),
+            proto: 6,
+            sport,
+            dport,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flow_filter_directions() {
+        let f = FlowFilter {
+            proto: Some(6),
+            src: Some("192.0.2.1".parse().unwrap()),
+            dst: Some("198.51.100.1".parse().unwrap()),
+            sport: Some(1000),
+            dport: Some(80),
+            reverse: true,
+        };
+        assert_eq!(f.direction(&pkt("192.0.2.1", "198.51.100.1", 1000, 80)), Some(false));
+        assert_eq!(f.direction(&pkt("198.51.100.1", "192.0.2.1", 80, 1000)), Some(true));
+        assert_eq!(f.direction(&pkt("198.51.100.1", "192.0.2.1", 81, 1000)), None);
+        let one_way = FlowFilter { reverse: false, ..f.clone() };
+        assert_eq!(one_way.direction(&pkt("198.51.100.1", "192.0.2.1", 80, 1000)), None);
+        let k = f.to_kernel();
+        assert_eq!(k.family, 4);
+        assert_eq!(&k.saddr[..4], &[192, 0, 2, 1]);
+        assert_eq!(k.flags, FILTER_SADDR | FILTER_DADDR | FILTER_REVERSE);
+        assert_eq!((k.sport, k.dport, k.l4proto), (1000, 80, 6));
+    }
+
+    #[test]
+    fn tuple_text() {
+        let mut p = pkt("192.0.2.1", "198.51.100.1", 1000, 80);
+        p.tcp_flags = 0x12;
+        assert_eq!(p.tuple(), "192.0.2.1:1000->198.51.100.1:80(tcp SA)");
+        let v6 = PacketInfo {
+            src: Some("2001:db8::1".parse().unwrap()),
+            dst: Some("2001:db8::2".parse().unwrap()),
+            proto: 17,
+            sport: 53,
+            dport: 5353,
+            ..Default::default()
+        };
+        assert_eq!(v6.tuple(), "[2001:db8::1]:53->[2001:db8::2]:5353(udp)");
+    }
+
+    #[test]
+    fn abi_is_eight_byte_multiple_for_the_ring_buffer() {
+        assert_eq!(std::mem::size_of::<Event>() % 8, 0);
+        assert_eq!(std::mem::size_of::<PacketFilter>(), 40);
+    }
+}

@@ -1,0 +1,45 @@
+//! Kernel struct field offsets for the tracer, from BTF.
+
+use pktfate_common::Offsets;
+
+use crate::btf::{Btf, BtfError};
+
+/// Resolves every offset the tracer reads through `bpf_probe_read_kernel`.
+pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
+    Ok(Offsets {
+        skb_len: btf.member_offset("sk_buff", "len")?,
+        skb_mark: btf.member_offset("sk_buff", "mark")?,
+        skb_dev: btf.member_offset("sk_buff", "dev")?,
+        skb_sk: btf.member_offset("sk_buff", "sk")?,
+        skb_head: btf.member_offset("sk_buff", "head")?,
+        skb_network_header: btf.member_offset("sk_buff", "network_header")?,
+        skb_protocol: btf.member_offset("sk_buff", "protocol")?,
+        dev_ifindex: btf.member_offset("net_device", "ifindex")?,
+        // possible_net_t is `{ struct net *net; }` (or empty without netns).
+        dev_nd_net: btf.member_offset("net_device", "nd_net.net")?,
+        net_ns_inum: btf.member_offset("net", "ns.inum")?,
+        sock_net: btf.member_offset("sock", "__sk_common.skc_net.net")?,
+        flowi4_saddr: btf.member_offset("flowi4", "saddr")?,
+        flowi4_daddr: btf.member_offset("flowi4", "daddr")?,
+        nhc_dev: btf.member_offset("fib_nh_common", "nhc_dev")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resolve_on_the_running_kernel() {
+        let Ok(btf) = crate::btf::Btf::from_sys_fs() else {
+            eprintln!("no kernel BTF; skipped");
+            return;
+        };
+        let o = super::resolve(&btf).unwrap();
+        // Fields of one struct cannot share an offset.
+        let skb = [o.skb_len, o.skb_mark, o.skb_dev, o.skb_sk, o.skb_head, o.skb_network_header, o.skb_protocol];
+        let mut sorted = skb.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), skb.len());
+        assert_ne!(o.flowi4_saddr, o.flowi4_daddr);
+    }
+}

@@ -1,0 +1,118 @@
+//! `enum skb_drop_reason`, read from the running kernel's BTF.
+//!
+//! Values differ between kernels (reasons are added in the middle of the
+//! enum), so names are the stable interface and numbers are looked up here.
+
+use std::collections::BTreeMap;
+
+use crate::btf::{Btf, BtfError};
+
+/// The prefix the kernel gives every drop reason but two.
+pub const PREFIX: &str = "SKB_DROP_REASON_";
+
+/// The running kernel's drop reasons.
+#[derive(Debug, Clone)]
+pub struct DropReasons {
+    by_value: BTreeMap<u32, String>,
+}
+
+impl DropReasons {
+    /// Reads `enum skb_drop_reason` from BTF.
+    pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
+        Ok(Self::from_pairs(btf.enum_values("skb_drop_reason")?))
+    }
+
+    /// Builds the table from (full enumerator name, value) pairs.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let by_value = pairs
+            .into_iter()
+            .filter(|(n, _)| !n.ends_with("_MAX") && !n.contains("SUBSYS"))
+            .map(|(n, v)| (v as u32, short(&n).to_string()))
+            .collect();
+        Self { by_value }
+    }
+
+    /// Short name (without `SKB_DROP_REASON_`) of a value, if the kernel has it.
+    pub fn name(&self, value: u32) -> Option<&str> {
+        self.by_value.get(&value).map(String::as_str)
+    }
+
+    /// Short name, or the number when this kernel does not name it.
+    pub fn display(&self, value: u32) -> String {
+        self.name(value)
+            .map_or_else(|| format!("#{value}"), str::to_string)
+    }
+
+    /// Resolves a user-written reason (prefix optional, any case) to its
+    /// canonical short name.
+    pub fn resolve(&self, user: &str) -> Option<&str> {
+        let want = short(user.trim()).to_ascii_uppercase();
+        self.by_value
+            .values()
+            .find(|n| n.eq_ignore_ascii_case(&want))
+            .map(String::as_str)
+    }
+
+    /// The closest known names to an unknown one, best first.
+    pub fn suggest(&self, user: &str) -> Vec<&str> {
+        let want = short(user.trim()).to_ascii_uppercase();
+        let mut scored: Vec<(usize, &str)> = self
+            .by_value
+            .values()
+            .map(|n| (crate::text::edit_distance(&want, n), n.as_str()))
+            .filter(|(d, n)| *d <= (n.len().max(want.len()) / 3).max(2))
+            .collect();
+        scored.sort();
+        scored.into_iter().take(3).map(|(_, n)| n).collect()
+    }
+
+    /// All (value, short name) pairs, by value.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.by_value.iter().map(|(v, n)| (*v, n.as_str()))
+    }
+}
+
+/// Strips `SKB_DROP_REASON_` (any case).
+fn short(name: &str) -> &str {
+    if name.len() >= PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+        &name[PREFIX.len()..]
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> DropReasons {
+        DropReasons::from_pairs([
+            ("SKB_NOT_DROPPED_YET".to_string(), 0),
+            ("SKB_CONSUMED".to_string(), 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED".to_string(), 2),
+            ("SKB_DROP_REASON_NO_SOCKET".to_string(), 3),
+            ("SKB_DROP_REASON_IP_CSUM".to_string(), 9),
+            ("SKB_DROP_REASON_MAX".to_string(), 10),
+        ])
+    }
+
+    #[test]
+    fn resolves_with_or_without_prefix_and_in_any_case() {
+        let t = table();
+        assert_eq!(t.resolve("IP_CSUM"), Some("IP_CSUM"));
+        assert_eq!(t.resolve("SKB_DROP_REASON_IP_CSUM"), Some("IP_CSUM"));
+        assert_eq!(t.resolve("skb_drop_reason_no_socket"), Some("NO_SOCKET"));
+        assert_eq!(t.resolve("IP_CHECKSUM"), None);
+        assert_eq!(t.display(9), "IP_CSUM");
+        assert_eq!(t.display(77), "#77");
+        assert_eq!(t.name(10), None, "_MAX is not a reason");
+    }
+
+    #[test]
+    fn suggests_near_names() {
+        let t = table();
+        assert_eq!(t.suggest("NO_SOCKT").first(), Some(&"NO_SOCKET"));
+        assert_eq!(t.suggest("IPCSUM").first(), Some(&"IP_CSUM"));
+        assert!(t.suggest("COMPLETELY_DIFFERENT_THING").is_empty());
+    }
+}
