@@ -20,10 +20,14 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 pub fn did_you_mean<'a>(want: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (edit_distance(want, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(want.len()) / 3).max(2))
+        .map(|c| {
+            // Ties go to the candidate that starts like the typo.
+            let other_start = want.chars().next() != c.chars().next();
+            (edit_distance(want, c), other_start, c)
+        })
+        .filter(|(d, _, c)| *d <= (c.len().max(want.len()) / 3).max(2))
         .min()
-        .map(|(_, c)| c)
+        .map(|(_, _, c)| c)
 }
 
 #[cfg(test)]
@@ -37,5 +41,7 @@ mod tests {
         assert_eq!(edit_distance("same", "same"), 0);
         assert_eq!(did_you_mean("dropd", ["dropped", "delivered"]), Some("dropped"));
         assert_eq!(did_you_mean("zzzzzz", ["dropped"]), None);
+        // "fait" is two edits from both; the shared first letter decides.
+        assert_eq!(did_you_mean("fait", ["at", "fate"]), Some("fate"));
     }
 }

@@ -1,0 +1,1470 @@
+//! Stage 1: scenario file → validated [`Scenario`].
+//!
+//! Parsing keeps the YAML position of every value a user can get wrong, so
+//! each error names `file:line:col` and, where there is an obvious fix, a hint.
+//! Unknown keys are errors. Nothing here needs root or a kernel; checks that
+//! do (drop-reason names) are in [`Scenario::check_against_kernel`].
+//!
+//! # Example
+//!
+//! ```
+//! let yaml = r#"
+//! namespaces:
+//!   host:
+//!     links:
+//!       - { name: tun0, kind: tun }
+//!     addresses:
+//!       - { dev: tun0, addr: 192.0.2.1/24 }
+//! inject:
+//!   via: host/tun0
+//!   ipv4: { src: 192.0.2.7, dst: 192.0.2.1, checksum: bad }
+//!   tcp: { sport: 1000, dport: 80, flags: [syn] }
+//! expect:
+//!   fate: dropped
+//!   reason: IP_CSUM
+//! "#;
+//! let s = pktfate::scenario::Scenario::parse("example.yaml".as_ref(), yaml).unwrap();
+//! assert_eq!(s.packets.len(), 1);
+//! assert_eq!(s.packets[0].expect.reason.as_deref(), Some("IP_CSUM"));
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use marked_yaml::{LoaderOptions, Spanned};
+use serde::Deserialize;
+
+use crate::text::did_you_mean;
+use crate::tracer::DropReasons;
+
+/// A position in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// A mistake in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// Where, when known.
+    pub loc: Option<Location>,
+    /// The file, always known.
+    pub file: PathBuf,
+    /// What is wrong.
+    pub msg: String,
+    /// How to fix it, when there is an obvious fix.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.loc {
+            Some(l) => write!(f, "{l}: {}", self.msg)?,
+            None => write!(f, "{}: {}", self.file.display(), self.msg)?,
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Raw serde shapes, mirroring the YAML one to one.
+mod raw {
+    use super::*;
+
+    pub type S = Spanned<String>;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        pub name: Option<S>,
+        pub description: Option<S>,
+        pub namespaces: Option<HashMap<S, Namespace>>,
+        pub inject: Option<Inject>,
+        pub expect: Option<Expect>,
+        pub packets: Option<Vec<Packet>>,
+        pub timeout_ms: Option<Spanned<u64>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Namespace {
+        #[serde(default)]
+        pub links: Vec<Link>,
+        #[serde(default)]
+        pub addresses: Vec<Address>,
+        #[serde(default)]
+        pub routes: Vec<Route>,
+        #[serde(default)]
+        pub sysctls: HashMap<S, S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Link {
+        pub name: S,
+        pub kind: S,
+        pub peer: Option<Peer>,
+        pub mtu: Option<Spanned<u32>>,
+        pub up: Option<Spanned<bool>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Peer {
+        pub namespace: S,
+        pub name: S,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Address {
+        pub dev: S,
+        pub addr: S,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Route {
+        pub to: S,
+        pub via: Option<S>,
+        pub dev: Option<S>,
+        pub src: Option<S>,
+        pub metric: Option<Spanned<u32>>,
+        pub table: Option<Spanned<u32>>,
+        #[serde(rename = "type")]
+        pub kind: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Packet {
+        pub name: Option<S>,
+        pub inject: Inject,
+        pub expect: Expect,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Inject {
+        pub via: S,
+        pub ipv4: Option<Ipv4>,
+        pub ipv6: Option<Ipv6>,
+        pub tcp: Option<Tcp>,
+        pub udp: Option<Udp>,
+        pub icmp: Option<Icmp>,
+        pub payload: Option<S>,
+        pub payload_hex: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ipv4 {
+        pub src: S,
+        pub dst: S,
+        pub ttl: Option<Spanned<u8>>,
+        pub id: Option<Spanned<u16>>,
+        pub tos: Option<Spanned<u8>>,
+        pub df: Option<Spanned<bool>>,
+        pub checksum: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ipv6 {
+        pub src: S,
+        pub dst: S,
+        pub hop_limit: Option<Spanned<u8>>,
+        pub traffic_class: Option<Spanned<u8>>,
+        pub flow_label: Option<Spanned<u32>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tcp {
+        pub sport: Spanned<u16>,
+        pub dport: Spanned<u16>,
+        pub flags: Option<Vec<S>>,
+        pub seq: Option<Spanned<u32>>,
+        pub ack: Option<Spanned<u32>>,
+        pub window: Option<Spanned<u16>>,
+        pub checksum: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Udp {
+        pub sport: Spanned<u16>,
+        pub dport: Spanned<u16>,
+        pub checksum: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Icmp {
+        #[serde(rename = "type")]
+        pub kind: S,
+        pub code: Option<Spanned<u8>>,
+        pub id: Option<Spanned<u16>>,
+        pub seq: Option<Spanned<u16>>,
+        pub checksum: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Expect {
+        pub fate: Option<S>,
+        pub reason: Option<S>,
+        pub at: Option<S>,
+        pub path: Option<Vec<S>>,
+    }
+}
+
+/// A validated scenario, ready to build.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name (the file stem unless `name:` is given).
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Free text.
+    pub description: Option<String>,
+    /// Namespaces, in file order of their names.
+    pub namespaces: Vec<Namespace>,
+    /// Packets to inject, each with its expectations.
+    pub packets: Vec<Packet>,
+    /// How long to wait for every tracked skb to die.
+    pub timeout: Duration,
+}
+
+/// A network namespace the scenario creates.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    /// Scenario-local name (`host`, `router`, ...).
+    pub name: String,
+    /// Links created in this namespace.
+    pub links: Vec<Link>,
+    /// Addresses.
+    pub addresses: Vec<Address>,
+    /// Routes.
+    pub routes: Vec<Route>,
+    /// `net.*` sysctls, key with dots, applied after links exist.
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// Kinds of links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A veth pair; the peer end lives in `peer_ns` as `peer`.
+    Veth {
+        /// Namespace of the peer end.
+        peer_ns: String,
+        /// Name of the peer end.
+        peer: String,
+    },
+    /// A layer-3 tun device (IFF_TUN | IFF_NO_PI), owned by the harness.
+    Tun,
+    /// A layer-2 tap device (IFF_TAP | IFF_NO_PI), owned by the harness.
+    Tap,
+}
+
+/// A link to create.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Interface name.
+    pub name: String,
+    /// What it is.
+    pub kind: LinkKind,
+    /// MTU, if set.
+    pub mtu: Option<u32>,
+    /// Brought up (default true).
+    pub up: bool,
+}
+
+/// An interface address.
+#[derive(Debug, Clone)]
+pub struct Address {
+    /// Device.
+    pub dev: String,
+    /// Address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+/// Route types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteType {
+    /// A normal route.
+    Unicast,
+    /// Silently discard.
+    Blackhole,
+    /// Discard with ICMP unreachable.
+    Unreachable,
+    /// Discard with ICMP prohibited.
+    Prohibit,
+}
+
+/// A route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Destination; `None` is the default route.
+    pub to: Option<(IpAddr, u8)>,
+    /// True for IPv6.
+    pub v6: bool,
+    /// Gateway.
+    pub via: Option<IpAddr>,
+    /// Output device.
+    pub dev: Option<String>,
+    /// Preferred source.
+    pub src: Option<IpAddr>,
+    /// Metric.
+    pub metric: Option<u32>,
+    /// Table id.
+    pub table: Option<u32>,
+    /// Type.
+    pub kind: RouteType,
+}
+
+/// A device in a namespace, written `ns/dev`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRef {
+    /// Namespace.
+    pub ns: String,
+    /// Device.
+    pub dev: String,
+}
+
+/// A checksum field: computed, deliberately wrong, or a fixed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checksum {
+    /// Computed correctly.
+    #[default]
+    Auto,
+    /// Computed, then made wrong.
+    Bad,
+    /// This exact value.
+    Value(u16),
+}
+
+/// IP layer of a packet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IpLayer {
+    /// IPv4.
+    V4 {
+        /// Source.
+        src: std::net::Ipv4Addr,
+        /// Destination.
+        dst: std::net::Ipv4Addr,
+        /// TTL.
+        ttl: u8,
+        /// Identification.
+        id: u16,
+        /// TOS byte.
+        tos: u8,
+        /// Don't-fragment bit.
+        df: bool,
+        /// Header checksum.
+        checksum: Checksum,
+    },
+    /// IPv6.
+    V6 {
+        /// Source.
+        src: std::net::Ipv6Addr,
+        /// Destination.
+        dst: std::net::Ipv6Addr,
+        /// Hop limit.
+        hop_limit: u8,
+        /// Traffic class.
+        traffic_class: u8,
+        /// Flow label (20 bits).
+        flow_label: u32,
+    },
+}
+
+/// TCP flag bits, as on the wire.
+pub mod tcp_flag {
+    /// FIN
+    pub const FIN: u8 = 0x01;
+    /// SYN
+    pub const SYN: u8 = 0x02;
+    /// RST
+    pub const RST: u8 = 0x04;
+    /// PSH
+    pub const PSH: u8 = 0x08;
+    /// ACK
+    pub const ACK: u8 = 0x10;
+    /// URG
+    pub const URG: u8 = 0x20;
+}
+
+/// Transport layer of a packet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum L4Layer {
+    /// TCP.
+    Tcp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// Flag bits ([`tcp_flag`]).
+        flags: u8,
+        /// Sequence number.
+        seq: u32,
+        /// Acknowledgment number.
+        ack: u32,
+        /// Window.
+        window: u16,
+        /// Checksum.
+        checksum: Checksum,
+    },
+    /// UDP.
+    Udp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// Checksum.
+        checksum: Checksum,
+    },
+    /// ICMP (over IPv4) or ICMPv6 (over IPv6).
+    Icmp {
+        /// Type.
+        kind: u8,
+        /// Code.
+        code: u8,
+        /// Identifier (echo).
+        id: u16,
+        /// Sequence (echo).
+        seq: u16,
+        /// Checksum.
+        checksum: Checksum,
+    },
+    /// No transport header.
+    None,
+}
+
+impl L4Layer {
+    /// IP protocol number.
+    pub fn proto(&self, v6: bool) -> Option<u8> {
+        match self {
+            L4Layer::Tcp { .. } => Some(6),
+            L4Layer::Udp { .. } => Some(17),
+            L4Layer::Icmp { .. } => Some(if v6 { 58 } else { 1 }),
+            L4Layer::None => None,
+        }
+    }
+}
+
+/// A packet to build and inject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacketSpec {
+    /// IP header.
+    pub ip: IpLayer,
+    /// Transport header.
+    pub l4: L4Layer,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// What the packet should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fate {
+    /// Freed with a drop reason (`kfree_skb`).
+    Dropped,
+    /// Taken by a socket.
+    Delivered,
+    /// Routed through `ip_forward`/`ip6_forward` and transmitted.
+    Forwarded,
+    /// Freed as consumed (`consume_skb`).
+    Consumed,
+}
+
+impl Fate {
+    /// All fates, for messages.
+    pub const ALL: [&'static str; 4] = ["dropped", "delivered", "forwarded", "consumed"];
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "dropped" => Fate::Dropped,
+            "delivered" => Fate::Delivered,
+            "forwarded" => Fate::Forwarded,
+            "consumed" => Fate::Consumed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Fate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fate::Dropped => "dropped",
+            Fate::Delivered => "delivered",
+            Fate::Forwarded => "forwarded",
+            Fate::Consumed => "consumed",
+        })
+    }
+}
+
+/// One step of an expected path: a function or hook, optionally only in a
+/// namespace and on a device (`netif_receive_skb@router/veth1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStep {
+    /// Function or hook name.
+    pub func: String,
+    /// Namespace qualifier.
+    pub ns: Option<String>,
+    /// Device qualifier.
+    pub dev: Option<String>,
+}
+
+impl fmt::Display for PathStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.func)?;
+        match (&self.ns, &self.dev) {
+            (Some(n), Some(d)) => write!(f, "@{n}/{d}"),
+            (Some(n), None) => write!(f, "@{n}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Expectations about one packet.
+#[derive(Debug, Clone, Default)]
+pub struct Expectation {
+    /// Fate.
+    pub fate: Option<Fate>,
+    /// Drop reason, canonical short name once checked against the kernel.
+    pub reason: Option<String>,
+    /// Where `reason` was written.
+    pub reason_loc: Option<Location>,
+    /// Function that freed the skb.
+    pub at: Option<String>,
+    /// Ordered subsequence of steps.
+    pub path: Vec<PathStep>,
+}
+
+/// One injected packet with its expectations.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// Name (`packet 1` unless given).
+    pub name: String,
+    /// Device it is written into.
+    pub via: DeviceRef,
+    /// Headers and payload.
+    pub spec: PacketSpec,
+    /// What should happen.
+    pub expect: Expectation,
+}
+
+/// Default time to wait for every tracked skb's fate.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Ctx<'a> {
+    file: &'a Path,
+    errors: Vec<ScenarioError>,
+}
+
+impl Ctx<'_> {
+    fn loc<T>(&self, s: &Spanned<T>) -> Option<Location> {
+        s.span().start().map(|m| Location {
+            file: self.file.to_path_buf(),
+            line: m.line(),
+            col: m.column(),
+        })
+    }
+
+    fn err<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>, hint: Option<String>) {
+        let loc = self.loc(at);
+        self.errors.push(ScenarioError {
+            loc,
+            file: self.file.to_path_buf(),
+            msg: msg.into(),
+            hint,
+        });
+    }
+
+    fn ip(&mut self, s: &raw::S, what: &str) -> Option<IpAddr> {
+        match s.parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    s,
+                    format!("{what} `{}` is not an IP address", s.as_str()),
+                    Some("write e.g. 192.0.2.1 or 2001:db8::1".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn cidr(&mut self, s: &raw::S, what: &str) -> Option<(IpAddr, u8)> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.as_str(), None),
+        };
+        let addr: IpAddr = match a.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.err(
+                    s,
+                    format!("{what} `{}` is not an address with prefix", s.as_str()),
+                    Some("write e.g. 192.0.2.1/24 or 2001:db8::1/64".into()),
+                );
+                return None;
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p.map(str::parse::<u8>) {
+            None => max,
+            Some(Ok(p)) if p <= max => p,
+            Some(_) => {
+                self.err(s, format!("{what} `{}` has a bad prefix length", s.as_str()), Some(format!("the prefix is 0..={max}")));
+                return None;
+            }
+        };
+        Some((addr, prefix))
+    }
+
+    fn checksum(&mut self, s: &Option<raw::S>) -> Checksum {
+        let Some(s) = s else { return Checksum::Auto };
+        let v = s.trim();
+        if v == "auto" {
+            return Checksum::Auto;
+        }
+        if v == "bad" {
+            return Checksum::Bad;
+        }
+        let parsed = if let Some(h) = v.strip_prefix("0x") {
+            u16::from_str_radix(h, 16).ok()
+        } else {
+            v.parse::<u16>().ok()
+        };
+        match parsed {
+            Some(n) => Checksum::Value(n),
+            None => {
+                self.err(
+                    s,
+                    format!("checksum `{v}` is not `auto`, `bad` or a 16-bit number"),
+                    Some("write `checksum: bad` to send a wrong checksum, or e.g. `checksum: 0xf77b`".into()),
+                );
+                Checksum::Auto
+            }
+        }
+    }
+}
+
+/// Which links (by name) each namespace will have, for reference checks.
+type DevIndex = BTreeMap<String, BTreeSet<String>>;
+
+fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n != "."
+        && n != ".."
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_nsname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 24
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, Vec<ScenarioError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ScenarioError {
+                loc: None,
+                file: path.to_path_buf(),
+                msg: format!("cannot read scenario: {e}"),
+                hint: None,
+            }]
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates scenario text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Vec<ScenarioError>> {
+        let opts = LoaderOptions::default().error_on_duplicate_keys(true);
+        let file: raw::File = marked_yaml::from_yaml_with_options(0, text, opts)
+            .map_err(|e| vec![yaml_error(path, text, &e)])?;
+        let mut cx = Ctx {
+            file: path,
+            errors: vec![],
+        };
+        let s = validate(&mut cx, file, path);
+        if cx.errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(cx.errors)
+        }
+    }
+
+    /// Checks what needs the running kernel: drop reason names exist (and
+    /// are rewritten to their canonical short form).
+    pub fn check_against_kernel(&mut self, reasons: &DropReasons) -> Result<(), Vec<ScenarioError>> {
+        let mut errors = vec![];
+        for p in &mut self.packets {
+            let Some(r) = p.expect.reason.clone() else { continue };
+            match reasons.resolve(&r) {
+                Some(canon) => p.expect.reason = Some(canon.to_string()),
+                None => {
+                    let sugg = reasons.suggest(&r);
+                    let hint = if sugg.is_empty() {
+                        "`pktfate reasons` lists this kernel's drop reasons".to_string()
+                    } else {
+                        format!("did you mean {}? (`pktfate reasons` lists them all)", sugg.join(", "))
+                    };
+                    errors.push(ScenarioError {
+                        loc: p.expect.reason_loc.clone(),
+                        file: self.path.clone(),
+                        msg: format!("unknown drop reason `{r}` on this kernel"),
+                        hint: Some(hint),
+                    });
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// The namespace with this scenario-local name.
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces.iter().find(|n| n.name == name)
+    }
+}
+
+/// (line, column) of a spanned value, for keeping file order.
+fn span_pos<T>(s: &Spanned<T>) -> (usize, usize) {
+    s.span().start().map_or((0, 0), |m| (m.line(), m.column()))
+}
+
+fn yaml_error(path: &Path, text: &str, e: &marked_yaml::FromYamlError) -> ScenarioError {
+    use marked_yaml::FromYamlError as F;
+    let (mark, msg, hint) = match e {
+        F::ParseYaml(le) => {
+            let text = le.to_string();
+            // LoadError's text starts with "source:line:col: "; keep the message only.
+            let msg = text.splitn(2, ": ").nth(1).unwrap_or(&text).to_string();
+            let mark = load_error_mark(le).map(|m| (m.line(), m.column()));
+            (mark, format!("invalid YAML: {msg}"), None)
+        }
+        F::FromNode(ne) => {
+            let inner: &marked_yaml::Error = ne;
+            let hint = match inner {
+                marked_yaml::Error::UnknownFieldError(f, expected, _) => {
+                    let near = did_you_mean(f, expected.iter().copied());
+                    Some(match near {
+                        Some(n) => format!("did you mean `{n}`? known keys here: {}", expected.join(", ")),
+                        None => format!("known keys here: {}", expected.join(", ")),
+                    })
+                }
+                marked_yaml::Error::NotBoolean(_) => Some("write true or false".into()),
+                marked_yaml::Error::IntegerParseFailure(..) => Some("this field takes a whole number in range".into()),
+                _ => None,
+            };
+            let msg = match inner {
+                marked_yaml::Error::UnknownFieldError(f, _, _) => format!("unknown key `{f}`"),
+                marked_yaml::Error::NotBoolean(_) => "expected true or false".into(),
+                marked_yaml::Error::IntegerParseFailure(e, _) => format!("not a valid number: {e}"),
+                other => other.to_string(),
+            };
+            let mut loc = ne.start_mark().map(|m| (m.line(), m.column()));
+            // marked-yaml gives unknown keys no position: find the key itself.
+            if let (None, marked_yaml::Error::UnknownFieldError(f, _, _)) = (loc, inner) {
+                loc = find_key(text, f);
+            }
+            (loc, msg, hint)
+        }
+    };
+    ScenarioError {
+        loc: mark.map(|(line, col)| Location {
+            file: path.to_path_buf(),
+            line,
+            col,
+        }),
+        file: path.to_path_buf(),
+        msg,
+        hint,
+    }
+}
+
+/// 1-based (line, column) of the first `key:` in the text.
+fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let re = regex::Regex::new(&format!(r"(^|[\s{{,\-])({})\s*:", regex::escape(key))).ok()?;
+    text.lines().enumerate().find_map(|(i, l)| {
+        let code = l.split(" #").next().unwrap_or(l);
+        re.captures(code).map(|c| (i + 1, c.get(2).map_or(0, |m| m.start()) + 1))
+    })
+}
+
+fn load_error_mark(e: &marked_yaml::LoadError) -> Option<marked_yaml::Marker> {
+    use marked_yaml::LoadError as L;
+    match e {
+        L::TopLevelMustBeMapping(m)
+        | L::TopLevelMustBeSequence(m)
+        | L::UnexpectedAnchor(m)
+        | L::MappingKeyMustBeScalar(m)
+        | L::UnexpectedTag(m)
+        | L::ScanError(m, _) => Some(*m),
+        L::DuplicateKey(inner) => inner.key.span().start().copied(),
+    }
+}
+
+fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
+    let name = f.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".into())
+    });
+
+    // Namespaces and the devices each will hold.
+    let mut devs: DevIndex = BTreeMap::new();
+    // File order, so creation order and messages follow what the user wrote.
+    let mut raw_ns: Vec<(raw::S, raw::Namespace)> = f.namespaces.unwrap_or_default().into_iter().collect();
+    raw_ns.sort_by_key(|(k, _)| span_pos(k));
+    if raw_ns.is_empty() {
+        cx.errors.push(ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg: "no `namespaces`: a scenario builds its own namespaces".into(),
+            hint: Some("add `namespaces:` with at least one namespace; nothing runs in the root namespace".into()),
+        });
+    }
+    for (n, ns) in &raw_ns {
+        if !valid_nsname(n) {
+            cx.err(n, format!("namespace name `{}` is not valid", n.as_str()), Some("use up to 24 letters, digits, - or _".into()));
+        }
+        let set = devs.entry(n.to_string()).or_default();
+        set.insert("lo".into());
+        for l in &ns.links {
+            set.insert(l.name.to_string());
+        }
+    }
+    for (_, ns) in &raw_ns {
+        for l in &ns.links {
+            if let Some(p) = &l.peer {
+                if let Some(set) = devs.get_mut(p.namespace.as_str()) {
+                    if !set.insert(p.name.to_string()) {
+                        cx.err(&p.name, format!("device `{}` already exists in namespace `{}`", p.name.as_str(), p.namespace.as_str()), None);
+                    }
+                }
+            }
+        }
+    }
+
+    let ns_names: Vec<String> = raw_ns.iter().map(|(k, _)| k.to_string()).collect();
+    let mut namespaces = vec![];
+    for (n, ns) in raw_ns {
+        namespaces.push(validate_ns(cx, &n, ns, &ns_names, &devs));
+    }
+
+    // Packets: either top-level inject/expect or a `packets:` list.
+    let mut raw_packets = vec![];
+    match (f.inject, f.expect, f.packets) {
+        (Some(i), e, None) => raw_packets.push(raw::Packet {
+            name: None,
+            inject: i,
+            expect: e.unwrap_or(raw::Expect {
+                fate: None,
+                reason: None,
+                at: None,
+                path: None,
+            }),
+        }),
+        (None, None, Some(list)) => raw_packets = list,
+        (None, Some(e), _) => cx.err(
+            e.fate.as_ref().or(e.reason.as_ref()).unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
+            "`expect` without `inject`",
+            Some("add an `inject:` block describing the packet".into()),
+        ),
+        (Some(i), _, Some(_)) => cx.err(&i.via, "both `inject` and `packets` given", Some("use `packets:` for several packets, or top-level `inject`/`expect` for one".into())),
+        (None, None, None) => cx.errors.push(ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg: "nothing to inject".into(),
+            hint: Some("add `inject:` and `expect:` (or a `packets:` list)".into()),
+        }),
+    }
+    let mut packets = vec![];
+    for (i, p) in raw_packets.into_iter().enumerate() {
+        let pname = p.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| format!("packet {}", i + 1));
+        if let Some(pk) = validate_packet(cx, pname, p, &namespaces, &devs) {
+            packets.push(pk);
+        }
+    }
+
+    let timeout = f.timeout_ms.map_or(DEFAULT_TIMEOUT, |t| Duration::from_millis(*t));
+    Scenario {
+        name,
+        path: path.to_path_buf(),
+        description: f.description.map(|d| d.to_string()),
+        namespaces,
+        packets,
+        timeout,
+    }
+}
+
+fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[String], devs: &DevIndex) -> Namespace {
+    let here = &devs[name.as_str()];
+    let mut links = vec![];
+    let mut seen = BTreeSet::new();
+    for l in ns.links {
+        if !valid_ifname(&l.name) {
+            cx.err(&l.name, format!("interface name `{}` is not valid", l.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
+        }
+        if !seen.insert(l.name.to_string()) || l.name.as_str() == "lo" {
+            cx.err(&l.name, format!("device `{}` is declared twice in namespace `{}`", l.name.as_str(), name.as_str()), None);
+        }
+        let kind = match (l.kind.as_str(), &l.peer) {
+            ("veth", Some(p)) => {
+                if !ns_names.iter().any(|n| n == p.namespace.as_str()) {
+                    let near = did_you_mean(&p.namespace, ns_names.iter().map(String::as_str));
+                    cx.err(
+                        &p.namespace,
+                        format!("veth peer namespace `{}` is not declared", p.namespace.as_str()),
+                        Some(match near {
+                            Some(n) => format!("did you mean `{n}`? peers must be in the scenario's own namespaces"),
+                            None => "declare it under `namespaces:`; veths never reach the root namespace".into(),
+                        }),
+                    );
+                }
+                if !valid_ifname(&p.name) {
+                    cx.err(&p.name, format!("interface name `{}` is not valid", p.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
+                }
+                LinkKind::Veth {
+                    peer_ns: p.namespace.to_string(),
+                    peer: p.name.to_string(),
+                }
+            }
+            ("veth", None) => {
+                cx.err(&l.kind, "a veth needs a `peer: { namespace, name }`", None);
+                continue;
+            }
+            ("tun", None) => LinkKind::Tun,
+            ("tap", None) => LinkKind::Tap,
+            ("tun" | "tap", Some(p)) => {
+                cx.err(&p.name, format!("a {} device has no peer", l.kind.as_str()), None);
+                continue;
+            }
+            (other, _) => {
+                let near = did_you_mean(other, ["veth", "tun", "tap"]);
+                cx.err(
+                    &l.kind,
+                    format!("unknown link kind `{other}`"),
+                    Some(near.map_or("kinds: veth, tun, tap".into(), |n| format!("did you mean `{n}`?"))),
+                );
+                continue;
+            }
+        };
+        links.push(Link {
+            name: l.name.to_string(),
+            kind,
+            mtu: l.mtu.map(|m| *m),
+            up: l.up.is_none_or(|u| *u),
+        });
+    }
+
+    let check_dev = |cx: &mut Ctx, d: &raw::S| {
+        if !here.contains(d.as_str()) {
+            let near = did_you_mean(d, here.iter().map(String::as_str));
+            cx.err(
+                d,
+                format!("no device `{}` in namespace `{}`", d.as_str(), name.as_str()),
+                Some(match near {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => format!("devices here: {}", here.iter().cloned().collect::<Vec<_>>().join(", ")),
+                }),
+            );
+        }
+    };
+
+    let mut addresses = vec![];
+    for a in ns.addresses {
+        check_dev(cx, &a.dev);
+        if let Some((addr, prefix)) = cx.cidr(&a.addr, "address") {
+            addresses.push(Address {
+                dev: a.dev.to_string(),
+                addr,
+                prefix,
+            });
+        }
+    }
+
+    let mut routes = vec![];
+    for r in ns.routes {
+        let to = if r.to.as_str() == "default" { None } else { cx.cidr(&r.to, "route destination") };
+        let via = r.via.as_ref().and_then(|v| cx.ip(v, "gateway"));
+        let src = r.src.as_ref().and_then(|v| cx.ip(v, "source"));
+        if let Some(d) = &r.dev {
+            check_dev(cx, d);
+        }
+        let kind = match r.kind.as_ref().map(|k| k.as_str()) {
+            None | Some("unicast") => RouteType::Unicast,
+            Some("blackhole") => RouteType::Blackhole,
+            Some("unreachable") => RouteType::Unreachable,
+            Some("prohibit") => RouteType::Prohibit,
+            Some(other) => {
+                cx.err(r.kind.as_ref().unwrap(), format!("unknown route type `{other}`"), Some("types: unicast, blackhole, unreachable, prohibit".into()));
+                RouteType::Unicast
+            }
+        };
+        if kind == RouteType::Unicast && via.is_none() && r.dev.is_none() {
+            cx.err(&r.to, "a route needs `via` or `dev`", None);
+        }
+        let v6 = to.map(|(a, _)| a.is_ipv6()).or(via.map(|a| a.is_ipv6())).unwrap_or(false);
+        if let (Some((t, _)), Some(v)) = (to, via) {
+            if t.is_ipv4() != v.is_ipv4() {
+                cx.err(r.via.as_ref().unwrap(), "gateway and destination are of different IP families", None);
+            }
+        }
+        routes.push(Route {
+            to,
+            v6,
+            via,
+            dev: r.dev.map(|d| d.to_string()),
+            src,
+            metric: r.metric.map(|m| *m),
+            table: r.table.map(|t| *t),
+            kind,
+        });
+    }
+
+    let mut sysctls = vec![];
+    let mut raw_sysctls: Vec<_> = ns.sysctls.into_iter().collect();
+    raw_sysctls.sort_by_key(|(k, _)| span_pos(k));
+    for (k, v) in raw_sysctls {
+        // Only per-namespace sysctls: anything else would change the host.
+        let ok_chars = k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !k.starts_with("net.") || !ok_chars || k.contains("..") {
+            cx.err(
+                &k,
+                format!("sysctl `{}` is not a per-namespace `net.*` key", k.as_str()),
+                Some("only net.* sysctls are allowed: they are private to the scenario's namespace".into()),
+            );
+            continue;
+        }
+        sysctls.push((k.to_string(), v.to_string()));
+    }
+
+    Namespace {
+        name: name.to_string(),
+        links,
+        addresses,
+        routes,
+        sysctls,
+    }
+}
+
+fn parse_devref(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<DeviceRef> {
+    let Some((ns, dev)) = s.split_once('/') else {
+        cx.err(s, format!("`{}` is not `namespace/device`", s.as_str()), Some("write e.g. `host/tun0`".into()));
+        return None;
+    };
+    let Some(set) = devs.get(ns) else {
+        let near = did_you_mean(ns, devs.keys().map(String::as_str));
+        cx.err(s, format!("no namespace `{ns}`"), near.map(|n| format!("did you mean `{n}`?")));
+        return None;
+    };
+    if !set.contains(dev) {
+        let near = did_you_mean(dev, set.iter().map(String::as_str));
+        cx.err(s, format!("no device `{dev}` in namespace `{ns}`"), near.map(|n| format!("did you mean `{n}`?")));
+        return None;
+    }
+    Some(DeviceRef {
+        ns: ns.into(),
+        dev: dev.into(),
+    })
+}
+
+fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Namespace], devs: &DevIndex) -> Option<Packet> {
+    let i = p.inject;
+    let via = parse_devref(cx, &i.via, devs);
+    if let Some(v) = &via {
+        let is_tun = namespaces
+            .iter()
+            .find(|n| n.name == v.ns)
+            .and_then(|n| n.links.iter().find(|l| l.name == v.dev))
+            .is_some_and(|l| l.kind == LinkKind::Tun);
+        if !is_tun {
+            cx.err(&i.via, format!("cannot inject into `{}`: it is not a tun device", i.via.as_str()), Some("declare `{ name: ..., kind: tun }` in that namespace and inject there".into()));
+        }
+    }
+
+    let ip = match (&i.ipv4, &i.ipv6) {
+        (Some(v4), None) => {
+            let src = cx.ip(&v4.src, "source");
+            let dst = cx.ip(&v4.dst, "destination");
+            let checksum = cx.checksum(&v4.checksum);
+            match (src, dst) {
+                (Some(IpAddr::V4(src)), Some(IpAddr::V4(dst))) => Some(IpLayer::V4 {
+                    src,
+                    dst,
+                    ttl: v4.ttl.as_ref().map_or(64, |t| **t),
+                    id: v4.id.as_ref().map_or(0, |t| **t),
+                    tos: v4.tos.as_ref().map_or(0, |t| **t),
+                    df: v4.df.as_ref().is_none_or(|t| **t),
+                    checksum,
+                }),
+                (Some(_), Some(_)) => {
+                    cx.err(&v4.src, "`ipv4` needs IPv4 addresses", Some("use `ipv6:` for IPv6 packets".into()));
+                    None
+                }
+                _ => None,
+            }
+        }
+        (None, Some(v6)) => {
+            let src = cx.ip(&v6.src, "source");
+            let dst = cx.ip(&v6.dst, "destination");
+            match (src, dst) {
+                (Some(IpAddr::V6(src)), Some(IpAddr::V6(dst))) => Some(IpLayer::V6 {
+                    src,
+                    dst,
+                    hop_limit: v6.hop_limit.as_ref().map_or(64, |t| **t),
+                    traffic_class: v6.traffic_class.as_ref().map_or(0, |t| **t),
+                    flow_label: v6.flow_label.as_ref().map_or(0, |t| **t & 0xfffff),
+                }),
+                (Some(_), Some(_)) => {
+                    cx.err(&v6.src, "`ipv6` needs IPv6 addresses", Some("use `ipv4:` for IPv4 packets".into()));
+                    None
+                }
+                _ => None,
+            }
+        }
+        (Some(v4), Some(_)) => {
+            cx.err(&v4.src, "a packet has `ipv4` or `ipv6`, not both", None);
+            None
+        }
+        (None, None) => {
+            cx.err(&i.via, "the packet has no IP layer", Some("add `ipv4: { src, dst }` or `ipv6: { src, dst }`".into()));
+            None
+        }
+    };
+    let v6 = matches!(ip, Some(IpLayer::V6 { .. }));
+
+    let n_l4 = [i.tcp.is_some(), i.udp.is_some(), i.icmp.is_some()].iter().filter(|b| **b).count();
+    if n_l4 > 1 {
+        cx.err(&i.via, "a packet has at most one of `tcp`, `udp`, `icmp`", None);
+    }
+    let l4 = if let Some(t) = &i.tcp {
+        let mut flags = 0u8;
+        for f in t.flags.iter().flatten() {
+            flags |= match f.to_ascii_lowercase().as_str() {
+                "syn" => tcp_flag::SYN,
+                "ack" => tcp_flag::ACK,
+                "fin" => tcp_flag::FIN,
+                "rst" => tcp_flag::RST,
+                "psh" => tcp_flag::PSH,
+                "urg" => tcp_flag::URG,
+                other => {
+                    cx.err(f, format!("unknown TCP flag `{other}`"), Some("flags: syn, ack, fin, rst, psh, urg".into()));
+                    0
+                }
+            };
+        }
+        if t.flags.is_none() {
+            flags = tcp_flag::SYN;
+        }
+        L4Layer::Tcp {
+            sport: *t.sport,
+            dport: *t.dport,
+            flags,
+            seq: t.seq.as_ref().map_or(1, |s| **s),
+            ack: t.ack.as_ref().map_or(0, |s| **s),
+            window: t.window.as_ref().map_or(64240, |s| **s),
+            checksum: cx.checksum(&t.checksum),
+        }
+    } else if let Some(u) = &i.udp {
+        L4Layer::Udp {
+            sport: *u.sport,
+            dport: *u.dport,
+            checksum: cx.checksum(&u.checksum),
+        }
+    } else if let Some(c) = &i.icmp {
+        let kind = match (c.kind.as_str(), v6) {
+            ("echo-request", false) => Some(8),
+            ("echo-reply", false) => Some(0),
+            ("echo-request", true) => Some(128),
+            ("echo-reply", true) => Some(129),
+            (n, _) => n.parse::<u8>().ok(),
+        };
+        match kind {
+            Some(kind) => L4Layer::Icmp {
+                kind,
+                code: c.code.as_ref().map_or(0, |v| **v),
+                id: c.id.as_ref().map_or(1, |v| **v),
+                seq: c.seq.as_ref().map_or(1, |v| **v),
+                checksum: cx.checksum(&c.checksum),
+            },
+            None => {
+                cx.err(&c.kind, format!("unknown ICMP type `{}`", c.kind.as_str()), Some("use echo-request, echo-reply or a number".into()));
+                L4Layer::None
+            }
+        }
+    } else {
+        L4Layer::None
+    };
+
+    let payload = match (&i.payload, &i.payload_hex) {
+        (Some(t), None) => t.as_bytes().to_vec(),
+        (None, Some(h)) => match decode_hex(h) {
+            Some(b) => b,
+            None => {
+                cx.err(h, "`payload_hex` is not an even number of hex digits", None);
+                vec![]
+            }
+        },
+        (Some(t), Some(_)) => {
+            cx.err(t, "give `payload` or `payload_hex`, not both", None);
+            vec![]
+        }
+        (None, None) => vec![],
+    };
+
+    let expect = validate_expect(cx, p.expect, devs);
+    Some(Packet {
+        name,
+        via: via?,
+        spec: PacketSpec { ip: ip?, l4, payload },
+        expect,
+    })
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Parses `func`, `func@ns` or `func@ns/dev`.
+pub fn parse_step(s: &str) -> Result<PathStep, String> {
+    let (func, qual) = match s.split_once('@') {
+        Some((f, q)) => (f, Some(q)),
+        None => (s, None),
+    };
+    let func = func.trim();
+    if func.is_empty() || !func.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.')) {
+        return Err(format!("`{s}` is not a function or hook name"));
+    }
+    let (ns, dev) = match qual {
+        None => (None, None),
+        Some(q) => match q.split_once('/') {
+            Some((n, d)) => (Some(n.to_string()), Some(d.to_string())),
+            None => (Some(q.to_string()), None),
+        },
+    };
+    Ok(PathStep {
+        func: func.to_string(),
+        ns,
+        dev,
+    })
+}
+
+fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation {
+    let fate = e.fate.as_ref().and_then(|f| match Fate::parse(f) {
+        Some(x) => Some(x),
+        None => {
+            let near = did_you_mean(f, Fate::ALL);
+            cx.err(
+                f,
+                format!("unknown fate `{}`", f.as_str()),
+                Some(near.map_or(format!("fates: {}", Fate::ALL.join(", ")), |n| format!("did you mean `{n}`?"))),
+            );
+            None
+        }
+    });
+    if let (Some(r), Some(f)) = (&e.reason, fate) {
+        if f != Fate::Dropped {
+            cx.err(r, format!("`reason` only applies to dropped packets, but fate is `{f}`"), None);
+        }
+    }
+    let mut path = vec![];
+    for s in e.path.iter().flatten() {
+        match parse_step(s) {
+            Ok(step) => {
+                if let Some(ns) = &step.ns {
+                    match devs.get(ns) {
+                        None => cx.err(s, format!("path step names namespace `{ns}`, which the scenario does not declare"), None),
+                        Some(set) => {
+                            if let Some(d) = &step.dev {
+                                if !set.contains(d) {
+                                    cx.err(s, format!("path step names device `{d}`, which namespace `{ns}` does not have"), None);
+                                }
+                            }
+                        }
+                    }
+                }
+                path.push(step);
+            }
+            Err(m) => cx.err(s, m, Some("write `function`, `function@namespace` or `function@namespace/device`".into())),
+        }
+    }
+    Expectation {
+        fate: fate.or(e.reason.as_ref().map(|_| Fate::Dropped)),
+        reason_loc: e.reason.as_ref().and_then(|r| cx.loc(r)),
+        reason: e.reason.map(|r| r.trim().to_string()),
+        at: e.at.map(|a| a.trim().to_string()),
+        path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+# A comment
+name: sample
+namespaces:
+  host:
+    links:
+      - { name: tun0, kind: tun }
+      - name: veth0
+        kind: veth
+        peer: { namespace: peer, name: veth1 }
+    addresses:
+      - { dev: tun0, addr: 172.30.0.10/32 }
+      - { dev: veth0, addr: 203.0.113.1/24 }
+    routes:
+      - { to: default, via: 203.0.113.2, dev: veth0 }
+    sysctls:
+      net.ipv4.ip_forward: 1
+  peer:
+    addresses:
+      - { dev: veth1, addr: 203.0.113.2/24 }
+inject:
+  via: host/tun0
+  ipv4: { src: 172.30.0.1, dst: 192.0.2.8, checksum: bad }
+  tcp: { sport: 41626, dport: 10001, flags: [syn], seq: 2148230009 }
+expect:
+  fate: dropped
+  reason: SKB_DROP_REASON_IP_CSUM
+  at: ip_rcv_core
+  path: [tun_get_user, netif_receive_skb@host/tun0, ip_rcv_core]
+"#;
+
+    fn parse(s: &str) -> Result<Scenario, Vec<ScenarioError>> {
+        Scenario::parse(Path::new("t.yaml"), s)
+    }
+
+    fn first_err(s: &str) -> ScenarioError {
+        parse(s).unwrap_err().remove(0)
+    }
+
+    #[test]
+    fn parses_a_full_scenario() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(s.name, "sample");
+        assert_eq!(s.namespaces.len(), 2);
+        let host = s.namespace("host").unwrap();
+        assert_eq!(host.links[1].kind, LinkKind::Veth { peer_ns: "peer".into(), peer: "veth1".into() });
+        assert_eq!(host.routes[0].to, None);
+        assert_eq!(host.sysctls, vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]);
+        let p = &s.packets[0];
+        assert_eq!(p.via, DeviceRef { ns: "host".into(), dev: "tun0".into() });
+        assert!(matches!(p.spec.ip, IpLayer::V4 { checksum: Checksum::Bad, ttl: 64, .. }));
+        assert!(matches!(p.spec.l4, L4Layer::Tcp { flags: tcp_flag::SYN, seq: 2148230009, .. }));
+        assert_eq!(p.expect.fate, Some(Fate::Dropped));
+        assert_eq!(p.expect.at.as_deref(), Some("ip_rcv_core"));
+        assert_eq!(p.expect.path[1], PathStep { func: "netif_receive_skb".into(), ns: Some("host".into()), dev: Some("tun0".into()) });
+        assert_eq!(p.expect.reason_loc.as_ref().map(|l| (l.line, l.col)), Some((27, 11)));
+    }
+
+    #[test]
+    fn unknown_key_points_at_it_with_a_suggestion() {
+        let e = first_err(&GOOD.replace("  fate: dropped", "  fait: dropped"));
+        assert_eq!(e.loc.as_ref().map(|l| (l.line, l.col)), Some((26, 3)));
+        assert_eq!(e.msg, "unknown key `fait`");
+        assert!(e.hint.unwrap().starts_with("did you mean `fate`?"));
+    }
+
+    #[test]
+    fn bad_values_carry_file_line_col() {
+        let e = first_err(&GOOD.replace("fate: dropped", "fate: droped"));
+        assert_eq!(e.to_string(), "t.yaml:26:9: unknown fate `droped`\n  hint: did you mean `dropped`?");
+        let e = first_err(&GOOD.replace("203.0.113.2, dev", "203.0.113.x, dev"));
+        assert_eq!((e.loc.unwrap().line, e.msg.as_str()), (15, "gateway `203.0.113.x` is not an IP address"));
+        let e = first_err(&GOOD.replace("sport: 41626", "sport: 99999"));
+        assert_eq!(e.loc.unwrap().line, 24);
+        let e = first_err(&GOOD.replace("{ namespace: peer,", "{ namespace: pear,"));
+        assert!(e.hint.unwrap().contains("did you mean `peer`"));
+    }
+
+    #[test]
+    fn references_must_resolve() {
+        let e = first_err(&GOOD.replace("via: host/tun0", "via: host/tun9"));
+        assert_eq!(e.msg, "no device `tun9` in namespace `host`");
+        let e = first_err(&GOOD.replace("via: host/tun0", "via: host/veth0"));
+        assert!(e.msg.contains("not a tun device"));
+        let e = first_err(&GOOD.replace("netif_receive_skb@host/tun0", "netif_receive_skb@nowhere"));
+        assert!(e.msg.contains("namespace `nowhere`"));
+        let e = first_err(&GOOD.replace("{ dev: veth1,", "{ dev: veth2,"));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `veth1`?"));
+    }
+
+    #[test]
+    fn only_namespace_sysctls_are_allowed() {
+        let e = first_err(&GOOD.replace("net.ipv4.ip_forward: 1", "kernel.panic: 1"));
+        assert!(e.msg.contains("not a per-namespace"));
+        let e = first_err(&GOOD.replace("net.ipv4.ip_forward: 1", "net.ipv4/../../kernel/panic: 1"));
+        assert!(e.msg.contains("not a per-namespace"));
+    }
+
+    #[test]
+    fn syntax_and_duplicate_key_errors_are_located() {
+        let e = first_err("namespaces:\n  a: [\n");
+        assert!(e.msg.starts_with("invalid YAML"), "{}", e.msg);
+        assert!(e.loc.is_some());
+        let e = first_err("namespaces:\n  a: {}\n  a: {}\n");
+        assert!(e.msg.contains("Duplicate key"), "{}", e.msg);
+        assert_eq!(e.loc.unwrap().line, 3);
+    }
+
+    #[test]
+    fn reasons_are_checked_against_the_kernel_table() {
+        let reasons = DropReasons::from_pairs([
+            ("SKB_DROP_REASON_IP_CSUM".to_string(), 5),
+            ("SKB_DROP_REASON_NO_SOCKET".to_string(), 6),
+        ]);
+        let mut s = parse(GOOD).unwrap();
+        s.check_against_kernel(&reasons).unwrap();
+        assert_eq!(s.packets[0].expect.reason.as_deref(), Some("IP_CSUM"));
+        let mut s = parse(&GOOD.replace("SKB_DROP_REASON_IP_CSUM", "IP_CSUMM")).unwrap();
+        let e = s.check_against_kernel(&reasons).unwrap_err().remove(0);
+        assert_eq!(e.msg, "unknown drop reason `IP_CSUMM` on this kernel");
+        assert!(e.hint.unwrap().contains("did you mean IP_CSUM"));
+        assert_eq!(e.loc.unwrap().line, 27);
+    }
+
+    #[test]
+    fn steps() {
+        assert_eq!(parse_step("ip_rcv").unwrap(), PathStep { func: "ip_rcv".into(), ns: None, dev: None });
+        assert_eq!(parse_step("net_dev_xmit@r").unwrap().ns.as_deref(), Some("r"));
+        assert!(parse_step("a b").is_err());
+        assert_eq!(parse_step("x@n/d").unwrap().to_string(), "x@n/d");
+    }
+}
