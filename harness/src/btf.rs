@@ -48,6 +48,7 @@ pub enum BtfError {
 }
 
 const KIND_INT: u32 = 1;
+#[cfg_attr(not(test), allow(dead_code))]
 const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
@@ -113,6 +114,16 @@ impl Btf {
     /// Reads the running kernel's BTF.
     pub fn from_sys_fs() -> Result<Self, BtfError> {
         Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    }
+
+    /// The running kernel's BTF, read once per process.
+    pub fn kernel() -> Result<&'static Btf, BtfError> {
+        static K: std::sync::OnceLock<Btf> = std::sync::OnceLock::new();
+        if let Some(b) = K.get() {
+            return Ok(b);
+        }
+        let b = Self::from_sys_fs()?;
+        Ok(K.get_or_init(|| b))
     }
 
     /// Reads BTF from a file.
@@ -234,9 +245,9 @@ impl Btf {
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.types.get(id as usize).map(|t| t.kind) {
-                Some(
-                    KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG,
-                ) => id = self.types[id as usize].type_ref,
+                Some(KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) => {
+                    id = self.types[id as usize].type_ref
+                }
                 _ => break,
             }
         }
@@ -278,10 +289,12 @@ impl Btf {
             .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
         let mut bits = 0u32;
         for part in field.split('.') {
-            let (off, m) = self.find_member(id, part).ok_or_else(|| BtfError::NoField {
-                strukt: strukt.into(),
-                field: field.into(),
-            })?;
+            let (off, m) = self
+                .find_member(id, part)
+                .ok_or_else(|| BtfError::NoField {
+                    strukt: strukt.into(),
+                    field: field.into(),
+                })?;
             if m.bitfield_size != 0 {
                 return Err(BtfError::Unaligned {
                     strukt: strukt.into(),
@@ -331,7 +344,8 @@ mod tests {
     /// Builds a BTF blob: `struct outer { int a; union { int b; long c; }; struct inner in; }`
     /// with `struct inner { char pad[3]; int x; }` and `enum color { RED = 1, BLUE = 7 }`.
     fn synthetic() -> Vec<u8> {
-        let mut strings = b"\0int\0outer\0a\0b\0c\0in\0inner\0pad\0x\0color\0RED\0BLUE\0long\0".to_vec();
+        let mut strings =
+            b"\0int\0outer\0a\0b\0c\0in\0inner\0pad\0x\0color\0RED\0BLUE\0long\0".to_vec();
         let s = |name: &str, strings: &[u8]| -> u32 {
             let needle = format!("\0{name}\0");
             strings
@@ -431,7 +445,10 @@ mod tests {
         let e = btf.member_offset("nope", "a").unwrap_err();
         assert_eq!(e.to_string(), "kernel BTF has no struct `nope`");
         let e = btf.member_offset("outer", "in.y").unwrap_err();
-        assert_eq!(e.to_string(), "kernel BTF struct `outer` has no field `in.y`");
+        assert_eq!(
+            e.to_string(),
+            "kernel BTF struct `outer` has no field `in.y`"
+        );
     }
 
     #[test]
@@ -464,8 +481,16 @@ mod tests {
         btf.member_offset("sock", "__sk_common.skc_net").unwrap();
         btf.member_offset("net", "ns.inum").unwrap();
         let reasons = btf.enum_values("skb_drop_reason").unwrap();
-        assert!(reasons.iter().any(|(n, v)| n == "SKB_NOT_DROPPED_YET" && *v == 0));
-        assert!(reasons.iter().any(|(n, _)| n == "SKB_DROP_REASON_NO_SOCKET"));
+        assert!(
+            reasons
+                .iter()
+                .any(|(n, v)| n == "SKB_NOT_DROPPED_YET" && *v == 0)
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(n, _)| n == "SKB_DROP_REASON_NO_SOCKET")
+        );
         assert!(btf.has_tracepoint("kfree_skb"));
         assert!(!btf.has_tracepoint("no_such_tracepoint_anywhere"));
     }

@@ -28,7 +28,9 @@ impl Kallsyms {
     /// The process-wide table for the running kernel (read once).
     pub fn kernel() -> &'static Kallsyms {
         static K: OnceLock<Kallsyms> = OnceLock::new();
-        K.get_or_init(|| Kallsyms::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default()))
+        K.get_or_init(|| {
+            Kallsyms::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())
+        })
     }
 
     /// Whether real addresses are visible (root with kptr_restrict allowing it).
@@ -40,6 +42,11 @@ impl Kallsyms {
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self.syms.partition_point(|s| s.0 <= addr);
         let (start, name) = self.syms.get(i.checked_sub(1)?)?;
+        // Section markers end a region: an address after one is in memory
+        // kallsyms does not describe (JIT images, trampolines).
+        if is_marker(name) {
+            return None;
+        }
         Some((name.as_str(), addr - start))
     }
 
@@ -48,6 +55,13 @@ impl Kallsyms {
         self.lookup(addr)
             .map_or_else(|| format!("{addr:#x}"), |(n, _)| n.to_string())
     }
+}
+
+/// Linker symbols that mark the end of a text region (nothing after them,
+/// up to the next symbol, is code kallsyms knows).
+fn is_marker(name: &str) -> bool {
+    matches!(name, "_etext" | "_einittext" | "_end")
+        || (name.starts_with("__") && name.ends_with("_text_end"))
 }
 
 #[cfg(test)]
@@ -64,5 +78,12 @@ mod tests {
         assert_eq!(k.lookup(0xffffffff81000210), Some(("ip_rcv", 0x10)));
         assert_eq!(k.lookup(0xffffffff81000050), None);
         assert_eq!(k.name(0x10), "0x10");
+        let k = Kallsyms::parse("ffffffff81000100 T ip_rcv\nffffffff83000000 T _einittext\n");
+        assert_eq!(
+            k.lookup(0xffffffff83000010),
+            None,
+            "past the end of kernel text"
+        );
+        assert_eq!(k.name(0xffffffff83000010), "0xffffffff83000010");
     }
 }

@@ -637,7 +637,11 @@ impl Ctx<'_> {
             None => max,
             Some(Ok(p)) if p <= max => p,
             Some(_) => {
-                self.err(s, format!("{what} `{}` has a bad prefix length", s.as_str()), Some(format!("the prefix is 0..={max}")));
+                self.err(
+                    s,
+                    format!("{what} `{}` has a bad prefix length", s.as_str()),
+                    Some(format!("the prefix is 0..={max}")),
+                );
                 return None;
             }
         };
@@ -680,13 +684,15 @@ fn valid_ifname(n: &str) -> bool {
         && n.len() <= 15
         && n != "."
         && n != ".."
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn valid_nsname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 24
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
 }
 
 impl Scenario {
@@ -722,10 +728,15 @@ impl Scenario {
 
     /// Checks what needs the running kernel: drop reason names exist (and
     /// are rewritten to their canonical short form).
-    pub fn check_against_kernel(&mut self, reasons: &DropReasons) -> Result<(), Vec<ScenarioError>> {
+    pub fn check_against_kernel(
+        &mut self,
+        reasons: &DropReasons,
+    ) -> Result<(), Vec<ScenarioError>> {
         let mut errors = vec![];
         for p in &mut self.packets {
-            let Some(r) = p.expect.reason.clone() else { continue };
+            let Some(r) = p.expect.reason.clone() else {
+                continue;
+            };
             match reasons.resolve(&r) {
                 Some(canon) => p.expect.reason = Some(canon.to_string()),
                 None => {
@@ -733,7 +744,10 @@ impl Scenario {
                     let hint = if sugg.is_empty() {
                         "`pktfate reasons` lists this kernel's drop reasons".to_string()
                     } else {
-                        format!("did you mean {}? (`pktfate reasons` lists them all)", sugg.join(", "))
+                        format!(
+                            "did you mean {}? (`pktfate reasons` lists them all)",
+                            sugg.join(", ")
+                        )
                     };
                     errors.push(ScenarioError {
                         loc: p.expect.reason_loc.clone(),
@@ -744,7 +758,11 @@ impl Scenario {
                 }
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// The namespace with this scenario-local name.
@@ -774,12 +792,17 @@ fn yaml_error(path: &Path, text: &str, e: &marked_yaml::FromYamlError) -> Scenar
                 marked_yaml::Error::UnknownFieldError(f, expected, _) => {
                     let near = did_you_mean(f, expected.iter().copied());
                     Some(match near {
-                        Some(n) => format!("did you mean `{n}`? known keys here: {}", expected.join(", ")),
+                        Some(n) => format!(
+                            "did you mean `{n}`? known keys here: {}",
+                            expected.join(", ")
+                        ),
                         None => format!("known keys here: {}", expected.join(", ")),
                     })
                 }
                 marked_yaml::Error::NotBoolean(_) => Some("write true or false".into()),
-                marked_yaml::Error::IntegerParseFailure(..) => Some("this field takes a whole number in range".into()),
+                marked_yaml::Error::IntegerParseFailure(..) => {
+                    Some("this field takes a whole number in range".into())
+                }
                 _ => None,
             };
             let msg = match inner {
@@ -813,7 +836,8 @@ fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
     let re = regex::Regex::new(&format!(r"(^|[\s{{,\-])({})\s*:", regex::escape(key))).ok()?;
     text.lines().enumerate().find_map(|(i, l)| {
         let code = l.split(" #").next().unwrap_or(l);
-        re.captures(code).map(|c| (i + 1, c.get(2).map_or(0, |m| m.start()) + 1))
+        re.captures(code)
+            .map(|c| (i + 1, c.get(2).map_or(0, |m| m.start()) + 1))
     })
 }
 
@@ -840,19 +864,27 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     // Namespaces and the devices each will hold.
     let mut devs: DevIndex = BTreeMap::new();
     // File order, so creation order and messages follow what the user wrote.
-    let mut raw_ns: Vec<(raw::S, raw::Namespace)> = f.namespaces.unwrap_or_default().into_iter().collect();
+    let mut raw_ns: Vec<(raw::S, raw::Namespace)> =
+        f.namespaces.unwrap_or_default().into_iter().collect();
     raw_ns.sort_by_key(|(k, _)| span_pos(k));
     if raw_ns.is_empty() {
         cx.errors.push(ScenarioError {
             loc: None,
             file: path.to_path_buf(),
             msg: "no `namespaces`: a scenario builds its own namespaces".into(),
-            hint: Some("add `namespaces:` with at least one namespace; nothing runs in the root namespace".into()),
+            hint: Some(
+                "add `namespaces:` with at least one namespace; nothing runs in the root namespace"
+                    .into(),
+            ),
         });
     }
     for (n, ns) in &raw_ns {
         if !valid_nsname(n) {
-            cx.err(n, format!("namespace name `{}` is not valid", n.as_str()), Some("use up to 24 letters, digits, - or _".into()));
+            cx.err(
+                n,
+                format!("namespace name `{}` is not valid", n.as_str()),
+                Some("use up to 24 letters, digits, - or _".into()),
+            );
         }
         let set = devs.entry(n.to_string()).or_default();
         set.insert("lo".into());
@@ -865,7 +897,15 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
             if let Some(p) = &l.peer {
                 if let Some(set) = devs.get_mut(p.namespace.as_str()) {
                     if !set.insert(p.name.to_string()) {
-                        cx.err(&p.name, format!("device `{}` already exists in namespace `{}`", p.name.as_str(), p.namespace.as_str()), None);
+                        cx.err(
+                            &p.name,
+                            format!(
+                                "device `{}` already exists in namespace `{}`",
+                                p.name.as_str(),
+                                p.namespace.as_str()
+                            ),
+                            None,
+                        );
                     }
                 }
             }
@@ -893,11 +933,20 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
         }),
         (None, None, Some(list)) => raw_packets = list,
         (None, Some(e), _) => cx.err(
-            e.fate.as_ref().or(e.reason.as_ref()).unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
+            e.fate
+                .as_ref()
+                .or(e.reason.as_ref())
+                .unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
             "`expect` without `inject`",
             Some("add an `inject:` block describing the packet".into()),
         ),
-        (Some(i), _, Some(_)) => cx.err(&i.via, "both `inject` and `packets` given", Some("use `packets:` for several packets, or top-level `inject`/`expect` for one".into())),
+        (Some(i), _, Some(_)) => cx.err(
+            &i.via,
+            "both `inject` and `packets` given",
+            Some(
+                "use `packets:` for several packets, or top-level `inject`/`expect` for one".into(),
+            ),
+        ),
         (None, None, None) => cx.errors.push(ScenarioError {
             loc: None,
             file: path.to_path_buf(),
@@ -907,13 +956,19 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     }
     let mut packets = vec![];
     for (i, p) in raw_packets.into_iter().enumerate() {
-        let pname = p.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| format!("packet {}", i + 1));
+        let pname = p
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("packet {}", i + 1));
         if let Some(pk) = validate_packet(cx, pname, p, &namespaces, &devs) {
             packets.push(pk);
         }
     }
 
-    let timeout = f.timeout_ms.map_or(DEFAULT_TIMEOUT, |t| Duration::from_millis(*t));
+    let timeout = f
+        .timeout_ms
+        .map_or(DEFAULT_TIMEOUT, |t| Duration::from_millis(*t));
     Scenario {
         name,
         path: path.to_path_buf(),
@@ -924,16 +979,34 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     }
 }
 
-fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[String], devs: &DevIndex) -> Namespace {
+fn validate_ns(
+    cx: &mut Ctx,
+    name: &raw::S,
+    ns: raw::Namespace,
+    ns_names: &[String],
+    devs: &DevIndex,
+) -> Namespace {
     let here = &devs[name.as_str()];
     let mut links = vec![];
     let mut seen = BTreeSet::new();
     for l in ns.links {
         if !valid_ifname(&l.name) {
-            cx.err(&l.name, format!("interface name `{}` is not valid", l.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
+            cx.err(
+                &l.name,
+                format!("interface name `{}` is not valid", l.name.as_str()),
+                Some("use 1-15 letters, digits, -, _ or .".into()),
+            );
         }
         if !seen.insert(l.name.to_string()) || l.name.as_str() == "lo" {
-            cx.err(&l.name, format!("device `{}` is declared twice in namespace `{}`", l.name.as_str(), name.as_str()), None);
+            cx.err(
+                &l.name,
+                format!(
+                    "device `{}` is declared twice in namespace `{}`",
+                    l.name.as_str(),
+                    name.as_str()
+                ),
+                None,
+            );
         }
         let kind = match (l.kind.as_str(), &l.peer) {
             ("veth", Some(p)) => {
@@ -949,7 +1022,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                     );
                 }
                 if !valid_ifname(&p.name) {
-                    cx.err(&p.name, format!("interface name `{}` is not valid", p.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
+                    cx.err(
+                        &p.name,
+                        format!("interface name `{}` is not valid", p.name.as_str()),
+                        Some("use 1-15 letters, digits, -, _ or .".into()),
+                    );
                 }
                 LinkKind::Veth {
                     peer_ns: p.namespace.to_string(),
@@ -963,7 +1040,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
             ("tun", None) => LinkKind::Tun,
             ("tap", None) => LinkKind::Tap,
             ("tun" | "tap", Some(p)) => {
-                cx.err(&p.name, format!("a {} device has no peer", l.kind.as_str()), None);
+                cx.err(
+                    &p.name,
+                    format!("a {} device has no peer", l.kind.as_str()),
+                    None,
+                );
                 continue;
             }
             (other, _) => {
@@ -971,7 +1052,9 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                 cx.err(
                     &l.kind,
                     format!("unknown link kind `{other}`"),
-                    Some(near.map_or("kinds: veth, tun, tap".into(), |n| format!("did you mean `{n}`?"))),
+                    Some(near.map_or("kinds: veth, tun, tap".into(), |n| {
+                        format!("did you mean `{n}`?")
+                    })),
                 );
                 continue;
             }
@@ -989,10 +1072,17 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
             let near = did_you_mean(d, here.iter().map(String::as_str));
             cx.err(
                 d,
-                format!("no device `{}` in namespace `{}`", d.as_str(), name.as_str()),
+                format!(
+                    "no device `{}` in namespace `{}`",
+                    d.as_str(),
+                    name.as_str()
+                ),
                 Some(match near {
                     Some(n) => format!("did you mean `{n}`?"),
-                    None => format!("devices here: {}", here.iter().cloned().collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "devices here: {}",
+                        here.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 }),
             );
         }
@@ -1012,7 +1102,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
 
     let mut routes = vec![];
     for r in ns.routes {
-        let to = if r.to.as_str() == "default" { None } else { cx.cidr(&r.to, "route destination") };
+        let to = if r.to.as_str() == "default" {
+            None
+        } else {
+            cx.cidr(&r.to, "route destination")
+        };
         let via = r.via.as_ref().and_then(|v| cx.ip(v, "gateway"));
         let src = r.src.as_ref().and_then(|v| cx.ip(v, "source"));
         if let Some(d) = &r.dev {
@@ -1024,17 +1118,28 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
             Some("unreachable") => RouteType::Unreachable,
             Some("prohibit") => RouteType::Prohibit,
             Some(other) => {
-                cx.err(r.kind.as_ref().unwrap(), format!("unknown route type `{other}`"), Some("types: unicast, blackhole, unreachable, prohibit".into()));
+                cx.err(
+                    r.kind.as_ref().unwrap(),
+                    format!("unknown route type `{other}`"),
+                    Some("types: unicast, blackhole, unreachable, prohibit".into()),
+                );
                 RouteType::Unicast
             }
         };
         if kind == RouteType::Unicast && via.is_none() && r.dev.is_none() {
             cx.err(&r.to, "a route needs `via` or `dev`", None);
         }
-        let v6 = to.map(|(a, _)| a.is_ipv6()).or(via.map(|a| a.is_ipv6())).unwrap_or(false);
+        let v6 = to
+            .map(|(a, _)| a.is_ipv6())
+            .or(via.map(|a| a.is_ipv6()))
+            .unwrap_or(false);
         if let (Some((t, _)), Some(v)) = (to, via) {
             if t.is_ipv4() != v.is_ipv4() {
-                cx.err(r.via.as_ref().unwrap(), "gateway and destination are of different IP families", None);
+                cx.err(
+                    r.via.as_ref().unwrap(),
+                    "gateway and destination are of different IP families",
+                    None,
+                );
             }
         }
         routes.push(Route {
@@ -1054,12 +1159,17 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
     raw_sysctls.sort_by_key(|(k, _)| span_pos(k));
     for (k, v) in raw_sysctls {
         // Only per-namespace sysctls: anything else would change the host.
-        let ok_chars = k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let ok_chars = k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !k.starts_with("net.") || !ok_chars || k.contains("..") {
             cx.err(
                 &k,
                 format!("sysctl `{}` is not a per-namespace `net.*` key", k.as_str()),
-                Some("only net.* sysctls are allowed: they are private to the scenario's namespace".into()),
+                Some(
+                    "only net.* sysctls are allowed: they are private to the scenario's namespace"
+                        .into(),
+                ),
             );
             continue;
         }
@@ -1077,17 +1187,29 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
 
 fn parse_devref(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<DeviceRef> {
     let Some((ns, dev)) = s.split_once('/') else {
-        cx.err(s, format!("`{}` is not `namespace/device`", s.as_str()), Some("write e.g. `host/tun0`".into()));
+        cx.err(
+            s,
+            format!("`{}` is not `namespace/device`", s.as_str()),
+            Some("write e.g. `host/tun0`".into()),
+        );
         return None;
     };
     let Some(set) = devs.get(ns) else {
         let near = did_you_mean(ns, devs.keys().map(String::as_str));
-        cx.err(s, format!("no namespace `{ns}`"), near.map(|n| format!("did you mean `{n}`?")));
+        cx.err(
+            s,
+            format!("no namespace `{ns}`"),
+            near.map(|n| format!("did you mean `{n}`?")),
+        );
         return None;
     };
     if !set.contains(dev) {
         let near = did_you_mean(dev, set.iter().map(String::as_str));
-        cx.err(s, format!("no device `{dev}` in namespace `{ns}`"), near.map(|n| format!("did you mean `{n}`?")));
+        cx.err(
+            s,
+            format!("no device `{dev}` in namespace `{ns}`"),
+            near.map(|n| format!("did you mean `{n}`?")),
+        );
         return None;
     }
     Some(DeviceRef {
@@ -1096,7 +1218,13 @@ fn parse_devref(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<DeviceRef> 
     })
 }
 
-fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Namespace], devs: &DevIndex) -> Option<Packet> {
+fn validate_packet(
+    cx: &mut Ctx,
+    name: String,
+    p: raw::Packet,
+    namespaces: &[Namespace],
+    devs: &DevIndex,
+) -> Option<Packet> {
     let i = p.inject;
     let via = parse_devref(cx, &i.via, devs);
     if let Some(v) = &via {
@@ -1106,7 +1234,16 @@ fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Nam
             .and_then(|n| n.links.iter().find(|l| l.name == v.dev))
             .is_some_and(|l| l.kind == LinkKind::Tun);
         if !is_tun {
-            cx.err(&i.via, format!("cannot inject into `{}`: it is not a tun device", i.via.as_str()), Some("declare `{ name: ..., kind: tun }` in that namespace and inject there".into()));
+            cx.err(
+                &i.via,
+                format!(
+                    "cannot inject into `{}`: it is not a tun device",
+                    i.via.as_str()
+                ),
+                Some(
+                    "declare `{ name: ..., kind: tun }` in that namespace and inject there".into(),
+                ),
+            );
         }
     }
 
@@ -1126,7 +1263,11 @@ fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Nam
                     checksum,
                 }),
                 (Some(_), Some(_)) => {
-                    cx.err(&v4.src, "`ipv4` needs IPv4 addresses", Some("use `ipv6:` for IPv6 packets".into()));
+                    cx.err(
+                        &v4.src,
+                        "`ipv4` needs IPv4 addresses",
+                        Some("use `ipv6:` for IPv6 packets".into()),
+                    );
                     None
                 }
                 _ => None,
@@ -1144,7 +1285,11 @@ fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Nam
                     flow_label: v6.flow_label.as_ref().map_or(0, |t| **t & 0xfffff),
                 }),
                 (Some(_), Some(_)) => {
-                    cx.err(&v6.src, "`ipv6` needs IPv6 addresses", Some("use `ipv4:` for IPv4 packets".into()));
+                    cx.err(
+                        &v6.src,
+                        "`ipv6` needs IPv6 addresses",
+                        Some("use `ipv4:` for IPv4 packets".into()),
+                    );
                     None
                 }
                 _ => None,
@@ -1155,15 +1300,26 @@ fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Nam
             None
         }
         (None, None) => {
-            cx.err(&i.via, "the packet has no IP layer", Some("add `ipv4: { src, dst }` or `ipv6: { src, dst }`".into()));
+            cx.err(
+                &i.via,
+                "the packet has no IP layer",
+                Some("add `ipv4: { src, dst }` or `ipv6: { src, dst }`".into()),
+            );
             None
         }
     };
     let v6 = matches!(ip, Some(IpLayer::V6 { .. }));
 
-    let n_l4 = [i.tcp.is_some(), i.udp.is_some(), i.icmp.is_some()].iter().filter(|b| **b).count();
+    let n_l4 = [i.tcp.is_some(), i.udp.is_some(), i.icmp.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if n_l4 > 1 {
-        cx.err(&i.via, "a packet has at most one of `tcp`, `udp`, `icmp`", None);
+        cx.err(
+            &i.via,
+            "a packet has at most one of `tcp`, `udp`, `icmp`",
+            None,
+        );
     }
     let l4 = if let Some(t) = &i.tcp {
         let mut flags = 0u8;
@@ -1176,7 +1332,11 @@ fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Nam
                 "psh" => tcp_flag::PSH,
                 "urg" => tcp_flag::URG,
                 other => {
-                    cx.err(f, format!("unknown TCP flag `{other}`"), Some("flags: syn, ack, fin, rst, psh, urg".into()));
+                    cx.err(
+                        f,
+                        format!("unknown TCP flag `{other}`"),
+                        Some("flags: syn, ack, fin, rst, psh, urg".into()),
+                    );
                     0
                 }
             };
@@ -1216,7 +1376,11 @@ fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Nam
                 checksum: cx.checksum(&c.checksum),
             },
             None => {
-                cx.err(&c.kind, format!("unknown ICMP type `{}`", c.kind.as_str()), Some("use echo-request, echo-reply or a number".into()));
+                cx.err(
+                    &c.kind,
+                    format!("unknown ICMP type `{}`", c.kind.as_str()),
+                    Some("use echo-request, echo-reply or a number".into()),
+                );
                 L4Layer::None
             }
         }
@@ -1244,7 +1408,11 @@ fn validate_packet(cx: &mut Ctx, name: String, p: raw::Packet, namespaces: &[Nam
     Some(Packet {
         name,
         via: via?,
-        spec: PacketSpec { ip: ip?, l4, payload },
+        spec: PacketSpec {
+            ip: ip?,
+            l4,
+            payload,
+        },
         expect,
     })
 }
@@ -1267,7 +1435,11 @@ pub fn parse_step(s: &str) -> Result<PathStep, String> {
         None => (s, None),
     };
     let func = func.trim();
-    if func.is_empty() || !func.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.')) {
+    if func.is_empty()
+        || !func
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+    {
         return Err(format!("`{s}` is not a function or hook name"));
     }
     let (ns, dev) = match qual {
@@ -1292,14 +1464,22 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
             cx.err(
                 f,
                 format!("unknown fate `{}`", f.as_str()),
-                Some(near.map_or(format!("fates: {}", Fate::ALL.join(", ")), |n| format!("did you mean `{n}`?"))),
+                Some(
+                    near.map_or(format!("fates: {}", Fate::ALL.join(", ")), |n| {
+                        format!("did you mean `{n}`?")
+                    }),
+                ),
             );
             None
         }
     });
     if let (Some(r), Some(f)) = (&e.reason, fate) {
         if f != Fate::Dropped {
-            cx.err(r, format!("`reason` only applies to dropped packets, but fate is `{f}`"), None);
+            cx.err(
+                r,
+                format!("`reason` only applies to dropped packets, but fate is `{f}`"),
+                None,
+            );
         }
     }
     let mut path = vec![];
@@ -1320,7 +1500,13 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
                 }
                 path.push(step);
             }
-            Err(m) => cx.err(s, m, Some("write `function`, `function@namespace` or `function@namespace/device`".into())),
+            Err(m) => cx.err(
+                s,
+                m,
+                Some(
+                    "write `function`, `function@namespace` or `function@namespace/device`".into(),
+                ),
+            ),
         }
     }
     Expectation {
@@ -1381,17 +1567,56 @@ expect:
         assert_eq!(s.name, "sample");
         assert_eq!(s.namespaces.len(), 2);
         let host = s.namespace("host").unwrap();
-        assert_eq!(host.links[1].kind, LinkKind::Veth { peer_ns: "peer".into(), peer: "veth1".into() });
+        assert_eq!(
+            host.links[1].kind,
+            LinkKind::Veth {
+                peer_ns: "peer".into(),
+                peer: "veth1".into()
+            }
+        );
         assert_eq!(host.routes[0].to, None);
-        assert_eq!(host.sysctls, vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]);
+        assert_eq!(
+            host.sysctls,
+            vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]
+        );
         let p = &s.packets[0];
-        assert_eq!(p.via, DeviceRef { ns: "host".into(), dev: "tun0".into() });
-        assert!(matches!(p.spec.ip, IpLayer::V4 { checksum: Checksum::Bad, ttl: 64, .. }));
-        assert!(matches!(p.spec.l4, L4Layer::Tcp { flags: tcp_flag::SYN, seq: 2148230009, .. }));
+        assert_eq!(
+            p.via,
+            DeviceRef {
+                ns: "host".into(),
+                dev: "tun0".into()
+            }
+        );
+        assert!(matches!(
+            p.spec.ip,
+            IpLayer::V4 {
+                checksum: Checksum::Bad,
+                ttl: 64,
+                ..
+            }
+        ));
+        assert!(matches!(
+            p.spec.l4,
+            L4Layer::Tcp {
+                flags: tcp_flag::SYN,
+                seq: 2148230009,
+                ..
+            }
+        ));
         assert_eq!(p.expect.fate, Some(Fate::Dropped));
         assert_eq!(p.expect.at.as_deref(), Some("ip_rcv_core"));
-        assert_eq!(p.expect.path[1], PathStep { func: "netif_receive_skb".into(), ns: Some("host".into()), dev: Some("tun0".into()) });
-        assert_eq!(p.expect.reason_loc.as_ref().map(|l| (l.line, l.col)), Some((27, 11)));
+        assert_eq!(
+            p.expect.path[1],
+            PathStep {
+                func: "netif_receive_skb".into(),
+                ns: Some("host".into()),
+                dev: Some("tun0".into())
+            }
+        );
+        assert_eq!(
+            p.expect.reason_loc.as_ref().map(|l| (l.line, l.col)),
+            Some((27, 11))
+        );
     }
 
     #[test]
@@ -1405,9 +1630,15 @@ expect:
     #[test]
     fn bad_values_carry_file_line_col() {
         let e = first_err(&GOOD.replace("fate: dropped", "fate: droped"));
-        assert_eq!(e.to_string(), "t.yaml:26:9: unknown fate `droped`\n  hint: did you mean `dropped`?");
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:26:9: unknown fate `droped`\n  hint: did you mean `dropped`?"
+        );
         let e = first_err(&GOOD.replace("203.0.113.2, dev", "203.0.113.x, dev"));
-        assert_eq!((e.loc.unwrap().line, e.msg.as_str()), (15, "gateway `203.0.113.x` is not an IP address"));
+        assert_eq!(
+            (e.loc.unwrap().line, e.msg.as_str()),
+            (15, "gateway `203.0.113.x` is not an IP address")
+        );
         let e = first_err(&GOOD.replace("sport: 41626", "sport: 99999"));
         assert_eq!(e.loc.unwrap().line, 24);
         let e = first_err(&GOOD.replace("{ namespace: peer,", "{ namespace: pear,"));
@@ -1420,7 +1651,8 @@ expect:
         assert_eq!(e.msg, "no device `tun9` in namespace `host`");
         let e = first_err(&GOOD.replace("via: host/tun0", "via: host/veth0"));
         assert!(e.msg.contains("not a tun device"));
-        let e = first_err(&GOOD.replace("netif_receive_skb@host/tun0", "netif_receive_skb@nowhere"));
+        let e =
+            first_err(&GOOD.replace("netif_receive_skb@host/tun0", "netif_receive_skb@nowhere"));
         assert!(e.msg.contains("namespace `nowhere`"));
         let e = first_err(&GOOD.replace("{ dev: veth1,", "{ dev: veth2,"));
         assert_eq!(e.hint.as_deref(), Some("did you mean `veth1`?"));
@@ -1430,7 +1662,8 @@ expect:
     fn only_namespace_sysctls_are_allowed() {
         let e = first_err(&GOOD.replace("net.ipv4.ip_forward: 1", "kernel.panic: 1"));
         assert!(e.msg.contains("not a per-namespace"));
-        let e = first_err(&GOOD.replace("net.ipv4.ip_forward: 1", "net.ipv4/../../kernel/panic: 1"));
+        let e =
+            first_err(&GOOD.replace("net.ipv4.ip_forward: 1", "net.ipv4/../../kernel/panic: 1"));
         assert!(e.msg.contains("not a per-namespace"));
     }
 
@@ -1462,8 +1695,18 @@ expect:
 
     #[test]
     fn steps() {
-        assert_eq!(parse_step("ip_rcv").unwrap(), PathStep { func: "ip_rcv".into(), ns: None, dev: None });
-        assert_eq!(parse_step("net_dev_xmit@r").unwrap().ns.as_deref(), Some("r"));
+        assert_eq!(
+            parse_step("ip_rcv").unwrap(),
+            PathStep {
+                func: "ip_rcv".into(),
+                ns: None,
+                dev: None
+            }
+        );
+        assert_eq!(
+            parse_step("net_dev_xmit@r").unwrap().ns.as_deref(),
+            Some("r")
+        );
         assert!(parse_step("a b").is_err());
         assert_eq!(parse_step("x@n/d").unwrap().to_string(), "x@n/d");
     }

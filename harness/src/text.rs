@@ -17,7 +17,10 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The closest candidates to `want`, best first, within a distance that
 /// scales with length.
-pub fn did_you_mean<'a>(want: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    want: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| {
@@ -39,7 +42,10 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
-        assert_eq!(did_you_mean("dropd", ["dropped", "delivered"]), Some("dropped"));
+        assert_eq!(
+            did_you_mean("dropd", ["dropped", "delivered"]),
+            Some("dropped")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["dropped"]), None);
         // "fait" is two edits from both; the shared first letter decides.
         assert_eq!(did_you_mean("fait", ["at", "fate"]), Some("fate"));

@@ -39,7 +39,8 @@ pub mod hook {
     /// (type in `aux[0]`, code in `aux[1]`).
     pub const ICMP_SEND: u32 = 8;
     /// `fib:fib_table_lookup`: an IPv4 route lookup for this skb's flow
-    /// (table in `aux[0]`, error in `aux[1]`, result device in `aux[2]`).
+    /// (table in `aux[0]`, error in `aux[1]`, result device in `aux[2]`,
+    /// the flow in `flow_saddr`/`flow_daddr`).
     pub const FIB_TABLE_LOOKUP: u32 = 9;
     /// `tcp:tcp_send_reset`: the kernel answers this skb with a RST
     /// (`sk_rst_reason` in `reason`).
@@ -125,6 +126,10 @@ pub struct Event {
     pub _pad: u16,
     /// TCP sequence number, host order.
     pub tcp_seq: u32,
+    /// fib_table_lookup: the looked-up flow's source, network order.
+    pub flow_saddr: [u8; 4],
+    /// fib_table_lookup: the looked-up flow's destination, network order.
+    pub flow_daddr: [u8; 4],
     /// Bytes of `stack` filled by `bpf_get_stack`, or a negative errno.
     pub stack_bytes: i32,
     /// `comm` of the current task.

@@ -138,6 +138,8 @@ fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     ev.icmp_id = 0;
     ev.ip_csum = 0;
     ev.tcp_seq = 0;
+    ev.flow_saddr = [0; 4];
+    ev.flow_daddr = [0; 4];
     let head: u64 = match read(skb, cfg.offsets.skb_head) {
         Some(h) => h,
         None => return,
@@ -344,8 +346,7 @@ fn on_skb<C: EbpfContext>(
     };
     let netns = skb_netns(&cfg, skb, dev);
     let tracked = unsafe { TRACKED.get(&skb) }.is_some();
-    if !tracked && cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(&netns) }.is_none()
-    {
+    if !tracked && cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(&netns) }.is_none() {
         return 0;
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -394,7 +395,15 @@ fn arg_u64(ctx: &BtfTracePointContext, n: usize) -> u64 {
 
 #[btf_tracepoint(function = "netif_receive_skb")]
 pub fn netif_receive_skb(ctx: BtfTracePointContext) -> i32 {
-    on_skb(&ctx, hook::NETIF_RECEIVE_SKB, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    on_skb(
+        &ctx,
+        hook::NETIF_RECEIVE_SKB,
+        arg_u64(&ctx, 0),
+        0,
+        0,
+        0,
+        [0; 3],
+    );
     0
 }
 
@@ -413,7 +422,15 @@ pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "net_dev_start_xmit")]
 pub fn net_dev_start_xmit(ctx: BtfTracePointContext) -> i32 {
     let dev = arg_u64(&ctx, 1);
-    on_skb(&ctx, hook::NET_DEV_START_XMIT, arg_u64(&ctx, 0), dev, 0, 0, [0; 3]);
+    on_skb(
+        &ctx,
+        hook::NET_DEV_START_XMIT,
+        arg_u64(&ctx, 0),
+        dev,
+        0,
+        0,
+        [0; 3],
+    );
     0
 }
 
@@ -421,7 +438,15 @@ pub fn net_dev_start_xmit(ctx: BtfTracePointContext) -> i32 {
 pub fn net_dev_xmit(ctx: BtfTracePointContext) -> i32 {
     let rc = ctx.arg::<i64>(1) as i32;
     let dev = arg_u64(&ctx, 2);
-    on_skb(&ctx, hook::NET_DEV_XMIT, arg_u64(&ctx, 0), dev, 0, 0, [rc, 0, 0]);
+    on_skb(
+        &ctx,
+        hook::NET_DEV_XMIT,
+        arg_u64(&ctx, 0),
+        dev,
+        0,
+        0,
+        [rc, 0, 0],
+    );
     0
 }
 
@@ -429,21 +454,45 @@ pub fn net_dev_xmit(ctx: BtfTracePointContext) -> i32 {
 pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let location = arg_u64(&ctx, 1);
     let reason = ctx.arg::<u64>(2) as u32;
-    on_skb(&ctx, hook::KFREE_SKB, arg_u64(&ctx, 0), 0, reason, location, [0; 3]);
+    on_skb(
+        &ctx,
+        hook::KFREE_SKB,
+        arg_u64(&ctx, 0),
+        0,
+        reason,
+        location,
+        [0; 3],
+    );
     0
 }
 
 #[btf_tracepoint(function = "consume_skb")]
 pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
     let location = arg_u64(&ctx, 1);
-    on_skb(&ctx, hook::CONSUME_SKB, arg_u64(&ctx, 0), 0, 0, location, [0; 3]);
+    on_skb(
+        &ctx,
+        hook::CONSUME_SKB,
+        arg_u64(&ctx, 0),
+        0,
+        0,
+        location,
+        [0; 3],
+    );
     0
 }
 
 #[btf_tracepoint(function = "skb_copy_datagram_iovec")]
 pub fn skb_copy_datagram_iovec(ctx: BtfTracePointContext) -> i32 {
     let len = ctx.arg::<i64>(1) as i32;
-    on_skb(&ctx, hook::SKB_COPY_DATAGRAM_IOVEC, arg_u64(&ctx, 0), 0, 0, 0, [len, 0, 0]);
+    on_skb(
+        &ctx,
+        hook::SKB_COPY_DATAGRAM_IOVEC,
+        arg_u64(&ctx, 0),
+        0,
+        0,
+        0,
+        [len, 0, 0],
+    );
     0
 }
 
@@ -451,26 +500,58 @@ pub fn skb_copy_datagram_iovec(ctx: BtfTracePointContext) -> i32 {
 pub fn icmp_send(ctx: BtfTracePointContext) -> i32 {
     let ty = ctx.arg::<i64>(1) as i32;
     let code = ctx.arg::<i64>(2) as i32;
-    on_skb(&ctx, hook::ICMP_SEND, arg_u64(&ctx, 0), 0, 0, 0, [ty, code, 0]);
+    on_skb(
+        &ctx,
+        hook::ICMP_SEND,
+        arg_u64(&ctx, 0),
+        0,
+        0,
+        0,
+        [ty, code, 0],
+    );
     0
 }
 
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
     let reason = ctx.arg::<u64>(2) as u32;
-    on_skb(&ctx, hook::TCP_SEND_RESET, arg_u64(&ctx, 1), 0, reason, 0, [0; 3]);
+    on_skb(
+        &ctx,
+        hook::TCP_SEND_RESET,
+        arg_u64(&ctx, 1),
+        0,
+        reason,
+        0,
+        [0; 3],
+    );
     0
 }
 
 #[btf_tracepoint(function = "netif_receive_skb_entry")]
 pub fn netif_receive_skb_entry(ctx: BtfTracePointContext) -> i32 {
-    on_skb(&ctx, hook::NETIF_RECEIVE_SKB_ENTRY, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    on_skb(
+        &ctx,
+        hook::NETIF_RECEIVE_SKB_ENTRY,
+        arg_u64(&ctx, 0),
+        0,
+        0,
+        0,
+        [0; 3],
+    );
     0
 }
 
 #[btf_tracepoint(function = "napi_gro_receive_entry")]
 pub fn napi_gro_receive_entry(ctx: BtfTracePointContext) -> i32 {
-    on_skb(&ctx, hook::NAPI_GRO_RECEIVE_ENTRY, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
+    on_skb(
+        &ctx,
+        hook::NAPI_GRO_RECEIVE_ENTRY,
+        arg_u64(&ctx, 0),
+        0,
+        0,
+        0,
+        [0; 3],
+    );
     0
 }
 
@@ -507,7 +588,8 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
     }
     let ps = u32::from_ne_bytes([ev.saddr[0], ev.saddr[1], ev.saddr[2], ev.saddr[3]]);
     let pd = u32::from_ne_bytes([ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]]);
-    let same = (daddr == pd && (saddr == ps || saddr == 0)) || (daddr == ps && (saddr == pd || saddr == 0));
+    let same = (daddr == pd && (saddr == ps || saddr == 0))
+        || (daddr == ps && (saddr == pd || saddr == 0));
     if !same {
         return 0;
     }
@@ -522,18 +604,14 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
     ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
     ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
     ev.reason = 0;
-    ev.aux = [tb_id, err, read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0)];
-    // Record the flow that was looked up, not the packet.
-    let s = saddr.to_ne_bytes();
-    let d = daddr.to_ne_bytes();
-    ev.saddr = [0; 16];
-    ev.daddr = [0; 16];
-    let mut i = 0;
-    while i < 4 {
-        ev.saddr[i] = s[i];
-        ev.daddr[i] = d[i];
-        i += 1;
-    }
+    ev.aux = [
+        tb_id,
+        err,
+        read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0),
+    ];
+    // The packet's headers stay as parsed; the looked-up flow goes apart.
+    ev.flow_saddr = saddr.to_ne_bytes();
+    ev.flow_daddr = daddr.to_ne_bytes();
     finish_and_send(&ctx, ev);
     0
 }

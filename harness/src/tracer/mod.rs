@@ -163,9 +163,9 @@ pub struct Tracer {
 impl Tracer {
     /// Starts the default backend for this kernel.
     pub fn start(spec: &TraceSpec) -> Result<Self, TracerError> {
-        let btf = crate::btf::Btf::from_sys_fs()?;
-        let reasons = DropReasons::from_btf(&btf)?;
-        let backend = tp_btf::TpBtf::start(spec, &btf)?;
+        let btf = crate::btf::Btf::kernel()?;
+        let reasons = DropReasons::from_btf(btf)?;
+        let backend = tp_btf::TpBtf::start(spec, btf)?;
         Ok(Self {
             backend: Box::new(backend),
             reasons,
@@ -261,7 +261,14 @@ impl PacketInfo {
 /// TCP flags as letters: `S`, `SA`, `R`, `F`, `P`, `.` for ACK alone.
 pub fn tcp_flags(f: u8) -> String {
     let mut s = String::new();
-    for (bit, c) in [(0x02, 'S'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x10, 'A'), (0x20, 'U')] {
+    for (bit, c) in [
+        (0x02, 'S'),
+        (0x01, 'F'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x10, 'A'),
+        (0x20, 'U'),
+    ] {
         if f & bit != 0 {
             s.push(c);
         }
@@ -277,6 +284,9 @@ fn is_tracing_frame(name: &str) -> bool {
         || name.starts_with("__traceiter_")
         || name.starts_with("bpf_get_stack")
         || name.starts_with("__bpf_get_stack")
+        // Unsymbolised addresses at the top of a tracepoint stack are the
+        // BPF trampoline/JIT image; kernel code always has a symbol.
+        || name.starts_with("0x")
 }
 
 /// An event decoded from the kernel ABI, with symbols resolved.
@@ -305,7 +315,7 @@ pub struct RawEvent {
     pub mark: u32,
     /// skb length.
     pub len: u32,
-    /// Drop reason name (kfree_skb only).
+    /// Drop reason name (kfree_skb), reset reason number (tcp_send_reset).
     pub reason: Option<String>,
     /// Function that dropped or consumed the skb (kfree_skb/consume_skb).
     pub at: Option<String>,
@@ -313,6 +323,8 @@ pub struct RawEvent {
     pub aux: [i32; 3],
     /// Packet headers at this point.
     pub packet: PacketInfo,
+    /// fib_table_lookup: the (source, destination) that was looked up.
+    pub flow: Option<(IpAddr, IpAddr)>,
     /// Kernel functions on the stack, innermost first, tracing frames removed.
     pub stack: Vec<String>,
 }
@@ -350,7 +362,12 @@ impl RawEvent {
             ifindex: e.ifindex,
             mark: e.mark,
             len: e.len,
-            reason: (e.hook == hook::KFREE_SKB).then(|| reasons.display(e.reason)),
+            reason: match e.hook {
+                hook::KFREE_SKB => Some(reasons.display(e.reason)),
+                // enum sk_rst_reason: shown by number.
+                hook::TCP_SEND_RESET => Some(format!("#{}", e.reason)),
+                _ => None,
+            },
             at: (terminal && e.location != 0).then(|| k.name(e.location)),
             aux: e.aux,
             packet: PacketInfo {
@@ -365,6 +382,8 @@ impl RawEvent {
                 icmp_code: e.icmp_code,
                 icmp_id: e.icmp_id,
             },
+            flow: (e.hook == hook::FIB_TABLE_LOOKUP)
+                .then(|| (IpAddr::from(e.flow_saddr), IpAddr::from(e.flow_daddr))),
             stack,
         }
     }
@@ -400,11 +419,26 @@ mod tests {
             dport: Some(80),
             reverse: true,
         };
-        assert_eq!(f.direction(&pkt("192.0.2.1", "198.51.100.1", 1000, 80)), Some(false));
-        assert_eq!(f.direction(&pkt("198.51.100.1", "192.0.2.1", 80, 1000)), Some(true));
-        assert_eq!(f.direction(&pkt("198.51.100.1", "192.0.2.1", 81, 1000)), None);
-        let one_way = FlowFilter { reverse: false, ..f.clone() };
-        assert_eq!(one_way.direction(&pkt("198.51.100.1", "192.0.2.1", 80, 1000)), None);
+        assert_eq!(
+            f.direction(&pkt("192.0.2.1", "198.51.100.1", 1000, 80)),
+            Some(false)
+        );
+        assert_eq!(
+            f.direction(&pkt("198.51.100.1", "192.0.2.1", 80, 1000)),
+            Some(true)
+        );
+        assert_eq!(
+            f.direction(&pkt("198.51.100.1", "192.0.2.1", 81, 1000)),
+            None
+        );
+        let one_way = FlowFilter {
+            reverse: false,
+            ..f.clone()
+        };
+        assert_eq!(
+            one_way.direction(&pkt("198.51.100.1", "192.0.2.1", 80, 1000)),
+            None
+        );
         let k = f.to_kernel();
         assert_eq!(k.family, 4);
         assert_eq!(&k.saddr[..4], &[192, 0, 2, 1]);

@@ -35,7 +35,15 @@ mod tests {
         };
         let o = super::resolve(&btf).unwrap();
         // Fields of one struct cannot share an offset.
-        let skb = [o.skb_len, o.skb_mark, o.skb_dev, o.skb_sk, o.skb_head, o.skb_network_header, o.skb_protocol];
+        let skb = [
+            o.skb_len,
+            o.skb_mark,
+            o.skb_dev,
+            o.skb_sk,
+            o.skb_head,
+            o.skb_network_header,
+            o.skb_protocol,
+        ];
         let mut sorted = skb.to_vec();
         sorted.sort();
         sorted.dedup();

@@ -18,7 +18,12 @@ use crate::btf::Btf;
 static TRACER_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktfate-tracer"));
 
 /// Hooks a kernel must have; the others are attached when present.
-const REQUIRED: [&str; 4] = ["netif_receive_skb", "kfree_skb", "consume_skb", "net_dev_queue"];
+const REQUIRED: [&str; 4] = [
+    "netif_receive_skb",
+    "kfree_skb",
+    "consume_skb",
+    "net_dev_queue",
+];
 
 /// A loaded and attached tp_btf tracer.
 pub struct TpBtf {

@@ -1,0 +1,570 @@
+//! Stage 6: compare each packet's traced life with its expectations.
+//!
+//! The skb a packet is judged by is the first one seen carrying the packet in
+//! its forward direction; its life runs from that event to its `kfree_skb`
+//! or `consume_skb`. Replies (reverse direction) are in the timeline for the
+//! reader but do not change the verdict.
+
+use std::collections::HashSet;
+
+use crate::collect::{Step, Timeline};
+use crate::scenario::{Fate, PathStep, Scenario};
+
+/// Functions whose presence on the stack at `consume_skb` means a socket
+/// took the packet (the transport layer's receive paths).
+const SOCKET_RECEIVE: [&str; 10] = [
+    "tcp_v4_do_rcv",
+    "tcp_v6_do_rcv",
+    "tcp_rcv_state_process",
+    "tcp_rcv_established",
+    "udp_queue_rcv_one_skb",
+    "udpv6_queue_rcv_one_skb",
+    "__udp_queue_rcv_skb",
+    "__udpv6_queue_rcv_skb",
+    "raw_rcv",
+    "ping_rcv",
+];
+
+/// Receive hooks.
+const RECEIVE: [&str; 2] = ["netif_receive_skb", "netif_rx"];
+
+/// Transmit hooks.
+const XMIT: [&str; 3] = ["net_dev_queue", "net_dev_start_xmit", "net_dev_xmit"];
+
+/// One element of a packet's path: a stack frame or the hook itself,
+/// with where it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Function or hook.
+    pub func: String,
+    /// Namespace (scenario name).
+    pub ns: String,
+    /// Device.
+    pub dev: String,
+    /// Whether this is the tracepoint itself (not a stack frame).
+    pub is_hook: bool,
+}
+
+/// What the trace shows happened to one packet.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Facts {
+    /// skb judged.
+    pub skb: Option<u64>,
+    /// Drop reason, when dropped.
+    pub reason: Option<String>,
+    /// Function that freed it.
+    pub at: Option<String>,
+    /// Freed with `kfree_skb`.
+    pub dropped: bool,
+    /// Freed with `consume_skb`.
+    pub consumed: bool,
+    /// Reached a socket.
+    pub delivered: bool,
+    /// Received by a namespace and then transmitted by that same namespace
+    /// (routed or bridged through it).
+    pub forwarded: bool,
+    /// Devices it was transmitted on (`ns/dev`).
+    pub transmitted: Vec<String>,
+    /// Where it was last seen, when it never died.
+    pub last_seen: Option<String>,
+}
+
+impl Facts {
+    /// One-line summary of the fate.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![];
+        if self.skb.is_none() {
+            return "never seen by the tracer".into();
+        }
+        if self.forwarded {
+            parts.push(format!("forwarded (out {})", self.transmitted.join(", ")));
+        }
+        if self.delivered {
+            parts.push("delivered to a socket".into());
+        }
+        if self.dropped {
+            parts.push(format!(
+                "dropped ({}) at {}",
+                self.reason.as_deref().unwrap_or("?"),
+                self.at.as_deref().unwrap_or("?")
+            ));
+        } else if self.consumed && !self.delivered {
+            parts.push(format!("consumed at {}", self.at.as_deref().unwrap_or("?")));
+        }
+        if !self.dropped && !self.consumed {
+            parts.push(format!(
+                "no end seen (last at {})",
+                self.last_seen.as_deref().unwrap_or("?")
+            ));
+        }
+        parts.join(", then ")
+    }
+
+    fn has(&self, f: Fate) -> bool {
+        match f {
+            Fate::Dropped => self.dropped,
+            Fate::Consumed => self.consumed,
+            Fate::Delivered => self.delivered,
+            Fate::Forwarded => self.forwarded,
+        }
+    }
+}
+
+/// An expectation that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mismatch {
+    /// Which expectation (`fate`, `reason`, `at`, `path`).
+    pub what: String,
+    /// What the scenario says.
+    pub expected: String,
+    /// What the trace shows.
+    pub actual: String,
+}
+
+/// The verdict on one packet.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PacketVerdict {
+    /// Packet name.
+    pub name: String,
+    /// What happened.
+    pub facts: Facts,
+    /// Expectations that failed; empty means pass.
+    pub mismatches: Vec<Mismatch>,
+    /// The packet's path, compacted for reading.
+    pub path: Vec<String>,
+}
+
+/// The verdict on a scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verdict {
+    /// Per packet.
+    pub packets: Vec<PacketVerdict>,
+    /// Problems with the trace itself (lost events, timeout).
+    pub trace_problems: Vec<String>,
+}
+
+impl Verdict {
+    /// True when every expectation held and the trace is complete.
+    pub fn passed(&self) -> bool {
+        self.trace_problems.is_empty() && self.packets.iter().all(|p| p.mismatches.is_empty())
+    }
+}
+
+/// The judged skb's life: from its first forward event to its end.
+pub fn life<'a>(tl: &'a Timeline, packet: usize) -> Vec<&'a Step> {
+    let Some(first) = tl
+        .steps
+        .iter()
+        .position(|s| s.packet == Some(packet) && !s.reverse)
+    else {
+        return vec![];
+    };
+    let skb = tl.steps[first].ev.skb;
+    let mut out = vec![];
+    for s in &tl.steps[first..] {
+        if s.ev.skb != skb {
+            continue;
+        }
+        out.push(s);
+        if s.ev.is_terminal() {
+            break;
+        }
+    }
+    out
+}
+
+/// Flattens a life into tokens: each event's stack, outermost frame first,
+/// then the hook.
+pub fn tokens(life: &[&Step]) -> Vec<Token> {
+    let mut out = vec![];
+    for s in life {
+        for f in s.ev.stack.iter().rev() {
+            out.push(Token {
+                func: strip_suffix(f).to_string(),
+                ns: s.ns.clone(),
+                dev: s.dev.clone(),
+                is_hook: false,
+            });
+        }
+        out.push(Token {
+            func: s.ev.hook.to_string(),
+            ns: s.ns.clone(),
+            dev: s.dev.clone(),
+            is_hook: true,
+        });
+    }
+    out
+}
+
+/// `__netif_receive_skb_core.constprop.0` → `__netif_receive_skb_core`:
+/// compiler clones keep their function's name for matching.
+pub fn strip_suffix(f: &str) -> &str {
+    f.split_once('.').map_or(f, |(a, _)| a)
+}
+
+fn step_matches(step: &PathStep, t: &Token) -> bool {
+    step.func == t.func
+        && step.ns.as_ref().is_none_or(|n| *n == t.ns)
+        && step.dev.as_ref().is_none_or(|d| *d == t.dev)
+}
+
+/// Matches `path` as an ordered subsequence of `tokens`. On failure returns
+/// the index of the first step that could not be found.
+pub fn match_path(path: &[PathStep], tokens: &[Token]) -> Result<(), usize> {
+    let mut i = 0;
+    for (n, step) in path.iter().enumerate() {
+        match tokens[i..].iter().position(|t| step_matches(step, t)) {
+            Some(p) => i += p + 1,
+            None => return Err(n),
+        }
+    }
+    Ok(())
+}
+
+/// Frames that say nothing about the packet's path (syscall entry).
+fn is_entry_frame(f: &str) -> bool {
+    f.starts_with("entry_SYSCALL")
+        || f == "do_syscall_64"
+        || f == "x64_sys_call"
+        || f.starts_with("__x64_sys_")
+        || f.starts_with("__do_sys_")
+        || f == "ret_from_fork"
+        || f == "ret_from_fork_asm"
+        || f == "kthread"
+}
+
+/// A readable path: functions in order of first appearance, entry frames
+/// dropped, hooks marked with their place (`hook@ns/dev`).
+pub fn compact_path(tokens: &[Token]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for t in tokens {
+        if is_entry_frame(&t.func) {
+            continue;
+        }
+        let text = if t.is_hook {
+            format!("{}@{}/{}", t.func, t.ns, t.dev)
+        } else {
+            t.func.clone()
+        };
+        if seen.insert(text.clone()) {
+            out.push(text);
+        }
+    }
+    out
+}
+
+/// What the trace says about one packet.
+pub fn facts(life: &[&Step]) -> Facts {
+    let mut f = Facts {
+        skb: life.first().map(|s| s.ev.skb),
+        ..Default::default()
+    };
+    // Namespaces the skb was received in. `ip_forward` itself is rarely on
+    // a stack (tail calls; a packet waiting for ARP leaves from the ARP
+    // reply's context), so forwarding is judged by behaviour: received by a
+    // namespace, then transmitted by that namespace.
+    let mut received_in: Vec<&str> = vec![];
+    for s in life {
+        let frames: Vec<&str> = s.ev.stack.iter().map(|x| strip_suffix(x)).collect();
+        if RECEIVE.contains(&s.ev.hook) && !received_in.contains(&s.ns.as_str()) {
+            received_in.push(&s.ns);
+        }
+        if XMIT.contains(&s.ev.hook) && received_in.contains(&s.ns.as_str()) {
+            f.forwarded = true;
+            let place = format!("{}/{}", s.ns, s.dev);
+            if !f.transmitted.contains(&place) {
+                f.transmitted.push(place);
+            }
+        }
+        match s.ev.hook {
+            "kfree_skb" => {
+                f.dropped = true;
+                f.reason = s.ev.reason.clone();
+                f.at = s.ev.at.as_deref().map(|a| strip_suffix(a).to_string());
+            }
+            "consume_skb" => {
+                f.consumed = true;
+                f.at = s.ev.at.as_deref().map(|a| strip_suffix(a).to_string());
+                if frames.iter().any(|x| SOCKET_RECEIVE.contains(x)) {
+                    f.delivered = true;
+                }
+            }
+            "skb_copy_datagram_iovec" => f.delivered = true,
+            _ => {}
+        }
+    }
+    if !f.dropped && !f.consumed {
+        f.last_seen = life
+            .last()
+            .map(|s| format!("{}@{}/{}", s.ev.hook, s.ns, s.dev));
+    }
+    f
+}
+
+/// Judges every packet of the scenario against the timeline.
+pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
+    let mut trace_problems = vec![];
+    if tl.lost > 0 {
+        trace_problems.push(format!(
+            "{} tracer event(s) were lost in the kernel (ring buffer full); the trace is incomplete",
+            tl.lost
+        ));
+    }
+    if !tl.settled {
+        trace_problems.push(format!(
+            "timed out after {} ms before every tracked skb was freed",
+            tl.waited.as_millis()
+        ));
+    }
+    let mut packets = vec![];
+    for (i, p) in s.packets.iter().enumerate() {
+        let life = life(tl, i);
+        let f = facts(&life);
+        let toks = tokens(&life);
+        let path = compact_path(&toks);
+        let mut mm = vec![];
+        let actual = f.summary();
+        if let Some(want) = p.expect.fate {
+            if !f.has(want) {
+                mm.push(Mismatch {
+                    what: "fate".into(),
+                    expected: want.to_string(),
+                    actual: actual.clone(),
+                });
+            }
+        }
+        if let Some(want) = &p.expect.reason {
+            let got = if f.dropped {
+                f.reason.clone().unwrap_or_else(|| "?".into())
+            } else {
+                format!("not dropped: {actual}")
+            };
+            if f.reason.as_deref() != Some(want.as_str()) || !f.dropped {
+                mm.push(Mismatch {
+                    what: "reason".into(),
+                    expected: want.clone(),
+                    actual: got,
+                });
+            }
+        }
+        if let Some(want) = &p.expect.at {
+            if f.at.as_deref() != Some(want.as_str()) {
+                mm.push(Mismatch {
+                    what: "at".into(),
+                    expected: want.clone(),
+                    actual: f
+                        .at
+                        .clone()
+                        .unwrap_or_else(|| format!("no free seen: {actual}")),
+                });
+            }
+        }
+        if let Err(n) = match_path(&p.expect.path, &toks) {
+            let shown: Vec<String> = p.expect.path.iter().map(ToString::to_string).collect();
+            let after = if n == 0 {
+                "from the start".to_string()
+            } else {
+                format!("after `{}`", shown[n - 1])
+            };
+            mm.push(Mismatch {
+                what: "path".into(),
+                expected: shown.join(" -> "),
+                actual: format!(
+                    "`{}` not found {after}; the skb went: {}",
+                    shown[n],
+                    path.join(" -> ")
+                ),
+            });
+        }
+        packets.push(PacketVerdict {
+            name: p.name.clone(),
+            facts: f,
+            mismatches: mm,
+            path,
+        });
+    }
+    Verdict {
+        packets,
+        trace_problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse_step;
+    use crate::tracer::{PacketInfo, RawEvent};
+
+    fn step(skb: u64, hook: &'static str, stack: &[&str], ns: &str, dev: &str) -> Step {
+        Step {
+            ev: RawEvent {
+                ts_ns: 0,
+                skb,
+                hook,
+                hook_id: pktfate_common::HOOK_NAMES
+                    .iter()
+                    .position(|h| *h == hook)
+                    .unwrap() as u32,
+                cpu: 0,
+                pid: 1,
+                comm: "t".into(),
+                netns: 1,
+                ifindex: 1,
+                mark: 0,
+                len: 40,
+                reason: (hook == "kfree_skb").then(|| "NO_SOCKET".to_string()),
+                at: matches!(hook, "kfree_skb" | "consume_skb").then(|| "tcp_v4_rcv".to_string()),
+                aux: [0; 3],
+                packet: PacketInfo::default(),
+                flow: None,
+                // innermost first, as the kernel reports
+                stack: stack.iter().rev().map(|s| s.to_string()).collect(),
+            },
+            ns: ns.into(),
+            dev: dev.into(),
+            packet: Some(0),
+            reverse: false,
+        }
+    }
+
+    fn path(p: &[&str]) -> Vec<PathStep> {
+        p.iter().map(|s| parse_step(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn path_is_an_ordered_subsequence_with_qualifiers() {
+        let tl = Timeline {
+            steps: vec![
+                step(
+                    1,
+                    "netif_receive_skb",
+                    &[
+                        "tun_get_user",
+                        "netif_receive_skb",
+                        "__netif_receive_skb_core.constprop.0",
+                    ],
+                    "host",
+                    "tun0",
+                ),
+                step(
+                    1,
+                    "kfree_skb",
+                    &["tun_get_user", "ip_rcv", "tcp_v4_rcv", "sk_skb_reason_drop"],
+                    "host",
+                    "tun0",
+                ),
+            ],
+            settled: true,
+            ..Default::default()
+        };
+        let l = life(&tl, 0);
+        let t = tokens(&l);
+        assert_eq!(
+            match_path(&path(&["tun_get_user", "ip_rcv", "kfree_skb"]), &t),
+            Ok(())
+        );
+        assert_eq!(
+            match_path(&path(&["netif_receive_skb@host/tun0", "tcp_v4_rcv"]), &t),
+            Ok(())
+        );
+        assert_eq!(
+            match_path(&path(&["__netif_receive_skb_core"]), &t),
+            Ok(()),
+            "clone suffixes are ignored"
+        );
+        assert_eq!(
+            match_path(&path(&["ip_rcv", "netif_receive_skb@host/tun0"]), &t),
+            Err(1),
+            "order matters"
+        );
+        assert_eq!(
+            match_path(&path(&["netif_receive_skb@peer"]), &t),
+            Err(0),
+            "namespace qualifier"
+        );
+        assert_eq!(
+            match_path(&path(&["netif_receive_skb@host/veth0"]), &t),
+            Err(0),
+            "device qualifier"
+        );
+        let f = facts(&l);
+        assert!(f.dropped && !f.forwarded && !f.delivered);
+        assert_eq!(f.reason.as_deref(), Some("NO_SOCKET"));
+        assert_eq!(compact_path(&t)[0], "tun_get_user");
+    }
+
+    #[test]
+    fn forwarded_means_received_then_transmitted_by_one_namespace() {
+        // As traced on 6.18: the xmit happens from the ARP reply's context.
+        let routed = [
+            step(
+                2,
+                "netif_receive_skb",
+                &["tun_get_user", "netif_receive_skb"],
+                "host",
+                "tun0",
+            ),
+            step(
+                2,
+                "net_dev_queue",
+                &["arp_process", "__neigh_update", "__dev_queue_xmit"],
+                "host",
+                "veth0",
+            ),
+            step(2, "netif_rx", &["veth_xmit", "__netif_rx"], "peer", "veth1"),
+            step(
+                2,
+                "kfree_skb",
+                &["process_backlog", "tcp_v4_rcv"],
+                "peer",
+                "veth1",
+            ),
+        ];
+        let l: Vec<&Step> = routed.iter().collect();
+        let f = facts(&l);
+        assert!(f.forwarded && f.dropped);
+        assert_eq!(f.transmitted, vec!["host/veth0".to_string()]);
+        // A locally generated packet is transmitted but not forwarded, even
+        // when the peer namespace then receives it.
+        let local = [
+            step(
+                3,
+                "net_dev_queue",
+                &["tcp_connect", "__dev_queue_xmit"],
+                "host",
+                "veth0",
+            ),
+            step(3, "netif_rx", &["veth_xmit"], "peer", "veth1"),
+        ];
+        let l: Vec<&Step> = local.iter().collect();
+        assert!(!facts(&l).forwarded);
+    }
+
+    #[test]
+    fn life_ignores_other_skbs_and_ends_at_the_free() {
+        let mut reply = step(9, "net_dev_queue", &[], "host", "lo");
+        reply.reverse = true;
+        let tl = Timeline {
+            steps: vec![
+                reply.clone(),
+                step(1, "netif_receive_skb", &[], "host", "tun0"),
+                reply,
+                step(
+                    1,
+                    "consume_skb",
+                    &["tcp_v4_rcv", "tcp_v4_do_rcv", "tcp_rcv_state_process"],
+                    "host",
+                    "tun0",
+                ),
+                step(1, "netif_receive_skb", &[], "host", "tun0"),
+            ],
+            settled: true,
+            ..Default::default()
+        };
+        let l = life(&tl, 0);
+        assert_eq!(l.len(), 2);
+        let f = facts(&l);
+        assert!(f.consumed && f.delivered && !f.dropped);
+    }
+}

@@ -1,0 +1,61 @@
+//! What the machine must provide before a scenario can run, checked up
+//! front so the user gets one clear message instead of a failure halfway.
+
+use std::path::Path;
+
+/// Something the machine lacks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreflightError {
+    /// Not running as root.
+    #[error("pktfate needs root: scenarios create network namespaces and load eBPF programs")]
+    NotRoot,
+    /// No kernel BTF.
+    #[error(
+        "no kernel BTF at /sys/kernel/btf/vmlinux: the tracer resolves kernel struct offsets and drop reasons from it"
+    )]
+    NoBtf,
+    /// No tun driver.
+    #[error("no /dev/net/tun: scenarios inject packets through tun devices")]
+    NoTun,
+    /// A tool is missing.
+    #[error("`{0}` not found on PATH")]
+    MissingTool(&'static str),
+}
+
+impl PreflightError {
+    /// How to fix it.
+    pub fn hint(&self) -> String {
+        match self {
+            PreflightError::NotRoot => "run as root, e.g. `sudo -E cargo test`".into(),
+            PreflightError::NoBtf => "use a kernel built with CONFIG_DEBUG_INFO_BTF=y".into(),
+            PreflightError::NoTun => "load the tun module: `modprobe tun`".into(),
+            PreflightError::MissingTool("ip") => {
+                "install iproute2 (`bash ci/setup.sh` does)".into()
+            }
+            PreflightError::MissingTool(t) => format!("install `{t}` (`bash ci/setup.sh` does)"),
+        }
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// Checks root, BTF, tun and `ip`.
+pub fn check() -> Result<(), PreflightError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(PreflightError::NotRoot);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(PreflightError::NoBtf);
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Err(PreflightError::NoTun);
+    }
+    if !on_path("ip") {
+        return Err(PreflightError::MissingTool("ip"));
+    }
+    Ok(())
+}

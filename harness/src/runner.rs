@@ -1,0 +1,202 @@
+//! Runs one scenario through every stage: parse/validate → build topology →
+//! attach tracer → inject → collect → evaluate → (report) → tear down.
+//!
+//! Errors a user can cause come back as [`RunError`] with a hint; the
+//! topology is torn down on every path out of [`run`], including panics
+//! (it is a `Drop` guard).
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::btf::Btf;
+use crate::collect::{self, Timeline};
+use crate::evaluate::{self, Verdict};
+use crate::inject::{self, InjectError};
+use crate::preflight::{self, PreflightError};
+use crate::scenario::{IpLayer, L4Layer, Scenario, ScenarioError};
+use crate::topology::{Names, Topology, TopologyError};
+use crate::tracer::{DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
+
+/// Why a scenario could not be run (as opposed to failing its expectations).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario file is wrong.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Scenario(Vec<ScenarioError>),
+    /// The machine lacks something.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// Building the topology failed.
+    #[error("building the topology: {0}")]
+    Topology(#[from] TopologyError),
+    /// The tracer failed.
+    #[error("tracer: {0}")]
+    Tracer(#[from] TracerError),
+    /// Injection failed.
+    #[error("injecting: {0}")]
+    Inject(#[from] InjectError),
+}
+
+impl RunError {
+    /// A hint for the user, where one helps (scenario errors carry their own).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RunError::Preflight(p) => Some(p.hint()),
+            RunError::Topology(t) => t.hint(),
+            RunError::Tracer(TracerError::Load(m)) if m.contains("Operation not permitted") => {
+                Some("loading eBPF needs root (CAP_BPF, CAP_PERFMON)".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// The message with its hint.
+    pub fn render(&self) -> String {
+        match self.hint() {
+            Some(h) => format!("{self}\n  hint: {h}"),
+            None => self.to_string(),
+        }
+    }
+}
+
+/// Wall time of each stage.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Timings {
+    /// Parse, validate, build the topology.
+    pub setup: Duration,
+    /// Load and attach the tracer.
+    pub attach: Duration,
+    /// First injection to verdict.
+    pub inject_to_verdict: Duration,
+    /// Tear down.
+    pub teardown: Duration,
+}
+
+impl fmt::Display for Timings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(
+            f,
+            "setup {:.0}ms, attach {:.0}ms, inject->verdict {:.0}ms, teardown {:.0}ms",
+            ms(self.setup),
+            ms(self.attach),
+            ms(self.inject_to_verdict),
+            ms(self.teardown)
+        )
+    }
+}
+
+/// The result of running a scenario.
+pub struct Outcome {
+    /// The scenario as validated.
+    pub scenario: Scenario,
+    /// Everything traced.
+    pub timeline: Timeline,
+    /// The judgement.
+    pub verdict: Verdict,
+    /// Stage timings.
+    pub timings: Timings,
+    /// Tracer backend used.
+    pub backend: &'static str,
+    /// Kernel id → scenario names.
+    pub names: Names,
+    /// Teardown problems (reported, not fatal).
+    pub teardown_problems: Vec<String>,
+}
+
+impl Outcome {
+    /// Every expectation held.
+    pub fn passed(&self) -> bool {
+        self.verdict.passed() && self.teardown_problems.is_empty()
+    }
+}
+
+/// The kernel's drop reasons (BTF read once per process).
+pub fn kernel_reasons() -> Result<DropReasons, TracerError> {
+    Ok(DropReasons::from_btf(Btf::kernel()?)?)
+}
+
+/// Loads, validates and runs a scenario file.
+pub fn run_file(path: &Path) -> Result<Outcome, RunError> {
+    let s = Scenario::load(path).map_err(RunError::Scenario)?;
+    run(s)
+}
+
+/// The tracer filter for a packet: its 5-tuple, replies included.
+pub fn filter_for(p: &crate::scenario::Packet) -> FlowFilter {
+    let (src, dst, v6) = match p.spec.ip {
+        IpLayer::V4 { src, dst, .. } => (src.into(), dst.into(), false),
+        IpLayer::V6 { src, dst, .. } => (src.into(), dst.into(), true),
+    };
+    let (sport, dport) = match p.spec.l4 {
+        L4Layer::Tcp { sport, dport, .. } | L4Layer::Udp { sport, dport, .. } => {
+            (Some(sport), Some(dport))
+        }
+        _ => (None, None),
+    };
+    FlowFilter {
+        proto: p.spec.l4.proto(v6),
+        src: Some(src),
+        dst: Some(dst),
+        sport,
+        dport,
+        reverse: true,
+    }
+}
+
+/// Runs a validated scenario.
+pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
+    let t_setup = Instant::now();
+    preflight::check()?;
+    let reasons = kernel_reasons()?;
+    s.check_against_kernel(&reasons)
+        .map_err(RunError::Scenario)?;
+    // Read /proc/kallsyms now rather than on the first event.
+    crate::kallsyms::Kallsyms::kernel();
+
+    let mut topo = Topology::build(&s)?;
+    let setup = t_setup.elapsed();
+
+    let t_attach = Instant::now();
+    let filters: Vec<FlowFilter> = s.packets.iter().map(filter_for).collect();
+    let spec = TraceSpec {
+        netns: topo.inodes(),
+        filters: filters.clone(),
+        stacks: true,
+    };
+    let mut tracer = Tracer::start(&spec)?;
+    let attach = t_attach.elapsed();
+
+    let t_verdict = Instant::now();
+    for (i, p) in s.packets.iter().enumerate() {
+        inject::inject(&topo, i, p)?;
+    }
+    let timeline = collect::collect(&mut tracer, &topo.names, &filters, s.timeout, &mut || {
+        topo.drain_taps();
+    })?;
+    let verdict = evaluate::evaluate(&s, &timeline);
+    let inject_to_verdict = t_verdict.elapsed();
+    let backend = tracer.backend().name();
+    drop(tracer);
+
+    let t_teardown = Instant::now();
+    let names = topo.names.clone();
+    let teardown_problems = topo.teardown();
+    let teardown = t_teardown.elapsed();
+
+    Ok(Outcome {
+        scenario: s,
+        timeline,
+        verdict,
+        timings: Timings {
+            setup,
+            attach,
+            inject_to_verdict,
+            teardown,
+        },
+        backend,
+        names,
+        teardown_problems,
+    })
+}

@@ -1,0 +1,458 @@
+//! Stage 2: build a scenario's namespaces, links, addresses, routes and
+//! sysctls, and tear them down again.
+//!
+//! Everything happens inside namespaces created here: every `ip` command is
+//! given `-n <scenario namespace>`, sysctls are written from a thread inside
+//! the namespace, and tun/tap devices are opened there. The root namespace is
+//! never touched. Teardown is `Drop`, so it runs on pass, fail and panic.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::netns;
+use crate::scenario::{LinkKind, RouteType, Scenario};
+use crate::teardown;
+
+/// Errors building a topology.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// A command failed.
+    #[error("`{cmd}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// A tool is missing.
+    #[error("`{0}` is not installed")]
+    MissingTool(String),
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+impl TopologyError {
+    /// A hint for the user, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            TopologyError::MissingTool(t) if t == "ip" => {
+                Some("install iproute2 (bash ci/setup.sh does)".into())
+            }
+            TopologyError::Command { stderr, .. } if stderr.contains("Operation not permitted") => {
+                Some("run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)".into())
+            }
+            TopologyError::Command { stderr, .. } if stderr.contains("File exists") => {
+                Some("two routes or addresses collide; check the scenario for duplicates".into())
+            }
+            TopologyError::Command { stderr, .. }
+                if stderr.contains("Nexthop has invalid gateway") =>
+            {
+                Some(
+                    "the gateway must be reachable through a connected route on an up device"
+                        .into(),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TopologyError {
+    let what = what.into();
+    move |source| TopologyError::Io { what, source }
+}
+
+/// A namespace created for a scenario.
+#[derive(Debug, Clone)]
+pub struct NetnsHandle {
+    /// Scenario-local name.
+    pub name: String,
+    /// Name under /run/netns.
+    pub real: String,
+    /// Inode (what the tracer sees).
+    pub inode: u32,
+}
+
+impl NetnsHandle {
+    /// Path of the namespace file.
+    pub fn path(&self) -> PathBuf {
+        netns::path_of(&self.real)
+    }
+}
+
+/// Resolves kernel ids to the names a scenario uses.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// netns inode → scenario name.
+    pub netns: HashMap<u32, String>,
+    /// (netns inode, ifindex) → device name.
+    pub devs: HashMap<(u32, u32), String>,
+}
+
+impl Names {
+    /// Scenario name of a namespace, or its inode.
+    pub fn netns(&self, inode: u32) -> String {
+        self.netns.get(&inode).cloned().unwrap_or_else(|| {
+            if inode == 0 {
+                "-".into()
+            } else {
+                format!("ns:{inode}")
+            }
+        })
+    }
+
+    /// Device name, or its ifindex.
+    pub fn dev(&self, inode: u32, ifindex: u32) -> String {
+        if ifindex == 0 {
+            return "-".into();
+        }
+        self.devs
+            .get(&(inode, ifindex))
+            .cloned()
+            .unwrap_or_else(|| format!("if{ifindex}"))
+    }
+}
+
+/// IPv4 settings a new namespace inherits from the host (with the default
+/// `net.core.devconf_inherit_init_net=0`). They are reset to the kernel's
+/// own defaults so a scenario behaves the same on every host.
+pub const PINNED_SYSCTLS: [(&str, &str); 8] = [
+    ("net.ipv4.conf.all.rp_filter", "0"),
+    ("net.ipv4.conf.default.rp_filter", "0"),
+    ("net.ipv4.conf.all.forwarding", "0"),
+    ("net.ipv4.conf.default.forwarding", "0"),
+    ("net.ipv4.conf.all.accept_local", "0"),
+    ("net.ipv4.conf.default.accept_local", "0"),
+    ("net.ipv4.conf.all.log_martians", "0"),
+    ("net.ipv4.conf.default.log_martians", "0"),
+];
+
+/// A built topology. Dropping it deletes everything it created.
+pub struct Topology {
+    /// Namespaces, in scenario order.
+    pub namespaces: Vec<NetnsHandle>,
+    /// tun/tap fds, by (scenario namespace, device).
+    taps: HashMap<(String, String), OwnedFd>,
+    /// Kernel id → name maps.
+    pub names: Names,
+    torn_down: bool,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip -n <ns> args...`.
+fn ip(real: &str, args: &[&str]) -> Result<String, TopologyError> {
+    let mut full = vec!["-n", real];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+fn run(tool: &str, args: &[&str]) -> Result<String, TopologyError> {
+    let out = Command::new(tool).args(args).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            TopologyError::MissingTool(tool.into())
+        } else {
+            TopologyError::Io {
+                what: format!("running {tool}"),
+                source: e,
+            }
+        }
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(TopologyError::Command {
+            cmd: format!("{tool} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Writes a `net.*` sysctl from a thread inside the namespace.
+fn write_sysctl(ns: &NetnsHandle, key: &str, value: &str) -> Result<(), TopologyError> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let value = value.to_string();
+    let p2 = path.clone();
+    netns::run_in(&ns.path(), move || std::fs::write(&p2, value))
+        .and_then(|r| r)
+        .map_err(io_err(format!(
+            "setting sysctl {key} in namespace `{}` ({path})",
+            ns.name
+        )))
+}
+
+/// Creates a tun/tap device inside the namespace; the fd owns the device.
+fn open_tap(ns: &NetnsHandle, name: &str, tap: bool) -> Result<OwnedFd, TopologyError> {
+    let ifname = name.to_string();
+    netns::run_in(&ns.path(), move || -> std::io::Result<OwnedFd> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open("/dev/net/tun")?;
+        #[repr(C)]
+        struct IfReq {
+            name: [u8; libc::IFNAMSIZ],
+            flags: libc::c_short,
+            _pad: [u8; 22],
+        }
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: (if tap { libc::IFF_TAP } else { libc::IFF_TUN } | libc::IFF_NO_PI)
+                as libc::c_short,
+            _pad: [0; 22],
+        };
+        req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
+        use std::os::fd::AsRawFd;
+        // SAFETY: TUNSETIFF reads a struct ifreq, which IfReq lays out.
+        if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(f.into())
+    })
+    .and_then(|r| r)
+    .map_err(io_err(format!(
+        "creating {} `{name}` in namespace `{}`",
+        if tap { "tap" } else { "tun" },
+        ns.name
+    )))
+}
+
+impl Topology {
+    /// Builds the scenario's topology.
+    pub fn build(s: &Scenario) -> Result<Self, TopologyError> {
+        teardown::install_interrupt_handler();
+        let mut topo = Topology {
+            namespaces: vec![],
+            taps: HashMap::new(),
+            names: Names::default(),
+            torn_down: false,
+        };
+        // On error, `topo` is dropped and removes what was made so far.
+        topo.build_into(s)?;
+        Ok(topo)
+    }
+
+    fn build_into(&mut self, s: &Scenario) -> Result<(), TopologyError> {
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        for ns in &s.namespaces {
+            let real = format!("{}{pid}-{seq}-{}", teardown::PREFIX, ns.name);
+            run("ip", &["netns", "add", &real])?;
+            teardown::register(&real);
+            let inode = netns::inode(&netns::path_of(&real))
+                .map_err(io_err(format!("reading namespace {real}")))?;
+            self.names.netns.insert(inode, ns.name.clone());
+            self.namespaces.push(NetnsHandle {
+                name: ns.name.clone(),
+                real,
+                inode,
+            });
+        }
+        for h in self.namespaces.clone() {
+            ip(&h.real, &["link", "set", "lo", "up"])?;
+            for (k, v) in PINNED_SYSCTLS {
+                write_sysctl(&h, k, v)?;
+            }
+        }
+
+        // Links. veth peers come up with their creator's `up`.
+        let mut to_up: Vec<(String, String)> = vec![];
+        for ns in &s.namespaces {
+            let h = self.handle(&ns.name).clone();
+            for l in &ns.links {
+                match &l.kind {
+                    LinkKind::Veth { peer_ns, peer } => {
+                        let peer_real = self.handle(peer_ns).real.clone();
+                        ip(
+                            &h.real,
+                            &[
+                                "link", "add", &l.name, "type", "veth", "peer", "name", peer,
+                                "netns", &peer_real,
+                            ],
+                        )?;
+                        if l.up {
+                            to_up.push((peer_ns.clone(), peer.clone()));
+                        }
+                        if let Some(mtu) = l.mtu {
+                            ip(&peer_real, &["link", "set", peer, "mtu", &mtu.to_string()])?;
+                        }
+                    }
+                    LinkKind::Tun | LinkKind::Tap => {
+                        let fd = open_tap(&h, &l.name, l.kind == LinkKind::Tap)?;
+                        self.taps.insert((ns.name.clone(), l.name.clone()), fd);
+                    }
+                }
+                if let Some(mtu) = l.mtu {
+                    ip(&h.real, &["link", "set", &l.name, "mtu", &mtu.to_string()])?;
+                }
+                if l.up {
+                    to_up.push((ns.name.clone(), l.name.clone()));
+                }
+            }
+        }
+
+        // Per-interface sysctls need the interfaces; addresses and routes
+        // may depend on sysctls (forwarding), so they come next.
+        for ns in &s.namespaces {
+            let h = self.handle(&ns.name).clone();
+            for (k, v) in &ns.sysctls {
+                write_sysctl(&h, k, v)?;
+            }
+        }
+        for ns in &s.namespaces {
+            let real = self.handle(&ns.name).real.clone();
+            for a in &ns.addresses {
+                let cidr = format!("{}/{}", a.addr, a.prefix);
+                let mut args = vec!["addr", "add", &cidr, "dev", &a.dev];
+                if a.addr.is_ipv6() {
+                    // No duplicate address detection: the address is usable at once.
+                    args.push("nodad");
+                }
+                ip(&real, &args)?;
+            }
+        }
+        for (ns, dev) in &to_up {
+            let real = self.handle(ns).real.clone();
+            ip(&real, &["link", "set", dev, "up"])?;
+        }
+        for ns in &s.namespaces {
+            let real = self.handle(&ns.name).real.clone();
+            for r in &ns.routes {
+                let mut args: Vec<String> = vec![];
+                if r.v6 {
+                    args.push("-6".into());
+                }
+                args.extend(["route".into(), "add".into()]);
+                match r.kind {
+                    RouteType::Unicast => {}
+                    RouteType::Blackhole => args.push("blackhole".into()),
+                    RouteType::Unreachable => args.push("unreachable".into()),
+                    RouteType::Prohibit => args.push("prohibit".into()),
+                }
+                args.push(match r.to {
+                    None => "default".into(),
+                    Some((a, p)) => format!("{a}/{p}"),
+                });
+                if let Some(v) = r.via {
+                    args.extend(["via".into(), v.to_string()]);
+                }
+                if let Some(d) = &r.dev {
+                    args.extend(["dev".into(), d.clone()]);
+                }
+                if let Some(s) = r.src {
+                    args.extend(["src".into(), s.to_string()]);
+                }
+                if let Some(m) = r.metric {
+                    args.extend(["metric".into(), m.to_string()]);
+                }
+                if let Some(t) = r.table {
+                    args.extend(["table".into(), t.to_string()]);
+                }
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                ip(&real, &refs)?;
+            }
+        }
+
+        // Device names as the tracer will report them.
+        for h in &self.namespaces {
+            let json = ip(&h.real, &["-j", "link", "show"])?;
+            let links: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
+            for l in links {
+                if let (Some(i), Some(n)) = (l["ifindex"].as_u64(), l["ifname"].as_str()) {
+                    self.names.devs.insert((h.inode, i as u32), n.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The handle of a scenario namespace (validated names only).
+    pub fn handle(&self, name: &str) -> &NetnsHandle {
+        self.namespaces
+            .iter()
+            .find(|h| h.name == name)
+            .expect("scenario namespaces are validated before build")
+    }
+
+    /// The fd of a tun/tap device the topology created.
+    pub fn tap_fd(&self, ns: &str, dev: &str) -> Option<&OwnedFd> {
+        self.taps.get(&(ns.to_string(), dev.to_string()))
+    }
+
+    /// Reads and discards whatever the kernel sent out of the tun/tap
+    /// devices, as the program owning them would; the kernel then frees
+    /// those skbs (`consume_skb`), so their fate is known. Returns the
+    /// number of packets read.
+    pub fn drain_taps(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n = 0;
+        let mut buf = vec![0u8; 65536];
+        for fd in self.taps.values() {
+            loop {
+                // SAFETY: reading into a buffer we own, from an fd we own.
+                let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if r <= 0 {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Inodes of every scenario namespace.
+    pub fn inodes(&self) -> Vec<u32> {
+        self.namespaces.iter().map(|h| h.inode).collect()
+    }
+
+    /// Runs `ip -n <ns> ...` in a scenario namespace (read-only queries,
+    /// diagnostics).
+    pub fn ip(&self, ns: &str, args: &[&str]) -> Result<String, TopologyError> {
+        ip(&self.handle(ns).real, args)
+    }
+
+    /// Whether an address is configured on some device of a namespace.
+    pub fn has_address(&self, ns: &str, addr: IpAddr) -> bool {
+        self.ip(ns, &["-j", "addr", "show"])
+            .is_ok_and(|j| j.contains(&format!("\"{addr}\"")))
+    }
+
+    /// Deletes everything; returns the problems met, if any.
+    pub fn teardown(&mut self) -> Vec<String> {
+        if self.torn_down {
+            return vec![];
+        }
+        self.torn_down = true;
+        // Close tun/tap fds first: they hold references to their namespace.
+        self.taps.clear();
+        let mut problems = vec![];
+        for h in self.namespaces.iter().rev() {
+            match teardown::delete_netns(&h.real) {
+                Ok(()) => teardown::release(&h.real),
+                Err(e) => problems.push(format!("deleting namespace {}: {e}", h.real)),
+            }
+        }
+        problems
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for p in self.teardown() {
+            eprintln!("pktfate: teardown: {p}");
+        }
+    }
+}
