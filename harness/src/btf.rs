@@ -304,7 +304,7 @@ impl Btf {
             bits += off;
             id = self.resolve(m.type_id);
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::Unaligned {
                 strukt: strukt.into(),
                 field: field.into(),

@@ -151,7 +151,7 @@ impl Verdict {
 }
 
 /// The judged skb's life: from its first forward event to its end.
-pub fn life<'a>(tl: &'a Timeline, packet: usize) -> Vec<&'a Step> {
+pub fn life(tl: &Timeline, packet: usize) -> Vec<&Step> {
     let Some(first) = tl
         .steps
         .iter()

@@ -1,6 +1,6 @@
 //! The `pktfate` command line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,34 +38,6 @@ enum Cmd {
     Reasons,
 }
 
-/// Scenario files under `paths`, sorted.
-fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = vec![];
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            return Err(format!("{}: no such file or directory", p.display()));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -80,7 +52,7 @@ fn main() -> ExitCode {
 }
 
 fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
-    let files = match discover(paths) {
+    let files = match runner::discover(paths) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
@@ -144,7 +116,7 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
 }
 
 fn cmd_check(paths: &[PathBuf]) -> ExitCode {
-    let files = match discover(paths) {
+    let files = match runner::discover(paths) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");

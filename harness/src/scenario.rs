@@ -782,7 +782,11 @@ fn yaml_error(path: &Path, text: &str, e: &marked_yaml::FromYamlError) -> Scenar
         F::ParseYaml(le) => {
             let text = le.to_string();
             // LoadError's text starts with "source:line:col: "; keep the message only.
-            let msg = text.splitn(2, ": ").nth(1).unwrap_or(&text).to_string();
+            let msg = text
+                .split_once(": ")
+                .map(|x| x.1)
+                .unwrap_or(&text)
+                .to_string();
             let mark = load_error_mark(le).map(|m| (m.line(), m.column()));
             (mark, format!("invalid YAML: {msg}"), None)
         }
@@ -1419,7 +1423,7 @@ fn validate_packet(
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

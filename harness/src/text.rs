@@ -33,6 +33,20 @@ pub fn did_you_mean<'a>(
         .map(|(_, _, c)| c)
 }
 
+/// Whether `short` abbreviates `long`: same first character, its
+/// characters appear in order in `long`, and it keeps at least half of it
+/// (`IP_CSUM` abbreviates `IP_CHECKSUM`).
+pub fn abbreviates(short: &str, long: &str) -> bool {
+    if short.len() >= long.len()
+        || short.len() * 2 < long.len()
+        || short.chars().next() != long.chars().next()
+    {
+        return false;
+    }
+    let mut it = long.chars();
+    short.chars().all(|c| it.any(|l| l == c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +63,11 @@ mod tests {
         assert_eq!(did_you_mean("zzzzzz", ["dropped"]), None);
         // "fait" is two edits from both; the shared first letter decides.
         assert_eq!(did_you_mean("fait", ["at", "fate"]), Some("fate"));
+        assert!(abbreviates("IP_CSUM", "IP_CHECKSUM"));
+        assert!(!abbreviates("NO_SOCKET", "IP_CHECKSUM"));
+        assert!(
+            !abbreviates("I", "IP_CHECKSUM"),
+            "too short to mean anything"
+        );
     }
 }

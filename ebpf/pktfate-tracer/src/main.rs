@@ -345,8 +345,8 @@ fn on_skb<C: EbpfContext>(
         read(skb, cfg.offsets.skb_dev).unwrap_or(0)
     };
     let netns = skb_netns(&cfg, skb, dev);
-    let tracked = unsafe { TRACKED.get(&skb) }.is_some();
-    if !tracked && cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(&netns) }.is_none() {
+    let tracked = unsafe { TRACKED.get(skb) }.is_some();
+    if !tracked && cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(netns) }.is_none() {
         return 0;
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -360,7 +360,7 @@ fn on_skb<C: EbpfContext>(
         }
         // Free events end tracking, so only the others start it.
         if hook_id != hook::KFREE_SKB && hook_id != hook::CONSUME_SKB {
-            let _ = TRACKED.insert(&skb, &netns, 0);
+            let _ = TRACKED.insert(skb, netns, 0);
         }
     }
     ev.hook = hook_id;
@@ -373,7 +373,7 @@ fn on_skb<C: EbpfContext>(
     ev.reason = reason;
     ev.aux = aux;
     if hook_id == hook::KFREE_SKB || hook_id == hook::CONSUME_SKB {
-        let _ = TRACKED.remove(&skb);
+        let _ = TRACKED.remove(skb);
         if let Some(c) = CURRENT.get_ptr_mut(0) {
             unsafe {
                 if (*c)[0] == skb {
@@ -569,7 +569,7 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
         Some(c) if c[0] != 0 => (c[0], c[1] as u32),
         _ => return 0,
     };
-    if unsafe { TRACKED.get(&skb) }.is_none() {
+    if unsafe { TRACKED.get(skb) }.is_none() {
         return 0;
     }
     let saddr: u32 = match read(flp, cfg.offsets.flowi4_saddr) {

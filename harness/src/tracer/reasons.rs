@@ -60,7 +60,12 @@ impl DropReasons {
             .by_value
             .values()
             .map(|n| (crate::text::edit_distance(&want, n), n.as_str()))
-            .filter(|(d, n)| *d <= (n.len().max(want.len()) / 3).max(2))
+            .filter(|(d, n)| {
+                *d <= (n.len().max(want.len()) / 3).max(2)
+                    // Abbreviations: IP_CHECKSUM -> IP_CSUM, NOSOCKET -> NO_SOCKET.
+                    || crate::text::abbreviates(n, &want)
+                    || crate::text::abbreviates(&want, n)
+            })
             .collect();
         scored.sort();
         scored.into_iter().take(3).map(|(_, n)| n).collect()
@@ -114,5 +119,6 @@ mod tests {
         assert_eq!(t.suggest("NO_SOCKT").first(), Some(&"NO_SOCKET"));
         assert_eq!(t.suggest("IPCSUM").first(), Some(&"IP_CSUM"));
         assert!(t.suggest("COMPLETELY_DIFFERENT_THING").is_empty());
+        assert_eq!(t.suggest("IP_CHECKSUM").first(), Some(&"IP_CSUM"));
     }
 }

@@ -1,0 +1,367 @@
+//! Integration tests: the promises pktfate makes beyond single scenarios.
+//!
+//! These need root and kernel BTF, like the scenario suite. Tests that must
+//! observe a process end (Ctrl-C, dropping root) re-run this test binary as
+//! a child with `PKTFATE_CHILD` set, so the child's fate cannot take the
+//! test runner with it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Conclusion, Trial};
+use pktfate::runner::{self, RunError};
+use pktfate::scenario::Scenario;
+use pktfate::topology::Topology;
+
+/// A fresh directory under the target dir, removed by the caller's guard.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("pktfate-it-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn shipped(rel: &str) -> PathBuf {
+    pktfate_tests::scenario_dir().join(rel)
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(shipped(rel)).unwrap()
+}
+
+/// Tests that create namespaces hold this, so that "nothing is left"
+/// checks see only their own namespaces, not a parallel test's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Our namespaces (by this process) currently present.
+fn our_namespaces() -> Vec<String> {
+    let prefix = format!("pf{}-", std::process::id());
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a scenario must never change in the root namespace.
+fn root_state() -> String {
+    let mut s = String::new();
+    for cmd in [
+        "ip -o link show | sed 's/ state [A-Z]*//'",
+        "ip -o addr show",
+        "ip route show table all",
+        "ip -6 route show table all",
+        "ip rule show",
+        "nft list ruleset 2>/dev/null",
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/all/rp_filter /proc/sys/net/ipv4/conf/default/rp_filter /proc/sys/net/ipv4/conf/all/accept_local",
+    ] {
+        s.push_str(&format!("$ {cmd}\n{}\n", sh(cmd)));
+    }
+    s
+}
+
+#[test]
+fn breaking_an_expectation_fails_that_trial_with_timeline_and_difference() {
+    let _serial = serial();
+    let dir = TempDir::new("broken");
+    let good = read("tun-syn/01-bad-ip-checksum.yaml");
+    let broken = good.replace("reason: IP_CSUM", "reason: NO_SOCKET");
+    assert_ne!(good, broken, "the shipped scenario asserts IP_CSUM");
+    std::fs::write(dir.0.join("broken.yaml"), &broken).unwrap();
+    std::fs::write(dir.0.join("good.yaml"), &good).unwrap();
+
+    // Through the same trial machinery `cargo test` uses: exactly one fails.
+    // It runs in a child so its own "test result: FAILED" line does not end
+    // up in this suite's output.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "run_trials_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PKTFATE_CHILD", "trials")
+        .env("PKTFATE_TRIAL_DIR", &dir.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let concl = stdout
+        .lines()
+        .find_map(|l| l.find("CONCLUSION ").map(|i| l[i + 11..].to_string()))
+        .unwrap_or_else(|| panic!("no conclusion from the child:\n{stdout}"));
+    assert_eq!(concl.trim(), "passed=1 failed=1 broken=failed good=ok");
+
+    // And the report says what differs and shows the timeline.
+    let o = runner::run_file(&dir.0.join("broken.yaml")).unwrap();
+    assert!(!o.passed());
+    let text = pktfate::report::failure(&o);
+    for needle in [
+        "reason:",
+        "- expected: NO_SOCKET",
+        "+ actual:   IP_CSUM",
+        "TIME(us)",
+        "NETNS",
+        "kfree_skb",
+        "IP_CSUM at ip_rcv_core",
+        "stack at drop:",
+        "sk_skb_reason_drop <- ip_rcv_core",
+    ] {
+        assert!(text.contains(needle), "report lacks {needle:?}:\n{text}");
+    }
+    // Only the broken expectation is reported.
+    assert_eq!(o.verdict.packets[0].mismatches.len(), 1, "{text}");
+}
+
+#[test]
+fn the_host_is_untouched_and_nothing_is_left_on_pass_or_fail() {
+    let _serial = serial();
+    let before = root_state();
+    let dir = TempDir::new("leak");
+    let wrong_path =
+        read("tun-syn/03-forwarded.yaml").replace("ip_route_input_slow", "ip_rcv_core_missing_fn");
+    std::fs::write(dir.0.join("fail.yaml"), wrong_path).unwrap();
+    let pass = runner::run_file(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+    assert!(pass.passed());
+    let fail = runner::run_file(&dir.0.join("fail.yaml")).unwrap();
+    assert!(!fail.passed());
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+    assert_eq!(before, root_state());
+}
+
+#[test]
+fn a_panic_after_setup_still_tears_down() {
+    let _serial = serial();
+    let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+    let made = std::sync::Mutex::new(vec![]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let topo = Topology::build(&s).unwrap();
+        *made.lock().unwrap() = topo.namespaces.iter().map(|h| h.path()).collect::<Vec<_>>();
+        panic!("a test bug after setup");
+    }));
+    assert!(r.is_err());
+    let made = made.into_inner().unwrap();
+    assert_eq!(made.len(), 2);
+    for p in made {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn a_failed_build_removes_what_it_made() {
+    let _serial = serial();
+    // The second route needs a gateway nobody can reach: `ip` refuses it
+    // after the namespaces and links already exist.
+    let text = read("tun-syn/03-forwarded.yaml").replace(
+        "      - { to: default, via: 203.0.113.2, dev: veth0 }",
+        "      - { to: default, via: 203.0.113.2, dev: veth0 }\n      - { to: 198.51.100.0/24, via: 192.0.2.99 }",
+    );
+    let s = Scenario::parse(Path::new("unreachable-gw.yaml"), &text).unwrap();
+    let e = Topology::build(&s)
+        .err()
+        .expect("the route must be refused");
+    assert!(e.to_string().contains("ip -n"), "{e}");
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_drop_reason_is_rejected_before_anything_is_built() {
+    let _serial = serial();
+    let dir = TempDir::new("reason");
+    let text =
+        read("tun-syn/01-bad-ip-checksum.yaml").replace("reason: IP_CSUM", "reason: IP_CHECKSUM");
+    let f = dir.0.join("typo.yaml");
+    std::fs::write(&f, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("IP_CHECKSUM"))
+        .unwrap()
+        + 1;
+    let Err(RunError::Scenario(errs)) = runner::run_file(&f) else {
+        panic!("an unknown reason must be a scenario error");
+    };
+    let msg = errs[0].to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "{}:{line}:11: unknown drop reason `IP_CHECKSUM`",
+            f.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("did you mean IP_CSUM"), "{msg}");
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
+fn every_shipped_scenario_validates_and_says_what_it_reproduces() {
+    let files = runner::discover(&[pktfate_tests::scenario_dir()]).unwrap();
+    assert!(files.len() >= 4);
+    let reasons = runner::kernel_reasons().unwrap();
+    for f in files {
+        let mut s = Scenario::load(&f).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+        s.check_against_kernel(&reasons).unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(
+            text.starts_with("# "),
+            "{} must open with a comment on what it reproduces",
+            f.display()
+        );
+    }
+}
+
+/// Child mode: what the parent test asked for, in a process of its own.
+fn child_mode() -> Option<String> {
+    std::env::var("PKTFATE_CHILD").ok()
+}
+
+fn spawn_child(test: &str, mode: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("PKTFATE_CHILD", mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn ctrl_c_removes_the_namespaces_of_a_running_scenario() {
+    if child_mode().as_deref() == Some("hold") {
+        let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+        let topo = Topology::build(&s).unwrap();
+        let names: Vec<String> = topo.namespaces.iter().map(|h| h.real.clone()).collect();
+        println!("READY {}", names.join(" "));
+        std::thread::sleep(Duration::from_secs(30));
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let mut child = spawn_child(
+        "ctrl_c_removes_the_namespaces_of_a_running_scenario",
+        "hold",
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut names = vec![];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut line = String::new();
+    while Instant::now() < deadline && out.read_line(&mut line).unwrap() > 0 {
+        // libtest prints `test <name> ... ` before the child's own output.
+        if let Some(i) = line.find("READY ") {
+            names = line[i + 6..].split_whitespace().map(String::from).collect();
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(names.len(), 2, "child never built its topology");
+    for n in &names {
+        assert!(Path::new("/run/netns").join(n).exists());
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    for n in &names {
+        assert!(
+            !Path::new("/run/netns").join(n).exists(),
+            "{n} survived Ctrl-C"
+        );
+    }
+}
+
+#[test]
+fn without_root_the_error_says_what_is_missing() {
+    if child_mode().as_deref() == Some("nobody") {
+        // SAFETY: dropping privileges in a process of our own.
+        unsafe {
+            assert_eq!(libc::setgid(65534), 0);
+            assert_eq!(libc::setuid(65534), 0);
+        }
+        let e = runner::run_file(&shipped("tun-syn/01-bad-ip-checksum.yaml"))
+            .err()
+            .expect("must refuse");
+        println!("MESSAGE {}", e.render().replace('\n', " | "));
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let out = spawn_child("without_root_the_error_says_what_is_missing", "nobody")
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let msg = stdout
+        .lines()
+        .find_map(|l| l.find("MESSAGE ").map(|i| &l[i + 8..]))
+        .expect("child printed its error");
+    assert!(msg.contains("pktfate needs root"), "{msg}");
+    assert!(msg.contains("hint: run as root"), "{msg}");
+}
+
+/// Child of the test above: runs a directory's scenarios as trials.
+#[test]
+fn run_trials_child() {
+    if child_mode().as_deref() != Some("trials") {
+        return;
+    }
+    let dir = PathBuf::from(std::env::var_os("PKTFATE_TRIAL_DIR").unwrap());
+    let trials: Vec<Trial> = pktfate_tests::scenario_trials(&dir).unwrap();
+    let names: Vec<String> = trials.iter().map(|t| t.name().to_string()).collect();
+    assert_eq!(names, ["broken", "good"]);
+    let mut verdicts = vec![];
+    for name in &names {
+        let args = Arguments {
+            filter: Some(name.clone()),
+            exact: true,
+            quiet: true,
+            ..Arguments::default()
+        };
+        let c: Conclusion =
+            libtest_mimic::run(&args, pktfate_tests::scenario_trials(&dir).unwrap());
+        verdicts.push(format!(
+            "{name}={}",
+            if c.num_failed == 0 { "ok" } else { "failed" }
+        ));
+    }
+    let all: Conclusion = libtest_mimic::run(
+        &Arguments {
+            quiet: true,
+            ..Arguments::default()
+        },
+        pktfate_tests::scenario_trials(&dir).unwrap(),
+    );
+    println!(
+        "\nCONCLUSION passed={} failed={} {}",
+        all.num_passed,
+        all.num_failed,
+        verdicts.join(" ")
+    );
+}
