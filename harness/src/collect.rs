@@ -84,7 +84,9 @@ pub fn collect(
             if let (Some(i), false) = (packet, reverse) {
                 seen[i] = true;
             }
-            if ev.is_terminal() {
+            // Data a reader copied out is freed without a tracepoint (UDP,
+            // TCP), so the copy ends the skb's tracked life too.
+            if ev.is_terminal() || ev.hook == "skb_copy_datagram_iovec" {
                 alive.remove(&ev.skb);
                 // The address may be reused by an unrelated skb.
                 owner.remove(&ev.skb);

@@ -26,10 +26,12 @@ pub mod packet;
 pub mod report;
 pub mod scenario;
 pub mod teardown;
+pub mod tc;
 pub mod topology;
 pub mod tracer;
 
 pub mod btf;
+pub mod fixtures;
 pub mod kallsyms;
 pub mod netns;
 pub mod preflight;

@@ -197,6 +197,18 @@ fn transport(spec: &PacketSpec, v6: bool) -> Result<(Vec<u8>, u8), PacketError> 
     Ok((out, proto))
 }
 
+/// RFC 1071 internet checksum of `data`.
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 fn echo_bytes(id: u16, seq: u16) -> [u8; 4] {
     let (i, s) = (id.to_be_bytes(), seq.to_be_bytes());
     [i[0], i[1], s[0], s[1]]
@@ -280,6 +292,19 @@ mod tests {
         }
         let b = build(&syn(Checksum::Value(0xf77b))).unwrap();
         assert_eq!(&b[10..12], &[0xf7, 0x7b]);
+    }
+
+    #[test]
+    fn internet_checksum_matches_etherparse() {
+        let spec = syn(Checksum::Auto);
+        let b = build(&spec).unwrap();
+        let mut hdr = b[..20].to_vec();
+        let stored = u16::from_be_bytes([hdr[10], hdr[11]]);
+        hdr[10] = 0;
+        hdr[11] = 0;
+        assert_eq!(internet_checksum(&hdr), stored);
+        // Odd length pads with a zero byte.
+        assert_eq!(internet_checksum(&[0x01]), !0x0100);
     }
 
     #[test]

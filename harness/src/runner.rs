@@ -14,7 +14,7 @@ use crate::collect::{self, Timeline};
 use crate::evaluate::{self, Verdict};
 use crate::inject::{self, InjectError};
 use crate::preflight::{self, PreflightError};
-use crate::scenario::{IpLayer, L4Layer, Scenario, ScenarioError};
+use crate::scenario::{Scenario, ScenarioError};
 use crate::topology::{Names, Topology, TopologyError};
 use crate::tracer::{DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
 
@@ -123,28 +123,6 @@ pub fn run_file(path: &Path) -> Result<Outcome, RunError> {
     run(s)
 }
 
-/// The tracer filter for a packet: its 5-tuple, replies included.
-pub fn filter_for(p: &crate::scenario::Packet) -> FlowFilter {
-    let (src, dst, v6) = match p.spec.ip {
-        IpLayer::V4 { src, dst, .. } => (src.into(), dst.into(), false),
-        IpLayer::V6 { src, dst, .. } => (src.into(), dst.into(), true),
-    };
-    let (sport, dport) = match p.spec.l4 {
-        L4Layer::Tcp { sport, dport, .. } | L4Layer::Udp { sport, dport, .. } => {
-            (Some(sport), Some(dport))
-        }
-        _ => (None, None),
-    };
-    FlowFilter {
-        proto: p.spec.l4.proto(v6),
-        src: Some(src),
-        dst: Some(dst),
-        sport,
-        dport,
-        reverse: true,
-    }
-}
-
 /// Runs a validated scenario.
 pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let t_setup = Instant::now();
@@ -156,10 +134,12 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     crate::kallsyms::Kallsyms::kernel();
 
     let mut topo = Topology::build(&s)?;
+
+    let mut prepared = inject::prepare_all(&s, &topo)?;
     let setup = t_setup.elapsed();
 
     let t_attach = Instant::now();
-    let filters: Vec<FlowFilter> = s.packets.iter().map(filter_for).collect();
+    let filters: Vec<FlowFilter> = prepared.iter().map(|p| p.filter.clone()).collect();
     let spec = TraceSpec {
         netns: topo.inodes(),
         filters: filters.clone(),
@@ -169,12 +149,17 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let attach = t_attach.elapsed();
 
     let t_verdict = Instant::now();
-    for (i, p) in s.packets.iter().enumerate() {
-        inject::inject(&topo, i, p)?;
+    for p in &mut prepared {
+        p.fire()?;
     }
     let timeline = collect::collect(&mut tracer, &topo.names, &filters, s.timeout, &mut || {
         topo.drain_taps();
+        for p in &prepared {
+            p.drain();
+        }
     })?;
+    // Sockets stay open until the fates are known.
+    drop(prepared);
     let verdict = evaluate::evaluate(&s, &timeline);
     let inject_to_verdict = t_verdict.elapsed();
     let backend = tracer.backend().name();

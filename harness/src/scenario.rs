@@ -114,6 +114,58 @@ mod raw {
         pub routes: Vec<Route>,
         #[serde(default)]
         pub sysctls: HashMap<S, S>,
+        #[serde(default)]
+        pub rules: Vec<Rule>,
+        #[serde(default)]
+        pub neighbors: Vec<Neighbor>,
+        pub nft: Option<S>,
+        pub nft_file: Option<S>,
+        #[serde(default)]
+        pub tc: Vec<Tc>,
+        #[serde(default)]
+        pub listen: Vec<Listen>,
+        #[serde(default)]
+        pub run: Vec<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Rule {
+        pub from: Option<S>,
+        pub to: Option<S>,
+        pub iif: Option<S>,
+        pub oif: Option<S>,
+        pub fwmark: Option<S>,
+        pub table: Option<Spanned<u32>>,
+        pub priority: Option<Spanned<u32>>,
+        pub action: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Neighbor {
+        pub dev: S,
+        pub addr: S,
+        pub lladdr: S,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tc {
+        pub dev: Option<S>,
+        pub direction: Option<S>,
+        pub program: Option<S>,
+        #[serde(default)]
+        pub config: HashMap<S, Spanned<u32>>,
+        pub command: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Listen {
+        pub proto: S,
+        pub port: Spanned<u16>,
+        pub addr: Option<S>,
     }
 
     #[derive(Deserialize)]
@@ -124,6 +176,14 @@ mod raw {
         pub peer: Option<Peer>,
         pub mtu: Option<Spanned<u32>>,
         pub up: Option<Spanned<bool>>,
+        pub mac: Option<S>,
+        pub master: Option<S>,
+        pub parent: Option<S>,
+        pub mode: Option<S>,
+        pub vni: Option<Spanned<u32>>,
+        pub remote: Option<S>,
+        pub local: Option<S>,
+        pub dstport: Option<Spanned<u16>>,
     }
 
     #[derive(Deserialize)]
@@ -131,6 +191,8 @@ mod raw {
     pub struct Peer {
         pub namespace: S,
         pub name: S,
+        pub mac: Option<S>,
+        pub master: Option<S>,
     }
 
     #[derive(Deserialize)]
@@ -164,7 +226,9 @@ mod raw {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Inject {
-        pub via: S,
+        pub via: Option<S>,
+        pub socket: Option<Socket>,
+        pub ethernet: Option<Ethernet>,
         pub ipv4: Option<Ipv4>,
         pub ipv6: Option<Ipv6>,
         pub tcp: Option<Tcp>,
@@ -172,6 +236,26 @@ mod raw {
         pub icmp: Option<Icmp>,
         pub payload: Option<S>,
         pub payload_hex: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Socket {
+        pub from: S,
+        pub proto: S,
+        pub to: S,
+        pub port: Option<Spanned<u16>>,
+        pub sport: Option<Spanned<u16>>,
+        pub payload: Option<S>,
+        pub id: Option<Spanned<u16>>,
+        pub seq: Option<Spanned<u16>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ethernet {
+        pub src: Option<S>,
+        pub dst: Option<S>,
     }
 
     #[derive(Deserialize)]
@@ -267,6 +351,101 @@ pub struct Namespace {
     pub routes: Vec<Route>,
     /// `net.*` sysctls, key with dots, applied after links exist.
     pub sysctls: Vec<(String, String)>,
+    /// Policy routing rules.
+    pub rules: Vec<Rule>,
+    /// Static neighbour entries.
+    pub neighbors: Vec<Neighbor>,
+    /// nftables ruleset, applied with `nft -f` inside the namespace.
+    pub nft: Option<NftRuleset>,
+    /// tc programs and commands.
+    pub tc: Vec<TcSpec>,
+    /// Sockets the harness listens on.
+    pub listen: Vec<Listener>,
+    /// Shell commands run inside the namespace after everything else.
+    pub run: Vec<String>,
+}
+
+/// A policy routing rule (`ip rule add`).
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    /// Source prefix.
+    pub from: Option<String>,
+    /// Destination prefix.
+    pub to: Option<String>,
+    /// Input interface.
+    pub iif: Option<String>,
+    /// Output interface.
+    pub oif: Option<String>,
+    /// fwmark (`0x10` or `0x10/0xff`).
+    pub fwmark: Option<String>,
+    /// Table to look up.
+    pub table: Option<u32>,
+    /// Priority.
+    pub priority: Option<u32>,
+    /// Action other than lookup: blackhole, unreachable, prohibit.
+    pub action: Option<String>,
+}
+
+/// A permanent neighbour entry.
+#[derive(Debug, Clone)]
+pub struct Neighbor {
+    /// Device.
+    pub dev: String,
+    /// IP address.
+    pub addr: IpAddr,
+    /// Link-layer address.
+    pub lladdr: String,
+}
+
+/// An nftables ruleset and where its text came from (for error lines).
+#[derive(Debug, Clone)]
+pub struct NftRuleset {
+    /// The ruleset.
+    pub text: String,
+    /// The file the text is in.
+    pub file: PathBuf,
+    /// Line of `file` where `text` starts (1-based).
+    pub first_line: usize,
+}
+
+/// A tc attachment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TcSpec {
+    /// A fixture eBPF classifier on clsact.
+    Program {
+        /// Device.
+        dev: String,
+        /// Ingress (true) or egress.
+        ingress: bool,
+        /// Fixture program name.
+        program: String,
+        /// Config map values by key name.
+        config: Vec<(String, u32)>,
+    },
+    /// A `tc` command line run in the namespace.
+    Command(String),
+}
+
+/// A harness-owned listening socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// TCP or UDP.
+    pub proto: SockProto,
+    /// Port.
+    pub port: u16,
+    /// Address to bind (any when absent).
+    pub addr: Option<IpAddr>,
+}
+
+/// Socket protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockProto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP / ICMPv6 echo.
+    Icmp,
 }
 
 /// Kinds of links.
@@ -278,6 +457,32 @@ pub enum LinkKind {
         peer_ns: String,
         /// Name of the peer end.
         peer: String,
+        /// MAC of the peer end.
+        peer_mac: Option<String>,
+        /// Bridge the peer end is enslaved to (in `peer_ns`).
+        peer_master: Option<String>,
+    },
+    /// A bridge.
+    Bridge,
+    /// A macvlan on `parent`.
+    Macvlan {
+        /// Lower device.
+        parent: String,
+        /// bridge, private, vepa, passthru.
+        mode: String,
+    },
+    /// A VXLAN device.
+    Vxlan {
+        /// VXLAN network identifier.
+        vni: u32,
+        /// Remote VTEP.
+        remote: Option<IpAddr>,
+        /// Local VTEP address.
+        local: Option<IpAddr>,
+        /// Underlay device.
+        parent: Option<String>,
+        /// UDP port.
+        dstport: u16,
     },
     /// A layer-3 tun device (IFF_TUN | IFF_NO_PI), owned by the harness.
     Tun,
@@ -296,6 +501,10 @@ pub struct Link {
     pub mtu: Option<u32>,
     /// Brought up (default true).
     pub up: bool,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// Bridge this link is enslaved to.
+    pub master: Option<String>,
 }
 
 /// An interface address.
@@ -562,15 +771,57 @@ pub struct Expectation {
     pub path: Vec<PathStep>,
 }
 
+/// Ethernet addresses for an L2 injection; absent fields are filled from
+/// the topology (the sending device's MAC, the receiving end's MAC).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ethernet {
+    /// Source MAC.
+    pub src: Option<[u8; 6]>,
+    /// Destination MAC.
+    pub dst: Option<[u8; 6]>,
+}
+
+/// How a packet enters the kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Injection {
+    /// A crafted packet: written into a tun (L3) or tap (L2) device, or sent
+    /// out of any other device through an AF_PACKET socket (L2).
+    Frame {
+        /// The device.
+        via: DeviceRef,
+        /// Ethernet header fields, for L2 injection.
+        ethernet: Ethernet,
+        /// Headers and payload.
+        spec: PacketSpec,
+    },
+    /// A real socket in a namespace; the kernel builds the packet.
+    Socket {
+        /// Namespace the socket lives in.
+        from: String,
+        /// Protocol: TCP connect, UDP send, ICMP echo request.
+        proto: SockProto,
+        /// Destination address.
+        to: IpAddr,
+        /// Destination port (TCP/UDP).
+        port: u16,
+        /// Source port; chosen by the kernel before the trace starts if absent.
+        sport: Option<u16>,
+        /// Payload (UDP, ICMP).
+        payload: Vec<u8>,
+        /// ICMP echo id.
+        id: u16,
+        /// ICMP echo sequence.
+        seq: u16,
+    },
+}
+
 /// One injected packet with its expectations.
 #[derive(Debug, Clone)]
 pub struct Packet {
     /// Name (`packet 1` unless given).
     pub name: String,
-    /// Device it is written into.
-    pub via: DeviceRef,
-    /// Headers and payload.
-    pub spec: PacketSpec,
+    /// How it is sent.
+    pub inject: Injection,
     /// What should happen.
     pub expect: Expectation,
 }
@@ -945,7 +1196,7 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
             Some("add an `inject:` block describing the packet".into()),
         ),
         (Some(i), _, Some(_)) => cx.err(
-            &i.via,
+            i.via.as_ref().or(i.socket.as_ref().map(|s| &s.from)).unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
             "both `inject` and `packets` given",
             Some(
                 "use `packets:` for several packets, or top-level `inject`/`expect` for one".into(),
@@ -983,37 +1234,101 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     }
 }
 
-fn validate_ns(
-    cx: &mut Ctx,
-    name: &raw::S,
-    ns: raw::Namespace,
-    ns_names: &[String],
-    devs: &DevIndex,
-) -> Namespace {
+fn valid_mac(m: &str) -> bool {
+    parse_mac(m).is_some()
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(m: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = m.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut out = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        out[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Where a fixture file named by a scenario is: relative to the scenario's
+/// directory, or to the nearest ancestor that has it (so `fixtures/x` works
+/// from anywhere below the project root).
+pub fn resolve_fixture(scenario: &Path, rel: &str) -> Option<PathBuf> {
+    let mut dir = scenario.parent();
+    while let Some(d) = dir {
+        let cand = d.join(rel);
+        if cand.is_file() {
+            return Some(cand);
+        }
+        dir = d.parent();
+    }
+    None
+}
+
+fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[String], devs: &DevIndex) -> Namespace {
     let here = &devs[name.as_str()];
+    let check_dev = |cx: &mut Ctx, d: &raw::S| {
+        if !here.contains(d.as_str()) {
+            let near = did_you_mean(d, here.iter().map(String::as_str));
+            cx.err(
+                d,
+                format!("no device `{}` in namespace `{}`", d.as_str(), name.as_str()),
+                Some(match near {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => format!("devices here: {}", here.iter().cloned().collect::<Vec<_>>().join(", ")),
+                }),
+            );
+        }
+    };
+    let check_mac = |cx: &mut Ctx, m: &Option<raw::S>| {
+        if let Some(m) = m {
+            if !valid_mac(m) {
+                cx.err(m, format!("`{}` is not a MAC address", m.as_str()), Some("write six hex pairs, e.g. 02:00:00:00:00:01".into()));
+            }
+        }
+    };
     let mut links = vec![];
     let mut seen = BTreeSet::new();
+    let bridges: BTreeSet<String> = ns.links.iter().filter(|l| l.kind.as_str() == "bridge").map(|l| l.name.to_string()).collect();
     for l in ns.links {
         if !valid_ifname(&l.name) {
-            cx.err(
-                &l.name,
-                format!("interface name `{}` is not valid", l.name.as_str()),
-                Some("use 1-15 letters, digits, -, _ or .".into()),
-            );
+            cx.err(&l.name, format!("interface name `{}` is not valid", l.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
         }
         if !seen.insert(l.name.to_string()) || l.name.as_str() == "lo" {
-            cx.err(
-                &l.name,
-                format!(
-                    "device `{}` is declared twice in namespace `{}`",
-                    l.name.as_str(),
-                    name.as_str()
-                ),
-                None,
-            );
+            cx.err(&l.name, format!("device `{}` is declared twice in namespace `{}`", l.name.as_str(), name.as_str()), None);
         }
-        let kind = match (l.kind.as_str(), &l.peer) {
-            ("veth", Some(p)) => {
+        check_mac(cx, &l.mac);
+        if let Some(m) = &l.master {
+            if !bridges.contains(m.as_str()) {
+                cx.err(m, format!("`{}` is not a bridge declared in namespace `{}`", m.as_str(), name.as_str()), Some("declare `{ name: ..., kind: bridge }` in the same namespace".into()));
+            }
+        }
+        let no_extra = |cx: &mut Ctx, kind: &str, l: &raw::Link| {
+            for (present, key) in [
+                (l.peer.is_some(), "peer"),
+                (l.parent.is_some() && kind != "macvlan" && kind != "vxlan", "parent"),
+                (l.mode.is_some() && kind != "macvlan", "mode"),
+                (l.vni.is_some() && kind != "vxlan", "vni"),
+                (l.remote.is_some() && kind != "vxlan", "remote"),
+                (l.local.is_some() && kind != "vxlan", "local"),
+                (l.dstport.is_some() && kind != "vxlan", "dstport"),
+            ] {
+                if present && !(key == "peer" && kind == "veth") {
+                    cx.err(&l.kind, format!("a {kind} link has no `{key}`"), None);
+                }
+            }
+        };
+        let kind = match l.kind.as_str() {
+            "veth" => {
+                let Some(p) = &l.peer else {
+                    cx.err(&l.kind, "a veth needs a `peer: { namespace, name }`", None);
+                    continue;
+                };
+                no_extra(cx, "veth", &l);
                 if !ns_names.iter().any(|n| n == p.namespace.as_str()) {
                     let near = did_you_mean(&p.namespace, ns_names.iter().map(String::as_str));
                     cx.err(
@@ -1026,39 +1341,61 @@ fn validate_ns(
                     );
                 }
                 if !valid_ifname(&p.name) {
-                    cx.err(
-                        &p.name,
-                        format!("interface name `{}` is not valid", p.name.as_str()),
-                        Some("use 1-15 letters, digits, -, _ or .".into()),
-                    );
+                    cx.err(&p.name, format!("interface name `{}` is not valid", p.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
                 }
+                check_mac(cx, &p.mac);
                 LinkKind::Veth {
                     peer_ns: p.namespace.to_string(),
                     peer: p.name.to_string(),
+                    peer_mac: p.mac.as_ref().map(|m| m.to_string()),
+                    peer_master: p.master.as_ref().map(|m| m.to_string()),
                 }
             }
-            ("veth", None) => {
-                cx.err(&l.kind, "a veth needs a `peer: { namespace, name }`", None);
-                continue;
+            k @ ("tun" | "tap" | "bridge") => {
+                no_extra(cx, k, &l);
+                match k {
+                    "tun" => LinkKind::Tun,
+                    "tap" => LinkKind::Tap,
+                    _ => LinkKind::Bridge,
+                }
             }
-            ("tun", None) => LinkKind::Tun,
-            ("tap", None) => LinkKind::Tap,
-            ("tun" | "tap", Some(p)) => {
-                cx.err(
-                    &p.name,
-                    format!("a {} device has no peer", l.kind.as_str()),
-                    None,
-                );
-                continue;
+            "macvlan" => {
+                no_extra(cx, "macvlan", &l);
+                let Some(parent) = &l.parent else {
+                    cx.err(&l.kind, "a macvlan needs a `parent` device", None);
+                    continue;
+                };
+                check_dev(cx, parent);
+                let mode = l.mode.as_ref().map_or("bridge".to_string(), |m| m.to_string());
+                if !["bridge", "private", "vepa", "passthru"].contains(&mode.as_str()) {
+                    cx.err(l.mode.as_ref().unwrap(), format!("unknown macvlan mode `{mode}`"), Some("modes: bridge, private, vepa, passthru".into()));
+                }
+                LinkKind::Macvlan { parent: parent.to_string(), mode }
             }
-            (other, _) => {
-                let near = did_you_mean(other, ["veth", "tun", "tap"]);
+            "vxlan" => {
+                no_extra(cx, "vxlan", &l);
+                let Some(vni) = &l.vni else {
+                    cx.err(&l.kind, "a vxlan needs a `vni`", None);
+                    continue;
+                };
+                if let Some(p) = &l.parent {
+                    check_dev(cx, p);
+                }
+                LinkKind::Vxlan {
+                    vni: **vni,
+                    remote: l.remote.as_ref().and_then(|r| cx.ip(r, "remote")),
+                    local: l.local.as_ref().and_then(|r| cx.ip(r, "local")),
+                    parent: l.parent.as_ref().map(|p| p.to_string()),
+                    dstport: l.dstport.as_ref().map_or(4789, |d| **d),
+                }
+            }
+            other => {
+                let kinds = ["veth", "tun", "tap", "bridge", "macvlan", "vxlan"];
+                let near = did_you_mean(other, kinds);
                 cx.err(
                     &l.kind,
                     format!("unknown link kind `{other}`"),
-                    Some(near.map_or("kinds: veth, tun, tap".into(), |n| {
-                        format!("did you mean `{n}`?")
-                    })),
+                    Some(near.map_or(format!("kinds: {}", kinds.join(", ")), |n| format!("did you mean `{n}`?"))),
                 );
                 continue;
             }
@@ -1068,29 +1405,10 @@ fn validate_ns(
             kind,
             mtu: l.mtu.map(|m| *m),
             up: l.up.is_none_or(|u| *u),
+            mac: l.mac.map(|m| m.to_string()),
+            master: l.master.map(|m| m.to_string()),
         });
     }
-
-    let check_dev = |cx: &mut Ctx, d: &raw::S| {
-        if !here.contains(d.as_str()) {
-            let near = did_you_mean(d, here.iter().map(String::as_str));
-            cx.err(
-                d,
-                format!(
-                    "no device `{}` in namespace `{}`",
-                    d.as_str(),
-                    name.as_str()
-                ),
-                Some(match near {
-                    Some(n) => format!("did you mean `{n}`?"),
-                    None => format!(
-                        "devices here: {}",
-                        here.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                }),
-            );
-        }
-    };
 
     let mut addresses = vec![];
     for a in ns.addresses {
@@ -1106,11 +1424,7 @@ fn validate_ns(
 
     let mut routes = vec![];
     for r in ns.routes {
-        let to = if r.to.as_str() == "default" {
-            None
-        } else {
-            cx.cidr(&r.to, "route destination")
-        };
+        let to = if r.to.as_str() == "default" { None } else { cx.cidr(&r.to, "route destination") };
         let via = r.via.as_ref().and_then(|v| cx.ip(v, "gateway"));
         let src = r.src.as_ref().and_then(|v| cx.ip(v, "source"));
         if let Some(d) = &r.dev {
@@ -1122,28 +1436,17 @@ fn validate_ns(
             Some("unreachable") => RouteType::Unreachable,
             Some("prohibit") => RouteType::Prohibit,
             Some(other) => {
-                cx.err(
-                    r.kind.as_ref().unwrap(),
-                    format!("unknown route type `{other}`"),
-                    Some("types: unicast, blackhole, unreachable, prohibit".into()),
-                );
+                cx.err(r.kind.as_ref().unwrap(), format!("unknown route type `{other}`"), Some("types: unicast, blackhole, unreachable, prohibit".into()));
                 RouteType::Unicast
             }
         };
         if kind == RouteType::Unicast && via.is_none() && r.dev.is_none() {
             cx.err(&r.to, "a route needs `via` or `dev`", None);
         }
-        let v6 = to
-            .map(|(a, _)| a.is_ipv6())
-            .or(via.map(|a| a.is_ipv6()))
-            .unwrap_or(false);
+        let v6 = to.map(|(a, _)| a.is_ipv6()).or(via.map(|a| a.is_ipv6())).unwrap_or(false);
         if let (Some((t, _)), Some(v)) = (to, via) {
             if t.is_ipv4() != v.is_ipv4() {
-                cx.err(
-                    r.via.as_ref().unwrap(),
-                    "gateway and destination are of different IP families",
-                    None,
-                );
+                cx.err(r.via.as_ref().unwrap(), "gateway and destination are of different IP families", None);
             }
         }
         routes.push(Route {
@@ -1163,21 +1466,167 @@ fn validate_ns(
     raw_sysctls.sort_by_key(|(k, _)| span_pos(k));
     for (k, v) in raw_sysctls {
         // Only per-namespace sysctls: anything else would change the host.
-        let ok_chars = k
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let ok_chars = k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !k.starts_with("net.") || !ok_chars || k.contains("..") {
             cx.err(
                 &k,
                 format!("sysctl `{}` is not a per-namespace `net.*` key", k.as_str()),
-                Some(
-                    "only net.* sysctls are allowed: they are private to the scenario's namespace"
-                        .into(),
-                ),
+                Some("only net.* sysctls are allowed: they are private to the scenario's namespace".into()),
             );
             continue;
         }
         sysctls.push((k.to_string(), v.to_string()));
+    }
+
+    let mut rules = vec![];
+    for r in ns.rules {
+        for d in [&r.iif, &r.oif].into_iter().flatten() {
+            check_dev(cx, d);
+        }
+        for a in [&r.from, &r.to].into_iter().flatten() {
+            if a.as_str() != "all" {
+                cx.cidr(a, "rule prefix");
+            }
+        }
+        let action = r.action.as_ref().map(|a| a.to_string());
+        if let Some(a) = &r.action {
+            if !["lookup", "blackhole", "unreachable", "prohibit"].contains(&a.as_str()) {
+                cx.err(a, format!("unknown rule action `{}`", a.as_str()), Some("actions: lookup (with table), blackhole, unreachable, prohibit".into()));
+            }
+        }
+        rules.push(Rule {
+            from: r.from.map(|x| x.to_string()),
+            to: r.to.map(|x| x.to_string()),
+            iif: r.iif.map(|x| x.to_string()),
+            oif: r.oif.map(|x| x.to_string()),
+            fwmark: r.fwmark.map(|x| x.to_string()),
+            table: r.table.map(|t| *t),
+            priority: r.priority.map(|t| *t),
+            action: action.filter(|a| a != "lookup"),
+        });
+    }
+
+    let mut neighbors = vec![];
+    for n in ns.neighbors {
+        check_dev(cx, &n.dev);
+        if !valid_mac(&n.lladdr) {
+            cx.err(&n.lladdr, format!("`{}` is not a MAC address", n.lladdr.as_str()), None);
+        }
+        if let Some(addr) = cx.ip(&n.addr, "neighbour address") {
+            neighbors.push(Neighbor {
+                dev: n.dev.to_string(),
+                addr,
+                lladdr: n.lladdr.to_string(),
+            });
+        }
+    }
+
+    let nft = match (ns.nft, ns.nft_file) {
+        (Some(text), None) => {
+            // A block scalar's text starts on the line after `nft: |`.
+            let line = cx.loc(&text).map_or(1, |l| l.line);
+            let src_line = if text.contains('\n') { line + 1 } else { line };
+            Some(NftRuleset {
+                text: text.to_string(),
+                file: cx.file.to_path_buf(),
+                first_line: src_line,
+            })
+        }
+        (None, Some(f)) => match resolve_fixture(cx.file, &f) {
+            Some(path) => match std::fs::read_to_string(&path) {
+                Ok(text) => Some(NftRuleset { text, file: path, first_line: 1 }),
+                Err(e) => {
+                    cx.err(&f, format!("cannot read `{}`: {e}", f.as_str()), None);
+                    None
+                }
+            },
+            None => {
+                cx.err(&f, format!("no file `{}` next to the scenario or in a parent directory", f.as_str()), Some("rulesets usually live in fixtures/nft/".into()));
+                None
+            }
+        },
+        (Some(t), Some(_)) => {
+            cx.err(&t, "give `nft` (inline) or `nft_file`, not both", None);
+            None
+        }
+        (None, None) => None,
+    };
+
+    let mut tc = vec![];
+    for t in ns.tc {
+        match (&t.command, &t.program) {
+            (Some(c), None) => {
+                if t.dev.is_some() || t.direction.is_some() || !t.config.is_empty() {
+                    cx.err(c, "a tc `command` takes no `dev`, `direction` or `config`", Some("write the whole command line, e.g. `filter add dev veth0 ingress ...`".into()));
+                }
+                tc.push(TcSpec::Command(c.to_string()));
+            }
+            (None, Some(p)) => {
+                let Some(dev) = &t.dev else {
+                    cx.err(p, "a tc program needs a `dev`", None);
+                    continue;
+                };
+                check_dev(cx, dev);
+                let ingress = match t.direction.as_ref().map(|d| d.as_str()) {
+                    None | Some("ingress") => true,
+                    Some("egress") => false,
+                    Some(other) => {
+                        cx.err(t.direction.as_ref().unwrap(), format!("unknown direction `{other}`"), Some("ingress or egress".into()));
+                        true
+                    }
+                };
+                let known = crate::fixtures::TC_PROGRAMS;
+                match known.iter().find(|k| k.name == p.as_str()) {
+                    None => {
+                        let near = did_you_mean(p, known.iter().map(|k| k.name));
+                        let names: Vec<&str> = known.iter().map(|k| k.name).collect();
+                        cx.err(p, format!("unknown tc program `{}`", p.as_str()), Some(near.map_or(format!("programs: {}", names.join(", ")), |n| format!("did you mean `{n}`?"))));
+                    }
+                    Some(k) => {
+                        let mut config = vec![];
+                        let mut keys: Vec<_> = t.config.iter().collect();
+                        keys.sort_by_key(|(k, _)| span_pos(k));
+                        for (key, v) in keys {
+                            if !k.config.contains(&key.as_str()) {
+                                cx.err(key, format!("`{}` takes no config key `{}`", k.name, key.as_str()), Some(format!("its keys: {}", k.config.join(", "))));
+                            }
+                            config.push((key.to_string(), **v));
+                        }
+                        tc.push(TcSpec::Program {
+                            dev: dev.to_string(),
+                            ingress,
+                            program: p.to_string(),
+                            config,
+                        });
+                    }
+                }
+            }
+            _ => {
+                let at = t.command.as_ref().or(t.program.as_ref()).or(t.dev.as_ref());
+                let msg = "a tc entry has either `program` (with `dev`, `direction`, `config`) or `command`";
+                match at {
+                    Some(a) => cx.err(a, msg, None),
+                    None => cx.errors.push(ScenarioError { loc: None, file: cx.file.to_path_buf(), msg: msg.into(), hint: None }),
+                }
+            }
+        }
+    }
+
+    let mut listen = vec![];
+    for l in ns.listen {
+        let proto = match l.proto.as_str() {
+            "tcp" => SockProto::Tcp,
+            "udp" => SockProto::Udp,
+            other => {
+                cx.err(&l.proto, format!("cannot listen on `{other}`"), Some("tcp or udp".into()));
+                continue;
+            }
+        };
+        listen.push(Listener {
+            proto,
+            port: *l.port,
+            addr: l.addr.as_ref().and_then(|a| cx.ip(a, "listen address")),
+        });
     }
 
     Namespace {
@@ -1186,6 +1635,12 @@ fn validate_ns(
         addresses,
         routes,
         sysctls,
+        rules,
+        neighbors,
+        nft,
+        tc,
+        listen,
+        run: ns.run.into_iter().map(|r| r.to_string()).collect(),
     }
 }
 
@@ -1226,29 +1681,71 @@ fn validate_packet(
     cx: &mut Ctx,
     name: String,
     p: raw::Packet,
-    namespaces: &[Namespace],
+    _namespaces: &[Namespace],
     devs: &DevIndex,
 ) -> Option<Packet> {
     let i = p.inject;
-    let via = parse_devref(cx, &i.via, devs);
-    if let Some(v) = &via {
-        let is_tun = namespaces
+    if let Some(sock) = &i.socket {
+        if let Some(v) = &i.via {
+            cx.err(v, "a packet is sent `via` a device or from a `socket`, not both", None);
+        }
+        for (present, key) in [
+            (i.ipv4.is_some(), "ipv4"),
+            (i.ipv6.is_some(), "ipv6"),
+            (i.tcp.is_some(), "tcp"),
+            (i.udp.is_some(), "udp"),
+            (i.icmp.is_some(), "icmp"),
+            (i.ethernet.is_some(), "ethernet"),
+        ] {
+            if present {
+                cx.err(&sock.from, format!("with `socket`, the kernel builds the packet: drop `{key}`"), None);
+            }
+        }
+        let expect = validate_expect(cx, p.expect, devs);
+        return validate_socket(cx, sock).map(|inject| Packet { name, inject, expect });
+    }
+    let Some(via_s) = i.via.clone() else {
+        let e = ScenarioError {
+            loc: None,
+            file: cx.file.to_path_buf(),
+            msg: format!("{name}: `inject` needs `via: namespace/device` or `socket:`"),
+            hint: Some("`via` writes a crafted packet into a device; `socket` lets the kernel build it".into()),
+        };
+        cx.errors.push(e);
+        return None;
+    };
+    let via = parse_devref(cx, &via_s, devs);
+    let ethernet = Ethernet {
+        src: i.ethernet.as_ref().and_then(|e| e.src.as_ref()).and_then(|m| {
+            let v = parse_mac(m);
+            if v.is_none() {
+                cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
+            }
+            v
+        }),
+        dst: i.ethernet.as_ref().and_then(|e| e.dst.as_ref()).and_then(|m| {
+            let v = parse_mac(m);
+            if v.is_none() {
+                cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
+            }
+            v
+        }),
+    };
+    let is_tun = via.as_ref().is_some_and(|v| {
+        _namespaces
             .iter()
             .find(|n| n.name == v.ns)
             .and_then(|n| n.links.iter().find(|l| l.name == v.dev))
-            .is_some_and(|l| l.kind == LinkKind::Tun);
-        if !is_tun {
-            cx.err(
-                &i.via,
-                format!(
-                    "cannot inject into `{}`: it is not a tun device",
-                    i.via.as_str()
-                ),
-                Some(
-                    "declare `{ name: ..., kind: tun }` in that namespace and inject there".into(),
-                ),
-            );
+            .is_some_and(|l| l.kind == LinkKind::Tun)
+    });
+    if is_tun {
+        if let Some(e) = &i.ethernet {
+            let at = e.src.as_ref().or(e.dst.as_ref()).unwrap_or(&via_s);
+            cx.err(at, "a tun device carries IP packets: no `ethernet` header", Some("use a tap device or a veth for L2 injection".into()));
         }
+    }
+    if via.as_ref().is_some_and(|v| v.dev == "lo") {
+        cx.err(&via_s, "cannot inject through `lo`", Some("use a tun, tap or veth device".into()));
     }
 
     let ip = match (&i.ipv4, &i.ipv6) {
@@ -1305,7 +1802,7 @@ fn validate_packet(
         }
         (None, None) => {
             cx.err(
-                &i.via,
+                &via_s,
                 "the packet has no IP layer",
                 Some("add `ipv4: { src, dst }` or `ipv6: { src, dst }`".into()),
             );
@@ -1320,7 +1817,7 @@ fn validate_packet(
         .count();
     if n_l4 > 1 {
         cx.err(
-            &i.via,
+            &via_s,
             "a packet has at most one of `tcp`, `udp`, `icmp`",
             None,
         );
@@ -1411,13 +1908,47 @@ fn validate_packet(
     let expect = validate_expect(cx, p.expect, devs);
     Some(Packet {
         name,
-        via: via?,
-        spec: PacketSpec {
-            ip: ip?,
-            l4,
-            payload,
+        inject: Injection::Frame {
+            via: via?,
+            ethernet,
+            spec: PacketSpec { ip: ip?, l4, payload },
         },
         expect,
+    })
+}
+
+fn validate_socket(cx: &mut Ctx, s: &raw::Socket) -> Option<Injection> {
+    let proto = match s.proto.as_str() {
+        "tcp" => SockProto::Tcp,
+        "udp" => SockProto::Udp,
+        "icmp" | "ping" => SockProto::Icmp,
+        other => {
+            cx.err(&s.proto, format!("unknown socket protocol `{other}`"), Some("tcp (connect), udp (send) or icmp (echo request)".into()));
+            return None;
+        }
+    };
+    let to = cx.ip(&s.to, "destination")?;
+    let port = match (&s.port, proto) {
+        (Some(p), SockProto::Tcp | SockProto::Udp) => **p,
+        (None, SockProto::Tcp | SockProto::Udp) => {
+            cx.err(&s.proto, "a tcp or udp socket needs a destination `port`", None);
+            return None;
+        }
+        (Some(p), SockProto::Icmp) => {
+            cx.err(p, "an icmp echo has no port", None);
+            0
+        }
+        (None, SockProto::Icmp) => 0,
+    };
+    Some(Injection::Socket {
+        from: s.from.to_string(),
+        proto,
+        to,
+        port,
+        sport: s.sport.as_ref().map(|p| **p),
+        payload: s.payload.as_ref().map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
+        id: s.id.as_ref().map_or(0x7066, |v| **v),
+        seq: s.seq.as_ref().map_or(1, |v| **v),
     })
 }
 
@@ -1575,7 +2106,9 @@ expect:
             host.links[1].kind,
             LinkKind::Veth {
                 peer_ns: "peer".into(),
-                peer: "veth1".into()
+                peer: "veth1".into(),
+                peer_mac: None,
+                peer_master: None,
             }
         );
         assert_eq!(host.routes[0].to, None);
@@ -1584,15 +2117,18 @@ expect:
             vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]
         );
         let p = &s.packets[0];
+        let Injection::Frame { via, spec, .. } = &p.inject else {
+            panic!("a crafted packet")
+        };
         assert_eq!(
-            p.via,
+            *via,
             DeviceRef {
                 ns: "host".into(),
                 dev: "tun0".into()
             }
         );
         assert!(matches!(
-            p.spec.ip,
+            spec.ip,
             IpLayer::V4 {
                 checksum: Checksum::Bad,
                 ttl: 64,
@@ -1600,7 +2136,7 @@ expect:
             }
         ));
         assert!(matches!(
-            p.spec.l4,
+            spec.l4,
             L4Layer::Tcp {
                 flags: tcp_flag::SYN,
                 seq: 2148230009,
@@ -1653,8 +2189,8 @@ expect:
     fn references_must_resolve() {
         let e = first_err(&GOOD.replace("via: host/tun0", "via: host/tun9"));
         assert_eq!(e.msg, "no device `tun9` in namespace `host`");
-        let e = first_err(&GOOD.replace("via: host/tun0", "via: host/veth0"));
-        assert!(e.msg.contains("not a tun device"));
+        let e = first_err(&GOOD.replace("via: host/tun0", "via: host/lo"));
+        assert!(e.msg.contains("cannot inject through `lo`"), "{}", e.msg);
         let e =
             first_err(&GOOD.replace("netif_receive_skb@host/tun0", "netif_receive_skb@nowhere"));
         assert!(e.msg.contains("namespace `nowhere`"));

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::netns;
-use crate::scenario::{LinkKind, RouteType, Scenario};
+use crate::scenario::{LinkKind, Listener, NftRuleset, RouteType, Scenario, SockProto, TcSpec};
 use crate::teardown;
 
 /// Errors building a topology.
@@ -33,6 +33,30 @@ pub enum TopologyError {
     /// A tool is missing.
     #[error("`{0}` is not installed")]
     MissingTool(String),
+    /// nft rejected a ruleset; the location is in the scenario or fixture.
+    #[error("{file}:{line}:{col}: nft: {msg}")]
+    Nft {
+        /// File holding the ruleset text.
+        file: String,
+        /// Line in that file.
+        line: usize,
+        /// Column.
+        col: usize,
+        /// nft's own message.
+        msg: String,
+    },
+    /// A tc program could not be loaded or attached.
+    #[error("tc program `{program}` on {ns}/{dev}: {msg}")]
+    TcProgram {
+        /// Program.
+        program: String,
+        /// Namespace.
+        ns: String,
+        /// Device.
+        dev: String,
+        /// Why.
+        msg: String,
+    },
     /// A system call failed.
     #[error("{what}: {source}")]
     Io {
@@ -147,6 +171,12 @@ pub struct Topology {
     taps: HashMap<(String, String), OwnedFd>,
     /// Kernel id → name maps.
     pub names: Names,
+    /// MAC of each device, by (scenario namespace, device).
+    pub macs: HashMap<(String, String), [u8; 6]>,
+    /// The far end of each veth end, by (namespace, device).
+    pub peers: HashMap<(String, String), (String, String)>,
+    /// Listening sockets, by namespace.
+    listeners: Vec<(String, SockProto, OwnedFd)>,
     torn_down: bool,
 }
 
@@ -230,6 +260,62 @@ fn open_tap(ns: &NetnsHandle, name: &str, tap: bool) -> Result<OwnedFd, Topology
     )))
 }
 
+/// Applies an nftables ruleset inside the namespace with the real `nft`;
+/// its errors point into the scenario or fixture file.
+fn apply_nft(ns: &NetnsHandle, rs: &NftRuleset) -> Result<(), TopologyError> {
+    let tmp = std::env::temp_dir().join(format!("pktfate-{}.nft", ns.real));
+    std::fs::write(&tmp, &rs.text).map_err(io_err("writing the nft ruleset"))?;
+    let tmp_s = tmp.to_string_lossy().into_owned();
+    let result = run("ip", &["netns", "exec", &ns.real, "nft", "-f", &tmp_s]);
+    let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(_) => Ok(()),
+        Err(TopologyError::Command { stderr, .. }) => {
+            if stderr.contains("exec of \"nft\" failed") || stderr.contains("No such file or directory") && !stderr.contains(&tmp_s) {
+                return Err(TopologyError::MissingTool("nft".into()));
+            }
+            // nft says `<file>:<line>:<from>-<to>: Error: ...`.
+            let re = regex::Regex::new(r"(?m)^(?:.*?):(\d+):(\d+)(?:-\d+)?: (.*)$").expect("valid regex");
+            let (line, col, msg) = match re.captures(&stderr) {
+                Some(c) => (
+                    c[1].parse::<usize>().unwrap_or(1),
+                    c[2].parse::<usize>().unwrap_or(1),
+                    // Keep nft's context lines (the rule and the caret).
+                    stderr[c.get(3).map_or(0, |m| m.start())..].to_string(),
+                ),
+                None => (1, 1, stderr),
+            };
+            Err(TopologyError::Nft {
+                file: rs.file.display().to_string(),
+                line: rs.first_line + line - 1,
+                col,
+                msg,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a listening TCP socket or a bound UDP socket inside the namespace.
+fn open_listener(ns: &NetnsHandle, l: &Listener) -> Result<OwnedFd, TopologyError> {
+    let l2 = l.clone();
+    netns::run_in(&ns.path(), move || -> std::io::Result<OwnedFd> {
+        use std::net::{SocketAddr, TcpListener, UdpSocket};
+        let addr = SocketAddr::new(l2.addr.unwrap_or(IpAddr::from([0u8; 16])), l2.port);
+        Ok(match l2.proto {
+            SockProto::Tcp => TcpListener::bind(addr)?.into(),
+            SockProto::Udp => {
+                let u = UdpSocket::bind(addr)?;
+                u.set_nonblocking(true)?;
+                u.into()
+            }
+            SockProto::Icmp => return Err(std::io::Error::other("cannot listen on icmp")),
+        })
+    })
+    .and_then(|r| r)
+    .map_err(io_err(format!("listening on {:?} port {} in namespace `{}`", l.proto, l.port, ns.name)))
+}
+
 impl Topology {
     /// Builds the scenario's topology.
     pub fn build(s: &Scenario) -> Result<Self, TopologyError> {
@@ -238,6 +324,9 @@ impl Topology {
             namespaces: vec![],
             taps: HashMap::new(),
             names: Names::default(),
+            macs: HashMap::new(),
+            peers: HashMap::new(),
+            listeners: vec![],
             torn_down: false,
         };
         // On error, `topo` is dropped and removes what was made so far.
@@ -268,40 +357,88 @@ impl Topology {
             }
         }
 
-        // Links. veth peers come up with their creator's `up`.
+        // Links: bridges first (others may join them), then veths and
+        // tun/taps, then devices that sit on another (macvlan, vxlan).
+        let rank = |k: &LinkKind| match k {
+            LinkKind::Bridge => 0,
+            LinkKind::Veth { .. } | LinkKind::Tun | LinkKind::Tap => 1,
+            LinkKind::Macvlan { .. } | LinkKind::Vxlan { .. } => 2,
+        };
         let mut to_up: Vec<(String, String)> = vec![];
-        for ns in &s.namespaces {
-            let h = self.handle(&ns.name).clone();
-            for l in &ns.links {
-                match &l.kind {
-                    LinkKind::Veth { peer_ns, peer } => {
-                        let peer_real = self.handle(peer_ns).real.clone();
-                        ip(
-                            &h.real,
-                            &[
-                                "link", "add", &l.name, "type", "veth", "peer", "name", peer,
-                                "netns", &peer_real,
-                            ],
-                        )?;
-                        if l.up {
-                            to_up.push((peer_ns.clone(), peer.clone()));
+        let mut masters: Vec<(String, String, String)> = vec![];
+        let mut macs: Vec<(String, String, String)> = vec![];
+        for pass in 0..3 {
+            for ns in &s.namespaces {
+                let h = self.handle(&ns.name).clone();
+                for l in ns.links.iter().filter(|l| rank(&l.kind) == pass) {
+                    match &l.kind {
+                        LinkKind::Veth { peer_ns, peer, peer_mac, peer_master } => {
+                            let peer_real = self.handle(peer_ns).real.clone();
+                            ip(&h.real, &["link", "add", &l.name, "type", "veth", "peer", "name", peer, "netns", &peer_real])?;
+                            self.peers.insert((ns.name.clone(), l.name.clone()), (peer_ns.clone(), peer.clone()));
+                            self.peers.insert((peer_ns.clone(), peer.clone()), (ns.name.clone(), l.name.clone()));
+                            if l.up {
+                                to_up.push((peer_ns.clone(), peer.clone()));
+                            }
+                            if let Some(mtu) = l.mtu {
+                                ip(&peer_real, &["link", "set", peer, "mtu", &mtu.to_string()])?;
+                            }
+                            if let Some(m) = peer_mac {
+                                macs.push((peer_ns.clone(), peer.clone(), m.clone()));
+                            }
+                            if let Some(m) = peer_master {
+                                masters.push((peer_ns.clone(), peer.clone(), m.clone()));
+                            }
                         }
-                        if let Some(mtu) = l.mtu {
-                            ip(&peer_real, &["link", "set", peer, "mtu", &mtu.to_string()])?;
+                        LinkKind::Tun | LinkKind::Tap => {
+                            let fd = open_tap(&h, &l.name, l.kind == LinkKind::Tap)?;
+                            self.taps.insert((ns.name.clone(), l.name.clone()), fd);
+                        }
+                        LinkKind::Bridge => {
+                            ip(&h.real, &["link", "add", &l.name, "type", "bridge"])?;
+                        }
+                        LinkKind::Macvlan { parent, mode } => {
+                            ip(&h.real, &["link", "add", &l.name, "link", parent, "type", "macvlan", "mode", mode])?;
+                        }
+                        LinkKind::Vxlan { vni, remote, local, parent, dstport } => {
+                            let mut args: Vec<String> = ["link", "add", &l.name, "type", "vxlan", "id"].map(String::from).to_vec();
+                            args.push(vni.to_string());
+                            if let Some(r) = remote {
+                                args.extend(["remote".into(), r.to_string()]);
+                            }
+                            if let Some(a) = local {
+                                args.extend(["local".into(), a.to_string()]);
+                            }
+                            if let Some(p) = parent {
+                                args.extend(["dev".into(), p.clone()]);
+                            }
+                            args.extend(["dstport".into(), dstport.to_string()]);
+                            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                            ip(&h.real, &refs)?;
                         }
                     }
-                    LinkKind::Tun | LinkKind::Tap => {
-                        let fd = open_tap(&h, &l.name, l.kind == LinkKind::Tap)?;
-                        self.taps.insert((ns.name.clone(), l.name.clone()), fd);
+                    if let Some(mtu) = l.mtu {
+                        ip(&h.real, &["link", "set", &l.name, "mtu", &mtu.to_string()])?;
                     }
-                }
-                if let Some(mtu) = l.mtu {
-                    ip(&h.real, &["link", "set", &l.name, "mtu", &mtu.to_string()])?;
-                }
-                if l.up {
-                    to_up.push((ns.name.clone(), l.name.clone()));
+                    if let Some(m) = &l.mac {
+                        macs.push((ns.name.clone(), l.name.clone(), m.clone()));
+                    }
+                    if let Some(m) = &l.master {
+                        masters.push((ns.name.clone(), l.name.clone(), m.clone()));
+                    }
+                    if l.up {
+                        to_up.push((ns.name.clone(), l.name.clone()));
+                    }
                 }
             }
+        }
+        for (ns, dev, mac) in &macs {
+            let real = self.handle(ns).real.clone();
+            ip(&real, &["link", "set", dev, "address", mac])?;
+        }
+        for (ns, dev, master) in &masters {
+            let real = self.handle(ns).real.clone();
+            ip(&real, &["link", "set", dev, "master", master])?;
         }
 
         // Per-interface sysctls need the interfaces; addresses and routes
@@ -366,6 +503,65 @@ impl Topology {
             }
         }
 
+        for ns in &s.namespaces {
+            let h = self.handle(&ns.name).clone();
+            for r in &ns.rules {
+                let v6 = [&r.from, &r.to].into_iter().flatten().any(|a| a.contains(':'));
+                let mut args: Vec<String> = vec![];
+                if v6 {
+                    args.push("-6".into());
+                }
+                args.extend(["rule".into(), "add".into()]);
+                for (k, v) in [("from", &r.from), ("to", &r.to), ("iif", &r.iif), ("oif", &r.oif), ("fwmark", &r.fwmark)] {
+                    if let Some(v) = v {
+                        args.extend([k.to_string(), v.clone()]);
+                    }
+                }
+                if let Some(p) = r.priority {
+                    args.extend(["priority".into(), p.to_string()]);
+                }
+                match (&r.action, r.table) {
+                    (Some(a), _) => args.push(a.clone()),
+                    (None, Some(t)) => args.extend(["table".into(), t.to_string()]),
+                    (None, None) => {}
+                }
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                ip(&h.real, &refs)?;
+            }
+            for n in &ns.neighbors {
+                ip(&h.real, &["neigh", "replace", &n.addr.to_string(), "lladdr", &n.lladdr, "dev", &n.dev, "nud", "permanent"])?;
+            }
+            if let Some(rs) = &ns.nft {
+                apply_nft(&h, rs)?;
+            }
+            for t in &ns.tc {
+                match t {
+                    TcSpec::Command(c) => {
+                        let words: Vec<&str> = c.split_whitespace().collect();
+                        let mut args = vec!["netns", "exec", h.real.as_str(), "tc"];
+                        args.extend(words);
+                        run("ip", &args).map_err(|e| match e {
+                            TopologyError::Command { stderr, .. } => TopologyError::Command { cmd: format!("tc {c} (in namespace {})", h.name), stderr },
+                            other => other,
+                        })?;
+                    }
+                    TcSpec::Program { dev, ingress, program, config } => {
+                        crate::tc::attach(&h, dev, *ingress, program, config)?;
+                    }
+                }
+            }
+            for l in &ns.listen {
+                let fd = open_listener(&h, l)?;
+                self.listeners.push((ns.name.clone(), l.proto, fd));
+            }
+            for cmd in &ns.run {
+                run("ip", &["netns", "exec", &h.real, "sh", "-c", cmd]).map_err(|e| match e {
+                    TopologyError::Command { stderr, .. } => TopologyError::Command { cmd: format!("`{cmd}` (run in namespace {})", h.name), stderr },
+                    other => other,
+                })?;
+            }
+        }
+
         // Device names as the tracer will report them.
         for h in &self.namespaces {
             let json = ip(&h.real, &["-j", "link", "show"])?;
@@ -373,6 +569,9 @@ impl Topology {
             for l in links {
                 if let (Some(i), Some(n)) = (l["ifindex"].as_u64(), l["ifname"].as_str()) {
                     self.names.devs.insert((h.inode, i as u32), n.to_string());
+                    if let Some(mac) = l["address"].as_str().and_then(crate::scenario::parse_mac) {
+                        self.macs.insert((h.name.clone(), n.to_string()), mac);
+                    }
                 }
             }
         }
@@ -393,14 +592,15 @@ impl Topology {
     }
 
     /// Reads and discards whatever the kernel sent out of the tun/tap
-    /// devices, as the program owning them would; the kernel then frees
-    /// those skbs (`consume_skb`), so their fate is known. Returns the
+    /// devices and into UDP listeners, as the programs owning them would;
+    /// the kernel then frees those skbs, so their fate is known. Returns the
     /// number of packets read.
     pub fn drain_taps(&self) -> usize {
         use std::os::fd::AsRawFd;
         let mut n = 0;
         let mut buf = vec![0u8; 65536];
-        for fd in self.taps.values() {
+        let udp = self.listeners.iter().filter(|(_, p, _)| *p == SockProto::Udp).map(|(_, _, fd)| fd);
+        for fd in self.taps.values().chain(udp) {
             loop {
                 // SAFETY: reading into a buffer we own, from an fd we own.
                 let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -436,8 +636,10 @@ impl Topology {
             return vec![];
         }
         self.torn_down = true;
-        // Close tun/tap fds first: they hold references to their namespace.
+        // Close tun/tap and socket fds first: they hold references to their
+        // namespace.
         self.taps.clear();
+        self.listeners.clear();
         let mut problems = vec![];
         for h in self.namespaces.iter().rev() {
             match teardown::delete_netns(&h.real) {
