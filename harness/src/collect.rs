@@ -9,10 +9,26 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::topology::Names;
-use crate::tracer::{FlowFilter, RawEvent, Tracer, TracerError};
+use crate::tracer::{FlowFilter, PacketInfo, RawEvent, Tracer, TracerError};
 
 /// Quiet time after the last skb died before collection ends.
 pub const SETTLE: Duration = Duration::from_millis(25);
+
+/// Quiet time after which skbs still alive are given up on: some frees have
+/// no tracepoint (TCP's `__kfree_skb`), so their end is never seen. Their
+/// fate is reported as unknown, never guessed.
+pub const IDLE: Duration = Duration::from_millis(200);
+
+/// Whether `now` carries another packet than `before` at the same skb
+/// address: another family or protocol, or both addresses changed (NAT
+/// rewrites one side at a time). The tracer applies the same rule.
+pub fn is_other_packet(before: &PacketInfo, now: &PacketInfo) -> bool {
+    let fam = |a: Option<std::net::IpAddr>| a.map(|a| a.is_ipv4());
+    now.src.is_some()
+        && (fam(before.src) != fam(now.src)
+            || before.proto != now.proto
+            || (before.src != now.src && before.dst != now.dst))
+}
 
 /// An event placed in the scenario: names resolved, packet attributed.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -28,6 +44,9 @@ pub struct Step {
     pub packet: Option<usize>,
     /// True when the skb flows the other way (a reply).
     pub reverse: bool,
+    /// One skb's life from first event to free: addresses are reused, so
+    /// (address, life) identifies an skb across the timeline.
+    pub life: u64,
 }
 
 /// All events of one run, in time order.
@@ -37,8 +56,11 @@ pub struct Timeline {
     pub steps: Vec<Step>,
     /// Events the kernel could not deliver.
     pub lost: u64,
-    /// Whether every tracked skb died before the timeout.
+    /// Whether collection ended before the timeout (every tracked skb
+    /// died, or the trace went idle).
     pub settled: bool,
+    /// skbs still alive when collection ended (their end was not seen).
+    pub unfinished: usize,
     /// Time spent collecting.
     pub waited: Duration,
 }
@@ -56,9 +78,11 @@ pub fn collect(
     let start = Instant::now();
     let deadline = start + timeout;
     let mut steps = vec![];
-    // skb address → (packet, reverse) for the skb's current lifetime.
-    let mut owner: HashMap<u64, (Option<usize>, bool)> = HashMap::new();
+    // skb address → (packet, reverse, life) for the skb's current lifetime.
+    let mut owner: HashMap<u64, (Option<usize>, bool, u64)> = HashMap::new();
+    let mut lives = 0u64;
     let mut alive: HashMap<u64, ()> = HashMap::new();
+    let mut last_packet: HashMap<u64, PacketInfo> = HashMap::new();
     let mut seen = vec![false; filters.len()];
     let mut last_event = Instant::now();
     let mut settled = false;
@@ -74,12 +98,23 @@ pub fn collect(
             last_event = Instant::now();
         }
         for ev in batch {
-            let (packet, reverse) = *owner.entry(ev.skb).or_insert_with(|| {
-                filters
+            if let Some(before) = last_packet.get(&ev.skb) {
+                if is_other_packet(before, &ev.packet) {
+                    owner.remove(&ev.skb);
+                    alive.remove(&ev.skb);
+                }
+            }
+            if ev.packet.src.is_some() {
+                last_packet.insert(ev.skb, ev.packet.clone());
+            }
+            let (packet, reverse, life) = *owner.entry(ev.skb).or_insert_with(|| {
+                lives += 1;
+                let (p, r) = filters
                     .iter()
                     .enumerate()
                     .find_map(|(i, f)| f.direction(&ev.packet).map(|r| (Some(i), r)))
-                    .unwrap_or((None, false))
+                    .unwrap_or((None, false));
+                (p, r, lives)
             });
             if let (Some(i), false) = (packet, reverse) {
                 seen[i] = true;
@@ -90,6 +125,7 @@ pub fn collect(
                 alive.remove(&ev.skb);
                 // The address may be reused by an unrelated skb.
                 owner.remove(&ev.skb);
+                last_packet.remove(&ev.skb);
             } else {
                 alive.insert(ev.skb, ());
             }
@@ -99,9 +135,11 @@ pub fn collect(
                 ev,
                 packet,
                 reverse,
+                life,
             });
         }
-        if seen.iter().all(|s| *s) && alive.is_empty() && last_event.elapsed() >= SETTLE {
+        let quiet = last_event.elapsed();
+        if seen.iter().all(|s| *s) && ((alive.is_empty() && quiet >= SETTLE) || quiet >= IDLE) {
             settled = true;
             break;
         }
@@ -111,6 +149,35 @@ pub fn collect(
         steps,
         lost: tracer.lost()?,
         settled,
+        unfinished: alive.len(),
         waited: start.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(src: &str, dst: &str, proto: u8) -> PacketInfo {
+        PacketInfo {
+            src: Some(src.parse().unwrap()),
+            dst: Some(dst.parse().unwrap()),
+            proto,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_reused_address_is_told_from_nat() {
+        let syn = p("192.0.2.2", "198.51.100.2", 6);
+        // SNAT or DNAT: one side changes.
+        assert!(!is_other_packet(&syn, &p("203.0.113.9", "198.51.100.2", 6)));
+        assert!(!is_other_packet(&syn, &p("192.0.2.2", "203.0.113.9", 6)));
+        // Another packet altogether.
+        assert!(is_other_packet(&syn, &p("203.0.113.9", "203.0.113.8", 6)));
+        assert!(is_other_packet(&syn, &p("192.0.2.2", "198.51.100.2", 17)));
+        assert!(is_other_packet(&syn, &p("fe80::1", "ff02::16", 58)));
+        // An unparsed packet says nothing.
+        assert!(!is_other_packet(&syn, &PacketInfo::default()));
+    }
 }

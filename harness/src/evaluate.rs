@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use crate::collect::{Step, Timeline};
-use crate::scenario::{Fate, PathStep, Scenario};
+use crate::scenario::{Expectation, Fate, PathStep, Scenario, Seen};
 
 /// Functions whose presence on the stack at `consume_skb` means a socket
 /// took the packet (the transport layer's receive paths).
@@ -152,25 +152,105 @@ impl Verdict {
 
 /// The judged skb's life: from its first forward event to its end.
 pub fn life(tl: &Timeline, packet: usize) -> Vec<&Step> {
-    let Some(first) = tl
+    life_of(tl, packet, false)
+}
+
+/// How soon after the packet's latest event a copy must appear.
+const COPY_WINDOW_NS: u64 = 100_000_000;
+
+/// What identifies one packet across skb copies: the headers that a copy
+/// keeps (addresses, ports, TCP sequence and flags, ICMP type and id).
+fn signature(
+    s: &Step,
+) -> (
+    Option<std::net::IpAddr>,
+    Option<std::net::IpAddr>,
+    u8,
+    u16,
+    u16,
+    u32,
+    u8,
+    u8,
+    u16,
+) {
+    let p = &s.ev.packet;
+    (
+        p.src,
+        p.dst,
+        p.proto,
+        p.sport,
+        p.dport,
+        p.tcp_seq,
+        p.tcp_flags,
+        p.icmp_type,
+        p.icmp_id,
+    )
+}
+
+/// Like [`life`], for the first packet flowing back (`reverse`) or forward.
+///
+/// A packet can change skbs on its way: on 6.18, a packet that waits for
+/// ARP is queued as a copy and the original is consumed in
+/// `__neigh_event_send`. So the life starts with the first skb carrying
+/// the packet and takes in every later skb whose first event carries the
+/// same packet (by [`signature`], as of any event so far, so NAT and
+/// rewrites are followed). Events come in time order.
+pub fn life_of(tl: &Timeline, packet: usize, reverse: bool) -> Vec<&Step> {
+    let cands: Vec<&Step> = tl
         .steps
         .iter()
-        .position(|s| s.packet == Some(packet) && !s.reverse)
-    else {
+        .filter(|s| s.packet == Some(packet) && s.reverse == reverse)
+        .collect();
+    let Some(first) = cands.first() else {
         return vec![];
     };
-    let skb = tl.steps[first].ev.skb;
-    let mut out = vec![];
-    for s in &tl.steps[first..] {
-        if s.ev.skb != skb {
-            continue;
+    // First event of each skb life, in time order.
+    let mut starts: Vec<&Step> = vec![];
+    let mut seen_lives = HashSet::new();
+    for s in &cands {
+        if seen_lives.insert(s.life) {
+            starts.push(s);
         }
-        out.push(s);
-        if s.ev.is_terminal() {
+    }
+    let mut chain = HashSet::from([first.life]);
+    let mut sigs: HashSet<_> = cands
+        .iter()
+        .filter(|s| s.life == first.life)
+        .map(|s| signature(s))
+        .collect();
+    let last_ts = |chain: &HashSet<u64>| {
+        cands
+            .iter()
+            .filter(|c| chain.contains(&c.life))
+            .map(|c| c.ev.ts_ns)
+            .max()
+            .unwrap_or(0)
+    };
+    loop {
+        let mut grew = false;
+        for s in &starts {
+            // A copy starts at once; the same headers much later are a new
+            // send (a retransmission), not this packet.
+            let near = s.ev.ts_ns <= last_ts(&chain) + COPY_WINDOW_NS;
+            if !chain.contains(&s.life) && near && sigs.contains(&signature(s)) {
+                chain.insert(s.life);
+                sigs.extend(
+                    cands
+                        .iter()
+                        .filter(|c| c.life == s.life)
+                        .map(|c| signature(c)),
+                );
+                grew = true;
+            }
+        }
+        if !grew {
             break;
         }
     }
-    out
+    cands
+        .into_iter()
+        .filter(|s| chain.contains(&s.life))
+        .collect()
 }
 
 /// Flattens a life into tokens: each event's stack, outermost frame first,
@@ -278,19 +358,25 @@ pub fn facts(life: &[&Step]) -> Facts {
             }
         }
         match s.ev.hook {
+            // The last end in time is the packet's fate; an earlier one
+            // belongs to a copy the packet left behind.
             "kfree_skb" => {
                 f.dropped = true;
+                f.consumed = false;
                 f.reason = s.ev.reason.clone();
                 f.at = s.ev.at.as_deref().map(|a| strip_suffix(a).to_string());
             }
             "consume_skb" => {
                 f.consumed = true;
+                f.dropped = false;
+                f.reason = None;
                 f.at = s.ev.at.as_deref().map(|a| strip_suffix(a).to_string());
                 if frames.iter().any(|x| SOCKET_RECEIVE.contains(x)) {
                     f.delivered = true;
                 }
             }
-            "skb_copy_datagram_iovec" => f.delivered = true,
+            // A socket read it, or changed state because of it.
+            "skb_copy_datagram_iovec" | "inet_sock_set_state" => f.delivered = true,
             _ => {}
         }
     }
@@ -300,6 +386,124 @@ pub fn facts(life: &[&Step]) -> Facts {
             .map(|s| format!("{}@{}/{}", s.ev.hook, s.ns, s.dev));
     }
     f
+}
+
+/// Does a step's event (or one of its stack frames) match `step`?
+fn event_matches(step: &PathStep, s: &Step) -> bool {
+    let place = step.ns.as_ref().is_none_or(|n| *n == s.ns)
+        && step.dev.as_ref().is_none_or(|d| *d == s.dev);
+    place && (s.ev.hook == step.func || s.ev.stack.iter().any(|f| strip_suffix(f) == step.func))
+}
+
+/// Checks one `seen` entry against a life; `None` when it holds.
+fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
+    let at: Vec<&&Step> = life.iter().filter(|s| event_matches(&want.at, s)).collect();
+    let fits = |s: &Step| {
+        let p = &s.ev.packet;
+        want.src.is_none_or(|a| p.src == Some(a))
+            && want.dst.is_none_or(|a| p.dst == Some(a))
+            && want.sport.is_none_or(|v| p.sport == v)
+            && want.dport.is_none_or(|v| p.dport == v)
+            && want.ttl.is_none_or(|v| p.ttl == v)
+    };
+    if at.iter().any(|s| fits(s)) {
+        return None;
+    }
+    let mut expected = vec![];
+    if let Some(a) = want.src {
+        expected.push(format!("src {a}"));
+    }
+    if let Some(a) = want.dst {
+        expected.push(format!("dst {a}"));
+    }
+    if let Some(v) = want.sport {
+        expected.push(format!("sport {v}"));
+    }
+    if let Some(v) = want.dport {
+        expected.push(format!("dport {v}"));
+    }
+    if let Some(v) = want.ttl {
+        expected.push(format!("ttl {v}"));
+    }
+    let actual = if at.is_empty() {
+        format!("the packet never reached `{}`", want.at)
+    } else {
+        at.iter()
+            .map(|s| format!("{} ttl {}", s.ev.packet.tuple(), s.ev.packet.ttl))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Some(Mismatch {
+        what: format!("seen at {}", want.at),
+        expected: expected.join(", "),
+        actual,
+    })
+}
+
+/// Compares one skb's life with expectations.
+fn judge(e: &Expectation, life: &[&Step]) -> (Facts, Vec<Mismatch>, Vec<String>) {
+    let f = facts(life);
+    let toks = tokens(life);
+    let path = compact_path(&toks);
+    let mut mm = vec![];
+    let actual = f.summary();
+    if let Some(want) = e.fate {
+        if !f.has(want) {
+            mm.push(Mismatch {
+                what: "fate".into(),
+                expected: want.to_string(),
+                actual: actual.clone(),
+            });
+        }
+    }
+    if let Some(want) = &e.reason {
+        if f.reason.as_deref() != Some(want.as_str()) || !f.dropped {
+            mm.push(Mismatch {
+                what: "reason".into(),
+                expected: want.clone(),
+                actual: if f.dropped {
+                    f.reason.clone().unwrap_or_else(|| "?".into())
+                } else {
+                    format!("not dropped: {actual}")
+                },
+            });
+        }
+    }
+    if let Some(want) = &e.at {
+        if f.at.as_deref() != Some(want.as_str()) {
+            mm.push(Mismatch {
+                what: "at".into(),
+                expected: want.clone(),
+                actual: f
+                    .at
+                    .clone()
+                    .unwrap_or_else(|| format!("no free seen: {actual}")),
+            });
+        }
+    }
+    if let Err(n) = match_path(&e.path, &toks) {
+        let shown: Vec<String> = e.path.iter().map(ToString::to_string).collect();
+        let after = if n == 0 {
+            "from the start".to_string()
+        } else {
+            format!("after `{}`", shown[n - 1])
+        };
+        mm.push(Mismatch {
+            what: "path".into(),
+            expected: shown.join(" -> "),
+            actual: format!(
+                "`{}` not found {after}; the skb went: {}",
+                shown[n],
+                path.join(" -> ")
+            ),
+        });
+    }
+    for want in &e.seen {
+        if let Some(m) = check_seen(want, life) {
+            mm.push(m);
+        }
+    }
+    (f, mm, path)
 }
 
 /// Judges every packet of the scenario against the timeline.
@@ -313,74 +517,33 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
     }
     if !tl.settled {
         trace_problems.push(format!(
-            "timed out after {} ms before every tracked skb was freed",
+            "timed out after {} ms before every injected packet was seen and every tracked skb was freed",
             tl.waited.as_millis()
         ));
     }
     let mut packets = vec![];
     for (i, p) in s.packets.iter().enumerate() {
-        let life = life(tl, i);
-        let f = facts(&life);
-        let toks = tokens(&life);
-        let path = compact_path(&toks);
-        let mut mm = vec![];
-        let actual = f.summary();
-        if let Some(want) = p.expect.fate {
-            if !f.has(want) {
-                mm.push(Mismatch {
-                    what: "fate".into(),
-                    expected: want.to_string(),
-                    actual: actual.clone(),
+        let l = life(tl, i);
+        let (facts, mut mismatches, path) = judge(&p.expect, &l);
+        if let Some(reply) = &p.expect.reply {
+            let rl = life_of(tl, i, true);
+            let (rf, rm, _) = judge(reply, &rl);
+            if rf.skb.is_none() {
+                mismatches.push(Mismatch {
+                    what: "reply".into(),
+                    expected: "a packet flowing back".into(),
+                    actual: "no reply was traced".into(),
                 });
             }
-        }
-        if let Some(want) = &p.expect.reason {
-            let got = if f.dropped {
-                f.reason.clone().unwrap_or_else(|| "?".into())
-            } else {
-                format!("not dropped: {actual}")
-            };
-            if f.reason.as_deref() != Some(want.as_str()) || !f.dropped {
-                mm.push(Mismatch {
-                    what: "reason".into(),
-                    expected: want.clone(),
-                    actual: got,
-                });
+            for mut m in rm {
+                m.what = format!("reply {}", m.what);
+                mismatches.push(m);
             }
-        }
-        if let Some(want) = &p.expect.at {
-            if f.at.as_deref() != Some(want.as_str()) {
-                mm.push(Mismatch {
-                    what: "at".into(),
-                    expected: want.clone(),
-                    actual: f
-                        .at
-                        .clone()
-                        .unwrap_or_else(|| format!("no free seen: {actual}")),
-                });
-            }
-        }
-        if let Err(n) = match_path(&p.expect.path, &toks) {
-            let shown: Vec<String> = p.expect.path.iter().map(ToString::to_string).collect();
-            let after = if n == 0 {
-                "from the start".to_string()
-            } else {
-                format!("after `{}`", shown[n - 1])
-            };
-            mm.push(Mismatch {
-                what: "path".into(),
-                expected: shown.join(" -> "),
-                actual: format!(
-                    "`{}` not found {after}; the skb went: {}",
-                    shown[n],
-                    path.join(" -> ")
-                ),
-            });
         }
         packets.push(PacketVerdict {
             name: p.name.clone(),
-            facts: f,
-            mismatches: mm,
+            facts,
+            mismatches,
             path,
         });
     }
@@ -425,6 +588,7 @@ mod tests {
             dev: dev.into(),
             packet: Some(0),
             reverse: false,
+            life: skb,
         }
     }
 
@@ -542,9 +706,58 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_is_followed_into_a_copy() {
+        // As traced on 6.18: the SYN waiting for ARP is consumed in
+        // __neigh_event_send and goes on as another skb.
+        let mut a = step(
+            1,
+            "consume_skb",
+            &["ip_finish_output2", "__neigh_event_send"],
+            "client",
+            "eth0",
+        );
+        a.ev.at = Some("__neigh_event_send".into());
+        let b1 = step(
+            2,
+            "net_dev_queue",
+            &["arp_process", "__dev_queue_xmit"],
+            "client",
+            "eth0",
+        );
+        let b2 = step(
+            2,
+            "consume_skb",
+            &["tcp_v4_rcv", "tcp_v4_do_rcv", "tcp_rcv_state_process"],
+            "server",
+            "eth0",
+        );
+        // A different packet of the same flow (other TCP flags) is not taken in.
+        let mut other = step(3, "net_dev_queue", &[], "client", "eth0");
+        other.ev.packet.tcp_flags = 0x10;
+        let tl = Timeline {
+            steps: vec![a, b1, other, b2],
+            settled: true,
+            ..Default::default()
+        };
+        let l = life(&tl, 0);
+        assert_eq!(
+            l.iter().map(|s| s.ev.skb).collect::<Vec<_>>(),
+            vec![1, 2, 2]
+        );
+        let f = facts(&l);
+        assert!(f.delivered && f.consumed && !f.dropped);
+        assert_eq!(f.at.as_deref(), Some("tcp_v4_rcv"));
+    }
+
+    #[test]
     fn life_ignores_other_skbs_and_ends_at_the_free() {
         let mut reply = step(9, "net_dev_queue", &[], "host", "lo");
         reply.reverse = true;
+        // Same address and headers a second later: a new skb life (as
+        // collect numbers it), a retransmission rather than a copy.
+        let mut late_resend = step(1, "netif_receive_skb", &[], "host", "tun0");
+        late_resend.life = 100;
+        late_resend.ev.ts_ns = 1_000_000_000;
         let tl = Timeline {
             steps: vec![
                 reply.clone(),
@@ -557,7 +770,7 @@ mod tests {
                     "host",
                     "tun0",
                 ),
-                step(1, "netif_receive_skb", &[], "host", "tun0"),
+                late_resend,
             ],
             settled: true,
             ..Default::default()

@@ -2,7 +2,8 @@
 //! embedded in the binary like the tracer.
 
 /// The fixture object, built by `build.rs`.
-pub static TC_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktfate-tc-programs"));
+pub static TC_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktfate-tc-programs"));
 
 /// A selectable tc program.
 #[derive(Debug)]

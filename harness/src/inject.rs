@@ -21,7 +21,9 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::netns;
 use crate::packet::{self, PacketError};
-use crate::scenario::{Injection, IpLayer, L4Layer, LinkKind, Packet, PacketSpec, Scenario, SockProto};
+use crate::scenario::{
+    Injection, IpLayer, L4Layer, LinkKind, Packet, PacketSpec, Scenario, SockProto,
+};
 use crate::topology::Topology;
 use crate::tracer::FlowFilter;
 
@@ -58,13 +60,26 @@ enum Armed {
     /// Bytes to write into a tun/tap fd.
     Device { fd: File, bytes: Vec<u8> },
     /// A frame to send out of `ifindex` through an AF_PACKET socket.
-    Raw { sock: Socket, ifindex: u32, dst: [u8; 6], frame: Vec<u8> },
+    Raw {
+        sock: Socket,
+        ifindex: u32,
+        dst: [u8; 6],
+        frame: Vec<u8>,
+    },
     /// A bound TCP socket to connect.
     Tcp { sock: Socket, to: SocketAddr },
     /// A bound UDP socket to send from.
-    Udp { sock: Socket, to: SocketAddr, payload: Vec<u8> },
+    Udp {
+        sock: Socket,
+        to: SocketAddr,
+        payload: Vec<u8>,
+    },
     /// A raw ICMP socket and the echo request to send.
-    Icmp { sock: Socket, to: SocketAddr, message: Vec<u8> },
+    Icmp {
+        sock: Socket,
+        to: SocketAddr,
+        message: Vec<u8>,
+    },
 }
 
 /// A packet ready to send, with the filter that selects it and its replies.
@@ -92,7 +107,9 @@ pub fn frame_filter(spec: &PacketSpec) -> FlowFilter {
         IpLayer::V6 { src, dst, .. } => (src.into(), dst.into(), true),
     };
     let (sport, dport) = match spec.l4 {
-        L4Layer::Tcp { sport, dport, .. } | L4Layer::Udp { sport, dport, .. } => (Some(sport), Some(dport)),
+        L4Layer::Tcp { sport, dport, .. } | L4Layer::Udp { sport, dport, .. } => {
+            (Some(sport), Some(dport))
+        }
         _ => (None, None),
     };
     FlowFilter {
@@ -113,7 +130,11 @@ pub fn prepare_all(s: &Scenario, topo: &Topology) -> Result<Vec<Prepared>, Injec
 /// Builds the bytes or opens the socket for one packet.
 pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, InjectError> {
     match &p.inject {
-        Injection::Frame { via, ethernet, spec } => {
+        Injection::Frame {
+            via,
+            ethernet,
+            spec,
+        } => {
             let l3 = packet::build(spec).map_err(|source| InjectError::Build {
                 name: p.name.clone(),
                 source,
@@ -129,7 +150,10 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
                     let fd = topo
                         .tap_fd(&via.ns, &via.dev)
                         .ok_or_else(|| InjectError::NoDevice(format!("{}/{}", via.ns, via.dev)))?;
-                    let fd = File::from(fd.try_clone().map_err(io(&p.name, "duplicating the tun fd"))?);
+                    let fd = File::from(
+                        fd.try_clone()
+                            .map_err(io(&p.name, "duplicating the tun fd"))?,
+                    );
                     let bytes = if kind == Some(LinkKind::Tun) {
                         l3
                     } else {
@@ -151,18 +175,25 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
                     let dst = ethernet.dst.or(far).unwrap_or([0xff; 6]);
                     let src = ethernet.src.or(own).unwrap_or(TAP_PEER_MAC);
                     let dev = via.dev.clone();
-                    let (sock, ifindex) = netns::run_in(&topo.handle(&via.ns).path(), move || -> std::io::Result<(Socket, u32)> {
-                        let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
-                        let cname = std::ffi::CString::new(dev).map_err(std::io::Error::other)?;
-                        // SAFETY: a valid C string.
-                        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-                        if ifindex == 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok((sock, ifindex))
-                    })
+                    let (sock, ifindex) = netns::run_in(
+                        &topo.handle(&via.ns).path(),
+                        move || -> std::io::Result<(Socket, u32)> {
+                            let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
+                            let cname =
+                                std::ffi::CString::new(dev).map_err(std::io::Error::other)?;
+                            // SAFETY: a valid C string.
+                            let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+                            if ifindex == 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok((sock, ifindex))
+                        },
+                    )
                     .and_then(|r| r)
-                    .map_err(io(&p.name, format!("opening a packet socket on {}/{}", via.ns, via.dev)))?;
+                    .map_err(io(
+                        &p.name,
+                        format!("opening a packet socket on {}/{}", via.ns, via.dev),
+                    ))?;
                     Armed::Raw {
                         sock,
                         ifindex,
@@ -177,27 +208,53 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
                 armed,
             })
         }
-        Injection::Socket { from, proto, to, port, sport, payload, id, seq } => {
-            let (proto, to, port, sport, payload, id, seq) = (*proto, *to, *port, *sport, payload.clone(), *id, *seq);
-            let (sock, local_port) = netns::run_in(&topo.handle(from).path(), move || -> std::io::Result<(Socket, u16)> {
-                let domain = if to.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-                let sock = match proto {
-                    SockProto::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
-                    SockProto::Udp => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
-                    SockProto::Icmp if to.is_ipv4() => Socket::new(domain, Type::RAW, Some(Protocol::ICMPV4))?,
-                    SockProto::Icmp => Socket::new(domain, Type::RAW, Some(Protocol::ICMPV6))?,
-                };
-                sock.set_nonblocking(true)?;
-                if proto == SockProto::Icmp {
-                    return Ok((sock, 0));
-                }
-                let any: IpAddr = if to.is_ipv4() { [0u8; 4].into() } else { [0u8; 16].into() };
-                sock.bind(&SocketAddr::new(any, sport.unwrap_or(0)).into())?;
-                let local = sock.local_addr()?.as_socket().map_or(0, |a| a.port());
-                Ok((sock, local))
-            })
+        Injection::Socket {
+            from,
+            proto,
+            to,
+            port,
+            sport,
+            payload,
+            id,
+            seq,
+        } => {
+            let (proto, to, port, sport, payload, id, seq) =
+                (*proto, *to, *port, *sport, payload.clone(), *id, *seq);
+            let (sock, local_port) = netns::run_in(
+                &topo.handle(from).path(),
+                move || -> std::io::Result<(Socket, u16)> {
+                    let domain = if to.is_ipv4() {
+                        Domain::IPV4
+                    } else {
+                        Domain::IPV6
+                    };
+                    let sock = match proto {
+                        SockProto::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+                        SockProto::Udp => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
+                        SockProto::Icmp if to.is_ipv4() => {
+                            Socket::new(domain, Type::RAW, Some(Protocol::ICMPV4))?
+                        }
+                        SockProto::Icmp => Socket::new(domain, Type::RAW, Some(Protocol::ICMPV6))?,
+                    };
+                    sock.set_nonblocking(true)?;
+                    if proto == SockProto::Icmp {
+                        return Ok((sock, 0));
+                    }
+                    let any: IpAddr = if to.is_ipv4() {
+                        [0u8; 4].into()
+                    } else {
+                        [0u8; 16].into()
+                    };
+                    sock.bind(&SocketAddr::new(any, sport.unwrap_or(0)).into())?;
+                    let local = sock.local_addr()?.as_socket().map_or(0, |a| a.port());
+                    Ok((sock, local))
+                },
+            )
             .and_then(|r| r)
-            .map_err(io(&p.name, format!("opening a {proto:?} socket in namespace `{from}`")))?;
+            .map_err(io(
+                &p.name,
+                format!("opening a {proto:?} socket in namespace `{from}`"),
+            ))?;
             let v6 = to.is_ipv6();
             let filter = FlowFilter {
                 proto: Some(match proto {
@@ -215,7 +272,11 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             let to_sa = SocketAddr::new(to, port);
             let armed = match proto {
                 SockProto::Tcp => Armed::Tcp { sock, to: to_sa },
-                SockProto::Udp => Armed::Udp { sock, to: to_sa, payload },
+                SockProto::Udp => Armed::Udp {
+                    sock,
+                    to: to_sa,
+                    payload,
+                },
                 SockProto::Icmp => Armed::Icmp {
                     sock,
                     to: to_sa,
@@ -260,8 +321,15 @@ impl Prepared {
         let name = self.name.clone();
         match &mut self.armed {
             // One write is one packet on a tun/tap device.
-            Armed::Device { fd, bytes } => fd.write_all(bytes).map_err(io(&name, "writing into the device")),
-            Armed::Raw { sock, ifindex, dst, frame } => {
+            Armed::Device { fd, bytes } => fd
+                .write_all(bytes)
+                .map_err(io(&name, "writing into the device")),
+            Armed::Raw {
+                sock,
+                ifindex,
+                dst,
+                frame,
+            } => {
                 // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
                 let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
                 sll.sll_family = libc::AF_PACKET as u16;
@@ -280,7 +348,9 @@ impl Prepared {
                     )
                 };
                 if rc < 0 {
-                    return Err(io(&name, "sending the frame")(std::io::Error::last_os_error()));
+                    return Err(io(&name, "sending the frame")(
+                        std::io::Error::last_os_error(),
+                    ));
                 }
                 Ok(())
             }

@@ -25,8 +25,8 @@ pub mod inject;
 pub mod packet;
 pub mod report;
 pub mod scenario;
-pub mod teardown;
 pub mod tc;
+pub mod teardown;
 pub mod topology;
 pub mod tracer;
 

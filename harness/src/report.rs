@@ -38,8 +38,33 @@ fn detail(s: &Step) -> String {
         "tcp_send_reset" => format!("rst reason {}", e.reason.as_deref().unwrap_or("?")),
         "net_dev_xmit" => format!("rc {}", e.aux[0]),
         "skb_copy_datagram_iovec" => format!("{} bytes", e.aux[0]),
+        "inet_sock_set_state" => {
+            format!("socket {} -> {}", tcp_state(e.aux[0]), tcp_state(e.aux[1]))
+        }
         _ => String::new(),
     }
+}
+
+/// TCP state names (include/net/tcp_states.h).
+fn tcp_state(s: i32) -> String {
+    const NAMES: [&str; 13] = [
+        "?",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW_SYN_RECV",
+    ];
+    NAMES
+        .get(s as usize)
+        .map_or_else(|| s.to_string(), |n| n.to_string())
 }
 
 /// The timeline as a table; `only` limits it to one packet's skbs.

@@ -318,6 +318,19 @@ mod raw {
         pub reason: Option<S>,
         pub at: Option<S>,
         pub path: Option<Vec<S>>,
+        pub seen: Option<Vec<Seen>>,
+        pub reply: Option<Box<Expect>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Seen {
+        pub at: S,
+        pub src: Option<S>,
+        pub dst: Option<S>,
+        pub sport: Option<Spanned<u16>>,
+        pub dport: Option<Spanned<u16>>,
+        pub ttl: Option<Spanned<u8>>,
     }
 }
 
@@ -769,6 +782,27 @@ pub struct Expectation {
     pub at: Option<String>,
     /// Ordered subsequence of steps.
     pub path: Vec<PathStep>,
+    /// Header fields the packet carries at given steps.
+    pub seen: Vec<Seen>,
+    /// Expectations on the first packet flowing back (the kernel's reply).
+    pub reply: Option<Box<Expectation>>,
+}
+
+/// Header fields expected at a step; absent fields are not checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// The step (function or hook, optionally `@ns/dev`).
+    pub at: PathStep,
+    /// Source address.
+    pub src: Option<IpAddr>,
+    /// Destination address.
+    pub dst: Option<IpAddr>,
+    /// Source port.
+    pub sport: Option<u16>,
+    /// Destination port.
+    pub dport: Option<u16>,
+    /// TTL / hop limit.
+    pub ttl: Option<u8>,
 }
 
 /// Ethernet addresses for an L2 injection; absent fields are filled from
@@ -983,31 +1017,41 @@ impl Scenario {
         &mut self,
         reasons: &DropReasons,
     ) -> Result<(), Vec<ScenarioError>> {
-        let mut errors = vec![];
-        for p in &mut self.packets {
-            let Some(r) = p.expect.reason.clone() else {
-                continue;
-            };
-            match reasons.resolve(&r) {
-                Some(canon) => p.expect.reason = Some(canon.to_string()),
-                None => {
-                    let sugg = reasons.suggest(&r);
-                    let hint = if sugg.is_empty() {
-                        "`pktfate reasons` lists this kernel's drop reasons".to_string()
-                    } else {
-                        format!(
-                            "did you mean {}? (`pktfate reasons` lists them all)",
-                            sugg.join(", ")
-                        )
-                    };
-                    errors.push(ScenarioError {
-                        loc: p.expect.reason_loc.clone(),
-                        file: self.path.clone(),
-                        msg: format!("unknown drop reason `{r}` on this kernel"),
-                        hint: Some(hint),
-                    });
+        fn check(
+            e: &mut Expectation,
+            reasons: &DropReasons,
+            file: &Path,
+            errors: &mut Vec<ScenarioError>,
+        ) {
+            if let Some(r) = e.reason.clone() {
+                match reasons.resolve(&r) {
+                    Some(canon) => e.reason = Some(canon.to_string()),
+                    None => {
+                        let sugg = reasons.suggest(&r);
+                        let hint = if sugg.is_empty() {
+                            "`pktfate reasons` lists this kernel's drop reasons".to_string()
+                        } else {
+                            format!(
+                                "did you mean {}? (`pktfate reasons` lists them all)",
+                                sugg.join(", ")
+                            )
+                        };
+                        errors.push(ScenarioError {
+                            loc: e.reason_loc.clone(),
+                            file: file.to_path_buf(),
+                            msg: format!("unknown drop reason `{r}` on this kernel"),
+                            hint: Some(hint),
+                        });
+                    }
                 }
             }
+            if let Some(reply) = e.reply.as_deref_mut() {
+                check(reply, reasons, file, errors);
+            }
+        }
+        let mut errors = vec![];
+        for p in &mut self.packets {
+            check(&mut p.expect, reasons, &self.path, &mut errors);
         }
         if errors.is_empty() {
             Ok(())
@@ -1184,6 +1228,8 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
                 reason: None,
                 at: None,
                 path: None,
+                seen: None,
+                reply: None,
             }),
         }),
         (None, None, Some(list)) => raw_packets = list,
@@ -1196,7 +1242,10 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
             Some("add an `inject:` block describing the packet".into()),
         ),
         (Some(i), _, Some(_)) => cx.err(
-            i.via.as_ref().or(i.socket.as_ref().map(|s| &s.from)).unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
+            i.via
+                .as_ref()
+                .or(i.socket.as_ref().map(|s| &s.from))
+                .unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
             "both `inject` and `packets` given",
             Some(
                 "use `packets:` for several packets, or top-level `inject`/`expect` for one".into(),
@@ -1269,17 +1318,30 @@ pub fn resolve_fixture(scenario: &Path, rel: &str) -> Option<PathBuf> {
     None
 }
 
-fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[String], devs: &DevIndex) -> Namespace {
+fn validate_ns(
+    cx: &mut Ctx,
+    name: &raw::S,
+    ns: raw::Namespace,
+    ns_names: &[String],
+    devs: &DevIndex,
+) -> Namespace {
     let here = &devs[name.as_str()];
     let check_dev = |cx: &mut Ctx, d: &raw::S| {
         if !here.contains(d.as_str()) {
             let near = did_you_mean(d, here.iter().map(String::as_str));
             cx.err(
                 d,
-                format!("no device `{}` in namespace `{}`", d.as_str(), name.as_str()),
+                format!(
+                    "no device `{}` in namespace `{}`",
+                    d.as_str(),
+                    name.as_str()
+                ),
                 Some(match near {
                     Some(n) => format!("did you mean `{n}`?"),
-                    None => format!("devices here: {}", here.iter().cloned().collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "devices here: {}",
+                        here.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 }),
             );
         }
@@ -1287,30 +1349,62 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
     let check_mac = |cx: &mut Ctx, m: &Option<raw::S>| {
         if let Some(m) = m {
             if !valid_mac(m) {
-                cx.err(m, format!("`{}` is not a MAC address", m.as_str()), Some("write six hex pairs, e.g. 02:00:00:00:00:01".into()));
+                cx.err(
+                    m,
+                    format!("`{}` is not a MAC address", m.as_str()),
+                    Some("write six hex pairs, e.g. 02:00:00:00:00:01".into()),
+                );
             }
         }
     };
     let mut links = vec![];
     let mut seen = BTreeSet::new();
-    let bridges: BTreeSet<String> = ns.links.iter().filter(|l| l.kind.as_str() == "bridge").map(|l| l.name.to_string()).collect();
+    let bridges: BTreeSet<String> = ns
+        .links
+        .iter()
+        .filter(|l| l.kind.as_str() == "bridge")
+        .map(|l| l.name.to_string())
+        .collect();
     for l in ns.links {
         if !valid_ifname(&l.name) {
-            cx.err(&l.name, format!("interface name `{}` is not valid", l.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
+            cx.err(
+                &l.name,
+                format!("interface name `{}` is not valid", l.name.as_str()),
+                Some("use 1-15 letters, digits, -, _ or .".into()),
+            );
         }
         if !seen.insert(l.name.to_string()) || l.name.as_str() == "lo" {
-            cx.err(&l.name, format!("device `{}` is declared twice in namespace `{}`", l.name.as_str(), name.as_str()), None);
+            cx.err(
+                &l.name,
+                format!(
+                    "device `{}` is declared twice in namespace `{}`",
+                    l.name.as_str(),
+                    name.as_str()
+                ),
+                None,
+            );
         }
         check_mac(cx, &l.mac);
         if let Some(m) = &l.master {
             if !bridges.contains(m.as_str()) {
-                cx.err(m, format!("`{}` is not a bridge declared in namespace `{}`", m.as_str(), name.as_str()), Some("declare `{ name: ..., kind: bridge }` in the same namespace".into()));
+                cx.err(
+                    m,
+                    format!(
+                        "`{}` is not a bridge declared in namespace `{}`",
+                        m.as_str(),
+                        name.as_str()
+                    ),
+                    Some("declare `{ name: ..., kind: bridge }` in the same namespace".into()),
+                );
             }
         }
         let no_extra = |cx: &mut Ctx, kind: &str, l: &raw::Link| {
             for (present, key) in [
                 (l.peer.is_some(), "peer"),
-                (l.parent.is_some() && kind != "macvlan" && kind != "vxlan", "parent"),
+                (
+                    l.parent.is_some() && kind != "macvlan" && kind != "vxlan",
+                    "parent",
+                ),
                 (l.mode.is_some() && kind != "macvlan", "mode"),
                 (l.vni.is_some() && kind != "vxlan", "vni"),
                 (l.remote.is_some() && kind != "vxlan", "remote"),
@@ -1341,7 +1435,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                     );
                 }
                 if !valid_ifname(&p.name) {
-                    cx.err(&p.name, format!("interface name `{}` is not valid", p.name.as_str()), Some("use 1-15 letters, digits, -, _ or .".into()));
+                    cx.err(
+                        &p.name,
+                        format!("interface name `{}` is not valid", p.name.as_str()),
+                        Some("use 1-15 letters, digits, -, _ or .".into()),
+                    );
                 }
                 check_mac(cx, &p.mac);
                 LinkKind::Veth {
@@ -1366,11 +1464,21 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                     continue;
                 };
                 check_dev(cx, parent);
-                let mode = l.mode.as_ref().map_or("bridge".to_string(), |m| m.to_string());
+                let mode = l
+                    .mode
+                    .as_ref()
+                    .map_or("bridge".to_string(), |m| m.to_string());
                 if !["bridge", "private", "vepa", "passthru"].contains(&mode.as_str()) {
-                    cx.err(l.mode.as_ref().unwrap(), format!("unknown macvlan mode `{mode}`"), Some("modes: bridge, private, vepa, passthru".into()));
+                    cx.err(
+                        l.mode.as_ref().unwrap(),
+                        format!("unknown macvlan mode `{mode}`"),
+                        Some("modes: bridge, private, vepa, passthru".into()),
+                    );
                 }
-                LinkKind::Macvlan { parent: parent.to_string(), mode }
+                LinkKind::Macvlan {
+                    parent: parent.to_string(),
+                    mode,
+                }
             }
             "vxlan" => {
                 no_extra(cx, "vxlan", &l);
@@ -1395,7 +1503,9 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                 cx.err(
                     &l.kind,
                     format!("unknown link kind `{other}`"),
-                    Some(near.map_or(format!("kinds: {}", kinds.join(", ")), |n| format!("did you mean `{n}`?"))),
+                    Some(near.map_or(format!("kinds: {}", kinds.join(", ")), |n| {
+                        format!("did you mean `{n}`?")
+                    })),
                 );
                 continue;
             }
@@ -1424,7 +1534,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
 
     let mut routes = vec![];
     for r in ns.routes {
-        let to = if r.to.as_str() == "default" { None } else { cx.cidr(&r.to, "route destination") };
+        let to = if r.to.as_str() == "default" {
+            None
+        } else {
+            cx.cidr(&r.to, "route destination")
+        };
         let via = r.via.as_ref().and_then(|v| cx.ip(v, "gateway"));
         let src = r.src.as_ref().and_then(|v| cx.ip(v, "source"));
         if let Some(d) = &r.dev {
@@ -1436,17 +1550,28 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
             Some("unreachable") => RouteType::Unreachable,
             Some("prohibit") => RouteType::Prohibit,
             Some(other) => {
-                cx.err(r.kind.as_ref().unwrap(), format!("unknown route type `{other}`"), Some("types: unicast, blackhole, unreachable, prohibit".into()));
+                cx.err(
+                    r.kind.as_ref().unwrap(),
+                    format!("unknown route type `{other}`"),
+                    Some("types: unicast, blackhole, unreachable, prohibit".into()),
+                );
                 RouteType::Unicast
             }
         };
         if kind == RouteType::Unicast && via.is_none() && r.dev.is_none() {
             cx.err(&r.to, "a route needs `via` or `dev`", None);
         }
-        let v6 = to.map(|(a, _)| a.is_ipv6()).or(via.map(|a| a.is_ipv6())).unwrap_or(false);
+        let v6 = to
+            .map(|(a, _)| a.is_ipv6())
+            .or(via.map(|a| a.is_ipv6()))
+            .unwrap_or(false);
         if let (Some((t, _)), Some(v)) = (to, via) {
             if t.is_ipv4() != v.is_ipv4() {
-                cx.err(r.via.as_ref().unwrap(), "gateway and destination are of different IP families", None);
+                cx.err(
+                    r.via.as_ref().unwrap(),
+                    "gateway and destination are of different IP families",
+                    None,
+                );
             }
         }
         routes.push(Route {
@@ -1466,12 +1591,17 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
     raw_sysctls.sort_by_key(|(k, _)| span_pos(k));
     for (k, v) in raw_sysctls {
         // Only per-namespace sysctls: anything else would change the host.
-        let ok_chars = k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let ok_chars = k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !k.starts_with("net.") || !ok_chars || k.contains("..") {
             cx.err(
                 &k,
                 format!("sysctl `{}` is not a per-namespace `net.*` key", k.as_str()),
-                Some("only net.* sysctls are allowed: they are private to the scenario's namespace".into()),
+                Some(
+                    "only net.* sysctls are allowed: they are private to the scenario's namespace"
+                        .into(),
+                ),
             );
             continue;
         }
@@ -1491,7 +1621,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
         let action = r.action.as_ref().map(|a| a.to_string());
         if let Some(a) = &r.action {
             if !["lookup", "blackhole", "unreachable", "prohibit"].contains(&a.as_str()) {
-                cx.err(a, format!("unknown rule action `{}`", a.as_str()), Some("actions: lookup (with table), blackhole, unreachable, prohibit".into()));
+                cx.err(
+                    a,
+                    format!("unknown rule action `{}`", a.as_str()),
+                    Some("actions: lookup (with table), blackhole, unreachable, prohibit".into()),
+                );
             }
         }
         rules.push(Rule {
@@ -1510,7 +1644,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
     for n in ns.neighbors {
         check_dev(cx, &n.dev);
         if !valid_mac(&n.lladdr) {
-            cx.err(&n.lladdr, format!("`{}` is not a MAC address", n.lladdr.as_str()), None);
+            cx.err(
+                &n.lladdr,
+                format!("`{}` is not a MAC address", n.lladdr.as_str()),
+                None,
+            );
         }
         if let Some(addr) = cx.ip(&n.addr, "neighbour address") {
             neighbors.push(Neighbor {
@@ -1534,14 +1672,25 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
         }
         (None, Some(f)) => match resolve_fixture(cx.file, &f) {
             Some(path) => match std::fs::read_to_string(&path) {
-                Ok(text) => Some(NftRuleset { text, file: path, first_line: 1 }),
+                Ok(text) => Some(NftRuleset {
+                    text,
+                    file: path,
+                    first_line: 1,
+                }),
                 Err(e) => {
                     cx.err(&f, format!("cannot read `{}`: {e}", f.as_str()), None);
                     None
                 }
             },
             None => {
-                cx.err(&f, format!("no file `{}` next to the scenario or in a parent directory", f.as_str()), Some("rulesets usually live in fixtures/nft/".into()));
+                cx.err(
+                    &f,
+                    format!(
+                        "no file `{}` next to the scenario or in a parent directory",
+                        f.as_str()
+                    ),
+                    Some("rulesets usually live in fixtures/nft/".into()),
+                );
                 None
             }
         },
@@ -1557,7 +1706,14 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
         match (&t.command, &t.program) {
             (Some(c), None) => {
                 if t.dev.is_some() || t.direction.is_some() || !t.config.is_empty() {
-                    cx.err(c, "a tc `command` takes no `dev`, `direction` or `config`", Some("write the whole command line, e.g. `filter add dev veth0 ingress ...`".into()));
+                    cx.err(
+                        c,
+                        "a tc `command` takes no `dev`, `direction` or `config`",
+                        Some(
+                            "write the whole command line, e.g. `filter add dev veth0 ingress ...`"
+                                .into(),
+                        ),
+                    );
                 }
                 tc.push(TcSpec::Command(c.to_string()));
             }
@@ -1571,7 +1727,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                     None | Some("ingress") => true,
                     Some("egress") => false,
                     Some(other) => {
-                        cx.err(t.direction.as_ref().unwrap(), format!("unknown direction `{other}`"), Some("ingress or egress".into()));
+                        cx.err(
+                            t.direction.as_ref().unwrap(),
+                            format!("unknown direction `{other}`"),
+                            Some("ingress or egress".into()),
+                        );
                         true
                     }
                 };
@@ -1580,7 +1740,13 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                     None => {
                         let near = did_you_mean(p, known.iter().map(|k| k.name));
                         let names: Vec<&str> = known.iter().map(|k| k.name).collect();
-                        cx.err(p, format!("unknown tc program `{}`", p.as_str()), Some(near.map_or(format!("programs: {}", names.join(", ")), |n| format!("did you mean `{n}`?"))));
+                        cx.err(
+                            p,
+                            format!("unknown tc program `{}`", p.as_str()),
+                            Some(near.map_or(format!("programs: {}", names.join(", ")), |n| {
+                                format!("did you mean `{n}`?")
+                            })),
+                        );
                     }
                     Some(k) => {
                         let mut config = vec![];
@@ -1588,7 +1754,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                         keys.sort_by_key(|(k, _)| span_pos(k));
                         for (key, v) in keys {
                             if !k.config.contains(&key.as_str()) {
-                                cx.err(key, format!("`{}` takes no config key `{}`", k.name, key.as_str()), Some(format!("its keys: {}", k.config.join(", "))));
+                                cx.err(
+                                    key,
+                                    format!("`{}` takes no config key `{}`", k.name, key.as_str()),
+                                    Some(format!("its keys: {}", k.config.join(", "))),
+                                );
                             }
                             config.push((key.to_string(), **v));
                         }
@@ -1606,7 +1776,12 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
                 let msg = "a tc entry has either `program` (with `dev`, `direction`, `config`) or `command`";
                 match at {
                     Some(a) => cx.err(a, msg, None),
-                    None => cx.errors.push(ScenarioError { loc: None, file: cx.file.to_path_buf(), msg: msg.into(), hint: None }),
+                    None => cx.errors.push(ScenarioError {
+                        loc: None,
+                        file: cx.file.to_path_buf(),
+                        msg: msg.into(),
+                        hint: None,
+                    }),
                 }
             }
         }
@@ -1618,7 +1793,11 @@ fn validate_ns(cx: &mut Ctx, name: &raw::S, ns: raw::Namespace, ns_names: &[Stri
             "tcp" => SockProto::Tcp,
             "udp" => SockProto::Udp,
             other => {
-                cx.err(&l.proto, format!("cannot listen on `{other}`"), Some("tcp or udp".into()));
+                cx.err(
+                    &l.proto,
+                    format!("cannot listen on `{other}`"),
+                    Some("tcp or udp".into()),
+                );
                 continue;
             }
         };
@@ -1687,7 +1866,11 @@ fn validate_packet(
     let i = p.inject;
     if let Some(sock) = &i.socket {
         if let Some(v) = &i.via {
-            cx.err(v, "a packet is sent `via` a device or from a `socket`, not both", None);
+            cx.err(
+                v,
+                "a packet is sent `via` a device or from a `socket`, not both",
+                None,
+            );
         }
         for (present, key) in [
             (i.ipv4.is_some(), "ipv4"),
@@ -1698,38 +1881,57 @@ fn validate_packet(
             (i.ethernet.is_some(), "ethernet"),
         ] {
             if present {
-                cx.err(&sock.from, format!("with `socket`, the kernel builds the packet: drop `{key}`"), None);
+                cx.err(
+                    &sock.from,
+                    format!("with `socket`, the kernel builds the packet: drop `{key}`"),
+                    None,
+                );
             }
         }
         let expect = validate_expect(cx, p.expect, devs);
-        return validate_socket(cx, sock).map(|inject| Packet { name, inject, expect });
+        return validate_socket(cx, sock).map(|inject| Packet {
+            name,
+            inject,
+            expect,
+        });
     }
     let Some(via_s) = i.via.clone() else {
         let e = ScenarioError {
             loc: None,
             file: cx.file.to_path_buf(),
             msg: format!("{name}: `inject` needs `via: namespace/device` or `socket:`"),
-            hint: Some("`via` writes a crafted packet into a device; `socket` lets the kernel build it".into()),
+            hint: Some(
+                "`via` writes a crafted packet into a device; `socket` lets the kernel build it"
+                    .into(),
+            ),
         };
         cx.errors.push(e);
         return None;
     };
     let via = parse_devref(cx, &via_s, devs);
     let ethernet = Ethernet {
-        src: i.ethernet.as_ref().and_then(|e| e.src.as_ref()).and_then(|m| {
-            let v = parse_mac(m);
-            if v.is_none() {
-                cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
-            }
-            v
-        }),
-        dst: i.ethernet.as_ref().and_then(|e| e.dst.as_ref()).and_then(|m| {
-            let v = parse_mac(m);
-            if v.is_none() {
-                cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
-            }
-            v
-        }),
+        src: i
+            .ethernet
+            .as_ref()
+            .and_then(|e| e.src.as_ref())
+            .and_then(|m| {
+                let v = parse_mac(m);
+                if v.is_none() {
+                    cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
+                }
+                v
+            }),
+        dst: i
+            .ethernet
+            .as_ref()
+            .and_then(|e| e.dst.as_ref())
+            .and_then(|m| {
+                let v = parse_mac(m);
+                if v.is_none() {
+                    cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
+                }
+                v
+            }),
     };
     let is_tun = via.as_ref().is_some_and(|v| {
         _namespaces
@@ -1741,11 +1943,19 @@ fn validate_packet(
     if is_tun {
         if let Some(e) = &i.ethernet {
             let at = e.src.as_ref().or(e.dst.as_ref()).unwrap_or(&via_s);
-            cx.err(at, "a tun device carries IP packets: no `ethernet` header", Some("use a tap device or a veth for L2 injection".into()));
+            cx.err(
+                at,
+                "a tun device carries IP packets: no `ethernet` header",
+                Some("use a tap device or a veth for L2 injection".into()),
+            );
         }
     }
     if via.as_ref().is_some_and(|v| v.dev == "lo") {
-        cx.err(&via_s, "cannot inject through `lo`", Some("use a tun, tap or veth device".into()));
+        cx.err(
+            &via_s,
+            "cannot inject through `lo`",
+            Some("use a tun, tap or veth device".into()),
+        );
     }
 
     let ip = match (&i.ipv4, &i.ipv6) {
@@ -1911,7 +2121,11 @@ fn validate_packet(
         inject: Injection::Frame {
             via: via?,
             ethernet,
-            spec: PacketSpec { ip: ip?, l4, payload },
+            spec: PacketSpec {
+                ip: ip?,
+                l4,
+                payload,
+            },
         },
         expect,
     })
@@ -1923,7 +2137,11 @@ fn validate_socket(cx: &mut Ctx, s: &raw::Socket) -> Option<Injection> {
         "udp" => SockProto::Udp,
         "icmp" | "ping" => SockProto::Icmp,
         other => {
-            cx.err(&s.proto, format!("unknown socket protocol `{other}`"), Some("tcp (connect), udp (send) or icmp (echo request)".into()));
+            cx.err(
+                &s.proto,
+                format!("unknown socket protocol `{other}`"),
+                Some("tcp (connect), udp (send) or icmp (echo request)".into()),
+            );
             return None;
         }
     };
@@ -1931,7 +2149,11 @@ fn validate_socket(cx: &mut Ctx, s: &raw::Socket) -> Option<Injection> {
     let port = match (&s.port, proto) {
         (Some(p), SockProto::Tcp | SockProto::Udp) => **p,
         (None, SockProto::Tcp | SockProto::Udp) => {
-            cx.err(&s.proto, "a tcp or udp socket needs a destination `port`", None);
+            cx.err(
+                &s.proto,
+                "a tcp or udp socket needs a destination `port`",
+                None,
+            );
             return None;
         }
         (Some(p), SockProto::Icmp) => {
@@ -1946,7 +2168,11 @@ fn validate_socket(cx: &mut Ctx, s: &raw::Socket) -> Option<Injection> {
         to,
         port,
         sport: s.sport.as_ref().map(|p| **p),
-        payload: s.payload.as_ref().map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
+        payload: s
+            .payload
+            .as_ref()
+            .map(|p| p.as_bytes().to_vec())
+            .unwrap_or_default(),
         id: s.id.as_ref().map_or(0x7066, |v| **v),
         seq: s.seq.as_ref().map_or(1, |v| **v),
     })
@@ -2017,6 +2243,25 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
             );
         }
     }
+    let mut seen = vec![];
+    for x in e.seen.iter().flatten() {
+        let step = match parse_step(&x.at) {
+            Ok(st) => st,
+            Err(m) => {
+                cx.err(&x.at, m, None);
+                continue;
+            }
+        };
+        seen.push(Seen {
+            at: step,
+            src: x.src.as_ref().and_then(|a| cx.ip(a, "source")),
+            dst: x.dst.as_ref().and_then(|a| cx.ip(a, "destination")),
+            sport: x.sport.as_ref().map(|v| **v),
+            dport: x.dport.as_ref().map(|v| **v),
+            ttl: x.ttl.as_ref().map(|v| **v),
+        });
+    }
+    let reply = e.reply.map(|r| Box::new(validate_expect(cx, *r, devs)));
     let mut path = vec![];
     for s in e.path.iter().flatten() {
         match parse_step(s) {
@@ -2050,6 +2295,8 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
         reason: e.reason.map(|r| r.trim().to_string()),
         at: e.at.map(|a| a.trim().to_string()),
         path,
+        seen,
+        reply,
     }
 }
 

@@ -17,7 +17,13 @@ use crate::netns;
 use crate::topology::{NetnsHandle, TopologyError};
 
 /// Loads fixture `program`, fills its config and attaches it to `dev`.
-pub fn attach(ns: &NetnsHandle, dev: &str, ingress: bool, program: &str, config: &[(String, u32)]) -> Result<(), TopologyError> {
+pub fn attach(
+    ns: &NetnsHandle,
+    dev: &str,
+    ingress: bool,
+    program: &str,
+    config: &[(String, u32)],
+) -> Result<(), TopologyError> {
     let err = |msg: String| TopologyError::TcProgram {
         program: program.to_string(),
         ns: ns.name.clone(),
@@ -26,7 +32,8 @@ pub fn attach(ns: &NetnsHandle, dev: &str, ingress: bool, program: &str, config:
     };
     let mut values = vec![];
     for (k, v) in config {
-        let i = fixtures::config_index(program, k).ok_or_else(|| err(format!("no config key `{k}`")))?;
+        let i = fixtures::config_index(program, k)
+            .ok_or_else(|| err(format!("no config key `{k}`")))?;
         values.push((i, *v));
     }
     let (dev2, prog2) = (dev.to_string(), program.to_string());
@@ -55,7 +62,11 @@ pub fn attach(ns: &NetnsHandle, dev: &str, ingress: bool, program: &str, config:
             .try_into()
             .map_err(|e| format!("{e}"))?;
         p.load().map_err(|e| format!("verifier: {e:#}"))?;
-        let kind = if ingress { TcAttachType::Ingress } else { TcAttachType::Egress };
+        let kind = if ingress {
+            TcAttachType::Ingress
+        } else {
+            TcAttachType::Egress
+        };
         let id = p
             .attach_with_options(&dev2, kind, TcAttachOptions::Netlink(NlOptions::default()))
             .map_err(|e| format!("attaching: {e:#}"))?;

@@ -271,11 +271,14 @@ fn apply_nft(ns: &NetnsHandle, rs: &NftRuleset) -> Result<(), TopologyError> {
     match result {
         Ok(_) => Ok(()),
         Err(TopologyError::Command { stderr, .. }) => {
-            if stderr.contains("exec of \"nft\" failed") || stderr.contains("No such file or directory") && !stderr.contains(&tmp_s) {
+            if stderr.contains("exec of \"nft\" failed")
+                || stderr.contains("No such file or directory") && !stderr.contains(&tmp_s)
+            {
                 return Err(TopologyError::MissingTool("nft".into()));
             }
             // nft says `<file>:<line>:<from>-<to>: Error: ...`.
-            let re = regex::Regex::new(r"(?m)^(?:.*?):(\d+):(\d+)(?:-\d+)?: (.*)$").expect("valid regex");
+            let re = regex::Regex::new(r"(?m)^(?:.*?):(\d+):(\d+)(?:-\d+)?: (.*)$")
+                .expect("valid regex");
             let (line, col, msg) = match re.captures(&stderr) {
                 Some(c) => (
                     c[1].parse::<usize>().unwrap_or(1),
@@ -313,7 +316,10 @@ fn open_listener(ns: &NetnsHandle, l: &Listener) -> Result<OwnedFd, TopologyErro
         })
     })
     .and_then(|r| r)
-    .map_err(io_err(format!("listening on {:?} port {} in namespace `{}`", l.proto, l.port, ns.name)))
+    .map_err(io_err(format!(
+        "listening on {:?} port {} in namespace `{}`",
+        l.proto, l.port, ns.name
+    )))
 }
 
 impl Topology {
@@ -372,11 +378,28 @@ impl Topology {
                 let h = self.handle(&ns.name).clone();
                 for l in ns.links.iter().filter(|l| rank(&l.kind) == pass) {
                     match &l.kind {
-                        LinkKind::Veth { peer_ns, peer, peer_mac, peer_master } => {
+                        LinkKind::Veth {
+                            peer_ns,
+                            peer,
+                            peer_mac,
+                            peer_master,
+                        } => {
                             let peer_real = self.handle(peer_ns).real.clone();
-                            ip(&h.real, &["link", "add", &l.name, "type", "veth", "peer", "name", peer, "netns", &peer_real])?;
-                            self.peers.insert((ns.name.clone(), l.name.clone()), (peer_ns.clone(), peer.clone()));
-                            self.peers.insert((peer_ns.clone(), peer.clone()), (ns.name.clone(), l.name.clone()));
+                            ip(
+                                &h.real,
+                                &[
+                                    "link", "add", &l.name, "type", "veth", "peer", "name", peer,
+                                    "netns", &peer_real,
+                                ],
+                            )?;
+                            self.peers.insert(
+                                (ns.name.clone(), l.name.clone()),
+                                (peer_ns.clone(), peer.clone()),
+                            );
+                            self.peers.insert(
+                                (peer_ns.clone(), peer.clone()),
+                                (ns.name.clone(), l.name.clone()),
+                            );
                             if l.up {
                                 to_up.push((peer_ns.clone(), peer.clone()));
                             }
@@ -398,10 +421,25 @@ impl Topology {
                             ip(&h.real, &["link", "add", &l.name, "type", "bridge"])?;
                         }
                         LinkKind::Macvlan { parent, mode } => {
-                            ip(&h.real, &["link", "add", &l.name, "link", parent, "type", "macvlan", "mode", mode])?;
+                            ip(
+                                &h.real,
+                                &[
+                                    "link", "add", &l.name, "link", parent, "type", "macvlan",
+                                    "mode", mode,
+                                ],
+                            )?;
                         }
-                        LinkKind::Vxlan { vni, remote, local, parent, dstport } => {
-                            let mut args: Vec<String> = ["link", "add", &l.name, "type", "vxlan", "id"].map(String::from).to_vec();
+                        LinkKind::Vxlan {
+                            vni,
+                            remote,
+                            local,
+                            parent,
+                            dstport,
+                        } => {
+                            let mut args: Vec<String> =
+                                ["link", "add", &l.name, "type", "vxlan", "id"]
+                                    .map(String::from)
+                                    .to_vec();
                             args.push(vni.to_string());
                             if let Some(r) = remote {
                                 args.extend(["remote".into(), r.to_string()]);
@@ -506,13 +544,22 @@ impl Topology {
         for ns in &s.namespaces {
             let h = self.handle(&ns.name).clone();
             for r in &ns.rules {
-                let v6 = [&r.from, &r.to].into_iter().flatten().any(|a| a.contains(':'));
+                let v6 = [&r.from, &r.to]
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a.contains(':'));
                 let mut args: Vec<String> = vec![];
                 if v6 {
                     args.push("-6".into());
                 }
                 args.extend(["rule".into(), "add".into()]);
-                for (k, v) in [("from", &r.from), ("to", &r.to), ("iif", &r.iif), ("oif", &r.oif), ("fwmark", &r.fwmark)] {
+                for (k, v) in [
+                    ("from", &r.from),
+                    ("to", &r.to),
+                    ("iif", &r.iif),
+                    ("oif", &r.oif),
+                    ("fwmark", &r.fwmark),
+                ] {
                     if let Some(v) = v {
                         args.extend([k.to_string(), v.clone()]);
                     }
@@ -529,7 +576,20 @@ impl Topology {
                 ip(&h.real, &refs)?;
             }
             for n in &ns.neighbors {
-                ip(&h.real, &["neigh", "replace", &n.addr.to_string(), "lladdr", &n.lladdr, "dev", &n.dev, "nud", "permanent"])?;
+                ip(
+                    &h.real,
+                    &[
+                        "neigh",
+                        "replace",
+                        &n.addr.to_string(),
+                        "lladdr",
+                        &n.lladdr,
+                        "dev",
+                        &n.dev,
+                        "nud",
+                        "permanent",
+                    ],
+                )?;
             }
             if let Some(rs) = &ns.nft {
                 apply_nft(&h, rs)?;
@@ -541,11 +601,19 @@ impl Topology {
                         let mut args = vec!["netns", "exec", h.real.as_str(), "tc"];
                         args.extend(words);
                         run("ip", &args).map_err(|e| match e {
-                            TopologyError::Command { stderr, .. } => TopologyError::Command { cmd: format!("tc {c} (in namespace {})", h.name), stderr },
+                            TopologyError::Command { stderr, .. } => TopologyError::Command {
+                                cmd: format!("tc {c} (in namespace {})", h.name),
+                                stderr,
+                            },
                             other => other,
                         })?;
                     }
-                    TcSpec::Program { dev, ingress, program, config } => {
+                    TcSpec::Program {
+                        dev,
+                        ingress,
+                        program,
+                        config,
+                    } => {
                         crate::tc::attach(&h, dev, *ingress, program, config)?;
                     }
                 }
@@ -556,7 +624,10 @@ impl Topology {
             }
             for cmd in &ns.run {
                 run("ip", &["netns", "exec", &h.real, "sh", "-c", cmd]).map_err(|e| match e {
-                    TopologyError::Command { stderr, .. } => TopologyError::Command { cmd: format!("`{cmd}` (run in namespace {})", h.name), stderr },
+                    TopologyError::Command { stderr, .. } => TopologyError::Command {
+                        cmd: format!("`{cmd}` (run in namespace {})", h.name),
+                        stderr,
+                    },
                     other => other,
                 })?;
             }
@@ -599,7 +670,11 @@ impl Topology {
         use std::os::fd::AsRawFd;
         let mut n = 0;
         let mut buf = vec![0u8; 65536];
-        let udp = self.listeners.iter().filter(|(_, p, _)| *p == SockProto::Udp).map(|(_, _, fd)| fd);
+        let udp = self
+            .listeners
+            .iter()
+            .filter(|(_, p, _)| *p == SockProto::Udp)
+            .map(|(_, _, fd)| fd);
         for fd in self.taps.values().chain(udp) {
             loop {
                 // SAFETY: reading into a buffer we own, from an fd we own.

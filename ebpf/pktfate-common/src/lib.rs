@@ -49,8 +49,12 @@ pub mod hook {
     pub const NETIF_RECEIVE_SKB_ENTRY: u32 = 11;
     /// `net:napi_gro_receive_entry`: a driver passes the skb to GRO.
     pub const NAPI_GRO_RECEIVE_ENTRY: u32 = 12;
+    /// `sock:inet_sock_set_state`: a socket whose ports match the tracked
+    /// skb this CPU is processing changed TCP state because of it (old
+    /// state in `aux[0]`, new in `aux[1]`).
+    pub const INET_SOCK_SET_STATE: u32 = 13;
     /// Number of hooks.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 }
 
 /// Tracepoint names, indexed by the constants in [`hook`].
@@ -68,6 +72,7 @@ pub const HOOK_NAMES: [&str; hook::COUNT] = [
     "tcp_send_reset",
     "netif_receive_skb_entry",
     "napi_gro_receive_entry",
+    "inet_sock_set_state",
 ];
 
 /// One observation of a tracked skb at a hook.
@@ -199,6 +204,30 @@ pub struct Offsets {
     pub flowi4_daddr: u32,
     /// `fib_nh_common.nhc_dev`
     pub nhc_dev: u32,
+    /// `sock.__sk_common.skc_num` (local port, host order)
+    pub sock_num: u32,
+    /// `sock.__sk_common.skc_dport` (remote port, network order)
+    pub sock_dport: u32,
+}
+
+/// What the tracer remembers about a tracked skb, to notice when its
+/// address has been reused by an unrelated packet (some frees have no
+/// tracepoint, e.g. TCP's `__kfree_skb`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Tracked {
+    /// Namespace where tracking began.
+    pub netns: u32,
+    /// 4 or 6.
+    pub family: u8,
+    /// IP protocol.
+    pub l4proto: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 2],
+    /// Source address at the last event.
+    pub saddr: [u8; 16],
+    /// Destination address at the last event.
+    pub daddr: [u8; 16],
 }
 
 /// `TracerConfig::flags` bit: only trace skbs whose netns is in the NETNS map.

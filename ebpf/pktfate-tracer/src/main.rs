@@ -25,7 +25,7 @@ use aya_ebpf::{
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR,
     MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PacketFilter, RINGBUF_BYTES,
-    TracerConfig, hook,
+    TracerConfig, Tracked, hook,
 };
 
 /// Set by userspace before load (`EbpfLoader::set_global`).
@@ -46,6 +46,8 @@ static CONFIG: TracerConfig = TracerConfig {
         flowi4_saddr: 0,
         flowi4_daddr: 0,
         nhc_dev: 0,
+        sock_num: 0,
+        sock_dport: 0,
     },
     n_filters: 0,
     flags: 0,
@@ -66,9 +68,9 @@ static NETNS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
 #[map]
 static FILTERS: Array<PacketFilter> = Array::with_max_entries(MAX_FILTERS, 0);
 
-/// skb address -> netns inode where tracking began.
+/// skb address -> what it carried at its last event.
 #[map]
-static TRACKED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+static TRACKED: LruHashMap<u64, Tracked> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
 
 /// Last tracked skb seen on this CPU and its netns, so that hooks that carry
 /// no skb (fib_table_lookup) can be attributed to the packet being processed.
@@ -345,8 +347,11 @@ fn on_skb<C: EbpfContext>(
         read(skb, cfg.offsets.skb_dev).unwrap_or(0)
     };
     let netns = skb_netns(&cfg, skb, dev);
-    let tracked = unsafe { TRACKED.get(skb) }.is_some();
-    if !tracked && cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(netns) }.is_none() {
+    let known = unsafe { TRACKED.get(skb) }.copied();
+    if known.is_none()
+        && cfg.flags & CONFIG_FILTER_NETNS != 0
+        && unsafe { NETNS.get(netns) }.is_none()
+    {
         return 0;
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -354,14 +359,38 @@ fn on_skb<C: EbpfContext>(
         None => return 0,
     };
     parse_packet(&cfg, skb, ev);
-    if !tracked {
-        if !packet_wanted(&cfg, ev) {
-            return 0;
+    // A tracked address now carrying another protocol, or other addresses
+    // on both ends (NAT rewrites one side at a time), is a new skb at a
+    // reused address: its predecessor was freed without a tracepoint.
+    let mut tracked = known.is_some();
+    if let Some(k) = &known {
+        let moved = ev.family != 0
+            && (k.family != ev.family
+                || k.l4proto != ev.l4proto
+                || (!addr_eq(&k.saddr, &ev.saddr, ev.family)
+                    && !addr_eq(&k.daddr, &ev.daddr, ev.family)));
+        if moved {
+            let _ = TRACKED.remove(&skb);
+            tracked = false;
+            if cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(netns) }.is_none() {
+                return 0;
+            }
         }
-        // Free events end tracking, so only the others start it.
-        if hook_id != hook::KFREE_SKB && hook_id != hook::CONSUME_SKB {
-            let _ = TRACKED.insert(skb, netns, 0);
-        }
+    }
+    if !tracked && !packet_wanted(&cfg, ev) {
+        return 0;
+    }
+    // Free events end tracking, so only the others start or refresh it.
+    if hook_id != hook::KFREE_SKB && hook_id != hook::CONSUME_SKB && ev.family != 0 {
+        let snap = Tracked {
+            netns,
+            family: ev.family,
+            l4proto: ev.l4proto,
+            _pad: [0; 2],
+            saddr: ev.saddr,
+            daddr: ev.daddr,
+        };
+        let _ = TRACKED.insert(&skb, &snap, 0);
     }
     ev.hook = hook_id;
     ev.skb = skb;
@@ -612,6 +641,49 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
     // The packet's headers stay as parsed; the looked-up flow goes apart.
     ev.flow_saddr = saddr.to_ne_bytes();
     ev.flow_daddr = daddr.to_ne_bytes();
+    finish_and_send(&ctx, ev);
+    0
+}
+
+/// TCP state changes carry a socket, not an skb: attribute the change to
+/// the tracked skb this CPU is processing when the socket's ports are that
+/// skb's, so a packet taken by a socket is seen even when its free is not
+/// traced (TCP frees with `__kfree_skb`).
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+    let cfg = config();
+    let sk = arg_u64(&ctx, 0);
+    let old = ctx.arg::<i64>(1) as i32;
+    let new = ctx.arg::<i64>(2) as i32;
+    let (skb, netns) = match CURRENT.get(0) {
+        Some(c) if c[0] != 0 => (c[0], c[1] as u32),
+        _ => return 0,
+    };
+    if unsafe { TRACKED.get(skb) }.is_none() {
+        return 0;
+    }
+    let num: u16 = read(sk, cfg.offsets.sock_num).unwrap_or(0);
+    let dport = u16::from_be(read::<u16>(sk, cfg.offsets.sock_dport).unwrap_or(0));
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    parse_packet(&cfg, skb, ev);
+    let ours = (ev.dport == num && ev.sport == dport) || (ev.sport == num && ev.dport == dport);
+    if !ours || num == 0 {
+        return 0;
+    }
+    ev.hook = hook::INET_SOCK_SET_STATE;
+    ev.skb = skb;
+    ev.location = 0;
+    ev.netns = netns;
+    ev.ifindex = read(skb, cfg.offsets.skb_dev)
+        .and_then(|d: u64| read(d, cfg.offsets.dev_ifindex))
+        .unwrap_or(0);
+    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
+    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    ev.reason = 0;
+    ev.aux = [old, new, 0];
     finish_and_send(&ctx, ev);
     0
 }

@@ -222,6 +222,8 @@ pub struct PacketInfo {
     pub icmp_code: u8,
     /// ICMP echo id.
     pub icmp_id: u16,
+    /// TCP sequence number.
+    pub tcp_seq: u32,
 }
 
 impl PacketInfo {
@@ -381,6 +383,7 @@ impl RawEvent {
                 icmp_type: e.icmp_type,
                 icmp_code: e.icmp_code,
                 icmp_id: e.icmp_id,
+                tcp_seq: e.tcp_seq,
             },
             flow: (e.hook == hook::FIB_TABLE_LOOKUP)
                 .then(|| (IpAddr::from(e.flow_saddr), IpAddr::from(e.flow_daddr))),

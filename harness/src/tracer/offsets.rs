@@ -22,6 +22,8 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         flowi4_saddr: btf.member_offset("flowi4", "saddr")?,
         flowi4_daddr: btf.member_offset("flowi4", "daddr")?,
         nhc_dev: btf.member_offset("fib_nh_common", "nhc_dev")?,
+        sock_num: btf.member_offset("sock", "__sk_common.skc_num")?,
+        sock_dport: btf.member_offset("sock", "__sk_common.skc_dport")?,
     })
 }
 
