@@ -24,10 +24,65 @@ pub const IDLE: Duration = Duration::from_millis(200);
 /// rewrites one side at a time). The tracer applies the same rule.
 pub fn is_other_packet(before: &PacketInfo, now: &PacketInfo) -> bool {
     let fam = |a: Option<std::net::IpAddr>| a.map(|a| a.is_ipv4());
+    let tunnel = |p: &PacketInfo| pktfate_common::is_tunnel(p.proto, p.sport, p.dport);
     now.src.is_some()
+        && !tunnel(before)
+        && !tunnel(now)
         && (fam(before.src) != fam(now.src)
             || before.proto != now.proto
             || (before.src != now.src && before.dst != now.dst))
+}
+
+/// A datagram the harness itself read from one of its UDP sockets.
+///
+/// The tracer cannot see this: UDP copies a linear skb out with
+/// `copy_linear_skb` and frees it with `skb_consume_udp`, neither of which
+/// has a tracepoint. The harness owns the socket, so it knows; the timeline
+/// shows such reads as the `socket_read` step, marked as the harness's.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Namespace of the socket.
+    pub ns: String,
+    /// The socket's local port.
+    pub local_port: u16,
+    /// Who sent the datagram.
+    pub peer: std::net::SocketAddr,
+}
+
+/// Hook name of a [`Observation`] in the timeline.
+pub const SOCKET_READ: &str = "socket_read";
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Which packet (and direction) a harness read belongs to.
+fn attribute(filters: &[FlowFilter], o: &Observation) -> (Option<usize>, bool) {
+    for (i, f) in filters.iter().enumerate() {
+        if f.proto.is_some_and(|p| p != 17) {
+            continue;
+        }
+        let fwd = f.src.is_none_or(|a| a == o.peer.ip())
+            && f.sport.is_none_or(|p| p == o.peer.port())
+            && f.dport.is_none_or(|p| p == o.local_port);
+        if fwd {
+            return (Some(i), false);
+        }
+        let rev = f.reverse
+            && f.dst.is_none_or(|a| a == o.peer.ip())
+            && f.dport.is_none_or(|p| p == o.peer.port())
+            && f.sport.is_none_or(|p| p == o.local_port);
+        if rev {
+            return (Some(i), true);
+        }
+    }
+    (None, false)
 }
 
 /// An event placed in the scenario: names resolved, packet attributed.
@@ -73,7 +128,7 @@ pub fn collect(
     names: &Names,
     filters: &[FlowFilter],
     timeout: Duration,
-    pump: &mut dyn FnMut(),
+    pump: &mut dyn FnMut() -> Vec<Observation>,
 ) -> Result<Timeline, TracerError> {
     let start = Instant::now();
     let deadline = start + timeout;
@@ -92,7 +147,7 @@ pub fn collect(
             break;
         }
         let wait = (deadline - now).min(Duration::from_millis(5));
-        pump();
+        let observed = pump();
         let batch = tracer.poll(wait)?;
         if !batch.is_empty() {
             last_event = Instant::now();
@@ -138,6 +193,64 @@ pub fn collect(
                 life,
             });
         }
+        for o in observed {
+            last_event = Instant::now();
+            let (packet, reverse) = attribute(filters, &o);
+            // Part of the life of the skb that last carried this packet.
+            let prev = steps
+                .iter()
+                .rev()
+                .find(|s: &&Step| s.packet.is_some() && s.packet == packet && s.reverse == reverse);
+            let (skb, life) = match prev {
+                Some(p) => (p.ev.skb, p.life),
+                None => {
+                    lives += 1;
+                    (0, lives)
+                }
+            };
+            alive.remove(&skb);
+            owner.remove(&skb);
+            let inode = names
+                .netns
+                .iter()
+                .find(|(_, n)| **n == o.ns)
+                .map_or(0, |(i, _)| *i);
+            steps.push(Step {
+                ev: RawEvent {
+                    ts_ns: monotonic_ns(),
+                    skb,
+                    hook: SOCKET_READ,
+                    hook_id: u32::MAX,
+                    cpu: 0,
+                    pid: std::process::id(),
+                    comm: "pktfate".into(),
+                    netns: inode,
+                    ifindex: 0,
+                    mark: 0,
+                    len: 0,
+                    reason: None,
+                    at: None,
+                    aux: [0; 3],
+                    packet: PacketInfo {
+                        src: Some(o.peer.ip()),
+                        proto: 17,
+                        sport: o.peer.port(),
+                        dport: o.local_port,
+                        ..Default::default()
+                    },
+                    flow: None,
+                    stack: vec![],
+                },
+                ns: o.ns.clone(),
+                dev: "-".into(),
+                packet,
+                reverse,
+                life,
+            });
+            if let (Some(i), false) = (packet, reverse) {
+                seen[i] = true;
+            }
+        }
         let quiet = last_event.elapsed();
         if seen.iter().all(|s| *s) && ((alive.is_empty() && quiet >= SETTLE) || quiet >= IDLE) {
             settled = true;
@@ -177,6 +290,11 @@ mod tests {
         assert!(is_other_packet(&syn, &p("203.0.113.9", "203.0.113.8", 6)));
         assert!(is_other_packet(&syn, &p("192.0.2.2", "198.51.100.2", 17)));
         assert!(is_other_packet(&syn, &p("fe80::1", "ff02::16", 58)));
+        // Encapsulation into VXLAN (and back) keeps the skb.
+        let mut vxlan = p("203.0.113.1", "203.0.113.2", 17);
+        vxlan.dport = 4789;
+        assert!(!is_other_packet(&syn, &vxlan));
+        assert!(!is_other_packet(&vxlan, &syn));
         // An unparsed packet says nothing.
         assert!(!is_other_packet(&syn, &PacketInfo::default()));
     }

@@ -91,11 +91,13 @@ impl Facts {
         } else if self.consumed && !self.delivered {
             parts.push(format!("consumed at {}", self.at.as_deref().unwrap_or("?")));
         }
-        if !self.dropped && !self.consumed {
-            parts.push(format!(
-                "no end seen (last at {})",
-                self.last_seen.as_deref().unwrap_or("?")
-            ));
+        // A socket taking the packet is an end, even when its free is not
+        // traced (TCP, UDP).
+        if !self.dropped && !self.consumed && !self.delivered {
+            match self.last_seen.as_deref() {
+                Some(w) if w.starts_with("waiting") => parts.push(w.to_string()),
+                w => parts.push(format!("no end seen (last at {})", w.unwrap_or("?"))),
+            }
         }
         parts.join(", then ")
     }
@@ -376,11 +378,28 @@ pub fn facts(life: &[&Step]) -> Facts {
                 }
             }
             // A socket read it, or changed state because of it.
-            "skb_copy_datagram_iovec" | "inet_sock_set_state" => f.delivered = true,
+            "skb_copy_datagram_iovec" | "inet_sock_set_state" | crate::collect::SOCKET_READ => {
+                f.delivered = true
+            }
             _ => {}
         }
     }
-    if !f.dropped && !f.consumed {
+    // A consume in __neigh_event_send that ends the trace is the packet (or
+    // its copy) being queued until ARP/ND resolves the next hop: not an end.
+    if let Some(last) = life.last() {
+        if f.consumed
+            && last.ev.hook == "consume_skb"
+            && f.at.as_deref() == Some("__neigh_event_send")
+        {
+            f.consumed = false;
+            f.at = None;
+            f.last_seen = Some(format!(
+                "waiting for neighbour resolution (ARP/ND) on {}/{}",
+                last.ns, last.dev
+            ));
+        }
+    }
+    if !f.dropped && !f.consumed && f.last_seen.is_none() {
         f.last_seen = life
             .last()
             .map(|s| format!("{}@{}/{}", s.ev.hook, s.ns, s.dev));
@@ -747,6 +766,26 @@ mod tests {
         let f = facts(&l);
         assert!(f.delivered && f.consumed && !f.dropped);
         assert_eq!(f.at.as_deref(), Some("tcp_v4_rcv"));
+    }
+
+    #[test]
+    fn a_packet_left_in_the_neighbour_queue_is_not_consumed() {
+        let a = step(1, "netif_receive_skb", &["tun_get_user"], "host", "tun0");
+        let mut b = step(
+            2,
+            "consume_skb",
+            &["ip6_finish_output2", "__neigh_event_send"],
+            "host",
+            "veth0",
+        );
+        b.ev.at = Some("__neigh_event_send".into());
+        let l = [&a, &b];
+        let f = facts(&l);
+        assert!(!f.consumed && !f.dropped);
+        assert_eq!(
+            f.summary(),
+            "waiting for neighbour resolution (ARP/ND) on host/veth0"
+        );
     }
 
     #[test]

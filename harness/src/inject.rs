@@ -88,6 +88,8 @@ pub struct Prepared {
     pub name: String,
     /// Tracer filter.
     pub filter: FlowFilter,
+    /// Namespace of the sending socket, for socket packets.
+    from: Option<String>,
     armed: Armed,
 }
 
@@ -205,6 +207,7 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             Ok(Prepared {
                 name: p.name.clone(),
                 filter,
+                from: None,
                 armed,
             })
         }
@@ -286,6 +289,7 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             Ok(Prepared {
                 name: p.name.clone(),
                 filter,
+                from: Some(from.clone()),
                 armed,
             })
         }
@@ -372,13 +376,39 @@ impl Prepared {
     }
 
     /// Reads and discards what arrived on the packet's socket, as the
-    /// application would, so those skbs are freed.
-    pub fn drain(&self) {
-        let fd: &Socket = match &self.armed {
-            Armed::Udp { sock, .. } | Armed::Icmp { sock, .. } => sock,
-            _ => return,
-        };
+    /// application would, so those skbs are freed. Returns the UDP reads
+    /// (which the tracer cannot see; raw ICMP reads it can).
+    pub fn drain(&self, ns: &str) -> Vec<crate::collect::Observation> {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
-        while fd.recv(&mut buf).is_ok() {}
+        match &self.armed {
+            Armed::Icmp { sock, .. } => {
+                while sock.recv(&mut buf).is_ok() {}
+                vec![]
+            }
+            Armed::Udp { sock, .. } => {
+                let local_port = sock
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .map_or(0, |a| a.port());
+                let mut seen = vec![];
+                while let Ok((_, from)) = sock.recv_from(&mut buf) {
+                    if let Some(peer) = from.as_socket() {
+                        seen.push(crate::collect::Observation {
+                            ns: ns.to_string(),
+                            local_port,
+                            peer: crate::topology::unmap(peer),
+                        });
+                    }
+                }
+                seen
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Namespace a socket packet is sent from.
+    pub fn from_ns(&self) -> Option<&str> {
+        self.from.as_deref()
     }
 }

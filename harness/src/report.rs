@@ -38,6 +38,9 @@ fn detail(s: &Step) -> String {
         "tcp_send_reset" => format!("rst reason {}", e.reason.as_deref().unwrap_or("?")),
         "net_dev_xmit" => format!("rc {}", e.aux[0]),
         "skb_copy_datagram_iovec" => format!("{} bytes", e.aux[0]),
+        crate::collect::SOCKET_READ => {
+            "the harness's socket read it (not a tracepoint)".to_string()
+        }
         "inet_sock_set_state" => {
             format!("socket {} -> {}", tcp_state(e.aux[0]), tcp_state(e.aux[1]))
         }

@@ -153,10 +153,11 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         p.fire()?;
     }
     let timeline = collect::collect(&mut tracer, &topo.names, &filters, s.timeout, &mut || {
-        topo.drain_taps();
+        let mut seen = topo.drain();
         for p in &prepared {
-            p.drain();
+            seen.extend(p.drain(p.from_ns().unwrap_or("")));
         }
+        seen
     })?;
     // Sockets stay open until the fates are known.
     drop(prepared);

@@ -299,6 +299,18 @@ fn apply_nft(ns: &NetnsHandle, rs: &NftRuleset) -> Result<(), TopologyError> {
     }
 }
 
+/// `::ffff:a.b.c.d` as `a.b.c.d`: dual-stack sockets report IPv4 peers
+/// in mapped form.
+pub fn unmap(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    match a {
+        std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        a => a,
+    }
+}
+
 /// Opens a listening TCP socket or a bound UDP socket inside the namespace.
 fn open_listener(ns: &NetnsHandle, l: &Listener) -> Result<OwnedFd, TopologyError> {
     let l2 = l.clone();
@@ -664,28 +676,38 @@ impl Topology {
 
     /// Reads and discards whatever the kernel sent out of the tun/tap
     /// devices and into UDP listeners, as the programs owning them would;
-    /// the kernel then frees those skbs, so their fate is known. Returns the
-    /// number of packets read.
-    pub fn drain_taps(&self) -> usize {
+    /// the kernel then frees those skbs. Returns the datagrams the UDP
+    /// listeners read (the tracer cannot see those reads).
+    pub fn drain(&self) -> Vec<crate::collect::Observation> {
         use std::os::fd::AsRawFd;
-        let mut n = 0;
         let mut buf = vec![0u8; 65536];
-        let udp = self
-            .listeners
-            .iter()
-            .filter(|(_, p, _)| *p == SockProto::Udp)
-            .map(|(_, _, fd)| fd);
-        for fd in self.taps.values().chain(udp) {
-            loop {
-                // SAFETY: reading into a buffer we own, from an fd we own.
-                let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if r <= 0 {
-                    break;
+        for fd in self.taps.values() {
+            // SAFETY: reading into a buffer we own, from an fd we own.
+            while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        }
+        let mut seen = vec![];
+        for (ns, proto, fd) in &self.listeners {
+            if *proto != SockProto::Udp {
+                continue;
+            }
+            let sock = socket2::SockRef::from(fd);
+            let local_port = sock
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map_or(0, |a| a.port());
+            let mut b = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+            while let Ok((_, from)) = sock.recv_from(&mut b) {
+                if let Some(peer) = from.as_socket() {
+                    seen.push(crate::collect::Observation {
+                        ns: ns.clone(),
+                        local_port,
+                        peer: unmap(peer),
+                    });
                 }
-                n += 1;
             }
         }
-        n
+        seen
     }
 
     /// Inodes of every scenario namespace.

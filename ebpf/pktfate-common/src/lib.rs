@@ -222,12 +222,28 @@ pub struct Tracked {
     pub family: u8,
     /// IP protocol.
     pub l4proto: u8,
+    /// 1 when the last event saw a tunnel packet (see [`is_tunnel`]).
+    pub tunnel: u8,
     /// Padding, always zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
     /// Source address at the last event.
     pub saddr: [u8; 16],
     /// Destination address at the last event.
     pub daddr: [u8; 16],
+}
+
+/// Whether a packet is a tunnel's outer packet: encapsulation and
+/// decapsulation change an skb's protocol and addresses without making it
+/// another skb. UDP ports of VXLAN (4789, 8472), Geneve (6081), VXLAN-GPE
+/// (4790); IP protocols IPIP (4), IPv6-in-IPv4 (41), GRE (47).
+#[inline(always)]
+pub fn is_tunnel(l4proto: u8, sport: u16, dport: u16) -> bool {
+    const PORTS: [u16; 4] = [4789, 8472, 6081, 4790];
+    match l4proto {
+        4 | 41 | 47 => true,
+        17 => PORTS.contains(&dport) || PORTS.contains(&sport),
+        _ => false,
+    }
 }
 
 /// `TracerConfig::flags` bit: only trace skbs whose netns is in the NETNS map.

@@ -25,7 +25,7 @@ use aya_ebpf::{
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR,
     MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PacketFilter, RINGBUF_BYTES,
-    TracerConfig, Tracked, hook,
+    TracerConfig, Tracked, hook, is_tunnel,
 };
 
 /// Set by userspace before load (`EbpfLoader::set_global`).
@@ -363,8 +363,11 @@ fn on_skb<C: EbpfContext>(
     // on both ends (NAT rewrites one side at a time), is a new skb at a
     // reused address: its predecessor was freed without a tracepoint.
     let mut tracked = known.is_some();
+    let tunnel = is_tunnel(ev.l4proto, ev.sport, ev.dport);
     if let Some(k) = &known {
         let moved = ev.family != 0
+            && k.tunnel == 0
+            && !tunnel
             && (k.family != ev.family
                 || k.l4proto != ev.l4proto
                 || (!addr_eq(&k.saddr, &ev.saddr, ev.family)
@@ -386,7 +389,8 @@ fn on_skb<C: EbpfContext>(
             netns,
             family: ev.family,
             l4proto: ev.l4proto,
-            _pad: [0; 2],
+            tunnel: tunnel as u8,
+            _pad: 0,
             saddr: ev.saddr,
             daddr: ev.daddr,
         };
