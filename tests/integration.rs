@@ -365,3 +365,62 @@ fn run_trials_child() {
         verdicts.join(" ")
     );
 }
+
+#[test]
+fn a_bad_inline_nft_ruleset_fails_with_nfts_message_at_the_scenario_line() {
+    let _serial = serial();
+    let text = r#"# nft syntax error test
+namespaces:
+  a:
+    links:
+      - { name: tun0, kind: tun }
+    addresses:
+      - { dev: tun0, addr: 192.0.2.1/24 }
+    nft: |
+      table inet filter {
+        chain input {
+          type filter hook input priority filter;
+          tcp dport 90 rejekt
+        }
+      }
+inject:
+  via: a/tun0
+  ipv4: { src: 192.0.2.2, dst: 192.0.2.1 }
+  tcp: { sport: 1, dport: 90 }
+expect:
+  fate: dropped
+"#;
+    let dir = TempDir::new("nft");
+    let f = dir.0.join("bad-nft.yaml");
+    std::fs::write(&f, text).unwrap();
+    let err = runner::run_file(&f)
+        .err()
+        .expect("nft must refuse the ruleset");
+    let msg = err.render();
+    // `rejekt` is on line 12 of the scenario file.
+    assert!(msg.contains(&format!("{}:12:", f.display())), "{msg}");
+    assert!(msg.contains("nft:") && msg.contains("rejekt"), "{msg}");
+    assert!(msg.contains("hint:"), "{msg}");
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
+fn the_same_scenario_runs_twice_at_once_in_isolation() {
+    let _serial = serial();
+    let f = shipped("routing/rp-filter-blackhole.yaml");
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                runner::run_file(&f).map(|o| (o.passed(), o.timeline.steps.len()))
+            })
+        })
+        .collect();
+    for h in handles {
+        let (passed, steps) = h.join().unwrap().unwrap();
+        assert!(passed);
+        // Each run sees only its own packet's events, not the other's.
+        assert!(steps < 20, "{steps} events: runs leaked into each other");
+    }
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}

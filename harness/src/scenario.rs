@@ -1661,9 +1661,10 @@ fn validate_ns(
 
     let nft = match (ns.nft, ns.nft_file) {
         (Some(text), None) => {
-            // A block scalar's text starts on the line after `nft: |`.
-            let line = cx.loc(&text).map_or(1, |l| l.line);
-            let src_line = if text.contains('\n') { line + 1 } else { line };
+            // marked-yaml places a block scalar (`nft: |`) at its first content
+            // line, and a plain one at its own line: either way, line 1 of
+            // the ruleset.
+            let src_line = cx.loc(&text).map_or(1, |l| l.line);
             Some(NftRuleset {
                 text: text.to_string(),
                 file: cx.file.to_path_buf(),
@@ -2478,6 +2479,128 @@ expect:
         assert_eq!(e.msg, "unknown drop reason `IP_CSUMM` on this kernel");
         assert!(e.hint.unwrap().contains("did you mean IP_CSUM"));
         assert_eq!(e.loc.unwrap().line, 27);
+    }
+
+    fn ns_with(links: &str, extra: &str) -> String {
+        format!(
+            "namespaces:\n  a:\n    links:\n{links}\n{extra}\n  b: {{}}\ninject:\n  socket: {{ from: a, proto: tcp, to: 192.0.2.9, port: 80 }}\n"
+        )
+    }
+
+    #[test]
+    fn new_link_kinds_and_their_checks() {
+        let ok = ns_with(
+            "      - { name: br0, kind: bridge }\n      - { name: v0, kind: veth, master: br0, mac: 02:00:00:00:00:01, peer: { namespace: b, name: v1 } }\n      - { name: mv0, kind: macvlan, parent: v0 }\n      - { name: vx0, kind: vxlan, vni: 7, remote: 192.0.2.2, parent: v0 }",
+            "",
+        );
+        let s = parse(&ok).unwrap();
+        let a = s.namespace("a").unwrap();
+        assert_eq!(a.links[1].master.as_deref(), Some("br0"));
+        assert_eq!(
+            a.links[2].kind,
+            LinkKind::Macvlan {
+                parent: "v0".into(),
+                mode: "bridge".into()
+            }
+        );
+        assert!(matches!(
+            a.links[3].kind,
+            LinkKind::Vxlan {
+                vni: 7,
+                dstport: 4789,
+                ..
+            }
+        ));
+        let e = first_err(&ns_with(
+            "      - { name: v0, kind: veth, master: nobr, peer: { namespace: b, name: v1 } }",
+            "",
+        ));
+        assert!(e.msg.contains("`nobr` is not a bridge"), "{}", e.msg);
+        let e = first_err(&ns_with("      - { name: mv0, kind: macvlan }", ""));
+        assert_eq!(e.msg, "a macvlan needs a `parent` device");
+        let e = first_err(&ns_with("      - { name: t0, kind: tun, vni: 3 }", ""));
+        assert_eq!(e.msg, "a tun link has no `vni`");
+        let e = first_err(&ns_with(
+            "      - { name: t0, kind: tun, mac: 02:zz:00:00:00:01 }",
+            "",
+        ));
+        assert!(e.msg.contains("not a MAC address"));
+        let e = first_err(&ns_with("      - { name: g0, kind: gre }", ""));
+        assert!(
+            e.hint
+                .unwrap()
+                .contains("kinds: veth, tun, tap, bridge, macvlan, vxlan")
+        );
+    }
+
+    #[test]
+    fn tc_rules_nft_and_listeners_are_checked() {
+        let base = "      - { name: v0, kind: veth, peer: { namespace: b, name: v1 } }";
+        let ok = ns_with(
+            base,
+            "    tc:\n      - { dev: v0, program: drop_tcp_dport, config: { port: 80 } }\n      - { command: qdisc replace dev v0 root pfifo }\n    rules:\n      - { from: 192.0.2.0/24, table: 100, priority: 10 }\n    listen:\n      - { proto: udp, port: 53 }\n    nft: table inet t {}",
+        );
+        let s = parse(&ok).unwrap();
+        let a = s.namespace("a").unwrap();
+        assert_eq!(a.tc.len(), 2);
+        assert!(
+            matches!(&a.tc[0], TcSpec::Program { ingress: true, config, .. } if config == &vec![("port".to_string(), 80)])
+        );
+        assert_eq!(a.rules[0].table, Some(100));
+        assert_eq!(
+            a.listen[0],
+            Listener {
+                proto: SockProto::Udp,
+                port: 53,
+                addr: None
+            }
+        );
+        assert_eq!(a.nft.as_ref().unwrap().first_line, 12);
+        let e = first_err(&ns_with(
+            base,
+            "    tc:\n      - { dev: v0, program: drop_tcp_port }",
+        ));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `drop_tcp_dport`?"));
+        let e = first_err(&ns_with(
+            base,
+            "    tc:\n      - { dev: v0, program: drop_tcp_dport, config: { prt: 1 } }",
+        ));
+        assert!(e.msg.contains("takes no config key `prt`"), "{}", e.msg);
+        let e = first_err(&ns_with(base, "    tc:\n      - { dev: v0 }"));
+        assert!(e.msg.contains("either `program`"), "{}", e.msg);
+        let e = first_err(&ns_with(base, "    nft_file: no/such/file.nft"));
+        assert!(e.msg.contains("no file `no/such/file.nft`"), "{}", e.msg);
+        let e = first_err(&ns_with(
+            base,
+            "    listen:\n      - { proto: sctp, port: 1 }",
+        ));
+        assert!(e.msg.contains("cannot listen on `sctp`"));
+    }
+
+    #[test]
+    fn socket_injection_is_checked() {
+        let base = "      - { name: v0, kind: veth, peer: { namespace: b, name: v1 } }";
+        let s = parse(&ns_with(base, "")).unwrap();
+        assert!(matches!(
+            s.packets[0].inject,
+            Injection::Socket {
+                proto: SockProto::Tcp,
+                port: 80,
+                ..
+            }
+        ));
+        let t = ns_with(base, "").replace(
+            "proto: tcp, to: 192.0.2.9, port: 80",
+            "proto: tcp, to: 192.0.2.9",
+        );
+        assert!(first_err(&t).msg.contains("needs a destination `port`"));
+        let t = ns_with(base, "").replace("proto: tcp", "proto: sctp");
+        assert!(first_err(&t).msg.contains("unknown socket protocol"));
+        let t = ns_with(base, "").replace(
+            "  socket:",
+            "  ipv4: { src: 192.0.2.1, dst: 192.0.2.9 }\n  socket:",
+        );
+        assert!(first_err(&t).msg.contains("the kernel builds the packet"));
     }
 
     #[test]

@@ -71,8 +71,17 @@ impl TopologyError {
     /// A hint for the user, where one helps.
     pub fn hint(&self) -> Option<String> {
         match self {
-            TopologyError::MissingTool(t) if t == "ip" => {
+            TopologyError::MissingTool(t) if t == "ip" || t == "tc" => {
                 Some("install iproute2 (bash ci/setup.sh does)".into())
+            }
+            TopologyError::MissingTool(t) if t == "nft" => {
+                Some("install nftables (bash ci/setup.sh does)".into())
+            }
+            TopologyError::Nft { .. } => {
+                Some("the position is where nft stopped reading; see nft(8) for the syntax".into())
+            }
+            TopologyError::TcProgram { msg, .. } if msg.contains("verifier") => {
+                Some("the fixture program was rejected by this kernel's verifier".into())
             }
             TopologyError::Command { stderr, .. } if stderr.contains("Operation not permitted") => {
                 Some("run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)".into())

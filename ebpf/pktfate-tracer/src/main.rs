@@ -373,7 +373,7 @@ fn on_skb<C: EbpfContext>(
                 || (!addr_eq(&k.saddr, &ev.saddr, ev.family)
                     && !addr_eq(&k.daddr, &ev.daddr, ev.family)));
         if moved {
-            let _ = TRACKED.remove(&skb);
+            let _ = TRACKED.remove(skb);
             tracked = false;
             if cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(netns) }.is_none() {
                 return 0;
@@ -394,7 +394,7 @@ fn on_skb<C: EbpfContext>(
             saddr: ev.saddr,
             daddr: ev.daddr,
         };
-        let _ = TRACKED.insert(&skb, &snap, 0);
+        let _ = TRACKED.insert(skb, snap, 0);
     }
     ev.hook = hook_id;
     ev.skb = skb;
