@@ -63,8 +63,11 @@ fn monotonic_ns() -> u64 {
 }
 
 /// Which packet (and direction) a harness read belongs to.
-fn attribute(filters: &[FlowFilter], o: &Observation) -> (Option<usize>, bool) {
-    for (i, f) in filters.iter().enumerate() {
+fn attribute(filters: &[(usize, FlowFilter)], o: &Observation) -> (Option<usize>, bool) {
+    for (i, f) in filters.iter().map(|(i, f)| (*i, f)) {
+        if f.icmp_error {
+            continue;
+        }
         if f.proto.is_some_and(|p| p != 17) {
             continue;
         }
@@ -126,7 +129,7 @@ pub struct Timeline {
 pub fn collect(
     tracer: &mut Tracer,
     names: &Names,
-    filters: &[FlowFilter],
+    filters: &[(usize, FlowFilter)],
     timeout: Duration,
     pump: &mut dyn FnMut() -> Vec<Observation>,
 ) -> Result<Timeline, TracerError> {
@@ -138,7 +141,8 @@ pub fn collect(
     let mut lives = 0u64;
     let mut alive: HashMap<u64, ()> = HashMap::new();
     let mut last_packet: HashMap<u64, PacketInfo> = HashMap::new();
-    let mut seen = vec![false; filters.len()];
+    let n_packets = filters.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+    let mut seen = vec![false; n_packets];
     let mut last_event = Instant::now();
     let mut settled = false;
     loop {
@@ -166,8 +170,7 @@ pub fn collect(
                 lives += 1;
                 let (p, r) = filters
                     .iter()
-                    .enumerate()
-                    .find_map(|(i, f)| f.direction(&ev.packet).map(|r| (Some(i), r)))
+                    .find_map(|(i, f)| f.direction(&ev.packet).map(|r| (Some(*i), r)))
                     .unwrap_or((None, false));
                 (p, r, lives)
             });

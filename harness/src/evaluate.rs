@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use crate::collect::{Step, Timeline};
+use crate::counters::Counters;
 use crate::scenario::{Expectation, Fate, PathStep, Scenario, Seen};
 
 /// Functions whose presence on the stack at `consume_skb` means a socket
@@ -143,12 +144,16 @@ pub struct Verdict {
     pub packets: Vec<PacketVerdict>,
     /// Problems with the trace itself (lost events, timeout).
     pub trace_problems: Vec<String>,
+    /// Counter deltas that did not hold.
+    pub counters: Vec<Mismatch>,
 }
 
 impl Verdict {
     /// True when every expectation held and the trace is complete.
     pub fn passed(&self) -> bool {
-        self.trace_problems.is_empty() && self.packets.iter().all(|p| p.mismatches.is_empty())
+        self.trace_problems.is_empty()
+            && self.counters.is_empty()
+            && self.packets.iter().all(|p| p.mismatches.is_empty())
     }
 }
 
@@ -522,7 +527,132 @@ fn judge(e: &Expectation, life: &[&Step]) -> (Facts, Vec<Mismatch>, Vec<String>)
             mm.push(m);
         }
     }
+    for step in &e.not_path {
+        if let Some(t) = toks.iter().find(|t| step_matches(step, t)) {
+            mm.push(Mismatch {
+                what: "not_path".into(),
+                expected: format!("no `{step}`"),
+                actual: format!("`{}` at {}/{}", t.func, t.ns, t.dev),
+            });
+        }
+    }
+    for want in &e.transmitted {
+        let hit = life.iter().any(|s| {
+            XMIT.contains(&s.ev.hook)
+                && s.ns == want.ns
+                && (want.dev.is_empty() || s.dev == want.dev)
+        });
+        if !hit {
+            let out: Vec<String> = life
+                .iter()
+                .filter(|s| XMIT.contains(&s.ev.hook))
+                .map(|s| format!("{}/{}", s.ns, s.dev))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            mm.push(Mismatch {
+                what: "transmitted".into(),
+                expected: if want.dev.is_empty() {
+                    want.ns.clone()
+                } else {
+                    format!("{}/{}", want.ns, want.dev)
+                },
+                actual: if out.is_empty() {
+                    "never transmitted".into()
+                } else {
+                    format!("transmitted on {}", out.join(", "))
+                },
+            });
+        }
+    }
     (f, mm, path)
+}
+
+/// ICMP errors the kernel generated about packet `i`: `icmp_send` events on
+/// its life (IPv4) and ICMP/ICMPv6 error packets flowing back.
+pub fn icmp_errors(tl: &Timeline, packet: usize, life: &[&Step]) -> Vec<(u8, u8, String)> {
+    let mut out = vec![];
+    for s in life.iter().filter(|s| s.ev.hook == "icmp_send") {
+        out.push((
+            s.ev.aux[0] as u8,
+            s.ev.aux[1] as u8,
+            format!("icmp_send@{}/{}", s.ns, s.dev),
+        ));
+    }
+    let mut lives = HashSet::new();
+    for s in tl
+        .steps
+        .iter()
+        .filter(|s| s.packet == Some(packet) && s.reverse)
+    {
+        let p = &s.ev.packet;
+        if pktfate_common::is_icmp_error(p.proto, p.icmp_type) && lives.insert(s.life) {
+            out.push((
+                p.icmp_type,
+                p.icmp_code,
+                format!(
+                    "{} from {}",
+                    if p.proto == 58 { "ICMPv6" } else { "ICMP" },
+                    s.ns
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Checks counter deltas; `before`/`after` are per namespace.
+pub fn check_counters(
+    s: &Scenario,
+    before: &std::collections::BTreeMap<String, Counters>,
+    after: &std::collections::BTreeMap<String, Counters>,
+) -> Vec<Mismatch> {
+    let mut out = vec![];
+    for c in &s.counters {
+        let get = |m: &std::collections::BTreeMap<String, Counters>| {
+            m.get(&c.ns).and_then(|x| x.get(&c.name)).copied()
+        };
+        let (Some(b), Some(a)) = (get(before), get(after)) else {
+            out.push(Mismatch {
+                what: format!("counter {}/{}", c.ns, c.name),
+                expected: c.delta.to_string(),
+                actual: "no such counter in /proc/net/{snmp,netstat,snmp6}".into(),
+            });
+            continue;
+        };
+        let d = a - b;
+        let ok = match c.delta {
+            crate::scenario::Delta::Exactly(n) => d == n,
+            crate::scenario::Delta::AtLeast(n) => d >= n,
+        };
+        if !ok {
+            // What did move there, to point at the right counter.
+            let moved: Vec<String> = match (before.get(&c.ns), after.get(&c.ns)) {
+                (Some(b), Some(a)) => a
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let d = v - b.get(k).copied().unwrap_or(0);
+                        (d != 0).then(|| format!("{k} {d:+}"))
+                    })
+                    .collect(),
+                _ => vec![],
+            };
+            out.push(Mismatch {
+                what: format!("counter {}/{}", c.ns, c.name),
+                expected: c.delta.to_string(),
+                actual: if moved.is_empty() {
+                    format!("{d:+} ({b} -> {a}); no counter changed in `{}`", c.ns)
+                } else {
+                    format!(
+                        "{d:+} ({b} -> {a}); changed in `{}`: {}",
+                        c.ns,
+                        moved.join(", ")
+                    )
+                },
+            });
+        }
+    }
+    out
 }
 
 /// Judges every packet of the scenario against the timeline.
@@ -544,6 +674,62 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
     for (i, p) in s.packets.iter().enumerate() {
         let l = life(tl, i);
         let (facts, mut mismatches, path) = judge(&p.expect, &l);
+        if let Some(want) = p.expect.icmp {
+            let got = icmp_errors(tl, i, &l);
+            let ok = got
+                .iter()
+                .any(|(t, c, _)| *t == want.kind && want.code.is_none_or(|w| w == *c));
+            if !ok {
+                mismatches.push(Mismatch {
+                    what: "icmp".into(),
+                    expected: match want.code {
+                        Some(c) => format!("type {} code {c}", want.kind),
+                        None => format!("type {}", want.kind),
+                    },
+                    actual: if got.is_empty() {
+                        "no ICMP error was generated".into()
+                    } else {
+                        got.iter()
+                            .map(|(t, c, w)| format!("type {t} code {c} ({w})"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    },
+                });
+            }
+        }
+        if p.expect.no_unexpected_drops {
+            // Every drop of this packet's skbs, either way, must be the
+            // expected one or an allowed reason.
+            for st in tl
+                .steps
+                .iter()
+                .filter(|st| st.packet == Some(i) && st.ev.hook == "kfree_skb")
+            {
+                let r = st.ev.reason.clone().unwrap_or_default();
+                let expected = p.expect.fate == Some(Fate::Dropped)
+                    && facts.skb.is_some()
+                    && p.expect.reason.as_deref().is_none_or(|w| w == r)
+                    && !st.reverse
+                    && l.iter().any(|x| std::ptr::eq(*x, st));
+                if !expected && !p.expect.allow_drops.contains(&r) {
+                    mismatches.push(Mismatch {
+                        what: "no_unexpected_drops".into(),
+                        expected: if p.expect.allow_drops.is_empty() {
+                            "no other drops".into()
+                        } else {
+                            format!("only drops for {}", p.expect.allow_drops.join(", "))
+                        },
+                        actual: format!(
+                            "{} dropped ({r}) at {} in {}/{}",
+                            st.ev.packet.tuple(),
+                            st.ev.at.as_deref().unwrap_or("?"),
+                            st.ns,
+                            st.dev
+                        ),
+                    });
+                }
+            }
+        }
         if let Some(reply) = &p.expect.reply {
             let rl = life_of(tl, i, true);
             let (rf, rm, _) = judge(reply, &rl);
@@ -569,6 +755,7 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
     Verdict {
         packets,
         trace_problems,
+        counters: vec![],
     }
 }
 

@@ -121,6 +121,7 @@ pub fn frame_filter(spec: &PacketSpec) -> FlowFilter {
         sport,
         dport,
         reverse: true,
+        icmp_error: false,
     }
 }
 
@@ -271,6 +272,7 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
                 sport: (proto != SockProto::Icmp).then_some(local_port),
                 dport: (proto != SockProto::Icmp).then_some(port),
                 reverse: true,
+                icmp_error: false,
             };
             let to_sa = SocketAddr::new(to, port);
             let armed = match proto {

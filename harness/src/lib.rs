@@ -31,6 +31,7 @@ pub mod topology;
 pub mod tracer;
 
 pub mod btf;
+pub mod counters;
 pub mod fixtures;
 pub mod kallsyms;
 pub mod netns;

@@ -74,7 +74,7 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
             swept.join(", ")
         );
     }
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let started = std::time::Instant::now();
     for f in files {
         if let Some(re) = &re {
@@ -98,6 +98,10 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
                     println!("{}", report::failure(&o));
                 }
             }
+            Err(pktfate::runner::RunError::Skipped(why)) => {
+                skipped += 1;
+                println!("SKIP {} ({why})", f.display());
+            }
             Err(e) => {
                 failed += 1;
                 println!("ERROR {}\n{}\n", f.display(), e.render());
@@ -105,7 +109,7 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
         }
     }
     println!(
-        "\npktfate: {passed} passed, {failed} failed in {:.1}s",
+        "\npktfate: {passed} passed, {failed} failed, {skipped} skipped in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     if failed == 0 {

@@ -146,6 +146,11 @@ pub fn differences(v: &Verdict) -> String {
             let _ = writeln!(out, "    + actual:   {}", m.actual);
         }
     }
+    for m in &v.counters {
+        let _ = writeln!(out, "{}:", m.what);
+        let _ = writeln!(out, "    - expected: {}", m.expected);
+        let _ = writeln!(out, "    + actual:   {}", m.actual);
+    }
     for t in &v.trace_problems {
         let _ = writeln!(out, "trace: {t}");
     }

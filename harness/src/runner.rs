@@ -36,6 +36,9 @@ pub enum RunError {
     /// Injection failed.
     #[error("injecting: {0}")]
     Inject(#[from] InjectError),
+    /// The scenario's `requires` are not met here: skipped, not failed.
+    #[error("skipped: {0}")]
+    Skipped(String),
 }
 
 impl RunError {
@@ -123,9 +126,68 @@ pub fn run_file(path: &Path) -> Result<Outcome, RunError> {
     run(s)
 }
 
+/// The running kernel's version from uname.
+pub fn kernel_version() -> Option<(u32, u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    crate::scenario::parse_kernel_version(release.trim())
+}
+
+/// Why a scenario cannot run here, if its `requires` are not met.
+pub fn unmet_requirements(s: &Scenario) -> Option<String> {
+    let r = &s.requires;
+    if let Some(want) = r.kernel {
+        match kernel_version() {
+            Some(have) if have >= want => {}
+            Some(have) => {
+                return Some(format!(
+                    "needs kernel >= {}.{}.{}, this is {}.{}.{}",
+                    want.0, want.1, want.2, have.0, have.1, have.2
+                ));
+            }
+            None => return Some("cannot read the kernel version".into()),
+        }
+    }
+    if !r.reasons.is_empty() {
+        match kernel_reasons() {
+            Ok(known) => {
+                let missing: Vec<&str> = r
+                    .reasons
+                    .iter()
+                    .filter(|x| known.resolve(x).is_none())
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    return Some(format!(
+                        "this kernel has no drop reason {}",
+                        missing.join(", ")
+                    ));
+                }
+            }
+            Err(e) => return Some(format!("cannot read drop reasons: {e}")),
+        }
+    }
+    let on_path = |t: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+    };
+    let missing: Vec<&str> = r
+        .tools
+        .iter()
+        .filter(|t| !on_path(t))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!("needs {} on PATH", missing.join(", ")));
+    }
+    None
+}
+
 /// Runs a validated scenario.
 pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let t_setup = Instant::now();
+    if let Some(why) = unmet_requirements(&s) {
+        return Err(RunError::Skipped(why));
+    }
     preflight::check()?;
     let reasons = kernel_reasons()?;
     s.check_against_kernel(&reasons)
@@ -139,16 +201,42 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let setup = t_setup.elapsed();
 
     let t_attach = Instant::now();
-    let filters: Vec<FlowFilter> = prepared.iter().map(|p| p.filter.clone()).collect();
+    // Each packet's 5-tuple (both ways), plus ICMP errors sent back to its
+    // source, which is how the kernel says "no" for many drops.
+    let mut filters: Vec<(usize, FlowFilter)> = vec![];
+    for (i, p) in prepared.iter().enumerate() {
+        filters.push((i, p.filter.clone()));
+        if !matches!(p.filter.proto, Some(1) | Some(58)) {
+            filters.push((i, p.filter.icmp_errors()));
+        }
+    }
     let spec = TraceSpec {
         netns: topo.inodes(),
-        filters: filters.clone(),
+        filters: filters.iter().map(|(_, f)| f.clone()).collect(),
         stacks: true,
     };
     let mut tracer = Tracer::start(&spec)?;
     let attach = t_attach.elapsed();
 
     let t_verdict = Instant::now();
+    let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();
+    let snapshot = |topo: &Topology| -> Result<
+        std::collections::BTreeMap<String, crate::counters::Counters>,
+        RunError,
+    > {
+        let mut m = std::collections::BTreeMap::new();
+        for ns in &counted {
+            let c = crate::counters::read(&topo.handle(ns).path()).map_err(|e| {
+                RunError::Topology(TopologyError::Io {
+                    what: format!("reading counters of `{ns}`"),
+                    source: e,
+                })
+            })?;
+            m.insert(ns.clone(), c);
+        }
+        Ok(m)
+    };
+    let before = snapshot(&topo)?;
     for p in &mut prepared {
         p.fire()?;
     }
@@ -161,7 +249,9 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     })?;
     // Sockets stay open until the fates are known.
     drop(prepared);
-    let verdict = evaluate::evaluate(&s, &timeline);
+    let after = snapshot(&topo)?;
+    let mut verdict = evaluate::evaluate(&s, &timeline);
+    verdict.counters = evaluate::check_counters(&s, &before, &after);
     let inject_to_verdict = t_verdict.elapsed();
     let backend = tracer.backend().name();
     drop(tracer);

@@ -101,6 +101,8 @@ mod raw {
         pub expect: Option<Expect>,
         pub packets: Option<Vec<Packet>>,
         pub timeout_ms: Option<Spanned<u64>>,
+        pub counters: Option<HashMap<S, HashMap<S, S>>>,
+        pub requires: Option<Requires>,
     }
 
     #[derive(Deserialize, Default)]
@@ -320,6 +322,27 @@ mod raw {
         pub path: Option<Vec<S>>,
         pub seen: Option<Vec<Seen>>,
         pub reply: Option<Box<Expect>>,
+        pub not_path: Option<Vec<S>>,
+        pub icmp: Option<IcmpExpect>,
+        pub transmitted: Option<Vec<S>>,
+        pub no_unexpected_drops: Option<Spanned<bool>>,
+        pub allow_drops: Option<Vec<S>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct IcmpExpect {
+        #[serde(rename = "type")]
+        pub kind: Spanned<u8>,
+        pub code: Option<Spanned<u8>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Requires {
+        pub kernel: Option<S>,
+        pub reasons: Option<Vec<S>>,
+        pub tools: Option<Vec<S>>,
     }
 
     #[derive(Deserialize)]
@@ -349,6 +372,10 @@ pub struct Scenario {
     pub packets: Vec<Packet>,
     /// How long to wait for every tracked skb to die.
     pub timeout: Duration,
+    /// Counter deltas across the injection.
+    pub counters: Vec<CounterCheck>,
+    /// What the machine must have.
+    pub requires: Requires,
 }
 
 /// A network namespace the scenario creates.
@@ -786,6 +813,65 @@ pub struct Expectation {
     pub seen: Vec<Seen>,
     /// Expectations on the first packet flowing back (the kernel's reply).
     pub reply: Option<Box<Expectation>>,
+    /// Steps that must not appear in the packet's path.
+    pub not_path: Vec<PathStep>,
+    /// An ICMP/ICMPv6 error the kernel must have generated for the packet.
+    pub icmp: Option<IcmpError>,
+    /// Devices (`ns/dev`, or `ns`) the packet must have been transmitted on.
+    pub transmitted: Vec<DeviceRef>,
+    /// Fail on any drop of a scenario packet not expected or allowed.
+    pub no_unexpected_drops: bool,
+    /// Drop reasons `no_unexpected_drops` tolerates.
+    pub allow_drops: Vec<String>,
+}
+
+/// An expected ICMP error (type, and code when given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError {
+    /// ICMP type (ICMPv6 type for IPv6 packets).
+    pub kind: u8,
+    /// Code.
+    pub code: Option<u8>,
+}
+
+/// A counter delta to check, e.g. `IpExtInNoRoutes: +1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterCheck {
+    /// Namespace.
+    pub ns: String,
+    /// Counter name as nstat spells it (`IpExtInNoRoutes`, `Ip6OutNoRoutes`).
+    pub name: String,
+    /// How it must change.
+    pub delta: Delta,
+}
+
+/// A counter change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta {
+    /// Exactly this much.
+    Exactly(i64),
+    /// At least this much.
+    AtLeast(i64),
+}
+
+impl fmt::Display for Delta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Delta::Exactly(n) => write!(f, "{n:+}"),
+            Delta::AtLeast(n) => write!(f, ">={n:+}"),
+        }
+    }
+}
+
+/// What a scenario needs of the machine; when absent it is skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requires {
+    /// Minimum kernel version (`6.8`, `5.17.0`).
+    pub kernel: Option<(u32, u32, u32)>,
+    /// Drop reasons the kernel must know.
+    pub reasons: Vec<String>,
+    /// Programs that must be on PATH.
+    pub tools: Vec<String>,
 }
 
 /// Header fields expected at a step; absent fields are not checked.
@@ -1045,6 +1131,20 @@ impl Scenario {
                     }
                 }
             }
+            for a in &mut e.allow_drops {
+                match reasons.resolve(a) {
+                    Some(c) => *a = c.to_string(),
+                    None => errors.push(ScenarioError {
+                        loc: None,
+                        file: file.to_path_buf(),
+                        msg: format!("unknown drop reason `{a}` in allow_drops on this kernel"),
+                        hint: reasons
+                            .suggest(a)
+                            .first()
+                            .map(|s| format!("did you mean {s}?")),
+                    }),
+                }
+            }
             if let Some(reply) = e.reply.as_deref_mut() {
                 check(reply, reasons, file, errors);
             }
@@ -1115,6 +1215,11 @@ fn yaml_error(path: &Path, text: &str, e: &marked_yaml::FromYamlError) -> Scenar
             if let (None, marked_yaml::Error::UnknownFieldError(f, _, _)) = (loc, inner) {
                 loc = find_key(text, f);
             }
+            // Type errors may have no position either: find the deepest key
+            // of the error's path (`expect.path[2]` -> `path`).
+            if loc.is_none() {
+                loc = ne.path().and_then(|p| path_location(text, p));
+            }
             (loc, msg, hint)
         }
     };
@@ -1128,6 +1233,26 @@ fn yaml_error(path: &Path, text: &str, e: &marked_yaml::FromYamlError) -> Scenar
         msg,
         hint,
     }
+}
+
+/// Position of a serde path like `namespaces.a.links[0].mtu`: each key is
+/// searched after the previous one, so the right `mtu` is found.
+fn path_location(text: &str, path: &str) -> Option<(usize, usize)> {
+    let keys: Vec<&str> = path
+        .split('.')
+        .map(|k| k.split('[').next().unwrap_or(k))
+        .filter(|k| !k.is_empty() && *k != "?")
+        .collect();
+    let mut from = 0usize;
+    let mut found = None;
+    for k in keys {
+        let rest: String = text.lines().skip(from).collect::<Vec<_>>().join("\n");
+        if let Some((l, c)) = find_key(&rest, k) {
+            from += l - 1;
+            found = Some((from + 1, c));
+        }
+    }
+    found
 }
 
 /// 1-based (line, column) of the first `key:` in the text.
@@ -1230,6 +1355,11 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
                 path: None,
                 seen: None,
                 reply: None,
+                not_path: None,
+                icmp: None,
+                transmitted: None,
+                no_unexpected_drops: None,
+                allow_drops: None,
             }),
         }),
         (None, None, Some(list)) => raw_packets = list,
@@ -1273,6 +1403,66 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     let timeout = f
         .timeout_ms
         .map_or(DEFAULT_TIMEOUT, |t| Duration::from_millis(*t));
+    let mut counters = vec![];
+    let mut raw_counters: Vec<_> = f.counters.unwrap_or_default().into_iter().collect();
+    raw_counters.sort_by_key(|(k, _)| span_pos(k));
+    for (ns, map) in raw_counters {
+        if !devs.contains_key(ns.as_str()) {
+            cx.err(
+                &ns,
+                format!(
+                    "counters for `{}`, which the scenario does not declare",
+                    ns.as_str()
+                ),
+                None,
+            );
+            continue;
+        }
+        let mut entries: Vec<_> = map.into_iter().collect();
+        entries.sort_by_key(|(k, _)| span_pos(k));
+        for (name, d) in entries {
+            let t = d.trim();
+            let parsed = if let Some(r) = t.strip_prefix(">=") {
+                r.trim().parse::<i64>().ok().map(Delta::AtLeast)
+            } else {
+                t.parse::<i64>().ok().map(Delta::Exactly)
+            };
+            match parsed {
+                Some(delta) if name.chars().all(|c| c.is_ascii_alphanumeric()) => counters.push(CounterCheck {
+                    ns: ns.to_string(),
+                    name: name.to_string(),
+                    delta,
+                }),
+                Some(_) => cx.err(&name, format!("`{}` is not a counter name", name.as_str()), Some("names as nstat prints them, e.g. IpExtInNoRoutes, TcpExtListenDrops, Ip6InNoRoutes".into())),
+                None => cx.err(&d, format!("`{t}` is not a counter change"), Some("write +1, 0, -2 or >=1".into())),
+            }
+        }
+    }
+    let mut requires = Requires::default();
+    if let Some(r) = f.requires {
+        if let Some(k) = r.kernel {
+            match parse_kernel_version(k.trim_start_matches(">=").trim()) {
+                Some(v) => requires.kernel = Some(v),
+                None => cx.err(
+                    &k,
+                    format!("`{}` is not a kernel version", k.as_str()),
+                    Some("write e.g. 6.8 or >=5.17".into()),
+                ),
+            }
+        }
+        requires.reasons = r
+            .reasons
+            .unwrap_or_default()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        requires.tools = r
+            .tools
+            .unwrap_or_default()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+    }
     Scenario {
         name,
         path: path.to_path_buf(),
@@ -1280,7 +1470,19 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
         namespaces,
         packets,
         timeout,
+        counters,
+        requires,
     }
+}
+
+/// Parses `6`, `6.8` or `6.8.0` (anything after a `-` is ignored).
+pub fn parse_kernel_version(v: &str) -> Option<(u32, u32, u32)> {
+    let v = v.split(['-', '+']).next()?;
+    let mut it = v.split('.').map(|p| p.parse::<u32>());
+    let major = it.next()?.ok()?;
+    let minor = it.next().transpose().ok()?.unwrap_or(0);
+    let patch = it.next().transpose().ok()?.unwrap_or(0);
+    Some((major, minor, patch))
 }
 
 fn valid_mac(m: &str) -> bool {
@@ -2263,6 +2465,46 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
         });
     }
     let reply = e.reply.map(|r| Box::new(validate_expect(cx, *r, devs)));
+    let mut not_path = vec![];
+    for st in e.not_path.iter().flatten() {
+        match parse_step(st) {
+            Ok(x) => not_path.push(x),
+            Err(m) => cx.err(st, m, None),
+        }
+    }
+    let mut transmitted = vec![];
+    for t in e.transmitted.iter().flatten() {
+        let (ns, dev) = t.split_once('/').unwrap_or((t.as_str(), ""));
+        match devs.get(ns) {
+            None => cx.err(t, format!("no namespace `{ns}`"), None),
+            Some(set) if !dev.is_empty() && !set.contains(dev) => {
+                cx.err(t, format!("no device `{dev}` in namespace `{ns}`"), None)
+            }
+            Some(_) => transmitted.push(DeviceRef {
+                ns: ns.into(),
+                dev: dev.into(),
+            }),
+        }
+    }
+    let icmp = e.icmp.map(|i| IcmpError {
+        kind: *i.kind,
+        code: i.code.map(|c| *c),
+    });
+    let allow_drops: Vec<String> = e
+        .allow_drops
+        .iter()
+        .flatten()
+        .map(|r| r.trim().to_string())
+        .collect();
+    if !allow_drops.is_empty() && !e.no_unexpected_drops.as_ref().is_some_and(|b| **b) {
+        if let Some(first) = e.allow_drops.as_ref().and_then(|v| v.first()) {
+            cx.err(
+                first,
+                "`allow_drops` only applies with `no_unexpected_drops: true`",
+                None,
+            );
+        }
+    }
     let mut path = vec![];
     for s in e.path.iter().flatten() {
         match parse_step(s) {
@@ -2298,6 +2540,11 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
         path,
         seen,
         reply,
+        not_path,
+        icmp,
+        transmitted,
+        no_unexpected_drops: e.no_unexpected_drops.is_some_and(|b| *b),
+        allow_drops,
     }
 }
 

@@ -30,6 +30,12 @@ pub fn run_scenario(file: &Path) -> Result<(), Failed> {
     }
 }
 
+/// Why a scenario is skipped here (unmet `requires`), if it is.
+pub fn skip_reason(file: &Path) -> Option<String> {
+    let s = pktfate::scenario::Scenario::load(file).ok()?;
+    runner::unmet_requirements(&s)
+}
+
 /// One trial per scenario file under `root`.
 pub fn scenario_trials(root: &Path) -> Result<Vec<Trial>, String> {
     let files = runner::discover(&[root.to_path_buf()])?;
@@ -37,7 +43,13 @@ pub fn scenario_trials(root: &Path) -> Result<Vec<Trial>, String> {
         .into_iter()
         .map(|f| {
             let name = trial_name(root, &f);
-            Trial::test(name, move || run_scenario(&f))
+            match skip_reason(&f) {
+                // libtest shows the kind next to the name: the reason is visible.
+                Some(why) => Trial::test(name, || Ok(()))
+                    .with_ignored_flag(true)
+                    .with_kind(format!("skipped: {why}")),
+                None => Trial::test(name, move || run_scenario(&f)),
+            }
         })
         .collect())
 }

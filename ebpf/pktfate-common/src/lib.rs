@@ -9,7 +9,7 @@
 /// Frames of kernel stack captured per event.
 pub const MAX_STACK_DEPTH: usize = 32;
 /// Packet filters a tracer instance can hold (one per injected packet).
-pub const MAX_FILTERS: u32 = 8;
+pub const MAX_FILTERS: u32 = 16;
 /// Namespaces a tracer instance can watch.
 pub const MAX_NETNS: u32 = 64;
 /// Distinct skbs tracked at once (LRU: the oldest are evicted first).
@@ -149,6 +149,21 @@ pub const FILTER_SADDR: u8 = 1;
 pub const FILTER_DADDR: u8 = 2;
 /// `PacketFilter::flags` bit: also match the reverse direction (replies).
 pub const FILTER_REVERSE: u8 = 4;
+
+/// `PacketFilter::flags` bit: match ICMP/ICMPv6 *errors* (destination
+/// unreachable, time exceeded, parameter problem, packet too big) sent to
+/// `daddr`, instead of a 5-tuple.
+pub const FILTER_ICMP_ERROR: u8 = 8;
+
+/// Whether an ICMP (proto 1) or ICMPv6 (proto 58) type is an error message.
+#[inline(always)]
+pub fn is_icmp_error(l4proto: u8, icmp_type: u8) -> bool {
+    match l4proto {
+        1 => icmp_type == 3 || icmp_type == 11 || icmp_type == 12,
+        58 => (1..=4).contains(&icmp_type),
+        _ => false,
+    }
+}
 
 /// Selects the packets to start tracking. Zero fields are wildcards.
 #[repr(C)]

@@ -23,9 +23,9 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use pktfate_common::{
-    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR,
-    MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PacketFilter, RINGBUF_BYTES,
-    TracerConfig, Tracked, hook, is_tunnel,
+    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
+    FILTER_SADDR, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PacketFilter,
+    RINGBUF_BYTES, TracerConfig, Tracked, hook, is_icmp_error, is_tunnel,
 };
 
 /// Set by userspace before load (`EbpfLoader::set_global`).
@@ -244,6 +244,11 @@ fn addr_eq(a: &[u8; 16], b: &[u8; 16], family: u8) -> bool {
 fn filter_matches(f: &PacketFilter, ev: &Event, reverse: bool) -> bool {
     if f.family != 0 && f.family != ev.family {
         return false;
+    }
+    if f.flags & FILTER_ICMP_ERROR != 0 {
+        return !reverse
+            && is_icmp_error(ev.l4proto, ev.icmp_type)
+            && (f.flags & FILTER_DADDR == 0 || addr_eq(&f.daddr, &ev.daddr, ev.family));
     }
     if f.l4proto != 0 && f.l4proto != ev.l4proto {
         return false;

@@ -67,6 +67,9 @@ pub struct FlowFilter {
     pub dport: Option<u16>,
     /// Also track packets flowing the other way (replies).
     pub reverse: bool,
+    /// Instead of the 5-tuple, match ICMP/ICMPv6 errors sent to `dst` (the
+    /// packet's source); they count as flowing back.
+    pub icmp_error: bool,
 }
 
 impl FlowFilter {
@@ -95,12 +98,29 @@ impl FlowFilter {
         if self.reverse {
             f.flags |= FILTER_REVERSE;
         }
+        if self.icmp_error {
+            f.flags |= pktfate_common::FILTER_ICMP_ERROR;
+        }
         f
+    }
+
+    /// The filter for ICMP errors about packets this filter selects.
+    pub fn icmp_errors(&self) -> FlowFilter {
+        FlowFilter {
+            dst: self.src,
+            icmp_error: true,
+            ..Default::default()
+        }
     }
 
     /// Does a packet match, and in which direction? `Some(false)` forward,
     /// `Some(true)` reverse.
     pub fn direction(&self, p: &PacketInfo) -> Option<bool> {
+        if self.icmp_error {
+            let ok = pktfate_common::is_icmp_error(p.proto, p.icmp_type)
+                && self.dst.is_none_or(|a| Some(a) == p.dst);
+            return ok.then_some(true);
+        }
         let fits = |s: Option<IpAddr>, d: Option<IpAddr>, sp: u16, dp: u16| {
             self.proto.is_none_or(|x| x == p.proto)
                 && self.src.is_none_or(|a| Some(a) == s)
