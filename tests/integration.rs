@@ -424,3 +424,147 @@ fn the_same_scenario_runs_twice_at_once_in_isolation() {
     }
     assert_eq!(our_namespaces(), Vec::<String>::new());
 }
+
+/// Runs a shipped scenario with one expectation changed and returns the
+/// failure report.
+fn report_with(rel: &str, from: &str, to: &str) -> String {
+    let text = read(rel);
+    assert!(text.contains(from), "{rel} no longer contains {from:?}");
+    let dir = TempDir::new(&format!("mut-{}", rel.replace('/', "-")));
+    let f = dir.0.join("mutated.yaml");
+    // The copy lives elsewhere: point fixture paths at the project's.
+    let fixtures = pktfate_tests::scenario_dir().join("../fixtures");
+    let text = text.replace(
+        "nft_file: fixtures/",
+        &format!("nft_file: {}/", fixtures.display()),
+    );
+    std::fs::write(&f, text.replacen(from, to, 1)).unwrap();
+    let o = runner::run_file(&f).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert!(!o.passed(), "{rel} with {to:?} must fail");
+    pktfate::report::failure(&o)
+}
+
+#[test]
+fn each_assertion_kind_fails_with_a_precise_report() {
+    let _serial = serial();
+    let cases: [(&str, &str, &str, &[&str]); 8] = [
+        (
+            "firewall/nft-reject-port-90.yaml",
+            "icmp: { type: 3, code: 13 }",
+            "icmp: { type: 3, code: 3 }",
+            &[
+                "icmp:",
+                "- expected: type 3 code 3",
+                "+ actual:   type 3 code 13",
+            ],
+        ),
+        (
+            "routing/tcp-through-router.yaml",
+            "not_path: [kfree_skb]",
+            "not_path: [tcp_v4_rcv]",
+            &[
+                "not_path:",
+                "- expected: no `tcp_v4_rcv`",
+                "+ actual:   `tcp_v4_rcv` at server/",
+            ],
+        ),
+        (
+            "routing/tcp-through-router.yaml",
+            "transmitted: [client/eth0, router/r-server]",
+            "transmitted: [server/eth0]",
+            &[
+                "transmitted:",
+                "- expected: server/eth0",
+                "+ actual:   transmitted on client/eth0, router/r-server",
+            ],
+        ),
+        (
+            "tun-syn/04-no-socket.yaml",
+            "TcpOutRsts: +1",
+            "TcpOutRsts: +2",
+            &[
+                "counter host/TcpOutRsts:",
+                "- expected: +2",
+                "+ actual:   +1 (",
+            ],
+        ),
+        (
+            "tun-syn/03-forwarded.yaml",
+            "  fate: forwarded\n",
+            "  fate: forwarded\n  no_unexpected_drops: true\n",
+            &[
+                "no_unexpected_drops:",
+                "dropped (NO_SOCKET) at tcp_v4_rcv in upstream/veth1",
+            ],
+        ),
+        (
+            "nat/masquerade-link-local-uplink.yaml",
+            "src: 192.0.2.77",
+            "src: 203.0.113.10",
+            &[
+                "seen at net_dev_start_xmit@node/eth0:",
+                "- expected: src 203.0.113.10",
+                "+ actual:   192.0.2.77:",
+            ],
+        ),
+        (
+            "routing/tcp-through-router.yaml",
+            "  reply:\n    fate: delivered",
+            "  reply:\n    fate: dropped",
+            &[
+                "reply fate:",
+                "- expected: dropped",
+                "delivered to a socket",
+            ],
+        ),
+        (
+            "tc/rewrite-then-nft-drop.yaml",
+            "{ at: kfree_skb@server/eth0, dport: 8080 }",
+            "{ at: kfree_skb@server/eth0, dport: 80 }",
+            &[
+                "seen at kfree_skb@server/eth0:",
+                "- expected: dport 80",
+                ":8080(tcp S)",
+            ],
+        ),
+    ];
+    for (rel, from, to, needles) in cases {
+        let text = report_with(rel, from, to);
+        for n in needles {
+            assert!(
+                text.contains(n),
+                "{rel} with {to:?}: report lacks {n:?}:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unmet_requirements_skip_with_the_reason() {
+    let dir = TempDir::new("requires");
+    let text = read("tun-syn/01-bad-ip-checksum.yaml").replacen(
+        "description:",
+        "requires: { kernel: \">=99.1\", reasons: [NO_SUCH_REASON_AT_ALL], tools: [no-such-tool-pktfate] }\ndescription:",
+        1,
+    );
+    let f = dir.0.join("future.yaml");
+    std::fs::write(&f, text).unwrap();
+    match runner::run_file(&f) {
+        Err(RunError::Skipped(why)) => {
+            assert!(why.starts_with("needs kernel >= 99.1.0, this is "), "{why}")
+        }
+        other => panic!("expected a skip, got {:?}", other.map(|o| o.passed())),
+    }
+    // The same file as a trial is ignored, with the reason as its kind.
+    assert!(pktfate_tests::skip_reason(&f).is_some());
+    let only_reason = read("tun-syn/01-bad-ip-checksum.yaml").replacen(
+        "description:",
+        "requires: { reasons: [NO_SUCH_REASON_AT_ALL] }\ndescription:",
+        1,
+    );
+    std::fs::write(&f, only_reason).unwrap();
+    assert_eq!(
+        pktfate_tests::skip_reason(&f).as_deref(),
+        Some("this kernel has no drop reason NO_SUCH_REASON_AT_ALL")
+    );
+}
