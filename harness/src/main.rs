@@ -51,6 +51,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints human output, coloured on a terminal unless NO_COLOR is set.
+fn say(text: &str) {
+    if report::colour_wanted() {
+        println!("{}", report::colourize(text));
+    } else {
+        println!("{text}");
+    }
+}
+
 fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
     let files = match runner::discover(paths) {
         Ok(f) => f,
@@ -84,7 +93,7 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
         }
         match runner::run_file(&f) {
             Ok(o) => {
-                println!("{}", report::summary(&o));
+                say(&report::summary(&o));
                 if o.passed() {
                     passed += 1;
                     if verbose {
@@ -95,16 +104,16 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
                     }
                 } else {
                     failed += 1;
-                    println!("{}", report::failure(&o));
+                    say(&report::failure(&o));
                 }
             }
             Err(pktfate::runner::RunError::Skipped(why)) => {
                 skipped += 1;
-                println!("SKIP {} ({why})", f.display());
+                say(&format!("SKIP {} ({why})", f.display()));
             }
             Err(e) => {
                 failed += 1;
-                println!("ERROR {}\n{}\n", f.display(), e.render());
+                say(&format!("ERROR {}\n{}\n", f.display(), e.render()));
             }
         }
     }

@@ -117,20 +117,44 @@ pub fn timeline_table(tl: &Timeline) -> String {
     out
 }
 
+/// A one-line hint for drop reasons with a common cause.
+pub fn reason_hint(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "IP_RPFILTER" => "reverse-path filter: the route back to the source does not leave through the interface the packet came in on (check rp_filter and the routes to the source, blackholes included)",
+        "IP_LOCAL_SOURCE" | "IP_INVALID_SOURCE" => "martian source: the source address is local or invalid on this interface (net.ipv4.conf.<if>.log_martians=1 logs it)",
+        "IP_CSUM" => "bad IPv4 header checksum: the sender built the header wrong (a hand-made packet, or broken offload)",
+        "TCP_CSUM" | "UDP_CSUM" | "ICMP_CSUM" => "bad transport checksum: the sender computed it over the wrong data or pseudo-header",
+        "NO_SOCKET" => "nothing listens on that address and port in this namespace",
+        "NETFILTER_DROP" => "a netfilter rule dropped it: `nft list ruleset` in that namespace, `nft monitor trace` to see which rule",
+        "IP_INNOROUTES" | "IP_OUTNOROUTES" | "IPV6_NOROUTE" => "no route: check `ip route` and `ip rule` (policy tables) in that namespace",
+        "TC_INGRESS" | "TC_EGRESS" | "TCX_INGRESS" | "TCX_EGRESS" => "a tc filter (often eBPF) returned TC_ACT_SHOT: `tc filter show dev <if> ingress|egress`",
+        "QDISC_DROP" => "the qdisc refused it (queue full, or a limit of 0): `tc -s qdisc show dev <if>`",
+        "NEIGH_FAILED" | "NEIGH_QUEUEFULL" | "NEIGH_DEAD" => "the next hop's MAC could not be resolved (ARP/ND); check the neighbour table",
+        "OTHERHOST" => "the frame's destination MAC is not this interface's",
+        "PKT_TOO_SMALL" | "PKT_TOO_BIG" => "the length fields do not fit the packet or the MTU",
+        "IP_INHDR" | "IP_INADDRERRORS" => "an invalid IP header or destination address",
+        "NOT_SPECIFIED" => "the kernel gave no reason here: the function and stack at the drop say where",
+        _ => return None,
+    })
+}
+
 /// Kernel stacks at every drop in the timeline.
 pub fn drop_stacks(tl: &Timeline) -> String {
     let mut out = String::new();
     for s in tl.steps.iter().filter(|s| s.ev.hook == "kfree_skb") {
         let frames: Vec<&str> = s.ev.stack.iter().map(String::as_str).collect();
+        let reason = s.ev.reason.as_deref().unwrap_or("?");
         let _ = writeln!(
             out,
-            "skb {:#x} dropped ({}) in {}/{}:\n    {}",
+            "skb {:#x} dropped ({reason}) in {}/{}:\n    {}",
             s.ev.skb,
-            s.ev.reason.as_deref().unwrap_or("?"),
             s.ns,
             s.dev,
             frames.join(" <- ")
         );
+        if let Some(h) = reason_hint(reason) {
+            let _ = writeln!(out, "    hint: {h}");
+        }
     }
     out
 }
@@ -206,4 +230,75 @@ fn indent(s: &str, pad: &str) -> String {
 /// TCP flags for display (re-exported for the CLI).
 pub fn flags(f: u8) -> String {
     tcp_flags(f)
+}
+
+/// Whether to colour output: a terminal, and `NO_COLOR` not set.
+pub fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// Colours a report's lines by their meaning (status words, expected,
+/// actual, hints); the text itself is unchanged.
+pub fn colourize(text: &str) -> String {
+    const RED: &str = "\x1b[31m";
+    const GREEN: &str = "\x1b[32m";
+    const YELLOW: &str = "\x1b[33m";
+    const BOLD: &str = "\x1b[1m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        let colour = if line.starts_with("PASS") {
+            Some(GREEN)
+        } else if line.starts_with("FAIL") || line.starts_with("ERROR") {
+            Some(RED)
+        } else if line.starts_with("SKIP") || t.starts_with("hint:") {
+            Some(YELLOW)
+        } else if t.starts_with("- expected:") {
+            Some(RED)
+        } else if t.starts_with("+ actual:") {
+            Some(GREEN)
+        } else if line.starts_with("packet `") || line.starts_with("scenario `") {
+            Some(BOLD)
+        } else {
+            None
+        };
+        match colour {
+            Some(c) => {
+                let body = line.trim_end_matches('\n');
+                out.push_str(c);
+                out.push_str(body);
+                out.push_str(RESET);
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_marks_lines_without_changing_text() {
+        let plain = "FAIL x\n    - expected: A\n    + actual:   B\nother\n";
+        let c = colourize(plain);
+        assert!(c.contains("\x1b[31mFAIL x\x1b[0m\n"));
+        assert!(c.contains("\x1b[32m    + actual:   B\x1b[0m"));
+        let stripped = c.replace("\x1b[31m", "").replace("\x1b[32m", "").replace("\x1b[0m", "");
+        assert_eq!(stripped, plain);
+    }
+
+    #[test]
+    fn common_reasons_have_hints() {
+        for r in ["IP_RPFILTER", "IP_LOCAL_SOURCE", "IP_CSUM", "NETFILTER_DROP", "NO_SOCKET", "IP_INNOROUTES"] {
+            assert!(reason_hint(r).is_some(), "{r}");
+        }
+        assert!(reason_hint("SOMETHING_ELSE").is_none());
+    }
 }

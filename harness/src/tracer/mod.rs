@@ -441,7 +441,23 @@ mod tests {
             sport: Some(1000),
             dport: Some(80),
             reverse: true,
+            icmp_error: false,
         };
+        let errors = f.icmp_errors();
+        let unreach = PacketInfo {
+            src: Some("203.0.113.1".parse().unwrap()),
+            dst: Some("192.0.2.1".parse().unwrap()),
+            proto: 1,
+            icmp_type: 3,
+            icmp_code: 1,
+            ..Default::default()
+        };
+        assert_eq!(errors.direction(&unreach), Some(true));
+        let echo = PacketInfo { icmp_type: 8, ..unreach.clone() };
+        assert_eq!(errors.direction(&echo), None, "an echo is no error");
+        let elsewhere = PacketInfo { dst: Some("192.0.2.9".parse().unwrap()), ..unreach };
+        assert_eq!(errors.direction(&elsewhere), None);
+        assert!(errors.to_kernel().flags & pktfate_common::FILTER_ICMP_ERROR != 0);
         assert_eq!(
             f.direction(&pkt("192.0.2.1", "198.51.100.1", 1000, 80)),
             Some(false)
