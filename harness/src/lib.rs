@@ -37,4 +37,5 @@ pub mod kallsyms;
 pub mod netns;
 pub mod preflight;
 pub mod runner;
+pub mod suite;
 pub mod text;

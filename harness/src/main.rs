@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pktfate::{report, runner, scenario::Scenario};
+use pktfate::{report, runner, scenario::Scenario, suite};
 
 /// Scenario-driven regression tests for the Linux network stack.
 #[derive(Parser)]
@@ -24,7 +24,17 @@ enum Cmd {
         /// Only scenarios whose name or path matches this regex.
         #[arg(long)]
         filter: Option<String>,
-        /// Print the timeline for passing scenarios too.
+        /// Scenarios run at once (each in its own namespaces).
+        #[arg(long, short = 'j', default_value_t = 1)]
+        jobs: usize,
+        /// Report format: human text, JSON lines (one object per
+        /// scenario), or JUnit XML.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Print the timeline and path of passing scenarios too.
         #[arg(short, long)]
         verbose: bool,
     },
@@ -38,14 +48,35 @@ enum Cmd {
     Reasons,
 }
 
+/// Report formats.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Text for people.
+    Human,
+    /// One JSON object per scenario, one per line.
+    Json,
+    /// JUnit XML for CI systems.
+    Junit,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run {
             paths,
             filter,
+            jobs,
+            format,
+            output,
             verbose,
-        } => cmd_run(&paths, filter.as_deref(), verbose),
+        } => cmd_run(
+            &paths,
+            filter.as_deref(),
+            jobs,
+            format,
+            output.as_ref(),
+            verbose,
+        ),
         Cmd::Check { paths } => cmd_check(&paths),
         Cmd::Reasons => cmd_reasons(),
     }
@@ -60,7 +91,14 @@ fn say(text: &str) {
     }
 }
 
-fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
+fn cmd_run(
+    paths: &[PathBuf],
+    filter: Option<&str>,
+    jobs: usize,
+    format: Format,
+    output: Option<&PathBuf>,
+    verbose: bool,
+) -> ExitCode {
     let files = match runner::discover(paths) {
         Ok(f) => f,
         Err(e) => {
@@ -75,6 +113,13 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| {
+            re.as_ref()
+                .is_none_or(|re| re.is_match(&f.to_string_lossy()))
+        })
+        .collect();
     let swept = pktfate::teardown::sweep_stale();
     if !swept.is_empty() {
         eprintln!(
@@ -83,44 +128,50 @@ fn cmd_run(paths: &[PathBuf], filter: Option<&str>, verbose: bool) -> ExitCode {
             swept.join(", ")
         );
     }
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let started = std::time::Instant::now();
-    for f in files {
-        if let Some(re) = &re {
-            if !re.is_match(&f.to_string_lossy()) {
-                continue;
-            }
+    let human = format == Format::Human && output.is_none();
+    let results = suite::run_all(&files, jobs.max(1), |r| {
+        // People see each scenario as it finishes.
+        if human {
+            say(&suite::human(r, verbose));
         }
-        match runner::run_file(&f) {
-            Ok(o) => {
-                say(&report::summary(&o));
-                if o.passed() {
-                    passed += 1;
-                    if verbose {
-                        println!("{}", report::timeline_table(&o.timeline));
-                        for p in &o.verdict.packets {
-                            println!("path of `{}`: {}\n", p.name, p.path.join(" -> "));
-                        }
-                    }
-                } else {
-                    failed += 1;
-                    say(&report::failure(&o));
-                }
+    });
+    let elapsed = started.elapsed();
+    let (passed, failed, skipped) = suite::counts(&results);
+    let text = match format {
+        Format::Human => results
+            .iter()
+            .map(|r| suite::human(r, verbose))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Format::Json => {
+            results
+                .iter()
+                .map(|r| suite::json(r).to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        }
+        Format::Junit => suite::junit(&results, elapsed),
+    };
+    let closing = format!(
+        "pktfate: {passed} passed, {failed} failed, {skipped} skipped in {:.1}s",
+        elapsed.as_secs_f64()
+    );
+    match output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("error: writing {}: {e}", path.display());
+                return ExitCode::from(2);
             }
-            Err(pktfate::runner::RunError::Skipped(why)) => {
-                skipped += 1;
-                say(&format!("SKIP {} ({why})", f.display()));
-            }
-            Err(e) => {
-                failed += 1;
-                say(&format!("ERROR {}\n{}\n", f.display(), e.render()));
-            }
+            println!("{closing}");
+        }
+        None if human => println!("\n{closing}"),
+        None => {
+            print!("{text}");
+            eprintln!("{closing}");
         }
     }
-    println!(
-        "\npktfate: {passed} passed, {failed} failed, {skipped} skipped in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -120,20 +120,40 @@ pub fn timeline_table(tl: &Timeline) -> String {
 /// A one-line hint for drop reasons with a common cause.
 pub fn reason_hint(reason: &str) -> Option<&'static str> {
     Some(match reason {
-        "IP_RPFILTER" => "reverse-path filter: the route back to the source does not leave through the interface the packet came in on (check rp_filter and the routes to the source, blackholes included)",
-        "IP_LOCAL_SOURCE" | "IP_INVALID_SOURCE" => "martian source: the source address is local or invalid on this interface (net.ipv4.conf.<if>.log_martians=1 logs it)",
-        "IP_CSUM" => "bad IPv4 header checksum: the sender built the header wrong (a hand-made packet, or broken offload)",
-        "TCP_CSUM" | "UDP_CSUM" | "ICMP_CSUM" => "bad transport checksum: the sender computed it over the wrong data or pseudo-header",
+        "IP_RPFILTER" => {
+            "reverse-path filter: the route back to the source does not leave through the interface the packet came in on (check rp_filter and the routes to the source, blackholes included)"
+        }
+        "IP_LOCAL_SOURCE" | "IP_INVALID_SOURCE" => {
+            "martian source: the source address is local or invalid on this interface (net.ipv4.conf.<if>.log_martians=1 logs it)"
+        }
+        "IP_CSUM" => {
+            "bad IPv4 header checksum: the sender built the header wrong (a hand-made packet, or broken offload)"
+        }
+        "TCP_CSUM" | "UDP_CSUM" | "ICMP_CSUM" => {
+            "bad transport checksum: the sender computed it over the wrong data or pseudo-header"
+        }
         "NO_SOCKET" => "nothing listens on that address and port in this namespace",
-        "NETFILTER_DROP" => "a netfilter rule dropped it: `nft list ruleset` in that namespace, `nft monitor trace` to see which rule",
-        "IP_INNOROUTES" | "IP_OUTNOROUTES" | "IPV6_NOROUTE" => "no route: check `ip route` and `ip rule` (policy tables) in that namespace",
-        "TC_INGRESS" | "TC_EGRESS" | "TCX_INGRESS" | "TCX_EGRESS" => "a tc filter (often eBPF) returned TC_ACT_SHOT: `tc filter show dev <if> ingress|egress`",
-        "QDISC_DROP" => "the qdisc refused it (queue full, or a limit of 0): `tc -s qdisc show dev <if>`",
-        "NEIGH_FAILED" | "NEIGH_QUEUEFULL" | "NEIGH_DEAD" => "the next hop's MAC could not be resolved (ARP/ND); check the neighbour table",
+        "NETFILTER_DROP" => {
+            "a netfilter rule dropped it: `nft list ruleset` in that namespace, `nft monitor trace` to see which rule"
+        }
+        "IP_INNOROUTES" | "IP_OUTNOROUTES" | "IPV6_NOROUTE" => {
+            "no route: check `ip route` and `ip rule` (policy tables) in that namespace"
+        }
+        "TC_INGRESS" | "TC_EGRESS" | "TCX_INGRESS" | "TCX_EGRESS" => {
+            "a tc filter (often eBPF) returned TC_ACT_SHOT: `tc filter show dev <if> ingress|egress`"
+        }
+        "QDISC_DROP" => {
+            "the qdisc refused it (queue full, or a limit of 0): `tc -s qdisc show dev <if>`"
+        }
+        "NEIGH_FAILED" | "NEIGH_QUEUEFULL" | "NEIGH_DEAD" => {
+            "the next hop's MAC could not be resolved (ARP/ND); check the neighbour table"
+        }
         "OTHERHOST" => "the frame's destination MAC is not this interface's",
         "PKT_TOO_SMALL" | "PKT_TOO_BIG" => "the length fields do not fit the packet or the MTU",
         "IP_INHDR" | "IP_INADDRERRORS" => "an invalid IP header or destination address",
-        "NOT_SPECIFIED" => "the kernel gave no reason here: the function and stack at the drop say where",
+        "NOT_SPECIFIED" => {
+            "the kernel gave no reason here: the function and stack at the drop say where"
+        }
         _ => return None,
     })
 }
@@ -290,13 +310,23 @@ mod tests {
         let c = colourize(plain);
         assert!(c.contains("\x1b[31mFAIL x\x1b[0m\n"));
         assert!(c.contains("\x1b[32m    + actual:   B\x1b[0m"));
-        let stripped = c.replace("\x1b[31m", "").replace("\x1b[32m", "").replace("\x1b[0m", "");
+        let stripped = c
+            .replace("\x1b[31m", "")
+            .replace("\x1b[32m", "")
+            .replace("\x1b[0m", "");
         assert_eq!(stripped, plain);
     }
 
     #[test]
     fn common_reasons_have_hints() {
-        for r in ["IP_RPFILTER", "IP_LOCAL_SOURCE", "IP_CSUM", "NETFILTER_DROP", "NO_SOCKET", "IP_INNOROUTES"] {
+        for r in [
+            "IP_RPFILTER",
+            "IP_LOCAL_SOURCE",
+            "IP_CSUM",
+            "NETFILTER_DROP",
+            "NO_SOCKET",
+            "IP_INNOROUTES",
+        ] {
             assert!(reason_hint(r).is_some(), "{r}");
         }
         assert!(reason_hint("SOMETHING_ELSE").is_none());

@@ -453,9 +453,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(errors.direction(&unreach), Some(true));
-        let echo = PacketInfo { icmp_type: 8, ..unreach.clone() };
+        let echo = PacketInfo {
+            icmp_type: 8,
+            ..unreach.clone()
+        };
         assert_eq!(errors.direction(&echo), None, "an echo is no error");
-        let elsewhere = PacketInfo { dst: Some("192.0.2.9".parse().unwrap()), ..unreach };
+        let elsewhere = PacketInfo {
+            dst: Some("192.0.2.9".parse().unwrap()),
+            ..unreach
+        };
         assert_eq!(errors.direction(&elsewhere), None);
         assert!(errors.to_kernel().flags & pktfate_common::FILTER_ICMP_ERROR != 0);
         assert_eq!(
