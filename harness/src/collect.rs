@@ -243,6 +243,8 @@ pub fn collect(
                     },
                     flow: None,
                     stack: vec![],
+                    bytes: vec![],
+                    ip_len: 0,
                 },
                 ns: o.ns.clone(),
                 dev: "-".into(),

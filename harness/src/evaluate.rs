@@ -789,6 +789,8 @@ mod tests {
                 flow: None,
                 // innermost first, as the kernel reports
                 stack: stack.iter().rev().map(|s| s.to_string()).collect(),
+                bytes: vec![],
+                ip_len: 0,
             },
             ns: ns.into(),
             dev: dev.into(),

@@ -23,6 +23,7 @@ pub mod collect;
 pub mod evaluate;
 pub mod inject;
 pub mod packet;
+pub mod pcap;
 pub mod report;
 pub mod scenario;
 pub mod tc;

@@ -34,6 +34,11 @@ enum Cmd {
         /// Write the report here instead of standard output.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+        /// Also write every traced packet as pcapng (readable by tshark and
+        /// Wireshark; each packet's comment names its step, namespace and
+        /// device).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
         /// Print the timeline and path of passing scenarios too.
         #[arg(short, long)]
         verbose: bool,
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
             jobs,
             format,
             output,
+            pcap,
             verbose,
         } => cmd_run(
             &paths,
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
             jobs,
             format,
             output.as_ref(),
+            pcap.as_ref(),
             verbose,
         ),
         Cmd::Check { paths } => cmd_check(&paths),
@@ -97,6 +104,7 @@ fn cmd_run(
     jobs: usize,
     format: Format,
     output: Option<&PathBuf>,
+    pcap: Option<&PathBuf>,
     verbose: bool,
 ) -> ExitCode {
     let files = match runner::discover(paths) {
@@ -137,6 +145,32 @@ fn cmd_run(
         }
     });
     let elapsed = started.elapsed();
+    if let Some(p) = pcap {
+        let runs: Vec<(String, &[pktfate::collect::Step])> = results
+            .iter()
+            .filter_map(|r| {
+                r.outcome
+                    .as_ref()
+                    .ok()
+                    .map(|o| (o.scenario.name.clone(), o.timeline.steps.as_slice()))
+            })
+            .collect();
+        let refs: Vec<(&str, &[pktfate::collect::Step])> =
+            runs.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        let written = std::fs::File::create(p).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            let n = pktfate::pcap::write(&mut w, &refs)?;
+            std::io::Write::flush(&mut w)?;
+            Ok(n)
+        });
+        match written {
+            Ok(n) => eprintln!("wrote {n} packets to {}", p.display()),
+            Err(e) => {
+                eprintln!("error: writing {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let (passed, failed, skipped) = suite::counts(&results);
     let text = match format {
         Format::Human => results

@@ -6,6 +6,9 @@
 //! load time in [`TracerConfig`], resolved from the running kernel's BTF.
 #![no_std]
 
+/// Bytes of the packet, from its network header, captured per event.
+pub const PKT_CAPTURE: usize = 128;
+
 /// Frames of kernel stack captured per event.
 pub const MAX_STACK_DEPTH: usize = 32;
 /// Packet filters a tracer instance can hold (one per injected packet).
@@ -139,6 +142,12 @@ pub struct Event {
     pub stack_bytes: i32,
     /// `comm` of the current task.
     pub comm: [u8; 16],
+    /// Length of the IP packet (from its header), 0 when not IP.
+    pub ip_len: u32,
+    /// Bytes of `pkt` that hold packet data.
+    pub pkt_len: u32,
+    /// The packet from its network header (IPv4/IPv6), for pcap output.
+    pub pkt: [u8; PKT_CAPTURE],
     /// Kernel return addresses, innermost first.
     pub stack: [u64; MAX_STACK_DEPTH],
 }

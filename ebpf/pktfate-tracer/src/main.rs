@@ -16,7 +16,10 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::{bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns},
+        generated::{
+            bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
+            bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
+        },
     },
     macros::{btf_tracepoint, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -24,7 +27,7 @@ use aya_ebpf::{
 };
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
-    FILTER_SADDR, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PacketFilter,
+    FILTER_SADDR, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PKT_CAPTURE, PacketFilter,
     RINGBUF_BYTES, TracerConfig, Tracked, hook, is_icmp_error, is_tunnel,
 };
 
@@ -142,6 +145,8 @@ fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     ev.tcp_seq = 0;
     ev.flow_saddr = [0; 4];
     ev.flow_daddr = [0; 4];
+    ev.ip_len = 0;
+    ev.pkt_len = 0;
     let head: u64 = match read(skb, cfg.offsets.skb_head) {
         Some(h) => h,
         None => return,
@@ -162,6 +167,7 @@ fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
             return;
         }
         ev.family = 4;
+        ev.ip_len = u16::from_be_bytes([hdr[2], hdr[3]]) as u32;
         ev.ttl = hdr[8];
         ev.l4proto = hdr[9];
         ev.ip_csum = u16::from_be_bytes([hdr[10], hdr[11]]);
@@ -188,6 +194,7 @@ fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
             return;
         }
         ev.family = 6;
+        ev.ip_len = u16::from_be_bytes([hdr[4], hdr[5]]) as u32 + 40;
         ev.l4proto = hdr[6];
         ev.ttl = hdr[7];
         let mut i = 0;
@@ -200,6 +207,7 @@ fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     } else {
         return;
     }
+    capture(l3, ev);
     match ev.l4proto {
         IPPROTO_TCP => {
             if let Some(t) = read::<[u8; 14]>(l4, 0) {
@@ -224,6 +232,26 @@ fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
         }
         _ => {}
     }
+}
+
+/// Copies the start of the packet into the event for pcap output.
+#[inline(always)]
+fn capture(l3: u64, ev: &mut Event) {
+    let want = if ev.ip_len as usize > PKT_CAPTURE {
+        PKT_CAPTURE as u32
+    } else {
+        ev.ip_len
+    };
+    // Straight into the scratch map value: 128 bytes do not fit the stack
+    // budget next to everything else.
+    let rc = unsafe {
+        bpf_probe_read_kernel_raw(
+            ev.pkt.as_mut_ptr() as *mut core::ffi::c_void,
+            PKT_CAPTURE as u32,
+            l3 as *const core::ffi::c_void,
+        )
+    };
+    ev.pkt_len = if rc == 0 { want } else { 0 };
 }
 
 #[inline(always)]

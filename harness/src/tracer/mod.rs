@@ -349,6 +349,12 @@ pub struct RawEvent {
     pub flow: Option<(IpAddr, IpAddr)>,
     /// Kernel functions on the stack, innermost first, tracing frames removed.
     pub stack: Vec<String>,
+    /// The start of the IP packet (up to 128 bytes), for pcap output.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+    /// The IP packet's full length, from its header.
+    #[serde(skip)]
+    pub ip_len: u32,
 }
 
 impl RawEvent {
@@ -408,6 +414,8 @@ impl RawEvent {
             flow: (e.hook == hook::FIB_TABLE_LOOKUP)
                 .then(|| (IpAddr::from(e.flow_saddr), IpAddr::from(e.flow_daddr))),
             stack,
+            bytes: e.pkt[..(e.pkt_len as usize).min(e.pkt.len())].to_vec(),
+            ip_len: e.ip_len,
         }
     }
 
