@@ -51,6 +51,58 @@ enum Cmd {
     },
     /// List the running kernel's drop reasons (from BTF).
     Reasons,
+    /// Trace live, like pwru: every event of matching packets (both
+    /// directions) in the chosen namespaces, until Ctrl-C.
+    Trace {
+        /// Namespaces to watch, by `ip netns` name (repeatable); all when absent.
+        #[arg(long = "netns")]
+        netns: Vec<String>,
+        /// Only events on this device.
+        #[arg(long)]
+        dev: Option<String>,
+        /// tcp, udp, icmp, icmp6 or a protocol number.
+        #[arg(long)]
+        proto: Option<String>,
+        /// Source address (replies are matched too).
+        #[arg(long)]
+        src: Option<std::net::IpAddr>,
+        /// Destination address.
+        #[arg(long)]
+        dst: Option<std::net::IpAddr>,
+        /// Source port.
+        #[arg(long)]
+        sport: Option<u16>,
+        /// Destination port.
+        #[arg(long)]
+        dport: Option<u16>,
+        /// Only skbs with this mark.
+        #[arg(long)]
+        mark: Option<u32>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Print the kernel stack of each event.
+        #[arg(long)]
+        stacks: bool,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Also write the traced packets as pcapng.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+    },
+    /// Run a scenario and write what it observed into its `expect` blocks,
+    /// showing the difference first.
+    Record {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Only check: fail if recording would change the file.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// Report formats.
@@ -86,6 +138,117 @@ fn main() -> ExitCode {
         ),
         Cmd::Check { paths } => cmd_check(&paths),
         Cmd::Reasons => cmd_reasons(),
+        Cmd::Record { scenario, check } => cmd_record(&scenario, check),
+        Cmd::Trace {
+            netns,
+            dev,
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+            mark,
+            json,
+            stacks,
+            duration,
+            count,
+            pcap,
+        } => {
+            let filter = match pktfate::live::selector(proto.as_deref(), src, dst, sport, dport) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let o = pktfate::live::LiveOptions {
+                netns,
+                dev,
+                filter,
+                mark,
+                json,
+                stacks,
+                duration: duration.map(std::time::Duration::from_secs_f64),
+                count,
+            };
+            cmd_trace(&o, pcap.as_ref())
+        }
+    }
+}
+
+fn cmd_trace(o: &pktfate::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
+    if let Err(e) = pktfate::preflight::check() {
+        eprintln!("error: {e}\n  hint: {}", e.hint());
+        return ExitCode::from(2);
+    }
+    let stdout = std::io::stdout();
+    let steps = match pktfate::live::run(o, &mut stdout.lock()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !o.json {
+        println!("{}", pktfate::live::summary(&steps));
+    }
+    if let Some(p) = pcap {
+        let r = std::fs::File::create(p).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            let n = pktfate::pcap::write(&mut w, &[("trace", &steps)])?;
+            std::io::Write::flush(&mut w)?;
+            Ok(n)
+        });
+        match r {
+            Ok(n) => eprintln!("wrote {n} packets to {}", p.display()),
+            Err(e) => {
+                eprintln!("error: writing {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_record(path: &std::path::Path, check: bool) -> ExitCode {
+    let r = match pktfate::record::record(path) {
+        Ok(r) => r,
+        Err(e) => {
+            say(&format!("ERROR {}\n{}", path.display(), e.render()));
+            return ExitCode::from(2);
+        }
+    };
+    if !r.changed() {
+        println!("{}: expectations are up to date", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let d = r.diff();
+    if report::colour_wanted() {
+        let coloured: String = d
+            .lines()
+            .map(|l| match l.chars().next() {
+                Some('-') => format!("\x1b[31m{l}\x1b[0m\n"),
+                Some('+') => format!("\x1b[32m{l}\x1b[0m\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        print!("{coloured}");
+    } else {
+        print!("{d}");
+    }
+    if check {
+        println!("{}: recorded expectations are stale (run `pktfate record {}`)", path.display(), path.display());
+        return ExitCode::FAILURE;
+    }
+    match std::fs::write(path, &r.new) {
+        Ok(()) => {
+            println!("{}: recorded", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing {}: {e}", path.display());
+            ExitCode::from(2)
+        }
     }
 }
 

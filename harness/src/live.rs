@@ -1,0 +1,201 @@
+//! `pktfate trace`: live tracing like pwru, to explore a problem before
+//! writing the scenario that pins it down. It only observes: nothing in any
+//! namespace is changed.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::collect::Step;
+use crate::topology::Names;
+use crate::tracer::{FlowFilter, RawEvent, TraceSpec, Tracer, TracerError};
+
+/// What to trace and how to show it.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    /// Named namespaces (`ip netns` names) to watch; empty watches all.
+    pub netns: Vec<String>,
+    /// Only events on this device.
+    pub dev: Option<String>,
+    /// The packet selector (both directions).
+    pub filter: FlowFilter,
+    /// Only skbs with this mark.
+    pub mark: Option<u32>,
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Print each event's kernel stack.
+    pub stacks: bool,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many events.
+    pub count: Option<usize>,
+}
+
+/// Errors of live tracing.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A namespace name that `ip netns` does not know.
+    #[error("no network namespace `{0}` (see `ip netns list`)")]
+    NoNetns(String),
+    /// The tracer failed.
+    #[error(transparent)]
+    Tracer(#[from] TracerError),
+    /// Output failed.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Namespace and device names for everything visible: named namespaces
+/// under /run/netns and the namespace pktfate itself runs in (`host`).
+pub fn visible_names() -> Names {
+    let mut names = Names::default();
+    let mut add = |inode: u32, label: String, ip_args: Vec<String>| {
+        names.netns.insert(inode, label);
+        let Ok(out) = std::process::Command::new("ip").args(&ip_args).output() else { return };
+        let links: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for l in links {
+            if let (Some(i), Some(n)) = (l["ifindex"].as_u64(), l["ifname"].as_str()) {
+                names.devs.insert((inode, i as u32), n.to_string());
+            }
+        }
+    };
+    if let Ok(ino) = crate::netns::current_inode() {
+        add(ino, "host".into(), vec!["-j".into(), "link".into(), "show".into()]);
+    }
+    if let Ok(dir) = std::fs::read_dir(crate::netns::NETNS_RUN_DIR) {
+        for e in dir.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Ok(ino) = crate::netns::inode(&e.path()) {
+                add(ino, n.clone(), vec!["-n".into(), n, "-j".into(), "link".into(), "show".into()]);
+            }
+        }
+    }
+    names
+}
+
+/// One event as text, pwru-style.
+pub fn line(e: &RawEvent, names: &Names, t0: u64) -> String {
+    let detail = match (e.hook, &e.reason, &e.at) {
+        ("kfree_skb", Some(r), Some(a)) => format!(" {r} at {a}"),
+        ("consume_skb", _, Some(a)) => format!(" at {a}"),
+        _ => String::new(),
+    };
+    format!(
+        "{:>10.1} {:#x} {:>3} [{}] {} {} {} {}{}",
+        e.ts_ns.saturating_sub(t0) as f64 / 1000.0,
+        e.skb,
+        e.cpu,
+        e.comm,
+        names.netns(e.netns),
+        names.dev(e.netns, e.ifindex),
+        e.packet.tuple(),
+        e.hook,
+        detail
+    )
+}
+
+/// Traces until Ctrl-C, the duration or the count; returns the events seen.
+pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError> {
+    let mut inodes = vec![];
+    for n in &o.netns {
+        let p = crate::netns::path_of(n);
+        let ino = crate::netns::inode(&p).map_err(|_| LiveError::NoNetns(n.clone()))?;
+        inodes.push(ino);
+    }
+    let names = visible_names();
+    let spec = TraceSpec {
+        netns: inodes,
+        filters: vec![o.filter.clone()],
+        stacks: true,
+    };
+    let mut tracer = Tracer::start(&spec)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // Only one handler per process; trace never builds topologies.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let start = Instant::now();
+    let mut t0 = None;
+    let mut seen = vec![];
+    if !o.json {
+        writeln!(out, "{:>10} {:<18} {:>3} PROCESS NETNS DEVICE TUPLE HOOK", "TIME(us)", "SKB", "CPU")?;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        if o.duration.is_some_and(|d| start.elapsed() >= d) || o.count.is_some_and(|c| seen.len() >= c) {
+            break;
+        }
+        for e in tracer.poll(Duration::from_millis(50))? {
+            let dev = names.dev(e.netns, e.ifindex);
+            if o.dev.as_ref().is_some_and(|d| *d != dev) || o.mark.is_some_and(|m| m != e.mark) {
+                continue;
+            }
+            let t = *t0.get_or_insert(e.ts_ns);
+            let step = Step {
+                ns: names.netns(e.netns),
+                dev,
+                packet: Some(0),
+                reverse: o.filter.direction(&e.packet) == Some(true),
+                life: 0,
+                ev: e,
+            };
+            if o.json {
+                writeln!(out, "{}", serde_json::to_string(&step).unwrap_or_default())?;
+            } else {
+                writeln!(out, "{}", line(&step.ev, &names, t))?;
+                if o.stacks {
+                    writeln!(out, "           {}", step.ev.stack.join(" <- "))?;
+                }
+            }
+            seen.push(step);
+            if o.count.is_some_and(|c| seen.len() >= c) {
+                break;
+            }
+        }
+    }
+    let lost = tracer.lost()?;
+    if lost > 0 {
+        writeln!(out, "# {lost} events were lost in the kernel (ring buffer full)")?;
+    }
+    Ok(seen)
+}
+
+/// Builds the packet selector from command-line pieces.
+pub fn selector(proto: Option<&str>, src: Option<IpAddr>, dst: Option<IpAddr>, sport: Option<u16>, dport: Option<u16>) -> Result<FlowFilter, String> {
+    let proto = match proto {
+        None => None,
+        Some("tcp") => Some(6),
+        Some("udp") => Some(17),
+        Some("icmp") => Some(1),
+        Some("icmp6") | Some("icmpv6") => Some(58),
+        Some(n) => Some(n.parse::<u8>().map_err(|_| format!("unknown protocol `{n}` (tcp, udp, icmp, icmp6 or a number)"))?),
+    };
+    Ok(FlowFilter {
+        proto,
+        src,
+        dst,
+        sport,
+        dport,
+        reverse: true,
+        icmp_error: false,
+    })
+}
+
+/// Per-skb counts, for a closing summary.
+pub fn summary(steps: &[Step]) -> String {
+    let mut drops: HashMap<String, usize> = HashMap::new();
+    for s in steps.iter().filter(|s| s.ev.hook == "kfree_skb") {
+        *drops.entry(s.ev.reason.clone().unwrap_or_default()).or_default() += 1;
+    }
+    let mut d: Vec<_> = drops.into_iter().collect();
+    d.sort();
+    let drops: Vec<String> = d.iter().map(|(r, n)| format!("{r} x{n}")).collect();
+    format!(
+        "# {} events; drops: {}",
+        steps.len(),
+        if drops.is_empty() { "none".into() } else { drops.join(", ") }
+    )
+}

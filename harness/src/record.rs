@@ -1,0 +1,224 @@
+//! `pktfate record`: write what a run observed into a scenario's `expect`
+//! blocks, the way snapshot tests record their snapshots. The recorded form
+//! is canonical (fate, reason, dropping function, transmit devices, the
+//! hooks the packet crossed, and the reply's fate), so `--check` can say
+//! whether a file is stale by recording again and comparing.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::evaluate::{self, Facts};
+use crate::runner::{self, Outcome, RunError};
+
+/// What recording produced.
+pub struct Recorded {
+    /// The file as it is.
+    pub old: String,
+    /// The file with the observed expectations.
+    pub new: String,
+}
+
+impl Recorded {
+    /// Whether recording would change the file.
+    pub fn changed(&self) -> bool {
+        self.old != self.new
+    }
+
+    /// A line diff, `-` for removed and `+` for added lines.
+    pub fn diff(&self) -> String {
+        diff(&self.old, &self.new)
+    }
+}
+
+fn fate_lines(f: &Facts, pad: &str, out: &mut String) {
+    if f.dropped {
+        let _ = writeln!(out, "{pad}fate: dropped");
+        if let Some(r) = &f.reason {
+            let _ = writeln!(out, "{pad}reason: {r}");
+        }
+        if let Some(a) = &f.at {
+            let _ = writeln!(out, "{pad}at: {a}");
+        }
+    } else if f.delivered {
+        let _ = writeln!(out, "{pad}fate: delivered");
+    } else if f.forwarded {
+        let _ = writeln!(out, "{pad}fate: forwarded");
+    } else if f.consumed {
+        let _ = writeln!(out, "{pad}fate: consumed");
+        if let Some(a) = &f.at {
+            let _ = writeln!(out, "{pad}at: {a}");
+        }
+    } else {
+        let _ = writeln!(out, "{pad}# no end was seen: {}", f.summary());
+    }
+    if f.forwarded && !f.transmitted.is_empty() {
+        let _ = writeln!(out, "{pad}transmitted: [{}]", f.transmitted.join(", "));
+    }
+}
+
+/// The observed expectations of packet `i`, as the body of an `expect:`
+/// block indented by `indent` spaces.
+pub fn observed(o: &Outcome, i: usize, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    let _ = writeln!(out, "{pad}# recorded by `pktfate record`; review before committing");
+    let life = evaluate::life(&o.timeline, i);
+    let f = evaluate::facts(&life);
+    fate_lines(&f, &pad, &mut out);
+    let mut hooks: Vec<String> = vec![];
+    for s in &life {
+        let h = format!("{}@{}/{}", s.ev.hook, s.ns, s.dev);
+        if hooks.last() != Some(&h) {
+            hooks.push(h);
+        }
+    }
+    if !hooks.is_empty() {
+        let _ = writeln!(out, "{pad}path:");
+        for h in hooks {
+            // `dev` is `-` when the skb had none: qualify by namespace only.
+            let h = h.strip_suffix("/-").unwrap_or(&h);
+            let _ = writeln!(out, "{pad}  - {h}");
+        }
+    }
+    let reply = evaluate::life_of(&o.timeline, i, true);
+    if !reply.is_empty() {
+        let rf = evaluate::facts(&reply);
+        let _ = writeln!(out, "{pad}reply:");
+        fate_lines(&rf, &format!("{pad}  "), &mut out);
+    }
+    out
+}
+
+/// Replaces the body of every `expect:` block, in file order, with
+/// `bodies` (each built for that block's indentation by `body_for`).
+pub fn rewrite(text: &str, mut body_for: impl FnMut(usize, usize) -> String) -> Result<String, String> {
+    let key = regex::Regex::new(r"^(\s*)(- )?expect:\s*(#.*)?$").expect("valid regex");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut n = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let Some(c) = key.captures(line) else {
+            if line.trim_start().starts_with("expect:") || line.trim_start().starts_with("- expect:") {
+                return Err(format!("line {}: `expect:` written inline; record needs a block (`expect:` on its own line)", i + 1));
+            }
+            out.push_str(line);
+            out.push('\n');
+            i += 1;
+            continue;
+        };
+        let key_indent = c[1].len() + c.get(2).map_or(0, |m| m.len());
+        out.push_str(line);
+        out.push('\n');
+        // The block runs while lines are indented deeper (or blank).
+        let mut end = i + 1;
+        let mut last_body = i;
+        while end < lines.len() {
+            let l = lines[end];
+            let indent = l.len() - l.trim_start().len();
+            if !l.trim().is_empty() && indent <= key_indent {
+                break;
+            }
+            if !l.trim().is_empty() {
+                last_body = end;
+            }
+            end += 1;
+        }
+        out.push_str(&body_for(n, key_indent + 2));
+        n += 1;
+        // Blank lines after the block stay where they were.
+        for l in &lines[last_body + 1..end] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        i = end;
+    }
+    Ok(out)
+}
+
+/// Runs a scenario and returns the file with what it observed.
+pub fn record(path: &Path) -> Result<Recorded, RunError> {
+    let old = std::fs::read_to_string(path).map_err(|e| {
+        RunError::Scenario(vec![crate::scenario::ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg: format!("cannot read: {e}"),
+            hint: None,
+        }])
+    })?;
+    let o = runner::run_file(path)?;
+    let n = o.scenario.packets.len();
+    let mut count = 0;
+    let new = rewrite(&old, |i, indent| {
+        count += 1;
+        if i < n { observed(&o, i, indent) } else { String::new() }
+    })
+    .map_err(|m| {
+        RunError::Scenario(vec![crate::scenario::ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg: m,
+            hint: None,
+        }])
+    })?;
+    if count != n {
+        return Err(RunError::Scenario(vec![crate::scenario::ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg: format!("{count} `expect:` blocks for {n} packets"),
+            hint: Some("give every packet an `expect:` block (it may be empty) so record can fill it".into()),
+        }]));
+    }
+    Ok(Recorded { old, new })
+}
+
+/// A minimal line diff (longest common subsequence).
+pub fn diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = String::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            let _ = writeln!(out, "-{:>4} {}", i + 1, a[i]);
+            i += 1;
+        } else {
+            let _ = writeln!(out, "+{:>4} {}", j + 1, b[j]);
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_replaces_top_level_and_list_blocks() {
+        let text = "namespaces: {}\nexpect:\n  fate: dropped\n  # old\n\nother: 1\n";
+        let new = rewrite(text, |_, indent| format!("{}fate: consumed\n", " ".repeat(indent))).unwrap();
+        assert_eq!(new, "namespaces: {}\nexpect:\n  fate: consumed\n\nother: 1\n");
+        let list = "packets:\n  - name: a\n    expect:\n      fate: dropped\n  - name: b\n    expect:\n";
+        let new = rewrite(list, |i, indent| format!("{}# {i}\n", " ".repeat(indent))).unwrap();
+        assert_eq!(new, "packets:\n  - name: a\n    expect:\n      # 0\n  - name: b\n    expect:\n      # 1\n");
+        assert!(rewrite("expect: { fate: dropped }\n", |_, _| String::new()).is_err());
+    }
+
+    #[test]
+    fn diff_marks_changed_lines() {
+        let d = diff("a\nb\nc\n", "a\nx\nc\n");
+        assert_eq!(d, "-   2 b\n+   2 x\n");
+        assert_eq!(diff("same\n", "same\n"), "");
+    }
+}
