@@ -98,7 +98,9 @@ pub struct Step {
     pub ns: String,
     /// Device name.
     pub dev: String,
-    /// Index of the scenario packet this skb belongs to.
+    /// Index of the scenario packet this skb belongs to (`packet_index` in
+    /// JSON: `packet` there is the event's headers).
+    #[serde(rename = "packet_index")]
     pub packet: Option<usize>,
     /// True when the skb flows the other way (a reply).
     pub reverse: bool,

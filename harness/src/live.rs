@@ -54,7 +54,9 @@ pub fn visible_names() -> Names {
     let mut names = Names::default();
     let mut add = |inode: u32, label: String, ip_args: Vec<String>| {
         names.netns.insert(inode, label);
-        let Ok(out) = std::process::Command::new("ip").args(&ip_args).output() else { return };
+        let Ok(out) = std::process::Command::new("ip").args(&ip_args).output() else {
+            return;
+        };
         let links: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
         for l in links {
             if let (Some(i), Some(n)) = (l["ifindex"].as_u64(), l["ifname"].as_str()) {
@@ -63,13 +65,21 @@ pub fn visible_names() -> Names {
         }
     };
     if let Ok(ino) = crate::netns::current_inode() {
-        add(ino, "host".into(), vec!["-j".into(), "link".into(), "show".into()]);
+        add(
+            ino,
+            "host".into(),
+            vec!["-j".into(), "link".into(), "show".into()],
+        );
     }
     if let Ok(dir) = std::fs::read_dir(crate::netns::NETNS_RUN_DIR) {
         for e in dir.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if let Ok(ino) = crate::netns::inode(&e.path()) {
-                add(ino, n.clone(), vec!["-n".into(), n, "-j".into(), "link".into(), "show".into()]);
+                add(
+                    ino,
+                    n.clone(),
+                    vec!["-n".into(), n, "-j".into(), "link".into(), "show".into()],
+                );
             }
         }
     }
@@ -122,10 +132,16 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
     let mut t0 = None;
     let mut seen = vec![];
     if !o.json {
-        writeln!(out, "{:>10} {:<18} {:>3} PROCESS NETNS DEVICE TUPLE HOOK", "TIME(us)", "SKB", "CPU")?;
+        writeln!(
+            out,
+            "{:>10} {:<18} {:>3} PROCESS NETNS DEVICE TUPLE HOOK",
+            "TIME(us)", "SKB", "CPU"
+        )?;
     }
     while !stop.load(Ordering::SeqCst) {
-        if o.duration.is_some_and(|d| start.elapsed() >= d) || o.count.is_some_and(|c| seen.len() >= c) {
+        if o.duration.is_some_and(|d| start.elapsed() >= d)
+            || o.count.is_some_and(|c| seen.len() >= c)
+        {
             break;
         }
         for e in tracer.poll(Duration::from_millis(50))? {
@@ -158,21 +174,33 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
     }
     let lost = tracer.lost()?;
     if lost > 0 {
-        writeln!(out, "# {lost} events were lost in the kernel (ring buffer full)")?;
+        writeln!(
+            out,
+            "# {lost} events were lost in the kernel (ring buffer full)"
+        )?;
     }
     Ok(seen)
 }
 
 /// Builds the packet selector from command-line pieces.
-pub fn selector(proto: Option<&str>, src: Option<IpAddr>, dst: Option<IpAddr>, sport: Option<u16>, dport: Option<u16>) -> Result<FlowFilter, String> {
-    let proto = match proto {
-        None => None,
-        Some("tcp") => Some(6),
-        Some("udp") => Some(17),
-        Some("icmp") => Some(1),
-        Some("icmp6") | Some("icmpv6") => Some(58),
-        Some(n) => Some(n.parse::<u8>().map_err(|_| format!("unknown protocol `{n}` (tcp, udp, icmp, icmp6 or a number)"))?),
-    };
+pub fn selector(
+    proto: Option<&str>,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    sport: Option<u16>,
+    dport: Option<u16>,
+) -> Result<FlowFilter, String> {
+    let proto =
+        match proto {
+            None => None,
+            Some("tcp") => Some(6),
+            Some("udp") => Some(17),
+            Some("icmp") => Some(1),
+            Some("icmp6") | Some("icmpv6") => Some(58),
+            Some(n) => Some(n.parse::<u8>().map_err(|_| {
+                format!("unknown protocol `{n}` (tcp, udp, icmp, icmp6 or a number)")
+            })?),
+        };
     Ok(FlowFilter {
         proto,
         src,
@@ -188,7 +216,9 @@ pub fn selector(proto: Option<&str>, src: Option<IpAddr>, dst: Option<IpAddr>, s
 pub fn summary(steps: &[Step]) -> String {
     let mut drops: HashMap<String, usize> = HashMap::new();
     for s in steps.iter().filter(|s| s.ev.hook == "kfree_skb") {
-        *drops.entry(s.ev.reason.clone().unwrap_or_default()).or_default() += 1;
+        *drops
+            .entry(s.ev.reason.clone().unwrap_or_default())
+            .or_default() += 1;
     }
     let mut d: Vec<_> = drops.into_iter().collect();
     d.sort();
@@ -196,6 +226,10 @@ pub fn summary(steps: &[Step]) -> String {
     format!(
         "# {} events; drops: {}",
         steps.len(),
-        if drops.is_empty() { "none".into() } else { drops.join(", ") }
+        if drops.is_empty() {
+            "none".into()
+        } else {
+            drops.join(", ")
+        }
     )
 }

@@ -237,7 +237,11 @@ fn cmd_record(path: &std::path::Path, check: bool) -> ExitCode {
         print!("{d}");
     }
     if check {
-        println!("{}: recorded expectations are stale (run `pktfate record {}`)", path.display(), path.display());
+        println!(
+            "{}: recorded expectations are stale (run `pktfate record {}`)",
+            path.display(),
+            path.display()
+        );
         return ExitCode::FAILURE;
     }
     match std::fs::write(path, &r.new) {

@@ -61,7 +61,10 @@ fn fate_lines(f: &Facts, pad: &str, out: &mut String) {
 pub fn observed(o: &Outcome, i: usize, indent: usize) -> String {
     let pad = " ".repeat(indent);
     let mut out = String::new();
-    let _ = writeln!(out, "{pad}# recorded by `pktfate record`; review before committing");
+    let _ = writeln!(
+        out,
+        "{pad}# recorded by `pktfate record`; review before committing"
+    );
     let life = evaluate::life(&o.timeline, i);
     let f = evaluate::facts(&life);
     fate_lines(&f, &pad, &mut out);
@@ -91,7 +94,10 @@ pub fn observed(o: &Outcome, i: usize, indent: usize) -> String {
 
 /// Replaces the body of every `expect:` block, in file order, with
 /// `bodies` (each built for that block's indentation by `body_for`).
-pub fn rewrite(text: &str, mut body_for: impl FnMut(usize, usize) -> String) -> Result<String, String> {
+pub fn rewrite(
+    text: &str,
+    mut body_for: impl FnMut(usize, usize) -> String,
+) -> Result<String, String> {
     let key = regex::Regex::new(r"^(\s*)(- )?expect:\s*(#.*)?$").expect("valid regex");
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
@@ -100,8 +106,13 @@ pub fn rewrite(text: &str, mut body_for: impl FnMut(usize, usize) -> String) -> 
     while i < lines.len() {
         let line = lines[i];
         let Some(c) = key.captures(line) else {
-            if line.trim_start().starts_with("expect:") || line.trim_start().starts_with("- expect:") {
-                return Err(format!("line {}: `expect:` written inline; record needs a block (`expect:` on its own line)", i + 1));
+            if line.trim_start().starts_with("expect:")
+                || line.trim_start().starts_with("- expect:")
+            {
+                return Err(format!(
+                    "line {}: `expect:` written inline; record needs a block (`expect:` on its own line)",
+                    i + 1
+                ));
             }
             out.push_str(line);
             out.push('\n');
@@ -152,7 +163,11 @@ pub fn record(path: &Path) -> Result<Recorded, RunError> {
     let mut count = 0;
     let new = rewrite(&old, |i, indent| {
         count += 1;
-        if i < n { observed(&o, i, indent) } else { String::new() }
+        if i < n {
+            observed(&o, i, indent)
+        } else {
+            String::new()
+        }
     })
     .map_err(|m| {
         RunError::Scenario(vec![crate::scenario::ScenarioError {
@@ -167,7 +182,10 @@ pub fn record(path: &Path) -> Result<Recorded, RunError> {
             loc: None,
             file: path.to_path_buf(),
             msg: format!("{count} `expect:` blocks for {n} packets"),
-            hint: Some("give every packet an `expect:` block (it may be empty) so record can fill it".into()),
+            hint: Some(
+                "give every packet an `expect:` block (it may be empty) so record can fill it"
+                    .into(),
+            ),
         }]));
     }
     Ok(Recorded { old, new })
@@ -180,7 +198,11 @@ pub fn diff(old: &str, new: &str) -> String {
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let (mut i, mut j) = (0, 0);
@@ -207,11 +229,21 @@ mod tests {
     #[test]
     fn rewrite_replaces_top_level_and_list_blocks() {
         let text = "namespaces: {}\nexpect:\n  fate: dropped\n  # old\n\nother: 1\n";
-        let new = rewrite(text, |_, indent| format!("{}fate: consumed\n", " ".repeat(indent))).unwrap();
-        assert_eq!(new, "namespaces: {}\nexpect:\n  fate: consumed\n\nother: 1\n");
-        let list = "packets:\n  - name: a\n    expect:\n      fate: dropped\n  - name: b\n    expect:\n";
+        let new = rewrite(text, |_, indent| {
+            format!("{}fate: consumed\n", " ".repeat(indent))
+        })
+        .unwrap();
+        assert_eq!(
+            new,
+            "namespaces: {}\nexpect:\n  fate: consumed\n\nother: 1\n"
+        );
+        let list =
+            "packets:\n  - name: a\n    expect:\n      fate: dropped\n  - name: b\n    expect:\n";
         let new = rewrite(list, |i, indent| format!("{}# {i}\n", " ".repeat(indent))).unwrap();
-        assert_eq!(new, "packets:\n  - name: a\n    expect:\n      # 0\n  - name: b\n    expect:\n      # 1\n");
+        assert_eq!(
+            new,
+            "packets:\n  - name: a\n    expect:\n      # 0\n  - name: b\n    expect:\n      # 1\n"
+        );
         assert!(rewrite("expect: { fate: dropped }\n", |_, _| String::new()).is_err());
     }
 

@@ -1,0 +1,335 @@
+//! The `pktfate` command line, run as a user would. Needs root and kernel
+//! BTF like the scenario suite (and tshark for the pcap test).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pktfate"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("pktfate-cli-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn help_documents_every_command() {
+    let o = run(&["--help"]);
+    let t = text(&o);
+    for c in ["run", "check", "reasons", "record", "trace"] {
+        assert!(t.contains(c), "--help lacks {c}:\n{t}");
+        let sub = text(&run(&[c, "--help"]));
+        assert!(sub.contains("Usage: pktfate"), "{c} --help:\n{sub}");
+    }
+    assert!(text(&run(&["run", "--help"])).contains("--format <FORMAT>"));
+}
+
+#[test]
+fn check_accepts_the_shipped_scenarios() {
+    let o = run(&["check", "scenarios"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("0 with errors"));
+}
+
+/// Each file in tests/malformed says on its first line what `check` must
+/// print (`# check: <file>:<line>:<col>: <message>`).
+#[test]
+fn check_rejects_malformed_scenarios_with_precise_messages() {
+    let dir = root().join("tests/malformed");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let first = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let want = first
+            .strip_prefix("# check: ")
+            .unwrap_or_else(|| panic!("{} lacks a `# check:` line", p.display()));
+        let o = run(&["check", &p.to_string_lossy()]);
+        assert!(!o.status.success(), "{} was accepted", p.display());
+        let t = text(&o);
+        let expected = format!("{}/{want}", dir.display());
+        assert!(
+            t.contains(&expected),
+            "{}:\nwanted {expected:?}\ngot {t}",
+            p.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 8, "only {n} malformed scenarios");
+}
+
+#[test]
+fn reasons_come_from_the_running_kernel() {
+    let o = run(&["reasons"]);
+    assert!(o.status.success());
+    let t = text(&o);
+    for r in ["NO_SOCKET", "IP_CSUM", "NETFILTER_DROP", "IP_RPFILTER"] {
+        assert!(
+            t.lines().any(|l| l.split_whitespace().nth(1) == Some(r)),
+            "no {r}"
+        );
+    }
+}
+
+#[test]
+fn run_reports_json_lines_and_junit() {
+    let s = Scratch::new("formats");
+    let broken = std::fs::read_to_string(root().join("scenarios/tun-syn/01-bad-ip-checksum.yaml"))
+        .unwrap()
+        .replace("reason: IP_CSUM", "reason: NO_SOCKET");
+    std::fs::write(s.0.join("broken.yaml"), broken).unwrap();
+    std::fs::copy(
+        root().join("scenarios/tun-syn/04-no-socket.yaml"),
+        s.0.join("good.yaml"),
+    )
+    .unwrap();
+    let dir = s.0.to_string_lossy().into_owned();
+
+    let o = run(&["run", &dir, "--format", "json", "--jobs", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["name"], "broken");
+    assert_eq!(lines[0]["status"], "fail");
+    assert_eq!(lines[0]["packets"][0]["mismatches"][0]["what"], "reason");
+    assert_eq!(lines[0]["packets"][0]["facts"]["reason"], "IP_CSUM");
+    assert!(lines[0]["timeline"].as_array().unwrap().len() >= 2);
+    assert_eq!(lines[1]["status"], "pass");
+    assert!(lines[1]["timings_ms"]["attach"].as_f64().unwrap() > 0.0);
+
+    let xml = s.0.join("report.xml");
+    let o = run(&[
+        "run",
+        &dir,
+        "--format",
+        "junit",
+        "--output",
+        &xml.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        x.contains(r#"<testsuites name="pktfate" tests="2" failures="1" errors="0" skipped="0""#),
+        "{x}"
+    );
+    assert!(
+        x.contains(
+            r#"<failure message="reason: expected NO_SOCKET, got IP_CSUM" type="expectation">"#
+        ),
+        "{x}"
+    );
+    assert!(x.contains(r#"<testcase name="good""#));
+    assert!(text(&o).contains("pktfate: 1 passed, 1 failed, 0 skipped"));
+}
+
+#[test]
+fn pcap_is_readable_by_tshark() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        panic!("tshark is not installed (bash ci/setup.sh installs it)");
+    }
+    let s = Scratch::new("pcap");
+    let pcap = s.0.join("trace.pcapng");
+    let o = run(&[
+        "run",
+        "scenarios/tc/rewrite-then-nft-drop.yaml",
+        "--pcap",
+        &pcap.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = Command::new("tshark")
+        .args([
+            "-r",
+            &pcap.to_string_lossy(),
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.dstport",
+            "-e",
+            "frame.comment",
+        ])
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let out = String::from_utf8_lossy(&t.stdout);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(rows.len() >= 4, "{out}");
+    // Every packet is the client's SYN; the tc program rewrote the port
+    // between two steps, and the last step is the netfilter drop.
+    assert!(rows.iter().all(|r| r[0] == "198.51.100.10"), "{out}");
+    assert!(
+        rows.iter()
+            .any(|r| r[1] == "80" && r[2].contains("netif_receive_skb@server/eth0")),
+        "{out}"
+    );
+    let last = rows.last().unwrap();
+    assert_eq!(last[1], "8080", "{out}");
+    assert!(
+        last[2].contains("kfree_skb@server/eth0")
+            && last[2].contains("NETFILTER_DROP at nft_do_chain"),
+        "{out}"
+    );
+}
+
+#[test]
+fn record_writes_expectations_and_check_detects_stale_ones() {
+    let s = Scratch::new("record");
+    let original =
+        std::fs::read_to_string(root().join("scenarios/tun-syn/04-no-socket.yaml")).unwrap();
+    let i = original.find("expect:").unwrap();
+    let j = original.find("counters:").unwrap();
+    let blank = format!("{}expect:\n{}", &original[..i], &original[j..]);
+    let f = s.0.join("no-socket.yaml");
+    std::fs::write(&f, &blank).unwrap();
+    let fs = f.to_string_lossy().into_owned();
+
+    let o = run(&["record", &fs, "--check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an empty expect block is stale: {}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        blank,
+        "--check writes nothing"
+    );
+
+    let o = run(&["record", &fs]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("+  19   fate: dropped") && t.contains("reason: NO_SOCKET"),
+        "the diff is shown:\n{t}"
+    );
+    let recorded = std::fs::read_to_string(&f).unwrap();
+    assert!(recorded.contains("  at: tcp_v4_rcv\n"), "{recorded}");
+    assert!(
+        recorded.contains("    - kfree_skb@host/tun0\n"),
+        "{recorded}"
+    );
+    assert!(
+        recorded.contains("counters:"),
+        "the rest of the file is kept"
+    );
+
+    // The recorded file passes and is up to date.
+    assert!(run(&["run", &fs]).status.success());
+    let o = run(&["record", &fs, "--check"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("up to date"));
+
+    // A hand edit makes it stale again.
+    std::fs::write(&f, recorded.replace("reason: NO_SOCKET", "reason: IP_CSUM")).unwrap();
+    assert_eq!(run(&["record", &fs, "--check"]).status.code(), Some(1));
+}
+
+#[test]
+fn trace_shows_a_drop_live() {
+    let ns = format!("pf{}-cli-trace", std::process::id());
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = Command::new("ip")
+        .args(["-n", &ns, "link", "set", "lo", "up"])
+        .status();
+    let child = bin()
+        .args([
+            "trace",
+            "--netns",
+            &ns,
+            "--proto",
+            "tcp",
+            "--dport",
+            "9",
+            "--count",
+            "40",
+            "--duration",
+            "8",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the tracer time to attach, then connect to a closed port.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9",
+        ])
+        .output();
+    let out = child.wait_with_output().unwrap();
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["hook"] == "kfree_skb"
+            && e["reason"] == "NO_SOCKET"
+            && e["ns"] == ns.as_str()),
+        "{stdout}"
+    );
+    // Every event that still carries headers is TCP (a tracked skb's last
+    // free may come after its headers are gone).
+    assert!(
+        events
+            .iter()
+            .all(|e| e["packet"]["proto"] == 6 || e["packet"]["src"].is_null()),
+        "{stdout}"
+    );
+}
