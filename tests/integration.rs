@@ -447,7 +447,32 @@ fn report_with(rel: &str, from: &str, to: &str) -> String {
 #[test]
 fn each_assertion_kind_fails_with_a_precise_report() {
     let _serial = serial();
-    let cases: [(&str, &str, &str, &[&str]); 8] = [
+    let cases: [(&str, &str, &str, &[&str]); 11] = [
+        (
+            "tun-syn/03-forwarded.yaml",
+            "fate: forwarded",
+            "fate: delivered",
+            &[
+                "fate:",
+                "- expected: delivered",
+                "+ actual:   forwarded (out host/veth0), then dropped (NO_SOCKET) at tcp_v4_rcv",
+            ],
+        ),
+        (
+            "tun-syn/01-bad-ip-checksum.yaml",
+            "at: ip_rcv_core",
+            "at: ip_rcv",
+            &["at:", "- expected: ip_rcv", "+ actual:   ip_rcv_core"],
+        ),
+        (
+            "tun-syn/01-bad-ip-checksum.yaml",
+            "    - ip_rcv_core\n",
+            "    - ip_rcv_core\n    - tcp_v4_rcv\n",
+            &[
+                "path:",
+                "+ actual:   `tcp_v4_rcv` not found after `ip_rcv_core`; the skb went: ",
+            ],
+        ),
         (
             "firewall/nft-reject-port-90.yaml",
             "icmp: { type: 3, code: 13 }",
