@@ -176,6 +176,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes steps as pcapng and says how many packets went in.
+fn write_pcap(path: &PathBuf, runs: &[(&str, &[pktfate::collect::Step])]) -> Result<(), ExitCode> {
+    let written = std::fs::File::create(path).and_then(|f| {
+        let mut w = std::io::BufWriter::new(f);
+        let n = pktfate::pcap::write(&mut w, runs)?;
+        std::io::Write::flush(&mut w)?;
+        Ok(n)
+    });
+    match written {
+        Ok(n) => {
+            eprintln!("wrote {n} packets to {}", path.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: writing {}: {e}", path.display());
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn cmd_trace(o: &pktfate::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
     if let Err(e) = pktfate::preflight::check() {
         eprintln!("error: {e}\n  hint: {}", e.hint());
@@ -193,18 +213,8 @@ fn cmd_trace(o: &pktfate::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode
         println!("{}", pktfate::live::summary(&steps));
     }
     if let Some(p) = pcap {
-        let r = std::fs::File::create(p).and_then(|f| {
-            let mut w = std::io::BufWriter::new(f);
-            let n = pktfate::pcap::write(&mut w, &[("trace", &steps)])?;
-            std::io::Write::flush(&mut w)?;
-            Ok(n)
-        });
-        match r {
-            Ok(n) => eprintln!("wrote {n} packets to {}", p.display()),
-            Err(e) => {
-                eprintln!("error: writing {}: {e}", p.display());
-                return ExitCode::from(2);
-            }
+        if let Err(code) = write_pcap(p, &[("trace", &steps)]) {
+            return code;
         }
     }
     ExitCode::SUCCESS
@@ -324,18 +334,8 @@ fn cmd_run(
             .collect();
         let refs: Vec<(&str, &[pktfate::collect::Step])> =
             runs.iter().map(|(n, s)| (n.as_str(), *s)).collect();
-        let written = std::fs::File::create(p).and_then(|f| {
-            let mut w = std::io::BufWriter::new(f);
-            let n = pktfate::pcap::write(&mut w, &refs)?;
-            std::io::Write::flush(&mut w)?;
-            Ok(n)
-        });
-        match written {
-            Ok(n) => eprintln!("wrote {n} packets to {}", p.display()),
-            Err(e) => {
-                eprintln!("error: writing {}: {e}", p.display());
-                return ExitCode::from(2);
-            }
+        if let Err(code) = write_pcap(p, &refs) {
+            return code;
         }
     }
     let (passed, failed, skipped) = suite::counts(&results);

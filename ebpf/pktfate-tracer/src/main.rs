@@ -621,6 +621,39 @@ pub fn napi_gro_receive_entry(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The tracked skb this CPU is processing, for hooks that carry no skb.
+#[inline(always)]
+fn current_tracked() -> Option<(u64, u32)> {
+    let (skb, netns) = match CURRENT.get(0) {
+        Some(c) if c[0] != 0 => (c[0], c[1] as u32),
+        _ => return None,
+    };
+    unsafe { TRACKED.get(skb) }.map(|_| (skb, netns))
+}
+
+/// Fills an event of an skb-less hook, attributed to `skb`.
+#[inline(always)]
+fn fill_attributed(
+    cfg: &TracerConfig,
+    ev: &mut Event,
+    hook_id: u32,
+    skb: u64,
+    netns: u32,
+    aux: [i32; 3],
+) {
+    ev.hook = hook_id;
+    ev.skb = skb;
+    ev.location = 0;
+    ev.netns = netns;
+    ev.ifindex = read(skb, cfg.offsets.skb_dev)
+        .and_then(|d: u64| read(d, cfg.offsets.dev_ifindex))
+        .unwrap_or(0);
+    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
+    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    ev.reason = 0;
+    ev.aux = aux;
+}
+
 /// IPv4 route lookups carry a flow, not an skb: attribute the lookup to the
 /// tracked skb this CPU is processing, if the flow is that packet's (either
 /// direction, so reverse-path checks in `fib_validate_source` count too).
@@ -631,13 +664,9 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
     let flp = arg_u64(&ctx, 1);
     let nhc = arg_u64(&ctx, 2);
     let err = ctx.arg::<i64>(3) as i32;
-    let (skb, netns) = match CURRENT.get(0) {
-        Some(c) if c[0] != 0 => (c[0], c[1] as u32),
-        _ => return 0,
-    };
-    if unsafe { TRACKED.get(skb) }.is_none() {
+    let Some((skb, netns)) = current_tracked() else {
         return 0;
-    }
+    };
     let saddr: u32 = match read(flp, cfg.offsets.flowi4_saddr) {
         Some(v) => v,
         None => return 0,
@@ -660,21 +689,15 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let nh_dev: u64 = read(nhc, cfg.offsets.nhc_dev).unwrap_or(0);
-    ev.hook = hook::FIB_TABLE_LOOKUP;
-    ev.skb = skb;
-    ev.location = 0;
-    ev.netns = netns;
-    ev.ifindex = read(skb, cfg.offsets.skb_dev)
-        .and_then(|d: u64| read(d, cfg.offsets.dev_ifindex))
-        .unwrap_or(0);
-    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
-    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
-    ev.reason = 0;
-    ev.aux = [
-        tb_id,
-        err,
-        read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0),
-    ];
+    let oif = read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    fill_attributed(
+        &cfg,
+        ev,
+        hook::FIB_TABLE_LOOKUP,
+        skb,
+        netns,
+        [tb_id, err, oif],
+    );
     // The packet's headers stay as parsed; the looked-up flow goes apart.
     ev.flow_saddr = saddr.to_ne_bytes();
     ev.flow_daddr = daddr.to_ne_bytes();
@@ -692,13 +715,9 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let sk = arg_u64(&ctx, 0);
     let old = ctx.arg::<i64>(1) as i32;
     let new = ctx.arg::<i64>(2) as i32;
-    let (skb, netns) = match CURRENT.get(0) {
-        Some(c) if c[0] != 0 => (c[0], c[1] as u32),
-        _ => return 0,
-    };
-    if unsafe { TRACKED.get(skb) }.is_none() {
+    let Some((skb, netns)) = current_tracked() else {
         return 0;
-    }
+    };
     let num: u16 = read(sk, cfg.offsets.sock_num).unwrap_or(0);
     let dport = u16::from_be(read::<u16>(sk, cfg.offsets.sock_dport).unwrap_or(0));
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -710,17 +729,14 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     if !ours || num == 0 {
         return 0;
     }
-    ev.hook = hook::INET_SOCK_SET_STATE;
-    ev.skb = skb;
-    ev.location = 0;
-    ev.netns = netns;
-    ev.ifindex = read(skb, cfg.offsets.skb_dev)
-        .and_then(|d: u64| read(d, cfg.offsets.dev_ifindex))
-        .unwrap_or(0);
-    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
-    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
-    ev.reason = 0;
-    ev.aux = [old, new, 0];
+    fill_attributed(
+        &cfg,
+        ev,
+        hook::INET_SOCK_SET_STATE,
+        skb,
+        netns,
+        [old, new, 0],
+    );
     finish_and_send(&ctx, ev);
     0
 }
