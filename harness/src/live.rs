@@ -120,6 +120,7 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
         netns: inodes,
         filters: vec![o.filter.clone()],
         stacks: true,
+        tc_hooks: vec![],
     };
     let mut tracer = Tracer::start(&spec)?;
     let stop = Arc::new(AtomicBool::new(false));

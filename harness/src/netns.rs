@@ -39,6 +39,24 @@ where
         .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
 }
 
+/// Like [`run_in`], for closures that borrow from the caller: the thread
+/// is scoped, so it ends (and its namespace with it) before this returns.
+pub fn run_in_scoped<T: Send, F: FnOnce() -> T + Send>(ns: &Path, f: F) -> io::Result<T> {
+    let file = File::open(ns)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || -> io::Result<T> {
+                // SAFETY: a valid namespace fd; affects this thread only.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
+    })
+}
+
 /// The inode of a namespace file: the id the tracer sees in `net->ns.inum`.
 pub fn inode(ns: &Path) -> io::Result<u32> {
     use std::os::unix::fs::MetadataExt;

@@ -210,10 +210,23 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
             filters.push((i, p.filter.icmp_errors()));
         }
     }
+    let mut tc_hooks = vec![];
+    for ns in &s.namespaces {
+        for t in &ns.tc {
+            if let crate::scenario::TcSpec::Program { dev, ingress, .. } = t {
+                tc_hooks.push(crate::tracer::TcHook {
+                    netns: topo.handle(&ns.name).path(),
+                    dev: dev.clone(),
+                    ingress: *ingress,
+                });
+            }
+        }
+    }
     let spec = TraceSpec {
         netns: topo.inodes(),
         filters: filters.iter().map(|(_, f)| f.clone()).collect(),
         stacks: true,
+        tc_hooks,
     };
     let mut tracer = Tracer::start(&spec)?;
     let attach = t_attach.elapsed();

@@ -56,8 +56,12 @@ pub mod hook {
     /// skb this CPU is processing changed TCP state because of it (old
     /// state in `aux[0]`, new in `aux[1]`).
     pub const INET_SOCK_SET_STATE: u32 = 13;
+    /// Not a tracepoint: the harness's `tc_observer` classifier, attached
+    /// ahead of a scenario's tc programs, saw the skb inside
+    /// `tcf_classify` (before those programs ran).
+    pub const TCF_CLASSIFY: u32 = 14;
     /// Number of hooks.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 }
 
 /// Tracepoint names, indexed by the constants in [`hook`].
@@ -76,6 +80,7 @@ pub const HOOK_NAMES: [&str; hook::COUNT] = [
     "netif_receive_skb_entry",
     "napi_gro_receive_entry",
     "inet_sock_set_state",
+    "tcf_classify",
 ];
 
 /// One observation of a tracked skb at a hook.

@@ -14,6 +14,7 @@
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::TC_ACT_UNSPEC,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{
@@ -21,9 +22,9 @@ use aya_ebpf::{
             bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
         },
     },
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, classifier, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, TcContext},
 };
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
@@ -336,14 +337,25 @@ fn count_lost() {
 /// Fills the context fields common to every event and sends it.
 #[inline(always)]
 fn finish_and_send<C: EbpfContext>(ctx: &C, ev: &mut Event) {
+    finish::<C, true>(ctx, ev)
+}
+
+/// Sends an event; `TRACING` programs also record the task and the stack
+/// (helpers a tc classifier may not call).
+#[inline(always)]
+fn finish<C: EbpfContext, const TRACING: bool>(ctx: &C, ev: &mut Event) {
     let cfg = config();
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.cpu = unsafe { bpf_get_smp_processor_id() };
-    ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.pid = 0;
+    ev.comm = [0; 16];
+    if TRACING {
+        ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    }
     ev._pad = 0;
     ev.stack_bytes = 0;
-    if cfg.flags & CONFIG_STACKS != 0 {
+    if TRACING && cfg.flags & CONFIG_STACKS != 0 {
         let size = (MAX_STACK_DEPTH * 8) as u32;
         ev.stack_bytes = unsafe {
             bpf_get_stack(
@@ -359,9 +371,23 @@ fn finish_and_send<C: EbpfContext>(ctx: &C, ev: &mut Event) {
     }
 }
 
-/// The common path of every skb-carrying hook.
+/// The common path of every skb-carrying tracepoint.
 #[inline(always)]
 fn on_skb<C: EbpfContext>(
+    ctx: &C,
+    hook_id: u32,
+    skb: u64,
+    dev_arg: u64,
+    reason: u32,
+    location: u64,
+    aux: [i32; 3],
+) -> u32 {
+    on_skb_in::<C, true>(ctx, hook_id, skb, dev_arg, reason, location, aux)
+}
+
+/// [`on_skb`] for tracing programs (`TRACING`) and tc classifiers.
+#[inline(always)]
+fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     ctx: &C,
     hook_id: u32,
     skb: u64,
@@ -450,7 +476,7 @@ fn on_skb<C: EbpfContext>(
     } else if let Some(c) = CURRENT.get_ptr_mut(0) {
         unsafe { *c = [skb, netns as u64] };
     }
-    finish_and_send(ctx, ev);
+    finish::<C, TRACING>(ctx, ev);
     0
 }
 
@@ -739,6 +765,18 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     );
     finish_and_send(&ctx, ev);
     0
+}
+
+/// A classifier the harness attaches ahead of a scenario's own tc
+/// programs (lower priority number, so it runs first). It runs inside
+/// `tcf_classify`, records the skb as it is before the scenario's programs
+/// see it, and lets classification go on (`TC_ACT_UNSPEC`).
+#[classifier]
+pub fn tc_observer(ctx: TcContext) -> i32 {
+    // The context of a tc program is the kernel's `struct sk_buff`.
+    let skb = ctx.as_ptr() as u64;
+    on_skb_in::<TcContext, false>(&ctx, hook::TCF_CLASSIFY, skb, 0, 0, 0, [0; 3]);
+    TC_ACT_UNSPEC
 }
 
 #[cfg(not(test))]

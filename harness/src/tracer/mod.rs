@@ -160,6 +160,20 @@ pub struct TraceSpec {
     pub filters: Vec<FlowFilter>,
     /// Capture the kernel stack at each event.
     pub stacks: bool,
+    /// Where scenario tc programs are attached: the tracer puts its
+    /// observer classifier ahead of them.
+    pub tc_hooks: Vec<TcHook>,
+}
+
+/// A clsact hook with a scenario tc program on it.
+#[derive(Debug, Clone)]
+pub struct TcHook {
+    /// The namespace file.
+    pub netns: std::path::PathBuf,
+    /// Device.
+    pub dev: String,
+    /// Ingress (true) or egress.
+    pub ingress: bool,
 }
 
 /// A source of tracer events for one [`TraceSpec`].
@@ -385,7 +399,12 @@ impl RawEvent {
             hook_id: e.hook,
             cpu: e.cpu,
             pid: e.pid,
-            comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
+            // tc classifiers cannot see the task: shown as `-`.
+            comm: if comm_len == 0 {
+                "-".to_string()
+            } else {
+                String::from_utf8_lossy(&e.comm[..comm_len]).into_owned()
+            },
             netns: e.netns,
             ifindex: e.ifindex,
             mark: e.mark,

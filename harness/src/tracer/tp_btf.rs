@@ -99,6 +99,10 @@ impl TpBtf {
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TracerError::Load(e.to_string()))?;
         let mut attached = vec![];
         for name in HOOK_NAMES {
+            // Not a tracepoint: the tc observer, attached below.
+            if name == "tcf_classify" {
+                continue;
+            }
             if !btf.has_tracepoint(name) {
                 if REQUIRED.contains(&name) {
                     return Err(TracerError::Attach {
@@ -120,6 +124,11 @@ impl TpBtf {
             prog.load(name, &aya_btf).map_err(attach_err)?;
             prog.attach().map_err(attach_err)?;
             attached.push(name);
+        }
+
+        if !spec.tc_hooks.is_empty() {
+            attach_tc_observer(&mut ebpf, spec)?;
+            attached.push("tcf_classify");
         }
 
         let events = RingBuf::try_from(
@@ -176,6 +185,59 @@ impl Backend for TpBtf {
         let v = self.lost.get(&0, 0).map_err(map_err("LOST"))?;
         Ok(v.iter().sum())
     }
+}
+
+/// Puts the `tc_observer` classifier ahead of every scenario tc program.
+///
+/// Attached from a thread inside the namespace (aya resolves the device and
+/// opens its netlink socket there) with priority 1, so it runs first. The
+/// attachment is released from aya on purpose: a detach would go through a
+/// netlink socket of whatever namespace the dropping thread is in. The
+/// filter goes away with the scenario's namespace.
+fn attach_tc_observer(ebpf: &mut Ebpf, spec: &TraceSpec) -> Result<(), TracerError> {
+    use aya::programs::tc::{NlOptions, TcAttachOptions};
+    use aya::programs::{SchedClassifier, TcAttachType, tc};
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut("tc_observer")
+        .ok_or_else(|| TracerError::Load("program tc_observer missing".into()))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
+    prog.load().map_err(|e| TracerError::Attach {
+        hook: "tcf_classify".into(),
+        msg: format!("{e:#}"),
+    })?;
+    for h in &spec.tc_hooks {
+        let err = |msg: String| TracerError::Attach {
+            hook: format!(
+                "tcf_classify on {} ({})",
+                h.dev,
+                if h.ingress { "ingress" } else { "egress" }
+            ),
+            msg,
+        };
+        let kind = if h.ingress {
+            TcAttachType::Ingress
+        } else {
+            TcAttachType::Egress
+        };
+        let dev = h.dev.as_str();
+        let result = crate::netns::run_in_scoped(&h.netns, || -> Result<(), String> {
+            // The scenario's program put clsact there already.
+            let _ = tc::qdisc_add_clsact(dev);
+            let opts = NlOptions {
+                priority: 1,
+                ..Default::default()
+            };
+            let id = prog
+                .attach_with_options(dev, kind, TcAttachOptions::Netlink(opts))
+                .map_err(|e| format!("{e:#}"))?;
+            let link = prog.take_link(id).map_err(|e| e.to_string())?;
+            std::mem::forget(link);
+            Ok(())
+        });
+        result.map_err(|e| err(e.to_string()))?.map_err(err)?;
+    }
+    Ok(())
 }
 
 fn drain(rb: &mut RingBuf<MapData>) -> Vec<Event> {
