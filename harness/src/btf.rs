@@ -231,16 +231,6 @@ impl Btf {
         Ok(Self { types, by_name })
     }
 
-    /// Number of types, `void` included.
-    pub fn len(&self) -> usize {
-        self.types.len()
-    }
-
-    /// True when only `void` is present.
-    pub fn is_empty(&self) -> bool {
-        self.types.len() <= 1
-    }
-
     /// Follows typedefs and qualifiers to the underlying type.
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {

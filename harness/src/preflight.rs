@@ -20,6 +20,11 @@ pub enum PreflightError {
     /// A tool is missing.
     #[error("`{0}` not found on PATH")]
     MissingTool(&'static str),
+    /// /proc/kallsyms shows no addresses, so stacks cannot be named.
+    #[error(
+        "kernel symbol addresses are hidden (/proc/kallsyms shows zeros): stacks, `at` and `path` need them"
+    )]
+    NoSymbols,
 }
 
 impl PreflightError {
@@ -33,6 +38,7 @@ impl PreflightError {
                 "install iproute2 (`bash ci/setup.sh` does)".into()
             }
             PreflightError::MissingTool(t) => format!("install `{t}` (`bash ci/setup.sh` does)"),
+            PreflightError::NoSymbols => "run as root with kernel.kptr_restrict at 0 or 1".into(),
         }
     }
 }
@@ -56,6 +62,9 @@ pub fn check() -> Result<(), PreflightError> {
     }
     if !on_path("ip") {
         return Err(PreflightError::MissingTool("ip"));
+    }
+    if !crate::kallsyms::Kallsyms::kernel().usable() {
+        return Err(PreflightError::NoSymbols);
     }
     Ok(())
 }

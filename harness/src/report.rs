@@ -10,7 +10,6 @@ use std::fmt::Write;
 use crate::collect::{Step, Timeline};
 use crate::evaluate::Verdict;
 use crate::runner::Outcome;
-use crate::tracer::tcp_flags;
 
 /// What the DETAIL column shows for an event.
 fn detail(s: &Step) -> String {
@@ -213,9 +212,10 @@ pub fn failure(o: &Outcome) -> String {
     out.push_str(&differences(&o.verdict));
     let _ = writeln!(
         out,
-        "\ntimeline ({} events, tracer: {}):",
+        "\ntimeline ({} events, tracer: {} on {} hooks):",
         o.timeline.steps.len(),
-        o.backend
+        o.backend,
+        o.hooks.len()
     );
     out.push_str(&indent(&timeline_table(&o.timeline), "  "));
     let stacks = drop_stacks(&o.timeline);
@@ -245,11 +245,6 @@ pub fn summary(o: &Outcome) -> String {
 
 fn indent(s: &str, pad: &str) -> String {
     s.lines().map(|l| format!("{pad}{l}\n")).collect()
-}
-
-/// TCP flags for display (re-exported for the CLI).
-pub fn flags(f: u8) -> String {
-    tcp_flags(f)
 }
 
 /// Whether to colour output: a terminal, and `NO_COLOR` not set.

@@ -102,6 +102,8 @@ pub struct Outcome {
     pub timings: Timings,
     /// Tracer backend used.
     pub backend: &'static str,
+    /// Hooks it had attached.
+    pub hooks: Vec<&'static str>,
     /// Kernel id → scenario names.
     pub names: Names,
     /// Teardown problems (reported, not fatal).
@@ -192,8 +194,6 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let reasons = kernel_reasons()?;
     s.check_against_kernel(&reasons)
         .map_err(RunError::Scenario)?;
-    // Read /proc/kallsyms now rather than on the first event.
-    crate::kallsyms::Kallsyms::kernel();
 
     let mut topo = Topology::build(&s)?;
 
@@ -267,6 +267,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     verdict.counters = evaluate::check_counters(&s, &before, &after);
     let inject_to_verdict = t_verdict.elapsed();
     let backend = tracer.backend().name();
+    let hooks = tracer.backend().hooks();
     drop(tracer);
 
     let t_teardown = Instant::now();
@@ -285,6 +286,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
             teardown,
         },
         backend,
+        hooks,
         names,
         teardown_problems,
     })

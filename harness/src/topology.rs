@@ -724,18 +724,6 @@ impl Topology {
         self.namespaces.iter().map(|h| h.inode).collect()
     }
 
-    /// Runs `ip -n <ns> ...` in a scenario namespace (read-only queries,
-    /// diagnostics).
-    pub fn ip(&self, ns: &str, args: &[&str]) -> Result<String, TopologyError> {
-        ip(&self.handle(ns).real, args)
-    }
-
-    /// Whether an address is configured on some device of a namespace.
-    pub fn has_address(&self, ns: &str, addr: IpAddr) -> bool {
-        self.ip(ns, &["-j", "addr", "show"])
-            .is_ok_and(|j| j.contains(&format!("\"{addr}\"")))
-    }
-
     /// Deletes everything; returns the problems met, if any.
     pub fn teardown(&mut self) -> Vec<String> {
         if self.torn_down {

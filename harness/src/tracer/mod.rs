@@ -211,11 +211,6 @@ impl Tracer {
         self.backend.as_ref()
     }
 
-    /// The running kernel's drop reasons.
-    pub fn reasons(&self) -> &DropReasons {
-        &self.reasons
-    }
-
     /// Waits up to `timeout` and decodes the events available.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<RawEvent>, TracerError> {
         let k = Kallsyms::kernel();
