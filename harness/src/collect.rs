@@ -274,6 +274,50 @@ pub fn collect(
     })
 }
 
+/// A step for unit tests: `stack` is outermost frame first; kfree_skb
+/// gets reason NO_SOCKET, and frees happen at tcp_v4_rcv.
+#[cfg(test)]
+pub(crate) fn sample_step(
+    skb: u64,
+    hook: &'static str,
+    stack: &[&str],
+    ns: &str,
+    dev: &str,
+) -> Step {
+    Step {
+        ev: RawEvent {
+            ts_ns: 0,
+            skb,
+            hook,
+            hook_id: pktfate_common::HOOK_NAMES
+                .iter()
+                .position(|h| *h == hook)
+                .unwrap() as u32,
+            cpu: 0,
+            pid: 1,
+            comm: "t".into(),
+            netns: 1,
+            ifindex: 1,
+            mark: 0,
+            len: 40,
+            reason: (hook == "kfree_skb").then(|| "NO_SOCKET".to_string()),
+            at: matches!(hook, "kfree_skb" | "consume_skb").then(|| "tcp_v4_rcv".to_string()),
+            aux: [0; 3],
+            packet: PacketInfo::default(),
+            flow: None,
+            // innermost first, as the kernel reports
+            stack: stack.iter().rev().map(|s| s.to_string()).collect(),
+            bytes: vec![],
+            ip_len: 0,
+        },
+        ns: ns.into(),
+        dev: dev.into(),
+        packet: Some(0),
+        reverse: false,
+        life: skb,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,37 +115,15 @@ pub fn write(out: &mut impl Write, runs: &[(&str, &[Step])]) -> io::Result<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracer::{PacketInfo, RawEvent};
 
     fn step(bytes: Vec<u8>) -> Step {
-        Step {
-            ev: RawEvent {
-                ts_ns: 5,
-                skb: 0xabc,
-                hook: "kfree_skb",
-                hook_id: 5,
-                cpu: 0,
-                pid: 1,
-                comm: "t".into(),
-                netns: 1,
-                ifindex: 1,
-                mark: 0,
-                len: 0,
-                reason: Some("IP_CSUM".into()),
-                at: Some("ip_rcv_core".into()),
-                aux: [0; 3],
-                packet: PacketInfo::default(),
-                flow: None,
-                stack: vec![],
-                ip_len: bytes.len() as u32 + 100,
-                bytes,
-            },
-            ns: "host".into(),
-            dev: "tun0".into(),
-            packet: Some(0),
-            reverse: false,
-            life: 1,
-        }
+        let mut s = crate::collect::sample_step(0xabc, "kfree_skb", &[], "host", "tun0");
+        s.ev.ts_ns = 5;
+        s.ev.reason = Some("IP_CSUM".into());
+        s.ev.at = Some("ip_rcv_core".into());
+        s.ev.ip_len = bytes.len() as u32 + 100;
+        s.ev.bytes = bytes;
+        s
     }
 
     #[test]
