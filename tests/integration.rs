@@ -611,3 +611,65 @@ fn unmet_requirements_skip_with_the_reason() {
         Some("this kernel has no drop reason NO_SUCH_REASON_AT_ALL")
     );
 }
+
+/// A PATH holding only `ip` (or nothing), for the missing-tool tests.
+fn path_with(tools: &[&str], dir: &Path) -> String {
+    for t in tools {
+        let real = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+        std::os::unix::fs::symlink(real, dir.join(t)).unwrap();
+    }
+    dir.display().to_string()
+}
+
+#[test]
+fn a_missing_tool_is_named_with_a_hint_and_nothing_is_left() {
+    match child_mode().as_deref() {
+        Some("no-nft") | Some("no-ip") => {
+            let mode = child_mode().unwrap();
+            let dir = TempDir::new(&mode);
+            let tools: &[&str] = if mode == "no-nft" { &["ip"] } else { &[] };
+            let path = path_with(tools, &dir.0);
+            // SAFETY: this child process runs one test on one thread.
+            unsafe { std::env::set_var("PATH", path) };
+            let e = runner::run_file(&shipped("firewall/nft-reject-port-90.yaml"))
+                .err()
+                .expect("must fail without the tool");
+            println!("MESSAGE {}", e.render().replace('\n', " | "));
+            println!("LEFT {}", our_namespaces().len());
+            return;
+        }
+        Some(_) => return,
+        None => {}
+    }
+    for (mode, want, hint) in [
+        ("no-nft", "`nft` is not installed", "hint: install nftables"),
+        ("no-ip", "`ip` not found on PATH", "hint: install iproute2"),
+    ] {
+        let out = spawn_child(
+            "a_missing_tool_is_named_with_a_hint_and_nothing_is_left",
+            mode,
+        )
+        .wait_with_output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let msg = stdout
+            .lines()
+            .find_map(|l| l.find("MESSAGE ").map(|i| &l[i + 8..]))
+            .expect("child message");
+        assert!(msg.contains(want) && msg.contains(hint), "{mode}: {msg}");
+        let left = stdout
+            .lines()
+            .find_map(|l| l.find("LEFT ").map(|i| l[i + 5..].trim().to_string()));
+        assert_eq!(left.as_deref(), Some("0"), "{mode}: namespaces left behind");
+    }
+}

@@ -123,6 +123,11 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
         tc_hooks: vec![],
     };
     let mut tracer = Tracer::start(&spec)?;
+    // On stderr, so JSON on stdout stays clean; scripts can wait for it.
+    eprintln!(
+        "# tracing {} hooks; Ctrl-C to stop",
+        tracer.backend().hooks().len()
+    );
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

@@ -281,7 +281,7 @@ fn trace_shows_a_drop_live() {
     let _ = Command::new("ip")
         .args(["-n", &ns, "link", "set", "lo", "up"])
         .status();
-    let child = bin()
+    let mut child = bin()
         .args([
             "trace",
             "--netns",
@@ -293,14 +293,22 @@ fn trace_shows_a_drop_live() {
             "--count",
             "40",
             "--duration",
-            "8",
+            "20",
             "--json",
         ])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Give the tracer time to attach, then connect to a closed port.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Wait until the tracer says it is attached, then connect to a closed port.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0
+        && !line.starts_with("# tracing")
+    {
+        line.clear();
+    }
+    assert!(line.starts_with("# tracing"), "trace never attached");
     let _ = Command::new("ip")
         .args([
             "netns",
@@ -311,7 +319,16 @@ fn trace_shows_a_drop_live() {
             "exec 3<>/dev/tcp/127.0.0.1/9",
         ])
         .output();
+    // The events arrive within milliseconds; then stop it as a user would.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Ctrl-C ends a trace cleanly: {:?}",
+        out.status
+    );
     let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let events: Vec<serde_json::Value> = stdout
