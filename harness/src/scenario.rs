@@ -2092,7 +2092,7 @@ fn validate_packet(
             }
         }
         let expect = validate_expect(cx, p.expect, devs);
-        return validate_socket(cx, sock).map(|inject| Packet {
+        return validate_socket(cx, sock, devs).map(|inject| Packet {
             name,
             inject,
             expect,
@@ -2334,7 +2334,19 @@ fn validate_packet(
     })
 }
 
-fn validate_socket(cx: &mut Ctx, s: &raw::Socket) -> Option<Injection> {
+fn validate_socket(cx: &mut Ctx, s: &raw::Socket, devs: &DevIndex) -> Option<Injection> {
+    if !devs.contains_key(s.from.as_str()) {
+        let near = did_you_mean(&s.from, devs.keys().map(String::as_str));
+        cx.err(
+            &s.from,
+            format!("no namespace `{}` to send from", s.from.as_str()),
+            Some(near.map_or(
+                "sockets live in the scenario's own namespaces".into(),
+                |n| format!("did you mean `{n}`?"),
+            )),
+        );
+        return None;
+    }
     let proto = match s.proto.as_str() {
         "tcp" => SockProto::Tcp,
         "udp" => SockProto::Udp,
@@ -2420,6 +2432,47 @@ pub fn parse_step(s: &str) -> Result<PathStep, String> {
     })
 }
 
+/// Parses a step and checks its namespace and device exist.
+fn step_checked(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<PathStep> {
+    let step = match parse_step(s) {
+        Ok(step) => step,
+        Err(m) => {
+            cx.err(
+                s,
+                m,
+                Some(
+                    "write `function`, `function@namespace` or `function@namespace/device`".into(),
+                ),
+            );
+            return None;
+        }
+    };
+    if let Some(ns) = &step.ns {
+        match devs.get(ns) {
+            None => {
+                cx.err(
+                    s,
+                    format!("step names namespace `{ns}`, which the scenario does not declare"),
+                    None,
+                );
+                return None;
+            }
+            Some(set) => {
+                if let Some(d) = step.dev.as_ref().filter(|d| !set.contains(*d)) {
+                    let near = did_you_mean(d, set.iter().map(String::as_str));
+                    cx.err(
+                        s,
+                        format!("step names device `{d}`, which namespace `{ns}` does not have"),
+                        near.map(|n| format!("did you mean `{n}`?")),
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+    Some(step)
+}
+
 fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation {
     let fate = e.fate.as_ref().and_then(|f| match Fate::parse(f) {
         Some(x) => Some(x),
@@ -2448,12 +2501,8 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
     }
     let mut seen = vec![];
     for x in e.seen.iter().flatten() {
-        let step = match parse_step(&x.at) {
-            Ok(st) => st,
-            Err(m) => {
-                cx.err(&x.at, m, None);
-                continue;
-            }
+        let Some(step) = step_checked(cx, &x.at, devs) else {
+            continue;
         };
         seen.push(Seen {
             at: step,
@@ -2467,9 +2516,8 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
     let reply = e.reply.map(|r| Box::new(validate_expect(cx, *r, devs)));
     let mut not_path = vec![];
     for st in e.not_path.iter().flatten() {
-        match parse_step(st) {
-            Ok(x) => not_path.push(x),
-            Err(m) => cx.err(st, m, None),
+        if let Some(x) = step_checked(cx, st, devs) {
+            not_path.push(x);
         }
     }
     let mut transmitted = vec![];
@@ -2507,29 +2555,8 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
     }
     let mut path = vec![];
     for s in e.path.iter().flatten() {
-        match parse_step(s) {
-            Ok(step) => {
-                if let Some(ns) = &step.ns {
-                    match devs.get(ns) {
-                        None => cx.err(s, format!("path step names namespace `{ns}`, which the scenario does not declare"), None),
-                        Some(set) => {
-                            if let Some(d) = &step.dev {
-                                if !set.contains(d) {
-                                    cx.err(s, format!("path step names device `{d}`, which namespace `{ns}` does not have"), None);
-                                }
-                            }
-                        }
-                    }
-                }
-                path.push(step);
-            }
-            Err(m) => cx.err(
-                s,
-                m,
-                Some(
-                    "write `function`, `function@namespace` or `function@namespace/device`".into(),
-                ),
-            ),
+        if let Some(step) = step_checked(cx, s, devs) {
+            path.push(step);
         }
     }
     Expectation {
