@@ -83,6 +83,8 @@ struct Type {
     type_ref: u32,
     members: Vec<Member>,
     enum_values: Vec<(String, i64)>,
+    /// FUNC_PROTO parameter type ids.
+    params: Vec<u32>,
 }
 
 /// Parsed BTF type and string tables.
@@ -158,6 +160,7 @@ impl Btf {
             type_ref: 0,
             members: vec![],
             enum_values: vec![],
+            params: vec![],
         }];
         let mut pos = 0usize;
         while pos < types_b.len() {
@@ -174,6 +177,7 @@ impl Btf {
                 type_ref: size_or_type,
                 members: vec![],
                 enum_values: vec![],
+                params: vec![],
             };
             match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
@@ -215,7 +219,12 @@ impl Btf {
                         pos += 12;
                     }
                 }
-                KIND_FUNC_PROTO => pos += 8 * vlen,
+                KIND_FUNC_PROTO => {
+                    for _ in 0..vlen {
+                        t.params.push(u32_at(types_b, pos + 4)?);
+                        pos += 8;
+                    }
+                }
                 KIND_DATASEC => pos += 12 * vlen,
                 0..=19 => {}
                 _ => return Err(BtfError::Malformed(format!("unknown kind {kind}"))),
@@ -320,6 +329,46 @@ impl Btf {
             .contains_key(&(KIND_TYPEDEF, format!("btf_trace_{name}")))
     }
 
+    /// The arguments a BTF tracepoint passes to `tp_btf` programs: the
+    /// prototype of `btf_trace_<name>` minus its leading `void *` context.
+    /// Prototypes change between kernels (`consume_skb` gained `location`
+    /// in 6.3, `tcp_send_reset` `reason` in 6.10), and a program may not
+    /// read past the last one.
+    pub fn tracepoint_arity(&self, name: &str) -> Option<usize> {
+        let id = *self
+            .by_name
+            .get(&(KIND_TYPEDEF, format!("btf_trace_{name}")))?;
+        let ptr = &self.types[self.types[id as usize].type_ref as usize];
+        let proto = self.types.get(ptr.type_ref as usize)?;
+        (ptr.kind == KIND_PTR && proto.kind == KIND_FUNC_PROTO)
+            .then(|| proto.params.len().saturating_sub(1))
+    }
+
+    /// A BTF holding only `btf_trace_<name>` typedefs with the given
+    /// argument counts: a stand-in for another kernel in tests.
+    #[cfg(test)]
+    pub(crate) fn with_tracepoints(tps: &[(&str, usize)]) -> Self {
+        let blank = |kind: u32, name: &str, type_ref: u32, params: Vec<u32>| Type {
+            kind,
+            name: name.into(),
+            type_ref,
+            members: vec![],
+            enum_values: vec![],
+            params,
+        };
+        let mut types = vec![blank(0, "void", 0, vec![])];
+        let mut by_name = HashMap::new();
+        for (name, args) in tps {
+            let proto = types.len() as u32;
+            types.push(blank(KIND_FUNC_PROTO, "", 0, vec![0; args + 1]));
+            types.push(blank(KIND_PTR, "", proto, vec![]));
+            let typedef = format!("btf_trace_{name}");
+            by_name.insert((KIND_TYPEDEF, typedef.clone()), types.len() as u32);
+            types.push(blank(KIND_TYPEDEF, &typedef, proto + 1, vec![]));
+        }
+        Self { types, by_name }
+    }
+
     /// Whether `name` is a pointer type id (for tests of the reader).
     #[cfg(test)]
     fn is_ptr(&self, id: u32) -> bool {
@@ -335,7 +384,8 @@ mod tests {
     /// with `struct inner { char pad[3]; int x; }` and `enum color { RED = 1, BLUE = 7 }`.
     fn synthetic() -> Vec<u8> {
         let mut strings =
-            b"\0int\0outer\0a\0b\0c\0in\0inner\0pad\0x\0color\0RED\0BLUE\0long\0".to_vec();
+            b"\0int\0outer\0a\0b\0c\0in\0inner\0pad\0x\0color\0RED\0BLUE\0long\0btf_trace_demo\0"
+                .to_vec();
         let s = |name: &str, strings: &[u8]| -> u32 {
             let needle = format!("\0{name}\0");
             strings
@@ -407,6 +457,21 @@ mod tests {
         push(&mut t, 0);
         push(&mut t, KIND_PTR << 24);
         push(&mut t, 6);
+        // 9: void (void *ctx, struct outer *o, int n): a tracepoint's proto
+        push(&mut t, 0);
+        push(&mut t, (KIND_FUNC_PROTO << 24) | 3);
+        push(&mut t, 0);
+        for ty in [8, 8, 1] {
+            push(&mut t, 0);
+            push(&mut t, ty);
+        }
+        // 10: pointer to it; 11: typedef btf_trace_demo
+        push(&mut t, 0);
+        push(&mut t, KIND_PTR << 24);
+        push(&mut t, 9);
+        push(&mut t, s("btf_trace_demo", &strings));
+        push(&mut t, KIND_TYPEDEF << 24);
+        push(&mut t, 10);
 
         let mut out = vec![0x9f, 0xeb, 1, 0];
         out.extend_from_slice(&24u32.to_le_bytes());
@@ -452,6 +517,13 @@ mod tests {
     }
 
     #[test]
+    fn tracepoint_arity_excludes_the_context() {
+        let btf = Btf::parse(&synthetic()).unwrap();
+        assert_eq!(btf.tracepoint_arity("demo"), Some(2));
+        assert_eq!(btf.tracepoint_arity("absent"), None);
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(Btf::parse(b"not btf at all, clearly not").is_err());
     }
@@ -483,5 +555,10 @@ mod tests {
         );
         assert!(btf.has_tracepoint("kfree_skb"));
         assert!(!btf.has_tracepoint("no_such_tracepoint_anywhere"));
+        // Prototypes unchanged since 4.x: (skb) and (skb, rc, dev, skb_len).
+        assert_eq!(btf.tracepoint_arity("netif_receive_skb"), Some(1));
+        assert_eq!(btf.tracepoint_arity("net_dev_xmit"), Some(4));
+        // kfree_skb has (skb, location) and, from 5.17, a reason.
+        assert!(btf.tracepoint_arity("kfree_skb").unwrap() >= 3);
     }
 }

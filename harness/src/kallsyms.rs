@@ -1,36 +1,124 @@
 //! Kernel address → function name, from `/proc/kallsyms`.
+//!
+//! Symbols carry no sizes, so a lookup finds the nearest symbol below an
+//! address; that is only right inside a region kallsyms describes. The
+//! regions are the kernel's text (`_stext`..`_etext`), its init text
+//! (`_sinittext`..`_einittext`) and each module's (base and size from
+//! `/proc/modules`). Anything else, such as a BPF JIT image or a
+//! trampoline, is not named after whichever symbol happens to precede it.
+//!
+//! Modules load while a run goes on (a scenario's bridge, vxlan or
+//! nf_tables), so the table is re-read whenever `/proc/modules` changes.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-/// A sorted table of kernel text symbols.
+/// A sorted table of kernel text symbols and the regions they describe.
 pub struct Kallsyms {
     /// (address, name), sorted by address.
     syms: Vec<(u64, String)>,
+    /// Address ranges `[start, end)` where the nearest symbol below is the
+    /// enclosing function; empty when unknown (then every lookup is trusted).
+    regions: Vec<(u64, u64)>,
+    /// The `/proc/modules` text the table was read with.
+    modules: String,
 }
 
 impl Kallsyms {
-    /// Parses kallsyms text, keeping text (`t`/`T`) symbols.
-    pub fn parse(text: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                (addr != 0 && matches!(kind, "t" | "T")).then(|| (addr, name.to_string()))
-            })
-            .collect();
+    /// Parses kallsyms text, keeping text (`t`/`T`) symbols; `modules` is
+    /// `/proc/modules` text (may be empty).
+    pub fn parse_with_modules(text: &str, modules: &str) -> Self {
+        let mut syms: Vec<(u64, String)> = vec![];
+        let (mut stext, mut etext, mut sinit, mut einit) = (None, None, None, None);
+        for l in text.lines() {
+            let mut it = l.split_whitespace();
+            let (Some(a), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(addr) = u64::from_str_radix(a, 16) else {
+                continue;
+            };
+            if addr == 0 || !matches!(kind, "t" | "T") {
+                continue;
+            }
+            match name {
+                "_stext" => stext = Some(addr),
+                "_etext" => etext = Some(addr),
+                "_sinittext" => sinit = Some(addr),
+                "_einittext" => einit = Some(addr),
+                _ => {}
+            }
+            syms.push((addr, name.to_string()));
+        }
         syms.sort_unstable_by_key(|s| s.0);
-        Self { syms }
+        let mut regions = vec![];
+        if let (Some(s), Some(e)) = (stext, etext) {
+            regions.push((s, e));
+            if let (Some(s), Some(e)) = (sinit, einit) {
+                regions.push((s, e));
+            }
+            for l in modules.lines() {
+                // name size refcount deps state address [taint]
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (Some(size), Some(base)) = (f.get(1), f.get(5)) else {
+                    continue;
+                };
+                let base = u64::from_str_radix(base.trim_start_matches("0x"), 16).unwrap_or(0);
+                if let (Ok(size), true) = (size.parse::<u64>(), base != 0) {
+                    regions.push((base, base + size));
+                }
+            }
+        }
+        Self {
+            syms,
+            regions,
+            modules: modules.to_string(),
+        }
     }
 
-    /// The process-wide table for the running kernel (read once).
-    pub fn kernel() -> &'static Kallsyms {
-        static K: OnceLock<Kallsyms> = OnceLock::new();
-        K.get_or_init(|| {
-            Kallsyms::parse(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())
-        })
+    /// Parses kallsyms text alone (no region bounds beyond its markers).
+    pub fn parse(text: &str) -> Self {
+        Self::parse_with_modules(text, "")
+    }
+
+    fn read() -> Self {
+        let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+        let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        Self::parse_with_modules(&text, &modules)
+    }
+
+    /// The process-wide table for the running kernel, read on first use and
+    /// again after modules change (see [`Kallsyms::refresh`]).
+    pub fn kernel() -> Arc<Kallsyms> {
+        let mut guard = shared().write().unwrap_or_else(|e| e.into_inner());
+        guard.get_or_insert_with(|| Arc::new(Self::read())).clone()
+    }
+
+    /// Re-reads the table if `/proc/modules` differs from the snapshot's
+    /// (a module was loaded or removed); returns whether it did. Cheap when
+    /// nothing changed: one read of `/proc/modules`.
+    pub fn refresh() -> bool {
+        let now = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+        let current = Self::kernel();
+        if current.modules == now {
+            return false;
+        }
+        let fresh = Arc::new(Self::read());
+        *shared().write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        true
+    }
+
+    /// Like [`Kallsyms::refresh`], at most every `interval`: for lookups
+    /// that miss, which may be many.
+    pub fn refresh_at_most_every(interval: Duration) -> bool {
+        static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < interval) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        drop(last);
+        Self::refresh()
     }
 
     /// Whether real addresses are visible (root with kptr_restrict allowing it).
@@ -38,8 +126,15 @@ impl Kallsyms {
         !self.syms.is_empty()
     }
 
+    fn in_regions(&self, addr: u64) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|(s, e)| (*s..*e).contains(&addr))
+    }
+
     /// The function containing `addr`, with the offset into it.
     pub fn lookup(&self, addr: u64) -> Option<(&str, u64)> {
+        if !self.in_regions(addr) {
+            return None;
+        }
         let i = self.syms.partition_point(|s| s.0 <= addr);
         let (start, name) = self.syms.get(i.checked_sub(1)?)?;
         // Section markers end a region: an address after one is in memory
@@ -57,11 +152,18 @@ impl Kallsyms {
     }
 }
 
+fn shared() -> &'static RwLock<Option<Arc<Kallsyms>>> {
+    static K: RwLock<Option<Arc<Kallsyms>>> = RwLock::new(None);
+    &K
+}
+
 /// Linker symbols that mark the end of a text region (nothing after them,
 /// up to the next symbol, is code kallsyms knows).
 fn is_marker(name: &str) -> bool {
-    matches!(name, "_etext" | "_einittext" | "_end")
-        || (name.starts_with("__") && name.ends_with("_text_end"))
+    matches!(
+        name,
+        "_etext" | "_einittext" | "_end" | "__init_end" | "__exitcall_end"
+    ) || (name.starts_with("__") && name.ends_with("_text_end"))
 }
 
 #[cfg(test)]
@@ -85,5 +187,44 @@ mod tests {
             "past the end of kernel text"
         );
         assert_eq!(k.name(0xffffffff83000010), "0xffffffff83000010");
+    }
+
+    /// The layout of a 6.12 kernel with modules: core text, init text with
+    /// `.exit.text` functions at its end, a module, and a BPF JIT image in
+    /// module space that belongs to no module.
+    const KALLSYMS: &str = "\
+ffffffff81000000 T _stext
+ffffffff81000100 T ip_rcv
+ffffffff82000000 T _etext
+ffffffff83000000 T _sinittext
+ffffffff83000100 t mpls_gso_init
+ffffffff83100000 T _einittext
+ffffffff83100200 t mpls_gso_exit
+ffffffffc0a00000 t nft_do_chain\t[nf_tables]
+ffffffffc0a00400 t nft_trace_init\t[nf_tables]
+ffffffffc0c00000 t bpf_prog_6deef7357e7b4530_kfree_skb\t[bpf]
+";
+    const MODULES: &str = "nf_tables 344064 0 - Live 0xffffffffc0a00000\n";
+
+    #[test]
+    fn addresses_outside_every_region_stay_unnamed() {
+        let k = Kallsyms::parse_with_modules(KALLSYMS, MODULES);
+        assert_eq!(k.name(0xffffffff81000110), "ip_rcv");
+        assert_eq!(k.name(0xffffffffc0a00010), "nft_do_chain");
+        // Past the init text: not the last .exit.text function.
+        assert_eq!(k.name(0xffffffff83100300), "0xffffffff83100300");
+        // A JIT image after the last module: not that module's function.
+        assert_eq!(k.name(0xffffffffc0b00000), "0xffffffffc0b00000");
+    }
+
+    #[test]
+    fn a_module_loaded_after_the_snapshot_is_unnamed_until_reread() {
+        // Snapshot taken before nf_tables was loaded: its addresses must not
+        // be given to the symbol before them.
+        let before = "ffffffff81000000 T _stext\nffffffff81000100 T tun_cleanup\nffffffff82000000 T _etext\n";
+        let k = Kallsyms::parse_with_modules(before, "");
+        assert_eq!(k.name(0xffffffffc0a00010), "0xffffffffc0a00010");
+        let k = Kallsyms::parse_with_modules(KALLSYMS, MODULES);
+        assert_eq!(k.name(0xffffffffc0a00010), "nft_do_chain");
     }
 }

@@ -34,8 +34,11 @@ pub mod tracer;
 
 pub mod btf;
 pub mod counters;
+pub mod doctor;
 pub mod fixtures;
 pub mod kallsyms;
+pub mod kernel_range;
+pub mod kmod;
 pub mod live;
 pub mod netns;
 pub mod preflight;

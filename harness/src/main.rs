@@ -51,6 +51,14 @@ enum Cmd {
     },
     /// List the running kernel's drop reasons (from BTF).
     Reasons,
+    /// What this kernel gives the tracer: hooks and the program variant
+    /// each needs, skipped hooks and why, drop reasons, kprobes,
+    /// kprobe-multi, fentry, modules.
+    Doctor {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Trace live, like pwru: every event of matching packets (both
     /// directions) in the chosen namespaces, until Ctrl-C.
     Trace {
@@ -138,6 +146,19 @@ fn main() -> ExitCode {
         ),
         Cmd::Check { paths } => cmd_check(&paths),
         Cmd::Reasons => cmd_reasons(),
+        Cmd::Doctor { json } => {
+            let d = pktfate::doctor::examine();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+            } else {
+                print!("{}", d.human());
+            }
+            if d.tracer_error.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Cmd::Record { scenario, check } => cmd_record(&scenario, check),
         Cmd::Trace {
             netns,
@@ -392,7 +413,13 @@ fn cmd_check(paths: &[PathBuf]) -> ExitCode {
     let reasons = runner::kernel_reasons().ok();
     let mut bad = 0;
     for f in &files {
-        let result = Scenario::load(f).and_then(|mut s| match &reasons {
+        let result = Scenario::load(f).map(|mut s| {
+            if let Some(v) = runner::kernel_version() {
+                s.resolve_for_kernel(v);
+            }
+            s
+        });
+        let result = result.and_then(|mut s| match &reasons {
             Some(r) => s.check_against_kernel(r),
             None => Ok(()),
         });

@@ -200,6 +200,21 @@ pub fn differences(v: &Verdict) -> String {
     out
 }
 
+/// What the tracer ran on, and the optional hooks it went without.
+pub fn tracer_line(o: &Outcome) -> String {
+    let mut t = format!("tracer: {} on {} hooks", o.backend, o.hooks.len());
+    if !o.skipped_hooks.is_empty() {
+        let without: Vec<String> = o
+            .skipped_hooks
+            .iter()
+            .map(|s| format!("{} ({})", s.hook, s.why))
+            .collect();
+        t.push_str(&format!("; without {}", without.join(", ")));
+    }
+    t.push('\n');
+    t
+}
+
 /// The whole failure report for one scenario.
 pub fn failure(o: &Outcome) -> String {
     let mut out = String::new();
@@ -217,6 +232,9 @@ pub fn failure(o: &Outcome) -> String {
         o.backend,
         o.hooks.len()
     );
+    if !o.skipped_hooks.is_empty() {
+        out.push_str(&indent(&tracer_line(o), "  "));
+    }
     out.push_str(&indent(&timeline_table(&o.timeline), "  "));
     let stacks = drop_stacks(&o.timeline);
     if !stacks.is_empty() {
@@ -235,12 +253,16 @@ pub fn summary(o: &Outcome) -> String {
         .iter()
         .map(|p| format!("{}: {}", p.name, p.facts.summary()))
         .collect();
-    format!(
+    let mut line = format!(
         "{status} {} [{}] ({})",
         o.scenario.name,
         o.timings,
         fates.join("; ")
-    )
+    );
+    for u in &o.unchecked {
+        line.push_str(&format!("\n  not checkable here: {u}"));
+    }
+    line
 }
 
 fn indent(s: &str, pad: &str) -> String {

@@ -36,6 +36,9 @@ pub enum RunError {
     /// Injection failed.
     #[error("injecting: {0}")]
     Inject(#[from] InjectError),
+    /// A kernel module the scenario needs cannot be loaded.
+    #[error(transparent)]
+    Kmod(#[from] crate::kmod::KmodError),
     /// The scenario's `requires` are not met here: skipped, not failed.
     #[error("skipped: {0}")]
     Skipped(String),
@@ -47,6 +50,7 @@ impl RunError {
         match self {
             RunError::Preflight(p) => Some(p.hint()),
             RunError::Topology(t) => t.hint(),
+            RunError::Kmod(k) => Some(k.hint()),
             RunError::Tracer(TracerError::Load(m)) if m.contains("Operation not permitted") => {
                 Some("loading eBPF needs root (CAP_BPF, CAP_PERFMON)".into())
             }
@@ -104,6 +108,10 @@ pub struct Outcome {
     pub backend: &'static str,
     /// Hooks it had attached.
     pub hooks: Vec<&'static str>,
+    /// Optional hooks this kernel could not give the tracer, and why.
+    pub skipped_hooks: Vec<crate::tracer::SkippedHook>,
+    /// Expectations this kernel cannot check, and why (not failures).
+    pub unchecked: Vec<String>,
     /// Kernel id → scenario names.
     pub names: Names,
     /// Teardown problems (reported, not fatal).
@@ -190,12 +198,21 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     if let Some(why) = unmet_requirements(&s) {
         return Err(RunError::Skipped(why));
     }
+    for module in crate::kmod::for_scenario(&s) {
+        crate::kmod::ensure(module)?;
+    }
+    if let Some(v) = kernel_version() {
+        s.resolve_for_kernel(v);
+    }
     preflight::check()?;
     let reasons = kernel_reasons()?;
     s.check_against_kernel(&reasons)
         .map_err(RunError::Scenario)?;
 
     let mut topo = Topology::build(&s)?;
+    // Building may have loaded modules (bridge, vxlan, nf_tables): their
+    // functions must be named in this scenario's stacks.
+    crate::kallsyms::Kallsyms::refresh();
 
     let mut prepared = inject::prepare_all(&s, &topo)?;
     let setup = t_setup.elapsed();
@@ -230,6 +247,12 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     };
     let mut tracer = Tracer::start(&spec)?;
     let attach = t_attach.elapsed();
+    let mut unchecked = vec![];
+    if !tracer.drop_reasons_traced() {
+        unchecked = s.drop_reason_checks(
+            "this kernel's kfree_skb tracepoint passes no drop reason; they start in 5.17",
+        );
+    }
 
     let t_verdict = Instant::now();
     let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();
@@ -268,6 +291,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let inject_to_verdict = t_verdict.elapsed();
     let backend = tracer.backend().name();
     let hooks = tracer.backend().hooks();
+    let skipped_hooks = tracer.backend().skipped();
     drop(tracer);
 
     let t_teardown = Instant::now();
@@ -287,6 +311,8 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         },
         backend,
         hooks,
+        skipped_hooks,
+        unchecked,
         names,
         teardown_problems,
     })

@@ -29,6 +29,8 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::kernel_range::{KernelRange, Version};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -327,6 +329,7 @@ mod raw {
         pub transmitted: Option<Vec<S>>,
         pub no_unexpected_drops: Option<Spanned<bool>>,
         pub allow_drops: Option<Vec<S>>,
+        pub kernels: Option<HashMap<S, Expect>>,
     }
 
     #[derive(Deserialize)]
@@ -783,17 +786,35 @@ pub struct PathStep {
     pub ns: Option<String>,
     /// Device qualifier.
     pub dev: Option<String>,
+    /// Kernels the step applies to (`... (kernel >= 6.10)`); all when absent.
+    pub kernel: Option<KernelRange>,
 }
 
 impl fmt::Display for PathStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.func)?;
         match (&self.ns, &self.dev) {
-            (Some(n), Some(d)) => write!(f, "@{n}/{d}"),
-            (Some(n), None) => write!(f, "@{n}"),
-            _ => Ok(()),
+            (Some(n), Some(d)) => write!(f, "@{n}/{d}")?,
+            (Some(n), None) => write!(f, "@{n}")?,
+            _ => {}
+        }
+        match &self.kernel {
+            Some(k) => write!(f, " (kernel {k})"),
+            None => Ok(()),
         }
     }
+}
+
+/// Keys of an `expect` block replaced, on kernels in `range`, by the
+/// values an entry of its `kernels:` map gives.
+#[derive(Debug, Clone)]
+pub struct KernelOverride {
+    /// The kernels it applies to.
+    pub range: KernelRange,
+    /// The replacement values; only the keys in `keys` are used.
+    pub expect: Expectation,
+    /// The keys the entry sets.
+    pub keys: Vec<&'static str>,
 }
 
 /// Expectations about one packet.
@@ -823,6 +844,49 @@ pub struct Expectation {
     pub no_unexpected_drops: bool,
     /// Drop reasons `no_unexpected_drops` tolerates.
     pub allow_drops: Vec<String>,
+    /// Per-kernel replacements, in file order (a later match wins).
+    pub kernels: Vec<KernelOverride>,
+}
+
+impl Expectation {
+    /// These expectations as they stand on kernel `v`: `kernels:` entries
+    /// whose range holds `v` applied in order, and path steps qualified
+    /// with another kernel range dropped.
+    pub fn for_kernel(&self, v: Version) -> Expectation {
+        let mut e = self.clone();
+        for o in &self.kernels {
+            if !o.range.contains(v) {
+                continue;
+            }
+            let x = o.expect.clone();
+            for key in &o.keys {
+                match *key {
+                    "fate" => e.fate = x.fate,
+                    "reason" => {
+                        e.reason = x.reason.clone();
+                        e.reason_loc = x.reason_loc.clone();
+                    }
+                    "at" => e.at = x.at.clone(),
+                    "path" => e.path = x.path.clone(),
+                    "seen" => e.seen = x.seen.clone(),
+                    "reply" => e.reply = x.reply.clone(),
+                    "not_path" => e.not_path = x.not_path.clone(),
+                    "icmp" => e.icmp = x.icmp,
+                    "transmitted" => e.transmitted = x.transmitted.clone(),
+                    "no_unexpected_drops" => e.no_unexpected_drops = x.no_unexpected_drops,
+                    "allow_drops" => e.allow_drops = x.allow_drops.clone(),
+                    _ => {}
+                }
+            }
+        }
+        e.kernels.clear();
+        let applies = |s: &PathStep| s.kernel.as_ref().is_none_or(|k| k.contains(v));
+        e.path.retain(applies);
+        e.not_path.retain(applies);
+        e.seen.retain(|s| applies(&s.at));
+        e.reply = e.reply.map(|r| Box::new(r.for_kernel(v)));
+        e
+    }
 }
 
 /// An expected ICMP error (type, and code when given).
@@ -1097,8 +1161,35 @@ impl Scenario {
         }
     }
 
+    /// Resolves kernel-dependent expectations for kernel `v` (see
+    /// [`Expectation::for_kernel`]).
+    pub fn resolve_for_kernel(&mut self, v: Version) {
+        for p in &mut self.packets {
+            p.expect = p.expect.for_kernel(v);
+        }
+    }
+
+    /// Drops `reason` expectations, for a kernel whose tracer sees no drop
+    /// reasons; returns what was not checked, to be reported as such.
+    pub fn drop_reason_checks(&mut self, why: &str) -> Vec<String> {
+        fn strip(e: &mut Expectation, packet: &str, why: &str, out: &mut Vec<String>) {
+            if let Some(r) = e.reason.take() {
+                out.push(format!("{packet}: reason {r} not checked ({why})"));
+            }
+            if let Some(reply) = e.reply.as_deref_mut() {
+                strip(reply, &format!("{packet} reply"), why, out);
+            }
+        }
+        let mut out = vec![];
+        for p in &mut self.packets {
+            strip(&mut p.expect, &p.name, why, &mut out);
+        }
+        out
+    }
+
     /// Checks what needs the running kernel: drop reason names exist (and
-    /// are rewritten to their canonical short form).
+    /// are rewritten to their canonical short form). A kernel without
+    /// drop reasons (before 5.17) has nothing to check them against.
     pub fn check_against_kernel(
         &mut self,
         reasons: &DropReasons,
@@ -1109,13 +1200,16 @@ impl Scenario {
             file: &Path,
             errors: &mut Vec<ScenarioError>,
         ) {
+            if reasons.is_empty() {
+                return;
+            }
             if let Some(r) = e.reason.clone() {
                 match reasons.resolve(&r) {
                     Some(canon) => e.reason = Some(canon.to_string()),
                     None => {
                         let sugg = reasons.suggest(&r);
                         let hint = if sugg.is_empty() {
-                            "`pktfate reasons` lists this kernel's drop reasons".to_string()
+                            "`pktfate reasons` lists this kernel's drop reasons; if another kernel has it, give this one its own under `kernels:` (e.g. `\"< 6.13\": { reason: NOT_SPECIFIED }`)".to_string()
                         } else {
                             format!(
                                 "did you mean {}? (`pktfate reasons` lists them all)",
@@ -1360,6 +1454,7 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
                 transmitted: None,
                 no_unexpected_drops: None,
                 allow_drops: None,
+                kernels: None,
             }),
         }),
         (None, None, Some(list)) => raw_packets = list,
@@ -2406,6 +2501,17 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Parses `func`, `func@ns` or `func@ns/dev`.
 pub fn parse_step(s: &str) -> Result<PathStep, String> {
+    let (s, kernel) = match s
+        .trim_end()
+        .strip_suffix(')')
+        .and_then(|x| x.rsplit_once("(kernel"))
+    {
+        Some((step, range)) => (
+            step.trim_end(),
+            Some(KernelRange::parse(range).map_err(|e| format!("in `{s}`: {e}"))?),
+        ),
+        None => (s, None),
+    };
     let (func, qual) = match s.split_once('@') {
         Some((f, q)) => (f, Some(q)),
         None => (s, None),
@@ -2429,6 +2535,7 @@ pub fn parse_step(s: &str) -> Result<PathStep, String> {
         func: func.to_string(),
         ns,
         dev,
+        kernel,
     })
 }
 
@@ -2441,7 +2548,7 @@ fn step_checked(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<PathStep> {
                 s,
                 m,
                 Some(
-                    "write `function`, `function@namespace` or `function@namespace/device`".into(),
+                    "write `function`, `function@namespace` or `function@namespace/device`, optionally followed by `(kernel >= 6.10)`".into(),
                 ),
             );
             return None;
@@ -2559,7 +2666,47 @@ fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation
             path.push(step);
         }
     }
+    let mut kernels = vec![];
+    let mut entries: Vec<_> = e.kernels.into_iter().flatten().collect();
+    entries.sort_by_key(|(k, _)| span_pos(k));
+    for (range_s, x) in entries {
+        let range = match KernelRange::parse(&range_s) {
+            Ok(r) => r,
+            Err(m) => {
+                cx.err(
+                    &range_s,
+                    m,
+                    Some("write e.g. \"< 6.13\" or \">=5.17, <6.10\"".into()),
+                );
+                continue;
+            }
+        };
+        if let Some(k) = x.kernels.as_ref().and_then(|m| m.keys().next()) {
+            cx.err(k, "`kernels` entries cannot nest", None);
+            continue;
+        }
+        let set = [
+            ("fate", x.fate.is_some()),
+            ("reason", x.reason.is_some()),
+            ("at", x.at.is_some()),
+            ("path", x.path.is_some()),
+            ("seen", x.seen.is_some()),
+            ("reply", x.reply.is_some()),
+            ("not_path", x.not_path.is_some()),
+            ("icmp", x.icmp.is_some()),
+            ("transmitted", x.transmitted.is_some()),
+            ("no_unexpected_drops", x.no_unexpected_drops.is_some()),
+            ("allow_drops", x.allow_drops.is_some()),
+        ];
+        let keys = set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect();
+        kernels.push(KernelOverride {
+            range,
+            expect: validate_expect(cx, x, devs),
+            keys,
+        });
+    }
     Expectation {
+        kernels,
         fate: fate.or(e.reason.as_ref().map(|_| Fate::Dropped)),
         reason_loc: e.reason.as_ref().and_then(|r| cx.loc(r)),
         reason: e.reason.map(|r| r.trim().to_string()),
@@ -2672,7 +2819,8 @@ expect:
             PathStep {
                 func: "netif_receive_skb".into(),
                 ns: Some("host".into()),
-                dev: Some("tun0".into())
+                dev: Some("tun0".into()),
+                kernel: None,
             }
         );
         assert_eq!(
@@ -2877,6 +3025,45 @@ expect:
         assert!(first_err(&t).msg.contains("the kernel builds the packet"));
     }
 
+    /// A scenario's truth on each kernel: the base, `kernels:` entries in
+    /// range, and steps qualified by kernel.
+    #[test]
+    fn kernel_dependent_expectations_resolve_per_kernel() {
+        let text = GOOD.replace(
+            "  path: [tun_get_user, netif_receive_skb@host/tun0, ip_rcv_core]\n",
+            "  path: [tun_get_user, \"tcp_send_reset (kernel >= 6.10)\", ip_rcv_core]\n  kernels:\n    \"< 6.13\": { reason: NOT_SPECIFIED }\n    \"6.1\": { at: ip_rcv_finish_core, reply: { fate: delivered } }\n",
+        );
+        let s = parse(&text).unwrap();
+        let base = &s.packets[0].expect;
+        let on = |v| base.for_kernel(v);
+        let k618 = on((6, 18, 0));
+        assert_eq!(k618.reason.as_deref(), Some("SKB_DROP_REASON_IP_CSUM"));
+        assert_eq!(k618.path.len(), 3);
+        let k612 = on((6, 12, 117));
+        assert_eq!(k612.reason.as_deref(), Some("NOT_SPECIFIED"));
+        assert_eq!(
+            k612.at.as_deref(),
+            Some("ip_rcv_core"),
+            "only keys set are replaced"
+        );
+        let k61 = on((6, 1, 192));
+        assert_eq!(k61.reason.as_deref(), Some("NOT_SPECIFIED"));
+        assert_eq!(k61.at.as_deref(), Some("ip_rcv_finish_core"));
+        assert_eq!(k61.path.len(), 2, "the 6.10 step is gone");
+        assert_eq!(k61.reply.unwrap().fate, Some(Fate::Delivered));
+        let e = first_err(&GOOD.replace(
+            "  at: ip_rcv_core\n",
+            "  at: ip_rcv_core\n  kernels:\n    \"newest\": { at: x }\n",
+        ));
+        assert!(
+            e.msg
+                .contains("`newest` is not a kernel version comparison"),
+            "{}",
+            e.msg
+        );
+        assert!(e.loc.is_some());
+    }
+
     #[test]
     fn steps() {
         assert_eq!(
@@ -2884,9 +3071,18 @@ expect:
             PathStep {
                 func: "ip_rcv".into(),
                 ns: None,
-                dev: None
+                dev: None,
+                kernel: None,
             }
         );
+        let q = parse_step("tcp_send_reset@host/tun0 (kernel >= 6.10)").unwrap();
+        assert_eq!(
+            (q.func.as_str(), q.dev.as_deref()),
+            ("tcp_send_reset", Some("tun0"))
+        );
+        let k = q.kernel.unwrap();
+        assert!(k.contains((6, 10, 0)) && !k.contains((6, 9, 12)));
+        assert!(parse_step("ip_rcv (kernel soon)").is_err());
         assert_eq!(
             parse_step("net_dev_xmit@r").unwrap().ns.as_deref(),
             Some("r")

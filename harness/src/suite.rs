@@ -89,6 +89,7 @@ pub fn human(r: &SuiteResult, verbose: bool) -> String {
             let mut t = report::summary(o);
             if verbose {
                 t.push('\n');
+                t.push_str(&report::tracer_line(o));
                 t.push_str(&report::timeline_table(&o.timeline));
                 for p in &o.verdict.packets {
                     t.push_str(&format!("path of `{}`: {}\n", p.name, p.path.join(" -> ")));
@@ -125,6 +126,12 @@ pub fn json(r: &SuiteResult) -> serde_json::Value {
             v["counters"] = serde_json::to_value(&o.verdict.counters).unwrap_or_default();
             v["trace_problems"] = json!(o.verdict.trace_problems);
             v["lost_events"] = json!(o.timeline.lost);
+            v["unchecked"] = json!(o.unchecked);
+            v["tracer"] = json!({
+                "backend": o.backend,
+                "hooks": o.hooks,
+                "skipped_hooks": o.skipped_hooks,
+            });
             v["timeline"] = serde_json::to_value(&o.timeline.steps).unwrap_or_default();
         }
         Err(RunError::Skipped(why)) => v["skipped"] = json!(why),

@@ -71,3 +71,22 @@ mod tests {
         );
     }
 }
+
+/// `s` cut to at most `max` characters, with `…` when cut: values echoed
+/// in messages stay readable whatever their size.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod clip_tests {
+    #[test]
+    fn clip_keeps_short_text_and_marks_a_cut() {
+        assert_eq!(super::clip("abc", 3), "abc");
+        assert_eq!(super::clip("abcd", 3), "abc…");
+        assert_eq!(super::clip("ééé", 2), "éé…");
+    }
+}

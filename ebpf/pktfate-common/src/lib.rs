@@ -83,6 +83,53 @@ pub const HOOK_NAMES: [&str; hook::COUNT] = [
     "tcf_classify",
 ];
 
+/// `Event::reason` when the kernel's tracepoint passes none (kfree_skb
+/// before 5.17, tcp_send_reset before 6.10).
+pub const REASON_UNKNOWN: u32 = u32::MAX;
+
+/// A tracer program: the hook it reports as, its name in the object, and
+/// how many tracepoint arguments it reads. A hook may have several, richest
+/// first; the loader takes the first whose `args` the running kernel's
+/// prototype (`btf_trace_<hook>` in BTF) provides, since a `tp_btf` program
+/// may not read past the last argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    /// One of [`hook`].
+    pub hook: u32,
+    /// The program's symbol in the tracer object.
+    pub name: &'static str,
+    /// Tracepoint arguments it reads.
+    pub args: usize,
+}
+
+const fn prog(hook: u32, name: &'static str, args: usize) -> Program {
+    Program { hook, name, args }
+}
+
+/// Every tracepoint program, grouped by hook, richest variant first.
+pub const PROGRAMS: [Program; 17] = [
+    prog(hook::NETIF_RECEIVE_SKB, "netif_receive_skb", 1),
+    prog(hook::NETIF_RX, "netif_rx", 1),
+    prog(hook::NET_DEV_QUEUE, "net_dev_queue", 1),
+    prog(hook::NET_DEV_START_XMIT, "net_dev_start_xmit", 2),
+    prog(hook::NET_DEV_XMIT, "net_dev_xmit", 3),
+    // (skb, location, reason[, rx_sk]) from 5.17; (skb, location) before.
+    prog(hook::KFREE_SKB, "kfree_skb", 3),
+    prog(hook::KFREE_SKB, "kfree_skb_noreason", 2),
+    // (skb, location) from 6.3; (skb) before.
+    prog(hook::CONSUME_SKB, "consume_skb", 2),
+    prog(hook::CONSUME_SKB, "consume_skb_noloc", 1),
+    prog(hook::SKB_COPY_DATAGRAM_IOVEC, "skb_copy_datagram_iovec", 2),
+    prog(hook::ICMP_SEND, "icmp_send", 3),
+    prog(hook::FIB_TABLE_LOOKUP, "fib_table_lookup", 4),
+    // (sk, skb, reason) from 6.10; (sk, skb) before.
+    prog(hook::TCP_SEND_RESET, "tcp_send_reset", 3),
+    prog(hook::TCP_SEND_RESET, "tcp_send_reset_noreason", 2),
+    prog(hook::NETIF_RECEIVE_SKB_ENTRY, "netif_receive_skb_entry", 1),
+    prog(hook::NAPI_GRO_RECEIVE_ENTRY, "napi_gro_receive_entry", 1),
+    prog(hook::INET_SOCK_SET_STATE, "inet_sock_set_state", 3),
+];
+
 /// One observation of a tracked skb at a hook.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -22,14 +22,14 @@ use aya_ebpf::{
             bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
         },
     },
-    macros::{btf_tracepoint, classifier, map},
+    macros::{btf_tracepoint, classifier, fentry, kprobe, map},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::{BtfTracePointContext, TcContext},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, TcContext},
 };
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
     FILTER_SADDR, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PKT_CAPTURE, PacketFilter,
-    RINGBUF_BYTES, TracerConfig, Tracked, hook, is_icmp_error, is_tunnel,
+    REASON_UNKNOWN, RINGBUF_BYTES, TracerConfig, Tracked, hook, is_icmp_error, is_tunnel,
 };
 
 /// Set by userspace before load (`EbpfLoader::set_global`).
@@ -558,6 +558,22 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// `kfree_skb(skb, location)`: kernels before 5.17 give no drop reason.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb_noreason(ctx: BtfTracePointContext) -> i32 {
+    let location = arg_u64(&ctx, 1);
+    on_skb(
+        &ctx,
+        hook::KFREE_SKB,
+        arg_u64(&ctx, 0),
+        0,
+        REASON_UNKNOWN,
+        location,
+        [0; 3],
+    );
+    0
+}
+
 #[btf_tracepoint(function = "consume_skb")]
 pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
     let location = arg_u64(&ctx, 1);
@@ -570,6 +586,13 @@ pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
         location,
         [0; 3],
     );
+    0
+}
+
+/// `consume_skb(skb)`: kernels before 6.3 give no location.
+#[btf_tracepoint(function = "consume_skb")]
+pub fn consume_skb_noloc(ctx: BtfTracePointContext) -> i32 {
+    on_skb(&ctx, hook::CONSUME_SKB, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
     0
 }
 
@@ -613,6 +636,21 @@ pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
         arg_u64(&ctx, 1),
         0,
         reason,
+        0,
+        [0; 3],
+    );
+    0
+}
+
+/// `tcp_send_reset(sk, skb)`: kernels before 6.10 give no reset reason.
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset_noreason(ctx: BtfTracePointContext) -> i32 {
+    on_skb(
+        &ctx,
+        hook::TCP_SEND_RESET,
+        arg_u64(&ctx, 1),
+        0,
+        REASON_UNKNOWN,
         0,
         [0; 3],
     );
@@ -777,6 +815,20 @@ pub fn tc_observer(ctx: TcContext) -> i32 {
     let skb = ctx.as_ptr() as u64;
     on_skb_in::<TcContext, false>(&ctx, hook::TCF_CLASSIFY, skb, 0, 0, 0, [0; 3]);
     TC_ACT_UNSPEC
+}
+
+/// Loaded by `pktfate doctor` only, to learn whether this kernel lets a
+/// kprobe attach (the function-level backend needs it). Does nothing.
+#[kprobe]
+pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// Loaded by `pktfate doctor` only, to learn whether this kernel accepts
+/// fentry programs (BPF trampolines). Does nothing.
+#[fentry(function = "ip_rcv")]
+pub fn probe_fentry(_ctx: FEntryContext) -> i32 {
+    0
 }
 
 #[cfg(not(test))]

@@ -176,12 +176,34 @@ pub struct TcHook {
     pub ingress: bool,
 }
 
+/// A hook the tracer attached, and the program variant it chose.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttachedHook {
+    /// Hook (tracepoint) name.
+    pub hook: &'static str,
+    /// The program variant that matched the kernel's prototype.
+    pub program: &'static str,
+}
+
+/// An optional hook the tracer went without on this kernel, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedHook {
+    /// Hook (tracepoint) name.
+    pub hook: &'static str,
+    /// Why: absent from this kernel, prototype too short, verifier refusal.
+    pub why: String,
+}
+
 /// A source of tracer events for one [`TraceSpec`].
 pub trait Backend: Send {
     /// Short name for reports (`tp_btf`).
     fn name(&self) -> &'static str;
     /// Hooks that are attached.
     fn hooks(&self) -> Vec<&'static str>;
+    /// Hooks that are attached, with the program variant of each.
+    fn attached(&self) -> Vec<AttachedHook>;
+    /// Optional hooks this kernel could not have, and why.
+    fn skipped(&self) -> Vec<SkippedHook>;
     /// Waits up to `timeout` for events and returns those available.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError>;
     /// Events the kernel side could not deliver (ring buffer full).
@@ -213,13 +235,37 @@ impl Tracer {
 
     /// Waits up to `timeout` and decodes the events available.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<RawEvent>, TracerError> {
-        let k = Kallsyms::kernel();
-        Ok(self
-            .backend
-            .poll(timeout)?
+        let events = self.backend.poll(timeout)?;
+        let mut k = Kallsyms::kernel();
+        // An address no region holds may be in a module loaded since the
+        // table was read: re-read it (when /proc/modules changed) first.
+        let unnamed = |k: &Kallsyms| {
+            events.iter().any(|e| {
+                e.location != 0 && k.lookup(e.location).is_none()
+                    || e.stack
+                        .iter()
+                        .take(e.stack_bytes.max(0) as usize / 8)
+                        .any(|a| *a >= KERNEL_SPACE && k.lookup(*a).is_none())
+            })
+        };
+        if unnamed(&k) && Kallsyms::refresh_at_most_every(Duration::from_millis(200)) {
+            k = Kallsyms::kernel();
+        }
+        Ok(events
             .iter()
-            .map(|e| RawEvent::decode(e, k, &self.reasons))
+            .map(|e| RawEvent::decode(e, &k, &self.reasons))
             .collect())
+    }
+
+    /// Whether drops carry their reason (kfree_skb's reason argument,
+    /// from 5.17).
+    pub fn drop_reasons_traced(&self) -> bool {
+        !self.reasons.is_empty()
+            && self
+                .backend
+                .attached()
+                .iter()
+                .any(|a| a.program == "kfree_skb")
     }
 
     /// Events lost in the kernel so far.
@@ -227,6 +273,9 @@ impl Tracer {
         self.backend.lost()
     }
 }
+
+/// The start of the kernel half of the x86-64 address space.
+const KERNEL_SPACE: u64 = 0xffff_8000_0000_0000;
 
 /// L3/L4 facts about the packet at an event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -320,6 +369,38 @@ fn is_tracing_frame(name: &str) -> bool {
         || name.starts_with("0x")
 }
 
+/// Functions that free skbs on behalf of their caller.
+const FREE_FUNCTIONS: [&str; 12] = [
+    "consume_skb",
+    "kfree_skb",
+    "kfree_skb_reason",
+    "sk_skb_reason_drop",
+    "__kfree_skb",
+    "kfree_skb_list_reason",
+    "kfree_skbmem",
+    "napi_consume_skb",
+    "skb_release_data",
+    "__dev_kfree_skb_any",
+    "dev_kfree_skb_any_reason",
+    "__napi_kfree_skb",
+];
+
+/// The function that freed an skb, from the stack at the free: the first
+/// frame past the free functions. For kernels whose tracepoint gives no
+/// location (`consume_skb` before 6.3).
+fn caller_of_free(stack: &[String]) -> Option<String> {
+    let mut frames = stack.iter().skip_while(|f| {
+        let base = f.split('.').next().unwrap_or(f);
+        FREE_FUNCTIONS.contains(&base)
+    });
+    // Only when the stack started at a free function: otherwise it is not
+    // the free's stack and the first frame proves nothing.
+    let started_at_free = stack
+        .first()
+        .is_some_and(|f| FREE_FUNCTIONS.contains(&f.split('.').next().unwrap_or(f)));
+    started_at_free.then(|| frames.next().cloned()).flatten()
+}
+
 /// An event decoded from the kernel ABI, with symbols resolved.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RawEvent {
@@ -377,7 +458,7 @@ impl RawEvent {
             }
         };
         let n = (e.stack_bytes.max(0) as usize / 8).min(e.stack.len());
-        let stack = e.stack[..n]
+        let stack: Vec<String> = e.stack[..n]
             .iter()
             .map(|a| k.name(*a))
             .filter(|f| !is_tracing_frame(f))
@@ -405,12 +486,18 @@ impl RawEvent {
             mark: e.mark,
             len: e.len,
             reason: match e.hook {
+                // The kernel's tracepoint passes no reason (before 5.17).
+                _ if e.reason == pktfate_common::REASON_UNKNOWN => None,
                 hook::KFREE_SKB => Some(reasons.display(e.reason)),
                 // enum sk_rst_reason: shown by number.
                 hook::TCP_SEND_RESET => Some(format!("#{}", e.reason)),
                 _ => None,
             },
-            at: (terminal && e.location != 0).then(|| k.name(e.location)),
+            at: match (terminal, e.location) {
+                (false, _) => None,
+                (true, 0) => caller_of_free(&stack),
+                (true, loc) => Some(k.name(loc)),
+            },
             aux: e.aux,
             packet: PacketInfo {
                 src: addr(&e.saddr),
@@ -527,6 +614,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(v6.tuple(), "[2001:db8::1]:53->[2001:db8::2]:5353(udp)");
+    }
+
+    #[test]
+    fn the_freeing_function_comes_from_the_stack_without_a_location() {
+        let frames = |f: &[&str]| f.iter().map(ToString::to_string).collect::<Vec<_>>();
+        // consume_skb(skb) on 6.1: the tracepoint fires inside consume_skb,
+        // called by icmp_rcv.
+        let s = frames(&["consume_skb", "icmp_rcv", "ip_protocol_deliver_rcu"]);
+        assert_eq!(caller_of_free(&s).as_deref(), Some("icmp_rcv"));
+        let s = frames(&["kfree_skb_reason", "kfree_skb", "tcp_v4_rcv"]);
+        assert_eq!(caller_of_free(&s).as_deref(), Some("tcp_v4_rcv"));
+        // No stack, or one that does not start at a free: unknown.
+        assert_eq!(caller_of_free(&[]), None);
+        assert_eq!(caller_of_free(&frames(&["icmp_rcv"])), None);
     }
 
     #[test]

@@ -17,9 +17,19 @@ pub struct DropReasons {
 }
 
 impl DropReasons {
-    /// Reads `enum skb_drop_reason` from BTF.
+    /// Reads `enum skb_drop_reason` from BTF; empty on kernels before 5.17,
+    /// which have none.
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
-        Ok(Self::from_pairs(btf.enum_values("skb_drop_reason")?))
+        match btf.enum_values("skb_drop_reason") {
+            Ok(pairs) => Ok(Self::from_pairs(pairs)),
+            Err(BtfError::NoEnum(_)) => Ok(Self::from_pairs([])),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the kernel has no drop reasons at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_value.is_empty()
     }
 
     /// Builds the table from (full enumerator name, value) pairs.

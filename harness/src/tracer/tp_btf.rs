@@ -7,15 +7,16 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Ebpf, EbpfLoader};
 use pktfate_common::{
-    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, MAX_FILTERS, MAX_NETNS, PacketFilter,
-    TracerConfig,
+    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, MAX_FILTERS, MAX_NETNS, PROGRAMS,
+    PacketFilter, Program, TracerConfig,
 };
 
-use super::{Backend, TraceSpec, TracerError, offsets};
+use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError, offsets};
 use crate::btf::Btf;
 
 /// The tracer object, built by `build.rs` and embedded in the binary.
-static TRACER_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktfate-tracer"));
+pub(crate) static TRACER_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktfate-tracer"));
 
 /// Hooks a kernel must have; the others are attached when present.
 const REQUIRED: [&str; 4] = [
@@ -30,7 +31,8 @@ pub struct TpBtf {
     // Field order matters for drop: the ring buffer before the object.
     events: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
-    attached: Vec<&'static str>,
+    attached: Vec<AttachedHook>,
+    skipped: Vec<SkippedHook>,
     _ebpf: Ebpf,
 }
 
@@ -98,37 +100,40 @@ impl TpBtf {
 
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TracerError::Load(e.to_string()))?;
         let mut attached = vec![];
-        for name in HOOK_NAMES {
+        let mut skipped = vec![];
+        for (hook_id, name) in HOOK_NAMES.iter().enumerate() {
             // Not a tracepoint: the tc observer, attached below.
-            if name == "tcf_classify" {
+            if *name == "tcf_classify" {
                 continue;
             }
-            if !btf.has_tracepoint(name) {
-                if REQUIRED.contains(&name) {
+            let required = REQUIRED.contains(name);
+            let outcome = match choose_program(btf, hook_id as u32) {
+                Err(why) => Err(why),
+                Ok(program) => {
+                    load_and_attach(&mut ebpf, &aya_btf, name, program).map(|()| program.name)
+                }
+            };
+            match outcome {
+                Ok(program) => attached.push(AttachedHook {
+                    hook: name,
+                    program,
+                }),
+                Err(why) if required => {
                     return Err(TracerError::Attach {
-                        hook: name.into(),
-                        msg: "this kernel has no such BTF tracepoint".into(),
+                        hook: (*name).into(),
+                        msg: why,
                     });
                 }
-                continue;
+                Err(why) => skipped.push(SkippedHook { hook: name, why }),
             }
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| TracerError::Load(format!("program {name} missing")))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
-            let attach_err = |e: aya::programs::ProgramError| TracerError::Attach {
-                hook: name.into(),
-                msg: format!("{e:#}"),
-            };
-            prog.load(name, &aya_btf).map_err(attach_err)?;
-            prog.attach().map_err(attach_err)?;
-            attached.push(name);
         }
 
         if !spec.tc_hooks.is_empty() {
             attach_tc_observer(&mut ebpf, spec)?;
-            attached.push("tcf_classify");
+            attached.push(AttachedHook {
+                hook: "tcf_classify",
+                program: "tc_observer",
+            });
         }
 
         let events = RingBuf::try_from(
@@ -145,9 +150,77 @@ impl TpBtf {
             events,
             lost,
             attached,
+            skipped,
             _ebpf: ebpf,
         })
     }
+}
+
+/// The richest program variant of a hook this kernel's prototype allows,
+/// or why there is none.
+pub fn choose_program(btf: &Btf, hook_id: u32) -> Result<Program, String> {
+    let name = HOOK_NAMES[hook_id as usize];
+    let Some(arity) = btf.tracepoint_arity(name) else {
+        return Err("this kernel has no such BTF tracepoint".into());
+    };
+    PROGRAMS
+        .iter()
+        .find(|p| p.hook == hook_id && p.args <= arity)
+        .copied()
+        .ok_or_else(|| {
+            format!("the tracepoint passes {arity} arguments, fewer than any program reads")
+        })
+}
+
+fn load_and_attach(
+    ebpf: &mut Ebpf,
+    aya_btf: &aya::Btf,
+    tracepoint: &str,
+    program: Program,
+) -> Result<(), String> {
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program.name)
+        .ok_or_else(|| format!("program {} missing from the tracer object", program.name))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load(tracepoint, aya_btf).map_err(|e| describe(&e))?;
+    prog.attach().map_err(|e| describe(&e))?;
+    Ok(())
+}
+
+/// A load or attach error in one line: for a verifier rejection, the
+/// line of its log that says why (the log itself runs to hundreds).
+pub fn describe(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            match verifier_key_line(&log) {
+                Some(line) => format!("the verifier refused it ({io_error}): {line}"),
+                None => format!("loading failed: {io_error}"),
+            }
+        }
+        other => format!("{other:#}"),
+    }
+}
+
+/// The line of a verifier log that states the rejection: the last line
+/// before the statistics that is not an instruction dump.
+pub fn verifier_key_line(log: &str) -> Option<String> {
+    log.lines()
+        .map(str::trim)
+        .rfind(|l| {
+            !l.is_empty()
+                && !l.starts_with("processed ")
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with(';')
+                && !l.starts_with("func#")
+                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+        })
+        .map(|l| crate::text::clip(l, 200))
 }
 
 impl Backend for TpBtf {
@@ -156,7 +229,15 @@ impl Backend for TpBtf {
     }
 
     fn hooks(&self) -> Vec<&'static str> {
+        self.attached.iter().map(|a| a.hook).collect()
+    }
+
+    fn attached(&self) -> Vec<AttachedHook> {
         self.attached.clone()
+    }
+
+    fn skipped(&self) -> Vec<SkippedHook> {
+        self.skipped.clone()
     }
 
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError> {
@@ -250,4 +331,78 @@ fn drain(rb: &mut RingBuf<MapData>) -> Vec<Event> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pktfate_common::hook;
+
+    #[test]
+    fn variants_follow_the_kernels_prototypes() {
+        // 6.1: consume_skb(skb), tcp_send_reset(sk, skb), kfree_skb with reason.
+        let k61 =
+            Btf::with_tracepoints(&[("consume_skb", 1), ("tcp_send_reset", 2), ("kfree_skb", 3)]);
+        assert_eq!(
+            choose_program(&k61, hook::CONSUME_SKB).unwrap().name,
+            "consume_skb_noloc"
+        );
+        assert_eq!(
+            choose_program(&k61, hook::TCP_SEND_RESET).unwrap().name,
+            "tcp_send_reset_noreason"
+        );
+        assert_eq!(
+            choose_program(&k61, hook::KFREE_SKB).unwrap().name,
+            "kfree_skb"
+        );
+        // 5.10: kfree_skb(skb, location).
+        let k510 = Btf::with_tracepoints(&[("kfree_skb", 2)]);
+        assert_eq!(
+            choose_program(&k510, hook::KFREE_SKB).unwrap().name,
+            "kfree_skb_noreason"
+        );
+        // 6.18: kfree_skb(skb, location, reason, rx_sk), consume_skb(skb, location).
+        let k618 =
+            Btf::with_tracepoints(&[("kfree_skb", 4), ("consume_skb", 2), ("tcp_send_reset", 3)]);
+        assert_eq!(
+            choose_program(&k618, hook::KFREE_SKB).unwrap().name,
+            "kfree_skb"
+        );
+        assert_eq!(
+            choose_program(&k618, hook::CONSUME_SKB).unwrap().name,
+            "consume_skb"
+        );
+        assert_eq!(
+            choose_program(&k618, hook::TCP_SEND_RESET).unwrap().name,
+            "tcp_send_reset"
+        );
+        // A hook the kernel lacks, and one whose prototype is too short.
+        let e = choose_program(&k510, hook::ICMP_SEND).unwrap_err();
+        assert_eq!(e, "this kernel has no such BTF tracepoint");
+        let short = Btf::with_tracepoints(&[("fib_table_lookup", 2)]);
+        assert!(
+            choose_program(&short, hook::FIB_TABLE_LOOKUP)
+                .unwrap_err()
+                .contains("passes 2 arguments")
+        );
+    }
+
+    #[test]
+    fn every_hook_but_the_classifier_has_a_program() {
+        for (id, name) in HOOK_NAMES.iter().enumerate() {
+            let has = PROGRAMS.iter().any(|p| p.hook == id as u32);
+            assert_eq!(has, *name != "tcf_classify", "{name}");
+        }
+    }
+
+    #[test]
+    fn the_verifier_key_line_is_the_rejection() {
+        // Verbatim from Debian's 6.1 refusing a (skb, location) program.
+        let log = "reg type unsupported for arg#0 function consume_skb#5\n0: R1=ctx(off=0,imm=0) R10=fp0\n; #[btf_tracepoint(function = \"consume_skb\")]\n0: (bf) r6 = r1                       ; R1=ctx(off=0,imm=0) R6_w=ctx(off=0,imm=0)\nfunc 'consume_skb' arg0 has btf_id 924 type STRUCT 'sk_buff'\n2: (79) r8 = *(u64 *)(r6 +8)\nfunc 'consume_skb' doesn't have 2-th argument\ninvalid bpf_context access off=8 size=8\nverification time 1224 usec\nstack depth 0+0\nprocessed 3 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
+        assert_eq!(
+            verifier_key_line(log).as_deref(),
+            Some("invalid bpf_context access off=8 size=8")
+        );
+        assert_eq!(verifier_key_line(""), None);
+    }
 }

@@ -1,0 +1,249 @@
+//! `pktfate doctor`: what this kernel gives the tracer, found by asking it
+//! (BTF prototypes, real program loads), not by version numbers.
+
+use std::fmt::Write as _;
+
+use pktfate_common::HOOK_NAMES;
+use serde::Serialize;
+
+use crate::btf::Btf;
+use crate::kmod::{self, ModuleState};
+use crate::tracer::tp_btf::describe;
+use crate::tracer::{DropReasons, TraceSpec, Tracer};
+
+/// One hook: its prototype, the program variant chosen, and the outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookReport {
+    /// Tracepoint name.
+    pub hook: &'static str,
+    /// Arguments in this kernel's prototype; `None` when it has no such tracepoint.
+    pub args: Option<usize>,
+    /// The program variant loaded, when attached.
+    pub program: Option<&'static str>,
+    /// Why not, when skipped.
+    pub skipped: Option<String>,
+}
+
+/// Whether a function-level mechanism works here, and why not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capability {
+    /// Usable.
+    pub available: bool,
+    /// What was found or what refused it.
+    pub detail: String,
+}
+
+/// Everything `doctor` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Doctor {
+    /// `uname -r`.
+    pub kernel: String,
+    /// Kernel BTF, with its size.
+    pub btf: Capability,
+    /// Number of drop reasons in `enum skb_drop_reason` (0: none).
+    pub drop_reasons: usize,
+    /// Whether `kfree_skb` passes the reason to the tracer.
+    pub reasons_traced: bool,
+    /// The backend `run` uses.
+    pub backend: String,
+    /// Tracer start-up error, when it could not start at all.
+    pub tracer_error: Option<String>,
+    /// Every tracepoint hook.
+    pub hooks: Vec<HookReport>,
+    /// kprobes (perf kprobe PMU plus a real attach).
+    pub kprobes: Capability,
+    /// kprobe-multi (fprobe).
+    pub kprobe_multi: Capability,
+    /// fentry (a real load and attach of a BPF trampoline program).
+    pub fentry: Capability,
+    /// Kernel modules scenarios use.
+    pub modules: Vec<(&'static str, ModuleState)>,
+}
+
+fn kallsyms_has(name: &str) -> bool {
+    std::fs::read_to_string("/proc/kallsyms")
+        .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().nth(2) == Some(name)))
+}
+
+/// Loads and attaches one of the tracer object's probe programs.
+fn probe(kind: &str) -> Capability {
+    let result = (|| -> Result<(), String> {
+        let mut ebpf = aya::EbpfLoader::new()
+            .load(crate::tracer::tp_btf::TRACER_OBJ)
+            .map_err(|e| format!("{e:#}"))?;
+        match kind {
+            "kprobe" => {
+                let p: &mut aya::programs::KProbe = ebpf
+                    .program_mut("probe_kprobe")
+                    .ok_or("probe_kprobe missing")?
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                p.load().map_err(|e| describe(&e))?;
+                p.attach("ip_rcv", 0).map_err(|e| describe(&e))?;
+            }
+            _ => {
+                let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
+                let p: &mut aya::programs::FEntry = ebpf
+                    .program_mut("probe_fentry")
+                    .ok_or("probe_fentry missing")?
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                p.load("ip_rcv", &btf).map_err(|e| describe(&e))?;
+                p.attach().map_err(|e| describe(&e))?;
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Capability {
+            available: true,
+            detail: "a probe on ip_rcv loaded and attached".into(),
+        },
+        Err(e) => Capability {
+            available: false,
+            detail: crate::text::clip(&e, 160),
+        },
+    }
+}
+
+/// Examines the running kernel.
+pub fn examine() -> Doctor {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let btf_result = Btf::kernel();
+    let btf = btf_result.as_ref().ok().copied();
+    let btf_cap = match (&btf_result, std::fs::metadata("/sys/kernel/btf/vmlinux")) {
+        (Ok(_), Ok(m)) => Capability {
+            available: true,
+            detail: format!(
+                "/sys/kernel/btf/vmlinux ({:.1} MiB)",
+                m.len() as f64 / 1048576.0
+            ),
+        },
+        (Err(e), _) => Capability {
+            available: false,
+            detail: e.to_string(),
+        },
+        (_, Err(e)) => Capability {
+            available: false,
+            detail: e.to_string(),
+        },
+    };
+    let drop_reasons = btf
+        .and_then(|b| DropReasons::from_btf(b).ok())
+        .map_or(0, |r| r.iter().count());
+    // A spec that matches nothing: the tracer loads and attaches, and
+    // reports which hooks it has, without tracing anyone's packets.
+    let spec = TraceSpec {
+        netns: vec![u32::MAX],
+        filters: vec![],
+        stacks: false,
+        tc_hooks: vec![],
+    };
+    let (backend, tracer_error, attached, skipped) = match Tracer::start(&spec) {
+        Ok(t) => (
+            t.backend().name().to_string(),
+            None,
+            t.backend().attached(),
+            t.backend().skipped(),
+        ),
+        Err(e) => ("none".into(), Some(e.to_string()), vec![], vec![]),
+    };
+    let hooks: Vec<HookReport> = HOOK_NAMES
+        .iter()
+        .filter(|h| **h != "tcf_classify")
+        .map(|h| HookReport {
+            hook: h,
+            args: btf.and_then(|b| b.tracepoint_arity(h)),
+            program: attached.iter().find(|a| a.hook == *h).map(|a| a.program),
+            skipped: skipped.iter().find(|s| s.hook == *h).map(|s| s.why.clone()),
+        })
+        .collect();
+    let reasons_traced = attached
+        .iter()
+        .any(|a| a.hook == "kfree_skb" && a.program == "kfree_skb");
+    let kprobes = if std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        probe("kprobe")
+    } else {
+        Capability {
+            available: false,
+            detail: "no kprobe PMU (/sys/bus/event_source/devices/kprobe): CONFIG_KPROBES off"
+                .into(),
+        }
+    };
+    let kprobe_multi = if kprobes.available && kallsyms_has("register_fprobe") {
+        Capability {
+            available: true,
+            detail: "fprobe in the kernel (register_fprobe)".into(),
+        }
+    } else {
+        Capability {
+            available: false,
+            detail: if kprobes.available {
+                "no fprobe (register_fprobe absent): CONFIG_FPROBE off".into()
+            } else {
+                "needs kprobes".into()
+            },
+        }
+    };
+    Doctor {
+        kernel,
+        btf: btf_cap,
+        drop_reasons,
+        reasons_traced,
+        backend,
+        tracer_error,
+        hooks,
+        kprobes,
+        kprobe_multi,
+        fentry: probe("fentry"),
+        modules: kmod::KNOWN.iter().map(|m| (*m, kmod::state(m))).collect(),
+    }
+}
+
+impl Doctor {
+    /// Text for people.
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let cap =
+            |c: &Capability| format!("{} ({})", if c.available { "yes" } else { "no" }, c.detail);
+        let _ = writeln!(o, "kernel        {}", self.kernel);
+        let _ = writeln!(o, "BTF           {}", cap(&self.btf));
+        let _ = writeln!(
+            o,
+            "drop reasons  {}{}",
+            self.drop_reasons,
+            if self.reasons_traced {
+                ""
+            } else {
+                " (kfree_skb passes no reason here: `reason:` is not checkable)"
+            }
+        );
+        let _ = writeln!(o, "backend       {}", self.backend);
+        if let Some(e) = &self.tracer_error {
+            let _ = writeln!(o, "  tracer failed: {e}");
+        }
+        let _ = writeln!(o, "hooks:");
+        for h in &self.hooks {
+            let args = h.args.map_or("-".to_string(), |n| n.to_string());
+            let state = match (&h.program, &h.skipped) {
+                (Some(p), _) => format!("attached ({p})"),
+                (None, Some(why)) => format!("skipped: {why}"),
+                (None, None) => "not tried".to_string(),
+            };
+            let _ = writeln!(o, "  {:<26} args {:<3} {state}", h.hook, args);
+        }
+        let _ = writeln!(o, "function-level tracing:");
+        let _ = writeln!(o, "  kprobes       {}", cap(&self.kprobes));
+        let _ = writeln!(o, "  kprobe-multi  {}", cap(&self.kprobe_multi));
+        let _ = writeln!(o, "  fentry        {}", cap(&self.fentry));
+        let mods: Vec<String> = self
+            .modules
+            .iter()
+            .map(|(m, s)| format!("{m} {}", format!("{s:?}").to_lowercase()))
+            .collect();
+        let _ = writeln!(o, "modules       {}", mods.join(", "));
+        o
+    }
+}
