@@ -23,6 +23,23 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# 1b. The kernel matrix (`pktfate matrix`, run by ci/test): qemu, an
+# initramfs busybox and kmod for virtme-ng, and virtme-ng itself.
+vm_pkgs=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || vm_pkgs+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || vm_pkgs+=(busybox-static)
+command -v depmod >/dev/null 2>&1 || vm_pkgs+=(kmod)
+if [ ${#vm_pkgs[@]} -gt 0 ]; then
+  log "installing ${vm_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${vm_pkgs[@]}" >/dev/null
+fi
+if ! command -v vng >/dev/null 2>&1; then
+  log "installing virtme-ng"
+  python3 -m pip install -q virtme-ng
+fi
+
 # 2. Nightly with rust-src: aya-build compiles the eBPF crate with -Z build-std.
 if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
   log "installing toolchain ${NIGHTLY}"

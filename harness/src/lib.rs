@@ -40,6 +40,7 @@ pub mod kallsyms;
 pub mod kernel_range;
 pub mod kmod;
 pub mod live;
+pub mod matrix;
 pub mod netns;
 pub mod preflight;
 pub mod runner;

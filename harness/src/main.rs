@@ -102,6 +102,34 @@ enum Cmd {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
+    /// Run the suite on other kernels, each booted in a VM (virtme-ng), and
+    /// print a scenario x kernel table. Kernels are Debian packages
+    /// (downloaded and cached) or paths to a vmlinuz.
+    Matrix {
+        /// A kernel version (5.10, 6.1, 6.12, 6.16 ... 6.19) or a vmlinuz
+        /// path; repeatable.
+        #[arg(long = "kernel", required = true)]
+        kernels: Vec<String>,
+        /// Scenario files or directories.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Only scenarios whose name or path matches this regex.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Write the report here instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Hardware virtualisation: auto (KVM when /dev/kvm works, else
+        /// emulation), on, off.
+        #[arg(long, default_value = "auto")]
+        kvm: String,
+        /// Give up on a guest after this many seconds.
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+    },
     /// Run a scenario and write what it observed into its `expect` blocks,
     /// showing the difference first.
     Record {
@@ -110,6 +138,11 @@ enum Cmd {
         /// Only check: fail if recording would change the file.
         #[arg(long)]
         check: bool,
+        /// Keep the expectations as written and add, under `kernels:`, an
+        /// entry for this kernel's version with what differs here (fate,
+        /// reason, dropping function).
+        #[arg(long)]
+        kernel: bool,
     },
 }
 
@@ -146,6 +179,15 @@ fn main() -> ExitCode {
         ),
         Cmd::Check { paths } => cmd_check(&paths),
         Cmd::Reasons => cmd_reasons(),
+        Cmd::Matrix {
+            kernels,
+            paths,
+            filter,
+            format,
+            output,
+            kvm,
+            timeout,
+        } => cmd_matrix(kernels, paths, filter, format, output, &kvm, timeout),
         Cmd::Doctor { json } => {
             let d = pktfate::doctor::examine();
             if json {
@@ -159,7 +201,11 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Cmd::Record { scenario, check } => cmd_record(&scenario, check),
+        Cmd::Record {
+            scenario,
+            check,
+            kernel,
+        } => cmd_record(&scenario, check, kernel),
         Cmd::Trace {
             netns,
             dev,
@@ -241,8 +287,13 @@ fn cmd_trace(o: &pktfate::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode
     ExitCode::SUCCESS
 }
 
-fn cmd_record(path: &std::path::Path, check: bool) -> ExitCode {
-    let r = match pktfate::record::record(path) {
+fn cmd_record(path: &std::path::Path, check: bool, kernel: bool) -> ExitCode {
+    let recorded = if kernel {
+        pktfate::record::record_kernel(path)
+    } else {
+        pktfate::record::record(path)
+    };
+    let r = match recorded {
         Ok(r) => r,
         Err(e) => {
             say(&format!("ERROR {}\n{}", path.display(), e.render()));
@@ -453,5 +504,71 @@ fn cmd_reasons() -> ExitCode {
             eprintln!("error: {e}\n  hint: the kernel needs CONFIG_DEBUG_INFO_BTF=y");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn cmd_matrix(
+    kernels: Vec<String>,
+    paths: Vec<PathBuf>,
+    filter: Option<String>,
+    format: Format,
+    output: Option<PathBuf>,
+    kvm: &str,
+    timeout: u64,
+) -> ExitCode {
+    use pktfate::matrix;
+    let kvm = match kvm {
+        "auto" => None,
+        "on" => Some(true),
+        "off" => Some(false),
+        other => {
+            eprintln!("--kvm {other}: write auto, on or off");
+            return ExitCode::from(2);
+        }
+    };
+    let mut run_args: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if let Some(f) = filter {
+        run_args.push("--filter".into());
+        run_args.push(f);
+    }
+    let _ = ctrlc::set_handler(|| {
+        matrix::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let opts = matrix::MatrixOptions {
+        kernels,
+        run_args,
+        kvm,
+        timeout: std::time::Duration::from_secs(timeout),
+        cache: matrix::kernels::cache_dir(),
+    };
+    let results = match matrix::run(&opts, &mut |m| eprintln!("[matrix] {m}")) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pktfate matrix: {}", e.render());
+            return ExitCode::from(2);
+        }
+    };
+    let text = match format {
+        Format::Human => matrix::human(&results),
+        Format::Json => serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
+        Format::Junit => matrix::junit(&results),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(&p, &text) {
+                eprintln!("pktfate matrix: {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+            // The table on the terminal too when the report goes to a file.
+            if format != Format::Human {
+                eprint!("{}", matrix::human(&results));
+            }
+        }
+        None => print!("{text}"),
+    }
+    if !results.is_empty() && results.iter().all(matrix::KernelResult::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -98,6 +98,14 @@ pub fn rewrite(
     text: &str,
     mut body_for: impl FnMut(usize, usize) -> String,
 ) -> Result<String, String> {
+    rewrite_with(text, |n, indent, _old| Ok(body_for(n, indent)))
+}
+
+/// [`rewrite`], with each block's current body given to `body_for`.
+pub fn rewrite_with(
+    text: &str,
+    mut body_for: impl FnMut(usize, usize, &str) -> Result<String, String>,
+) -> Result<String, String> {
     let key = regex::Regex::new(r"^(\s*)(- )?expect:\s*(#.*)?$").expect("valid regex");
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
@@ -136,7 +144,12 @@ pub fn rewrite(
             }
             end += 1;
         }
-        out.push_str(&body_for(n, key_indent + 2));
+        let old_body: String = lines[i + 1..=last_body.max(i)]
+            .iter()
+            .skip(usize::from(last_body == i))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push_str(&body_for(n, key_indent + 2, &old_body)?);
         n += 1;
         // Blank lines after the block stay where they were.
         for l in &lines[last_body + 1..end] {
@@ -188,6 +201,108 @@ pub fn record(path: &Path) -> Result<Recorded, RunError> {
             ),
         }]));
     }
+    Ok(Recorded { old, new })
+}
+
+/// The fate, reason and dropping function observed for packet `i` where
+/// they differ from what the scenario expects on this kernel, as
+/// `(key, value)` pairs.
+fn differences(o: &Outcome, i: usize) -> Vec<(&'static str, String)> {
+    let e = &o.scenario.packets[i].expect;
+    let f = evaluate::facts(&evaluate::life(&o.timeline, i));
+    let fate = if f.dropped {
+        "dropped"
+    } else if f.delivered {
+        "delivered"
+    } else if f.forwarded {
+        "forwarded"
+    } else if f.consumed {
+        "consumed"
+    } else {
+        return vec![];
+    };
+    let mut out = vec![];
+    if e.fate.is_some_and(|x| x.to_string() != fate) {
+        out.push(("fate", fate.to_string()));
+    }
+    if let (Some(want), Some(got)) = (&e.reason, &f.reason) {
+        if want != got {
+            out.push(("reason", got.clone()));
+        }
+    }
+    if let (Some(want), Some(got)) = (&e.at, &f.at) {
+        if want != got {
+            out.push(("at", got.clone()));
+        }
+    }
+    out
+}
+
+/// Adds, to a block body indented by `indent`, a `kernels:` entry for
+/// `range` with `keys` (creating the `kernels:` key if there is none).
+pub fn add_kernel_entry(
+    body: &str,
+    indent: usize,
+    range: &str,
+    release: &str,
+    keys: &[(&str, String)],
+) -> Result<String, String> {
+    if keys.is_empty() {
+        return Ok(body.to_string());
+    }
+    let pad = " ".repeat(indent);
+    let mut entry =
+        format!("{pad}  \"{range}\": # recorded by `pktfate record --kernel` on {release}\n");
+    for (k, v) in keys {
+        entry.push_str(&format!("{pad}    {k}: {v}\n"));
+    }
+    let lines: Vec<&str> = body.lines().collect();
+    let header = format!("{pad}kernels:");
+    match lines.iter().position(|l| l.trim_end() == header) {
+        Some(at) => {
+            if body.contains(&format!("{pad}  \"{range}\":")) {
+                return Err(format!(
+                    "the `kernels:` block already has an entry for \"{range}\"; edit or remove it first"
+                ));
+            }
+            let mut out: String = lines[..=at].iter().map(|l| format!("{l}\n")).collect();
+            out.push_str(&entry);
+            out.extend(lines[at + 1..].iter().map(|l| format!("{l}\n")));
+            Ok(out)
+        }
+        None => Ok(format!("{body}{header}\n{entry}")),
+    }
+}
+
+/// Runs a scenario and returns the file with a `kernels:` entry for the
+/// running kernel's `major.minor` wherever what it observed (fate, reason,
+/// dropping function) differs from what the scenario expects here. The
+/// rest of the file stays as written.
+pub fn record_kernel(path: &Path) -> Result<Recorded, RunError> {
+    let file_err = |msg: String| {
+        RunError::Scenario(vec![crate::scenario::ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg,
+            hint: None,
+        }])
+    };
+    let old = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_default();
+    let (major, minor, _) = runner::kernel_version()
+        .ok_or_else(|| file_err("cannot read the kernel version".into()))?;
+    let range = format!("{major}.{minor}");
+    let o = runner::run_file(path)?;
+    let n = o.scenario.packets.len();
+    let new = rewrite_with(&old, |i, indent, body| {
+        if i >= n {
+            return Ok(body.to_string());
+        }
+        add_kernel_entry(body, indent, &range, &release, &differences(&o, i))
+    })
+    .map_err(file_err)?;
     Ok(Recorded { old, new })
 }
 
@@ -245,6 +360,32 @@ mod tests {
             "packets:\n  - name: a\n    expect:\n      # 0\n  - name: b\n    expect:\n      # 1\n"
         );
         assert!(rewrite("expect: { fate: dropped }\n", |_, _| String::new()).is_err());
+    }
+
+    #[test]
+    fn a_kernel_entry_is_added_or_joins_the_existing_block() {
+        let body = "  fate: dropped\n  reason: IP_LOCAL_SOURCE\n";
+        let keys = [("reason", "NOT_SPECIFIED".to_string())];
+        let new = add_kernel_entry(body, 2, "6.1", "6.1.0-56-amd64", &keys).unwrap();
+        assert_eq!(
+            new,
+            "  fate: dropped\n  reason: IP_LOCAL_SOURCE\n  kernels:\n    \"6.1\": # recorded by `pktfate record --kernel` on 6.1.0-56-amd64\n      reason: NOT_SPECIFIED\n"
+        );
+        // The result parses back as the override it means.
+        let again =
+            add_kernel_entry(&new, 2, "5.10", "5.10.0-32-amd64", &[("at", "x".into())]).unwrap();
+        assert!(again.contains("  kernels:\n    \"5.10\": # recorded"));
+        assert_eq!(again.matches("kernels:").count(), 1);
+        assert!(
+            add_kernel_entry(&new, 2, "6.1", "r", &keys)
+                .unwrap_err()
+                .contains("already has an entry")
+        );
+        assert_eq!(
+            add_kernel_entry(body, 2, "6.1", "r", &[]).unwrap(),
+            body,
+            "nothing differs"
+        );
     }
 
     #[test]

@@ -268,6 +268,46 @@ fn record_writes_expectations_and_check_detects_stale_ones() {
     assert_eq!(run(&["record", &fs, "--check"]).status.code(), Some(1));
 }
 
+/// A scenario stating another kernel's truth fails here; `record --kernel`
+/// adds this kernel's version under `kernels:` with only what differs, and
+/// the scenario passes, with its base expectation untouched.
+#[test]
+fn record_kernel_adds_an_override_for_this_kernel_only() {
+    let s = Scratch::new("record-kernel");
+    let original =
+        std::fs::read_to_string(root().join("scenarios/tun-syn/01-bad-ip-checksum.yaml")).unwrap();
+    // As a kernel that named this drop NOT_SPECIFIED would have it.
+    let other = original.replace("reason: IP_CSUM", "reason: NOT_SPECIFIED");
+    assert_ne!(other, original);
+    let f = s.0.join("csum.yaml");
+    std::fs::write(&f, &other).unwrap();
+    let fs = f.to_string_lossy().into_owned();
+    assert!(!run(&["run", &fs]).status.success(), "fails as written");
+
+    let o = run(&["record", "--kernel", &fs]);
+    assert!(o.status.success(), "{}", text(&o));
+    let recorded = std::fs::read_to_string(&f).unwrap();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.trim().split(['.', '-']);
+    let range = format!("{}.{}", v.next().unwrap(), v.next().unwrap());
+    assert!(
+        recorded.contains(&format!("  kernels:\n    \"{range}\": # recorded")),
+        "{recorded}"
+    );
+    assert!(recorded.contains("\n      reason: IP_CSUM\n"), "{recorded}");
+    assert!(
+        recorded.contains("  reason: NOT_SPECIFIED"),
+        "the base stays"
+    );
+    assert!(
+        !recorded.contains("      at:"),
+        "only what differs: {recorded}"
+    );
+    assert!(run(&["run", &fs]).status.success());
+    let o = run(&["record", "--kernel", &fs]);
+    assert!(text(&o).contains("up to date"), "{}", text(&o));
+}
+
 #[test]
 fn trace_shows_a_drop_live() {
     let ns = format!("pf{}-cli-trace", std::process::id());

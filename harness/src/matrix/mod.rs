@@ -1,0 +1,479 @@
+//! `pktfate matrix`: the suite on other kernels, each booted in a VM, and a
+//! scenario × kernel table. Exits 0 only when every scenario passes (or is
+//! skipped with a stated reason) on every kernel.
+
+pub mod kernels;
+pub mod vm;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Why the matrix could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum MatrixError {
+    /// Something the user can fix (a bad `--kernel`, a missing tool).
+    #[error("{msg}")]
+    User {
+        /// What is wrong.
+        msg: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// A file or a tool failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl MatrixError {
+    /// The message with its hint.
+    pub fn render(&self) -> String {
+        match self {
+            MatrixError::User { msg, hint } => format!("{msg}\n  hint: {hint}"),
+            MatrixError::Io(m) => m.clone(),
+        }
+    }
+}
+
+/// One scenario's result on one kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// Scenario name.
+    pub name: String,
+    /// Scenario file.
+    pub path: String,
+    /// pass, fail, skip or error.
+    pub status: String,
+    /// Why it failed, was skipped, or what it could not check.
+    pub message: String,
+}
+
+/// Everything one kernel produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelResult {
+    /// The kernel release.
+    pub kernel: String,
+    /// What was asked for (`6.1` or a path).
+    pub spec: String,
+    /// The tracer backend the guest used.
+    pub backend: String,
+    /// Hooks attached in the guest.
+    pub hooks: Vec<String>,
+    /// Hooks skipped in the guest, with why.
+    pub skipped_hooks: Vec<Value>,
+    /// Per scenario.
+    pub scenarios: Vec<Cell>,
+    /// When the guest produced nothing: why.
+    pub error: Option<String>,
+    /// Seconds from boot to power-off.
+    pub seconds: f64,
+}
+
+impl KernelResult {
+    /// Every scenario passed or was skipped with a reason.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+            && !self.scenarios.is_empty()
+            && self
+                .scenarios
+                .iter()
+                .all(|c| c.status == "pass" || (c.status == "skip" && !c.message.is_empty()))
+    }
+}
+
+/// Options of one matrix run.
+#[derive(Debug, Clone)]
+pub struct MatrixOptions {
+    /// `--kernel` values.
+    pub kernels: Vec<String>,
+    /// Arguments for `pktfate run` in each guest (paths, filters).
+    pub run_args: Vec<String>,
+    /// KVM: `Some(true)` on, `Some(false)` off, `None` when /dev/kvm is usable.
+    pub kvm: Option<bool>,
+    /// Per-guest time limit.
+    pub timeout: Duration,
+    /// Where kernels are cached.
+    pub cache: PathBuf,
+}
+
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+fn message(v: &Value) -> String {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+    if let Some(m) = s("error").or_else(|| s("skipped")) {
+        return crate::text::clip(m.lines().next().unwrap_or(""), 200);
+    }
+    let mut parts: Vec<String> = vec![];
+    for p in v
+        .get("packets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for m in p
+            .get("mismatches")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let f = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
+            parts.push(format!(
+                "{}: expected {}, got {}",
+                f("what"),
+                f("expected"),
+                crate::text::clip(f("actual"), 120)
+            ));
+        }
+    }
+    for u in v
+        .get("unchecked")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        parts.push(format!("not checkable: {}", u.as_str().unwrap_or("")));
+    }
+    parts.join("; ")
+}
+
+/// Turns one guest run into a [`KernelResult`].
+pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
+    let doctor = run.doctor.clone().unwrap_or(Value::Null);
+    let hooks = doctor
+        .get("hooks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|h| h.get("program").is_some_and(|p| !p.is_null()))
+        .filter_map(|h| h.get("hook").and_then(Value::as_str).map(String::from))
+        .collect();
+    let skipped_hooks = doctor
+        .get("hooks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|h| h.get("skipped").is_some_and(|p| !p.is_null()))
+        .cloned()
+        .collect();
+    let scenarios = run
+        .results
+        .iter()
+        .map(|v| Cell {
+            name: v.get("name").and_then(Value::as_str).unwrap_or("?").into(),
+            path: v.get("path").and_then(Value::as_str).unwrap_or("").into(),
+            status: v
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("error")
+                .into(),
+            message: message(v),
+        })
+        .collect();
+    let error = run.failure.clone().or_else(|| {
+        run.results
+            .is_empty()
+            .then(|| format!("no scenario results (guest exit status {:?})", run.rc))
+    });
+    KernelResult {
+        kernel: kernel.release.clone(),
+        spec: kernel.spec.clone(),
+        backend: doctor
+            .get("backend")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .into(),
+        hooks,
+        skipped_hooks,
+        scenarios,
+        error,
+        seconds: (run.elapsed.as_secs_f64() * 10.0).round() / 10.0,
+    }
+}
+
+/// Resolves, boots and runs every kernel in turn (guests run one at a
+/// time: two emulated CPUs take both cores). `progress` hears each step.
+pub fn run(
+    opts: &MatrixOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<KernelResult>, MatrixError> {
+    let mut out = vec![];
+    let mut kvm = opts.kvm.unwrap_or_else(kvm_usable);
+    for spec in &opts.kernels {
+        progress(&format!("kernel {spec}: resolving"));
+        let kernel = kernels::resolve(spec, &opts.cache)?;
+        progress(&format!(
+            "kernel {spec}: booting {} ({})",
+            kernel.release,
+            if kvm { "KVM" } else { "TCG emulation" }
+        ));
+        let trying_kvm = kvm && opts.kvm.is_none();
+        let vm_opts = vm::VmOptions {
+            kvm,
+            // A KVM guest that only might work gets little time: a broken
+            // KVM hangs rather than failing (seen on nested hosts).
+            timeout: if trying_kvm {
+                opts.timeout.min(Duration::from_secs(300))
+            } else {
+                opts.timeout
+            },
+            run_args: opts.run_args.clone(),
+        };
+        let guests = opts.cache.join("guests");
+        let mut guest = vm::run(&kernel, &vm_opts, &guests)?;
+        if trying_kvm && guest.rc.is_none() {
+            // KVM may exist and still fail to run guests: emulate instead,
+            // for this kernel and the rest.
+            progress(&format!(
+                "kernel {spec}: the KVM guest failed, retrying under TCG emulation"
+            ));
+            kvm = false;
+            let tcg = vm::VmOptions {
+                kvm: false,
+                timeout: opts.timeout,
+                ..vm_opts
+            };
+            guest = vm::run(&kernel, &tcg, &guests)?;
+        }
+        let r = summarise(&kernel, &guest);
+        progress(&format!(
+            "kernel {spec}: {} in {:.0}s",
+            if r.ok() { "ok" } else { "FAILED" },
+            r.seconds
+        ));
+        out.push(r);
+        if vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The scenario × kernel table, then what failed and why.
+pub fn human(results: &[KernelResult]) -> String {
+    let mut names: Vec<String> = vec![];
+    for r in results {
+        for c in &r.scenarios {
+            let n = if c.path.is_empty() {
+                c.name.clone()
+            } else {
+                c.path.clone()
+            };
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let width = names.iter().map(String::len).max().unwrap_or(8).max(8);
+    let mut o = String::new();
+    let _ = write!(o, "{:<width$}", "scenario");
+    for r in results {
+        let _ = write!(o, "  {:<16}", crate::text::clip(&r.kernel, 16));
+    }
+    o.push('\n');
+    let mut notes = vec![];
+    for n in &names {
+        let _ = write!(o, "{n:<width$}");
+        for r in results {
+            let cell = r.scenarios.iter().find(|c| &c.path == n || &c.name == n);
+            let text = match cell {
+                None => "-".to_string(),
+                Some(c) if !c.message.is_empty() => {
+                    notes.push(format!(
+                        "{} on {}: {} ({})",
+                        n, r.kernel, c.status, c.message
+                    ));
+                    format!("{} [{}]", c.status, notes.len())
+                }
+                Some(c) => c.status.clone(),
+            };
+            let _ = write!(o, "  {text:<16}");
+        }
+        o.push('\n');
+    }
+    o.push('\n');
+    for r in results {
+        let skipped: Vec<String> = r
+            .skipped_hooks
+            .iter()
+            .filter_map(|h| h.get("hook").and_then(Value::as_str).map(String::from))
+            .collect();
+        let _ = writeln!(
+            o,
+            "{}: backend {}, {} hooks{}, {:.0}s{}",
+            r.kernel,
+            r.backend,
+            r.hooks.len(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (without {})", skipped.join(", "))
+            },
+            r.seconds,
+            r.error
+                .as_ref()
+                .map(|e| format!("\n  ERROR: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for (i, n) in notes.iter().enumerate() {
+        let _ = writeln!(o, "[{}] {n}", i + 1);
+    }
+    let ok = results.iter().all(KernelResult::ok);
+    let _ = writeln!(
+        o,
+        "\nmatrix: {} of {} kernels passed",
+        results.iter().filter(|r| r.ok()).count(),
+        results.len()
+    );
+    if !ok {
+        let _ = writeln!(o, "matrix: FAILED");
+    }
+    o
+}
+
+/// JUnit XML: a test suite per kernel.
+pub fn junit(results: &[KernelResult]) -> String {
+    let esc = crate::suite::xml_escape;
+    let mut o = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pktfate matrix\">\n",
+    );
+    for r in results {
+        let fails = r
+            .scenarios
+            .iter()
+            .filter(|c| c.status == "fail" || c.status == "error")
+            .count()
+            + r.error.is_some() as usize;
+        let _ = writeln!(
+            o,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\" time=\"{}\">",
+            esc(&r.kernel),
+            r.scenarios.len(),
+            r.seconds
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(
+                o,
+                "    <testcase name=\"boot\"><error message=\"{}\"/></testcase>",
+                esc(e)
+            );
+        }
+        for c in &r.scenarios {
+            let _ = write!(
+                o,
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                esc(&r.kernel),
+                esc(&c.name)
+            );
+            match c.status.as_str() {
+                "pass" => o.push_str("/>\n"),
+                "skip" => {
+                    let _ = writeln!(o, "><skipped message=\"{}\"/></testcase>", esc(&c.message));
+                }
+                _ => {
+                    let _ = writeln!(o, "><failure message=\"{}\"/></testcase>", esc(&c.message));
+                }
+            }
+        }
+        o.push_str("  </testsuite>\n");
+    }
+    o.push_str("</testsuites>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(kernel: &str, cells: &[(&str, &str, &str)]) -> KernelResult {
+        KernelResult {
+            kernel: kernel.into(),
+            spec: kernel.into(),
+            backend: "tp_btf".into(),
+            hooks: vec![],
+            skipped_hooks: vec![],
+            scenarios: cells
+                .iter()
+                .map(|(n, s, m)| Cell {
+                    name: (*n).into(),
+                    path: format!("scenarios/{n}.yaml"),
+                    status: (*s).into(),
+                    message: (*m).into(),
+                })
+                .collect(),
+            error: None,
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_kernel_passes_only_with_every_scenario_passing_or_skipped_with_a_reason() {
+        assert!(result("6.1", &[("a", "pass", ""), ("b", "skip", "needs nft")]).ok());
+        assert!(!result("6.1", &[("a", "pass", ""), ("b", "fail", "reason")]).ok());
+        assert!(
+            !result("6.1", &[("b", "skip", "")]).ok(),
+            "a skip must say why"
+        );
+        assert!(!result("6.1", &[]).ok(), "no results is no pass");
+        let mut booted_not = result("6.1", &[("a", "pass", "")]);
+        booted_not.error = Some("no result within 900s".into());
+        assert!(!booted_not.ok());
+    }
+
+    #[test]
+    fn the_table_has_a_column_per_kernel_and_numbered_notes() {
+        let t = human(&[
+            result(
+                "6.1.0-56-amd64",
+                &[("a", "pass", ""), ("b", "fail", "at: expected x, got y")],
+            ),
+            result(
+                "6.12.117+deb12-amd64",
+                &[("a", "pass", ""), ("b", "pass", "")],
+            ),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("scenario") && lines[0].contains("6.1.0-56-amd64"));
+        assert!(lines[1].starts_with("scenarios/a.yaml") && lines[1].matches("pass").count() == 2);
+        assert!(lines[2].contains("fail [1]"));
+        assert!(t.contains("[1] scenarios/b.yaml on 6.1.0-56-amd64: fail (at: expected x, got y)"));
+        assert!(t.contains("matrix: 1 of 2 kernels passed\nmatrix: FAILED"));
+    }
+
+    #[test]
+    fn guest_json_lines_become_cells_with_their_reasons() {
+        let run = vm::GuestRun {
+            results: vec![
+                serde_json::json!({"name":"m","path":"p.yaml","status":"pass","unchecked":["packet 1: reason IP_CSUM not checked (no reasons)"]}),
+                serde_json::json!({"name":"n","path":"q.yaml","status":"fail","packets":[{"mismatches":[{"what":"reason","expected":"A","actual":"B"}]}]}),
+            ],
+            doctor: Some(
+                serde_json::json!({"backend":"tp_btf","hooks":[{"hook":"kfree_skb","program":"kfree_skb_noreason","skipped":null},{"hook":"icmp_send","program":null,"skipped":"absent"}]}),
+            ),
+            ..Default::default()
+        };
+        let k = kernels::Kernel {
+            spec: "5.10".into(),
+            release: "5.10.0-32-amd64".into(),
+            vmlinuz: PathBuf::new(),
+        };
+        let r = summarise(&k, &run);
+        assert_eq!(r.hooks, vec!["kfree_skb"]);
+        assert_eq!(r.skipped_hooks.len(), 1);
+        assert_eq!(
+            r.scenarios[0].message,
+            "not checkable: packet 1: reason IP_CSUM not checked (no reasons)"
+        );
+        assert_eq!(r.scenarios[1].message, "reason: expected A, got B");
+        assert!(!r.ok());
+    }
+}

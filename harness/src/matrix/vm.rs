@@ -1,0 +1,215 @@
+//! Boots a kernel with virtme-ng (`vng`) and runs pktfate inside it.
+//!
+//! The guest's root is the host's filesystem (read-only), so this very
+//! binary runs inside. `vng` exits 255 whatever the guest did, so the guest
+//! writes its results and exit status into a private read-write directory.
+//! Its console is read through a pipe (qemu truncates a file given as its
+//! output) and kept for the report when the guest fails.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::MatrixError;
+use super::kernels::Kernel;
+
+/// Set by the Ctrl-C handler: guests are powered off, not left running.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// What a guest run produced.
+#[derive(Debug, Default)]
+pub struct GuestRun {
+    /// `pktfate doctor --json` inside the guest.
+    pub doctor: Option<serde_json::Value>,
+    /// `pktfate run --format json` lines inside the guest.
+    pub results: Vec<serde_json::Value>,
+    /// The guest's `pktfate run` exit status.
+    pub rc: Option<i32>,
+    /// Why the guest produced no results, when it did not.
+    pub failure: Option<String>,
+    /// Wall time from boot to power-off.
+    pub elapsed: Duration,
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// Use KVM (else TCG emulation).
+    pub kvm: bool,
+    /// Give up on a guest after this long.
+    pub timeout: Duration,
+    /// Arguments for `pktfate run` inside the guest.
+    pub run_args: Vec<String>,
+}
+
+/// A directory only this user can enter, with a name nobody can predict.
+pub fn private_dir(parent: &Path) -> Result<PathBuf, MatrixError> {
+    std::fs::create_dir_all(parent).map_err(|e| MatrixError::Io(e.to_string()))?;
+    let template = parent.join("run-XXXXXX");
+    let mut bytes = template.as_os_str().as_encoded_bytes().to_vec();
+    bytes.push(0);
+    // SAFETY: a NUL-terminated, writable template, as mkdtemp requires.
+    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(MatrixError::Io(format!(
+            "mkdtemp in {}: {}",
+            parent.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    bytes.pop();
+    Ok(PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The script the guest runs.
+fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> String {
+    let q = |p: &Path| quote(&p.display().to_string());
+    let args: Vec<String> = run_args.iter().map(|a| quote(a)).collect();
+    format!(
+        "cd {cwd}\n\
+         {exe} doctor --json > {rw}/doctor.json 2> {rw}/doctor.err\n\
+         {exe} run {args} --format json --output {rw}/results.json > {rw}/run.log 2>&1\n\
+         echo $? > {rw}/rc\n",
+        cwd = q(cwd),
+        exe = q(exe),
+        rw = q(rw),
+        args = args.join(" "),
+    )
+}
+
+/// Boots `kernel`, runs the suite, powers off, and returns what it found.
+pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun, MatrixError> {
+    let exe = std::env::current_exe().map_err(|e| MatrixError::Io(e.to_string()))?;
+    let cwd = std::env::current_dir().map_err(|e| MatrixError::Io(e.to_string()))?;
+    let rw = private_dir(scratch)?;
+    // The guest runs a copy: a rebuild during a long matrix run must not
+    // change the binary under a running guest.
+    let exe = {
+        let copy = rw.join("pktfate");
+        std::fs::copy(&exe, &copy)
+            .map_err(|e| MatrixError::Io(format!("copying {}: {e}", exe.display())))?;
+        copy
+    };
+    let script = rw.join("guest.sh");
+    std::fs::write(&script, guest_script(&exe, &cwd, &rw, &opts.run_args))
+        .map_err(|e| MatrixError::Io(e.to_string()))?;
+    let mut cmd = Command::new("vng");
+    cmd.arg("--verbose")
+        .arg("--run")
+        .arg(&kernel.vmlinuz)
+        .args(["--memory", "2G", "--cpus", "2"])
+        .arg("--rwdir")
+        .arg(&rw)
+        .arg("--exec")
+        .arg(format!("sh {}", quote(&script.display().to_string())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so qemu goes down with it on a timeout.
+        .process_group(0);
+    if !opts.kvm {
+        cmd.arg("--disable-kvm");
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| MatrixError::User {
+        msg: format!("cannot start vng: {e}"),
+        hint: "install virtme-ng (`pip install virtme-ng`) with qemu-system-x86, busybox-static and kmod".into(),
+    })?;
+    let pgid = child.id() as i32;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = vec![];
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let mut failure = None;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        let why = if INTERRUPTED.load(Ordering::SeqCst) {
+            Some("interrupted".to_string())
+        } else if start.elapsed() > opts.timeout {
+            Some(format!("no result within {:?}", opts.timeout))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            // SAFETY: signalling our own child's process group.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.wait();
+            failure = Some(why);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let console = [
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    ]
+    .concat();
+    let read = |name: &str| std::fs::read_to_string(rw.join(name)).ok();
+    let mut run = GuestRun {
+        doctor: read("doctor.json").and_then(|t| serde_json::from_str(&t).ok()),
+        results: read("results.json")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+        rc: read("rc").and_then(|t| t.trim().parse().ok()),
+        failure,
+        elapsed: start.elapsed(),
+    };
+    if run.rc.is_none() && run.failure.is_none() {
+        let text = String::from_utf8_lossy(&console);
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let log = read("run.log").unwrap_or_default();
+        run.failure = Some(format!(
+            "the guest wrote no exit status; run log: {}; console ends:\n{}",
+            crate::text::clip(log.trim(), 600),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&rw);
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_script_quotes_everything() {
+        let s = guest_script(
+            Path::new("/x/pktfate"),
+            Path::new("/w/it's"),
+            Path::new("/c/run-a"),
+            &["scenarios".into(), "--filter".into(), "a b".into()],
+        );
+        assert!(s.starts_with("cd '/w/it'\\''s'\n"));
+        assert!(s.contains("'/x/pktfate' run 'scenarios' '--filter' 'a b' --format json --output '/c/run-a'/results.json"));
+        assert!(s.ends_with("echo $? > '/c/run-a'/rc\n"));
+    }
+
+    #[test]
+    fn private_dirs_are_unpredictable_and_closed() {
+        use std::os::unix::fs::PermissionsExt;
+        let a = private_dir(&std::env::temp_dir()).unwrap();
+        let b = private_dir(&std::env::temp_dir()).unwrap();
+        assert_ne!(a, b);
+        let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::remove_dir(&a).unwrap();
+        std::fs::remove_dir(&b).unwrap();
+    }
+}
