@@ -16,28 +16,23 @@ need_pkgs=()
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
+# 1b. The kernel matrix (`pktfate matrix`, run by ci/test): qemu, an
+# initramfs busybox and kmod for virtme-ng, and virtme-ng itself.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+command -v depmod >/dev/null 2>&1 || need_pkgs+=(kmod)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
-
-# 1b. The kernel matrix (`pktfate matrix`, run by ci/test): qemu, an
-# initramfs busybox and kmod for virtme-ng, and virtme-ng itself.
-vm_pkgs=()
-command -v qemu-system-x86_64 >/dev/null 2>&1 || vm_pkgs+=(qemu-system-x86)
-dpkg -s busybox-static >/dev/null 2>&1 || vm_pkgs+=(busybox-static)
-command -v depmod >/dev/null 2>&1 || vm_pkgs+=(kmod)
-if [ ${#vm_pkgs[@]} -gt 0 ]; then
-  log "installing ${vm_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${vm_pkgs[@]}" >/dev/null
-fi
 if ! command -v vng >/dev/null 2>&1; then
   log "installing virtme-ng"
   python3 -m pip install -q virtme-ng
+  # Under pyenv the command appears only once its shims are rebuilt.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+  command -v vng >/dev/null 2>&1 || { log "virtme-ng installed but vng is not on PATH"; exit 1; }
 fi
 
 # 2. Nightly with rust-src: aya-build compiles the eBPF crate with -Z build-std.

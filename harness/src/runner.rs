@@ -253,6 +253,8 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
             "this kernel's kfree_skb tracepoint passes no drop reason; they start in 5.17",
         );
     }
+    let absent: Vec<&str> = tracer.backend().skipped().iter().map(|h| h.hook).collect();
+    unchecked.extend(s.drop_steps_on_hooks(&absent));
 
     let t_verdict = Instant::now();
     let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();

@@ -1187,6 +1187,42 @@ impl Scenario {
         out
     }
 
+    /// Drops path, not_path and seen steps that name one of `hooks` (hooks
+    /// the tracer could not attach on this kernel); returns what was not
+    /// checked, to be reported as such.
+    pub fn drop_steps_on_hooks(&mut self, hooks: &[&str]) -> Vec<String> {
+        fn strip(e: &mut Expectation, packet: &str, hooks: &[&str], out: &mut Vec<String>) {
+            let missing = |st: &PathStep| hooks.contains(&st.func.as_str());
+            for (what, steps) in [("path", &mut e.path), ("not_path", &mut e.not_path)] {
+                for st in steps.iter().filter(|st| missing(st)) {
+                    out.push(format!(
+                        "{packet}: {what} step {st} not checked (this kernel has no {} tracepoint)",
+                        st.func
+                    ));
+                }
+                steps.retain(|st| !missing(st));
+            }
+            for x in e.seen.iter().filter(|x| missing(&x.at)) {
+                out.push(format!(
+                    "{packet}: seen at {} not checked (this kernel has no {} tracepoint)",
+                    x.at, x.at.func
+                ));
+            }
+            e.seen.retain(|x| !missing(&x.at));
+            if let Some(reply) = e.reply.as_deref_mut() {
+                strip(reply, &format!("{packet} reply"), hooks, out);
+            }
+        }
+        let mut out = vec![];
+        if hooks.is_empty() {
+            return out;
+        }
+        for p in &mut self.packets {
+            strip(&mut p.expect, &p.name, hooks, &mut out);
+        }
+        out
+    }
+
     /// Checks what needs the running kernel: drop reason names exist (and
     /// are rewritten to their canonical short form). A kernel without
     /// drop reasons (before 5.17) has nothing to check them against.
@@ -3023,6 +3059,27 @@ expect:
             "  ipv4: { src: 192.0.2.1, dst: 192.0.2.9 }\n  socket:",
         );
         assert!(first_err(&t).msg.contains("the kernel builds the packet"));
+    }
+
+    #[test]
+    fn steps_on_hooks_the_kernel_lacks_are_reported_not_checked() {
+        let text = GOOD.replace(
+            "  path: [tun_get_user, netif_receive_skb@host/tun0, ip_rcv_core]\n",
+            "  path: [tun_get_user, icmp_send@host/tun0, ip_rcv_core]\n  not_path: [icmp_send]\n",
+        );
+        let mut s = parse(&text).unwrap();
+        let notes = s.drop_steps_on_hooks(&["icmp_send"]);
+        assert_eq!(
+            notes,
+            vec![
+                "packet 1: path step icmp_send@host/tun0 not checked (this kernel has no icmp_send tracepoint)",
+                "packet 1: not_path step icmp_send not checked (this kernel has no icmp_send tracepoint)",
+            ]
+        );
+        let e = &s.packets[0].expect;
+        assert_eq!(e.path.len(), 2);
+        assert!(e.not_path.is_empty());
+        assert!(s.drop_steps_on_hooks(&[]).is_empty());
     }
 
     /// A scenario's truth on each kernel: the base, `kernels:` entries in

@@ -148,22 +148,22 @@ fn message(v: &Value) -> String {
 /// Turns one guest run into a [`KernelResult`].
 pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
     let doctor = run.doctor.clone().unwrap_or(Value::Null);
-    let hooks = doctor
-        .get("hooks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|h| h.get("program").is_some_and(|p| !p.is_null()))
+    // Doctor's hooks that have `field` set (`program`: attached; `skipped`).
+    let hooks_with = |field: &str| -> Vec<Value> {
+        doctor
+            .get("hooks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|h| h.get(field).is_some_and(|p| !p.is_null()))
+            .cloned()
+            .collect()
+    };
+    let hooks = hooks_with("program")
+        .iter()
         .filter_map(|h| h.get("hook").and_then(Value::as_str).map(String::from))
         .collect();
-    let skipped_hooks = doctor
-        .get("hooks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|h| h.get("skipped").is_some_and(|p| !p.is_null()))
-        .cloned()
-        .collect();
+    let skipped_hooks = hooks_with("skipped");
     let scenarios = run
         .results
         .iter()
