@@ -17,7 +17,17 @@ pub const SETTLE: Duration = Duration::from_millis(25);
 /// Quiet time after which skbs still alive are given up on: some frees have
 /// no tracepoint (TCP's `__kfree_skb`), so their end is never seen. Their
 /// fate is reported as unknown, never guessed.
-pub const IDLE: Duration = Duration::from_millis(200);
+/// `PKTFATE_IDLE_MS` overrides it: `pktfate matrix` guests, whose
+/// emulated CPUs run an order of magnitude slower, set 2000.
+pub fn idle() -> Duration {
+    static IDLE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *IDLE.get_or_init(|| {
+        let ms = std::env::var("PKTFATE_IDLE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Duration::from_millis(ms.unwrap_or(200))
+    })
+}
 
 /// Whether `now` carries another packet than `before` at the same skb
 /// address: another family or protocol, or both addresses changed (NAT
@@ -259,7 +269,7 @@ pub fn collect(
             }
         }
         let quiet = last_event.elapsed();
-        if seen.iter().all(|s| *s) && ((alive.is_empty() && quiet >= SETTLE) || quiet >= IDLE) {
+        if seen.iter().all(|s| *s) && ((alive.is_empty() && quiet >= SETTLE) || quiet >= idle()) {
             settled = true;
             break;
         }

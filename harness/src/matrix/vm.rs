@@ -74,6 +74,7 @@ fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> Strin
     let args: Vec<String> = run_args.iter().map(|a| quote(a)).collect();
     format!(
         "cd {cwd}\n\
+         export PKTFATE_IDLE_MS=2000\n\
          {exe} doctor --json > {rw}/doctor.json 2> {rw}/doctor.err\n\
          {exe} run {args} --format json --output {rw}/results.json > {rw}/run.log 2>&1\n\
          echo $? > {rw}/rc\n",
@@ -196,7 +197,7 @@ mod tests {
             Path::new("/c/run-a"),
             &["scenarios".into(), "--filter".into(), "a b".into()],
         );
-        assert!(s.starts_with("cd '/w/it'\\''s'\n"));
+        assert!(s.starts_with("cd '/w/it'\\''s'\nexport PKTFATE_IDLE_MS=2000\n"));
         assert!(s.contains("'/x/pktfate' run 'scenarios' '--filter' 'a b' --format json --output '/c/run-a'/results.json"));
         assert!(s.ends_with("echo $? > '/c/run-a'/rc\n"));
     }
