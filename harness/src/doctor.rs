@@ -214,7 +214,7 @@ impl Doctor {
             o,
             "drop reasons  {}{}",
             self.drop_reasons,
-            if self.reasons_traced {
+            if self.reasons_traced || self.tracer_error.is_some() {
                 ""
             } else {
                 " (kfree_skb passes no reason here: `reason:` is not checkable)"
@@ -223,6 +223,13 @@ impl Doctor {
         let _ = writeln!(o, "backend       {}", self.backend);
         if let Some(e) = &self.tracer_error {
             let _ = writeln!(o, "  tracer failed: {e}");
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                let _ = writeln!(
+                    o,
+                    "  hint: loading eBPF needs root: run `sudo pktfate doctor`; hooks and probes below are untested"
+                );
+            }
         }
         let _ = writeln!(o, "hooks:");
         for h in &self.hooks {

@@ -90,6 +90,9 @@ impl Kallsyms {
     /// The process-wide table for the running kernel, read on first use and
     /// again after modules change (see [`Kallsyms::refresh`]).
     pub fn kernel() -> Arc<Kallsyms> {
+        if let Some(k) = shared().read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return k.clone();
+        }
         let mut guard = shared().write().unwrap_or_else(|e| e.into_inner());
         guard.get_or_insert_with(|| Arc::new(Self::read())).clone()
     }

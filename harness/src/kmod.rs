@@ -6,7 +6,7 @@
 //! without a module should fail with its name, not with `EOPNOTSUPP` from
 //! the middle of a topology build.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::scenario::{LinkKind, Scenario, TcSpec};
@@ -59,10 +59,91 @@ pub const KNOWN: [&str; 8] = [
     "cls_bpf",
 ];
 
-fn release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| r.trim().to_string())
-        .unwrap_or_default()
+/// Where module facts are read: `/sys/module` and
+/// `<base>/lib/modules/<release>`. [`Modules::running`] is this machine's.
+#[derive(Debug, Clone)]
+pub struct Modules {
+    sys: PathBuf,
+    base: PathBuf,
+    release: String,
+}
+
+impl Modules {
+    /// The running kernel's modules.
+    pub fn running() -> Self {
+        Self {
+            sys: "/sys/module".into(),
+            base: "/".into(),
+            release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|r| r.trim().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn tree(&self) -> PathBuf {
+        self.base.join("lib/modules").join(&self.release)
+    }
+
+    /// The state of `module`.
+    pub fn state(&self, module: &str) -> ModuleState {
+        let name = sys_name(module);
+        if self.sys.join(&name).exists() {
+            return ModuleState::Loaded;
+        }
+        let dir = self.tree();
+        if !dir.exists() {
+            return ModuleState::Unknown;
+        }
+        let listed = |file: &str| {
+            std::fs::read_to_string(dir.join(file)).is_ok_and(|t| {
+                t.lines().any(|l| {
+                    let path = l.split(':').next().unwrap_or("");
+                    let base = path.rsplit('/').next().unwrap_or("");
+                    let stem = base.split(".ko").next().unwrap_or("");
+                    sys_name(stem) == name
+                })
+            })
+        };
+        if listed("modules.builtin") {
+            ModuleState::Builtin
+        } else if listed("modules.dep") {
+            ModuleState::Loadable
+        } else {
+            ModuleState::Missing
+        }
+    }
+
+    /// Loads `module` with modprobe unless it is loaded or built in.
+    pub fn ensure(&self, module: &str) -> Result<(), KmodError> {
+        match self.state(module) {
+            // Without a module tree there is nothing to load from.
+            ModuleState::Loaded | ModuleState::Builtin | ModuleState::Unknown => return Ok(()),
+            ModuleState::Loadable | ModuleState::Missing => {}
+        }
+        let out = Command::new("modprobe")
+            .arg("-d")
+            .arg(&self.base)
+            .arg("-S")
+            .arg(&self.release)
+            .arg(module)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                Err(KmodError {
+                    module: module.into(),
+                    why: if err.is_empty() {
+                        format!("modprobe exited with {}", o.status)
+                    } else {
+                        crate::text::clip(&err, 200)
+                    },
+                })
+            }
+            // No modprobe: nothing to load with; the kernel may still have it.
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// `/sys/module` and `modules.builtin` spell names with underscores.
@@ -72,57 +153,12 @@ fn sys_name(module: &str) -> String {
 
 /// The state of `module` on the running kernel.
 pub fn state(module: &str) -> ModuleState {
-    let name = sys_name(module);
-    if Path::new("/sys/module").join(&name).exists() {
-        return ModuleState::Loaded;
-    }
-    let dir = Path::new("/lib/modules").join(release());
-    if !dir.exists() {
-        return ModuleState::Unknown;
-    }
-    let listed = |file: &str| {
-        std::fs::read_to_string(dir.join(file)).is_ok_and(|t| {
-            t.lines().any(|l| {
-                let path = l.split(':').next().unwrap_or("");
-                let base = path.rsplit('/').next().unwrap_or("");
-                let stem = base.split(".ko").next().unwrap_or("");
-                sys_name(stem) == name
-            })
-        })
-    };
-    if listed("modules.builtin") {
-        ModuleState::Builtin
-    } else if listed("modules.dep") {
-        ModuleState::Loadable
-    } else {
-        ModuleState::Missing
-    }
+    Modules::running().state(module)
 }
 
-/// Loads `module` unless it is loaded or built in.
+/// Loads `module` on the running kernel unless it is loaded or built in.
 pub fn ensure(module: &str) -> Result<(), KmodError> {
-    match state(module) {
-        // Without a module tree there is nothing to load from.
-        ModuleState::Loaded | ModuleState::Builtin | ModuleState::Unknown => return Ok(()),
-        ModuleState::Loadable | ModuleState::Missing => {}
-    }
-    let out = Command::new("modprobe").arg("-q").arg(module).output();
-    match out {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => {
-            let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            Err(KmodError {
-                module: module.into(),
-                why: if err.is_empty() {
-                    format!("modprobe exited with {}", o.status)
-                } else {
-                    crate::text::clip(&err, 200)
-                },
-            })
-        }
-        // No modprobe: nothing to load with; the kernel may still have it.
-        Err(_) => Ok(()),
-    }
+    Modules::running().ensure(module)
 }
 
 /// The modules a scenario's topology uses.
@@ -154,30 +190,61 @@ pub fn for_scenario(s: &Scenario) -> Vec<&'static str> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_loaded_module_is_seen_and_an_invented_one_is_missing() {
-        // /sys/module/kernel exists on every Linux system.
-        assert_eq!(state("kernel"), ModuleState::Loaded);
-        let expected = if Path::new("/lib/modules").join(release()).exists() {
-            ModuleState::Missing
-        } else {
-            ModuleState::Unknown
+    /// A module tree of a made-up kernel: veth loadable, bridge built in.
+    fn tree() -> (PathBuf, Modules) {
+        let base = crate::matrix::vm::private_dir(&std::env::temp_dir()).unwrap();
+        let release = "9.9.9-test";
+        let dir = base.join("lib/modules").join(release);
+        std::fs::create_dir_all(dir.join("kernel/drivers/net")).unwrap();
+        std::fs::create_dir_all(base.join("sys")).unwrap();
+        std::fs::write(dir.join("modules.dep"), "kernel/drivers/net/veth.ko.xz:\n").unwrap();
+        std::fs::write(dir.join("modules.builtin"), "kernel/net/bridge/bridge.ko\n").unwrap();
+        let m = Modules {
+            sys: base.join("sys"),
+            base: base.clone(),
+            release: release.into(),
         };
-        assert_eq!(state("pktfate_no_such_module"), expected);
+        (base, m)
     }
 
     #[test]
-    fn an_unloadable_module_is_named_with_a_hint() {
-        if !Path::new("/lib/modules").join(release()).exists() {
-            eprintln!("no module tree for this kernel; skipped");
+    fn states_come_from_sysfs_and_the_module_tree() {
+        let (base, m) = tree();
+        assert_eq!(m.state("veth"), ModuleState::Loadable);
+        assert_eq!(m.state("bridge"), ModuleState::Builtin);
+        assert_eq!(m.state("vxlan"), ModuleState::Missing);
+        std::fs::create_dir(base.join("sys/veth")).unwrap();
+        assert_eq!(m.state("veth"), ModuleState::Loaded);
+        let no_tree = Modules {
+            release: "0.0.0-none".into(),
+            ..m.clone()
+        };
+        assert_eq!(no_tree.state("vxlan"), ModuleState::Unknown);
+        assert!(m.ensure("bridge").is_ok(), "built in: nothing to load");
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_module_modprobe_cannot_load_is_named_with_a_hint() {
+        if Command::new("modprobe").arg("--version").output().is_err() {
+            eprintln!("no modprobe on this machine; skipped");
             return;
         }
-        let e = ensure("pktfate_no_such_module").unwrap_err();
-        assert_eq!(e.module, "pktfate_no_such_module");
+        let (base, m) = tree();
+        let e = m.ensure("vxlan").unwrap_err();
+        assert_eq!(e.module, "vxlan");
+        assert!(e.why.contains("vxlan"), "modprobe's own words: {}", e.why);
         assert!(
             e.to_string()
-                .contains("`pktfate_no_such_module` is not available")
+                .starts_with("kernel module `vxlan` is not available (")
         );
-        assert!(e.hint().contains("modprobe pktfate_no_such_module"));
+        assert!(e.hint().contains("modprobe vxlan"));
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn this_machine_has_its_kernel_module_loaded() {
+        // /sys/module/kernel exists on every Linux system.
+        assert_eq!(state("kernel"), ModuleState::Loaded);
     }
 }

@@ -48,7 +48,7 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-/// Checks root, BTF, tun and `ip`.
+/// Checks root, BTF, tun (loading it if need be) and `ip`.
 pub fn check() -> Result<(), PreflightError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -58,7 +58,11 @@ pub fn check() -> Result<(), PreflightError> {
         return Err(PreflightError::NoBtf);
     }
     if !Path::new("/dev/net/tun").exists() {
-        return Err(PreflightError::NoTun);
+        // A guest without udev has no /dev/net/tun until tun is loaded.
+        let _ = crate::kmod::ensure("tun");
+        if !Path::new("/dev/net/tun").exists() {
+            return Err(PreflightError::NoTun);
+        }
     }
     if !on_path("ip") {
         return Err(PreflightError::MissingTool("ip"));

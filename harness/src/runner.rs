@@ -51,6 +51,9 @@ impl RunError {
             RunError::Preflight(p) => Some(p.hint()),
             RunError::Topology(t) => t.hint(),
             RunError::Kmod(k) => Some(k.hint()),
+            RunError::Tracer(TracerError::Attach { .. }) => Some(
+                "the tracer cannot work without this hook; `pktfate doctor` shows what this kernel offers (report its release and this line)".into(),
+            ),
             RunError::Tracer(TracerError::Load(m)) if m.contains("Operation not permitted") => {
                 Some("loading eBPF needs root (CAP_BPF, CAP_PERFMON)".into())
             }
@@ -198,13 +201,14 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     if let Some(why) = unmet_requirements(&s) {
         return Err(RunError::Skipped(why));
     }
+    // Root first: without it, loading modules fails misleadingly.
+    preflight::check()?;
     for module in crate::kmod::for_scenario(&s) {
         crate::kmod::ensure(module)?;
     }
     if let Some(v) = kernel_version() {
         s.resolve_for_kernel(v);
     }
-    preflight::check()?;
     let reasons = kernel_reasons()?;
     s.check_against_kernel(&reasons)
         .map_err(RunError::Scenario)?;
@@ -253,8 +257,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
             "this kernel's kfree_skb tracepoint passes no drop reason; they start in 5.17",
         );
     }
-    let absent: Vec<&str> = tracer.backend().skipped().iter().map(|h| h.hook).collect();
-    unchecked.extend(s.drop_steps_on_hooks(&absent));
+    unchecked.extend(s.drop_steps_on_hooks(&tracer.backend().skipped()));
 
     let t_verdict = Instant::now();
     let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();

@@ -31,6 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::kernel_range::{KernelRange, Version};
+use crate::tracer::SkippedHook;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -1187,26 +1188,31 @@ impl Scenario {
         out
     }
 
-    /// Drops path, not_path and seen steps that name one of `hooks` (hooks
-    /// the tracer could not attach on this kernel); returns what was not
-    /// checked, to be reported as such.
-    pub fn drop_steps_on_hooks(&mut self, hooks: &[&str]) -> Vec<String> {
-        fn strip(e: &mut Expectation, packet: &str, hooks: &[&str], out: &mut Vec<String>) {
-            let missing = |st: &PathStep| hooks.contains(&st.func.as_str());
+    /// Drops path, not_path and seen steps that name a hook the tracer
+    /// could not attach on this kernel; returns what was not checked, and
+    /// why, to be reported as such.
+    pub fn drop_steps_on_hooks(&mut self, hooks: &[SkippedHook]) -> Vec<String> {
+        fn strip(e: &mut Expectation, packet: &str, hooks: &[SkippedHook], out: &mut Vec<String>) {
+            let why = |st: &PathStep| hooks.iter().find(|h| h.hook == st.func).map(|h| &h.why);
+            let missing = |st: &PathStep| why(st).is_some();
             for (what, steps) in [("path", &mut e.path), ("not_path", &mut e.not_path)] {
-                for st in steps.iter().filter(|st| missing(st)) {
-                    out.push(format!(
-                        "{packet}: {what} step {st} not checked (this kernel has no {} tracepoint)",
-                        st.func
-                    ));
+                for st in steps.iter() {
+                    if let Some(w) = why(st) {
+                        out.push(format!(
+                            "{packet}: {what} step {st} not checked ({}: {w})",
+                            st.func
+                        ));
+                    }
                 }
                 steps.retain(|st| !missing(st));
             }
-            for x in e.seen.iter().filter(|x| missing(&x.at)) {
-                out.push(format!(
-                    "{packet}: seen at {} not checked (this kernel has no {} tracepoint)",
-                    x.at, x.at.func
-                ));
+            for x in &e.seen {
+                if let Some(w) = why(&x.at) {
+                    out.push(format!(
+                        "{packet}: seen at {} not checked ({}: {w})",
+                        x.at, x.at.func
+                    ));
+                }
             }
             e.seen.retain(|x| !missing(&x.at));
             if let Some(reply) = e.reply.as_deref_mut() {
@@ -3068,12 +3074,16 @@ expect:
             "  path: [tun_get_user, icmp_send@host/tun0, ip_rcv_core]\n  not_path: [icmp_send]\n",
         );
         let mut s = parse(&text).unwrap();
-        let notes = s.drop_steps_on_hooks(&["icmp_send"]);
+        let absent = crate::tracer::SkippedHook {
+            hook: "icmp_send",
+            why: "this kernel has no such BTF tracepoint".into(),
+        };
+        let notes = s.drop_steps_on_hooks(&[absent]);
         assert_eq!(
             notes,
             vec![
-                "packet 1: path step icmp_send@host/tun0 not checked (this kernel has no icmp_send tracepoint)",
-                "packet 1: not_path step icmp_send not checked (this kernel has no icmp_send tracepoint)",
+                "packet 1: path step icmp_send@host/tun0 not checked (icmp_send: this kernel has no such BTF tracepoint)",
+                "packet 1: not_path step icmp_send not checked (icmp_send: this kernel has no such BTF tracepoint)",
             ]
         );
         let e = &s.packets[0].expect;

@@ -198,10 +198,12 @@ pub struct SkippedHook {
 pub trait Backend: Send {
     /// Short name for reports (`tp_btf`).
     fn name(&self) -> &'static str;
-    /// Hooks that are attached.
-    fn hooks(&self) -> Vec<&'static str>;
     /// Hooks that are attached, with the program variant of each.
     fn attached(&self) -> Vec<AttachedHook>;
+    /// Names of the hooks that are attached.
+    fn hooks(&self) -> Vec<&'static str> {
+        self.attached().iter().map(|a| a.hook).collect()
+    }
     /// Optional hooks this kernel could not have, and why.
     fn skipped(&self) -> Vec<SkippedHook>;
     /// Waits up to `timeout` for events and returns those available.
@@ -239,6 +241,8 @@ impl Tracer {
         let mut k = Kallsyms::kernel();
         // An address no region holds may be in a module loaded since the
         // table was read: re-read it (when /proc/modules changed) first.
+        // The tracer's own JIT frame is always unnamed, so this costs one
+        // read of /proc/modules per 200 ms of polling.
         let unnamed = |k: &Kallsyms| {
             events.iter().any(|e| {
                 e.location != 0 && k.lookup(e.location).is_none()

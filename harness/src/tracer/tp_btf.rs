@@ -228,10 +228,6 @@ impl Backend for TpBtf {
         "tp_btf"
     }
 
-    fn hooks(&self) -> Vec<&'static str> {
-        self.attached.iter().map(|a| a.hook).collect()
-    }
-
     fn attached(&self) -> Vec<AttachedHook> {
         self.attached.clone()
     }
