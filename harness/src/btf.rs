@@ -58,6 +58,7 @@ const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -344,6 +345,40 @@ impl Btf {
             .then(|| proto.params.len().saturating_sub(1))
     }
 
+    /// Kernel functions with a `struct <strukt> *` among their first
+    /// `max_arg` parameters, with the position of the first such parameter
+    /// (how pwru finds what to probe). Sorted by name.
+    pub fn functions_taking(&self, strukt: &str, max_arg: usize) -> Vec<(String, usize)> {
+        let is_ptr_to = |id: u32| {
+            let t = &self.types[self.resolve(id) as usize];
+            if t.kind != KIND_PTR {
+                return false;
+            }
+            let target = &self.types[self.resolve(t.type_ref) as usize];
+            target.kind == KIND_STRUCT && target.name == strukt
+        };
+        let mut out: Vec<(String, usize)> = self
+            .types
+            .iter()
+            .filter(|t| t.kind == KIND_FUNC && !t.name.is_empty())
+            .filter_map(|f| {
+                let proto = self.types.get(f.type_ref as usize)?;
+                if proto.kind != KIND_FUNC_PROTO {
+                    return None;
+                }
+                let pos = proto
+                    .params
+                    .iter()
+                    .take(max_arg)
+                    .position(|p| (*p as usize) < self.types.len() && is_ptr_to(*p))?;
+                Some((f.name.clone(), pos))
+            })
+            .collect();
+        out.sort();
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
+
     /// A BTF holding only `btf_trace_<name>` typedefs with the given
     /// argument counts: a stand-in for another kernel in tests.
     #[cfg(test)]
@@ -384,7 +419,7 @@ mod tests {
     /// with `struct inner { char pad[3]; int x; }` and `enum color { RED = 1, BLUE = 7 }`.
     fn synthetic() -> Vec<u8> {
         let mut strings =
-            b"\0int\0outer\0a\0b\0c\0in\0inner\0pad\0x\0color\0RED\0BLUE\0long\0btf_trace_demo\0"
+            b"\0int\0outer\0a\0b\0c\0in\0inner\0pad\0x\0color\0RED\0BLUE\0long\0btf_trace_demo\0demo_fn\0"
                 .to_vec();
         let s = |name: &str, strings: &[u8]| -> u32 {
             let needle = format!("\0{name}\0");
@@ -472,6 +507,10 @@ mod tests {
         push(&mut t, s("btf_trace_demo", &strings));
         push(&mut t, KIND_TYPEDEF << 24);
         push(&mut t, 10);
+        // 12: function demo_fn of prototype 9
+        push(&mut t, s("demo_fn", &strings));
+        push(&mut t, KIND_FUNC << 24);
+        push(&mut t, 9);
 
         let mut out = vec![0x9f, 0xeb, 1, 0];
         out.extend_from_slice(&24u32.to_le_bytes());
@@ -524,6 +563,21 @@ mod tests {
     }
 
     #[test]
+    fn functions_are_found_by_the_struct_they_take() {
+        let btf = Btf::parse(&synthetic()).unwrap();
+        // demo_fn(struct outer *, struct outer *, int): the first is 0.
+        assert_eq!(
+            btf.functions_taking("outer", 5),
+            vec![("demo_fn".to_string(), 0)]
+        );
+        assert!(
+            btf.functions_taking("outer", 0).is_empty(),
+            "beyond max_arg"
+        );
+        assert!(btf.functions_taking("inner", 5).is_empty());
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(Btf::parse(b"not btf at all, clearly not").is_err());
     }
@@ -560,5 +614,9 @@ mod tests {
         assert_eq!(btf.tracepoint_arity("net_dev_xmit"), Some(4));
         // kfree_skb has (skb, location) and, from 5.17, a reason.
         assert!(btf.tracepoint_arity("kfree_skb").unwrap() >= 3);
+        // ip_rcv(skb, dev, pt, orig_dev) and ip_rcv_finish(net, sk, skb).
+        let f = btf.functions_taking("sk_buff", 5);
+        assert!(f.contains(&("ip_rcv".to_string(), 0)));
+        assert!(f.contains(&("ip_rcv_finish".to_string(), 2)));
     }
 }

@@ -140,6 +140,7 @@ pub fn examine() -> Doctor {
         filters: vec![],
         stacks: false,
         tc_hooks: vec![],
+        functions: false,
     };
     let (backend, tracer_error, attached, skipped) = match Tracer::start(&spec) {
         Ok(t) => (
@@ -152,7 +153,7 @@ pub fn examine() -> Doctor {
     };
     let hooks: Vec<HookReport> = HOOK_NAMES
         .iter()
-        .filter(|h| **h != "tcf_classify")
+        .filter(|h| !matches!(**h, "tcf_classify" | "function"))
         .map(|h| HookReport {
             hook: h,
             args: btf.and_then(|b| b.tracepoint_arity(h)),

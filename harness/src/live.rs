@@ -121,6 +121,7 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
         filters: vec![o.filter.clone()],
         stacks: true,
         tc_hooks: vec![],
+        functions: false,
     };
     let mut tracer = Tracer::start(&spec)?;
     // On stderr, so JSON on stdout stays clean; scripts can wait for it.

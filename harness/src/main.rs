@@ -42,6 +42,11 @@ enum Cmd {
         /// Print the timeline and path of passing scenarios too.
         #[arg(short, long)]
         verbose: bool,
+        /// Tracer backend: tracepoints, plus kprobes on every function
+        /// taking an skb where a scenario requires functions (auto); or
+        /// always (kprobe); or never (tracepoint).
+        #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+        backend: BackendArg,
     },
     /// Validate scenario files without running them (no root needed).
     Check {
@@ -129,6 +134,9 @@ enum Cmd {
         /// Give up on a guest after this many seconds.
         #[arg(long, default_value_t = 1200)]
         timeout: u64,
+        /// Tracer backend inside the guests (as for `run`).
+        #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+        backend: BackendArg,
     },
     /// Run a scenario and write what it observed into its `expect` blocks,
     /// showing the difference first.
@@ -144,6 +152,36 @@ enum Cmd {
         #[arg(long)]
         kernel: bool,
     },
+}
+
+/// Tracer backends (`--backend`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    /// Tracepoints; kprobes too for scenarios requiring functions.
+    Auto,
+    /// Tracepoints only.
+    Tracepoint,
+    /// Tracepoints and kprobes on every function taking an skb.
+    Kprobe,
+}
+
+impl BackendArg {
+    fn choice(self) -> pktfate::tracer::BackendChoice {
+        use pktfate::tracer::BackendChoice;
+        match self {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Tracepoint => BackendChoice::Tracepoint,
+            BackendArg::Kprobe => BackendChoice::Kprobe,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BackendArg::Auto => "auto",
+            BackendArg::Tracepoint => "tracepoint",
+            BackendArg::Kprobe => "kprobe",
+        }
+    }
 }
 
 /// Report formats.
@@ -168,15 +206,25 @@ fn main() -> ExitCode {
             output,
             pcap,
             verbose,
-        } => cmd_run(
-            &paths,
-            filter.as_deref(),
-            jobs,
-            format,
-            output.as_ref(),
-            pcap.as_ref(),
-            verbose,
-        ),
+            backend,
+        } => {
+            if backend == BackendArg::Kprobe && !pktfate::tracer::kprobes_available() {
+                eprintln!(
+                    "error: --backend kprobe: this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)\n  hint: use --backend auto (tracepoints; `pktfate doctor` shows what this kernel offers)"
+                );
+                return ExitCode::from(2);
+            }
+            runner::set_backend(backend.choice());
+            cmd_run(
+                &paths,
+                filter.as_deref(),
+                jobs,
+                format,
+                output.as_ref(),
+                pcap.as_ref(),
+                verbose,
+            )
+        }
         Cmd::Check { paths } => cmd_check(&paths),
         Cmd::Reasons => cmd_reasons(),
         Cmd::Matrix {
@@ -187,7 +235,12 @@ fn main() -> ExitCode {
             output,
             kvm,
             timeout,
-        } => cmd_matrix(kernels, paths, filter, format, output, &kvm, timeout),
+            backend,
+        } => {
+            let mut paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            paths.extend(["--backend".to_string(), backend.name().to_string()]);
+            cmd_matrix(kernels, paths, filter, format, output, &kvm, timeout)
+        }
         Cmd::Doctor { json } => {
             let d = pktfate::doctor::examine();
             if json {
@@ -509,7 +562,7 @@ fn cmd_reasons() -> ExitCode {
 
 fn cmd_matrix(
     kernels: Vec<String>,
-    paths: Vec<PathBuf>,
+    mut run_args: Vec<String>,
     filter: Option<String>,
     format: Format,
     output: Option<PathBuf>,
@@ -526,7 +579,6 @@ fn cmd_matrix(
             return ExitCode::from(2);
         }
     };
-    let mut run_args: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     if let Some(f) = filter {
         run_args.push("--filter".into());
         run_args.push(f);

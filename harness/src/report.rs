@@ -203,6 +203,13 @@ pub fn differences(v: &Verdict) -> String {
 /// What the tracer ran on, and the optional hooks it went without.
 pub fn tracer_line(o: &Outcome) -> String {
     let mut t = format!("tracer: {} on {} hooks", o.backend, o.hooks.len());
+    if o.functions > 0 {
+        t.push_str(&format!(
+            " and {} kernel functions (attach {:.0} ms)",
+            o.functions,
+            o.timings.attach.as_secs_f64() * 1000.0
+        ));
+    }
     if !o.skipped_hooks.is_empty() {
         let without: Vec<String> = o
             .skipped_hooks

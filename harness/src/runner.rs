@@ -16,7 +16,7 @@ use crate::inject::{self, InjectError};
 use crate::preflight::{self, PreflightError};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::topology::{Names, Topology, TopologyError};
-use crate::tracer::{DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
+use crate::tracer::{BackendChoice, DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
 
 /// Why a scenario could not be run (as opposed to failing its expectations).
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +113,8 @@ pub struct Outcome {
     pub hooks: Vec<&'static str>,
     /// Optional hooks this kernel could not give the tracer, and why.
     pub skipped_hooks: Vec<crate::tracer::SkippedHook>,
+    /// Kernel functions probed (function-level backend), 0 when none.
+    pub functions: usize,
     /// Expectations this kernel cannot check, and why (not failures).
     pub unchecked: Vec<String>,
     /// Kernel id → scenario names.
@@ -145,8 +147,50 @@ pub fn kernel_version() -> Option<(u32, u32, u32)> {
     crate::scenario::parse_kernel_version(release.trim())
 }
 
+/// The backend chosen for this process (`--backend`).
+static BACKEND: std::sync::OnceLock<BackendChoice> = std::sync::OnceLock::new();
+
+/// Chooses the tracer backend for every scenario this process runs; the
+/// first call wins.
+pub fn set_backend(choice: BackendChoice) {
+    let _ = BACKEND.set(choice);
+}
+
+fn backend_choice() -> BackendChoice {
+    BACKEND.get().copied().unwrap_or_default()
+}
+
+/// Whether to probe kernel functions for this scenario, or why it cannot
+/// be run as asked.
+fn function_level(s: &Scenario) -> Result<bool, String> {
+    decide_functions(s, backend_choice(), crate::tracer::kprobes_available())
+}
+
+fn decide_functions(s: &Scenario, choice: BackendChoice, kprobes: bool) -> Result<bool, String> {
+    let wanted = match choice {
+        BackendChoice::Tracepoint if s.requires.functions => {
+            return Err(
+                "needs function-level tracing, and --backend tracepoint excludes it".into(),
+            );
+        }
+        BackendChoice::Tracepoint => false,
+        BackendChoice::Kprobe => true,
+        BackendChoice::Auto => s.requires.functions,
+    };
+    if wanted && !kprobes {
+        return Err(
+            "needs function-level tracing: this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)"
+                .into(),
+        );
+    }
+    Ok(wanted)
+}
+
 /// Why a scenario cannot run here, if its `requires` are not met.
 pub fn unmet_requirements(s: &Scenario) -> Option<String> {
+    if let Err(why) = function_level(s) {
+        return Some(why);
+    }
     let r = &s.requires;
     if let Some(want) = r.kernel {
         match kernel_version() {
@@ -248,6 +292,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         filters: filters.iter().map(|(_, f)| f.clone()).collect(),
         stacks: true,
         tc_hooks,
+        functions: function_level(&s).map_err(RunError::Skipped)?,
     };
     let mut tracer = Tracer::start(&spec)?;
     let attach = t_attach.elapsed();
@@ -297,6 +342,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let backend = tracer.backend().name();
     let hooks = tracer.backend().hooks();
     let skipped_hooks = tracer.backend().skipped();
+    let functions = tracer.backend().functions();
     drop(tracer);
 
     let t_teardown = Instant::now();
@@ -317,6 +363,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         backend,
         hooks,
         skipped_hooks,
+        functions,
         unchecked,
         names,
         teardown_problems,
@@ -349,4 +396,46 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_level_tracing_is_used_where_asked_for_and_possible() {
+        let file = |functions: bool| {
+            let text = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../scenarios/function-level/forwarded-through-ip-forward.yaml"),
+            )
+            .unwrap();
+            let text = if functions {
+                text
+            } else {
+                text.replace("functions: true", "functions: false")
+            };
+            Scenario::parse(Path::new("f.yaml"), &text).unwrap()
+        };
+        let (needs, plain) = (file(true), file(false));
+        use BackendChoice::*;
+        assert_eq!(
+            decide_functions(&plain, Auto, true),
+            Ok(false),
+            "tracepoints are cheaper"
+        );
+        assert_eq!(decide_functions(&needs, Auto, true), Ok(true));
+        assert!(
+            decide_functions(&needs, Auto, false)
+                .unwrap_err()
+                .contains("no kprobes")
+        );
+        assert!(
+            decide_functions(&needs, Tracepoint, true)
+                .unwrap_err()
+                .contains("--backend tracepoint")
+        );
+        assert_eq!(decide_functions(&plain, Kprobe, true), Ok(true));
+        assert!(decide_functions(&plain, Kprobe, false).is_err());
+    }
 }

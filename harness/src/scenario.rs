@@ -347,6 +347,7 @@ mod raw {
         pub kernel: Option<S>,
         pub reasons: Option<Vec<S>>,
         pub tools: Option<Vec<S>>,
+        pub functions: Option<Spanned<bool>>,
     }
 
     #[derive(Deserialize)]
@@ -937,6 +938,9 @@ pub struct Requires {
     pub reasons: Vec<String>,
     /// Programs that must be on PATH.
     pub tools: Vec<String>,
+    /// Function-level tracing (kprobes on functions taking an skb), for
+    /// paths through functions no tracepoint stack shows.
+    pub functions: bool,
 }
 
 /// Header fields expected at a step; absent fields are not checked.
@@ -1599,6 +1603,7 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
             .iter()
             .map(|x| x.to_string())
             .collect();
+        requires.functions = r.functions.is_some_and(|b| *b);
     }
     Scenario {
         name,

@@ -131,6 +131,7 @@ pub fn json(r: &SuiteResult) -> serde_json::Value {
                 "backend": o.backend,
                 "hooks": o.hooks,
                 "skipped_hooks": o.skipped_hooks,
+                "functions": o.functions,
             });
             v["timeline"] = serde_json::to_value(&o.timeline.steps).unwrap_or_default();
         }

@@ -60,8 +60,12 @@ pub mod hook {
     /// ahead of a scenario's tc programs, saw the skb inside
     /// `tcf_classify` (before those programs ran).
     pub const TCF_CLASSIFY: u32 = 14;
+    /// Not a tracepoint: a kprobe on a kernel function that takes the
+    /// tracked skb (the function-level backend); `location` holds the
+    /// probed address, which names the function.
+    pub const FUNCTION: u32 = 15;
     /// Number of hooks.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 }
 
 /// Tracepoint names, indexed by the constants in [`hook`].
@@ -81,6 +85,17 @@ pub const HOOK_NAMES: [&str; hook::COUNT] = [
     "napi_gro_receive_entry",
     "inet_sock_set_state",
     "tcf_classify",
+    "function",
+];
+
+/// Kprobe programs of the function-level backend: `KPROBE_PROGRAMS[i]`
+/// reads the skb from argument `i` (x86-64 passes five in registers).
+pub const KPROBE_PROGRAMS: [&str; 5] = [
+    "kprobe_skb_arg0",
+    "kprobe_skb_arg1",
+    "kprobe_skb_arg2",
+    "kprobe_skb_arg3",
+    "kprobe_skb_arg4",
 ];
 
 /// `Event::reason` when the kernel's tracepoint passes none (kfree_skb

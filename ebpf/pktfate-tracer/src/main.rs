@@ -817,6 +817,61 @@ pub fn tc_observer(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// A kernel function took a tracked skb (the function-level backend).
+/// Only skbs the tracepoints already track are reported, and tracking is
+/// neither started nor refreshed here: functions that run after the free
+/// (`skb_release_data`, `kfree_skbmem`) must not revive a dead skb.
+#[inline(always)]
+fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
+    if skb == 0 || unsafe { TRACKED.get(skb) }.is_none() {
+        return 0;
+    }
+    let cfg = config();
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    parse_packet(&cfg, skb, ev);
+    let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
+    ev.hook = hook::FUNCTION;
+    ev.skb = skb;
+    // With an int3 or ftrace kprobe, ip is just past the probed address.
+    ev.location = unsafe { (*ctx.regs).rip }.saturating_sub(1);
+    ev.netns = skb_netns(&cfg, skb, dev);
+    ev.ifindex = read(dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
+    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    ev.reason = 0;
+    ev.aux = [0; 3];
+    finish_and_send(ctx, ev);
+    0
+}
+
+#[kprobe]
+pub fn kprobe_skb_arg0(ctx: ProbeContext) -> u32 {
+    on_function(&ctx, ctx.arg::<u64>(0).unwrap_or(0))
+}
+
+#[kprobe]
+pub fn kprobe_skb_arg1(ctx: ProbeContext) -> u32 {
+    on_function(&ctx, ctx.arg::<u64>(1).unwrap_or(0))
+}
+
+#[kprobe]
+pub fn kprobe_skb_arg2(ctx: ProbeContext) -> u32 {
+    on_function(&ctx, ctx.arg::<u64>(2).unwrap_or(0))
+}
+
+#[kprobe]
+pub fn kprobe_skb_arg3(ctx: ProbeContext) -> u32 {
+    on_function(&ctx, ctx.arg::<u64>(3).unwrap_or(0))
+}
+
+#[kprobe]
+pub fn kprobe_skb_arg4(ctx: ProbeContext) -> u32 {
+    on_function(&ctx, ctx.arg::<u64>(4).unwrap_or(0))
+}
+
 /// Loaded by `pktfate doctor` only, to learn whether this kernel lets a
 /// kprobe attach (the function-level backend needs it). Does nothing.
 #[kprobe]

@@ -28,8 +28,8 @@ pub enum TracerError {
     /// The eBPF object failed to load (verifier, permissions).
     #[error("loading the eBPF tracer failed: {0}")]
     Load(String),
-    /// A program failed to attach to its tracepoint.
-    #[error("attaching to tracepoint `{hook}` failed: {msg}")]
+    /// A program failed to attach to its tracepoint (or kprobes).
+    #[error("attaching the tracer to `{hook}` failed: {msg}")]
     Attach {
         /// The tracepoint.
         hook: String,
@@ -163,6 +163,40 @@ pub struct TraceSpec {
     /// Where scenario tc programs are attached: the tracer puts its
     /// observer classifier ahead of them.
     pub tc_hooks: Vec<TcHook>,
+    /// Also probe every kernel function that takes an `sk_buff` (the
+    /// function-level backend; needs kprobes).
+    pub functions: bool,
+}
+
+/// Which tracer backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// Tracepoints, plus kprobes for scenarios that ask for functions
+    /// (`requires: {functions: true}`) where the kernel has kprobes.
+    #[default]
+    Auto,
+    /// Tracepoints only.
+    Tracepoint,
+    /// Tracepoints plus a kprobe on every function taking an `sk_buff`.
+    Kprobe,
+}
+
+/// Whether this kernel lets kprobes attach (the perf kprobe PMU exists).
+pub fn kprobes_available() -> bool {
+    std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+}
+
+/// A function name as a `&'static str`, for events' hook names. Bounded:
+/// only functions the backend probes are ever interned.
+fn intern(name: String) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    names.push(leaked);
+    leaked
 }
 
 /// A clsact hook with a scenario tc program on it.
@@ -206,6 +240,10 @@ pub trait Backend: Send {
     }
     /// Optional hooks this kernel could not have, and why.
     fn skipped(&self) -> Vec<SkippedHook>;
+    /// Kernel functions probed (function-level backend), 0 when none.
+    fn functions(&self) -> usize {
+        0
+    }
     /// Waits up to `timeout` for events and returns those available.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError>;
     /// Events the kernel side could not deliver (ring buffer full).
@@ -472,10 +510,15 @@ impl RawEvent {
         Self {
             ts_ns: e.ts_ns,
             skb: e.skb,
-            hook: pktfate_common::HOOK_NAMES
-                .get(e.hook as usize)
-                .copied()
-                .unwrap_or("?"),
+            // A probed function's event is named after the function.
+            hook: if e.hook == hook::FUNCTION {
+                intern(k.name(e.location))
+            } else {
+                pktfate_common::HOOK_NAMES
+                    .get(e.hook as usize)
+                    .copied()
+                    .unwrap_or("?")
+            },
             hook_id: e.hook,
             cpu: e.cpu,
             pid: e.pid,
@@ -498,6 +541,7 @@ impl RawEvent {
                 _ => None,
             },
             at: match (terminal, e.location) {
+                _ if e.hook == hook::FUNCTION => None,
                 (false, _) => None,
                 (true, 0) => caller_of_free(&stack),
                 (true, loc) => Some(k.name(loc)),
