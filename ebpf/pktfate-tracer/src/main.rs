@@ -81,6 +81,19 @@ static TRACKED: LruHashMap<u64, Tracked> = LruHashMap::with_max_entries(MAX_TRAC
 #[map]
 static CURRENT: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
+/// The latest tracked TCP skb flowing towards each socket, keyed by
+/// [`flow_key`] of (netns, destination port, source port): a socket hook
+/// finds the packet that moved it by its own tuple, whichever CPU and
+/// whenever (a segment queued to a socket's backlog is processed later, in
+/// the owner's context).
+#[map]
+static FLOWS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+#[inline(always)]
+fn flow_key(netns: u32, dport: u16, sport: u16) -> u64 {
+    ((netns as u64) << 32) | ((dport as u64) << 16) | sport as u64
+}
+
 /// Scratch space for building an event: it is too big for the 512-byte stack.
 #[map]
 static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
@@ -473,8 +486,13 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
                 }
             }
         }
-    } else if let Some(c) = CURRENT.get_ptr_mut(0) {
-        unsafe { *c = [skb, netns as u64] };
+    } else {
+        if let Some(c) = CURRENT.get_ptr_mut(0) {
+            unsafe { *c = [skb, netns as u64] };
+        }
+        if ev.l4proto == IPPROTO_TCP {
+            let _ = FLOWS.insert(flow_key(netns, ev.dport, ev.sport), skb, 0);
+        }
     }
     finish::<C, TRACING>(ctx, ev);
     0
@@ -779,11 +797,19 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let sk = arg_u64(&ctx, 0);
     let old = ctx.arg::<i64>(1) as i32;
     let new = ctx.arg::<i64>(2) as i32;
-    let Some((skb, netns)) = current_tracked() else {
-        return 0;
-    };
     let num: u16 = read(sk, cfg.offsets.sock_num).unwrap_or(0);
     let dport = u16::from_be(read::<u16>(sk, cfg.offsets.sock_dport).unwrap_or(0));
+    let net: u64 = read(sk, cfg.offsets.sock_net).unwrap_or(0);
+    let sk_netns: u32 = read(net, cfg.offsets.net_ns_inum).unwrap_or(0);
+    // The latest tracked segment towards this socket; else the one this
+    // CPU is processing.
+    let by_flow = unsafe { FLOWS.get(flow_key(sk_netns, num, dport)) }
+        .copied()
+        .filter(|skb| unsafe { TRACKED.get(*skb) }.is_some())
+        .map(|skb| (skb, sk_netns));
+    let Some((skb, netns)) = by_flow.or_else(current_tracked) else {
+        return 0;
+    };
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(p) => unsafe { &mut *p },
         None => return 0,
