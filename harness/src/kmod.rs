@@ -190,9 +190,13 @@ pub fn for_scenario(s: &Scenario) -> Vec<&'static str> {
 mod tests {
     use super::*;
 
-    /// A module tree of a made-up kernel: veth loadable, bridge built in.
-    fn tree() -> (PathBuf, Modules) {
-        let base = crate::matrix::vm::private_dir(&std::env::temp_dir()).unwrap();
+    use crate::matrix::vm::PrivateDir;
+
+    /// A module tree of a made-up kernel: veth loadable, bridge built in;
+    /// removed when the guard drops, panics included.
+    fn tree() -> (PrivateDir, Modules) {
+        let guard = PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let base = guard.path().to_path_buf();
         let release = "9.9.9-test";
         let dir = base.join("lib/modules").join(release);
         std::fs::create_dir_all(dir.join("kernel/drivers/net")).unwrap();
@@ -204,12 +208,13 @@ mod tests {
             base: base.clone(),
             release: release.into(),
         };
-        (base, m)
+        (guard, m)
     }
 
     #[test]
     fn states_come_from_sysfs_and_the_module_tree() {
-        let (base, m) = tree();
+        let (guard, m) = tree();
+        let base = guard.path();
         assert_eq!(m.state("veth"), ModuleState::Loadable);
         assert_eq!(m.state("bridge"), ModuleState::Builtin);
         assert_eq!(m.state("vxlan"), ModuleState::Missing);
@@ -221,7 +226,6 @@ mod tests {
         };
         assert_eq!(no_tree.state("vxlan"), ModuleState::Unknown);
         assert!(m.ensure("bridge").is_ok(), "built in: nothing to load");
-        std::fs::remove_dir_all(base).unwrap();
     }
 
     #[test]
@@ -230,7 +234,7 @@ mod tests {
             eprintln!("no modprobe on this machine; skipped");
             return;
         }
-        let (base, m) = tree();
+        let (_guard, m) = tree();
         let e = m.ensure("vxlan").unwrap_err();
         assert_eq!(e.module, "vxlan");
         assert!(e.why.contains("vxlan"), "modprobe's own words: {}", e.why);
@@ -239,7 +243,6 @@ mod tests {
                 .starts_with("kernel module `vxlan` is not available (")
         );
         assert!(e.hint().contains("modprobe vxlan"));
-        std::fs::remove_dir_all(base).unwrap();
     }
 
     #[test]

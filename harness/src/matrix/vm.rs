@@ -45,8 +45,32 @@ pub struct VmOptions {
     pub run_args: Vec<String>,
 }
 
-/// A directory only this user can enter, with a name nobody can predict.
-pub fn private_dir(parent: &Path) -> Result<PathBuf, MatrixError> {
+/// A directory only this user can enter, with a name nobody can predict;
+/// removed with everything in it when dropped (on every way out).
+#[derive(Debug)]
+pub struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    /// Makes one under `parent`.
+    pub fn new(parent: &Path) -> Result<Self, MatrixError> {
+        private_dir(parent).map(Self)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Creates a directory only this user can enter, with a name nobody can
+/// predict (mkdtemp), and returns its path.
+fn private_dir(parent: &Path) -> Result<PathBuf, MatrixError> {
     std::fs::create_dir_all(parent).map_err(|e| MatrixError::Io(e.to_string()))?;
     let template = parent.join("run-XXXXXX");
     let mut bytes = template.as_os_str().as_encoded_bytes().to_vec();
@@ -89,7 +113,8 @@ fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> Strin
 pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun, MatrixError> {
     let exe = std::env::current_exe().map_err(|e| MatrixError::Io(e.to_string()))?;
     let cwd = std::env::current_dir().map_err(|e| MatrixError::Io(e.to_string()))?;
-    let rw = private_dir(scratch)?;
+    let dir = PrivateDir::new(scratch)?;
+    let rw = dir.path();
     // The guest runs a copy: a rebuild during a long matrix run must not
     // change the binary under a running guest.
     let exe = {
@@ -99,7 +124,7 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
         copy
     };
     let script = rw.join("guest.sh");
-    std::fs::write(&script, guest_script(&exe, &cwd, &rw, &opts.run_args))
+    std::fs::write(&script, guest_script(&exe, &cwd, rw, &opts.run_args))
         .map_err(|e| MatrixError::Io(e.to_string()))?;
     let mut cmd = Command::new("vng");
     cmd.arg("--verbose")
@@ -107,7 +132,7 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
         .arg(&kernel.vmlinuz)
         .args(["--memory", "2G", "--cpus", "2"])
         .arg("--rwdir")
-        .arg(&rw)
+        .arg(rw)
         .arg("--exec")
         .arg(format!("sh {}", quote(&script.display().to_string())))
         .stdin(Stdio::null())
@@ -181,7 +206,6 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ));
     }
-    let _ = std::fs::remove_dir_all(&rw);
     Ok(run)
 }
 
@@ -205,12 +229,14 @@ mod tests {
     #[test]
     fn private_dirs_are_unpredictable_and_closed() {
         use std::os::unix::fs::PermissionsExt;
-        let a = private_dir(&std::env::temp_dir()).unwrap();
-        let b = private_dir(&std::env::temp_dir()).unwrap();
-        assert_ne!(a, b);
-        let mode = std::fs::metadata(&a).unwrap().permissions().mode() & 0o777;
+        let a = PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let b = PrivateDir::new(&std::env::temp_dir()).unwrap();
+        assert_ne!(a.path(), b.path());
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        std::fs::remove_dir(&a).unwrap();
-        std::fs::remove_dir(&b).unwrap();
+        std::fs::write(a.path().join("f"), b"x").unwrap();
+        let path = a.path().to_path_buf();
+        drop(a);
+        assert!(!path.exists(), "removed with its contents when dropped");
     }
 }
