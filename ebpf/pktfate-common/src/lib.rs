@@ -299,6 +299,10 @@ pub struct Offsets {
     pub sock_num: u32,
     /// `sock.__sk_common.skc_dport` (remote port, network order)
     pub sock_dport: u32,
+    /// `flowi4.__fl_common.flowic_iif` (input ifindex; 1 for output lookups)
+    pub flowi4_iif: u32,
+    /// `sk_buff.skb_iif` (the device it arrived on; kept by clones)
+    pub skb_iif: u32,
 }
 
 /// What the tracer remembers about a tracked skb, to notice when its
@@ -307,7 +311,7 @@ pub struct Offsets {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Tracked {
-    /// Namespace where tracking began.
+    /// Namespace of the last event.
     pub netns: u32,
     /// 4 or 6.
     pub family: u8,
@@ -317,6 +321,10 @@ pub struct Tracked {
     pub tunnel: u8,
     /// Padding, always zero.
     pub _pad: u8,
+    /// Device of the last event that had one: TCP, raw and UDP sockets
+    /// clear `skb->dev` once they own the skb, and later events still
+    /// belong where the packet arrived.
+    pub ifindex: u32,
     /// Source address at the last event.
     pub saddr: [u8; 16],
     /// Destination address at the last event.

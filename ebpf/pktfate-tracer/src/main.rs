@@ -52,6 +52,8 @@ static CONFIG: TracerConfig = TracerConfig {
         nhc_dev: 0,
         sock_num: 0,
         sock_dport: 0,
+        flowi4_iif: 0,
+        skb_iif: 0,
     },
     n_filters: 0,
     flags: 0,
@@ -76,10 +78,11 @@ static FILTERS: Array<PacketFilter> = Array::with_max_entries(MAX_FILTERS, 0);
 #[map]
 static TRACKED: LruHashMap<u64, Tracked> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
 
-/// Last tracked skb seen on this CPU and its netns, so that hooks that carry
-/// no skb (fib_table_lookup) can be attributed to the packet being processed.
+/// Last tracked skb seen on this CPU, its netns and the task that handled
+/// it, so that hooks that carry no skb (fib_table_lookup) can be attributed
+/// to the packet being processed.
 #[map]
-static CURRENT: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+static CURRENT: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
 
 /// The latest tracked TCP skb flowing towards each socket, keyed by
 /// [`flow_key`] of (netns, destination port, source port): a socket hook
@@ -129,16 +132,46 @@ fn dev_netns(cfg: &TracerConfig, dev: u64) -> u32 {
     read(net, cfg.offsets.net_ns_inum).unwrap_or(0)
 }
 
-/// Namespace inode of an skb: its device's, else its socket's.
+/// Namespace inode of a socket, 0 when unknown.
 #[inline(always)]
-fn skb_netns(cfg: &TracerConfig, skb: u64, dev: u64) -> u32 {
-    let ns = dev_netns(cfg, dev);
-    if ns != 0 {
-        return ns;
-    }
-    let sk: u64 = read(skb, cfg.offsets.skb_sk).unwrap_or(0);
+fn sock_netns(cfg: &TracerConfig, sk: u64) -> u32 {
     let net: u64 = read(sk, cfg.offsets.sock_net).unwrap_or(0);
     read(net, cfg.offsets.net_ns_inum).unwrap_or(0)
+}
+
+/// Where an skb is: (netns, ifindex). From its device; else its socket's
+/// namespace, with the device it was last seen on or arrived on
+/// (`skb_iif`, kept by clones); else, for a tracked skb, where it was last
+/// seen. Sockets clear `skb->dev` when they take an skb (UDP reuses it as
+/// `dev_scratch`), and those events still belong where the packet arrived.
+#[inline(always)]
+fn skb_place(cfg: &TracerConfig, skb: u64, dev: u64, known: Option<&Tracked>) -> (u32, u32) {
+    let ns = dev_netns(cfg, dev);
+    if ns != 0 {
+        return (ns, read(dev, cfg.offsets.dev_ifindex).unwrap_or(0));
+    }
+    let ns = sock_netns(cfg, read(skb, cfg.offsets.skb_sk).unwrap_or(0));
+    match known {
+        Some(k) if (ns == 0 || ns == k.netns) && k.ifindex != 0 => (k.netns, k.ifindex),
+        Some(k) if ns == 0 => (k.netns, read(skb, cfg.offsets.skb_iif).unwrap_or(0)),
+        _ => (ns, read(skb, cfg.offsets.skb_iif).unwrap_or(0)),
+    }
+}
+
+/// Is `netns` one of the run's own namespaces? Always true when the run
+/// filters by no namespace (userspace watching everything).
+#[inline(always)]
+fn netns_watched(cfg: &TracerConfig, netns: u32) -> bool {
+    cfg.flags & CONFIG_FILTER_NETNS == 0 || unsafe { NETNS.get(netns) }.is_some()
+}
+
+/// This CPU is handling an skb that is not ours: skb-less hooks that
+/// follow must not be attributed to the last tracked one.
+#[inline(always)]
+fn forget_current() {
+    if let Some(c) = CURRENT.get_ptr_mut(0) {
+        unsafe { *c = [0, 0, 0] };
+    }
 }
 
 /// Fills the L3/L4 fields of `ev` from the skb's packet data.
@@ -418,12 +451,16 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     } else {
         read(skb, cfg.offsets.skb_dev).unwrap_or(0)
     };
-    let netns = skb_netns(&cfg, skb, dev);
     let known = unsafe { TRACKED.get(skb) }.copied();
-    if known.is_none()
-        && cfg.flags & CONFIG_FILTER_NETNS != 0
-        && unsafe { NETNS.get(netns) }.is_none()
-    {
+    let (netns, ifindex) = skb_place(&cfg, skb, dev, known.as_ref());
+    // Only the run's own namespaces, tracked skb or not: an address still
+    // in TRACKED (its free had no tracepoint) may be reused by another
+    // run's or the host's skb carrying the same addresses.
+    if !netns_watched(&cfg, netns) {
+        if known.is_some() {
+            let _ = TRACKED.remove(skb);
+        }
+        forget_current();
         return 0;
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -447,12 +484,10 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
         if moved {
             let _ = TRACKED.remove(skb);
             tracked = false;
-            if cfg.flags & CONFIG_FILTER_NETNS != 0 && unsafe { NETNS.get(netns) }.is_none() {
-                return 0;
-            }
         }
     }
     if !tracked && !packet_wanted(&cfg, ev) {
+        forget_current();
         return 0;
     }
     // Free events end tracking, so only the others start or refresh it.
@@ -463,6 +498,7 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
             l4proto: ev.l4proto,
             tunnel: tunnel as u8,
             _pad: 0,
+            ifindex,
             saddr: ev.saddr,
             daddr: ev.daddr,
         };
@@ -472,7 +508,7 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     ev.skb = skb;
     ev.location = location;
     ev.netns = netns;
-    ev.ifindex = read(dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    ev.ifindex = ifindex;
     ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
     ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
     ev.reason = reason;
@@ -482,13 +518,18 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
         if let Some(c) = CURRENT.get_ptr_mut(0) {
             unsafe {
                 if (*c)[0] == skb {
-                    *c = [0, 0];
+                    *c = [0, 0, 0];
                 }
             }
         }
     } else {
-        if let Some(c) = CURRENT.get_ptr_mut(0) {
-            unsafe { *c = [skb, netns as u64] };
+        // A classifier may not ask for the task; the tracepoint before it
+        // (netif_receive_skb, net_dev_queue) already set CURRENT.
+        if TRACING {
+            if let Some(c) = CURRENT.get_ptr_mut(0) {
+                let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
+                unsafe { *c = [skb, netns as u64, task] };
+            }
         }
         if ev.l4proto == IPPROTO_TCP {
             let _ = FLOWS.insert(flow_key(netns, ev.dport, ev.sport), skb, 0);
@@ -703,42 +744,53 @@ pub fn napi_gro_receive_entry(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// The tracked skb this CPU is processing, for hooks that carry no skb.
+/// The tracked skb this CPU is processing, for hooks that carry no skb,
+/// and whether the current task is the one that handled its last event.
 #[inline(always)]
-fn current_tracked() -> Option<(u64, u32)> {
-    let (skb, netns) = match CURRENT.get(0) {
-        Some(c) if c[0] != 0 => (c[0], c[1] as u32),
+fn current_tracked() -> Option<(u64, Tracked, bool)> {
+    let (skb, task) = match CURRENT.get(0) {
+        Some(c) if c[0] != 0 => (c[0], c[2]),
         _ => return None,
     };
-    unsafe { TRACKED.get(skb) }.map(|_| (skb, netns))
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
+    unsafe { TRACKED.get(skb) }.map(|t| (skb, *t, task == now))
 }
 
-/// Fills an event of an skb-less hook, attributed to `skb`.
+/// Fills an event of an skb-less hook, attributed to `skb`, placed where
+/// that skb is.
 #[inline(always)]
 fn fill_attributed(
     cfg: &TracerConfig,
     ev: &mut Event,
     hook_id: u32,
     skb: u64,
-    netns: u32,
+    known: &Tracked,
     aux: [i32; 3],
 ) {
+    let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
+    let (netns, ifindex) = skb_place(cfg, skb, dev, Some(known));
     ev.hook = hook_id;
     ev.skb = skb;
     ev.location = 0;
     ev.netns = netns;
-    ev.ifindex = read(skb, cfg.offsets.skb_dev)
-        .and_then(|d: u64| read(d, cfg.offsets.dev_ifindex))
-        .unwrap_or(0);
+    ev.ifindex = ifindex;
     ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
     ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
     ev.reason = 0;
     ev.aux = aux;
 }
 
+/// The loopback ifindex: `flowi4_iif` of every output route lookup.
+const LOOPBACK_IFINDEX: u32 = 1;
+
 /// IPv4 route lookups carry a flow, not an skb: attribute the lookup to the
 /// tracked skb this CPU is processing, if the flow is that packet's (either
-/// direction, so reverse-path checks in `fib_validate_source` count too).
+/// direction, so reverse-path checks in `fib_validate_source` count too)
+/// and the lookup ran in that skb's namespace: the result's device is
+/// there. Without a result device the flow names no namespace, so the
+/// lookup must name the skb's input device or run in a task of the run's
+/// namespaces (or ksoftirqd). Any untracked skb on this CPU also clears
+/// the current one, so a foreign packet's lookups never inherit ours.
 #[btf_tracepoint(function = "fib_table_lookup")]
 pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
     let cfg = config();
@@ -746,7 +798,7 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
     let flp = arg_u64(&ctx, 1);
     let nhc = arg_u64(&ctx, 2);
     let err = ctx.arg::<i64>(3) as i32;
-    let Some((skb, netns)) = current_tracked() else {
+    let Some((skb, known, same_task)) = current_tracked() else {
         return 0;
     };
     let saddr: u32 = match read(flp, cfg.offsets.flowi4_saddr) {
@@ -754,6 +806,22 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
         None => return 0,
     };
     let daddr: u32 = read(flp, cfg.offsets.flowi4_daddr).unwrap_or(0);
+    let nh_dev: u64 = read(nhc, cfg.offsets.nhc_dev).unwrap_or(0);
+    let oif = read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    let ours = if nh_dev != 0 {
+        dev_netns(&cfg, nh_dev) == known.netns
+    } else {
+        // No result device (an error, a blackhole): an input lookup names
+        // the skb's device; an output or reverse-path one must run in the
+        // context (task) that handled the skb's last event. A foreign
+        // process asking the same route is another task, and foreign
+        // softirq work starts with an skb event that cleared CURRENT.
+        let iif: u32 = read(flp, cfg.offsets.flowi4_iif).unwrap_or(0);
+        (iif != LOOPBACK_IFINDEX && iif != 0 && iif == known.ifindex) || same_task
+    };
+    if !ours {
+        return 0;
+    }
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(p) => unsafe { &mut *p },
         None => return 0,
@@ -770,14 +838,12 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
     if !same {
         return 0;
     }
-    let nh_dev: u64 = read(nhc, cfg.offsets.nhc_dev).unwrap_or(0);
-    let oif = read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0);
     fill_attributed(
         &cfg,
         ev,
         hook::FIB_TABLE_LOOKUP,
         skb,
-        netns,
+        &known,
         [tb_id, err, oif],
     );
     // The packet's headers stay as parsed; the looked-up flow goes apart.
@@ -788,28 +854,32 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// TCP state changes carry a socket, not an skb: attribute the change to
-/// the tracked skb this CPU is processing when the socket's ports are that
-/// skb's, so a packet taken by a socket is seen even when its free is not
-/// traced (TCP frees with `__kfree_skb`).
+/// the latest tracked skb of the socket's own tuple in the socket's own
+/// namespace (else the one this CPU is processing, if it is in that
+/// namespace), so a packet taken by a socket is seen even when its free is
+/// not traced (TCP frees with `__kfree_skb`). Sockets of namespaces the run
+/// did not create are never looked at.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let cfg = config();
     let sk = arg_u64(&ctx, 0);
     let old = ctx.arg::<i64>(1) as i32;
     let new = ctx.arg::<i64>(2) as i32;
+    let sk_ns = sock_netns(&cfg, sk);
+    if sk_ns == 0 || !netns_watched(&cfg, sk_ns) {
+        return 0;
+    }
     let num: u16 = read(sk, cfg.offsets.sock_num).unwrap_or(0);
     let dport = u16::from_be(read::<u16>(sk, cfg.offsets.sock_dport).unwrap_or(0));
-    let net: u64 = read(sk, cfg.offsets.sock_net).unwrap_or(0);
-    let sk_netns: u32 = read(net, cfg.offsets.net_ns_inum).unwrap_or(0);
-    // The latest tracked segment towards this socket; else the one this
-    // CPU is processing.
-    let by_flow = unsafe { FLOWS.get(flow_key(sk_netns, num, dport)) }
+    let by_flow = unsafe { FLOWS.get(flow_key(sk_ns, num, dport)) }
         .copied()
-        .filter(|skb| unsafe { TRACKED.get(*skb) }.is_some())
-        .map(|skb| (skb, sk_netns));
-    let Some((skb, netns)) = by_flow.or_else(current_tracked) else {
+        .and_then(|skb| unsafe { TRACKED.get(skb) }.map(|t| (skb, *t)));
+    let Some((skb, known)) = by_flow.or_else(|| current_tracked().map(|(s, t, _)| (s, t))) else {
         return 0;
     };
+    if known.netns != sk_ns {
+        return 0;
+    }
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(p) => unsafe { &mut *p },
         None => return 0,
@@ -824,7 +894,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
         ev,
         hook::INET_SOCK_SET_STATE,
         skb,
-        netns,
+        &known,
         [old, new, 0],
     );
     finish_and_send(&ctx, ev);
@@ -849,22 +919,29 @@ pub fn tc_observer(ctx: TcContext) -> i32 {
 /// (`skb_release_data`, `kfree_skbmem`) must not revive a dead skb.
 #[inline(always)]
 fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
-    if skb == 0 || unsafe { TRACKED.get(skb) }.is_none() {
+    if skb == 0 {
         return 0;
     }
+    let Some(known) = (unsafe { TRACKED.get(skb) }).copied() else {
+        return 0;
+    };
     let cfg = config();
+    let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
+    let (netns, ifindex) = skb_place(&cfg, skb, dev, Some(&known));
+    if !netns_watched(&cfg, netns) {
+        return 0;
+    }
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(p) => unsafe { &mut *p },
         None => return 0,
     };
     parse_packet(&cfg, skb, ev);
-    let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
     ev.hook = hook::FUNCTION;
     ev.skb = skb;
     // With an int3 or ftrace kprobe, ip is just past the probed address.
     ev.location = unsafe { (*ctx.regs).rip }.saturating_sub(1);
-    ev.netns = skb_netns(&cfg, skb, dev);
-    ev.ifindex = read(dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    ev.netns = netns;
+    ev.ifindex = ifindex;
     ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
     ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
     ev.reason = 0;

@@ -24,6 +24,8 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         nhc_dev: btf.member_offset("fib_nh_common", "nhc_dev")?,
         sock_num: btf.member_offset("sock", "__sk_common.skc_num")?,
         sock_dport: btf.member_offset("sock", "__sk_common.skc_dport")?,
+        flowi4_iif: btf.member_offset("flowi4", "__fl_common.flowic_iif")?,
+        skb_iif: btf.member_offset("sk_buff", "skb_iif")?,
     })
 }
 
