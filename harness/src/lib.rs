@@ -43,6 +43,7 @@ pub mod live;
 pub mod matrix;
 pub mod netns;
 pub mod preflight;
+pub mod project;
 pub mod runner;
 pub mod suite;
 pub mod text;

@@ -132,8 +132,8 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
-        // Only one handler per process; trace never builds topologies.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+        // Trace never builds topologies: a signal just ends the loop.
+        crate::teardown::flag_on_interrupt(stop);
     }
     let start = Instant::now();
     let mut t0 = None;

@@ -47,12 +47,28 @@ enum Cmd {
         /// always (kprobe); or never (tracepoint).
         #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
         backend: BackendArg,
+        /// Let scenarios read files under DIR too (repeatable); by default
+        /// only files of the scenario's own project.
+        #[arg(long = "allow-path", value_name = "DIR")]
+        allow_path: Vec<PathBuf>,
+        /// Refuse scenarios that run host commands (`run:`, tc `command:`),
+        /// e.g. when reviewing an untrusted pull request.
+        #[arg(long)]
+        no_commands: bool,
     },
     /// Validate scenario files without running them (no root needed).
     Check {
         /// Scenario files or directories.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
+        /// Let scenarios read files under DIR too (repeatable); by default
+        /// only files of the scenario's own project.
+        #[arg(long = "allow-path", value_name = "DIR")]
+        allow_path: Vec<PathBuf>,
+        /// Refuse scenarios that run host commands (`run:`, tc `command:`),
+        /// e.g. when reviewing an untrusted pull request.
+        #[arg(long)]
+        no_commands: bool,
     },
     /// List the running kernel's drop reasons (from BTF).
     Reasons,
@@ -207,7 +223,12 @@ fn main() -> ExitCode {
             pcap,
             verbose,
             backend,
+            allow_path,
+            no_commands,
         } => {
+            if let Err(code) = file_policy(&allow_path, no_commands) {
+                return code;
+            }
             if backend == BackendArg::Kprobe && !pktfate::tracer::kprobes_available() {
                 eprintln!(
                     "error: --backend kprobe: this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)\n  hint: use --backend auto (tracepoints; `pktfate doctor` shows what this kernel offers)"
@@ -225,7 +246,14 @@ fn main() -> ExitCode {
                 verbose,
             )
         }
-        Cmd::Check { paths } => cmd_check(&paths),
+        Cmd::Check {
+            paths,
+            allow_path,
+            no_commands,
+        } => match file_policy(&allow_path, no_commands) {
+            Ok(()) => cmd_check(&paths),
+            Err(code) => code,
+        },
         Cmd::Reasons => cmd_reasons(),
         Cmd::Matrix {
             kernels,
@@ -294,6 +322,18 @@ fn main() -> ExitCode {
             cmd_trace(&o, pcap.as_ref())
         }
     }
+}
+
+/// Applies `--allow-path` and `--no-commands`.
+fn file_policy(allow: &[PathBuf], no_commands: bool) -> Result<(), ExitCode> {
+    for d in allow {
+        if let Err(e) = pktfate::project::allow(d) {
+            eprintln!("error: --allow-path {}: {e}", d.display());
+            return Err(ExitCode::from(2));
+        }
+    }
+    pktfate::project::set_no_commands(no_commands);
+    Ok(())
 }
 
 /// Writes steps as pcapng and says how many packets went in.
@@ -583,9 +623,15 @@ fn cmd_matrix(
         run_args.push("--filter".into());
         run_args.push(f);
     }
-    let _ = ctrlc::set_handler(|| {
-        matrix::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // SAFETY: the action only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe {
+            signal_hook::low_level::register(sig, || {
+                matrix::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+    }
     let opts = matrix::MatrixOptions {
         kernels,
         run_args,

@@ -40,8 +40,9 @@ use std::time::Duration;
 use marked_yaml::{LoaderOptions, Spanned};
 use serde::Deserialize;
 
-use crate::text::did_you_mean;
+use crate::text::{clip, did_you_mean};
 use crate::tracer::DropReasons;
+use pktfate_common::{MAX_FILTERS, MAX_NETNS};
 
 /// A position in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1015,6 +1016,20 @@ pub struct Packet {
     pub expect: Expectation,
 }
 
+impl Packet {
+    /// Whether the packet is ICMP (its flow needs one tracer filter, not
+    /// two: ICMP errors about ICMP are not sent).
+    pub fn is_icmp(&self) -> bool {
+        match &self.inject {
+            Injection::Frame { spec, .. } => matches!(spec.l4, L4Layer::Icmp { .. }),
+            Injection::Socket { proto, .. } => *proto == SockProto::Icmp,
+        }
+    }
+}
+
+/// Longest error message, values quoted in it included.
+const MAX_MESSAGE_CHARS: usize = 400;
+
 /// Default time to wait for every tracked skb's fate.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -1037,7 +1052,8 @@ impl Ctx<'_> {
         self.errors.push(ScenarioError {
             loc,
             file: self.file.to_path_buf(),
-            msg: msg.into(),
+            // Messages quote values; a 10 MiB one stays readable.
+            msg: clip(&msg.into(), MAX_MESSAGE_CHARS),
             hint,
         });
     }
@@ -1138,12 +1154,15 @@ fn valid_nsname(n: &str) -> bool {
 impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, Vec<ScenarioError>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = crate::project::read_text(path).map_err(|e| {
             vec![ScenarioError {
                 loc: None,
                 file: path.to_path_buf(),
                 msg: format!("cannot read scenario: {e}"),
-                hint: None,
+                hint: Some(format!(
+                    "a scenario is a YAML text file of at most {} KiB",
+                    crate::project::MAX_FILE_BYTES / 1024
+                )),
             }]
         })?;
         Self::parse(path, &text)
@@ -1442,6 +1461,16 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
             ),
         });
     }
+    if let Some((n, _)) = raw_ns.get(MAX_NETNS as usize) {
+        cx.err(
+            n,
+            format!(
+                "{} namespaces; a scenario has at most {MAX_NETNS} (the tracer watches that many)",
+                raw_ns.len()
+            ),
+            Some("split the scenario, or share namespaces between roles".into()),
+        );
+    }
     for (n, ns) in &raw_ns {
         if !valid_nsname(n) {
             cx.err(
@@ -1530,13 +1559,33 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
         }),
     }
     let mut packets = vec![];
+    let mut n_filters = 0;
     for (i, p) in raw_packets.into_iter().enumerate() {
         let pname = p
             .name
             .as_ref()
             .map(|n| n.to_string())
             .unwrap_or_else(|| format!("packet {}", i + 1));
+        let at = p
+            .inject
+            .via
+            .clone()
+            .or_else(|| p.inject.socket.as_ref().map(|s| s.from.clone()));
         if let Some(pk) = validate_packet(cx, pname, p, &namespaces, &devs) {
+            // The runner watches each packet's flow both ways, plus the
+            // ICMP errors about it (one filter for ICMP itself).
+            n_filters += if pk.is_icmp() { 1 } else { 2 };
+            if n_filters > MAX_FILTERS as usize {
+                if let Some(at) = &at {
+                    cx.err(
+                        at,
+                        format!(
+                            "too many packets: the tracer holds {MAX_FILTERS} flow filters, two per TCP/UDP packet and one per ICMP packet"
+                        ),
+                        Some("split the scenario into several files".into()),
+                    );
+                }
+            }
             packets.push(pk);
         }
     }
@@ -1647,19 +1696,53 @@ pub fn parse_mac(m: &str) -> Option<[u8; 6]> {
     Some(out)
 }
 
-/// Where a fixture file named by a scenario is: relative to the scenario's
-/// directory, or to the nearest ancestor that has it (so `fixtures/x` works
-/// from anywhere below the project root).
-pub fn resolve_fixture(scenario: &Path, rel: &str) -> Option<PathBuf> {
-    let mut dir = scenario.parent();
-    while let Some(d) = dir {
-        let cand = d.join(rel);
-        if cand.is_file() {
-            return Some(cand);
-        }
-        dir = d.parent();
+/// Why a `net.*` sysctl is not the scenario's to set, if it is not: keys
+/// the kernel keeps once for the whole host (a namespace either lacks them,
+/// so writing fails at run time, or would change the host).
+fn host_wide_sysctl(key: &str) -> Option<&'static str> {
+    const PER_NETNS_CORE: [&str; 4] = [
+        "net.core.somaxconn",
+        "net.core.txrehash",
+        "net.core.optmem_max",
+        "net.core.xfrm_",
+    ];
+    const HOST_WIDE: [&str; 3] = ["net.ipv4.tcp_mem", "net.ipv4.udp_mem", "net.ipv4.route.gc_"];
+    if key.starts_with("net.core.") && !PER_NETNS_CORE.iter().any(|p| key.starts_with(p)) {
+        return Some("host-wide (net.core.* keys but a few are shared by every namespace)");
+    }
+    if HOST_WIDE.iter().any(|p| key.starts_with(p)) {
+        return Some("host-wide: every namespace shares it");
     }
     None
+}
+
+/// The message and hint for a file reference [`crate::project::resolve`]
+/// refused. The file's content is never part of it.
+fn file_refusal(f: &str, r: &crate::project::Refusal) -> (String, String) {
+    use crate::project::Refusal;
+    let name = clip(f, 120);
+    let widen = "files outside the project need `--allow-path DIR`";
+    match r {
+        Refusal::Absolute => (
+            format!("`{name}` is an absolute path; a scenario names files of its own project"),
+            format!("write a path relative to the scenario, e.g. fixtures/nft/rules.nft ({widen})"),
+        ),
+        Refusal::Escapes(p) => (
+            format!(
+                "`{name}` leads out of the scenario's project (to {})",
+                clip(&p.display().to_string(), 120)
+            ),
+            format!(
+                "the project is the nearest directory with Cargo.toml, .git or pktfate.toml; {widen}"
+            ),
+        ),
+        Refusal::Missing => (
+            format!(
+                "no file `{name}` next to the scenario or in a parent directory of its project"
+            ),
+            "rulesets usually live in fixtures/nft/".into(),
+        ),
+    }
 }
 
 fn validate_ns(
@@ -1949,6 +2032,18 @@ fn validate_ns(
             );
             continue;
         }
+        if let Some(why) = host_wide_sysctl(&k) {
+            cx.err(
+                &k,
+                format!("sysctl `{}` is {why}", k.as_str()),
+                Some("a scenario may set only sysctls each namespace has its own copy of (net.ipv4.*, net.ipv6.*, net.netfilter.*, net.core.somaxconn ...)".into()),
+            );
+            continue;
+        }
+        if v.len() > 4096 {
+            cx.err(&v, "a sysctl value of more than 4096 bytes", None);
+            continue;
+        }
         sysctls.push((k.to_string(), v.to_string()));
     }
 
@@ -2015,27 +2110,21 @@ fn validate_ns(
                 first_line: src_line,
             })
         }
-        (None, Some(f)) => match resolve_fixture(cx.file, &f) {
-            Some(path) => match std::fs::read_to_string(&path) {
+        (None, Some(f)) => match crate::project::resolve(cx.file, &f) {
+            Ok(path) => match crate::project::read_text(&path) {
                 Ok(text) => Some(NftRuleset {
                     text,
                     file: path,
                     first_line: 1,
                 }),
                 Err(e) => {
-                    cx.err(&f, format!("cannot read `{}`: {e}", f.as_str()), None);
+                    cx.err(&f, format!("cannot read `{}`: {e}", clip(&f, 120)), None);
                     None
                 }
             },
-            None => {
-                cx.err(
-                    &f,
-                    format!(
-                        "no file `{}` next to the scenario or in a parent directory",
-                        f.as_str()
-                    ),
-                    Some("rulesets usually live in fixtures/nft/".into()),
-                );
+            Err(refusal) => {
+                let (msg, hint) = file_refusal(&f, &refusal);
+                cx.err(&f, msg, Some(hint));
                 None
             }
         },
@@ -2058,6 +2147,30 @@ fn validate_ns(
                             "write the whole command line, e.g. `filter add dev veth0 ingress ...`"
                                 .into(),
                         ),
+                    );
+                }
+                let words: Vec<&str> = c.split_whitespace().collect();
+                // tc's `-b[atch] FILE` reads (and echoes) a host file, and
+                // `-n[etns] NAME` leaves the scenario's namespace.
+                if words.iter().any(|w| w.starts_with("-b")) {
+                    cx.err(
+                        c,
+                        "a tc `command` may not read a batch file (`-batch`)",
+                        Some("write each tc command as its own `command` entry".into()),
+                    );
+                }
+                if words.iter().any(|w| *w == "-n" || w.starts_with("-net")) {
+                    cx.err(
+                        c,
+                        "a tc `command` runs in its own namespace; `-netns` is refused",
+                        Some("put the tc entry under the namespace it is for".into()),
+                    );
+                }
+                if crate::project::no_commands() {
+                    cx.err(
+                        c,
+                        "this scenario runs a tc command line as root on the host; refused by --no-commands",
+                        Some("review the scenario, then run it without --no-commands".into()),
                     );
                 }
                 tc.push(TcSpec::Command(c.to_string()));
@@ -2164,7 +2277,20 @@ fn validate_ns(
         nft,
         tc,
         listen,
-        run: ns.run.into_iter().map(|r| r.to_string()).collect(),
+        run: ns
+            .run
+            .into_iter()
+            .inspect(|r| {
+                if crate::project::no_commands() {
+                    cx.err(
+                        r,
+                        "this scenario runs a shell command as root on the host (`run:`); refused by --no-commands",
+                        Some("review the scenario, then run it without --no-commands".into()),
+                    );
+                }
+            })
+            .map(|r| r.to_string())
+            .collect(),
     }
 }
 
@@ -2459,6 +2585,28 @@ fn validate_packet(
         }
         (None, None) => vec![],
     };
+    if let (Some(ip), Some(at)) = (&ip, i.payload.as_ref().or(i.payload_hex.as_ref())) {
+        let l4_len = match &l4 {
+            L4Layer::Tcp { .. } => 20,
+            L4Layer::Udp { .. } | L4Layer::Icmp { .. } => 8,
+            L4Layer::None => 0,
+        };
+        // IPv4's total length counts its header; IPv6's payload length not.
+        let room = match ip {
+            IpLayer::V4 { .. } => 65535 - 20 - l4_len,
+            IpLayer::V6 { .. } => 65535 - l4_len,
+        };
+        if payload.len() > room {
+            cx.err(
+                at,
+                format!(
+                    "a payload of {} bytes; this packet holds at most {room}",
+                    payload.len()
+                ),
+                Some("an IP packet is at most 65,535 bytes, headers included".into()),
+            );
+        }
+    }
 
     let expect = validate_expect(cx, p.expect, devs);
     Some(Packet {

@@ -1,26 +1,50 @@
 //! Last-resort cleanup: what is left when a run is interrupted.
 //!
 //! Normal teardown is `Drop` on [`crate::topology::Topology`], which runs on
-//! pass, fail and panic. This module covers the rest: Ctrl-C / SIGTERM (a
-//! handler deletes every namespace this process still owns, then exits), and
-//! SIGKILL or a crash (the next run sweeps namespaces whose owner is gone).
-//! Namespace names carry the owner's pid (`pf<pid>-...`) for that purpose.
+//! pass, fail and panic. This module covers the rest: SIGINT, SIGTERM and
+//! SIGHUP (a handler thread deletes every namespace this process still
+//! owns, then exits with 128 + the signal), and SIGKILL or a crash (the next
+//! run sweeps namespaces whose owner is gone). Namespace names carry the
+//! owner's pid (`pf<pid>-...`) for that purpose.
+//!
+//! A namespace is registered *before* it is created, under the same lock
+//! the handler takes: the handler waits for a creation in flight, and once
+//! it has begun, no worker creates another. Further signals during
+//! teardown are absorbed, so a second Ctrl-C does not cut it short.
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
 static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+/// Set once a terminating signal arrived: nothing new is created.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process is being torn down after a signal.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// Registers `real_name`, then runs `make` (which creates it) under the
+/// registry's lock; `None` when a signal already started the teardown.
+/// A failed `make` leaves nothing registered.
+pub fn create<T, E>(real_name: &str, make: impl FnOnce() -> Result<T, E>) -> Option<Result<T, E>> {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if stopping() {
+        return None;
+    }
+    live.insert(real_name.to_string());
+    let r = make();
+    if r.is_err() {
+        live.remove(real_name);
+    }
+    Some(r)
+}
+
 /// Prefix of every namespace pktfate creates.
 pub const PREFIX: &str = "pf";
-
-/// Records a namespace as owned by this process.
-pub fn register(real_name: &str) {
-    LIVE.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(real_name.to_string());
-}
 
 /// Forgets a namespace after it was deleted.
 pub fn release(real_name: &str) {
@@ -51,19 +75,50 @@ pub fn delete_netns(real_name: &str) -> Result<(), String> {
     }
 }
 
-/// Installs the Ctrl-C/SIGTERM handler once per process.
+/// Installs the SIGINT/SIGTERM/SIGHUP handler once per process.
 pub fn install_interrupt_handler() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            let names = live();
-            for n in &names {
-                let _ = delete_netns(n);
-            }
-            eprintln!("pktfate: interrupted; removed {} namespace(s)", names.len());
-            std::process::exit(130);
-        });
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("pktfate-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    STOPPING.store(true, Ordering::SeqCst);
+                    // Held to the end: no worker creates a namespace now.
+                    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+                    for n in live.iter() {
+                        let _ = delete_netns(n);
+                    }
+                    eprintln!(
+                        "pktfate: {}; removed {} namespace(s)",
+                        signal_name(sig),
+                        live.len()
+                    );
+                    std::process::exit(128 + sig);
+                }
+            });
+        drop(spawned);
     });
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        signal_hook::consts::SIGINT => "interrupted (SIGINT)",
+        signal_hook::consts::SIGTERM => "terminated (SIGTERM)",
+        _ => "hung up (SIGHUP)",
+    }
+}
+
+/// Sets `flag` on SIGINT/SIGTERM instead of ending the process, for
+/// commands that stop on their own terms (`trace`, `matrix`).
+pub fn flag_on_interrupt(flag: std::sync::Arc<AtomicBool>) {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
 }
 
 /// The owning pid encoded in a pktfate namespace name.
@@ -112,9 +167,14 @@ mod tests {
 
     #[test]
     fn registry_tracks_and_forgets() {
-        register("pf1-unit-a");
+        let made: Option<Result<(), ()>> = create("pf1-unit-a", || Ok(()));
+        assert_eq!(made, Some(Ok(())));
         assert!(live().contains(&"pf1-unit-a".to_string()));
         release("pf1-unit-a");
         assert!(!live().contains(&"pf1-unit-a".to_string()));
+        // A failed creation leaves nothing to delete.
+        let failed: Option<Result<(), ()>> = create("pf1-unit-b", || Err(()));
+        assert_eq!(failed, Some(Err(())));
+        assert!(!live().contains(&"pf1-unit-b".to_string()));
     }
 }

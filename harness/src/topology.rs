@@ -57,6 +57,9 @@ pub enum TopologyError {
         /// Why.
         msg: String,
     },
+    /// A signal arrived while building; the handler removes what exists.
+    #[error("interrupted while building the topology")]
+    Interrupted,
     /// A system call failed.
     #[error("{what}: {source}")]
     Io {
@@ -269,42 +272,83 @@ fn open_tap(ns: &NetnsHandle, name: &str, tap: bool) -> Result<OwnedFd, Topology
     )))
 }
 
-/// Applies an nftables ruleset inside the namespace with the real `nft`;
-/// its errors point into the scenario or fixture file.
+/// Applies an nftables ruleset inside the namespace with the real `nft`,
+/// fed on stdin: no file is written, so nothing can be swapped or
+/// followed. Every location in nft's errors is rewritten to point into the
+/// scenario or ruleset file.
 fn apply_nft(ns: &NetnsHandle, rs: &NftRuleset) -> Result<(), TopologyError> {
-    let tmp = std::env::temp_dir().join(format!("pktfate-{}.nft", ns.real));
-    std::fs::write(&tmp, &rs.text).map_err(io_err("writing the nft ruleset"))?;
-    let tmp_s = tmp.to_string_lossy().into_owned();
-    let result = run("ip", &["netns", "exec", &ns.real, "nft", "-f", &tmp_s]);
-    let _ = std::fs::remove_file(&tmp);
-    match result {
-        Ok(_) => Ok(()),
-        Err(TopologyError::Command { stderr, .. }) => {
-            if stderr.contains("exec of \"nft\" failed")
-                || stderr.contains("No such file or directory") && !stderr.contains(&tmp_s)
-            {
-                return Err(TopologyError::MissingTool("nft".into()));
+    use std::io::Write;
+    let text = rs.text.clone();
+    // nft runs as a child of a thread inside the namespace: it inherits
+    // that thread's namespace (no `ip netns exec`, no /sys remount).
+    let out = netns::run_in(
+        &ns.path(),
+        move || -> std::io::Result<std::process::Output> {
+            let mut child = Command::new("nft")
+                .args(["-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                // A ruleset nft stops reading early still gets its verdict.
+                let _ = stdin.write_all(text.as_bytes());
             }
-            // nft says `<file>:<line>:<from>-<to>: Error: ...`.
-            let re = regex::Regex::new(r"(?m)^(?:.*?):(\d+):(\d+)(?:-\d+)?: (.*)$")
-                .expect("valid regex");
-            let (line, col, msg) = match re.captures(&stderr) {
-                Some(c) => (
-                    c[1].parse::<usize>().unwrap_or(1),
-                    c[2].parse::<usize>().unwrap_or(1),
-                    // Keep nft's context lines (the rule and the caret).
-                    stderr[c.get(3).map_or(0, |m| m.start())..].to_string(),
-                ),
-                None => (1, 1, stderr),
-            };
-            Err(TopologyError::Nft {
-                file: rs.file.display().to_string(),
-                line: rs.first_line + line - 1,
-                col,
-                msg,
-            })
+            child.wait_with_output()
+        },
+    )
+    .and_then(|r| r)
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            TopologyError::MissingTool("nft".into())
+        } else {
+            TopologyError::Io {
+                what: format!("running nft in namespace `{}`", ns.name),
+                source: e,
+            }
         }
-        Err(e) => Err(e),
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Err(nft_error(rs, &stderr))
+}
+
+/// nft's complaint about `rs`, each `<input>:<line>:<from>-<to>:` of it
+/// rewritten as the ruleset's own file:line:col; the first is the error's
+/// location.
+fn nft_error(rs: &NftRuleset, stderr: &str) -> TopologyError {
+    let re = regex::Regex::new(r"(?m)^(?:/dev/stdin|-|<cmdline>):(\d+):(\d+)(?:-\d+)?: ")
+        .expect("valid regex");
+    let file = rs.file.display().to_string();
+    let at = |c: &regex::Captures| {
+        let line = c[1].parse::<usize>().unwrap_or(1);
+        (
+            rs.first_line + line.max(1) - 1,
+            c[2].parse::<usize>().unwrap_or(1),
+        )
+    };
+    let first = re.captures(stderr).map(|c| at(&c));
+    let mut msg = String::new();
+    let mut last = 0;
+    for (i, c) in re.captures_iter(stderr).enumerate() {
+        let m = c.get(0).expect("whole match");
+        msg.push_str(&stderr[last..m.start()]);
+        // The first location is already the error's own prefix.
+        if i > 0 {
+            let (line, col) = at(&c);
+            msg.push_str(&format!("{file}:{line}:{col}: "));
+        }
+        last = m.end();
+    }
+    msg.push_str(&stderr[last..]);
+    let (line, col) = first.unwrap_or((rs.first_line, 1));
+    TopologyError::Nft {
+        file,
+        line,
+        col,
+        msg: crate::text::clip(msg.trim(), 4000),
     }
 }
 
@@ -366,10 +410,16 @@ impl Topology {
         let pid = std::process::id();
         for ns in &s.namespaces {
             let real = format!("{}{pid}-{seq}-{}", teardown::PREFIX, ns.name);
-            run("ip", &["netns", "add", &real])?;
-            teardown::register(&real);
-            let inode = netns::inode(&netns::path_of(&real))
-                .map_err(io_err(format!("reading namespace {real}")))?;
+            teardown::create(&real, || run("ip", &["netns", "add", &real]))
+                .ok_or(TopologyError::Interrupted)??;
+            let inode = match netns::inode(&netns::path_of(&real)) {
+                Ok(i) => i,
+                Err(e) => {
+                    let _ = teardown::delete_netns(&real);
+                    teardown::release(&real);
+                    return Err(io_err(format!("reading namespace {real}"))(e));
+                }
+            };
             self.names.netns.insert(inode, ns.name.clone());
             self.namespaces.push(NetnsHandle {
                 name: ns.name.clone(),
@@ -750,5 +800,36 @@ impl Drop for Topology {
         for p in self.teardown() {
             eprintln!("pktfate: teardown: {p}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_nft_error_names_the_scenario_line() {
+        let rs = NftRuleset {
+            text: String::new(),
+            file: PathBuf::from("scenarios/fw.yaml"),
+            first_line: 20,
+        };
+        let stderr = "/dev/stdin:4:21-21: Error: syntax error, unexpected newline\n  tcp dport 80 dropx\n                    ^\n/dev/stdin:3:3-5: Error: No symbol type information\n  foo bar\n  ^^^";
+        let TopologyError::Nft {
+            file,
+            line,
+            col,
+            msg,
+        } = nft_error(&rs, stderr)
+        else {
+            panic!("not an nft error");
+        };
+        assert_eq!((file.as_str(), line, col), ("scenarios/fw.yaml", 23, 21));
+        assert!(msg.starts_with("Error: syntax error"), "{msg}");
+        assert!(
+            msg.contains("scenarios/fw.yaml:22:3: Error: No symbol"),
+            "{msg}"
+        );
+        assert!(!msg.contains("/dev/stdin"), "{msg}");
     }
 }
