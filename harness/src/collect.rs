@@ -29,6 +29,30 @@ pub fn idle() -> Duration {
     })
 }
 
+/// Default [`max_events`]: far above any scenario's own traffic (tens to
+/// hundreds of events), far below what a flood would pile up in memory.
+pub const DEFAULT_MAX_EVENTS: usize = 20_000;
+
+static MAX_EVENTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Sets the per-scenario event cap (`--max-events`); first call wins.
+pub fn set_max_events(n: usize) {
+    let _ = MAX_EVENTS.set(n.max(1));
+}
+
+/// Events one scenario may collect before its trial fails: set by
+/// [`set_max_events`], else `PKTFATE_MAX_EVENTS`, else
+/// [`DEFAULT_MAX_EVENTS`]. It bounds a run's memory whatever the kernel
+/// sends.
+pub fn max_events() -> usize {
+    *MAX_EVENTS.get_or_init(|| {
+        std::env::var("PKTFATE_MAX_EVENTS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(DEFAULT_MAX_EVENTS, |n| n.max(1))
+    })
+}
+
 /// Whether `now` carries another packet than `before` at the same skb
 /// address: another family or protocol, or both addresses changed (NAT
 /// rewrites one side at a time). The tracer applies the same rule.
@@ -131,6 +155,8 @@ pub struct Timeline {
     pub settled: bool,
     /// skbs still alive when collection ended (their end was not seen).
     pub unfinished: usize,
+    /// The event cap, when collection stopped at it.
+    pub capped: Option<usize>,
     /// Time spent collecting.
     pub waited: Duration,
 }
@@ -157,9 +183,15 @@ pub fn collect(
     let mut seen = vec![false; n_packets];
     let mut last_event = Instant::now();
     let mut settled = false;
+    let cap = max_events();
+    let mut capped = None;
     loop {
         let now = Instant::now();
         if now >= deadline {
+            break;
+        }
+        if steps.len() >= cap {
+            capped = Some(cap);
             break;
         }
         let wait = (deadline - now).min(Duration::from_millis(5));
@@ -280,6 +312,7 @@ pub fn collect(
         lost: tracer.lost()?,
         settled,
         unfinished: alive.len(),
+        capped,
         waited: start.elapsed(),
     })
 }

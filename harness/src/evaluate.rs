@@ -664,7 +664,11 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
             tl.lost
         ));
     }
-    if !tl.settled {
+    if let Some(cap) = tl.capped {
+        trace_problems.push(format!(
+            "more than {cap} events for this scenario: collection stopped there. A scenario's own packets make far fewer; set --max-events (or PKTFATE_MAX_EVENTS) higher if this traffic is expected"
+        ));
+    } else if !tl.settled {
         trace_problems.push(format!(
             "timed out after {} ms before every injected packet was seen and every tracked skb was freed",
             tl.waited.as_millis()

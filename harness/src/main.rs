@@ -47,6 +47,10 @@ enum Cmd {
         /// always (kprobe); or never (tracepoint).
         #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
         backend: BackendArg,
+        /// Fail a scenario whose trace exceeds this many events (bounds
+        /// memory; default 20000, or PKTFATE_MAX_EVENTS).
+        #[arg(long)]
+        max_events: Option<usize>,
         /// Let scenarios read files under DIR too (repeatable); by default
         /// only files of the scenario's own project.
         #[arg(long = "allow-path", value_name = "DIR")]
@@ -213,6 +217,11 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Run { .. } | Cmd::Record { .. }) {
+        // From the start, so a signal at any moment exits 128 + signal
+        // and removes whatever namespaces exist by then.
+        pktfate::teardown::install_interrupt_handler();
+    }
     match cli.cmd {
         Cmd::Run {
             paths,
@@ -223,11 +232,15 @@ fn main() -> ExitCode {
             pcap,
             verbose,
             backend,
+            max_events,
             allow_path,
             no_commands,
         } => {
             if let Err(code) = file_policy(&allow_path, no_commands) {
                 return code;
+            }
+            if let Some(n) = max_events {
+                pktfate::collect::set_max_events(n);
             }
             if backend == BackendArg::Kprobe && !pktfate::tracer::kprobes_available() {
                 eprintln!(
