@@ -617,3 +617,102 @@ fn the_parser_survives_ten_thousand_mutants_without_panicking() {
     );
     assert!(rejected > cases / 4, "the mutations barely change anything");
 }
+
+#[test]
+fn every_traced_event_names_its_namespace_and_device() {
+    let _serial = serial();
+    let o = bin()
+        .args(["run", "scenarios", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mut unplaced = vec![];
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for e in v["timeline"].as_array().into_iter().flatten() {
+            // The harness's own socket reads have no device by nature.
+            if e["hook"] == "socket_read" {
+                continue;
+            }
+            if e["ns"] == "-" || e["dev"] == "-" {
+                unplaced.push(format!(
+                    "{}: {} at {}/{} ({})",
+                    v["name"], e["hook"], e["ns"], e["dev"], e["stack"][0]
+                ));
+            }
+        }
+    }
+    assert!(
+        unplaced.is_empty(),
+        "events without a namespace or device:\n{}",
+        unplaced.join("\n")
+    );
+}
+
+#[test]
+fn check_refuses_statically_what_run_would_refuse() {
+    let dir = Scratch::new();
+    std::fs::write(dir.0.join("pktfate.toml"), "").unwrap();
+    let base = std::fs::read_to_string(repo().join("scenarios/tun-syn/04-no-socket.yaml")).unwrap();
+    let check = |name: &str, body: &str| -> String {
+        let f = dir.0.join(name);
+        std::fs::write(&f, body).unwrap();
+        let o = bin().args(["check", f.to_str().unwrap()]).output().unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "check accepted {name}:\n{t}");
+        assert!(t.contains(&format!("{name}:")), "no location:\n{t}");
+        t
+    };
+    let t = check("many.yaml", &many_namespaces(65));
+    assert!(t.contains("at most 64"), "{t}");
+    let big = base.replacen(
+        "flags: [syn] }",
+        &format!("flags: [syn] }}\n  payload: \"{}\"", "a".repeat(70_000)),
+        1,
+    );
+    let t = check("payload.yaml", &big);
+    assert!(t.contains("at most 65495"), "{t}");
+    let core = base.replacen(
+        "namespaces:\n  host:\n",
+        "namespaces:\n  host:\n    sysctls:\n      net.core.rmem_max: 1\n",
+        1,
+    );
+    assert!(check("core.yaml", &core).contains("host-wide"));
+    // Under the 1 MiB file limit, far over a readable message.
+    let huge = base.replacen(
+        "dport: 10001",
+        &format!("dport: {}", "9".repeat(900 << 10)),
+        1,
+    );
+    let t = check("huge.yaml", &huge);
+    assert!(
+        t.len() < 4000,
+        "a 10 MiB value echoed: {} bytes of message",
+        t.len()
+    );
+    for special in ["/dev/zero"] {
+        let o = bin().args(["check", special]).output().unwrap();
+        assert!(!o.status.success());
+        assert!(text(&o).contains("not a regular file"), "{}", text(&o));
+    }
+    let fifo = dir.0.join("fifo.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = bin()
+        .args(["check", fifo.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("check blocked on a FIFO");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(text(&out).contains("not a regular file"), "{}", text(&out));
+}
