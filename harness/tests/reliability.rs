@@ -678,6 +678,13 @@ fn check_refuses_statically_what_run_would_refuse() {
         1,
     );
     assert!(check("core.yaml", &core).contains("host-wide"));
+    let batch = base.replacen(
+        "namespaces:\n  host:\n",
+        "namespaces:\n  host:\n    tc:\n      - { command: \"-batch /etc/shadow\" }\n",
+        1,
+    );
+    let t = check("batch.yaml", &batch);
+    assert!(t.contains("batch file") && !t.contains("root:"), "{t}");
     // Under the 1 MiB file limit, far over a readable message.
     let huge = base.replacen(
         "dport: 10001",
