@@ -51,15 +51,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Our namespaces (by this process) currently present.
 fn our_namespaces() -> Vec<String> {
-    let prefix = format!("pf{}-", std::process::id());
-    std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
+    pktfate::teardown::owned_by(std::process::id())
 }
 
 fn sh(cmd: &str) -> String {

@@ -131,6 +131,17 @@ pub fn owner_pid(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// The pktfate namespaces present that process `pid` created.
+pub fn owned_by(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(crate::netns::NETNS_RUN_DIR) else {
+        return vec![];
+    };
+    dir.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| owner_pid(n) == Some(pid))
+        .collect()
+}
+
 /// Deletes pktfate namespaces whose owning process no longer exists.
 /// Returns the names removed.
 pub fn sweep_stale() -> Vec<String> {

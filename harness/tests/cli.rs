@@ -1,8 +1,12 @@
 //! The `pktfate` command line, run as a user would. Needs root and kernel
 //! BTF like the scenario suite (and tshark for the pcap test).
 
+mod support;
+
 use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output};
+use support::{Scratch, text};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pktfate"))
@@ -19,32 +23,6 @@ fn run(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("pktfate-cli-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
