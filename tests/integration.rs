@@ -15,15 +15,35 @@ use pktfate::runner::{self, RunError};
 use pktfate::scenario::Scenario;
 use pktfate::topology::Topology;
 
-/// A fresh directory under the target dir, removed by the caller's guard.
+/// A private scratch directory (mkdtemp: unpredictable name, mode 0700)
+/// holding a `pktfate.toml`, so scenarios written there are a project of
+/// their own. Removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("pktfate-it-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        let tmpl = std::env::temp_dir().join(format!("pktfate-it-{tag}-XXXXXX"));
+        let mut buf = std::ffi::CString::new(tmpl.to_str().unwrap())
+            .unwrap()
+            .into_bytes_with_nul();
+        // SAFETY: a writable NUL-terminated template.
+        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
+        assert!(!p.is_null(), "mkdtemp failed");
+        buf.pop();
+        let dir = PathBuf::from(String::from_utf8(buf).unwrap());
+        std::fs::write(dir.join("pktfate.toml"), "").unwrap();
+        TempDir(dir)
+    }
+
+    /// Copies the project's nft rulesets in, for scenarios naming them.
+    fn with_nft_fixtures(self) -> Self {
+        let from = pktfate_tests::scenario_dir().join("../fixtures/nft");
+        let to = self.0.join("fixtures/nft");
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        self
     }
 }
 
@@ -440,14 +460,9 @@ fn the_same_scenario_runs_twice_at_once_in_isolation() {
 fn report_with(rel: &str, from: &str, to: &str) -> String {
     let text = read(rel);
     assert!(text.contains(from), "{rel} no longer contains {from:?}");
-    let dir = TempDir::new(&format!("mut-{}", rel.replace('/', "-")));
+    // The copy is a project of its own, with the rulesets it names.
+    let dir = TempDir::new("mut").with_nft_fixtures();
     let f = dir.0.join("mutated.yaml");
-    // The copy lives elsewhere: point fixture paths at the project's.
-    let fixtures = pktfate_tests::scenario_dir().join("../fixtures");
-    let text = text.replace(
-        "nft_file: fixtures/",
-        &format!("nft_file: {}/", fixtures.display()),
-    );
     std::fs::write(&f, text.replacen(from, to, 1)).unwrap();
     let o = runner::run_file(&f).unwrap_or_else(|e| panic!("{}", e.render()));
     assert!(!o.passed(), "{rel} with {to:?} must fail");

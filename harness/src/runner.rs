@@ -294,7 +294,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         tc_hooks,
         functions: function_level(&s).map_err(RunError::Skipped)?,
     };
-    let mut tracer = Tracer::start(&spec)?;
+    let mut tracer = Tracer::for_scenario(&spec)?;
     let attach = t_attach.elapsed();
     let mut unchecked = vec![];
     if !tracer.drop_reasons_traced() {

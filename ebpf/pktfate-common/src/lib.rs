@@ -11,10 +11,13 @@ pub const PKT_CAPTURE: usize = 128;
 
 /// Frames of kernel stack captured per event.
 pub const MAX_STACK_DEPTH: usize = 32;
-/// Packet filters a tracer instance can hold (one per injected packet).
+/// Packet filters one scenario (one bank) can hold.
 pub const MAX_FILTERS: u32 = 16;
-/// Namespaces a tracer instance can watch.
+/// Namespaces one scenario can have watched.
 pub const MAX_NETNS: u32 = 64;
+/// Scenarios one loaded tracer serves at once (`--jobs` workers), each
+/// with a bank of [`MAX_FILTERS`] filters.
+pub const MAX_BANKS: u32 = 16;
 /// Distinct skbs tracked at once (LRU: the oldest are evicted first).
 pub const MAX_TRACKED: u32 = 4096;
 /// Ring buffer size in bytes.
@@ -199,6 +202,9 @@ pub struct Event {
     pub ip_csum: u16,
     /// Padding, always zero.
     pub _pad: u16,
+    /// The run (scenario registration) the event belongs to: userspace
+    /// routes events by it. 0 for a tracer serving one watcher.
+    pub run: u32,
     /// TCP sequence number, host order.
     pub tcp_seq: u32,
     /// fib_table_lookup: the looked-up flow's source, network order.
@@ -305,6 +311,17 @@ pub struct Offsets {
     pub skb_iif: u32,
 }
 
+/// A watched namespace's owner: the value of the NETNS map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// The run (a scenario's registration; never reused in a process).
+    pub run: u32,
+    /// Its filter bank: FILTERS entries `bank * MAX_FILTERS ..`, and the
+    /// count in `BANK_FILTERS[bank]` (0 tracks every IP skb).
+    pub bank: u32,
+}
+
 /// What the tracer remembers about a tracked skb, to notice when its
 /// address has been reused by an unrelated packet (some frees have no
 /// tracepoint, e.g. TCP's `__kfree_skb`).
@@ -321,6 +338,8 @@ pub struct Tracked {
     pub tunnel: u8,
     /// Padding, always zero.
     pub _pad: u8,
+    /// The run that tracks it (see [`Watch`]).
+    pub run: u32,
     /// Device of the last event that had one: TCP, raw and UDP sockets
     /// clear `skb->dev` once they own the skb, and later events still
     /// belong where the packet arrived.
@@ -356,8 +375,6 @@ pub const CONFIG_STACKS: u32 = 2;
 pub struct TracerConfig {
     /// Field offsets for this kernel.
     pub offsets: Offsets,
-    /// How many entries of the FILTERS map are in use; 0 tracks every IP skb.
-    pub n_filters: u32,
     /// `CONFIG_*` bits.
     pub flags: u32,
 }
@@ -370,4 +387,6 @@ mod user {
     unsafe impl aya::Pod for super::PacketFilter {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TracerConfig {}
+    // SAFETY: repr(C), two u32s, no padding.
+    unsafe impl aya::Pod for super::Watch {}
 }

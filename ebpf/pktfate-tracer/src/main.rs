@@ -28,8 +28,9 @@ use aya_ebpf::{
 };
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
-    FILTER_SADDR, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PKT_CAPTURE, PacketFilter,
-    REASON_UNKNOWN, RINGBUF_BYTES, TracerConfig, Tracked, hook, is_icmp_error, is_tunnel,
+    FILTER_SADDR, MAX_BANKS, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PKT_CAPTURE,
+    PacketFilter, REASON_UNKNOWN, RINGBUF_BYTES, TracerConfig, Tracked, Watch, hook, is_icmp_error,
+    is_tunnel,
 };
 
 /// Set by userspace before load (`EbpfLoader::set_global`).
@@ -55,7 +56,6 @@ static CONFIG: TracerConfig = TracerConfig {
         flowi4_iif: 0,
         skb_iif: 0,
     },
-    n_filters: 0,
     flags: 0,
 };
 
@@ -66,13 +66,19 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Watched network namespaces, by inode.
+/// Watched network namespaces, by inode: which run owns each, and that
+/// run's filter bank.
 #[map]
-static NETNS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_NETNS, 0);
+static NETNS: HashMap<u32, Watch> = HashMap::with_max_entries(MAX_NETNS * MAX_BANKS, 0);
 
-/// Packet filters; the first `CONFIG.n_filters` are used.
+/// Packet filters, [`MAX_FILTERS`] per bank; a bank's first
+/// `BANK_FILTERS[bank]` are used.
 #[map]
-static FILTERS: Array<PacketFilter> = Array::with_max_entries(MAX_FILTERS, 0);
+static FILTERS: Array<PacketFilter> = Array::with_max_entries(MAX_FILTERS * MAX_BANKS, 0);
+
+/// Filters in use per bank; 0 tracks every IP skb of the bank's namespaces.
+#[map]
+static BANK_FILTERS: Array<u32> = Array::with_max_entries(MAX_BANKS, 0);
 
 /// skb address -> what it carried at its last event.
 #[map]
@@ -158,11 +164,14 @@ fn skb_place(cfg: &TracerConfig, skb: u64, dev: u64, known: Option<&Tracked>) ->
     }
 }
 
-/// Is `netns` one of the run's own namespaces? Always true when the run
-/// filters by no namespace (userspace watching everything).
+/// Which run watches `netns`, if any. A tracer filtering by no namespace
+/// (`pktfate trace` without `--netns`) has one run, 0, on bank 0.
 #[inline(always)]
-fn netns_watched(cfg: &TracerConfig, netns: u32) -> bool {
-    cfg.flags & CONFIG_FILTER_NETNS == 0 || unsafe { NETNS.get(netns) }.is_some()
+fn watch_of(cfg: &TracerConfig, netns: u32) -> Option<Watch> {
+    if cfg.flags & CONFIG_FILTER_NETNS == 0 {
+        return Some(Watch { run: 0, bank: 0 });
+    }
+    unsafe { NETNS.get(netns) }.copied()
 }
 
 /// This CPU is handling an skb that is not ours: skb-less hooks that
@@ -349,19 +358,20 @@ fn filter_matches(f: &PacketFilter, ev: &Event, reverse: bool) -> bool {
 }
 
 #[inline(always)]
-fn packet_wanted(cfg: &TracerConfig, ev: &Event) -> bool {
-    if ev.family == 0 {
+fn packet_wanted(bank: u32, ev: &Event) -> bool {
+    if ev.family == 0 || bank >= MAX_BANKS {
         return false;
     }
-    if cfg.n_filters == 0 {
+    let n = BANK_FILTERS.get(bank).copied().unwrap_or(0);
+    if n == 0 {
         return true;
     }
     let mut i = 0u32;
     while i < MAX_FILTERS {
-        if i >= cfg.n_filters {
+        if i >= n {
             break;
         }
-        if let Some(f) = FILTERS.get(i) {
+        if let Some(f) = FILTERS.get(bank * MAX_FILTERS + i) {
             if filter_matches(f, ev, false) {
                 return true;
             }
@@ -453,16 +463,24 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     };
     let known = unsafe { TRACKED.get(skb) }.copied();
     let (netns, ifindex) = skb_place(&cfg, skb, dev, known.as_ref());
-    // Only the run's own namespaces, tracked skb or not: an address still
-    // in TRACKED (its free had no tracepoint) may be reused by another
-    // run's or the host's skb carrying the same addresses.
-    if !netns_watched(&cfg, netns) {
+    // Only watched namespaces, tracked skb or not: an address still in
+    // TRACKED (its free had no tracepoint) may be reused by another
+    // process's or the host's skb carrying the same addresses. And a skb
+    // tracked for one run is not another run's.
+    let Some(watch) = watch_of(&cfg, netns) else {
         if known.is_some() {
             let _ = TRACKED.remove(skb);
         }
         forget_current();
         return 0;
-    }
+    };
+    let known = match known {
+        Some(k) if k.run != watch.run => {
+            let _ = TRACKED.remove(skb);
+            None
+        }
+        k => k,
+    };
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(p) => unsafe { &mut *p },
         None => return 0,
@@ -486,7 +504,7 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
             tracked = false;
         }
     }
-    if !tracked && !packet_wanted(&cfg, ev) {
+    if !tracked && !packet_wanted(watch.bank, ev) {
         forget_current();
         return 0;
     }
@@ -498,6 +516,7 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
             l4proto: ev.l4proto,
             tunnel: tunnel as u8,
             _pad: 0,
+            run: watch.run,
             ifindex,
             saddr: ev.saddr,
             daddr: ev.daddr,
@@ -505,6 +524,7 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
         let _ = TRACKED.insert(skb, snap, 0);
     }
     ev.hook = hook_id;
+    ev.run = watch.run;
     ev.skb = skb;
     ev.location = location;
     ev.netns = netns;
@@ -770,6 +790,7 @@ fn fill_attributed(
     let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
     let (netns, ifindex) = skb_place(cfg, skb, dev, Some(known));
     ev.hook = hook_id;
+    ev.run = known.run;
     ev.skb = skb;
     ev.location = 0;
     ev.netns = netns;
@@ -866,7 +887,10 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let old = ctx.arg::<i64>(1) as i32;
     let new = ctx.arg::<i64>(2) as i32;
     let sk_ns = sock_netns(&cfg, sk);
-    if sk_ns == 0 || !netns_watched(&cfg, sk_ns) {
+    let Some(watch) = watch_of(&cfg, sk_ns) else {
+        return 0;
+    };
+    if sk_ns == 0 {
         return 0;
     }
     let num: u16 = read(sk, cfg.offsets.sock_num).unwrap_or(0);
@@ -877,7 +901,7 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let Some((skb, known)) = by_flow.or_else(|| current_tracked().map(|(s, t, _)| (s, t))) else {
         return 0;
     };
-    if known.netns != sk_ns {
+    if known.netns != sk_ns || known.run != watch.run {
         return 0;
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
@@ -928,8 +952,9 @@ fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
     let cfg = config();
     let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
     let (netns, ifindex) = skb_place(&cfg, skb, dev, Some(&known));
-    if !netns_watched(&cfg, netns) {
-        return 0;
+    match watch_of(&cfg, netns) {
+        Some(w) if w.run == known.run => {}
+        _ => return 0,
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
         Some(p) => unsafe { &mut *p },
@@ -937,6 +962,7 @@ fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
     };
     parse_packet(&cfg, skb, ev);
     ev.hook = hook::FUNCTION;
+    ev.run = known.run;
     ev.skb = skb;
     // With an int3 or ftrace kprobe, ip is just past the probed address.
     ev.location = unsafe { (*ctx.regs).rip }.saturating_sub(1);

@@ -1,13 +1,15 @@
 //! The kernel tracer: what it watches, and the events it reports.
 //!
 //! A [`Tracer`] is started with a [`TraceSpec`] (namespaces and packet
-//! filters) on a [`Backend`]. The one backend today is [`tp_btf::TpBtf`]:
+//! filters) on a [`Backend`]: scenarios share one loaded tracer per process
+//! ([`shared`]), `pktfate trace` loads its own. The one backend today is [`tp_btf::TpBtf`]:
 //! BTF tracepoints on the skb lifecycle plus the kernel stack at each event.
 //! A kprobe or fentry backend, where a kernel allows one, implements the same
 //! trait and produces the same [`RawEvent`]s.
 
 pub mod offsets;
 pub mod reasons;
+pub mod shared;
 pub mod tp_btf;
 
 use std::net::IpAddr;
@@ -264,6 +266,19 @@ impl Tracer {
         let backend = tp_btf::TpBtf::start(spec, btf)?;
         Ok(Self {
             backend: Box::new(backend),
+            reasons,
+        })
+    }
+
+    /// A scenario's view of the process's shared tracer (loaded by the
+    /// first scenario, then only its maps change): events of `spec`'s
+    /// namespaces only. `spec.netns` must not be empty.
+    pub fn for_scenario(spec: &TraceSpec) -> Result<Self, TracerError> {
+        let btf = crate::btf::Btf::kernel()?;
+        let reasons = DropReasons::from_btf(btf)?;
+        let run = shared::register(spec)?;
+        Ok(Self {
+            backend: Box::new(run),
             reasons,
         })
     }

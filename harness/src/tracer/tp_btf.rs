@@ -7,11 +7,13 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Ebpf, EbpfLoader};
 use pktfate_common::{
-    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, KPROBE_PROGRAMS, MAX_FILTERS, MAX_NETNS,
-    PROGRAMS, PacketFilter, Program, TracerConfig,
+    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, KPROBE_PROGRAMS, MAX_BANKS, MAX_FILTERS,
+    MAX_NETNS, PROGRAMS, PacketFilter, Program, TracerConfig, Watch,
 };
 
-use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError, offsets};
+use super::{
+    AttachedHook, Backend, FlowFilter, SkippedHook, TcHook, TraceSpec, TracerError, offsets,
+};
 use crate::btf::Btf;
 
 /// The tracer object, built by `build.rs` and embedded in the binary.
@@ -26,7 +28,9 @@ const REQUIRED: [&str; 4] = [
     "net_dev_queue",
 ];
 
-/// A loaded and attached tp_btf tracer.
+/// A loaded and attached tp_btf tracer. Which namespaces it watches, for
+/// which run, and with which filters, are map contents: one loaded tracer
+/// can serve many scenarios ([`super::shared`]).
 pub struct TpBtf {
     // Field order matters for drop: the ring buffer before the object.
     events: RingBuf<MapData>,
@@ -34,7 +38,8 @@ pub struct TpBtf {
     attached: Vec<AttachedHook>,
     skipped: Vec<SkippedHook>,
     functions: usize,
-    _ebpf: Ebpf,
+    tc_loaded: bool,
+    ebpf: Ebpf,
 }
 
 fn map_err(map: &str) -> impl Fn(aya::maps::MapError) -> TracerError + '_ {
@@ -44,60 +49,61 @@ fn map_err(map: &str) -> impl Fn(aya::maps::MapError) -> TracerError + '_ {
     }
 }
 
+/// Checks a spec against what one run may hold.
+pub fn check_limits(spec: &TraceSpec) -> Result<(), TracerError> {
+    if spec.filters.len() > MAX_FILTERS as usize {
+        return Err(TracerError::Limit(format!(
+            "{} packet filters, at most {MAX_FILTERS} per scenario",
+            spec.filters.len()
+        )));
+    }
+    if spec.netns.len() > MAX_NETNS as usize {
+        return Err(TracerError::Limit(format!(
+            "{} namespaces, at most {MAX_NETNS} per scenario",
+            spec.netns.len()
+        )));
+    }
+    Ok(())
+}
+
 impl TpBtf {
-    /// Loads the programs with this kernel's offsets and attaches them.
+    /// Loads the programs with this kernel's offsets and attaches them, for
+    /// one watcher (run 0, bank 0) described by `spec`.
     pub fn start(spec: &TraceSpec, btf: &Btf) -> Result<Self, TracerError> {
-        if spec.filters.len() > MAX_FILTERS as usize {
-            return Err(TracerError::Limit(format!(
-                "{} packet filters, at most {MAX_FILTERS} per scenario",
-                spec.filters.len()
-            )));
+        check_limits(spec)?;
+        let mut tp = Self::load(btf, !spec.netns.is_empty(), spec.stacks)?;
+        tp.set_filters(0, &spec.filters)?;
+        for ns in &spec.netns {
+            tp.watch(*ns, Watch { run: 0, bank: 0 })?;
         }
-        if spec.netns.len() > MAX_NETNS as usize {
-            return Err(TracerError::Limit(format!(
-                "{} namespaces, at most {MAX_NETNS} per scenario",
-                spec.netns.len()
-            )));
+        if spec.functions {
+            tp.enable_functions(btf)?;
         }
+        if !spec.tc_hooks.is_empty() {
+            tp.observe_tc(&spec.tc_hooks)?;
+        }
+        Ok(tp)
+    }
+
+    /// Loads the programs with this kernel's offsets and attaches the
+    /// tracepoints; nothing is watched yet. `by_netns` false watches every
+    /// namespace (as run 0, bank 0).
+    pub fn load(btf: &Btf, by_netns: bool, stacks: bool) -> Result<Self, TracerError> {
         let mut flags = 0;
-        if !spec.netns.is_empty() {
+        if by_netns {
             flags |= CONFIG_FILTER_NETNS;
         }
-        if spec.stacks {
+        if stacks {
             flags |= CONFIG_STACKS;
         }
         let config = TracerConfig {
             offsets: offsets::resolve(btf)?,
-            n_filters: spec.filters.len() as u32,
             flags,
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
             .load(TRACER_OBJ)
             .map_err(|e| TracerError::Load(format!("{e:#}")))?;
-
-        {
-            let mut netns: HashMap<_, u32, u8> = ebpf
-                .map_mut("NETNS")
-                .ok_or_else(|| TracerError::Load("map NETNS missing".into()))?
-                .try_into()
-                .map_err(map_err("NETNS"))?;
-            for ns in &spec.netns {
-                netns.insert(ns, 1, 0).map_err(map_err("NETNS"))?;
-            }
-        }
-        {
-            let mut filters: Array<_, PacketFilter> = ebpf
-                .map_mut("FILTERS")
-                .ok_or_else(|| TracerError::Load("map FILTERS missing".into()))?
-                .try_into()
-                .map_err(map_err("FILTERS"))?;
-            for (i, f) in spec.filters.iter().enumerate() {
-                filters
-                    .set(i as u32, f.to_kernel(), 0)
-                    .map_err(map_err("FILTERS"))?;
-            }
-        }
 
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TracerError::Load(e.to_string()))?;
         let mut attached = vec![];
@@ -129,25 +135,6 @@ impl TpBtf {
             }
         }
 
-        let functions = if spec.functions {
-            let n = attach_functions(&mut ebpf, btf)?;
-            attached.push(AttachedHook {
-                hook: "function",
-                program: "kprobe",
-            });
-            n
-        } else {
-            0
-        };
-
-        if !spec.tc_hooks.is_empty() {
-            attach_tc_observer(&mut ebpf, spec)?;
-            attached.push(AttachedHook {
-                hook: "tcf_classify",
-                program: "tc_observer",
-            });
-        }
-
         let events = RingBuf::try_from(
             ebpf.take_map("EVENTS")
                 .ok_or_else(|| TracerError::Load("map EVENTS missing".into()))?,
@@ -163,9 +150,105 @@ impl TpBtf {
             lost,
             attached,
             skipped,
-            functions,
-            _ebpf: ebpf,
+            functions: 0,
+            tc_loaded: false,
+            ebpf,
         })
+    }
+
+    /// Watches a namespace for a run.
+    pub fn watch(&mut self, netns: u32, w: Watch) -> Result<(), TracerError> {
+        let mut map: HashMap<_, u32, Watch> = self
+            .ebpf
+            .map_mut("NETNS")
+            .ok_or_else(|| TracerError::Load("map NETNS missing".into()))?
+            .try_into()
+            .map_err(map_err("NETNS"))?;
+        map.insert(netns, w, 0).map_err(map_err("NETNS"))
+    }
+
+    /// Stops watching a namespace.
+    pub fn unwatch(&mut self, netns: u32) -> Result<(), TracerError> {
+        let mut map: HashMap<_, u32, Watch> = self
+            .ebpf
+            .map_mut("NETNS")
+            .ok_or_else(|| TracerError::Load("map NETNS missing".into()))?
+            .try_into()
+            .map_err(map_err("NETNS"))?;
+        match map.remove(&netns) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("NETNS")(e)),
+        }
+    }
+
+    /// Sets a bank's packet filters (none: every IP skb).
+    pub fn set_filters(&mut self, bank: u32, filters: &[FlowFilter]) -> Result<(), TracerError> {
+        if filters.len() > MAX_FILTERS as usize || bank >= MAX_BANKS {
+            return Err(TracerError::Limit(format!(
+                "{} packet filters, at most {MAX_FILTERS} per scenario",
+                filters.len()
+            )));
+        }
+        {
+            let mut map: Array<_, PacketFilter> = self
+                .ebpf
+                .map_mut("FILTERS")
+                .ok_or_else(|| TracerError::Load("map FILTERS missing".into()))?
+                .try_into()
+                .map_err(map_err("FILTERS"))?;
+            for (i, f) in filters.iter().enumerate() {
+                map.set(bank * MAX_FILTERS + i as u32, f.to_kernel(), 0)
+                    .map_err(map_err("FILTERS"))?;
+            }
+        }
+        let mut counts: Array<_, u32> = self
+            .ebpf
+            .map_mut("BANK_FILTERS")
+            .ok_or_else(|| TracerError::Load("map BANK_FILTERS missing".into()))?
+            .try_into()
+            .map_err(map_err("BANK_FILTERS"))?;
+        counts
+            .set(bank, filters.len() as u32, 0)
+            .map_err(map_err("BANK_FILTERS"))
+    }
+
+    /// Attaches the function-level kprobes, once; returns how many
+    /// functions are probed.
+    pub fn enable_functions(&mut self, btf: &Btf) -> Result<usize, TracerError> {
+        if self.functions == 0 {
+            self.functions = attach_functions(&mut self.ebpf, btf)?;
+            self.attached.push(AttachedHook {
+                hook: "function",
+                program: "kprobe",
+            });
+        }
+        Ok(self.functions)
+    }
+
+    /// Puts the observer classifier ahead of scenario tc programs.
+    pub fn observe_tc(&mut self, hooks: &[TcHook]) -> Result<(), TracerError> {
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        attach_tc_observer(&mut self.ebpf, hooks, !self.tc_loaded)?;
+        if !self.tc_loaded {
+            self.tc_loaded = true;
+            self.attached.push(AttachedHook {
+                hook: "tcf_classify",
+                program: "tc_observer",
+            });
+        }
+        Ok(())
+    }
+
+    /// The ring buffer's descriptor, to wait on.
+    pub fn events_fd(&self) -> std::os::fd::RawFd {
+        self.events.as_fd().as_raw_fd()
+    }
+
+    /// Every event available now.
+    pub fn drain(&mut self) -> Vec<Event> {
+        drain(&mut self.events)
     }
 }
 
@@ -260,20 +343,7 @@ impl Backend for TpBtf {
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError> {
         let mut out = drain(&mut self.events);
         if out.is_empty() && !timeout.is_zero() {
-            let mut pfd = libc::pollfd {
-                fd: self.events.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: one valid pollfd for the duration of the call.
-            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if rc < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(err.into());
-                }
-            }
+            wait_readable(self.events_fd(), timeout)?;
             out = drain(&mut self.events);
         }
         Ok(out)
@@ -283,6 +353,25 @@ impl Backend for TpBtf {
         let v = self.lost.get(&0, 0).map_err(map_err("LOST"))?;
         Ok(v.iter().sum())
     }
+}
+
+/// Waits up to `timeout` for `fd` to be readable.
+pub fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> Result<(), TracerError> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err.into());
+        }
+    }
+    Ok(())
 }
 
 /// Functions ftrace can probe, when tracefs says (a kprobe elsewhere may
@@ -383,7 +472,7 @@ fn attach_functions(ebpf: &mut Ebpf, btf: &Btf) -> Result<usize, TracerError> {
 /// attachment is released from aya on purpose: a detach would go through a
 /// netlink socket of whatever namespace the dropping thread is in. The
 /// filter goes away with the scenario's namespace.
-fn attach_tc_observer(ebpf: &mut Ebpf, spec: &TraceSpec) -> Result<(), TracerError> {
+fn attach_tc_observer(ebpf: &mut Ebpf, hooks: &[TcHook], load: bool) -> Result<(), TracerError> {
     use aya::programs::tc::{NlOptions, TcAttachOptions};
     use aya::programs::{SchedClassifier, TcAttachType, tc};
     let prog: &mut SchedClassifier = ebpf
@@ -391,11 +480,13 @@ fn attach_tc_observer(ebpf: &mut Ebpf, spec: &TraceSpec) -> Result<(), TracerErr
         .ok_or_else(|| TracerError::Load("program tc_observer missing".into()))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
-    prog.load().map_err(|e| TracerError::Attach {
-        hook: "tcf_classify".into(),
-        msg: format!("{e:#}"),
-    })?;
-    for h in &spec.tc_hooks {
+    if load {
+        prog.load().map_err(|e| TracerError::Attach {
+            hook: "tcf_classify".into(),
+            msg: format!("{e:#}"),
+        })?;
+    }
+    for h in hooks {
         let err = |msg: String| TracerError::Attach {
             hook: format!(
                 "tcf_classify on {} ({})",

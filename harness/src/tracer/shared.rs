@@ -1,0 +1,219 @@
+//! One loaded tracer per process, shared by every scenario it runs.
+//!
+//! Loading the tracer means one verifier pass per program (~350 ms for the
+//! tracepoints on 6.18, seconds under emulation); a scenario only needs its
+//! namespaces watched and its filters set, which are map writes. So the
+//! first scenario loads and attaches the programs, and each scenario then
+//! registers a *run*: a process-unique id, written as the NETNS map's value
+//! for each of its namespaces, and a filter *bank* (a slice of the FILTERS
+//! map). The kernel side stamps every event with the run of the namespace
+//! it happened in; here a single reader drains the ring buffer and sorts
+//! events into per-run queues, so `--jobs` workers each see their own.
+//! Isolation holds as with one tracer per scenario: a namespace is watched
+//! by one run only, and a tracked skb is never carried over to another run.
+//! Run ids are not reused, so a late event of a finished scenario finds no
+//! queue and is dropped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pktfate_common::{Event, MAX_BANKS, Watch, hook};
+
+use super::tp_btf::{self, TpBtf};
+use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError};
+
+/// Events queued for one run before the oldest are dropped (and counted as
+/// lost): a run that stops polling cannot grow the process without bound.
+const QUEUE_LIMIT: usize = 200_000;
+
+struct Inner {
+    tp: TpBtf,
+    free_banks: Vec<u32>,
+    next_run: u32,
+    queues: HashMap<u32, Vec<Event>>,
+    overflow: HashMap<u32, u64>,
+}
+
+impl Inner {
+    /// Sorts what the ring buffer holds into the runs' queues.
+    fn distribute(&mut self) {
+        for ev in self.tp.drain() {
+            if let Some(q) = self.queues.get_mut(&ev.run) {
+                if q.len() >= QUEUE_LIMIT {
+                    *self.overflow.entry(ev.run).or_default() += 1;
+                } else {
+                    q.push(ev);
+                }
+            }
+        }
+    }
+}
+
+static SHARED: Mutex<Option<Inner>> = Mutex::new(None);
+
+fn lock() -> std::sync::MutexGuard<'static, Option<Inner>> {
+    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One scenario's registration with the shared tracer: the events of its
+/// namespaces, through the [`Backend`] interface.
+pub struct Run {
+    run: u32,
+    bank: u32,
+    netns: Vec<u32>,
+    functions: usize,
+    fd: std::os::fd::RawFd,
+    attached: Vec<AttachedHook>,
+    skipped: Vec<SkippedHook>,
+    lost_at_start: u64,
+}
+
+/// Registers a scenario with the process's tracer, loading it first if
+/// this is the first scenario.
+pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
+    tp_btf::check_limits(spec)?;
+    let btf = crate::btf::Btf::kernel()?;
+    let mut guard = lock();
+    if guard.is_none() {
+        let tp = TpBtf::load(btf, true, true)?;
+        *guard = Some(Inner {
+            tp,
+            free_banks: (0..MAX_BANKS).rev().collect(),
+            next_run: 1,
+            queues: HashMap::new(),
+            overflow: HashMap::new(),
+        });
+    }
+    let inner = guard.as_mut().expect("loaded above");
+    let Some(bank) = inner.free_banks.pop() else {
+        return Err(TracerError::Limit(format!(
+            "more than {MAX_BANKS} scenarios at once in one process; lower --jobs"
+        )));
+    };
+    let run = inner.next_run;
+    inner.next_run += 1;
+    let functions = if spec.functions {
+        match inner.tp.enable_functions(btf) {
+            Ok(n) => n,
+            Err(e) => {
+                inner.free_banks.push(bank);
+                return Err(e);
+            }
+        }
+    } else {
+        0
+    };
+    let setup = (|| {
+        inner.tp.set_filters(bank, &spec.filters)?;
+        inner.tp.observe_tc(&spec.tc_hooks)?;
+        // Last: from here on the kernel reports this run's packets.
+        for ns in &spec.netns {
+            inner.tp.watch(*ns, Watch { run, bank })?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        for ns in &spec.netns {
+            let _ = inner.tp.unwatch(*ns);
+        }
+        inner.free_banks.push(bank);
+        return Err(e);
+    }
+    inner.queues.insert(run, vec![]);
+    let mut attached = inner.tp.attached();
+    if functions == 0 {
+        attached.retain(|a| a.hook != "function");
+    }
+    Ok(Run {
+        run,
+        bank,
+        netns: spec.netns.clone(),
+        functions,
+        fd: inner.tp.events_fd(),
+        attached,
+        skipped: inner.tp.skipped(),
+        lost_at_start: inner.tp.lost()?,
+    })
+}
+
+impl Run {
+    /// This run's queued events, function steps only if it asked for them.
+    fn take(&self, inner: &mut Inner) -> Vec<Event> {
+        let mut out = inner
+            .queues
+            .get_mut(&self.run)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if self.functions == 0 {
+            out.retain(|e| e.hook != hook::FUNCTION);
+        }
+        out
+    }
+}
+
+impl Backend for Run {
+    fn name(&self) -> &'static str {
+        if self.functions > 0 {
+            "tp_btf+kprobe"
+        } else {
+            "tp_btf"
+        }
+    }
+
+    fn attached(&self) -> Vec<AttachedHook> {
+        self.attached.clone()
+    }
+
+    fn skipped(&self) -> Vec<SkippedHook> {
+        self.skipped.clone()
+    }
+
+    fn functions(&self) -> usize {
+        self.functions
+    }
+
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError> {
+        {
+            let mut guard = lock();
+            let inner = guard.as_mut().expect("a run implies a loaded tracer");
+            inner.distribute();
+            let out = self.take(inner);
+            if !out.is_empty() || timeout.is_zero() {
+                return Ok(out);
+            }
+        }
+        // Waiting without the lock: other runs poll meanwhile. Whoever
+        // drains first sorts for everyone.
+        tp_btf::wait_readable(self.fd, timeout)?;
+        let mut guard = lock();
+        let inner = guard.as_mut().expect("a run implies a loaded tracer");
+        inner.distribute();
+        Ok(self.take(inner))
+    }
+
+    /// Lost in the kernel since this run began (the ring buffer is shared,
+    /// so a loss during the run is counted against it), plus events its
+    /// queue had no room for.
+    fn lost(&self) -> Result<u64, TracerError> {
+        let guard = lock();
+        let inner = guard.as_ref().expect("a run implies a loaded tracer");
+        let kernel = inner.tp.lost()?.saturating_sub(self.lost_at_start);
+        Ok(kernel + inner.overflow.get(&self.run).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let mut guard = lock();
+        if let Some(inner) = guard.as_mut() {
+            for ns in &self.netns {
+                let _ = inner.tp.unwatch(*ns);
+            }
+            let _ = inner.tp.set_filters(self.bank, &[]);
+            inner.free_banks.push(self.bank);
+            inner.queues.remove(&self.run);
+            inner.overflow.remove(&self.run);
+        }
+    }
+}
