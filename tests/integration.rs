@@ -680,3 +680,36 @@ fn a_missing_tool_is_named_with_a_hint_and_nothing_is_left() {
         assert_eq!(left.as_deref(), Some("0"), "{mode}: namespaces left behind");
     }
 }
+
+#[test]
+fn scenarios_in_one_process_share_one_tracer_and_see_only_their_own_runs() {
+    let _serial = serial();
+    // The same scenario four times at once: the same addresses and ports
+    // in four sets of namespaces, one loaded tracer.
+    let file = shipped("routing/tcp-through-router.yaml");
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| runner::run_file(&file)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in outcomes {
+        let o = o.unwrap_or_else(|e| panic!("{}", e.render()));
+        assert!(o.passed(), "{}", pktfate::report::failure(&o));
+        let foreign: Vec<_> = o
+            .timeline
+            .steps
+            .iter()
+            .filter(|s| s.ns.starts_with("ns:") || s.ns == "-")
+            .map(|s| format!("{} in {}", s.ev.hook, s.ns))
+            .collect();
+        assert!(foreign.is_empty(), "another run's events: {foreign:?}");
+    }
+    let again = runner::run_file(&shipped("tun-syn/04-no-socket.yaml")).unwrap();
+    assert!(again.passed());
+    assert_eq!(
+        pktfate::tracer::shared::loads(),
+        1,
+        "the tracer is loaded once per process"
+    );
+}

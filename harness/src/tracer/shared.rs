@@ -52,6 +52,14 @@ impl Inner {
 
 static SHARED: Mutex<Option<Inner>> = Mutex::new(None);
 
+static LOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many times this process loaded the tracer's programs (1 once any
+/// scenario ran: it is loaded once, then shared).
+pub fn loads() -> usize {
+    LOADS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 fn lock() -> std::sync::MutexGuard<'static, Option<Inner>> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -77,6 +85,7 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     let mut guard = lock();
     if guard.is_none() {
         let tp = TpBtf::load(btf, true, true)?;
+        LOADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *guard = Some(Inner {
             tp,
             free_banks: (0..MAX_BANKS).rev().collect(),
