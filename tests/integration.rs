@@ -713,3 +713,22 @@ fn scenarios_in_one_process_share_one_tracer_and_see_only_their_own_runs() {
         "the tracer is loaded once per process"
     );
 }
+
+#[test]
+fn tcp_scenarios_end_when_the_socket_took_the_segments_not_after_an_idle_wait() {
+    let _serial = serial();
+    // The SYN-ACK and the last ACK are freed by TCP with the untraced
+    // __kfree_skb; their socket's state change says the socket took them,
+    // so nothing is left to wait for (the 200 ms idle rule is not needed).
+    for rel in [
+        "routing/tcp-through-router.yaml",
+        "ipv6/tcp-connect-through-router.yaml",
+    ] {
+        let o = runner::run_file(&shipped(rel)).unwrap_or_else(|e| panic!("{}", e.render()));
+        assert!(o.passed(), "{}", pktfate::report::failure(&o));
+        assert_eq!(
+            o.timeline.unfinished, 0,
+            "{rel}: skbs left waiting for an end that never comes"
+        );
+    }
+}

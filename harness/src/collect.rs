@@ -11,8 +11,20 @@ use std::time::{Duration, Instant};
 use crate::topology::Names;
 use crate::tracer::{FlowFilter, PacketInfo, RawEvent, Tracer, TracerError};
 
-/// Quiet time after the last skb died before collection ends.
+/// The longest quiet time after the last skb died before collection ends.
 pub const SETTLE: Duration = Duration::from_millis(25);
+
+/// The shortest such quiet time.
+pub const MIN_SETTLE: Duration = Duration::from_millis(2);
+
+/// How long to wait, once every skb died, for what the kernel might still
+/// send: twice as long as the kernel itself took from the first event to
+/// the last (its own pace: a few hundred microseconds natively, tens of
+/// milliseconds under emulation), within [`MIN_SETTLE`]..[`SETTLE`].
+pub fn settle(first_ns: u64, last_ns: u64) -> Duration {
+    Duration::from_nanos(last_ns.saturating_sub(first_ns).saturating_mul(2))
+        .clamp(MIN_SETTLE, SETTLE)
+}
 
 /// Quiet time after which skbs still alive are given up on: some frees have
 /// no tracepoint (TCP's `__kfree_skb`), so their end is never seen. Their
@@ -182,6 +194,7 @@ pub fn collect(
     let n_packets = filters.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
     let mut seen = vec![false; n_packets];
     let mut last_event = Instant::now();
+    let (mut first_ns, mut last_ns) = (u64::MAX, 0u64);
     let mut settled = false;
     let cap = max_events();
     let mut capped = None;
@@ -201,6 +214,8 @@ pub fn collect(
             last_event = Instant::now();
         }
         for ev in batch {
+            first_ns = first_ns.min(ev.ts_ns);
+            last_ns = last_ns.max(ev.ts_ns);
             if let Some(before) = last_packet.get(&ev.skb) {
                 if is_other_packet(before, &ev.packet) {
                     owner.remove(&ev.skb);
@@ -222,8 +237,13 @@ pub fn collect(
                 seen[i] = true;
             }
             // Data a reader copied out is freed without a tracepoint (UDP,
-            // TCP), so the copy ends the skb's tracked life too.
-            if ev.is_terminal() || ev.hook == "skb_copy_datagram_iovec" {
+            // TCP), so the copy ends the skb's tracked life too. A TCP
+            // socket changing state on a segment took it, and TCP frees
+            // what it took with the untraced __kfree_skb: no end will come,
+            // so it is not waited for (its life goes on if it shows again).
+            if ev.hook == "inet_sock_set_state" {
+                alive.remove(&ev.skb);
+            } else if ev.is_terminal() || ev.hook == "skb_copy_datagram_iovec" {
                 alive.remove(&ev.skb);
                 // The address may be reused by an unrelated skb.
                 owner.remove(&ev.skb);
@@ -301,7 +321,8 @@ pub fn collect(
             }
         }
         let quiet = last_event.elapsed();
-        if seen.iter().all(|s| *s) && ((alive.is_empty() && quiet >= SETTLE) || quiet >= idle()) {
+        let done = alive.is_empty() && quiet >= settle(first_ns, last_ns);
+        if seen.iter().all(|s| *s) && (done || quiet >= idle()) {
             settled = true;
             break;
         }
@@ -391,5 +412,19 @@ mod tests {
         assert!(!is_other_packet(&vxlan, &syn));
         // An unparsed packet says nothing.
         assert!(!is_other_packet(&syn, &PacketInfo::default()));
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::*;
+
+    #[test]
+    fn settle_follows_the_kernels_pace_within_bounds() {
+        assert_eq!(settle(0, 100_000), MIN_SETTLE);
+        assert_eq!(settle(1_000, 5_001_000), Duration::from_millis(10));
+        assert_eq!(settle(0, 1_000_000_000), SETTLE);
+        // No event yet: first > last.
+        assert_eq!(settle(u64::MAX, 0), MIN_SETTLE);
     }
 }
