@@ -24,9 +24,10 @@ enum Cmd {
         /// Only scenarios whose name or path matches this regex.
         #[arg(long)]
         filter: Option<String>,
-        /// Scenarios run at once (each in its own namespaces).
-        #[arg(long, short = 'j', default_value_t = 1)]
-        jobs: usize,
+        /// Scenarios run at once, each in its own namespaces, all served
+        /// by one loaded tracer (default: the number of CPUs, at most 16).
+        #[arg(long, short = 'j')]
+        jobs: Option<usize>,
         /// Report format: human text, JSON lines (one object per
         /// scenario), or JUnit XML.
         #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -456,7 +457,7 @@ fn say(text: &str) {
 fn cmd_run(
     paths: &[PathBuf],
     filter: Option<&str>,
-    jobs: usize,
+    jobs: Option<usize>,
     format: Format,
     output: Option<&PathBuf>,
     pcap: Option<&PathBuf>,
@@ -493,7 +494,7 @@ fn cmd_run(
     }
     let started = std::time::Instant::now();
     let human = format == Format::Human && output.is_none();
-    let results = suite::run_all(&files, jobs.max(1), |r| {
+    let results = suite::run_all(&files, suite::jobs(jobs), |r| {
         // People see each scenario as it finishes.
         if human {
             say(&suite::human(r, verbose));

@@ -41,6 +41,15 @@ impl SuiteResult {
     }
 }
 
+/// Workers for `--jobs`: as asked, else one per CPU; within 1 and the
+/// scenarios one loaded tracer serves at once.
+pub fn jobs(asked: Option<usize>) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    asked
+        .unwrap_or(cpus)
+        .clamp(1, pktfate_common::MAX_BANKS as usize)
+}
+
 /// Runs `files` with up to `jobs` at once; `each` sees every result as it
 /// finishes. Results come back in file order.
 pub fn run_all(
@@ -236,6 +245,15 @@ pub fn junit(results: &[SuiteResult], elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_default_to_the_cpus_within_the_tracers_banks() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(jobs(None), cpus.min(16));
+        assert_eq!(jobs(Some(0)), 1);
+        assert_eq!(jobs(Some(3)), 3);
+        assert_eq!(jobs(Some(100)), 16);
+    }
 
     #[test]
     fn xml_is_escaped() {
