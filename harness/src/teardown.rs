@@ -13,7 +13,6 @@
 //! teardown are absorbed, so a second Ctrl-C does not cut it short.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
@@ -62,17 +61,9 @@ pub fn live() -> Vec<String> {
         .collect()
 }
 
-/// Deletes a named namespace (`ip netns del`).
+/// Deletes a named namespace (as `ip netns del` does).
 pub fn delete_netns(real_name: &str) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(["netns", "del", real_name])
-        .output()
-        .map_err(|e| format!("running ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    crate::netns::delete(real_name).map_err(|e| e.to_string())
 }
 
 /// Installs the SIGINT/SIGTERM/SIGHUP handler once per process.

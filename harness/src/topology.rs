@@ -410,8 +410,9 @@ impl Topology {
         let pid = std::process::id();
         for ns in &s.namespaces {
             let real = format!("{}{pid}-{seq}-{}", teardown::PREFIX, ns.name);
-            teardown::create(&real, || run("ip", &["netns", "add", &real]))
-                .ok_or(TopologyError::Interrupted)??;
+            teardown::create(&real, || netns::create(&real))
+                .ok_or(TopologyError::Interrupted)?
+                .map_err(io_err(format!("creating namespace `{}` ({real})", ns.name)))?;
             let inode = match netns::inode(&netns::path_of(&real)) {
                 Ok(i) => i,
                 Err(e) => {
