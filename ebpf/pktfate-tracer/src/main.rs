@@ -461,8 +461,10 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     } else {
         read(skb, cfg.offsets.skb_dev).unwrap_or(0)
     };
-    let known = unsafe { TRACKED.get(skb) }.copied();
-    let (netns, ifindex) = skb_place(&cfg, skb, dev, known.as_ref());
+    // A pointer into the map, not a copy: the 512-byte stack is tight on
+    // older verifiers (5.10 counts it with the helpers' frames).
+    let known: Option<&Tracked> = unsafe { TRACKED.get(skb) };
+    let (netns, ifindex) = skb_place(&cfg, skb, dev, known);
     // Only watched namespaces, tracked skb or not: an address still in
     // TRACKED (its free had no tracepoint) may be reused by another
     // process's or the host's skb carrying the same addresses. And a skb
@@ -491,7 +493,7 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     // reused address: its predecessor was freed without a tracepoint.
     let mut tracked = known.is_some();
     let tunnel = is_tunnel(ev.l4proto, ev.sport, ev.dport);
-    if let Some(k) = &known {
+    if let Some(k) = known {
         let moved = ev.family != 0
             && k.tunnel == 0
             && !tunnel

@@ -52,6 +52,10 @@ impl Inner {
 
 static SHARED: Mutex<Option<Inner>> = Mutex::new(None);
 
+/// Why loading failed, once it did: every later scenario gets the same
+/// answer at once instead of paying for another refused load.
+static LOAD_FAILED: Mutex<Option<String>> = Mutex::new(None);
+
 static LOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// How many times this process loaded the tracer's programs (1 once any
@@ -84,7 +88,16 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     let btf = crate::btf::Btf::kernel()?;
     let mut guard = lock();
     if guard.is_none() {
-        let tp = TpBtf::load(btf, true, true)?;
+        if let Some(why) = LOAD_FAILED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(TracerError::Load(why));
+        }
+        let tp = TpBtf::load(btf, true, true).inspect_err(|e| {
+            *LOAD_FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        })?;
         LOADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *guard = Some(Inner {
             tp,
