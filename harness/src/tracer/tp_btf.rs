@@ -537,6 +537,65 @@ mod tests {
     use super::*;
     use pktfate_common::hook;
 
+    /// The deepest stack offset (bytes below r10) each executable section
+    /// of an eBPF ELF object uses.
+    fn stack_depths(obj: &[u8]) -> Vec<(String, usize)> {
+        let u16_at = |o: usize| u16::from_le_bytes([obj[o], obj[o + 1]]) as usize;
+        let u32_at = |o: usize| u32::from_le_bytes(obj[o..o + 4].try_into().unwrap()) as usize;
+        let u64_at = |o: usize| u64::from_le_bytes(obj[o..o + 8].try_into().unwrap()) as usize;
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+        let sh = |i: usize| shoff + i * shentsize;
+        let strtab = u64_at(sh(shstrndx) + 0x18);
+        let mut out = vec![];
+        for i in 0..shnum {
+            let h = sh(i);
+            let (name_off, flags) = (u32_at(h), u64_at(h + 0x08));
+            let (off, size) = (u64_at(h + 0x18), u64_at(h + 0x20));
+            const SHF_EXECINSTR: usize = 4;
+            if flags & SHF_EXECINSTR == 0 || size == 0 {
+                continue;
+            }
+            let name_start = strtab + name_off;
+            let name_end = name_start + obj[name_start..].iter().position(|b| *b == 0).unwrap();
+            let name = String::from_utf8_lossy(&obj[name_start..name_end]).into_owned();
+            let mut depth = 0usize;
+            let mut pc = off;
+            while pc + 8 <= off + size {
+                let (op, regs) = (obj[pc], obj[pc + 1]);
+                let disp = i16::from_le_bytes([obj[pc + 2], obj[pc + 3]]);
+                // LDX reads from src; ST/STX write to dst.
+                let base = match op & 7 {
+                    1 => regs >> 4,
+                    2 | 3 => regs & 0x0f,
+                    _ => 0,
+                };
+                if base == 10 && disp < 0 {
+                    depth = depth.max(disp.unsigned_abs() as usize);
+                }
+                // lddw takes two slots.
+                pc += if op == 0x18 { 16 } else { 8 };
+            }
+            out.push((name, depth));
+        }
+        out
+    }
+
+    #[test]
+    fn every_program_fits_the_oldest_verifiers_stack_check() {
+        // 5.10 adds a called helper's frame (memset, memcpy: up to 32
+        // bytes) to the caller's, each rounded up to 32, against 512: a
+        // program may use 480 bytes at most. 488 made 5.10 refuse them all.
+        let depths = stack_depths(TRACER_OBJ);
+        assert!(depths.len() > 10, "no programs found: {depths:?}");
+        for (section, depth) in depths {
+            assert!(
+                depth <= 480,
+                "{section} uses {depth} bytes of stack; 5.10 refuses more than 480"
+            );
+        }
+    }
+
     #[test]
     fn variants_follow_the_kernels_prototypes() {
         // 6.1: consume_skb(skb), tcp_send_reset(sk, skb), kfree_skb with reason.
