@@ -18,6 +18,8 @@ command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
 # The reliability tests check with strace that no /tmp file is created unsafely.
 command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
+# ci/bench compares pktfate with the by-hand way, which uses bpftrace.
+command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
 # 1b. The kernel matrix (`pktfate matrix`, run by ci/test): qemu, an
 # initramfs busybox and kmod for virtme-ng, and virtme-ng itself.
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)

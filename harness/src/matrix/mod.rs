@@ -112,7 +112,14 @@ fn message(v: &Value) -> String {
     if let Some(m) = s("error").or_else(|| s("skipped")) {
         return crate::text::clip(m.lines().next().unwrap_or(""), 200);
     }
-    let mut parts: Vec<String> = vec![];
+    let mut parts: Vec<String> = v
+        .get("trace_problems")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|t| crate::text::clip(t, 200))
+        .collect();
     for p in v
         .get("packets")
         .and_then(Value::as_array)
@@ -455,6 +462,7 @@ mod tests {
             results: vec![
                 serde_json::json!({"name":"m","path":"p.yaml","status":"pass","unchecked":["packet 1: reason IP_CSUM not checked (no reasons)"]}),
                 serde_json::json!({"name":"n","path":"q.yaml","status":"fail","packets":[{"mismatches":[{"what":"reason","expected":"A","actual":"B"}]}]}),
+                serde_json::json!({"name":"o","path":"r.yaml","status":"fail","trace_problems":["2 tracer event(s) were lost"],"packets":[{"mismatches":[]}]}),
             ],
             doctor: Some(
                 serde_json::json!({"backend":"tp_btf","hooks":[{"hook":"kfree_skb","program":"kfree_skb_noreason","skipped":null},{"hook":"icmp_send","program":null,"skipped":"absent"}]}),
@@ -474,6 +482,8 @@ mod tests {
             "not checkable: packet 1: reason IP_CSUM not checked (no reasons)"
         );
         assert_eq!(r.scenarios[1].message, "reason: expected A, got B");
+        // A failure with nothing but a trace problem still says why.
+        assert_eq!(r.scenarios[2].message, "2 tracer event(s) were lost");
         assert!(!r.ok());
     }
 }
