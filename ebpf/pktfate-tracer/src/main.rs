@@ -323,38 +323,48 @@ fn addr_eq(a: &[u8; 16], b: &[u8; 16], family: u8) -> bool {
     true
 }
 
+/// All ones when `x` is not zero, else zero; no branch.
+#[inline(always)]
+fn mask_nz(x: u32) -> u32 {
+    0u32.wrapping_sub((x | x.wrapping_neg()) >> 31)
+}
+
+/// Non-zero when the addresses differ in their first 4 bytes, or, when
+/// `v6_mask` is all ones, in any of 16; no branch.
+#[inline(always)]
+fn addr_diff(a: &[u8; 16], b: &[u8; 16], v6_mask: u32) -> u32 {
+    let w = |x: &[u8; 16], i: usize| u32::from_ne_bytes([x[i], x[i + 1], x[i + 2], x[i + 3]]);
+    let head = w(a, 0) ^ w(b, 0);
+    let tail = (w(a, 4) ^ w(b, 4)) | (w(a, 8) ^ w(b, 8)) | (w(a, 12) ^ w(b, 12));
+    head | (tail & v6_mask)
+}
+
 /// Does the packet in `ev` match filter `f` in the given direction?
+///
+/// Arithmetic, not a branch per field: the verifier walks this for every
+/// filter a bank might hold (the count is a map value it cannot know), and
+/// branches multiply the states it explores.
 #[inline(always)]
 fn filter_matches(f: &PacketFilter, ev: &Event, reverse: bool) -> bool {
-    if f.family != 0 && f.family != ev.family {
-        return false;
-    }
     if f.flags & FILTER_ICMP_ERROR != 0 {
         return !reverse
+            && (f.family == 0 || f.family == ev.family)
             && is_icmp_error(ev.l4proto, ev.icmp_type)
             && (f.flags & FILTER_DADDR == 0 || addr_eq(&f.daddr, &ev.daddr, ev.family));
-    }
-    if f.l4proto != 0 && f.l4proto != ev.l4proto {
-        return false;
     }
     let (s, d, sp, dp) = if reverse {
         (&ev.daddr, &ev.saddr, ev.dport, ev.sport)
     } else {
         (&ev.saddr, &ev.daddr, ev.sport, ev.dport)
     };
-    if f.flags & FILTER_SADDR != 0 && !addr_eq(&f.saddr, s, ev.family) {
-        return false;
-    }
-    if f.flags & FILTER_DADDR != 0 && !addr_eq(&f.daddr, d, ev.family) {
-        return false;
-    }
-    if f.sport != 0 && f.sport != sp {
-        return false;
-    }
-    if f.dport != 0 && f.dport != dp {
-        return false;
-    }
-    true
+    let v6 = mask_nz((ev.family ^ 4) as u32);
+    let mut miss = mask_nz(f.family as u32) & (f.family ^ ev.family) as u32;
+    miss |= mask_nz(f.l4proto as u32) & (f.l4proto ^ ev.l4proto) as u32;
+    miss |= mask_nz((f.flags & FILTER_SADDR) as u32) & addr_diff(&f.saddr, s, v6);
+    miss |= mask_nz((f.flags & FILTER_DADDR) as u32) & addr_diff(&f.daddr, d, v6);
+    miss |= mask_nz(f.sport as u32) & (f.sport ^ sp) as u32;
+    miss |= mask_nz(f.dport as u32) & (f.dport ^ dp) as u32;
+    miss == 0
 }
 
 #[inline(always)]

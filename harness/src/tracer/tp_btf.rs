@@ -106,26 +106,25 @@ impl TpBtf {
             .map_err(|e| TracerError::Load(format!("{e:#}")))?;
 
         let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TracerError::Load(e.to_string()))?;
-        let mut attached = vec![];
-        let mut skipped = vec![];
+        // Which program each hook gets (or why none); then the verifier
+        // passes, the bulk of start-up, on every CPU at once.
+        let mut chosen: Vec<(&'static str, Result<Program, String>)> = vec![];
         for (hook_id, name) in HOOK_NAMES.iter().enumerate() {
             // Not tracepoints: the tc observer and the kprobes, below.
-            if matches!(*name, "tcf_classify" | "function") {
-                continue;
+            if !matches!(*name, "tcf_classify" | "function") {
+                chosen.push((name, choose_program(btf, hook_id as u32)));
             }
-            let required = REQUIRED.contains(name);
-            let outcome = match choose_program(btf, hook_id as u32) {
-                Err(why) => Err(why),
-                Ok(program) => {
-                    load_and_attach(&mut ebpf, &aya_btf, name, program).map(|()| program.name)
-                }
-            };
+        }
+        let outcomes = load_in_parallel(&mut ebpf, &aya_btf, &chosen);
+        let mut attached = vec![];
+        let mut skipped = vec![];
+        for ((name, _), outcome) in chosen.iter().zip(outcomes) {
             match outcome {
                 Ok(program) => attached.push(AttachedHook {
                     hook: name,
                     program,
                 }),
-                Err(why) if required => {
+                Err(why) if REQUIRED.contains(name) => {
                     return Err(TracerError::Attach {
                         hook: (*name).into(),
                         msg: why,
@@ -268,15 +267,74 @@ pub fn choose_program(btf: &Btf, hook_id: u32) -> Result<Program, String> {
         })
 }
 
-fn load_and_attach(
+/// Loads and attaches each hook's chosen program, spreading the verifier
+/// passes over the CPUs; one outcome per entry of `chosen`, in order.
+fn load_in_parallel(
     ebpf: &mut Ebpf,
     aya_btf: &aya::Btf,
+    chosen: &[(&'static str, Result<Program, String>)],
+) -> Vec<Result<&'static str, String>> {
+    let mut by_name: std::collections::HashMap<&str, &mut aya::programs::Program> =
+        ebpf.programs_mut().collect();
+    // Each job owns its program: distinct `&mut`s, so threads need no lock.
+    let mut jobs: Vec<(usize, &'static str, Program, &mut aya::programs::Program)> = vec![];
+    let mut out: Vec<Result<&'static str, String>> = chosen
+        .iter()
+        .map(|(_, c)| c.clone().map(|p| p.name))
+        .collect();
+    for (i, (hook, choice)) in chosen.iter().enumerate() {
+        if let Ok(program) = choice {
+            match by_name.remove(program.name) {
+                Some(p) => jobs.push((i, hook, *program, p)),
+                None => {
+                    out[i] = Err(format!(
+                        "program {} missing from the tracer object",
+                        program.name
+                    ))
+                }
+            }
+        }
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let mut lanes: Vec<Vec<_>> = (0..workers).map(|_| vec![]).collect();
+    for (n, job) in jobs.into_iter().enumerate() {
+        lanes[n % workers].push(job);
+    }
+    let results: Vec<(usize, Result<&'static str, String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                s.spawn(move || {
+                    lane.into_iter()
+                        .map(|(i, hook, program, prog)| {
+                            (
+                                i,
+                                load_and_attach(prog, aya_btf, hook).map(|()| program.name),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for (i, r) in results {
+        out[i] = r;
+    }
+    out
+}
+
+fn load_and_attach(
+    prog: &mut aya::programs::Program,
+    aya_btf: &aya::Btf,
     tracepoint: &str,
-    program: Program,
 ) -> Result<(), String> {
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(program.name)
-        .ok_or_else(|| format!("program {} missing from the tracer object", program.name))?
+    let prog: &mut BtfTracePoint = prog
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load(tracepoint, aya_btf).map_err(|e| describe(&e))?;
