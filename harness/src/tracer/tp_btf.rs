@@ -155,26 +155,25 @@ impl TpBtf {
         })
     }
 
-    /// Watches a namespace for a run.
-    pub fn watch(&mut self, netns: u32, w: Watch) -> Result<(), TracerError> {
-        let mut map: HashMap<_, u32, Watch> = self
-            .ebpf
+    /// The NETNS map: watched namespace -> its run and bank.
+    fn netns_map(&mut self) -> Result<HashMap<&mut MapData, u32, Watch>, TracerError> {
+        self.ebpf
             .map_mut("NETNS")
             .ok_or_else(|| TracerError::Load("map NETNS missing".into()))?
             .try_into()
-            .map_err(map_err("NETNS"))?;
-        map.insert(netns, w, 0).map_err(map_err("NETNS"))
+            .map_err(map_err("NETNS"))
+    }
+
+    /// Watches a namespace for a run.
+    pub fn watch(&mut self, netns: u32, w: Watch) -> Result<(), TracerError> {
+        self.netns_map()?
+            .insert(netns, w, 0)
+            .map_err(map_err("NETNS"))
     }
 
     /// Stops watching a namespace.
     pub fn unwatch(&mut self, netns: u32) -> Result<(), TracerError> {
-        let mut map: HashMap<_, u32, Watch> = self
-            .ebpf
-            .map_mut("NETNS")
-            .ok_or_else(|| TracerError::Load("map NETNS missing".into()))?
-            .try_into()
-            .map_err(map_err("NETNS"))?;
-        match map.remove(&netns) {
+        match self.netns_map()?.remove(&netns) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err("NETNS")(e)),
         }
