@@ -66,10 +66,12 @@ const KIND_DECL_TAG: u32 = 17;
 const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
-/// A struct/union member.
-#[derive(Debug, Clone)]
+/// A struct/union member. Names are offsets into the string section: a
+/// kernel's BTF has some 150,000 types and more members, and a `String`
+/// each made the parsed table ~40 MB.
+#[derive(Debug, Clone, Copy)]
 struct Member {
-    name: String,
+    name: u32,
     type_id: u32,
     bit_offset: u32,
     bitfield_size: u32,
@@ -79,21 +81,44 @@ struct Member {
 #[derive(Debug, Clone)]
 struct Type {
     kind: u32,
-    name: String,
+    name: u32,
     /// Referenced type for PTR/TYPEDEF/CONST/...
     type_ref: u32,
-    members: Vec<Member>,
-    enum_values: Vec<(String, i64)>,
-    /// FUNC_PROTO parameter type ids.
-    params: Vec<u32>,
+    /// Where this type's members (struct, union), values (enum) or
+    /// parameter types (prototype) start in the [`Btf`] table of that
+    /// kind, and how many: one flat table each, not a `Vec` per type.
+    first: u32,
+    count: u32,
 }
 
 /// Parsed BTF type and string tables.
 pub struct Btf {
     /// Index 0 is the implicit `void`.
     types: Vec<Type>,
-    by_name: HashMap<(u32, String), u32>,
+    /// The string section; names are offsets into it.
+    strings: Box<[u8]>,
+    members: Vec<Member>,
+    enum_values: Vec<(u32, i64)>,
+    params: Vec<u32>,
+    /// Named structs, unions, enums and typedefs (the kinds looked up by
+    /// name), by (kind, name).
+    by_name: HashMap<(u32, Box<str>), u32>,
 }
+
+/// The `t.count` entries of `table` from `t.first` (empty if out of range).
+fn slice<'a, T>(table: &'a [T], t: &Type) -> &'a [T] {
+    let (a, n) = (t.first as usize, t.count as usize);
+    table.get(a..a + n).unwrap_or(&[])
+}
+
+/// Kinds [`Btf`] finds by name.
+const NAMED_KINDS: [u32; 5] = [
+    KIND_STRUCT,
+    KIND_UNION,
+    KIND_ENUM,
+    KIND_ENUM64,
+    KIND_TYPEDEF,
+];
 
 fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
     b.get(off..off + 4)
@@ -101,16 +126,18 @@ fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
         .ok_or_else(|| BtfError::Malformed(format!("truncated at byte {off}")))
 }
 
-fn cstr(strings: &[u8], off: u32) -> String {
+/// The NUL-terminated string at `off` ("" when out of range or not UTF-8:
+/// kernel BTF names are ASCII).
+fn cstr(strings: &[u8], off: u32) -> &str {
     let start = off as usize;
     if start >= strings.len() {
-        return String::new();
+        return "";
     }
     let end = strings[start..]
         .iter()
         .position(|&c| c == 0)
         .map_or(strings.len(), |p| start + p);
-    String::from_utf8_lossy(&strings[start..end]).into_owned()
+    std::str::from_utf8(&strings[start..end]).unwrap_or("")
 }
 
 impl Btf {
@@ -157,12 +184,12 @@ impl Btf {
 
         let mut types = vec![Type {
             kind: 0,
-            name: "void".into(),
+            name: 0,
             type_ref: 0,
-            members: vec![],
-            enum_values: vec![],
-            params: vec![],
+            first: 0,
+            count: 0,
         }];
+        let (mut members, mut enum_values, mut params) = (vec![], vec![], vec![]);
         let mut pos = 0usize;
         while pos < types_b.len() {
             let name_off = u32_at(types_b, pos)?;
@@ -174,16 +201,16 @@ impl Btf {
             let kflag = info >> 31 == 1;
             let mut t = Type {
                 kind,
-                name: cstr(strings, name_off),
+                name: name_off,
                 type_ref: size_or_type,
-                members: vec![],
-                enum_values: vec![],
-                params: vec![],
+                first: 0,
+                count: vlen as u32,
             };
             match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
                 KIND_ARRAY => pos += 12,
                 KIND_STRUCT | KIND_UNION => {
+                    t.first = members.len() as u32;
                     for _ in 0..vlen {
                         let m_name = u32_at(types_b, pos)?;
                         let m_type = u32_at(types_b, pos + 4)?;
@@ -193,8 +220,8 @@ impl Btf {
                         } else {
                             (m_off, 0)
                         };
-                        t.members.push(Member {
-                            name: cstr(strings, m_name),
+                        members.push(Member {
+                            name: m_name,
                             type_id: m_type,
                             bit_offset,
                             bitfield_size,
@@ -203,26 +230,28 @@ impl Btf {
                     }
                 }
                 KIND_ENUM => {
+                    t.first = enum_values.len() as u32;
                     for _ in 0..vlen {
                         let v_name = u32_at(types_b, pos)?;
                         let v = u32_at(types_b, pos + 4)? as i32 as i64;
-                        t.enum_values.push((cstr(strings, v_name), v));
+                        enum_values.push((v_name, v));
                         pos += 8;
                     }
                 }
                 KIND_ENUM64 => {
+                    t.first = enum_values.len() as u32;
                     for _ in 0..vlen {
                         let v_name = u32_at(types_b, pos)?;
                         let lo = u32_at(types_b, pos + 4)? as u64;
                         let hi = u32_at(types_b, pos + 8)? as u64;
-                        t.enum_values
-                            .push((cstr(strings, v_name), ((hi << 32) | lo) as i64));
+                        enum_values.push((v_name, ((hi << 32) | lo) as i64));
                         pos += 12;
                     }
                 }
                 KIND_FUNC_PROTO => {
+                    t.first = params.len() as u32;
                     for _ in 0..vlen {
-                        t.params.push(u32_at(types_b, pos + 4)?);
+                        params.push(u32_at(types_b, pos + 4)?);
                         pos += 8;
                     }
                 }
@@ -234,11 +263,44 @@ impl Btf {
         }
         let mut by_name = HashMap::new();
         for (id, t) in types.iter().enumerate().skip(1) {
-            if !t.name.is_empty() {
-                by_name.entry((t.kind, t.name.clone())).or_insert(id as u32);
+            let name = cstr(strings, t.name);
+            if !name.is_empty() && NAMED_KINDS.contains(&t.kind) {
+                by_name.entry((t.kind, name.into())).or_insert(id as u32);
             }
         }
-        Ok(Self { types, by_name })
+        Ok(Self {
+            types,
+            strings: strings.into(),
+            members,
+            enum_values,
+            params,
+            by_name,
+        })
+    }
+
+    /// A struct's or union's members.
+    fn members_of(&self, t: &Type) -> &[Member] {
+        match t.kind {
+            KIND_STRUCT | KIND_UNION => slice(&self.members, t),
+            _ => &[],
+        }
+    }
+
+    /// A prototype's parameter type ids.
+    fn params_of(&self, t: &Type) -> &[u32] {
+        match t.kind {
+            KIND_FUNC_PROTO => slice(&self.params, t),
+            _ => &[],
+        }
+    }
+
+    /// A name from the string section.
+    fn name(&self, off: u32) -> &str {
+        cstr(&self.strings, off)
+    }
+
+    fn lookup(&self, kind: u32, name: &str) -> Option<u32> {
+        self.by_name.get(&(kind, Box::from(name))).copied()
     }
 
     /// Follows typedefs and qualifiers to the underlying type.
@@ -255,23 +317,21 @@ impl Btf {
     }
 
     fn struct_id(&self, name: &str) -> Option<u32> {
-        self.by_name
-            .get(&(KIND_STRUCT, name.to_string()))
-            .or_else(|| self.by_name.get(&(KIND_UNION, name.to_string())))
-            .copied()
+        self.lookup(KIND_STRUCT, name)
+            .or_else(|| self.lookup(KIND_UNION, name))
     }
 
     /// Finds member `name` in composite `id`, descending into anonymous
     /// structs/unions. Returns (bit offset from the start of `id`, member).
     fn find_member(&self, id: u32, name: &str) -> Option<(u32, Member)> {
         let t = self.types.get(id as usize)?;
-        for m in &t.members {
-            if m.name == name {
-                return Some((m.bit_offset, m.clone()));
+        for m in self.members_of(t) {
+            if self.name(m.name) == name {
+                return Some((m.bit_offset, *m));
             }
         }
-        for m in &t.members {
-            if m.name.is_empty() {
+        for m in self.members_of(t) {
+            if self.name(m.name).is_empty() {
                 let inner = self.resolve(m.type_id);
                 if let Some((off, found)) = self.find_member(inner, name) {
                     return Some((m.bit_offset + off, found));
@@ -316,18 +376,21 @@ impl Btf {
     /// The values of an enum, by name (e.g. `skb_drop_reason`).
     pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>, BtfError> {
         let id = self
-            .by_name
-            .get(&(KIND_ENUM, name.to_string()))
-            .or_else(|| self.by_name.get(&(KIND_ENUM64, name.to_string())))
+            .lookup(KIND_ENUM, name)
+            .or_else(|| self.lookup(KIND_ENUM64, name))
             .ok_or_else(|| BtfError::NoEnum(name.into()))?;
-        Ok(self.types[*id as usize].enum_values.clone())
+        let t = &self.types[id as usize];
+        Ok(slice(&self.enum_values, t)
+            .iter()
+            .map(|(n, v)| (self.name(*n).to_string(), *v))
+            .collect())
     }
 
     /// Whether the kernel has a BTF-typed tracepoint of this name
     /// (the `btf_trace_<name>` typedef that `tp_btf` programs attach through).
     pub fn has_tracepoint(&self, name: &str) -> bool {
-        self.by_name
-            .contains_key(&(KIND_TYPEDEF, format!("btf_trace_{name}")))
+        self.lookup(KIND_TYPEDEF, &format!("btf_trace_{name}"))
+            .is_some()
     }
 
     /// The arguments a BTF tracepoint passes to `tp_btf` programs: the
@@ -336,13 +399,11 @@ impl Btf {
     /// in 6.3, `tcp_send_reset` `reason` in 6.10), and a program may not
     /// read past the last one.
     pub fn tracepoint_arity(&self, name: &str) -> Option<usize> {
-        let id = *self
-            .by_name
-            .get(&(KIND_TYPEDEF, format!("btf_trace_{name}")))?;
+        let id = self.lookup(KIND_TYPEDEF, &format!("btf_trace_{name}"))?;
         let ptr = &self.types[self.types[id as usize].type_ref as usize];
         let proto = self.types.get(ptr.type_ref as usize)?;
         (ptr.kind == KIND_PTR && proto.kind == KIND_FUNC_PROTO)
-            .then(|| proto.params.len().saturating_sub(1))
+            .then(|| self.params_of(proto).len().saturating_sub(1))
     }
 
     /// Kernel functions with a `struct <strukt> *` among their first
@@ -355,23 +416,23 @@ impl Btf {
                 return false;
             }
             let target = &self.types[self.resolve(t.type_ref) as usize];
-            target.kind == KIND_STRUCT && target.name == strukt
+            target.kind == KIND_STRUCT && self.name(target.name) == strukt
         };
         let mut out: Vec<(String, usize)> = self
             .types
             .iter()
-            .filter(|t| t.kind == KIND_FUNC && !t.name.is_empty())
+            .filter(|t| t.kind == KIND_FUNC && !self.name(t.name).is_empty())
             .filter_map(|f| {
                 let proto = self.types.get(f.type_ref as usize)?;
                 if proto.kind != KIND_FUNC_PROTO {
                     return None;
                 }
-                let pos = proto
-                    .params
+                let pos = self
+                    .params_of(proto)
                     .iter()
                     .take(max_arg)
                     .position(|p| (*p as usize) < self.types.len() && is_ptr_to(*p))?;
-                Some((f.name.clone(), pos))
+                Some((self.name(f.name).to_string(), pos))
             })
             .collect();
         out.sort();
@@ -383,25 +444,37 @@ impl Btf {
     /// argument counts: a stand-in for another kernel in tests.
     #[cfg(test)]
     pub(crate) fn with_tracepoints(tps: &[(&str, usize)]) -> Self {
-        let blank = |kind: u32, name: &str, type_ref: u32, params: Vec<u32>| Type {
+        let blank = |kind: u32, name: u32, type_ref: u32, first: usize, count: usize| Type {
             kind,
-            name: name.into(),
+            name,
             type_ref,
-            members: vec![],
-            enum_values: vec![],
-            params,
+            first: first as u32,
+            count: count as u32,
         };
-        let mut types = vec![blank(0, "void", 0, vec![])];
+        let mut strings = vec![0u8];
+        let mut params = vec![];
+        let mut types = vec![blank(0, 0, 0, 0, 0)];
         let mut by_name = HashMap::new();
         for (name, args) in tps {
             let proto = types.len() as u32;
-            types.push(blank(KIND_FUNC_PROTO, "", 0, vec![0; args + 1]));
-            types.push(blank(KIND_PTR, "", proto, vec![]));
+            types.push(blank(KIND_FUNC_PROTO, 0, 0, params.len(), args + 1));
+            params.extend(std::iter::repeat_n(0, args + 1));
+            types.push(blank(KIND_PTR, 0, proto, 0, 0));
             let typedef = format!("btf_trace_{name}");
-            by_name.insert((KIND_TYPEDEF, typedef.clone()), types.len() as u32);
-            types.push(blank(KIND_TYPEDEF, &typedef, proto + 1, vec![]));
+            let off = strings.len() as u32;
+            strings.extend_from_slice(typedef.as_bytes());
+            strings.push(0);
+            by_name.insert((KIND_TYPEDEF, typedef.into_boxed_str()), types.len() as u32);
+            types.push(blank(KIND_TYPEDEF, off, proto + 1, 0, 0));
         }
-        Self { types, by_name }
+        Self {
+            types,
+            strings: strings.into(),
+            members: vec![],
+            enum_values: vec![],
+            params,
+            by_name,
+        }
     }
 
     /// Whether `name` is a pointer type id (for tests of the reader).
