@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 
 /// A sorted table of kernel text symbols and the regions they describe.
 pub struct Kallsyms {
-    /// (address, name), sorted by address.
-    syms: Vec<(u64, String)>,
+    /// (address, name's start and length in `names`), sorted by address:
+    /// ~200,000 text symbols, so no `String` each.
+    syms: Vec<(u64, u32, u32)>,
+    /// Every kept name, back to back.
+    names: String,
     /// Address ranges `[start, end)` where the nearest symbol below is the
     /// enclosing function; empty when unknown (then every lookup is trusted).
     regions: Vec<(u64, u64)>,
@@ -28,9 +31,15 @@ impl Kallsyms {
     /// Parses kallsyms text, keeping text (`t`/`T`) symbols; `modules` is
     /// `/proc/modules` text (may be empty).
     pub fn parse_with_modules(text: &str, modules: &str) -> Self {
-        let mut syms: Vec<(u64, String)> = vec![];
+        Self::parse_lines(text.lines(), modules)
+    }
+
+    fn parse_lines<L: AsRef<str>>(lines: impl Iterator<Item = L>, modules: &str) -> Self {
+        let mut syms: Vec<(u64, u32, u32)> = vec![];
+        let mut names = String::new();
         let (mut stext, mut etext, mut sinit, mut einit) = (None, None, None, None);
-        for l in text.lines() {
+        for l in lines {
+            let l = l.as_ref();
             let mut it = l.split_whitespace();
             let (Some(a), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
                 continue;
@@ -48,7 +57,8 @@ impl Kallsyms {
                 "_einittext" => einit = Some(addr),
                 _ => {}
             }
-            syms.push((addr, name.to_string()));
+            syms.push((addr, names.len() as u32, name.len() as u32));
+            names.push_str(name);
         }
         syms.sort_unstable_by_key(|s| s.0);
         let mut regions = vec![];
@@ -69,8 +79,11 @@ impl Kallsyms {
                 }
             }
         }
+        names.shrink_to_fit();
+        syms.shrink_to_fit();
         Self {
             syms,
+            names,
             regions,
             modules: modules.to_string(),
         }
@@ -82,9 +95,16 @@ impl Kallsyms {
     }
 
     fn read() -> Self {
+        use std::io::BufRead;
         let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
-        let text = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-        Self::parse_with_modules(&text, &modules)
+        // Streamed: the file is ~10 MB of text, most of it not kept.
+        match std::fs::File::open("/proc/kallsyms") {
+            Ok(f) => Self::parse_lines(
+                std::io::BufReader::new(f).lines().map_while(Result::ok),
+                &modules,
+            ),
+            Err(_) => Self::parse_lines(std::iter::empty::<&str>(), &modules),
+        }
     }
 
     /// The process-wide table for the running kernel, read on first use and
@@ -139,13 +159,14 @@ impl Kallsyms {
             return None;
         }
         let i = self.syms.partition_point(|s| s.0 <= addr);
-        let (start, name) = self.syms.get(i.checked_sub(1)?)?;
+        let &(start, at, len) = self.syms.get(i.checked_sub(1)?)?;
+        let name = &self.names[at as usize..(at + len) as usize];
         // Section markers end a region: an address after one is in memory
         // kallsyms does not describe (JIT images, trampolines).
         if is_marker(name) {
             return None;
         }
-        Some((name.as_str(), addr - start))
+        Some((name, addr - start))
     }
 
     /// The function name containing `addr`, or the hex address.

@@ -217,6 +217,11 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // One malloc arena: pktfate's many short-lived helper threads (one per
+    // namespace operation) would each get an arena of their own, which
+    // kept ~25 MiB of a suite's peak RSS for nothing.
+    // SAFETY: called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = Cli::parse();
     if matches!(cli.cmd, Cmd::Run { .. } | Cmd::Record { .. }) {
         // From the start, so a signal at any moment exits 128 + signal
