@@ -1700,12 +1700,8 @@ pub fn parse_mac(m: &str) -> Option<[u8; 6]> {
 /// the kernel keeps once for the whole host (a namespace either lacks them,
 /// so writing fails at run time, or would change the host).
 fn host_wide_sysctl(key: &str) -> Option<&'static str> {
-    const PER_NETNS_CORE: [&str; 4] = [
-        "net.core.somaxconn",
-        "net.core.txrehash",
-        "net.core.optmem_max",
-        "net.core.xfrm_",
-    ];
+    // optmem_max is per namespace only from 6.9: not on every kernel run.
+    const PER_NETNS_CORE: [&str; 3] = ["net.core.somaxconn", "net.core.txrehash", "net.core.xfrm_"];
     const HOST_WIDE: [&str; 3] = ["net.ipv4.tcp_mem", "net.ipv4.udp_mem", "net.ipv4.route.gc_"];
     if key.starts_with("net.core.") && !PER_NETNS_CORE.iter().any(|p| key.starts_with(p)) {
         return Some("host-wide (net.core.* keys but a few are shared by every namespace)");

@@ -59,15 +59,23 @@ impl Flood {
     fn start(pps: u64, limit: Duration) -> Flood {
         let pid = std::process::id();
         // Not pf<pid>-…: pktfate's stale sweep must not take these.
-        let names = [format!("flood{pid}a"), format!("flood{pid}b")];
-        for n in &names {
+        let mut flood = Flood {
+            names: [format!("flood{pid}a"), format!("flood{pid}b")],
+            stop: Arc::new(AtomicBool::new(false)),
+            sent: Arc::new(AtomicU64::new(0)),
+            started: Instant::now(),
+            thread: None,
+        };
+        // From here a failed step panics with `flood` alive: its Drop
+        // removes whatever namespaces exist.
+        for n in &flood.names {
             let _ = Command::new("ip")
                 .args(["netns", "del", n])
                 .stderr(Stdio::null())
                 .status();
             ip(&["netns", "add", n]);
         }
-        let (a, b) = (&names[0], &names[1]);
+        let (a, b) = (&flood.names[0], &flood.names[1]);
         ip(&[
             "-n", a, "link", "add", "f0", "type", "veth", "peer", "name", "f1", "netns", b,
         ]);
@@ -77,10 +85,8 @@ impl Flood {
             ip(&["-n", n, "link", "set", d, "up"]);
             ip(&["-n", n, "link", "set", "lo", "up"]);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
         let ns = std::fs::File::open(format!("/run/netns/{a}")).unwrap();
-        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let (stop2, sent2) = (flood.stop.clone(), flood.sent.clone());
         let thread = std::thread::spawn(move || {
             // SAFETY: a namespace fd; this thread only.
             assert_eq!(
@@ -104,13 +110,9 @@ impl Flood {
                 }
             }
         });
-        Flood {
-            names,
-            stop,
-            sent,
-            started: Instant::now(),
-            thread: Some(thread),
-        }
+        flood.thread = Some(thread);
+        flood.started = Instant::now();
+        flood
     }
 
     fn rate(&self) -> f64 {
@@ -176,6 +178,11 @@ fn two_runs_under_a_foreign_flood_see_only_their_own_packets() {
     let rate = flood.rate();
     drop(flood);
     eprintln!("foreign flood: {rate:.0} packets/s");
+    // Without the flood the test would prove nothing.
+    assert!(
+        rate > 50_000.0,
+        "the foreign flood ran at only {rate:.0} packets/s"
+    );
     for (tag, o) in [("first", &a), ("second", &b)] {
         let report = String::from_utf8_lossy(&o.stdout);
         let bad = foreign_in(&report);

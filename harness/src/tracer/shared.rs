@@ -23,9 +23,11 @@ use pktfate_common::{Event, MAX_BANKS, Watch, hook};
 use super::tp_btf::{self, TpBtf};
 use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError};
 
-/// Events queued for one run before the oldest are dropped (and counted as
-/// lost): a run that stops polling cannot grow the process without bound.
-const QUEUE_LIMIT: usize = 200_000;
+/// Events queued for one run before further ones are dropped (and counted
+/// as lost): a run that stops polling cannot grow the process without
+/// bound. ~560 bytes each, so at most ~28 MiB; a polling run drains its
+/// queue every few milliseconds.
+const QUEUE_LIMIT: usize = 50_000;
 
 struct Inner {
     tp: TpBtf,
@@ -176,11 +178,7 @@ impl Run {
 
 impl Backend for Run {
     fn name(&self) -> &'static str {
-        if self.functions > 0 {
-            "tp_btf+kprobe"
-        } else {
-            "tp_btf"
-        }
+        tp_btf::backend_name(self.functions)
     }
 
     fn attached(&self) -> Vec<AttachedHook> {

@@ -155,13 +155,21 @@ impl TpBtf {
         })
     }
 
+    /// A map of the tracer object, typed.
+    fn map<'a, M>(&'a mut self, name: &'static str) -> Result<M, TracerError>
+    where
+        M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| TracerError::Load(format!("map {name} missing")))?
+            .try_into()
+            .map_err(map_err(name))
+    }
+
     /// The NETNS map: watched namespace -> its run and bank.
     fn netns_map(&mut self) -> Result<HashMap<&mut MapData, u32, Watch>, TracerError> {
-        self.ebpf
-            .map_mut("NETNS")
-            .ok_or_else(|| TracerError::Load("map NETNS missing".into()))?
-            .try_into()
-            .map_err(map_err("NETNS"))
+        self.map("NETNS")
     }
 
     /// Watches a namespace for a run.
@@ -188,23 +196,13 @@ impl TpBtf {
             )));
         }
         {
-            let mut map: Array<_, PacketFilter> = self
-                .ebpf
-                .map_mut("FILTERS")
-                .ok_or_else(|| TracerError::Load("map FILTERS missing".into()))?
-                .try_into()
-                .map_err(map_err("FILTERS"))?;
+            let mut map: Array<_, PacketFilter> = self.map("FILTERS")?;
             for (i, f) in filters.iter().enumerate() {
                 map.set(bank * MAX_FILTERS + i as u32, f.to_kernel(), 0)
                     .map_err(map_err("FILTERS"))?;
             }
         }
-        let mut counts: Array<_, u32> = self
-            .ebpf
-            .map_mut("BANK_FILTERS")
-            .ok_or_else(|| TracerError::Load("map BANK_FILTERS missing".into()))?
-            .try_into()
-            .map_err(map_err("BANK_FILTERS"))?;
+        let mut counts: Array<_, u32> = self.map("BANK_FILTERS")?;
         counts
             .set(bank, filters.len() as u32, 0)
             .map_err(map_err("BANK_FILTERS"))
@@ -376,13 +374,19 @@ pub fn verifier_key_line(log: &str) -> Option<String> {
         .map(|l| crate::text::clip(l, 200))
 }
 
+/// The backend's name in reports: kprobes join the tracepoints when
+/// functions are probed.
+pub fn backend_name(functions: usize) -> &'static str {
+    if functions > 0 {
+        "tp_btf+kprobe"
+    } else {
+        "tp_btf"
+    }
+}
+
 impl Backend for TpBtf {
     fn name(&self) -> &'static str {
-        if self.functions > 0 {
-            "tp_btf+kprobe"
-        } else {
-            "tp_btf"
-        }
+        backend_name(self.functions)
     }
 
     fn functions(&self) -> usize {
