@@ -414,22 +414,37 @@ pub struct Namespace {
 /// A policy routing rule (`ip rule add`).
 #[derive(Debug, Clone, Default)]
 pub struct Rule {
-    /// Source prefix.
-    pub from: Option<String>,
-    /// Destination prefix.
-    pub to: Option<String>,
+    /// Source prefix (`None`: all).
+    pub from: Option<(IpAddr, u8)>,
+    /// Destination prefix (`None`: all).
+    pub to: Option<(IpAddr, u8)>,
+    /// True for an IPv6 rule (a prefix is IPv6).
+    pub v6: bool,
     /// Input interface.
     pub iif: Option<String>,
     /// Output interface.
     pub oif: Option<String>,
-    /// fwmark (`0x10` or `0x10/0xff`).
-    pub fwmark: Option<String>,
+    /// fwmark and mask (`0x10` or `0x10/0xff`).
+    pub fwmark: Option<(u32, Option<u32>)>,
     /// Table to look up.
     pub table: Option<u32>,
     /// Priority.
     pub priority: Option<u32>,
-    /// Action other than lookup: blackhole, unreachable, prohibit.
-    pub action: Option<String>,
+    /// Action other than lookup.
+    pub action: Option<RuleAction>,
+    /// Where the rule is written.
+    pub at: Option<Location>,
+}
+
+/// What a rule does other than looking up a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Drop silently.
+    Blackhole,
+    /// Drop with ICMP unreachable.
+    Unreachable,
+    /// Drop with ICMP prohibited.
+    Prohibit,
 }
 
 /// A permanent neighbour entry.
@@ -441,6 +456,8 @@ pub struct Neighbor {
     pub addr: IpAddr,
     /// Link-layer address.
     pub lladdr: String,
+    /// Where the entry is written.
+    pub at: Option<Location>,
 }
 
 /// An nftables ruleset and where its text came from (for error lines).
@@ -551,6 +568,8 @@ pub struct Link {
     pub mac: Option<String>,
     /// Bridge this link is enslaved to.
     pub master: Option<String>,
+    /// Where the link is written.
+    pub at: Option<Location>,
 }
 
 /// An interface address.
@@ -562,6 +581,8 @@ pub struct Address {
     pub addr: IpAddr,
     /// Prefix length.
     pub prefix: u8,
+    /// Where the address is written.
+    pub at: Option<Location>,
 }
 
 /// Route types.
@@ -596,6 +617,8 @@ pub struct Route {
     pub table: Option<u32>,
     /// Type.
     pub kind: RouteType,
+    /// Where the route is written.
+    pub at: Option<Location>,
 }
 
 /// A device in a namespace, written `ns/dev`.
@@ -1032,6 +1055,18 @@ const MAX_MESSAGE_CHARS: usize = 400;
 
 /// Default time to wait for every tracked skb's fate.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `0x10`, `16` or `0x10/0xff`, as `ip rule ... fwmark` takes it.
+fn parse_fwmark(s: &str) -> Option<(u32, Option<u32>)> {
+    let num = |t: &str| match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    };
+    match s.split_once('/') {
+        Some((v, m)) => Some((num(v)?, Some(num(m)?))),
+        None => Some((num(s)?, None)),
+    }
+}
 
 struct Ctx<'a> {
     file: &'a Path,
@@ -1940,6 +1975,7 @@ fn validate_ns(
             up: l.up.is_none_or(|u| *u),
             mac: l.mac.map(|m| m.to_string()),
             master: l.master.map(|m| m.to_string()),
+            at: cx.loc(&l.name),
         });
     }
 
@@ -1951,6 +1987,7 @@ fn validate_ns(
                 dev: a.dev.to_string(),
                 addr,
                 prefix,
+                at: cx.loc(&a.addr),
             });
         }
     }
@@ -2006,6 +2043,7 @@ fn validate_ns(
             metric: r.metric.map(|m| *m),
             table: r.table.map(|t| *t),
             kind,
+            at: cx.loc(&r.to),
         });
     }
 
@@ -2048,30 +2086,66 @@ fn validate_ns(
         for d in [&r.iif, &r.oif].into_iter().flatten() {
             check_dev(cx, d);
         }
-        for a in [&r.from, &r.to].into_iter().flatten() {
-            if a.as_str() != "all" {
-                cx.cidr(a, "rule prefix");
-            }
-        }
-        let action = r.action.as_ref().map(|a| a.to_string());
-        if let Some(a) = &r.action {
-            if !["lookup", "blackhole", "unreachable", "prohibit"].contains(&a.as_str()) {
+        let prefix = |a: &Option<raw::S>, cx: &mut Ctx| match a {
+            Some(a) if a.as_str() != "all" => cx.cidr(a, "rule prefix"),
+            _ => None,
+        };
+        let (from, to) = (prefix(&r.from, cx), prefix(&r.to, cx));
+        if let (Some((f, _)), Some((t, _))) = (from, to) {
+            if f.is_ipv4() != t.is_ipv4() {
                 cx.err(
-                    a,
-                    format!("unknown rule action `{}`", a.as_str()),
-                    Some("actions: lookup (with table), blackhole, unreachable, prohibit".into()),
+                    r.to.as_ref().unwrap(),
+                    "`from` and `to` are of different IP families",
+                    None,
                 );
             }
         }
+        let fwmark = r.fwmark.as_ref().and_then(|m| {
+            let parsed = parse_fwmark(m);
+            if parsed.is_none() {
+                cx.err(
+                    m,
+                    format!("fwmark `{}` is not a number or number/mask", m.as_str()),
+                    Some("write e.g. 0x10, 16 or 0x10/0xff".into()),
+                );
+            }
+            parsed
+        });
+        let action = match r.action.as_ref().map(|a| (a, a.as_str())) {
+            None | Some((_, "lookup")) => None,
+            Some((_, "blackhole")) => Some(RuleAction::Blackhole),
+            Some((_, "unreachable")) => Some(RuleAction::Unreachable),
+            Some((_, "prohibit")) => Some(RuleAction::Prohibit),
+            Some((a, other)) => {
+                cx.err(
+                    a,
+                    format!("unknown rule action `{other}`"),
+                    Some("actions: lookup (with table), blackhole, unreachable, prohibit".into()),
+                );
+                None
+            }
+        };
+        let first: Option<Option<Location>> =
+            [&r.from, &r.to, &r.iif, &r.oif, &r.fwmark, &r.action]
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|s| cx.loc(s));
+        let at = first
+            .or_else(|| r.table.as_ref().map(|t| cx.loc(t)))
+            .or_else(|| r.priority.as_ref().map(|p| cx.loc(p)))
+            .flatten();
         rules.push(Rule {
-            from: r.from.map(|x| x.to_string()),
-            to: r.to.map(|x| x.to_string()),
+            v6: [from, to].into_iter().flatten().any(|(a, _)| a.is_ipv6()),
+            from,
+            to,
             iif: r.iif.map(|x| x.to_string()),
             oif: r.oif.map(|x| x.to_string()),
-            fwmark: r.fwmark.map(|x| x.to_string()),
+            fwmark,
             table: r.table.map(|t| *t),
             priority: r.priority.map(|t| *t),
-            action: action.filter(|a| a != "lookup"),
+            action,
+            at,
         });
     }
 
@@ -2090,6 +2164,7 @@ fn validate_ns(
                 dev: n.dev.to_string(),
                 addr,
                 lladdr: n.lladdr.to_string(),
+                at: cx.loc(&n.addr),
             });
         }
     }
@@ -2954,6 +3029,35 @@ expect:
 
     fn first_err(s: &str) -> ScenarioError {
         parse(s).unwrap_err().remove(0)
+    }
+
+    #[test]
+    fn rules_are_typed_and_located_when_read() {
+        let with_rules = |rules: &str| {
+            GOOD.replace(
+                "    sysctls:\n      net.ipv4.ip_forward: 1\n",
+                &format!("    sysctls:\n      net.ipv4.ip_forward: 1\n    rules:\n{rules}"),
+            )
+        };
+        let s = parse(&with_rules(
+            "      - { from: 2001:db8::/32, fwmark: 0x10/0xff, table: 7 }\n      - { to: all, action: prohibit }\n",
+        ))
+        .unwrap();
+        let r = &s.namespace("host").unwrap().rules;
+        assert_eq!(r[0].from, Some(("2001:db8::".parse().unwrap(), 32)));
+        assert!(r[0].v6);
+        assert_eq!(r[0].fwmark, Some((0x10, Some(0xff))));
+        assert_eq!(r[0].at.as_ref().map(|l| (l.line, l.col)), Some((19, 17)));
+        assert_eq!((r[1].to, r[1].v6), (None, false), "`all` is no prefix");
+        assert_eq!(r[1].action, Some(RuleAction::Prohibit));
+
+        let e = first_err(&with_rules("      - { fwmark: 0x1g }\n"));
+        assert!(e.msg.contains("fwmark `0x1g`"), "{e}");
+        assert_eq!(e.loc.map(|l| l.line), Some(19));
+        let e = first_err(&with_rules(
+            "      - { from: 192.0.2.0/24, to: 2001:db8::/32 }\n",
+        ));
+        assert!(e.msg.contains("different IP families"), "{e}");
     }
 
     #[test]

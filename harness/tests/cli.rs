@@ -368,3 +368,27 @@ fn trace_shows_a_drop_live() {
         "{stdout}"
     );
 }
+
+/// A request the kernel refuses while building the topology names the
+/// scenario line that asked for it, the `ip` command it stands for, the
+/// kernel's error and a hint. Here the gateway 198.51.100.1 is on no
+/// connected network, so the kernel answers ENETUNREACH.
+#[test]
+fn a_refused_route_names_its_scenario_line() {
+    let dir = Scratch::new("cli");
+    let file = dir.0.join("bad-gateway.yaml");
+    std::fs::write(
+        &file,
+        "namespaces:\n  a:\n    links:\n      - name: v0\n        kind: veth\n        peer: { namespace: b, name: v1 }\n    addresses:\n      - { dev: v0, addr: 192.0.2.1/24 }\n    routes:\n      - { to: 203.0.113.0/24, via: 198.51.100.1 }\n  b: {}\ninject:\n  via: a/v0\n  ipv4: { src: 192.0.2.1, dst: 203.0.113.5 }\n  udp: { sport: 1, dport: 2 }\nexpect:\n  fate: dropped\n",
+    )
+    .unwrap();
+    let o = run(&["run", file.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("bad-gateway.yaml:10:15: `ip route add 203.0.113.0/24 via 198.51.100.1`"),
+        "no location or command:\n{t}"
+    );
+    assert!(t.contains("Network is unreachable"), "{t}");
+    assert!(t.contains("hint: the gateway must be reachable"), "{t}");
+}

@@ -307,9 +307,9 @@ fn nft_rulesets_never_pass_through_a_predictable_file() {
     );
 }
 
-#[test]
-fn a_run_creates_no_file_in_tmp_without_o_excl_or_o_tmpfile() {
-    let _serial = serial();
+/// `pktfate run <scenarios>` under `strace -f -e <filter>`, which must
+/// pass; returns the trace.
+fn strace(filter: &str, scenarios: &[&str]) -> String {
     if Command::new("strace").arg("-V").output().is_err() {
         panic!("strace is missing (bash ci/setup.sh installs it)");
     }
@@ -317,25 +317,28 @@ fn a_run_creates_no_file_in_tmp_without_o_excl_or_o_tmpfile() {
     let log = dir.0.join("strace.log");
     let exe = std::env::var("PKTFATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pktfate").into());
     let out = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=open,openat,openat2,creat,mkdir,mknodat",
-            "-o",
-        ])
+        .args(["-f", "-qq", "-e", filter, "-o"])
         .arg(&log)
         .arg(exe)
-        .args([
-            "run",
-            "scenarios/firewall/nft-reject-port-90.yaml",
-            "scenarios/tun-syn/04-no-socket.yaml",
-        ])
+        .arg("run")
+        .args(scenarios)
         .current_dir(repo())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let trace = std::fs::read_to_string(&log).unwrap();
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[test]
+fn a_run_creates_no_file_in_tmp_without_o_excl_or_o_tmpfile() {
+    let _serial = serial();
+    let trace = strace(
+        "trace=open,openat,openat2,creat,mkdir,mknodat",
+        &[
+            "scenarios/firewall/nft-reject-port-90.yaml",
+            "scenarios/tun-syn/04-no-socket.yaml",
+        ],
+    );
     let tmp = std::env::temp_dir().display().to_string();
     let bad: Vec<&str> = trace
         .lines()
@@ -353,6 +356,38 @@ fn a_run_creates_no_file_in_tmp_without_o_excl_or_o_tmpfile() {
         bad.join("\n")
     );
     assert!(trace.contains("openat"), "strace saw nothing: {trace:.400}");
+}
+
+/// Links, addresses, routes, rules and neighbours are made by the process
+/// itself over netlink (issue 10): a run covering every link kind and
+/// resource execs no `ip`, and still passes. nft stays a real tool.
+#[test]
+fn the_topology_is_built_over_netlink_without_ip_subprocesses() {
+    let _serial = serial();
+    let trace = strace(
+        "trace=execve",
+        &[
+            "scenarios/bridge/ping-container.yaml",
+            "scenarios/ipv6/forwarded.yaml",
+            "scenarios/l2/af-packet-to-macvlan.yaml",
+            "scenarios/l2/tap-echo-request.yaml",
+            "scenarios/l2/vxlan-overlay.yaml",
+            "scenarios/nat/masquerade-link-local-uplink.yaml",
+            "scenarios/routing/policy-rule-unreachable.yaml",
+            "scenarios/routing/rp-filter-blackhole.yaml",
+        ],
+    );
+    let execs: Vec<&str> = trace.lines().filter(|l| l.contains("execve(")).collect();
+    let ip: Vec<&&str> = execs.iter().filter(|l| l.contains("/ip\",")).collect();
+    assert!(
+        ip.is_empty(),
+        "`ip` was run:\n{}",
+        ip.iter().map(|l| **l).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        execs.iter().any(|l| l.contains("/nft\",")),
+        "strace did not follow the children (no nft exec seen): {trace:.400}"
+    );
 }
 
 #[test]

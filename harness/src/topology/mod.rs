@@ -1,10 +1,15 @@
 //! Stage 2: build a scenario's namespaces, links, addresses, routes and
 //! sysctls, and tear them down again.
 //!
-//! Everything happens inside namespaces created here: every `ip` command is
-//! given `-n <scenario namespace>`, sysctls are written from a thread inside
-//! the namespace, and tun/tap devices are opened there. The root namespace is
-//! never touched. Teardown is `Drop`, so it runs on pass, fail and panic.
+//! Everything happens inside namespaces created here, by this process:
+//! links, addresses, routes, rules and neighbours over rtnetlink sockets
+//! opened inside each namespace ([`rtnl`]; one file per resource kind:
+//! [`link`], [`addr`], [`route`]), sysctls written from a thread inside the
+//! namespace, tun/tap devices opened there. nftables rulesets go to the
+//! real `nft` on stdin; tc command lines and `run:` commands, which are the
+//! user's own shell, go through `ip netns exec` so they see the namespace's
+//! `/sys`. The root namespace is never touched. Teardown is `Drop`, so it
+//! runs on pass, fail and panic.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -15,9 +20,17 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod addr;
+mod link;
+mod route;
+mod rtnl;
+
 use crate::netns;
-use crate::scenario::{LinkKind, Listener, NftRuleset, RouteType, Scenario, SockProto, TcSpec};
+use crate::scenario::{
+    Link, LinkKind, Listener, Location, NftRuleset, Scenario, SockProto, TcSpec,
+};
 use crate::teardown;
+use rtnl::Rtnl;
 
 /// Errors building a topology.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +70,18 @@ pub enum TopologyError {
         /// Why.
         msg: String,
     },
+    /// The kernel refused a netlink request made for a scenario line.
+    #[error("{}`{cmd}` in namespace `{ns}` failed: {source}", located(.at))]
+    Netlink {
+        /// The request as the equivalent `ip` command.
+        cmd: String,
+        /// Scenario namespace.
+        ns: String,
+        /// The scenario line asking for it.
+        at: Option<Location>,
+        /// The kernel's error.
+        source: std::io::Error,
+    },
     /// A signal arrived while building; the handler removes what exists.
     #[error("interrupted while building the topology")]
     Interrupted,
@@ -86,6 +111,7 @@ impl TopologyError {
             TopologyError::TcProgram { msg, .. } if msg.contains("verifier") => {
                 Some("the fixture program was rejected by this kernel's verifier".into())
             }
+            TopologyError::Netlink { source, .. } => netlink_hint(source),
             TopologyError::Command { stderr, .. } if stderr.contains("Operation not permitted") => {
                 Some("run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)".into())
             }
@@ -103,6 +129,31 @@ impl TopologyError {
             _ => None,
         }
     }
+}
+
+/// `file:line:col: ` when the scenario line is known.
+fn located(at: &Option<Location>) -> String {
+    at.as_ref().map(|l| format!("{l}: ")).unwrap_or_default()
+}
+
+/// What to do about a netlink error, by errno.
+fn netlink_hint(e: &std::io::Error) -> Option<String> {
+    let hint = match e.raw_os_error()? {
+        libc::EPERM => "run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)",
+        libc::EEXIST => {
+            "two links, routes, rules or addresses collide; check the scenario for duplicates"
+        }
+        libc::ENETUNREACH => {
+            "the gateway must be reachable through a connected route on an up device"
+        }
+        libc::ENODEV => {
+            "no such device in this namespace; links are listed under `links:` of the same namespace"
+        }
+        libc::EOPNOTSUPP => "this kernel lacks the feature or module (see `pktfate doctor`)",
+        libc::EADDRNOTAVAIL => "`src` must be an address of this namespace",
+        _ => return None,
+    };
+    Some(hint.into())
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TopologyError {
@@ -193,13 +244,6 @@ pub struct Topology {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// Runs `ip -n <ns> args...`.
-fn ip(real: &str, args: &[&str]) -> Result<String, TopologyError> {
-    let mut full = vec!["-n", real];
-    full.extend_from_slice(args);
-    run("ip", &full)
-}
 
 fn run(tool: &str, args: &[&str]) -> Result<String, TopologyError> {
     let out = Command::new(tool).args(args).output().map_err(|e| {
@@ -428,8 +472,9 @@ impl Topology {
                 inode,
             });
         }
+        let mut rtnl = Rtnl::open(&self.namespaces)?;
         for h in self.namespaces.clone() {
-            ip(&h.real, &["link", "set", "lo", "up"])?;
+            link::set_up(&mut rtnl, &h.name, "lo", None)?;
             for (k, v) in PINNED_SYSCTLS {
                 write_sysctl(&h, k, v)?;
             }
@@ -442,28 +487,18 @@ impl Topology {
             LinkKind::Veth { .. } | LinkKind::Tun | LinkKind::Tap => 1,
             LinkKind::Macvlan { .. } | LinkKind::Vxlan { .. } => 2,
         };
-        let mut to_up: Vec<(String, String)> = vec![];
-        let mut masters: Vec<(String, String, String)> = vec![];
-        let mut macs: Vec<(String, String, String)> = vec![];
+        let mut to_up: Vec<(&str, &str, &Link)> = vec![];
+        let mut masters: Vec<(&str, &str, &str, &Link)> = vec![];
         for pass in 0..3 {
             for ns in &s.namespaces {
-                let h = self.handle(&ns.name).clone();
                 for l in ns.links.iter().filter(|l| rank(&l.kind) == pass) {
                     match &l.kind {
                         LinkKind::Veth {
                             peer_ns,
                             peer,
-                            peer_mac,
                             peer_master,
+                            ..
                         } => {
-                            let peer_real = self.handle(peer_ns).real.clone();
-                            ip(
-                                &h.real,
-                                &[
-                                    "link", "add", &l.name, "type", "veth", "peer", "name", peer,
-                                    "netns", &peer_real,
-                                ],
-                            )?;
                             self.peers.insert(
                                 (ns.name.clone(), l.name.clone()),
                                 (peer_ns.clone(), peer.clone()),
@@ -473,82 +508,32 @@ impl Topology {
                                 (ns.name.clone(), l.name.clone()),
                             );
                             if l.up {
-                                to_up.push((peer_ns.clone(), peer.clone()));
-                            }
-                            if let Some(mtu) = l.mtu {
-                                ip(&peer_real, &["link", "set", peer, "mtu", &mtu.to_string()])?;
-                            }
-                            if let Some(m) = peer_mac {
-                                macs.push((peer_ns.clone(), peer.clone(), m.clone()));
+                                to_up.push((peer_ns, peer, l));
                             }
                             if let Some(m) = peer_master {
-                                masters.push((peer_ns.clone(), peer.clone(), m.clone()));
+                                masters.push((peer_ns, peer, m, l));
                             }
                         }
                         LinkKind::Tun | LinkKind::Tap => {
+                            let h = self.handle(&ns.name).clone();
                             let fd = open_tap(&h, &l.name, l.kind == LinkKind::Tap)?;
                             self.taps.insert((ns.name.clone(), l.name.clone()), fd);
+                            link::configure_tap(&mut rtnl, &ns.name, l)?;
                         }
-                        LinkKind::Bridge => {
-                            ip(&h.real, &["link", "add", &l.name, "type", "bridge"])?;
-                        }
-                        LinkKind::Macvlan { parent, mode } => {
-                            ip(
-                                &h.real,
-                                &[
-                                    "link", "add", &l.name, "link", parent, "type", "macvlan",
-                                    "mode", mode,
-                                ],
-                            )?;
-                        }
-                        LinkKind::Vxlan {
-                            vni,
-                            remote,
-                            local,
-                            parent,
-                            dstport,
-                        } => {
-                            let mut args: Vec<String> =
-                                ["link", "add", &l.name, "type", "vxlan", "id"]
-                                    .map(String::from)
-                                    .to_vec();
-                            args.push(vni.to_string());
-                            if let Some(r) = remote {
-                                args.extend(["remote".into(), r.to_string()]);
-                            }
-                            if let Some(a) = local {
-                                args.extend(["local".into(), a.to_string()]);
-                            }
-                            if let Some(p) = parent {
-                                args.extend(["dev".into(), p.clone()]);
-                            }
-                            args.extend(["dstport".into(), dstport.to_string()]);
-                            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-                            ip(&h.real, &refs)?;
-                        }
+                        _ => {}
                     }
-                    if let Some(mtu) = l.mtu {
-                        ip(&h.real, &["link", "set", &l.name, "mtu", &mtu.to_string()])?;
-                    }
-                    if let Some(m) = &l.mac {
-                        macs.push((ns.name.clone(), l.name.clone(), m.clone()));
-                    }
+                    link::create(&mut rtnl, &ns.name, l)?;
                     if let Some(m) = &l.master {
-                        masters.push((ns.name.clone(), l.name.clone(), m.clone()));
+                        masters.push((&ns.name, &l.name, m, l));
                     }
                     if l.up {
-                        to_up.push((ns.name.clone(), l.name.clone()));
+                        to_up.push((&ns.name, &l.name, l));
                     }
                 }
             }
         }
-        for (ns, dev, mac) in &macs {
-            let real = self.handle(ns).real.clone();
-            ip(&real, &["link", "set", dev, "address", mac])?;
-        }
-        for (ns, dev, master) in &masters {
-            let real = self.handle(ns).real.clone();
-            ip(&real, &["link", "set", dev, "master", master])?;
+        for (ns, dev, master, l) in masters {
+            link::set_master(&mut rtnl, ns, dev, master, l)?;
         }
 
         // Per-interface sysctls need the interfaces; addresses and routes
@@ -560,108 +545,32 @@ impl Topology {
             }
         }
         for ns in &s.namespaces {
-            let real = self.handle(&ns.name).real.clone();
             for a in &ns.addresses {
-                let cidr = format!("{}/{}", a.addr, a.prefix);
-                let mut args = vec!["addr", "add", &cidr, "dev", &a.dev];
-                if a.addr.is_ipv6() {
-                    // No duplicate address detection: the address is usable at once.
-                    args.push("nodad");
-                }
-                ip(&real, &args)?;
+                addr::add(&mut rtnl, &ns.name, a)?;
             }
         }
-        for (ns, dev) in &to_up {
-            let real = self.handle(ns).real.clone();
-            ip(&real, &["link", "set", dev, "up"])?;
+        let mut late: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (ns, dev, l) in to_up {
+            if let Some(i) = link::set_up(&mut rtnl, ns, dev, l.at.as_ref())? {
+                late.entry(ns).or_default().push(i);
+            }
+        }
+        for (ns, idx) in &late {
+            rtnl.wait_carrier_work(ns, idx)?;
         }
         for ns in &s.namespaces {
-            let real = self.handle(&ns.name).real.clone();
             for r in &ns.routes {
-                let mut args: Vec<String> = vec![];
-                if r.v6 {
-                    args.push("-6".into());
-                }
-                args.extend(["route".into(), "add".into()]);
-                match r.kind {
-                    RouteType::Unicast => {}
-                    RouteType::Blackhole => args.push("blackhole".into()),
-                    RouteType::Unreachable => args.push("unreachable".into()),
-                    RouteType::Prohibit => args.push("prohibit".into()),
-                }
-                args.push(match r.to {
-                    None => "default".into(),
-                    Some((a, p)) => format!("{a}/{p}"),
-                });
-                if let Some(v) = r.via {
-                    args.extend(["via".into(), v.to_string()]);
-                }
-                if let Some(d) = &r.dev {
-                    args.extend(["dev".into(), d.clone()]);
-                }
-                if let Some(s) = r.src {
-                    args.extend(["src".into(), s.to_string()]);
-                }
-                if let Some(m) = r.metric {
-                    args.extend(["metric".into(), m.to_string()]);
-                }
-                if let Some(t) = r.table {
-                    args.extend(["table".into(), t.to_string()]);
-                }
-                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-                ip(&real, &refs)?;
+                route::add(&mut rtnl, &ns.name, r)?;
             }
         }
 
         for ns in &s.namespaces {
             let h = self.handle(&ns.name).clone();
             for r in &ns.rules {
-                let v6 = [&r.from, &r.to]
-                    .into_iter()
-                    .flatten()
-                    .any(|a| a.contains(':'));
-                let mut args: Vec<String> = vec![];
-                if v6 {
-                    args.push("-6".into());
-                }
-                args.extend(["rule".into(), "add".into()]);
-                for (k, v) in [
-                    ("from", &r.from),
-                    ("to", &r.to),
-                    ("iif", &r.iif),
-                    ("oif", &r.oif),
-                    ("fwmark", &r.fwmark),
-                ] {
-                    if let Some(v) = v {
-                        args.extend([k.to_string(), v.clone()]);
-                    }
-                }
-                if let Some(p) = r.priority {
-                    args.extend(["priority".into(), p.to_string()]);
-                }
-                match (&r.action, r.table) {
-                    (Some(a), _) => args.push(a.clone()),
-                    (None, Some(t)) => args.extend(["table".into(), t.to_string()]),
-                    (None, None) => {}
-                }
-                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-                ip(&h.real, &refs)?;
+                route::add_rule(&mut rtnl, &ns.name, r)?;
             }
             for n in &ns.neighbors {
-                ip(
-                    &h.real,
-                    &[
-                        "neigh",
-                        "replace",
-                        &n.addr.to_string(),
-                        "lladdr",
-                        &n.lladdr,
-                        "dev",
-                        &n.dev,
-                        "nud",
-                        "permanent",
-                    ],
-                )?;
+                addr::neighbour(&mut rtnl, &ns.name, n)?;
             }
             if let Some(rs) = &ns.nft {
                 apply_nft(&h, rs)?;
@@ -707,14 +616,10 @@ impl Topology {
 
         // Device names as the tracer will report them.
         for h in &self.namespaces {
-            let json = ip(&h.real, &["-j", "link", "show"])?;
-            let links: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
-            for l in links {
-                if let (Some(i), Some(n)) = (l["ifindex"].as_u64(), l["ifname"].as_str()) {
-                    self.names.devs.insert((h.inode, i as u32), n.to_string());
-                    if let Some(mac) = l["address"].as_str().and_then(crate::scenario::parse_mac) {
-                        self.macs.insert((h.name.clone(), n.to_string()), mac);
-                    }
+            for l in rtnl.links(&h.name, None)? {
+                self.names.devs.insert((h.inode, l.index), l.name.clone());
+                if let Some(mac) = l.mac {
+                    self.macs.insert((h.name.clone(), l.name), mac);
                 }
             }
         }
