@@ -185,8 +185,8 @@ fn a_panic_after_setup_still_tears_down() {
 #[test]
 fn a_failed_build_removes_what_it_made() {
     let _serial = serial();
-    // The second route needs a gateway nobody can reach: `ip` refuses it
-    // after the namespaces and links already exist.
+    // The second route needs a gateway nobody can reach: the kernel
+    // refuses it after the namespaces and links already exist.
     let text = read("tun-syn/03-forwarded.yaml").replace(
         "      - { to: default, via: 203.0.113.2, dev: veth0 }",
         "      - { to: default, via: 203.0.113.2, dev: veth0 }\n      - { to: 198.51.100.0/24, via: 192.0.2.99 }",
@@ -195,7 +195,13 @@ fn a_failed_build_removes_what_it_made() {
     let e = Topology::build(&s)
         .err()
         .expect("the route must be refused");
-    assert!(e.to_string().contains("ip -n"), "{e}");
+    let line = text.lines().position(|l| l.contains("192.0.2.99")).unwrap() + 1;
+    assert!(
+        e.to_string().contains(&format!(
+            "unreachable-gw.yaml:{line}:15: `ip route add 198.51.100.0/24 via 192.0.2.99`"
+        )),
+        "{e}"
+    );
     assert_eq!(our_namespaces(), Vec::<String>::new());
 }
 
