@@ -1,8 +1,87 @@
-//! Builds the eBPF tracer and the tc fixture programs for `bpfel-unknown-none` with the nightly toolchain
-//! and bpf-linker, so the `pktfate` binary can embed the object.
+//! Provides the eBPF objects the `pktfate` binary embeds: the tracer and the
+//! tc fixture programs.
+//!
+//! Users build with stable Rust only: the compiled objects ship in
+//! `ebpf-objects/` (in the crate, so `cargo install` works). Inside
+//! pktfate's own tree, with the nightly toolchain and bpf-linker present
+//! (`bash ci/setup.sh`), they are rebuilt from source instead.
+//!
+//! `PKTFATE_EBPF=source` forces the source build, `=prebuilt` the shipped
+//! objects. `PKTFATE_EBPF_VERIFY=1` (set by `ci/test`) fails the build when
+//! the source build differs by one byte from the shipped objects, so they
+//! cannot go stale: `bash ci/refresh-ebpf` refreshes them.
+use std::path::{Path, PathBuf};
+
+const OBJECTS: [&str; 2] = ["pktfate-tracer", "pktfate-tc-programs"];
+const PREBUILT: &str = "ebpf-objects";
+
 fn main() {
-    // The shared ABI crate is a path dependency of the tracer: rebuild on change.
-    println!("cargo:rerun-if-changed=../ebpf/pktfate-common/src");
+    println!("cargo:rerun-if-env-changed=PKTFATE_EBPF");
+    println!("cargo:rerun-if-env-changed=PKTFATE_EBPF_VERIFY");
+    println!("cargo:rerun-if-changed={PREBUILT}");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let in_tree = Path::new("../ebpf/pktfate-tracer/Cargo.toml").exists();
+    let from_source = match std::env::var("PKTFATE_EBPF").as_deref() {
+        Ok("source") => true,
+        Ok("prebuilt") => false,
+        _ => in_tree && toolchain_present(),
+    };
+    if !from_source {
+        for name in OBJECTS {
+            let src = Path::new(PREBUILT).join(name);
+            if let Err(e) = std::fs::copy(&src, out.join(name)) {
+                panic!(
+                    "the shipped eBPF object {} is missing: {e}\n\
+                     hint: inside pktfate's tree, `bash ci/refresh-ebpf` builds it",
+                    src.display()
+                );
+            }
+        }
+        if in_tree {
+            println!(
+                "cargo:warning=using the shipped eBPF objects (no nightly + bpf-linker here; bash ci/setup.sh installs them)"
+            );
+        }
+        return;
+    }
+    build_from_source();
+    if std::env::var("PKTFATE_EBPF_VERIFY").as_deref() == Ok("1") {
+        for name in OBJECTS {
+            let built = std::fs::read(out.join(name)).expect("the object just built");
+            let shipped = std::fs::read(Path::new(PREBUILT).join(name)).unwrap_or_default();
+            if built != shipped {
+                panic!(
+                    "harness/{PREBUILT}/{name} differs from the object built from source \
+                     ({} vs {} bytes)\nhint: run `bash ci/refresh-ebpf` and commit the result",
+                    shipped.len(),
+                    built.len()
+                );
+            }
+        }
+    }
+}
+
+/// The nightly toolchain with `rust-src` and bpf-linker, as aya-build needs.
+fn toolchain_present() -> bool {
+    let ok = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    ok("bpf-linker", &["--version"]) && ok("rustup", &["run", "nightly", "rustc", "--version"])
+}
+
+fn build_from_source() {
+    // The ABI is compiled into the tracer from the library's own file.
+    println!("cargo:rerun-if-changed=src/abi.rs");
+    // Paths in the objects' debug info (BTF line info) are made relative,
+    // so the bytes do not depend on where the tree or the registry lives.
+    // SAFETY: build scripts are single-threaded; the child cargo inherits it.
+    unsafe {
+        std::env::set_var("CARGO_UNSTABLE_TRIM_PATHS", "true");
+        std::env::set_var("CARGO_PROFILE_RELEASE_TRIM_PATHS", "all");
+    }
     let tracer = aya_build::Package {
         name: "pktfate-tracer",
         root_dir: "../ebpf/pktfate-tracer",
@@ -16,7 +95,7 @@ fn main() {
     if let Err(e) = aya_build::build_ebpf([tracer, tc_programs], aya_build::Toolchain::Nightly) {
         panic!(
             "building the eBPF tracer failed: {e:#}\n\
-             hint: run `bash ci/setup.sh` (nightly + rust-src + bpf-linker)"
+             hint: run `bash ci/setup.sh` (nightly + rust-src + bpf-linker), or set PKTFATE_EBPF=prebuilt"
         );
     }
 }

@@ -70,7 +70,7 @@ pub fn max_events() -> usize {
 /// rewrites one side at a time). The tracer applies the same rule.
 pub fn is_other_packet(before: &PacketInfo, now: &PacketInfo) -> bool {
     let fam = |a: Option<std::net::IpAddr>| a.map(|a| a.is_ipv4());
-    let tunnel = |p: &PacketInfo| pktfate_common::is_tunnel(p.proto, p.sport, p.dport);
+    let tunnel = |p: &PacketInfo| crate::abi::is_tunnel(p.proto, p.sport, p.dport);
     now.src.is_some()
         && !tunnel(before)
         && !tunnel(now)
@@ -353,7 +353,7 @@ pub(crate) fn sample_step(
             ts_ns: 0,
             skb,
             hook,
-            hook_id: pktfate_common::HOOK_NAMES
+            hook_id: crate::abi::HOOK_NAMES
                 .iter()
                 .position(|h| *h == hook)
                 .unwrap() as u32,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use pktfate_common::HOOK_NAMES;
+use crate::abi::HOOK_NAMES;
 use serde::Serialize;
 
 use crate::btf::Btf;

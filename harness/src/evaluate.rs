@@ -586,7 +586,7 @@ pub fn icmp_errors(tl: &Timeline, packet: usize, life: &[&Step]) -> Vec<(u8, u8,
         .filter(|s| s.packet == Some(packet) && s.reverse)
     {
         let p = &s.ev.packet;
-        if pktfate_common::is_icmp_error(p.proto, p.icmp_type) && lives.insert(s.life) {
+        if crate::abi::is_icmp_error(p.proto, p.icmp_type) && lives.insert(s.life) {
             out.push((
                 p.icmp_type,
                 p.icmp_code,

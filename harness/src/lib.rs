@@ -32,6 +32,7 @@ pub mod teardown;
 pub mod topology;
 pub mod tracer;
 
+pub mod abi;
 pub mod btf;
 pub mod counters;
 pub mod doctor;
@@ -46,4 +47,5 @@ pub mod preflight;
 pub mod project;
 pub mod runner;
 pub mod suite;
+pub mod testing;
 pub mod text;

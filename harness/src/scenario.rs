@@ -40,9 +40,9 @@ use std::time::Duration;
 use marked_yaml::{LoaderOptions, Spanned};
 use serde::Deserialize;
 
+use crate::abi::{MAX_FILTERS, MAX_NETNS};
 use crate::text::{clip, did_you_mean};
 use crate::tracer::DropReasons;
-use pktfate_common::{MAX_FILTERS, MAX_NETNS};
 
 /// A position in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,7 +47,7 @@ pub fn jobs(asked: Option<usize>) -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     asked
         .unwrap_or(cpus)
-        .clamp(1, pktfate_common::MAX_BANKS as usize)
+        .clamp(1, crate::abi::MAX_BANKS as usize)
 }
 
 /// Runs `files` with up to `jobs` at once; `each` sees every result as it

@@ -15,11 +15,22 @@ pub mod tp_btf;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use pktfate_common::{Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR, PacketFilter, hook};
+use crate::abi::{Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR, PacketFilter, hook};
 
 pub use reasons::DropReasons;
 
 use crate::kallsyms::Kallsyms;
+
+// The ABI file is core-only (the tracer compiles it too), so the aya
+// marker impls for the structs that go into maps live here.
+// SAFETY: plain-old-data: repr(C), integers and arrays of integers only.
+unsafe impl aya::Pod for crate::abi::Event {}
+// SAFETY: as above.
+unsafe impl aya::Pod for crate::abi::PacketFilter {}
+// SAFETY: as above.
+unsafe impl aya::Pod for crate::abi::TracerConfig {}
+// SAFETY: repr(C), two u32s, no padding.
+unsafe impl aya::Pod for crate::abi::Watch {}
 
 /// Errors starting or reading the tracer.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +112,7 @@ impl FlowFilter {
             f.flags |= FILTER_REVERSE;
         }
         if self.icmp_error {
-            f.flags |= pktfate_common::FILTER_ICMP_ERROR;
+            f.flags |= crate::abi::FILTER_ICMP_ERROR;
         }
         f
     }
@@ -119,7 +130,7 @@ impl FlowFilter {
     /// `Some(true)` reverse.
     pub fn direction(&self, p: &PacketInfo) -> Option<bool> {
         if self.icmp_error {
-            let ok = pktfate_common::is_icmp_error(p.proto, p.icmp_type)
+            let ok = crate::abi::is_icmp_error(p.proto, p.icmp_type)
                 && self.dst.is_none_or(|a| Some(a) == p.dst);
             return ok.then_some(true);
         }
@@ -467,7 +478,7 @@ pub struct RawEvent {
     pub skb: u64,
     /// Tracepoint name.
     pub hook: &'static str,
-    /// Hook id ([`pktfate_common::hook`]).
+    /// Hook id ([`crate::abi::hook`]).
     #[serde(skip)]
     pub hook_id: u32,
     /// CPU.
@@ -488,7 +499,7 @@ pub struct RawEvent {
     pub reason: Option<String>,
     /// Function that dropped or consumed the skb (kfree_skb/consume_skb).
     pub at: Option<String>,
-    /// Hook-specific values (see [`pktfate_common::hook`]).
+    /// Hook-specific values (see [`crate::abi::hook`]).
     pub aux: [i32; 3],
     /// Packet headers at this point.
     pub packet: PacketInfo,
@@ -529,7 +540,7 @@ impl RawEvent {
             hook: if e.hook == hook::FUNCTION {
                 intern(k.name(e.location))
             } else {
-                pktfate_common::HOOK_NAMES
+                crate::abi::HOOK_NAMES
                     .get(e.hook as usize)
                     .copied()
                     .unwrap_or("?")
@@ -549,7 +560,7 @@ impl RawEvent {
             len: e.len,
             reason: match e.hook {
                 // The kernel's tracepoint passes no reason (before 5.17).
-                _ if e.reason == pktfate_common::REASON_UNKNOWN => None,
+                _ if e.reason == crate::abi::REASON_UNKNOWN => None,
                 hook::KFREE_SKB => Some(reasons.display(e.reason)),
                 // enum sk_rst_reason: shown by number.
                 hook::TCP_SEND_RESET => Some(format!("#{}", e.reason)),
@@ -635,7 +646,7 @@ mod tests {
             ..unreach
         };
         assert_eq!(errors.direction(&elsewhere), None);
-        assert!(errors.to_kernel().flags & pktfate_common::FILTER_ICMP_ERROR != 0);
+        assert!(errors.to_kernel().flags & crate::abi::FILTER_ICMP_ERROR != 0);
         assert_eq!(
             f.direction(&pkt("192.0.2.1", "198.51.100.1", 1000, 80)),
             Some(false)

@@ -1,6 +1,6 @@
 //! Kernel struct field offsets for the tracer, from BTF.
 
-use pktfate_common::Offsets;
+use crate::abi::Offsets;
 
 use crate::btf::{Btf, BtfError};
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pktfate_common::{Event, MAX_BANKS, Watch, hook};
+use crate::abi::{Event, MAX_BANKS, Watch, hook};
 
 use super::tp_btf::{self, TpBtf};
 use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError};

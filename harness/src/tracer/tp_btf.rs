@@ -3,13 +3,13 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
-use aya::{Ebpf, EbpfLoader};
-use pktfate_common::{
+use crate::abi::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, KPROBE_PROGRAMS, MAX_BANKS, MAX_FILTERS,
     MAX_NETNS, PROGRAMS, PacketFilter, Program, TracerConfig, Watch,
 };
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Ebpf, EbpfLoader};
 
 use super::{
     AttachedHook, Backend, FlowFilter, SkippedHook, TcHook, TraceSpec, TracerError, offsets,
@@ -596,7 +596,7 @@ fn drain(rb: &mut RingBuf<MapData>) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pktfate_common::hook;
+    use crate::abi::hook;
 
     /// The deepest stack offset (bytes below r10) each executable section
     /// of an eBPF ELF object uses.

@@ -1,0 +1,383 @@
+//! The event ABI shared by pktfate's eBPF tracer and its userspace loader.
+//!
+//! Every struct here is `#[repr(C)]` and built from fixed-size integers so that
+//! the kernel side (`bpfel-unknown-none`) and the host agree byte for byte.
+//! Nothing kernel-version specific lives here: struct field offsets arrive at
+//! load time in [`TracerConfig`], resolved from the running kernel's BTF.
+//!
+//! This file is part of the `pktfate` crate (so the published crate is
+//! whole) and is compiled into the `no_std` tracer too, by
+//! `ebpf/pktfate-common`, which includes it by path: it must stay `core`-only.
+
+/// Bytes of the packet, from its network header, captured per event.
+pub const PKT_CAPTURE: usize = 128;
+
+/// Frames of kernel stack captured per event.
+pub const MAX_STACK_DEPTH: usize = 32;
+/// Packet filters one scenario (one bank) can hold.
+pub const MAX_FILTERS: u32 = 16;
+/// Namespaces one scenario can have watched.
+pub const MAX_NETNS: u32 = 64;
+/// Scenarios one loaded tracer serves at once (`--jobs` workers), each
+/// with a bank of [`MAX_FILTERS`] filters.
+pub const MAX_BANKS: u32 = 16;
+/// Distinct skbs tracked at once (LRU: the oldest are evicted first).
+pub const MAX_TRACKED: u32 = 4096;
+/// Ring buffer size in bytes.
+pub const RINGBUF_BYTES: u32 = 4 << 20;
+
+/// Where an event was observed. Values index [`HOOK_NAMES`].
+pub mod hook {
+    /// `net:netif_receive_skb`: an skb enters the protocol stack of a device.
+    pub const NETIF_RECEIVE_SKB: u32 = 0;
+    /// `net:netif_rx`: an skb is queued to a CPU backlog (veth peer, loopback).
+    pub const NETIF_RX: u32 = 1;
+    /// `net:net_dev_queue`: an skb is handed to a device's queue for transmit.
+    pub const NET_DEV_QUEUE: u32 = 2;
+    /// `net:net_dev_start_xmit`: the driver's xmit is about to run.
+    pub const NET_DEV_START_XMIT: u32 = 3;
+    /// `net:net_dev_xmit`: the driver's xmit returned (rc in `aux[0]`).
+    pub const NET_DEV_XMIT: u32 = 4;
+    /// `skb:kfree_skb`: the skb was dropped (reason and location set).
+    pub const KFREE_SKB: u32 = 5;
+    /// `skb:consume_skb`: the skb was freed after successful use.
+    pub const CONSUME_SKB: u32 = 6;
+    /// `skb:skb_copy_datagram_iovec`: a socket reader copied the data out.
+    pub const SKB_COPY_DATAGRAM_IOVEC: u32 = 7;
+    /// `icmp:icmp_send`: the kernel answers this skb with an ICMP error
+    /// (type in `aux[0]`, code in `aux[1]`).
+    pub const ICMP_SEND: u32 = 8;
+    /// `fib:fib_table_lookup`: an IPv4 route lookup for this skb's flow
+    /// (table in `aux[0]`, error in `aux[1]`, result device in `aux[2]`,
+    /// the flow in `flow_saddr`/`flow_daddr`).
+    pub const FIB_TABLE_LOOKUP: u32 = 9;
+    /// `tcp:tcp_send_reset`: the kernel answers this skb with a RST
+    /// (`sk_rst_reason` in `reason`).
+    pub const TCP_SEND_RESET: u32 = 10;
+    /// `net:netif_receive_skb_entry`: entry of the `netif_receive_skb()` API.
+    pub const NETIF_RECEIVE_SKB_ENTRY: u32 = 11;
+    /// `net:napi_gro_receive_entry`: a driver passes the skb to GRO.
+    pub const NAPI_GRO_RECEIVE_ENTRY: u32 = 12;
+    /// `sock:inet_sock_set_state`: a socket whose ports match the tracked
+    /// skb this CPU is processing changed TCP state because of it (old
+    /// state in `aux[0]`, new in `aux[1]`).
+    pub const INET_SOCK_SET_STATE: u32 = 13;
+    /// Not a tracepoint: the harness's `tc_observer` classifier, attached
+    /// ahead of a scenario's tc programs, saw the skb inside
+    /// `tcf_classify` (before those programs ran).
+    pub const TCF_CLASSIFY: u32 = 14;
+    /// Not a tracepoint: a kprobe on a kernel function that takes the
+    /// tracked skb (the function-level backend); `location` holds the
+    /// probed address, which names the function.
+    pub const FUNCTION: u32 = 15;
+    /// Number of hooks.
+    pub const COUNT: usize = 16;
+}
+
+/// Tracepoint names, indexed by the constants in [`hook`].
+pub const HOOK_NAMES: [&str; hook::COUNT] = [
+    "netif_receive_skb",
+    "netif_rx",
+    "net_dev_queue",
+    "net_dev_start_xmit",
+    "net_dev_xmit",
+    "kfree_skb",
+    "consume_skb",
+    "skb_copy_datagram_iovec",
+    "icmp_send",
+    "fib_table_lookup",
+    "tcp_send_reset",
+    "netif_receive_skb_entry",
+    "napi_gro_receive_entry",
+    "inet_sock_set_state",
+    "tcf_classify",
+    "function",
+];
+
+/// Kprobe programs of the function-level backend: `KPROBE_PROGRAMS[i]`
+/// reads the skb from argument `i` (x86-64 passes five in registers).
+pub const KPROBE_PROGRAMS: [&str; 5] = [
+    "kprobe_skb_arg0",
+    "kprobe_skb_arg1",
+    "kprobe_skb_arg2",
+    "kprobe_skb_arg3",
+    "kprobe_skb_arg4",
+];
+
+/// `Event::reason` when the kernel's tracepoint passes none (kfree_skb
+/// before 5.17, tcp_send_reset before 6.10).
+pub const REASON_UNKNOWN: u32 = u32::MAX;
+
+/// A tracer program: the hook it reports as, its name in the object, and
+/// how many tracepoint arguments it reads. A hook may have several, richest
+/// first; the loader takes the first whose `args` the running kernel's
+/// prototype (`btf_trace_<hook>` in BTF) provides, since a `tp_btf` program
+/// may not read past the last argument.
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    /// One of [`hook`].
+    pub hook: u32,
+    /// The program's symbol in the tracer object.
+    pub name: &'static str,
+    /// Tracepoint arguments it reads.
+    pub args: usize,
+}
+
+const fn prog(hook: u32, name: &'static str, args: usize) -> Program {
+    Program { hook, name, args }
+}
+
+/// Every tracepoint program, grouped by hook, richest variant first.
+pub const PROGRAMS: [Program; 17] = [
+    prog(hook::NETIF_RECEIVE_SKB, "netif_receive_skb", 1),
+    prog(hook::NETIF_RX, "netif_rx", 1),
+    prog(hook::NET_DEV_QUEUE, "net_dev_queue", 1),
+    prog(hook::NET_DEV_START_XMIT, "net_dev_start_xmit", 2),
+    prog(hook::NET_DEV_XMIT, "net_dev_xmit", 3),
+    // (skb, location, reason[, rx_sk]) from 5.17; (skb, location) before.
+    prog(hook::KFREE_SKB, "kfree_skb", 3),
+    prog(hook::KFREE_SKB, "kfree_skb_noreason", 2),
+    // (skb, location) from 6.3; (skb) before.
+    prog(hook::CONSUME_SKB, "consume_skb", 2),
+    prog(hook::CONSUME_SKB, "consume_skb_noloc", 1),
+    prog(hook::SKB_COPY_DATAGRAM_IOVEC, "skb_copy_datagram_iovec", 2),
+    prog(hook::ICMP_SEND, "icmp_send", 3),
+    prog(hook::FIB_TABLE_LOOKUP, "fib_table_lookup", 4),
+    // (sk, skb, reason) from 6.10; (sk, skb) before.
+    prog(hook::TCP_SEND_RESET, "tcp_send_reset", 3),
+    prog(hook::TCP_SEND_RESET, "tcp_send_reset_noreason", 2),
+    prog(hook::NETIF_RECEIVE_SKB_ENTRY, "netif_receive_skb_entry", 1),
+    prog(hook::NAPI_GRO_RECEIVE_ENTRY, "napi_gro_receive_entry", 1),
+    prog(hook::INET_SOCK_SET_STATE, "inet_sock_set_state", 3),
+];
+
+/// One observation of a tracked skb at a hook.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// Kernel address of the `struct sk_buff`.
+    pub skb: u64,
+    /// kfree_skb/consume_skb: the address the free was called from.
+    pub location: u64,
+    /// One of [`hook`].
+    pub hook: u32,
+    /// CPU the event fired on.
+    pub cpu: u32,
+    /// Thread group id of the current task.
+    pub pid: u32,
+    /// Inode of the network namespace of the skb's device (or socket).
+    pub netns: u32,
+    /// `skb->dev->ifindex` (or the hook's device), 0 when none.
+    pub ifindex: u32,
+    /// `skb->mark`.
+    pub mark: u32,
+    /// `skb->len`.
+    pub len: u32,
+    /// kfree_skb: `enum skb_drop_reason`; tcp_send_reset: `enum sk_rst_reason`.
+    pub reason: u32,
+    /// Hook-specific values, see [`hook`].
+    pub aux: [i32; 3],
+    /// 4, 6, or 0 when the packet is not IP.
+    pub family: u8,
+    /// IP protocol / IPv6 next header.
+    pub l4proto: u8,
+    /// TCP flags byte (FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 ...).
+    pub tcp_flags: u8,
+    /// IPv4 TTL / IPv6 hop limit.
+    pub ttl: u8,
+    /// Source address (IPv4 in the first 4 bytes), network order.
+    pub saddr: [u8; 16],
+    /// Destination address (IPv4 in the first 4 bytes), network order.
+    pub daddr: [u8; 16],
+    /// TCP/UDP source port, host order.
+    pub sport: u16,
+    /// TCP/UDP destination port, host order.
+    pub dport: u16,
+    /// ICMP/ICMPv6 type.
+    pub icmp_type: u8,
+    /// ICMP/ICMPv6 code.
+    pub icmp_code: u8,
+    /// ICMP echo identifier, host order.
+    pub icmp_id: u16,
+    /// IPv4 header checksum as carried, host order.
+    pub ip_csum: u16,
+    /// Padding, always zero.
+    pub _pad: u16,
+    /// The run (scenario registration) the event belongs to: userspace
+    /// routes events by it. 0 for a tracer serving one watcher.
+    pub run: u32,
+    /// TCP sequence number, host order.
+    pub tcp_seq: u32,
+    /// fib_table_lookup: the looked-up flow's source, network order.
+    pub flow_saddr: [u8; 4],
+    /// fib_table_lookup: the looked-up flow's destination, network order.
+    pub flow_daddr: [u8; 4],
+    /// Bytes of `stack` filled by `bpf_get_stack`, or a negative errno.
+    pub stack_bytes: i32,
+    /// `comm` of the current task.
+    pub comm: [u8; 16],
+    /// Length of the IP packet (from its header), 0 when not IP.
+    pub ip_len: u32,
+    /// Bytes of `pkt` that hold packet data.
+    pub pkt_len: u32,
+    /// The packet from its network header (IPv4/IPv6), for pcap output.
+    pub pkt: [u8; PKT_CAPTURE],
+    /// Kernel return addresses, innermost first.
+    pub stack: [u64; MAX_STACK_DEPTH],
+}
+
+/// `PacketFilter::flags` bit: `saddr` must match.
+pub const FILTER_SADDR: u8 = 1;
+/// `PacketFilter::flags` bit: `daddr` must match.
+pub const FILTER_DADDR: u8 = 2;
+/// `PacketFilter::flags` bit: also match the reverse direction (replies).
+pub const FILTER_REVERSE: u8 = 4;
+
+/// `PacketFilter::flags` bit: match ICMP/ICMPv6 *errors* (destination
+/// unreachable, time exceeded, parameter problem, packet too big) sent to
+/// `daddr`, instead of a 5-tuple.
+pub const FILTER_ICMP_ERROR: u8 = 8;
+
+/// Whether an ICMP (proto 1) or ICMPv6 (proto 58) type is an error message.
+#[inline(always)]
+pub fn is_icmp_error(l4proto: u8, icmp_type: u8) -> bool {
+    match l4proto {
+        1 => icmp_type == 3 || icmp_type == 11 || icmp_type == 12,
+        58 => (1..=4).contains(&icmp_type),
+        _ => false,
+    }
+}
+
+/// Selects the packets to start tracking. Zero fields are wildcards.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PacketFilter {
+    /// 4 or 6; 0 matches both.
+    pub family: u8,
+    /// IP protocol; 0 matches any.
+    pub l4proto: u8,
+    /// `FILTER_*` bits.
+    pub flags: u8,
+    /// Padding, always zero.
+    pub _pad: u8,
+    /// Source port, host order; 0 matches any.
+    pub sport: u16,
+    /// Destination port, host order; 0 matches any.
+    pub dport: u16,
+    /// Source address, network order (IPv4 in the first 4 bytes).
+    pub saddr: [u8; 16],
+    /// Destination address, network order (IPv4 in the first 4 bytes).
+    pub daddr: [u8; 16],
+}
+
+/// Kernel struct field offsets, in bytes, read from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Offsets {
+    /// `sk_buff.len`
+    pub skb_len: u32,
+    /// `sk_buff.mark`
+    pub skb_mark: u32,
+    /// `sk_buff.dev`
+    pub skb_dev: u32,
+    /// `sk_buff.sk`
+    pub skb_sk: u32,
+    /// `sk_buff.head`
+    pub skb_head: u32,
+    /// `sk_buff.network_header`
+    pub skb_network_header: u32,
+    /// `sk_buff.protocol`
+    pub skb_protocol: u32,
+    /// `net_device.ifindex`
+    pub dev_ifindex: u32,
+    /// `net_device.nd_net` (a `possible_net_t` whose first member is the pointer)
+    pub dev_nd_net: u32,
+    /// `net.ns.inum`
+    pub net_ns_inum: u32,
+    /// `sock.__sk_common.skc_net`
+    pub sock_net: u32,
+    /// `flowi4.saddr`
+    pub flowi4_saddr: u32,
+    /// `flowi4.daddr`
+    pub flowi4_daddr: u32,
+    /// `fib_nh_common.nhc_dev`
+    pub nhc_dev: u32,
+    /// `sock.__sk_common.skc_num` (local port, host order)
+    pub sock_num: u32,
+    /// `sock.__sk_common.skc_dport` (remote port, network order)
+    pub sock_dport: u32,
+    /// `flowi4.__fl_common.flowic_iif` (input ifindex; 1 for output lookups)
+    pub flowi4_iif: u32,
+    /// `sk_buff.skb_iif` (the device it arrived on; kept by clones)
+    pub skb_iif: u32,
+}
+
+/// A watched namespace's owner: the value of the NETNS map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// The run (a scenario's registration; never reused in a process).
+    pub run: u32,
+    /// Its filter bank: FILTERS entries `bank * MAX_FILTERS ..`, and the
+    /// count in `BANK_FILTERS[bank]` (0 tracks every IP skb).
+    pub bank: u32,
+}
+
+/// What the tracer remembers about a tracked skb, to notice when its
+/// address has been reused by an unrelated packet (some frees have no
+/// tracepoint, e.g. TCP's `__kfree_skb`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Tracked {
+    /// Namespace of the last event.
+    pub netns: u32,
+    /// 4 or 6.
+    pub family: u8,
+    /// IP protocol.
+    pub l4proto: u8,
+    /// 1 when the last event saw a tunnel packet (see [`is_tunnel`]).
+    pub tunnel: u8,
+    /// Padding, always zero.
+    pub _pad: u8,
+    /// The run that tracks it (see [`Watch`]).
+    pub run: u32,
+    /// Device of the last event that had one: TCP, raw and UDP sockets
+    /// clear `skb->dev` once they own the skb, and later events still
+    /// belong where the packet arrived.
+    pub ifindex: u32,
+    /// Source address at the last event.
+    pub saddr: [u8; 16],
+    /// Destination address at the last event.
+    pub daddr: [u8; 16],
+}
+
+/// Whether a packet is a tunnel's outer packet: encapsulation and
+/// decapsulation change an skb's protocol and addresses without making it
+/// another skb. UDP ports of VXLAN (4789, 8472), Geneve (6081), VXLAN-GPE
+/// (4790); IP protocols IPIP (4), IPv6-in-IPv4 (41), GRE (47).
+#[inline(always)]
+pub fn is_tunnel(l4proto: u8, sport: u16, dport: u16) -> bool {
+    const PORTS: [u16; 4] = [4789, 8472, 6081, 4790];
+    match l4proto {
+        4 | 41 | 47 => true,
+        17 => PORTS.contains(&dport) || PORTS.contains(&sport),
+        _ => false,
+    }
+}
+
+/// `TracerConfig::flags` bit: only trace skbs whose netns is in the NETNS map.
+pub const CONFIG_FILTER_NETNS: u32 = 1;
+/// `TracerConfig::flags` bit: capture the kernel stack at each event.
+pub const CONFIG_STACKS: u32 = 2;
+
+/// Read-only configuration of one tracer instance, set before load.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct TracerConfig {
+    /// Field offsets for this kernel.
+    pub offsets: Offsets,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
+}
