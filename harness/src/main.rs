@@ -43,6 +43,12 @@ enum Cmd {
         /// Print the timeline and path of passing scenarios too.
         #[arg(short, long)]
         verbose: bool,
+        /// Keep a failing scenario's namespaces up and print how to enter
+        /// them (`ip netns exec` / `nsenter`); on a terminal, Enter tears
+        /// them down, otherwise the next run does. Also
+        /// PKTFATE_PAUSE_ON_FAIL=1, which works under `cargo test` too.
+        #[arg(long)]
+        keep: bool,
         /// Tracer backend: tracepoints, plus kprobes on every function
         /// taking an skb where a scenario requires functions (auto); or
         /// always (kprobe); or never (tracepoint).
@@ -237,11 +243,13 @@ fn main() -> ExitCode {
             output,
             pcap,
             verbose,
+            keep,
             backend,
             max_events,
             allow_path,
             no_commands,
         } => {
+            runner::set_keep_on_failure(keep);
             if let Err(code) = file_policy(&allow_path, no_commands) {
                 return code;
             }
@@ -492,7 +500,7 @@ fn cmd_run(
     let swept = pktfate::teardown::sweep_stale();
     if !swept.is_empty() {
         eprintln!(
-            "removed {} namespace(s) left by an earlier run that died: {}",
+            "removed {} namespace(s) left by an earlier run (it died, or kept them with --keep): {}",
             swept.len(),
             swept.join(", ")
         );

@@ -239,6 +239,43 @@ pub fn unmet_requirements(s: &Scenario) -> Option<String> {
     None
 }
 
+static KEEP_ON_FAILURE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--keep`: a failing scenario's topology stays up to be explored.
+pub fn set_keep_on_failure(on: bool) {
+    KEEP_ON_FAILURE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn keep_on_failure() -> bool {
+    KEEP_ON_FAILURE.load(std::sync::atomic::Ordering::Relaxed)
+        || std::env::var("PKTFATE_PAUSE_ON_FAIL").is_ok_and(|v| v == "1")
+}
+
+/// Prints how to enter a failed scenario's namespaces. On a terminal it
+/// waits for Enter and hands the topology back for teardown; otherwise
+/// the namespaces outlive the run until the next run sweeps them.
+fn keep_failed(topo: Topology, name: &str) -> Option<Topology> {
+    use std::io::IsTerminal;
+    // One prompt at a time when scenarios run in parallel.
+    static PROMPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = PROMPT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut msg = format!("scenario `{name}` failed; its namespaces are kept up:\n");
+    for c in topo.explore_commands() {
+        msg.push_str(&format!("  {c}\n"));
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("{msg}press Enter to tear them down ");
+        let _ = std::io::stdin().read_line(&mut String::new());
+        Some(topo)
+    } else {
+        eprintln!(
+            "{msg}they stay up after this run; the next `pktfate run` removes them (or `ip netns del NAME`)"
+        );
+        topo.leave_up();
+        None
+    }
+}
+
 /// Runs a validated scenario.
 pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let t_setup = Instant::now();
@@ -257,7 +294,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     s.check_against_kernel(&reasons)
         .map_err(RunError::Scenario)?;
 
-    let mut topo = Topology::build(&s)?;
+    let topo = Topology::build(&s)?;
     // Building may have loaded modules (bridge, vxlan, nf_tables): their
     // functions must be named in this scenario's stacks.
     crate::kallsyms::Kallsyms::refresh();
@@ -347,7 +384,12 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
 
     let t_teardown = Instant::now();
     let names = topo.names.clone();
-    let teardown_problems = topo.teardown();
+    let kept = if keep_on_failure() && !verdict.passed() {
+        keep_failed(topo, &s.name)
+    } else {
+        Some(topo)
+    };
+    let teardown_problems = kept.map(|mut t| t.teardown()).unwrap_or_default();
     let teardown = t_teardown.elapsed();
 
     Ok(Outcome {

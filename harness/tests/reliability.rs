@@ -724,3 +724,62 @@ fn check_refuses_statically_what_run_would_refuse() {
     let out = child.wait_with_output().unwrap();
     assert!(text(&out).contains("not a regular file"), "{}", text(&out));
 }
+
+/// `--keep` (issue 11): a failing scenario's namespaces stay up after the
+/// run with the commands to enter them, and the next run removes them.
+/// Without a terminal nobody can press Enter, so the run must not wait.
+#[test]
+fn keep_leaves_a_failing_topology_up_until_the_next_run() {
+    let _serial = serial();
+    let dir = Scratch::new("rel");
+    // The checksum drop, expected with the wrong reason: the run fails.
+    let good =
+        std::fs::read_to_string(repo().join("scenarios/tun-syn/01-bad-ip-checksum.yaml")).unwrap();
+    assert!(good.contains("reason: IP_CSUM"));
+    let file = dir.0.join("wrong-reason.yaml");
+    std::fs::write(&file, good.replace("reason: IP_CSUM", "reason: NO_SOCKET")).unwrap();
+    let o = bin()
+        .args(["run", "--keep", file.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    let names: Vec<String> = t
+        .lines()
+        .filter_map(|l| l.split("ip netns exec ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "one command per namespace (host, upstream):\n{t}"
+    );
+    for n in &names {
+        let path = Path::new("/run/netns").join(n);
+        assert!(path.exists(), "{n} was torn down despite --keep:\n{t}");
+    }
+    let host = names.iter().find(|n| n.ends_with("-host")).unwrap();
+    let inside = Command::new("ip")
+        .args(["-n", host, "-o", "addr", "show", "dev", "veth0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&inside.stdout).contains("203.0.113.1/24"),
+        "the kept namespace has the scenario's address: {}",
+        text(&inside)
+    );
+    let next = bin()
+        .args(["run", "scenarios/tun-syn/04-no-socket.yaml"])
+        .output()
+        .unwrap();
+    assert!(next.status.success(), "{}", text(&next));
+    for n in &names {
+        assert!(
+            !Path::new("/run/netns").join(n).exists(),
+            "the next run left {n}:\n{}",
+            text(&next)
+        );
+    }
+}

@@ -626,6 +626,32 @@ impl Topology {
         Ok(())
     }
 
+    /// A shell in each namespace, to look around a kept topology.
+    pub fn explore_commands(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}: ip netns exec {} bash   (or: nsenter --net={} bash)",
+                    h.name,
+                    h.real,
+                    h.path().display()
+                )
+            })
+            .collect()
+    }
+
+    /// Leaves the namespaces up when this process exits (tun/tap devices
+    /// and listening sockets close with it); the next `pktfate run` or
+    /// `cargo test` of pktfate scenarios removes them, as it removes those
+    /// of a run that died.
+    pub fn leave_up(mut self) {
+        for h in &self.namespaces {
+            teardown::release(&h.real);
+        }
+        self.torn_down = true;
+    }
+
     /// The handle of a scenario namespace (validated names only).
     pub fn handle(&self, name: &str) -> &NetnsHandle {
         self.namespaces
