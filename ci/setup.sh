@@ -11,11 +11,16 @@ NIGHTLY="${PKTFATE_NIGHTLY:-nightly}"
 LLVM_PREFIX_DIR="${PKTFATE_LLVM_PREFIX:-/opt/pktfate-llvm}"
 BPF_LINKER_VERSION="0.13.0"
 
-# 1. Debian packages the harness shells out to (ip, nft, tc) or tests use.
+# 1. Debian packages the harness shells out to (ip, nft, tc, iptables-restore,
+# CNI plugins) or tests use.
 need_pkgs=()
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
+# Scenarios may give iptables-save rulesets (iptables-restore, nft backend)
+# and set namespaces up with the reference CNI plugins (bridge, portmap ...).
+command -v iptables-restore >/dev/null 2>&1 || need_pkgs+=(iptables)
+[ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
 # The reliability tests check with strace that no /tmp file is created unsafely.
 command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
 # ci/bench compares pktfate with the by-hand way, which uses bpftrace.

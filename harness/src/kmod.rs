@@ -174,7 +174,8 @@ pub fn for_scenario(s: &Scenario) -> Vec<&'static str> {
                 LinkKind::Vxlan { .. } => "vxlan",
             });
         }
-        if ns.nft.is_some() {
+        // iptables-restore is iptables-nft on the distributions we run on.
+        if ns.nft.is_some() || ns.iptables.is_some() || ns.ip6tables.is_some() {
             out.push("nf_tables");
         }
         if ns.tc.iter().any(|t| matches!(t, TcSpec::Program { .. })) {

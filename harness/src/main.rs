@@ -49,6 +49,11 @@ enum Cmd {
         /// PKTFATE_PAUSE_ON_FAIL=1, which works under `cargo test` too.
         #[arg(long)]
         keep: bool,
+        /// Directories (colon-separated) holding CNI plugins, for scenarios
+        /// with `cni:` (default: CNI_PATH, else
+        /// /opt/cni/bin:/usr/lib/cni:/usr/libexec/cni).
+        #[arg(long, value_name = "DIRS")]
+        cni_path: Option<String>,
         /// Tracer backend: tracepoints, plus kprobes on every function
         /// taking an skb where a scenario requires functions (auto); or
         /// always (kprobe); or never (tracepoint).
@@ -244,12 +249,16 @@ fn main() -> ExitCode {
             pcap,
             verbose,
             keep,
+            cni_path,
             backend,
             max_events,
             allow_path,
             no_commands,
         } => {
             runner::set_keep_on_failure(keep);
+            if let Some(p) = &cni_path {
+                pktfate::topology::set_cni_path(p);
+            }
             if let Err(code) = file_policy(&allow_path, no_commands) {
                 return code;
             }

@@ -126,6 +126,11 @@ mod raw {
         pub neighbors: Vec<Neighbor>,
         pub nft: Option<S>,
         pub nft_file: Option<S>,
+        pub iptables: Option<S>,
+        pub iptables_file: Option<S>,
+        pub ip6tables: Option<S>,
+        pub ip6tables_file: Option<S>,
+        pub cni: Option<Cni>,
         #[serde(default)]
         pub tc: Vec<Tc>,
         #[serde(default)]
@@ -145,6 +150,18 @@ mod raw {
         pub table: Option<Spanned<u32>>,
         pub priority: Option<Spanned<u32>>,
         pub action: Option<S>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Cni {
+        pub node: S,
+        pub conflist: S,
+        pub ifname: Option<S>,
+        #[serde(default)]
+        pub args: HashMap<S, S>,
+        pub capabilities: Option<serde_json::Value>,
+        pub check: Option<Spanned<bool>>,
     }
 
     #[derive(Deserialize)]
@@ -402,7 +419,14 @@ pub struct Namespace {
     /// Static neighbour entries.
     pub neighbors: Vec<Neighbor>,
     /// nftables ruleset, applied with `nft -f` inside the namespace.
-    pub nft: Option<NftRuleset>,
+    pub nft: Option<Ruleset>,
+    /// IPv4 rules in `iptables-save` format, applied with
+    /// `iptables-restore` inside the namespace (after `nft`).
+    pub iptables: Option<Ruleset>,
+    /// IPv6 rules in `ip6tables-save` format (`ip6tables-restore`).
+    pub ip6tables: Option<Ruleset>,
+    /// Set up by CNI plugins, as a pod of a scenario node namespace.
+    pub cni: Option<CniAttachment>,
     /// tc programs and commands.
     pub tc: Vec<TcSpec>,
     /// Sockets the harness listens on.
@@ -460,9 +484,33 @@ pub struct Neighbor {
     pub at: Option<Location>,
 }
 
-/// An nftables ruleset and where its text came from (for error lines).
+/// A namespace attached to a network by CNI plugins (spec 1.0), as a
+/// container runtime would: the plugins run inside the `node` namespace
+/// with `CNI_NETNS` pointing at this one.
 #[derive(Debug, Clone)]
-pub struct NftRuleset {
+pub struct CniAttachment {
+    /// The scenario namespace the plugins run in (the "host" side).
+    pub node: String,
+    /// The configuration list (`cniVersion`, `name`, `plugins`).
+    pub conflist: serde_json::Value,
+    /// The file it was read from.
+    pub conflist_file: PathBuf,
+    /// `CNI_IFNAME` (default `eth0`).
+    pub ifname: String,
+    /// `CNI_ARGS` pairs.
+    pub args: Vec<(String, String)>,
+    /// `runtimeConfig`, given to each plugin for the capabilities it declares.
+    pub capabilities: serde_json::Map<String, serde_json::Value>,
+    /// Run CHECK after ADD.
+    pub check: bool,
+    /// Where the `cni:` entry is written.
+    pub at: Option<Location>,
+}
+
+/// A ruleset (nft, iptables-save format) and where its text came from,
+/// so the tool's error lines map back to the scenario or the file.
+#[derive(Debug, Clone)]
+pub struct Ruleset {
     /// The ruleset.
     pub text: String,
     /// The file the text is in.
@@ -1056,6 +1104,174 @@ const MAX_MESSAGE_CHARS: usize = 400;
 /// Default time to wait for every tracked skb's fate.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The devices CNI plugins of `conflist` make in the node that a scenario
+/// can name: the bridge plugin's bridge (`cni0` unless set).
+fn cni_node_devices(conflist: &serde_json::Value) -> Vec<String> {
+    conflist["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["type"] == "bridge")
+        .map(|p| p["bridge"].as_str().unwrap_or("cni0").to_string())
+        .collect()
+}
+
+/// YAML scalars reach serde as strings; `runtimeConfig` wants JSON
+/// numbers and booleans where they look like them (`hostPort: 8080`).
+fn json_scalars(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as V;
+    match v {
+        V::String(s) => match (s.parse::<i64>(), s.as_str()) {
+            (Ok(n), _) => V::from(n),
+            (_, "true") => V::Bool(true),
+            (_, "false") => V::Bool(false),
+            _ => V::String(s),
+        },
+        V::Array(a) => V::Array(a.into_iter().map(json_scalars).collect()),
+        V::Object(o) => V::Object(o.into_iter().map(|(k, v)| (k, json_scalars(v))).collect()),
+        other => other,
+    }
+}
+
+/// Validates a `cni:` entry: the node is another scenario namespace, the
+/// conflist a project file holding a CNI configuration list whose plugin
+/// types are plain names (they are looked up in `CNI_PATH`).
+fn cni_attachment(
+    cx: &mut Ctx,
+    pod: &raw::S,
+    c: raw::Cni,
+    ns_names: &[String],
+) -> Option<CniAttachment> {
+    if !ns_names.iter().any(|n| n == c.node.as_str()) || c.node.as_str() == pod.as_str() {
+        cx.err(
+            &c.node,
+            format!(
+                "CNI node `{}` is not another namespace of the scenario",
+                c.node.as_str()
+            ),
+            Some("the plugins run in a scenario namespace, never in the root namespace".into()),
+        );
+    }
+    let rs = ruleset(cx, None, Some(c.conflist.clone()), "conflist")?;
+    let conflist: serde_json::Value = match serde_json::from_str(&rs.text) {
+        Ok(v) => v,
+        Err(e) => {
+            cx.err(
+                &c.conflist,
+                format!("`{}` is not JSON: {e}", c.conflist.as_str()),
+                Some("a CNI configuration list, as in /etc/cni/net.d/*.conflist".into()),
+            );
+            return None;
+        }
+    };
+    let plugins = conflist["plugins"].as_array().cloned().unwrap_or_default();
+    let plain = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let problem = if !conflist["cniVersion"].is_string() || !conflist["name"].is_string() {
+        Some("has no `cniVersion` or `name`".to_string())
+    } else if plugins.is_empty() {
+        Some("has no `plugins`".to_string())
+    } else {
+        plugins
+            .iter()
+            .find(|p| !p["type"].as_str().is_some_and(plain))
+            .map(|p| {
+                format!(
+                    "has a plugin whose `type` is not a plain name: {}",
+                    p["type"]
+                )
+            })
+    };
+    if let Some(p) = problem {
+        cx.err(
+            &c.conflist,
+            format!("CNI configuration list `{}` {p}", c.conflist.as_str()),
+            Some("see the CNI spec's network configuration list format".into()),
+        );
+        return None;
+    }
+    let capabilities = match c.capabilities.map(json_scalars) {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => {
+            cx.err(
+                &c.conflist,
+                "`capabilities` must be a mapping (runtimeConfig)",
+                None,
+            );
+            serde_json::Map::new()
+        }
+    };
+    let mut args: Vec<(String, String)> = c
+        .args
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    args.sort();
+    Some(CniAttachment {
+        node: c.node.to_string(),
+        conflist,
+        conflist_file: rs.file,
+        ifname: c.ifname.map_or_else(|| "eth0".into(), |i| i.to_string()),
+        args,
+        capabilities,
+        check: c.check.is_some_and(|b| *b),
+        at: cx.loc(&c.node),
+    })
+}
+
+/// A ruleset given inline (`key: |`) or by file (`key_file:`), not both.
+fn ruleset(
+    cx: &mut Ctx,
+    inline: Option<raw::S>,
+    file: Option<raw::S>,
+    key: &str,
+) -> Option<Ruleset> {
+    match (inline, file) {
+        (Some(text), None) => {
+            // marked-yaml places a block scalar (`nft: |`) at its first content
+            // line, and a plain one at its own line: either way, line 1 of
+            // the ruleset.
+            let src_line = cx.loc(&text).map_or(1, |l| l.line);
+            Some(Ruleset {
+                text: text.to_string(),
+                file: cx.file.to_path_buf(),
+                first_line: src_line,
+            })
+        }
+        (None, Some(f)) => match crate::project::resolve(cx.file, &f) {
+            Ok(path) => match crate::project::read_text(&path) {
+                Ok(text) => Some(Ruleset {
+                    text,
+                    file: path,
+                    first_line: 1,
+                }),
+                Err(e) => {
+                    cx.err(&f, format!("cannot read `{}`: {e}", clip(&f, 120)), None);
+                    None
+                }
+            },
+            Err(refusal) => {
+                let (msg, hint) = file_refusal(&f, &refusal);
+                cx.err(&f, msg, Some(hint));
+                None
+            }
+        },
+        (Some(t), Some(_)) => {
+            cx.err(
+                &t,
+                format!("give `{key}` (inline) or `{key}_file`, not both"),
+                None,
+            );
+            None
+        }
+        (None, None) => None,
+    }
+}
+
 /// `0x10`, `16` or `0x10/0xff`, as `ip rule ... fwmark` takes it.
 fn parse_fwmark(s: &str) -> Option<(u32, Option<u32>)> {
     let num = |t: &str| match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
@@ -1519,6 +1735,9 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
         for l in &ns.links {
             set.insert(l.name.to_string());
         }
+        if let Some(c) = &ns.cni {
+            set.insert(c.ifname.as_ref().map_or("eth0", |i| i.as_str()).to_string());
+        }
     }
     for (_, ns) in &raw_ns {
         for l in &ns.links {
@@ -1544,6 +1763,14 @@ fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     let mut namespaces = vec![];
     for (n, ns) in raw_ns {
         namespaces.push(validate_ns(cx, &n, ns, &ns_names, &devs));
+    }
+    // The bridge a CNI plugin makes in the node can be named in steps.
+    for ns in &namespaces {
+        if let Some(c) = &ns.cni {
+            if let Some(set) = devs.get_mut(&c.node) {
+                set.extend(cni_node_devices(&c.conflist));
+            }
+        }
     }
 
     // Packets: either top-level inject/expect or a `packets:` list.
@@ -2169,42 +2396,10 @@ fn validate_ns(
         }
     }
 
-    let nft = match (ns.nft, ns.nft_file) {
-        (Some(text), None) => {
-            // marked-yaml places a block scalar (`nft: |`) at its first content
-            // line, and a plain one at its own line: either way, line 1 of
-            // the ruleset.
-            let src_line = cx.loc(&text).map_or(1, |l| l.line);
-            Some(NftRuleset {
-                text: text.to_string(),
-                file: cx.file.to_path_buf(),
-                first_line: src_line,
-            })
-        }
-        (None, Some(f)) => match crate::project::resolve(cx.file, &f) {
-            Ok(path) => match crate::project::read_text(&path) {
-                Ok(text) => Some(NftRuleset {
-                    text,
-                    file: path,
-                    first_line: 1,
-                }),
-                Err(e) => {
-                    cx.err(&f, format!("cannot read `{}`: {e}", clip(&f, 120)), None);
-                    None
-                }
-            },
-            Err(refusal) => {
-                let (msg, hint) = file_refusal(&f, &refusal);
-                cx.err(&f, msg, Some(hint));
-                None
-            }
-        },
-        (Some(t), Some(_)) => {
-            cx.err(&t, "give `nft` (inline) or `nft_file`, not both", None);
-            None
-        }
-        (None, None) => None,
-    };
+    let cni = ns.cni.and_then(|c| cni_attachment(cx, name, c, ns_names));
+    let nft = ruleset(cx, ns.nft, ns.nft_file, "nft");
+    let iptables = ruleset(cx, ns.iptables, ns.iptables_file, "iptables");
+    let ip6tables = ruleset(cx, ns.ip6tables, ns.ip6tables_file, "ip6tables");
 
     let mut tc = vec![];
     for t in ns.tc {
@@ -2346,6 +2541,9 @@ fn validate_ns(
         rules,
         neighbors,
         nft,
+        iptables,
+        ip6tables,
+        cni,
         tc,
         listen,
         run: ns
@@ -3029,6 +3227,57 @@ expect:
 
     fn first_err(s: &str) -> ScenarioError {
         parse(s).unwrap_err().remove(0)
+    }
+
+    #[test]
+    fn a_cni_entry_needs_another_scenario_namespace_and_a_conflist() {
+        let dir = std::env::temp_dir().join(format!("pf-cni-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pktfate.toml"), "").unwrap();
+        std::fs::write(
+            dir.join("ok.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge","bridge":"br7"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("evil.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../../bin/sh"}]}"#,
+        )
+        .unwrap();
+        let file = dir.join("s.yaml");
+        let yaml = |cni: &str| {
+            format!(
+                "namespaces:\n  node: {{}}\n  pod:\n    cni: {cni}\ninject:\n  socket: {{ from: pod, proto: udp, to: 192.0.2.9, port: 9 }}\nexpect:\n  fate: dropped\n  path: [net_dev_start_xmit@node/br7, netif_receive_skb@pod/eth0]\n"
+            )
+        };
+        let s = Scenario::parse(
+            &file,
+            &yaml("{ node: node, conflist: ok.conflist, args: { A: b } }"),
+        )
+        .unwrap();
+        let c = s.namespace("pod").unwrap().cni.clone().unwrap();
+        assert_eq!((c.node.as_str(), c.ifname.as_str()), ("node", "eth0"));
+        assert_eq!(c.args, vec![("A".to_string(), "b".to_string())]);
+        for (cni, want) in [
+            (
+                "{ node: pod, conflist: ok.conflist }",
+                "not another namespace",
+            ),
+            (
+                "{ node: nowhere, conflist: ok.conflist }",
+                "not another namespace",
+            ),
+            (
+                "{ node: node, conflist: evil.conflist }",
+                "not a plain name",
+            ),
+            ("{ node: node, conflist: missing.conflist }", "no file"),
+        ] {
+            let e = Scenario::parse(&file, &yaml(cni)).unwrap_err().remove(0);
+            assert!(e.msg.contains(want), "{cni}: {e}");
+            assert_eq!(e.loc.map(|l| l.line), Some(4), "{cni}: {}", e.msg);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -18,6 +18,50 @@ use std::sync::{Mutex, Once};
 
 static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+/// Private directories (CNI IPAM state) this process still owns.
+static DIRS: Mutex<BTreeSet<std::path::PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Prefix of the private directories runs make under the temp dir; the
+/// owner's pid follows, so a later run can sweep those of a dead one.
+pub const DIR_PREFIX: &str = "pktfate-run-";
+
+/// Creates a directory only this user can enter, with a name nobody can
+/// predict (mkdtemp: `<parent>/<prefix>XXXXXX`).
+pub fn mkdtemp(parent: &std::path::Path, prefix: &str) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(parent)?;
+    let mut bytes = parent
+        .join(format!("{prefix}XXXXXX"))
+        .into_os_string()
+        .into_encoded_bytes();
+    bytes.push(0);
+    // SAFETY: a NUL-terminated, writable template, as mkdtemp requires.
+    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(std::io::Error::last_os_error());
+    }
+    bytes.pop();
+    Ok(std::path::PathBuf::from(
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
+}
+
+/// A private directory for a run's own state, removed by
+/// [`remove_private_dir`], by the signal handler, or (after SIGKILL) by
+/// the next run's sweep.
+pub fn private_dir() -> std::io::Result<std::path::PathBuf> {
+    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    let d = mkdtemp(&std::env::temp_dir(), &format!("{DIR_PREFIX}{pid}-"))?;
+    dirs.insert(d.clone());
+    Ok(d)
+}
+
+/// Removes a directory made by [`private_dir`].
+pub fn remove_private_dir(d: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(d);
+    DIRS.lock().unwrap_or_else(|e| e.into_inner()).remove(d);
+}
+
 /// Set once a terminating signal arrived: nothing new is created.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
@@ -83,6 +127,9 @@ pub fn install_interrupt_handler() {
                     let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
                     for n in live.iter() {
                         let _ = delete_netns(n);
+                    }
+                    for d in DIRS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        let _ = std::fs::remove_dir_all(d);
                     }
                     eprintln!(
                         "pktfate: {}; removed {} namespace(s)",
@@ -150,6 +197,26 @@ pub fn sweep_stale() -> Vec<String> {
         }
         if delete_netns(&name).is_ok() {
             removed.push(name);
+        }
+    }
+    // Private directories of runs that died.
+    if let Ok(tmp) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in tmp.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(DIR_PREFIX) else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let owned = entry.metadata().is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                m.is_dir() && m.uid() == unsafe { libc::geteuid() }
+            });
+            if owned && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
     removed

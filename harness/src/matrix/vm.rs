@@ -71,21 +71,8 @@ impl Drop for PrivateDir {
 /// Creates a directory only this user can enter, with a name nobody can
 /// predict (mkdtemp), and returns its path.
 fn private_dir(parent: &Path) -> Result<PathBuf, MatrixError> {
-    std::fs::create_dir_all(parent).map_err(|e| MatrixError::Io(e.to_string()))?;
-    let template = parent.join("run-XXXXXX");
-    let mut bytes = template.as_os_str().as_encoded_bytes().to_vec();
-    bytes.push(0);
-    // SAFETY: a NUL-terminated, writable template, as mkdtemp requires.
-    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-    if p.is_null() {
-        return Err(MatrixError::Io(format!(
-            "mkdtemp in {}: {}",
-            parent.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    bytes.pop();
-    Ok(PathBuf::from(String::from_utf8_lossy(&bytes).into_owned()))
+    crate::teardown::mkdtemp(parent, "run-")
+        .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", parent.display())))
 }
 
 fn quote(s: &str) -> String {

@@ -21,16 +21,17 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod addr;
+mod cni;
 mod link;
 mod route;
 mod rtnl;
 
 use crate::netns;
-use crate::scenario::{
-    Link, LinkKind, Listener, Location, NftRuleset, Scenario, SockProto, TcSpec,
-};
+use crate::scenario::{Link, LinkKind, Listener, Location, Ruleset, Scenario, SockProto, TcSpec};
 use crate::teardown;
 use rtnl::Rtnl;
+
+pub use cni::{DEFAULT_CNI_PATH, cni_path, set_cni_path};
 
 /// Errors building a topology.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +47,12 @@ pub enum TopologyError {
     /// A tool is missing.
     #[error("`{0}` is not installed")]
     MissingTool(String),
-    /// nft rejected a ruleset; the location is in the scenario or fixture.
-    #[error("{file}:{line}:{col}: nft: {msg}")]
-    Nft {
+    /// nft or iptables-restore rejected a ruleset; the location is in the
+    /// scenario or the ruleset file.
+    #[error("{file}:{line}:{col}: {tool}: {msg}")]
+    Ruleset {
+        /// `nft`, `iptables-restore` or `ip6tables-restore`.
+        tool: &'static str,
         /// File holding the ruleset text.
         file: String,
         /// Line in that file.
@@ -82,6 +86,16 @@ pub enum TopologyError {
         /// The kernel's error.
         source: std::io::Error,
     },
+    /// A CNI plugin failed.
+    #[error("{}{what} failed: {msg}", located(.at))]
+    Cni {
+        /// The scenario's `cni:` entry.
+        at: Option<Location>,
+        /// `CNI ADD of plugin `bridge` for `pod-a``.
+        what: String,
+        /// The plugin's error.
+        msg: String,
+    },
     /// A signal arrived while building; the handler removes what exists.
     #[error("interrupted while building the topology")]
     Interrupted,
@@ -105,13 +119,22 @@ impl TopologyError {
             TopologyError::MissingTool(t) if t == "nft" => {
                 Some("install nftables (bash ci/setup.sh does)".into())
             }
-            TopologyError::Nft { .. } => {
+            TopologyError::Ruleset { tool: "nft", .. } => {
                 Some("the position is where nft stopped reading; see nft(8) for the syntax".into())
+            }
+            TopologyError::Ruleset { tool, .. } => Some(format!(
+                "the line is the one {tool} refused; the text is in iptables-save format (see {tool}(8))"
+            )),
+            TopologyError::MissingTool(t) if t.contains("tables-restore") => {
+                Some("install iptables (bash ci/setup.sh does)".into())
             }
             TopologyError::TcProgram { msg, .. } if msg.contains("verifier") => {
                 Some("the fixture program was rejected by this kernel's verifier".into())
             }
             TopologyError::Netlink { source, .. } => netlink_hint(source),
+            TopologyError::Cni { msg, .. } if msg.starts_with("no plugin") => Some(
+                "install the reference plugins (Debian: containernetworking-plugins; bash ci/setup.sh does) or point --cni-path / CNI_PATH at yours".into(),
+            ),
             TopologyError::Command { stderr, .. } if stderr.contains("Operation not permitted") => {
                 Some("run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)".into())
             }
@@ -240,6 +263,8 @@ pub struct Topology {
     pub peers: HashMap<(String, String), (String, String)>,
     /// Listening sockets, by namespace.
     listeners: Vec<(String, SockProto, OwnedFd)>,
+    /// Namespaces attached by CNI plugins (DEL at teardown).
+    cni: cni::Cni,
     torn_down: bool,
 }
 
@@ -320,22 +345,29 @@ fn open_tap(ns: &NetnsHandle, name: &str, tap: bool) -> Result<OwnedFd, Topology
 /// fed on stdin: no file is written, so nothing can be swapped or
 /// followed. Every location in nft's errors is rewritten to point into the
 /// scenario or ruleset file.
-fn apply_nft(ns: &NetnsHandle, rs: &NftRuleset) -> Result<(), TopologyError> {
+/// Feeds a ruleset to `tool args` on stdin, run as a child of a thread
+/// inside the namespace: it inherits that thread's namespace (no
+/// `ip netns exec`, no /sys remount, no file on disk). Returns the tool's
+/// stderr when it refuses.
+fn restore(
+    ns: &NetnsHandle,
+    tool: &'static str,
+    args: &'static [&'static str],
+    rs: &Ruleset,
+) -> Result<Option<String>, TopologyError> {
     use std::io::Write;
     let text = rs.text.clone();
-    // nft runs as a child of a thread inside the namespace: it inherits
-    // that thread's namespace (no `ip netns exec`, no /sys remount).
     let out = netns::run_in(
         &ns.path(),
         move || -> std::io::Result<std::process::Output> {
-            let mut child = Command::new("nft")
-                .args(["-f", "-"])
+            let mut child = Command::new(tool)
+                .args(args)
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()?;
             if let Some(mut stdin) = child.stdin.take() {
-                // A ruleset nft stops reading early still gets its verdict.
+                // A ruleset the tool stops reading early still gets its verdict.
                 let _ = stdin.write_all(text.as_bytes());
             }
             child.wait_with_output()
@@ -344,25 +376,62 @@ fn apply_nft(ns: &NetnsHandle, rs: &NftRuleset) -> Result<(), TopologyError> {
     .and_then(|r| r)
     .map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            TopologyError::MissingTool("nft".into())
+            TopologyError::MissingTool(tool.into())
         } else {
             TopologyError::Io {
-                what: format!("running nft in namespace `{}`", ns.name),
+                what: format!("running {tool} in namespace `{}`", ns.name),
                 source: e,
             }
         }
     })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(None);
     }
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    Err(nft_error(rs, &stderr))
+    Ok(Some(
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    ))
 }
 
-/// nft's complaint about `rs`, each `<input>:<line>:<from>-<to>:` of it
-/// rewritten as the ruleset's own file:line:col; the first is the error's
-/// location.
-fn nft_error(rs: &NftRuleset, stderr: &str) -> TopologyError {
+fn apply_nft(ns: &NetnsHandle, rs: &Ruleset) -> Result<(), TopologyError> {
+    match restore(ns, "nft", &["-f", "-"], rs)? {
+        None => Ok(()),
+        Some(stderr) => Err(nft_error(rs, &stderr)),
+    }
+}
+
+/// Applies iptables-save text; `--noflush` keeps what nft or an earlier
+/// table made, as adding rules would.
+fn apply_iptables(ns: &NetnsHandle, rs: &Ruleset, v6: bool) -> Result<(), TopologyError> {
+    let tool = if v6 {
+        "ip6tables-restore"
+    } else {
+        "iptables-restore"
+    };
+    match restore(ns, tool, &["--noflush"], rs)? {
+        None => Ok(()),
+        Some(stderr) => Err(iptables_error(tool, rs, &stderr)),
+    }
+}
+
+/// iptables-restore names the failing line as `line N failed` or
+/// `Error occurred at line: N`; line N of the text is a line of the
+/// scenario or the ruleset file.
+fn iptables_error(tool: &'static str, rs: &Ruleset, stderr: &str) -> TopologyError {
+    let re = regex::Regex::new(r"line:? (\d+)").expect("valid regex");
+    let n = re
+        .captures(stderr)
+        .and_then(|c| c[1].parse::<usize>().ok())
+        .unwrap_or(1);
+    TopologyError::Ruleset {
+        tool,
+        file: rs.file.display().to_string(),
+        line: rs.first_line + n.max(1) - 1,
+        col: 1,
+        msg: crate::text::clip(stderr, 4000),
+    }
+}
+
+fn nft_error(rs: &Ruleset, stderr: &str) -> TopologyError {
     let re = regex::Regex::new(r"(?m)^(?:/dev/stdin|-|<cmdline>):(\d+):(\d+)(?:-\d+)?: ")
         .expect("valid regex");
     let file = rs.file.display().to_string();
@@ -388,7 +457,8 @@ fn nft_error(rs: &NftRuleset, stderr: &str) -> TopologyError {
     }
     msg.push_str(&stderr[last..]);
     let (line, col) = first.unwrap_or((rs.first_line, 1));
-    TopologyError::Nft {
+    TopologyError::Ruleset {
+        tool: "nft",
         file,
         line,
         col,
@@ -442,6 +512,7 @@ impl Topology {
             macs: HashMap::new(),
             peers: HashMap::new(),
             listeners: vec![],
+            cni: cni::Cni::default(),
             torn_down: false,
         };
         // On error, `topo` is dropped and removes what was made so far.
@@ -564,6 +635,34 @@ impl Topology {
             }
         }
 
+        // CNI plugins attach pods once the node's own links are up, as on
+        // a real node; the scenario's rulesets and listeners come after.
+        let mut cni_made: Vec<(&str, Vec<u32>)> = vec![];
+        for ns in &s.namespaces {
+            if let Some(c) = &ns.cni {
+                let node = self.handle(&c.node).clone();
+                let pod = self.handle(&ns.name).clone();
+                for n in [c.node.as_str(), ns.name.as_str()] {
+                    if !cni_made.iter().any(|(m, _)| *m == n) {
+                        let had = rtnl.links(n, None)?.iter().map(|l| l.index).collect();
+                        cni_made.push((n, had));
+                    }
+                }
+                self.cni.add(&node, &pod, c)?;
+            }
+        }
+        // The plugins bring veth ends up one after the other, like us: wait
+        // for the kernel to activate those that got their carrier late.
+        for (ns, had) in cni_made {
+            let late: Vec<u32> = rtnl
+                .links(ns, None)?
+                .into_iter()
+                .filter(|l| !had.contains(&l.index) && l.pair_or_bridge && l.lower_up)
+                .map(|l| l.index)
+                .collect();
+            rtnl.wait_carrier_work(ns, &late)?;
+        }
+
         for ns in &s.namespaces {
             let h = self.handle(&ns.name).clone();
             for r in &ns.rules {
@@ -574,6 +673,12 @@ impl Topology {
             }
             if let Some(rs) = &ns.nft {
                 apply_nft(&h, rs)?;
+            }
+            if let Some(rs) = &ns.iptables {
+                apply_iptables(&h, rs, false)?;
+            }
+            if let Some(rs) = &ns.ip6tables {
+                apply_iptables(&h, rs, true)?;
             }
             for t in &ns.tc {
                 match t {
@@ -712,11 +817,12 @@ impl Topology {
             return vec![];
         }
         self.torn_down = true;
+        // CNI DEL while the namespaces still exist.
+        let mut problems = self.cni.del_all();
         // Close tun/tap and socket fds first: they hold references to their
         // namespace.
         self.taps.clear();
         self.listeners.clear();
-        let mut problems = vec![];
         for h in self.namespaces.iter().rev() {
             match teardown::delete_netns(&h.real) {
                 Ok(()) => teardown::release(&h.real),
@@ -741,17 +847,18 @@ mod tests {
 
     #[test]
     fn every_nft_error_names_the_scenario_line() {
-        let rs = NftRuleset {
+        let rs = Ruleset {
             text: String::new(),
             file: PathBuf::from("scenarios/fw.yaml"),
             first_line: 20,
         };
         let stderr = "/dev/stdin:4:21-21: Error: syntax error, unexpected newline\n  tcp dport 80 dropx\n                    ^\n/dev/stdin:3:3-5: Error: No symbol type information\n  foo bar\n  ^^^";
-        let TopologyError::Nft {
+        let TopologyError::Ruleset {
             file,
             line,
             col,
             msg,
+            ..
         } = nft_error(&rs, stderr)
         else {
             panic!("not an nft error");
@@ -763,5 +870,31 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains("/dev/stdin"), "{msg}");
+    }
+
+    #[test]
+    fn an_iptables_restore_error_names_the_scenario_line() {
+        let rs = Ruleset {
+            text: String::new(),
+            file: PathBuf::from("scenarios/fw.yaml"),
+            first_line: 30,
+        };
+        // iptables-restore 1.8's two ways of naming the line it refused.
+        for (stderr, n) in [
+            ("iptables-restore: line 4 failed", 4),
+            (
+                "iptables-restore v1.8.9 (nf_tables): unknown option \"--dportx\"\nError occurred at line: 3\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.",
+                3,
+            ),
+        ] {
+            let e = iptables_error("iptables-restore", &rs, stderr);
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "scenarios/fw.yaml:{}:1: iptables-restore: ",
+                    29 + n
+                )),
+                "{e}"
+            );
+        }
     }
 }

@@ -11,7 +11,9 @@ use std::future::Future;
 use std::os::fd::{AsRawFd, RawFd};
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
+use rtnetlink::packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo as Info, LinkMessage, State,
+};
 use rtnetlink::{Handle, LinkUnspec};
 
 use super::{NetnsHandle, TopologyError};
@@ -44,6 +46,8 @@ pub(super) struct LinkInfo {
     pub lower_up: bool,
     /// Operational state up (RFC 2863), as linkwatch sets it.
     pub oper_up: bool,
+    /// A veth or a bridge: devices whose carrier comes after they are up.
+    pub pair_or_bridge: bool,
 }
 
 /// What a request was, for its error: the `ip` command it stands for, the
@@ -197,11 +201,17 @@ impl Rtnl {
                 let mut name = None;
                 let mut mac = None;
                 let mut oper_up = false;
+                let mut pair_or_bridge = false;
                 for a in m.attributes {
                     match a {
                         LinkAttribute::IfName(n) => name = Some(n),
                         LinkAttribute::Address(a) => mac = <[u8; 6]>::try_from(a).ok(),
                         LinkAttribute::OperState(s) => oper_up = s == State::Up,
+                        LinkAttribute::LinkInfo(i) => {
+                            pair_or_bridge = i
+                                .iter()
+                                .any(|i| matches!(i, Info::Kind(InfoKind::Veth | InfoKind::Bridge)))
+                        }
                         _ => {}
                     }
                 }
@@ -211,6 +221,7 @@ impl Rtnl {
                     mac,
                     lower_up: m.header.flags.contains(LinkFlags::LowerUp),
                     oper_up,
+                    pair_or_bridge,
                 })
             })
             .collect())

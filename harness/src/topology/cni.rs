@@ -1,0 +1,297 @@
+//! CNI plugins, run as a container runtime runs them (CNI spec 1.0): ADD
+//! for each plugin of a configuration list in order, each given the
+//! previous one's result as `prevResult`; CHECK on request; DEL in reverse
+//! order at teardown.
+//!
+//! The plugins run inside the scenario's node namespace (a child of a
+//! thread that joined it), so the bridge, host-side veths, iptables rules
+//! and sysctls they make land there, never in the root namespace.
+//! host-local's IPAM state goes to a private directory of the run
+//! (`ipam.dataDir` is overridden), removed at teardown.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Map, Value, json};
+
+use super::{NetnsHandle, TopologyError};
+use crate::netns;
+use crate::scenario::CniAttachment;
+use crate::teardown;
+
+static CNI_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Where plugins are looked up when neither `--cni-path` nor `CNI_PATH`
+/// says: upstream's install dir, Debian/Ubuntu's, Fedora/RHEL's.
+pub const DEFAULT_CNI_PATH: &str = "/opt/cni/bin:/usr/lib/cni:/usr/libexec/cni";
+
+/// Sets the plugin search path (`--cni-path`), before any scenario runs.
+pub fn set_cni_path(path: &str) {
+    let _ = CNI_PATH.set(path.to_string());
+}
+
+/// `--cni-path`, else `CNI_PATH`, else [`DEFAULT_CNI_PATH`].
+pub fn cni_path() -> String {
+    CNI_PATH
+        .get()
+        .cloned()
+        .or_else(|| std::env::var("CNI_PATH").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| DEFAULT_CNI_PATH.into())
+}
+
+/// One pod namespace attached to its network.
+struct Attached {
+    node: PathBuf,
+    pod: NetnsHandle,
+    spec: CniAttachment,
+    result: Value,
+}
+
+/// The CNI attachments of one topology and their private state directory.
+#[derive(Default)]
+pub(super) struct Cni {
+    dir: Option<PathBuf>,
+    attached: Vec<Attached>,
+}
+
+impl Cni {
+    /// Runs ADD (then CHECK if asked) for `pod`, with the plugins inside `node`.
+    pub fn add(
+        &mut self,
+        node: &NetnsHandle,
+        pod: &NetnsHandle,
+        spec: &CniAttachment,
+    ) -> Result<(), TopologyError> {
+        let dir = match &self.dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = teardown::private_dir().map_err(|source| TopologyError::Io {
+                    what: "making a private directory for CNI IPAM state".into(),
+                    source,
+                })?;
+                self.dir = Some(d.clone());
+                d
+            }
+        };
+        let mut a = Attached {
+            node: node.path(),
+            pod: pod.clone(),
+            spec: spec.clone(),
+            result: Value::Null,
+        };
+        let plugins = plugins(&a.spec.conflist);
+        let mut prev: Option<Value> = None;
+        for p in &plugins {
+            let conf = plugin_conf(&a.spec, p, prev.as_ref(), &dir);
+            let out = run(&a, p, "ADD", conf)?;
+            // A plugin that prints nothing passes the previous result on.
+            if out.is_some() {
+                prev = out;
+            }
+        }
+        a.result = prev.unwrap_or_else(|| json!({ "cniVersion": a.spec.conflist["cniVersion"] }));
+        if a.spec.check {
+            for p in &plugins {
+                let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
+                run(&a, p, "CHECK", conf)?;
+            }
+        }
+        self.attached.push(a);
+        Ok(())
+    }
+
+    /// DEL for every attachment, last first; returns what failed.
+    pub fn del_all(&mut self) -> Vec<String> {
+        let mut problems = vec![];
+        let dir = self.dir.clone().unwrap_or_default();
+        while let Some(a) = self.attached.pop() {
+            for p in plugins(&a.spec.conflist).iter().rev() {
+                let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
+                if let Err(e) = run(&a, p, "DEL", conf) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        if let Some(d) = self.dir.take() {
+            teardown::remove_private_dir(&d);
+        }
+        problems
+    }
+}
+
+impl Drop for Cni {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            teardown::remove_private_dir(&d);
+        }
+    }
+}
+
+fn plugins(conflist: &Value) -> Vec<Value> {
+    conflist["plugins"].as_array().cloned().unwrap_or_default()
+}
+
+/// The network configuration one plugin gets on stdin: its own object with
+/// the list's `name` and `cniVersion`, `prevResult`, the `runtimeConfig`
+/// keys it declares as capabilities, and host-local's `dataDir` pointed
+/// at the run's private directory.
+fn plugin_conf(spec: &CniAttachment, plugin: &Value, prev: Option<&Value>, dir: &Path) -> Value {
+    let mut conf = plugin.clone();
+    conf["name"] = spec.conflist["name"].clone();
+    conf["cniVersion"] = spec.conflist["cniVersion"].clone();
+    if let Some(p) = prev {
+        conf["prevResult"] = p.clone();
+    }
+    let mut rc = Map::new();
+    if let Some(caps) = plugin["capabilities"].as_object() {
+        for (k, on) in caps {
+            if on == &Value::Bool(true) {
+                if let Some(v) = spec.capabilities.get(k) {
+                    rc.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    if !rc.is_empty() {
+        conf["runtimeConfig"] = Value::Object(rc);
+    }
+    if conf["ipam"]["type"] == "host-local" {
+        conf["ipam"]["dataDir"] = json!(dir.join("host-local"));
+    }
+    conf
+}
+
+/// Execs one plugin with `command`; its result (stdout JSON), if any.
+fn run(
+    a: &Attached,
+    plugin: &Value,
+    command: &str,
+    conf: Value,
+) -> Result<Option<Value>, TopologyError> {
+    let kind = plugin["type"].as_str().unwrap_or_default().to_string();
+    let fail = |msg: String| TopologyError::Cni {
+        at: a.spec.at.clone(),
+        what: format!("CNI {command} of plugin `{kind}` for `{}`", a.pod.name),
+        msg,
+    };
+    let path = cni_path();
+    let Some(bin) = path
+        .split(':')
+        .map(|d| Path::new(d).join(&kind))
+        .find(|p| p.is_file())
+    else {
+        return Err(fail(format!("no plugin `{kind}` in CNI_PATH {path}")));
+    };
+    let mut args = String::new();
+    if !a.spec.args.is_empty() {
+        // Plugins refuse CNI_ARGS keys they do not know, unless told.
+        args.push_str("IgnoreUnknown=1");
+        for (k, v) in &a.spec.args {
+            args.push_str(&format!(";{k}={v}"));
+        }
+    }
+    let env = [
+        ("CNI_COMMAND", command.to_string()),
+        ("CNI_CONTAINERID", a.pod.real.clone()),
+        ("CNI_NETNS", a.pod.path().display().to_string()),
+        ("CNI_IFNAME", a.spec.ifname.clone()),
+        ("CNI_ARGS", args),
+        ("CNI_PATH", path.clone()),
+    ];
+    let stdin = conf.to_string();
+    let out = netns::run_in(&a.node, move || -> std::io::Result<std::process::Output> {
+        let mut child = Command::new(&bin)
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut s) = child.stdin.take() {
+            let _ = s.write_all(stdin.as_bytes());
+        }
+        child.wait_with_output()
+    })
+    .and_then(|r| r)
+    .map_err(|e| fail(format!("running the plugin: {e}")))?;
+    let stdout: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+    if out.status.success() {
+        return Ok(stdout);
+    }
+    // Plugins report errors as JSON on stdout: {code, msg, details}.
+    let msg = match &stdout {
+        Some(e) if e["msg"].is_string() => {
+            let mut m = format!(
+                "{} (CNI error {})",
+                e["msg"].as_str().unwrap_or(""),
+                e["code"]
+            );
+            if let Some(d) = e["details"].as_str().filter(|d| !d.is_empty()) {
+                m.push_str(&format!(": {d}"));
+            }
+            m
+        }
+        _ => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    };
+    Err(fail(crate::text::clip(&msg, 2000)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(conflist: Value, caps: Value) -> CniAttachment {
+        CniAttachment {
+            node: "node".into(),
+            conflist,
+            conflist_file: "pods.conflist".into(),
+            ifname: "eth0".into(),
+            args: vec![],
+            capabilities: caps.as_object().cloned().unwrap_or_default(),
+            check: false,
+            at: None,
+        }
+    }
+
+    #[test]
+    fn each_plugin_gets_the_list_fields_its_capabilities_and_a_private_ipam_dir() {
+        let list = json!({
+            "cniVersion": "1.0.0",
+            "name": "pods",
+            "plugins": [
+                { "type": "bridge", "ipam": { "type": "host-local", "dataDir": "/var/lib/cni/networks" } },
+                { "type": "portmap", "capabilities": { "portMappings": true, "bandwidth": false } }
+            ]
+        });
+        let s = spec(
+            list.clone(),
+            json!({ "portMappings": [{ "hostPort": 8080 }], "bandwidth": { "ingressRate": 1 } }),
+        );
+        let dir = Path::new("/tmp/pktfate-run-1-abc");
+        let bridge = plugin_conf(&s, &list["plugins"][0], None, dir);
+        assert_eq!(bridge["name"], "pods");
+        assert_eq!(bridge["cniVersion"], "1.0.0");
+        assert_eq!(
+            bridge["ipam"]["dataDir"],
+            "/tmp/pktfate-run-1-abc/host-local"
+        );
+        assert!(bridge.get("prevResult").is_none() && bridge.get("runtimeConfig").is_none());
+        let prev = json!({ "cniVersion": "1.0.0", "ips": [{ "address": "192.0.2.2/24" }] });
+        let portmap = plugin_conf(&s, &list["plugins"][1], Some(&prev), dir);
+        assert_eq!(portmap["prevResult"], prev);
+        // Only the capabilities the plugin declares true reach it.
+        assert_eq!(
+            portmap["runtimeConfig"],
+            json!({ "portMappings": [{ "hostPort": 8080 }] })
+        );
+    }
+
+    #[test]
+    fn the_search_path_defaults_to_where_distributions_install_plugins() {
+        // Not set by --cni-path in unit tests.
+        if std::env::var_os("CNI_PATH").is_none() {
+            assert_eq!(cni_path(), DEFAULT_CNI_PATH);
+        }
+        assert!(DEFAULT_CNI_PATH.split(':').any(|d| d == "/usr/lib/cni"));
+    }
+}
