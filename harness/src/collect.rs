@@ -41,6 +41,21 @@ pub fn idle() -> Duration {
     })
 }
 
+/// How much longer than a scenario's `timeout_ms` collection may last:
+/// `PKTFATE_TIMEOUT_SCALE` (default 1). Emulated guests of the kernel
+/// matrix set it, as they set [`idle`]: their CPUs are an order of
+/// magnitude slower, more so when the host is busy.
+pub fn timeout_scale() -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| {
+        std::env::var("PKTFATE_TIMEOUT_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|s: &u32| (1..=100).contains(s))
+            .unwrap_or(1)
+    })
+}
+
 /// Default [`max_events`]: far above any scenario's own traffic (tens to
 /// hundreds of events), far below what a flood would pile up in memory.
 pub const DEFAULT_MAX_EVENTS: usize = 20_000;
@@ -184,7 +199,7 @@ pub fn collect(
     pump: &mut dyn FnMut() -> Vec<Observation>,
 ) -> Result<Timeline, TracerError> {
     let start = Instant::now();
-    let deadline = start + timeout;
+    let deadline = start + timeout * timeout_scale();
     let mut steps = vec![];
     // skb address → (packet, reverse, life) for the skb's current lifetime.
     let mut owner: HashMap<u64, (Option<usize>, bool, u64)> = HashMap::new();

@@ -85,7 +85,7 @@ fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> Strin
     let args: Vec<String> = run_args.iter().map(|a| quote(a)).collect();
     format!(
         "cd {cwd}\n\
-         export PKTFATE_IDLE_MS=2000\n\
+         export PKTFATE_IDLE_MS=2000 PKTFATE_TIMEOUT_SCALE=4\n\
          {exe} doctor --json > {rw}/doctor.json 2> {rw}/doctor.err\n\
          {exe} run {args} --format json --output {rw}/results.json > {rw}/run.log 2>&1\n\
          echo $? > {rw}/rc\n",
