@@ -178,7 +178,11 @@ pub fn for_scenario(s: &Scenario) -> Vec<&'static str> {
         if ns.nft.is_some() || ns.iptables.is_some() || ns.ip6tables.is_some() {
             out.push("nf_tables");
         }
-        if ns.tc.iter().any(|t| matches!(t, TcSpec::Program { .. })) {
+        if ns
+            .tc
+            .iter()
+            .any(|t| matches!(t, TcSpec::Program { .. } | TcSpec::Object { .. }))
+        {
             out.extend(["sch_ingress", "cls_bpf"]);
         }
     }

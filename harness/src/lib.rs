@@ -27,7 +27,6 @@ pub mod pcap;
 pub mod record;
 pub mod report;
 pub mod scenario;
-pub mod tc;
 pub mod teardown;
 pub mod topology;
 pub mod tracer;

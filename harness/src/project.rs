@@ -41,9 +41,9 @@ pub enum FileError {
     /// Not a regular file (a device, FIFO, directory, socket).
     #[error("not a regular file")]
     NotRegular,
-    /// Bigger than [`MAX_FILE_BYTES`].
-    #[error("larger than {} KiB", MAX_FILE_BYTES / 1024)]
-    TooBig,
+    /// Bigger than the limit (bytes): [`MAX_FILE_BYTES`] for text.
+    #[error("larger than {} KiB", .0 / 1024)]
+    TooBig(u64),
     /// Not valid UTF-8.
     #[error("not UTF-8 text")]
     NotText,
@@ -150,6 +150,13 @@ fn normalize(p: &Path) -> PathBuf {
 /// Reads a regular file of at most [`MAX_FILE_BYTES`] as text. Opening
 /// does not block on a FIFO, and a device is refused before any read.
 pub fn read_text(path: &Path) -> Result<String, FileError> {
+    let buf = read_bytes(path, MAX_FILE_BYTES)?;
+    String::from_utf8(buf).map_err(|_| FileError::NotText)
+}
+
+/// Reads a regular file of at most `max` bytes (a compiled object), the
+/// same careful way as [`read_text`].
+pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
@@ -158,15 +165,15 @@ pub fn read_text(path: &Path) -> Result<String, FileError> {
     if !meta.is_file() {
         return Err(FileError::NotRegular);
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(FileError::TooBig);
+    if meta.len() > max {
+        return Err(FileError::TooBig(max));
     }
     let mut buf = Vec::new();
-    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(FileError::TooBig);
+    f.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(FileError::TooBig(max));
     }
-    String::from_utf8(buf).map_err(|_| FileError::NotText)
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -224,7 +231,7 @@ mod tests {
         assert!(matches!(read_text(&fifo), Err(FileError::NotRegular)));
         let big = tmp.path().join("big");
         std::fs::write(&big, vec![b'a'; MAX_FILE_BYTES as usize + 1]).unwrap();
-        assert!(matches!(read_text(&big), Err(FileError::TooBig)));
+        assert!(matches!(read_text(&big), Err(FileError::TooBig(_))));
         std::fs::write(&big, "ok").unwrap();
         assert_eq!(read_text(&big).unwrap(), "ok");
     }

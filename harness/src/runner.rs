@@ -315,7 +315,9 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let mut tc_hooks = vec![];
     for ns in &s.namespaces {
         for t in &ns.tc {
-            if let crate::scenario::TcSpec::Program { dev, ingress, .. } = t {
+            if let crate::scenario::TcSpec::Program { dev, ingress, .. }
+            | crate::scenario::TcSpec::Object { dev, ingress, .. } = t
+            {
                 tc_hooks.push(crate::tracer::TcHook {
                     netns: topo.handle(&ns.name).path(),
                     dev: dev.clone(),

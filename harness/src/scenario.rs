@@ -134,6 +134,8 @@ mod raw {
         #[serde(default)]
         pub tc: Vec<Tc>,
         #[serde(default)]
+        pub xdp: Vec<Xdp>,
+        #[serde(default)]
         pub listen: Vec<Listen>,
         #[serde(default)]
         pub run: Vec<S>,
@@ -181,6 +183,18 @@ mod raw {
         #[serde(default)]
         pub config: HashMap<S, Spanned<u32>>,
         pub command: Option<S>,
+        pub object: Option<S>,
+        pub maps: Option<HashMap<S, HashMap<S, S>>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Xdp {
+        pub dev: S,
+        pub object: S,
+        pub program: S,
+        pub mode: Option<S>,
+        pub maps: Option<HashMap<S, HashMap<S, S>>>,
     }
 
     #[derive(Deserialize)]
@@ -429,6 +443,8 @@ pub struct Namespace {
     pub cni: Option<CniAttachment>,
     /// tc programs and commands.
     pub tc: Vec<TcSpec>,
+    /// XDP programs from the user's objects.
+    pub xdp: Vec<XdpSpec>,
     /// Sockets the harness listens on.
     pub listen: Vec<Listener>,
     /// Shell commands run inside the namespace after everything else.
@@ -533,8 +549,54 @@ pub enum TcSpec {
         /// Config map values by key name.
         config: Vec<(String, u32)>,
     },
+    /// A program of the user's own compiled object, on clsact.
+    Object {
+        /// Device.
+        dev: String,
+        /// Ingress (true) or egress.
+        ingress: bool,
+        /// The object and what to set in its maps.
+        object: BpfObject,
+    },
     /// A `tc` command line run in the namespace.
     Command(String),
+}
+
+/// A program in a compiled eBPF object (ELF) of the user's project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BpfObject {
+    /// The object file.
+    pub path: PathBuf,
+    /// The program (function / section) to load.
+    pub program: String,
+    /// Map entries set before attaching: map name, then (key, value).
+    pub maps: Vec<(String, Vec<(u64, u64)>)>,
+    /// Where the entry is written.
+    pub at: Option<Location>,
+}
+
+/// How an XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// The kernel picks (native if the driver has it).
+    Auto,
+    /// Generic XDP, on the skb (`skb`): any device.
+    Skb,
+    /// The driver's native XDP (`drv`).
+    Drv,
+    /// Offloaded to the NIC (`hw`).
+    Hw,
+}
+
+/// An XDP program of the user's own object on a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XdpSpec {
+    /// Device.
+    pub dev: String,
+    /// Attach mode.
+    pub mode: XdpMode,
+    /// The object and what to set in its maps.
+    pub object: BpfObject,
 }
 
 /// A harness-owned listening socket.
@@ -1220,6 +1282,84 @@ fn cni_attachment(
         capabilities,
         check: c.check.is_some_and(|b| *b),
         at: cx.loc(&c.node),
+    })
+}
+
+/// Compiled objects may be bigger than text files (debug info, BTF).
+const MAX_OBJECT_BYTES: u64 = 16 << 20;
+
+/// A user's compiled eBPF object: a project file that is an ELF object,
+/// a program name, and map entries (`maps: {NAME: {key: value}}`, numbers
+/// in decimal or 0x hex).
+fn bpf_object(
+    cx: &mut Ctx,
+    object: &raw::S,
+    program: &raw::S,
+    maps: Option<HashMap<raw::S, HashMap<raw::S, raw::S>>>,
+) -> Option<BpfObject> {
+    let path = match crate::project::resolve(cx.file, object) {
+        Ok(p) => p,
+        Err(refusal) => {
+            let (msg, hint) = file_refusal(object, &refusal);
+            cx.err(object, msg, Some(hint));
+            return None;
+        }
+    };
+    match crate::project::read_bytes(&path, MAX_OBJECT_BYTES) {
+        Ok(b) if b.starts_with(b"\x7fELF") => {}
+        Ok(_) => {
+            cx.err(
+                object,
+                format!("`{}` is not an ELF object", clip(object, 120)),
+                Some("give the .o your eBPF build writes (clang -target bpf, or an aya crate's output)".into()),
+            );
+            return None;
+        }
+        Err(e) => {
+            cx.err(
+                object,
+                format!("cannot read `{}`: {e}", clip(object, 120)),
+                None,
+            );
+            return None;
+        }
+    }
+    if program.is_empty() {
+        cx.err(program, "a program name is needed", None);
+    }
+    let num = |t: &str| match t.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => t.parse().ok(),
+    };
+    let mut out = vec![];
+    let mut names: Vec<_> = maps.unwrap_or_default().into_iter().collect();
+    names.sort_by_key(|(k, _)| span_pos(k));
+    for (name, entries) in names {
+        let mut kv: Vec<_> = entries.into_iter().collect();
+        kv.sort_by_key(|(k, _)| span_pos(k));
+        let mut parsed = vec![];
+        for (k, v) in kv {
+            match (num(&k), num(&v)) {
+                (Some(k), Some(v)) => parsed.push((k, v)),
+                (None, _) => cx.err(
+                    &k,
+                    format!("map key `{}` is not a number", clip(&k, 40)),
+                    None,
+                ),
+                (_, None) => cx.err(
+                    &v,
+                    format!("map value `{}` is not a number", clip(&v, 40)),
+                    None,
+                ),
+            }
+        }
+        out.push((name.to_string(), parsed));
+    }
+    Some(BpfObject {
+        path,
+        program: program.to_string(),
+        maps: out,
+        at: cx.loc(program),
     })
 }
 
@@ -2459,6 +2599,26 @@ fn validate_ns(
                         true
                     }
                 };
+                if let Some(o) = &t.object {
+                    if !t.config.is_empty() {
+                        cx.err(
+                            o,
+                            "`config` is for the built-in programs; set your object's maps with `maps`",
+                            None,
+                        );
+                    }
+                    if let Some(object) = bpf_object(cx, o, p, t.maps.clone()) {
+                        tc.push(TcSpec::Object {
+                            dev: dev.to_string(),
+                            ingress,
+                            object,
+                        });
+                    }
+                    continue;
+                }
+                if let Some(m) = t.maps.as_ref().and_then(|m| m.keys().next()) {
+                    cx.err(m, "`maps` needs your own `object`", None);
+                }
                 let known = crate::fixtures::TC_PROGRAMS;
                 match known.iter().find(|k| k.name == p.as_str()) {
                     None => {
@@ -2511,6 +2671,32 @@ fn validate_ns(
         }
     }
 
+    let mut xdp = vec![];
+    for x in ns.xdp {
+        check_dev(cx, &x.dev);
+        let mode = match x.mode.as_ref().map(|m| m.as_str()) {
+            None | Some("auto") => XdpMode::Auto,
+            Some("skb") | Some("generic") => XdpMode::Skb,
+            Some("drv") | Some("native") => XdpMode::Drv,
+            Some("hw") | Some("offload") => XdpMode::Hw,
+            Some(other) => {
+                cx.err(
+                    x.mode.as_ref().unwrap(),
+                    format!("unknown XDP mode `{other}`"),
+                    Some("auto, skb (generic), drv (native) or hw (offload)".into()),
+                );
+                XdpMode::Auto
+            }
+        };
+        if let Some(object) = bpf_object(cx, &x.object, &x.program, x.maps) {
+            xdp.push(XdpSpec {
+                dev: x.dev.to_string(),
+                mode,
+                object,
+            });
+        }
+    }
+
     let mut listen = vec![];
     for l in ns.listen {
         let proto = match l.proto.as_str() {
@@ -2545,6 +2731,7 @@ fn validate_ns(
         ip6tables,
         cni,
         tc,
+        xdp,
         listen,
         run: ns
             .run
@@ -3227,6 +3414,55 @@ expect:
 
     fn first_err(s: &str) -> ScenarioError {
         parse(s).unwrap_err().remove(0)
+    }
+
+    #[test]
+    fn user_objects_must_be_elf_files_of_the_project_with_numeric_map_entries() {
+        let dir = std::env::temp_dir().join(format!("pf-obj-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pktfate.toml"), "").unwrap();
+        std::fs::write(dir.join("prog.o"), b"\x7fELF\x02\x01\x01").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not an object").unwrap();
+        let file = dir.join("s.yaml");
+        let yaml = |xdp: &str| {
+            format!(
+                "namespaces:\n  a:\n    links:\n      - {{ name: v0, kind: veth, peer: {{ namespace: b, name: v1 }} }}\n  b:\n    xdp:\n      - {xdp}\ninject:\n  socket: {{ from: a, proto: udp, to: 192.0.2.9, port: 9 }}\nexpect:\n  fate: dropped\n"
+            )
+        };
+        let s = Scenario::parse(
+            &file,
+            &yaml("{ dev: v1, object: prog.o, program: p, mode: skb, maps: { M: { 0x10: 7 } } }"),
+        )
+        .unwrap();
+        let x = &s.namespace("b").unwrap().xdp[0];
+        assert_eq!(x.mode, XdpMode::Skb);
+        assert_eq!(x.object.maps, vec![("M".to_string(), vec![(16, 7)])]);
+        assert_eq!(x.object.at.as_ref().map(|l| l.line), Some(7));
+        for (xdp, want) in [
+            (
+                "{ dev: v1, object: notes.txt, program: p }",
+                "not an ELF object",
+            ),
+            (
+                "{ dev: v1, object: /etc/passwd, program: p }",
+                "--allow-path",
+            ),
+            (
+                "{ dev: v1, object: prog.o, program: p, maps: { M: { x: 1 } } }",
+                "map key `x`",
+            ),
+            (
+                "{ dev: v1, object: prog.o, program: p, mode: turbo }",
+                "unknown XDP mode",
+            ),
+            ("{ dev: v9, object: prog.o, program: p }", "v9"),
+        ] {
+            let e = Scenario::parse(&file, &yaml(xdp)).unwrap_err().remove(0);
+            let text = format!("{} {}", e.msg, e.hint.clone().unwrap_or_default());
+            assert!(text.contains(want), "{xdp}: {text}");
+            assert_eq!(e.loc.map(|l| l.line), Some(7), "{xdp}: {}", e.msg);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

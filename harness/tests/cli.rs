@@ -392,3 +392,28 @@ fn a_refused_route_names_its_scenario_line() {
     assert!(t.contains("Network is unreachable"), "{t}");
     assert!(t.contains("hint: the gateway must be reachable"), "{t}");
 }
+
+/// A user's object whose program name is wrong fails at set-up with the
+/// scenario line, the object and a hint on how to list its programs.
+#[test]
+fn a_missing_program_in_a_user_object_names_its_scenario_line() {
+    let dir = Scratch::new("cli");
+    std::fs::write(dir.0.join("pktfate.toml"), "").unwrap();
+    let obj = std::fs::read(root().join("harness/ebpf-objects/pktfate-tc-programs")).unwrap();
+    std::fs::write(dir.0.join("filter.o"), obj).unwrap();
+    let file = dir.0.join("xdp.yaml");
+    std::fs::write(
+        &file,
+        "namespaces:\n  a:\n    links:\n      - { name: v0, kind: veth, peer: { namespace: b, name: v1 } }\n    addresses:\n      - { dev: v0, addr: 192.0.2.1/24 }\n  b:\n    addresses:\n      - { dev: v1, addr: 192.0.2.2/24 }\n    xdp:\n      - { dev: v1, object: filter.o, program: xdp_nope }\ninject:\n  socket: { from: a, proto: udp, to: 192.0.2.2, port: 9 }\nexpect:\n  fate: dropped\n",
+    )
+    .unwrap();
+    let o = run(&["run", file.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("xdp.yaml:11:47: program `xdp_nope` of ")
+            && t.contains("no program `xdp_nope` in the object"),
+        "{t}"
+    );
+    assert!(t.contains("hint: names are the program functions"), "{t}");
+}

@@ -21,13 +21,15 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod addr;
+mod bpf;
 mod cni;
 mod link;
 mod route;
 mod rtnl;
+mod ruleset;
 
 use crate::netns;
-use crate::scenario::{Link, LinkKind, Listener, Location, Ruleset, Scenario, SockProto, TcSpec};
+use crate::scenario::{Link, LinkKind, Listener, Location, Scenario, SockProto, TcSpec};
 use crate::teardown;
 use rtnl::Rtnl;
 
@@ -96,6 +98,16 @@ pub enum TopologyError {
         /// The plugin's error.
         msg: String,
     },
+    /// A program of the user's object could not be loaded or attached.
+    #[error("{}{what}: {msg}", located(.at))]
+    BpfObject {
+        /// The scenario's entry.
+        at: Option<Location>,
+        /// `program `p` of FILE on ns/dev`.
+        what: String,
+        /// Why.
+        msg: String,
+    },
     /// A signal arrived while building; the handler removes what exists.
     #[error("interrupted while building the topology")]
     Interrupted,
@@ -128,6 +140,12 @@ impl TopologyError {
             TopologyError::MissingTool(t) if t.contains("tables-restore") => {
                 Some("install iptables (bash ci/setup.sh does)".into())
             }
+            TopologyError::BpfObject { msg, .. } if msg.contains("verifier") => Some(
+                "this kernel's verifier refused the program; run with the kernel your object targets, or see its log above".into(),
+            ),
+            TopologyError::BpfObject { msg, .. } if msg.starts_with("no program") || msg.contains("no map") => Some(
+                "names are the program functions (sections) and maps of the ELF object: `llvm-objdump -h` lists them".into(),
+            ),
             TopologyError::TcProgram { msg, .. } if msg.contains("verifier") => {
                 Some("the fixture program was rejected by this kernel's verifier".into())
             }
@@ -265,6 +283,8 @@ pub struct Topology {
     listeners: Vec<(String, SockProto, OwnedFd)>,
     /// Namespaces attached by CNI plugins (DEL at teardown).
     cni: cni::Cni,
+    /// XDP attachments (bpf_link fds), closed at teardown.
+    xdp_links: Vec<aya::programs::xdp::XdpLink>,
     torn_down: bool,
 }
 
@@ -341,131 +361,6 @@ fn open_tap(ns: &NetnsHandle, name: &str, tap: bool) -> Result<OwnedFd, Topology
     )))
 }
 
-/// Applies an nftables ruleset inside the namespace with the real `nft`,
-/// fed on stdin: no file is written, so nothing can be swapped or
-/// followed. Every location in nft's errors is rewritten to point into the
-/// scenario or ruleset file.
-/// Feeds a ruleset to `tool args` on stdin, run as a child of a thread
-/// inside the namespace: it inherits that thread's namespace (no
-/// `ip netns exec`, no /sys remount, no file on disk). Returns the tool's
-/// stderr when it refuses.
-fn restore(
-    ns: &NetnsHandle,
-    tool: &'static str,
-    args: &'static [&'static str],
-    rs: &Ruleset,
-) -> Result<Option<String>, TopologyError> {
-    use std::io::Write;
-    let text = rs.text.clone();
-    let out = netns::run_in(
-        &ns.path(),
-        move || -> std::io::Result<std::process::Output> {
-            let mut child = Command::new(tool)
-                .args(args)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?;
-            if let Some(mut stdin) = child.stdin.take() {
-                // A ruleset the tool stops reading early still gets its verdict.
-                let _ = stdin.write_all(text.as_bytes());
-            }
-            child.wait_with_output()
-        },
-    )
-    .and_then(|r| r)
-    .map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            TopologyError::MissingTool(tool.into())
-        } else {
-            TopologyError::Io {
-                what: format!("running {tool} in namespace `{}`", ns.name),
-                source: e,
-            }
-        }
-    })?;
-    if out.status.success() {
-        return Ok(None);
-    }
-    Ok(Some(
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    ))
-}
-
-fn apply_nft(ns: &NetnsHandle, rs: &Ruleset) -> Result<(), TopologyError> {
-    match restore(ns, "nft", &["-f", "-"], rs)? {
-        None => Ok(()),
-        Some(stderr) => Err(nft_error(rs, &stderr)),
-    }
-}
-
-/// Applies iptables-save text; `--noflush` keeps what nft or an earlier
-/// table made, as adding rules would.
-fn apply_iptables(ns: &NetnsHandle, rs: &Ruleset, v6: bool) -> Result<(), TopologyError> {
-    let tool = if v6 {
-        "ip6tables-restore"
-    } else {
-        "iptables-restore"
-    };
-    match restore(ns, tool, &["--noflush"], rs)? {
-        None => Ok(()),
-        Some(stderr) => Err(iptables_error(tool, rs, &stderr)),
-    }
-}
-
-/// iptables-restore names the failing line as `line N failed` or
-/// `Error occurred at line: N`; line N of the text is a line of the
-/// scenario or the ruleset file.
-fn iptables_error(tool: &'static str, rs: &Ruleset, stderr: &str) -> TopologyError {
-    let re = regex::Regex::new(r"line:? (\d+)").expect("valid regex");
-    let n = re
-        .captures(stderr)
-        .and_then(|c| c[1].parse::<usize>().ok())
-        .unwrap_or(1);
-    TopologyError::Ruleset {
-        tool,
-        file: rs.file.display().to_string(),
-        line: rs.first_line + n.max(1) - 1,
-        col: 1,
-        msg: crate::text::clip(stderr, 4000),
-    }
-}
-
-fn nft_error(rs: &Ruleset, stderr: &str) -> TopologyError {
-    let re = regex::Regex::new(r"(?m)^(?:/dev/stdin|-|<cmdline>):(\d+):(\d+)(?:-\d+)?: ")
-        .expect("valid regex");
-    let file = rs.file.display().to_string();
-    let at = |c: &regex::Captures| {
-        let line = c[1].parse::<usize>().unwrap_or(1);
-        (
-            rs.first_line + line.max(1) - 1,
-            c[2].parse::<usize>().unwrap_or(1),
-        )
-    };
-    let first = re.captures(stderr).map(|c| at(&c));
-    let mut msg = String::new();
-    let mut last = 0;
-    for (i, c) in re.captures_iter(stderr).enumerate() {
-        let m = c.get(0).expect("whole match");
-        msg.push_str(&stderr[last..m.start()]);
-        // The first location is already the error's own prefix.
-        if i > 0 {
-            let (line, col) = at(&c);
-            msg.push_str(&format!("{file}:{line}:{col}: "));
-        }
-        last = m.end();
-    }
-    msg.push_str(&stderr[last..]);
-    let (line, col) = first.unwrap_or((rs.first_line, 1));
-    TopologyError::Ruleset {
-        tool: "nft",
-        file,
-        line,
-        col,
-        msg: crate::text::clip(msg.trim(), 4000),
-    }
-}
-
 /// `::ffff:a.b.c.d` as `a.b.c.d`: dual-stack sockets report IPv4 peers
 /// in mapped form.
 pub fn unmap(a: std::net::SocketAddr) -> std::net::SocketAddr {
@@ -513,6 +408,7 @@ impl Topology {
             peers: HashMap::new(),
             listeners: vec![],
             cni: cni::Cni::default(),
+            xdp_links: vec![],
             torn_down: false,
         };
         // On error, `topo` is dropped and removes what was made so far.
@@ -672,13 +568,13 @@ impl Topology {
                 addr::neighbour(&mut rtnl, &ns.name, n)?;
             }
             if let Some(rs) = &ns.nft {
-                apply_nft(&h, rs)?;
+                ruleset::apply_nft(&h, rs)?;
             }
             if let Some(rs) = &ns.iptables {
-                apply_iptables(&h, rs, false)?;
+                ruleset::apply_iptables(&h, rs, false)?;
             }
             if let Some(rs) = &ns.ip6tables {
-                apply_iptables(&h, rs, true)?;
+                ruleset::apply_iptables(&h, rs, true)?;
             }
             for t in &ns.tc {
                 match t {
@@ -700,9 +596,20 @@ impl Topology {
                         program,
                         config,
                     } => {
-                        crate::tc::attach(&h, dev, *ingress, program, config)?;
+                        bpf::attach_fixture(&h, dev, *ingress, program, config)?;
+                    }
+                    TcSpec::Object {
+                        dev,
+                        ingress,
+                        object,
+                    } => {
+                        bpf::attach_object_tc(&h, dev, *ingress, object)?;
                     }
                 }
+            }
+            for x in &ns.xdp {
+                let link = bpf::attach_object_xdp(&h, &x.dev, x.mode, &x.object)?;
+                self.xdp_links.push(link);
             }
             for l in &ns.listen {
                 let fd = open_listener(&h, l)?;
@@ -819,6 +726,7 @@ impl Topology {
         self.torn_down = true;
         // CNI DEL while the namespaces still exist.
         let mut problems = self.cni.del_all();
+        self.xdp_links.clear();
         // Close tun/tap and socket fds first: they hold references to their
         // namespace.
         self.taps.clear();
@@ -837,64 +745,6 @@ impl Drop for Topology {
     fn drop(&mut self) {
         for p in self.teardown() {
             eprintln!("pktfate: teardown: {p}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_nft_error_names_the_scenario_line() {
-        let rs = Ruleset {
-            text: String::new(),
-            file: PathBuf::from("scenarios/fw.yaml"),
-            first_line: 20,
-        };
-        let stderr = "/dev/stdin:4:21-21: Error: syntax error, unexpected newline\n  tcp dport 80 dropx\n                    ^\n/dev/stdin:3:3-5: Error: No symbol type information\n  foo bar\n  ^^^";
-        let TopologyError::Ruleset {
-            file,
-            line,
-            col,
-            msg,
-            ..
-        } = nft_error(&rs, stderr)
-        else {
-            panic!("not an nft error");
-        };
-        assert_eq!((file.as_str(), line, col), ("scenarios/fw.yaml", 23, 21));
-        assert!(msg.starts_with("Error: syntax error"), "{msg}");
-        assert!(
-            msg.contains("scenarios/fw.yaml:22:3: Error: No symbol"),
-            "{msg}"
-        );
-        assert!(!msg.contains("/dev/stdin"), "{msg}");
-    }
-
-    #[test]
-    fn an_iptables_restore_error_names_the_scenario_line() {
-        let rs = Ruleset {
-            text: String::new(),
-            file: PathBuf::from("scenarios/fw.yaml"),
-            first_line: 30,
-        };
-        // iptables-restore 1.8's two ways of naming the line it refused.
-        for (stderr, n) in [
-            ("iptables-restore: line 4 failed", 4),
-            (
-                "iptables-restore v1.8.9 (nf_tables): unknown option \"--dportx\"\nError occurred at line: 3\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.",
-                3,
-            ),
-        ] {
-            let e = iptables_error("iptables-restore", &rs, stderr);
-            assert!(
-                e.to_string().starts_with(&format!(
-                    "scenarios/fw.yaml:{}:1: iptables-restore: ",
-                    29 + n
-                )),
-                "{e}"
-            );
         }
     }
 }

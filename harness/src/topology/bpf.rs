@@ -1,0 +1,221 @@
+//! eBPF programs a scenario attaches: the built-in tc fixtures and the
+//! user's own compiled objects, on tc (clsact + cls_bpf, direct action) or
+//! XDP, with their maps filled from the scenario.
+//!
+//! Loading and attaching run on a thread inside the scenario namespace,
+//! because aya resolves the interface name (and, for tc, opens its netlink
+//! socket) in the calling thread's namespace. A tc attachment is released
+//! from aya's bookkeeping on purpose: dropping it would detach through a
+//! netlink socket of whatever namespace the dropping thread is in; the
+//! filter holds its own reference to the program and goes with the
+//! namespace. An XDP attachment is a bpf_link (an fd, namespace-agnostic),
+//! kept by the topology and closed at teardown.
+
+use aya::Ebpf;
+use aya::maps::{Array, HashMap, Map, MapData};
+use aya::programs::tc::{NlOptions, TcAttachOptions};
+use aya::programs::xdp::XdpLink;
+use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode, tc};
+
+use super::{NetnsHandle, TopologyError};
+use crate::fixtures;
+use crate::netns;
+use crate::scenario::{BpfObject, XdpMode};
+
+/// Map entries by map name: (key, value).
+type MapEntries = Vec<(String, Vec<(u64, u64)>)>;
+
+/// Loads built-in fixture `program`, fills its `CONFIG` and attaches it.
+pub(super) fn attach_fixture(
+    ns: &NetnsHandle,
+    dev: &str,
+    ingress: bool,
+    program: &str,
+    config: &[(String, u32)],
+) -> Result<(), TopologyError> {
+    let err = |msg: String| TopologyError::TcProgram {
+        program: program.to_string(),
+        ns: ns.name.clone(),
+        dev: dev.to_string(),
+        msg,
+    };
+    let mut values = vec![];
+    for (k, v) in config {
+        let i = fixtures::config_index(program, k)
+            .ok_or_else(|| err(format!("no config key `{k}`")))?;
+        values.push((u64::from(i), u64::from(*v)));
+    }
+    let maps = vec![("CONFIG".to_string(), values)];
+    attach_tc(ns, dev, ingress, fixtures::TC_OBJ.to_vec(), program, maps).map_err(err)
+}
+
+/// Loads `program` of the user's object and attaches it to `dev`'s clsact.
+pub(super) fn attach_object_tc(
+    ns: &NetnsHandle,
+    dev: &str,
+    ingress: bool,
+    o: &BpfObject,
+) -> Result<(), TopologyError> {
+    let bytes = read(o).map_err(|m| object_err(ns, dev, o, m))?;
+    attach_tc(ns, dev, ingress, bytes, &o.program, o.maps.clone())
+        .map_err(|m| object_err(ns, dev, o, m))
+}
+
+/// Loads `program` of the user's object and attaches it as XDP to `dev`.
+pub(super) fn attach_object_xdp(
+    ns: &NetnsHandle,
+    dev: &str,
+    mode: XdpMode,
+    o: &BpfObject,
+) -> Result<XdpLink, TopologyError> {
+    let err = |m| object_err(ns, dev, o, m);
+    let bytes = read(o).map_err(err)?;
+    let (dev2, prog, maps) = (dev.to_string(), o.program.clone(), o.maps.clone());
+    let flags = match mode {
+        XdpMode::Auto => AyaXdpMode::Default,
+        XdpMode::Skb => AyaXdpMode::Skb,
+        XdpMode::Drv => AyaXdpMode::Driver,
+        XdpMode::Hw => AyaXdpMode::Hardware,
+    };
+    netns::run_in(&ns.path(), move || -> Result<XdpLink, String> {
+        let mut ebpf = load(&bytes, &maps)?;
+        let p: &mut Xdp = ebpf
+            .program_mut(&prog)
+            .ok_or_else(|| format!("no program `{prog}` in the object"))?
+            .try_into()
+            .map_err(|e| format!("`{prog}` is not an XDP program: {e}"))?;
+        p.load().map_err(|e| format!("verifier: {e:#}"))?;
+        let id = p
+            .attach(&dev2, flags)
+            .map_err(|e| format!("attaching: {e:#}"))?;
+        p.take_link(id).map_err(|e| e.to_string())
+    })
+    .map_err(|e| err(e.to_string()))?
+    .map_err(err)
+}
+
+fn object_err(ns: &NetnsHandle, dev: &str, o: &BpfObject, msg: String) -> TopologyError {
+    TopologyError::BpfObject {
+        at: o.at.clone(),
+        what: format!(
+            "program `{}` of {} on {}/{dev}",
+            o.program,
+            o.path.display(),
+            ns.name
+        ),
+        msg,
+    }
+}
+
+/// The object's bytes (the path was checked when the scenario was read).
+fn read(o: &BpfObject) -> Result<Vec<u8>, String> {
+    crate::project::read_bytes(&o.path, 16 << 20).map_err(|e| format!("reading: {e}"))
+}
+
+/// Parses the object and fills its maps before any program is loaded.
+fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, String> {
+    // aya wants the ELF 8-byte aligned; a Vec<u8> may not be.
+    let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+    // SAFETY: the u64 buffer is at least bytes.len() long; plain bytes.
+    let buf =
+        unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), bytes.len()) };
+    buf.copy_from_slice(bytes);
+    let mut ebpf = Ebpf::load(buf).map_err(|e| format!("loading the object: {e}"))?;
+    for (name, entries) in maps {
+        let map = ebpf
+            .map_mut(name)
+            .ok_or_else(|| format!("no map `{name}` in the object"))?;
+        fill(map, entries).map_err(|e| format!("map `{name}`: {e}"))?;
+    }
+    Ok(ebpf)
+}
+
+/// Sets entries in an array or hash map whose key and value are 1, 2, 4 or
+/// 8-byte integers (what the map's own sizes say).
+fn fill(map: &mut Map, entries: &[(u64, u64)]) -> Result<(), String> {
+    macro_rules! narrow {
+        ($t:ty, $x:expr) => {
+            <$t>::try_from($x).map_err(|_| format!("{} does not fit in {}", $x, stringify!($t)))?
+        };
+    }
+    macro_rules! array {
+        ($($v:ty),*) => {$(
+            if let Ok(mut a) = Array::<&mut MapData, $v>::try_from(&mut *map) {
+                for (k, v) in entries {
+                    a.set(narrow!(u32, *k), narrow!($v, *v), 0).map_err(|e| e.to_string())?;
+                }
+                return Ok(());
+            }
+        )*};
+    }
+    macro_rules! hash {
+        ($(($k:ty, $v:ty)),*) => {$(
+            if let Ok(mut h) = HashMap::<&mut MapData, $k, $v>::try_from(&mut *map) {
+                for (k, v) in entries {
+                    h.insert(narrow!($k, *k), narrow!($v, *v), 0).map_err(|e| e.to_string())?;
+                }
+                return Ok(());
+            }
+        )*};
+    }
+    array!(u32, u64, u16, u8);
+    hash!(
+        (u32, u32),
+        (u32, u64),
+        (u32, u16),
+        (u32, u8),
+        (u64, u64),
+        (u64, u32),
+        (u64, u16),
+        (u64, u8),
+        (u16, u32),
+        (u16, u64),
+        (u16, u16),
+        (u16, u8),
+        (u8, u32),
+        (u8, u64),
+        (u8, u16),
+        (u8, u8)
+    );
+    Err("only array and hash maps with 1, 2, 4 or 8-byte integer keys and values can be set".into())
+}
+
+/// Loads `program` from `bytes` (maps filled) and attaches it to clsact.
+fn attach_tc(
+    ns: &NetnsHandle,
+    dev: &str,
+    ingress: bool,
+    bytes: Vec<u8>,
+    program: &str,
+    maps: MapEntries,
+) -> Result<(), String> {
+    let (dev2, prog2) = (dev.to_string(), program.to_string());
+    netns::run_in(&ns.path(), move || -> Result<(), String> {
+        let mut ebpf = load(&bytes, &maps)?;
+        // An interface gets clsact once; a second program finds it there.
+        if let Err(e) = tc::qdisc_add_clsact(&dev2) {
+            let text = e.to_string();
+            if !text.contains("exists") && !text.contains("os error 17") {
+                return Err(format!("adding clsact: {e}"));
+            }
+        }
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(&prog2)
+            .ok_or_else(|| format!("no program `{prog2}` in the object"))?
+            .try_into()
+            .map_err(|e| format!("`{prog2}` is not a tc classifier: {e}"))?;
+        p.load().map_err(|e| format!("verifier: {e:#}"))?;
+        let kind = if ingress {
+            TcAttachType::Ingress
+        } else {
+            TcAttachType::Egress
+        };
+        let id = p
+            .attach_with_options(&dev2, kind, TcAttachOptions::Netlink(NlOptions::default()))
+            .map_err(|e| format!("attaching: {e:#}"))?;
+        let link = p.take_link(id).map_err(|e| format!("{e}"))?;
+        std::mem::forget(link);
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?
+}
