@@ -208,7 +208,9 @@ mod tests {
             Path::new("/c/run-a"),
             &["scenarios".into(), "--filter".into(), "a b".into()],
         );
-        assert!(s.starts_with("cd '/w/it'\\''s'\nexport PKTFATE_IDLE_MS=2000\n"));
+        assert!(s.starts_with(
+            "cd '/w/it'\\''s'\nexport PKTFATE_IDLE_MS=2000 PKTFATE_TIMEOUT_SCALE=4\n"
+        ));
         assert!(s.contains("'/x/pktfate' run 'scenarios' '--filter' 'a b' --format json --output '/c/run-a'/results.json"));
         assert!(s.ends_with("echo $? > '/c/run-a'/rc\n"));
     }
