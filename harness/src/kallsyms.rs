@@ -121,9 +121,12 @@ impl Kallsyms {
     /// (a module was loaded or removed); returns whether it did. Cheap when
     /// nothing changed: one read of `/proc/modules`.
     pub fn refresh() -> bool {
+        // One re-read at a time: scenarios building in parallel all see
+        // the same new module, and two tables read at once double the peak.
+        static ONE: Mutex<()> = Mutex::new(());
+        let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::fs::read_to_string("/proc/modules").unwrap_or_default();
-        let current = Self::kernel();
-        if current.modules == now {
+        if Self::kernel().modules == now {
             return false;
         }
         let fresh = Arc::new(Self::read());

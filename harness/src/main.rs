@@ -468,12 +468,16 @@ fn cmd_record(path: &std::path::Path, check: bool, kernel: bool) -> ExitCode {
 }
 
 /// Prints human output, coloured on a terminal unless NO_COLOR is set.
+/// Prints a report line. A closed pipe (`| head`) must not panic the run
+/// in the middle of a scenario: its namespaces still have to go.
 fn say(text: &str) {
-    if report::colour_wanted() {
-        println!("{}", report::colourize(text));
+    use std::io::Write;
+    let line = if report::colour_wanted() {
+        report::colourize(text)
     } else {
-        println!("{text}");
-    }
+        text.to_string()
+    };
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn cmd_run(
@@ -513,6 +517,13 @@ fn cmd_run(
             swept.len(),
             swept.join(", ")
         );
+    }
+    // The verifier works through the tracer's programs while the first
+    // scenarios build their namespaces (as root only: otherwise the runner
+    // says so first).
+    // SAFETY: geteuid has no preconditions.
+    if !files.is_empty() && unsafe { libc::geteuid() } == 0 {
+        pktfate::tracer::shared::preload();
     }
     let started = std::time::Instant::now();
     let human = format == Format::Human && output.is_none();
@@ -566,11 +577,12 @@ fn cmd_run(
                 eprintln!("error: writing {}: {e}", path.display());
                 return ExitCode::from(2);
             }
-            println!("{closing}");
+            say(&closing);
         }
-        None if human => println!("\n{closing}"),
+        None if human => say(&format!("\n{closing}")),
         None => {
-            print!("{text}");
+            use std::io::Write;
+            let _ = write!(std::io::stdout(), "{text}");
             eprintln!("{closing}");
         }
     }

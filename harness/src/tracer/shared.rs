@@ -83,32 +83,52 @@ pub struct Run {
     lost_at_start: u64,
 }
 
+/// Loads the programs into `slot` unless they are there (or failed before).
+fn load_into(slot: &mut Option<Inner>, btf: &crate::btf::Btf) -> Result<(), TracerError> {
+    if slot.is_some() {
+        return Ok(());
+    }
+    if let Some(why) = LOAD_FAILED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
+        return Err(TracerError::Load(why));
+    }
+    let tp = TpBtf::load(btf, true, true).inspect_err(|e| {
+        *LOAD_FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+    })?;
+    LOADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    *slot = Some(Inner {
+        tp,
+        free_banks: (0..MAX_BANKS).rev().collect(),
+        next_run: 1,
+        queues: HashMap::new(),
+        overflow: HashMap::new(),
+    });
+    Ok(())
+}
+
+/// Starts loading the tracer on a thread of its own, so the verifier works
+/// while the first scenarios build their topology; their registration
+/// waits for it. A failure is kept and reported to every scenario.
+pub fn preload() {
+    let _ = std::thread::Builder::new()
+        .name("pktfate-tracer-load".into())
+        .spawn(|| {
+            if let Ok(btf) = crate::btf::Btf::kernel() {
+                let _ = load_into(&mut lock(), btf);
+            }
+        });
+}
+
 /// Registers a scenario with the process's tracer, loading it first if
 /// this is the first scenario.
 pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     tp_btf::check_limits(spec)?;
     let btf = crate::btf::Btf::kernel()?;
     let mut guard = lock();
-    if guard.is_none() {
-        if let Some(why) = LOAD_FAILED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            return Err(TracerError::Load(why));
-        }
-        let tp = TpBtf::load(btf, true, true).inspect_err(|e| {
-            *LOAD_FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-        })?;
-        LOADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        *guard = Some(Inner {
-            tp,
-            free_banks: (0..MAX_BANKS).rev().collect(),
-            next_run: 1,
-            queues: HashMap::new(),
-            overflow: HashMap::new(),
-        });
-    }
+    load_into(&mut guard, btf)?;
     let inner = guard.as_mut().expect("loaded above");
     let Some(bank) = inner.free_banks.pop() else {
         return Err(TracerError::Limit(format!(
