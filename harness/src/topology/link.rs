@@ -28,6 +28,14 @@ pub(super) fn create(rtnl: &mut Rtnl, ns: &str, l: &Link) -> Result<(), Topology
                 .build();
             p.attributes.extend(extras(l.mtu, peer_mac));
             let mut msg = LinkUnspec::new_with_name(&l.name).build();
+            // Each end gets an ifindex of its own, never its peer's: the
+            // kernel's link watcher treats a device whose link (the peer)
+            // has another index as urgent, so carrier changes are applied
+            // (queue activated, operstate up, IPv6 addresses routed) at
+            // once instead of up to a second later, as happens when both
+            // ends are, say, ifindex 2 in their own namespaces.
+            msg.header.index = rtnl.fresh_ifindex();
+            p.header.index = rtnl.fresh_ifindex();
             msg.attributes.push(LinkAttribute::LinkInfo(vec![
                 LinkInfo::Kind(InfoKind::Veth),
                 LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
@@ -116,7 +124,9 @@ pub(super) fn set_master(
 }
 
 /// Brings `dev` up (`ip link set dev up`). Returns its ifindex if it had
-/// no carrier right after (its queue is activated later, by the kernel).
+/// no carrier right after (its queue is activated later, by the kernel)
+/// or is a veth end (IPv6 routes its addresses only once the kernel has
+/// set the operational state up).
 pub(super) fn set_up(
     rtnl: &mut Rtnl,
     ns: &str,
@@ -128,11 +138,9 @@ pub(super) fn set_up(
     let handle = rtnl.handle(ns);
     let cmd = format!("ip link set {dev} up");
     rtnl.run(What { cmd, ns, at }, handle.link().set(msg).execute())?;
-    let carrier = rtnl
-        .links(ns, Some(idx))?
-        .first()
-        .is_some_and(|l| l.lower_up);
-    Ok((!carrier).then_some(idx))
+    let now = rtnl.links(ns, Some(idx))?;
+    let settled = now.first().is_some_and(|l| l.lower_up && !l.veth);
+    Ok((!settled).then_some(idx))
 }
 
 /// Sets the MTU and MAC of a tun/tap device, which is opened, not created

@@ -25,6 +25,7 @@ use crate::scenario::Location;
 pub(super) struct Rtnl {
     rt: tokio::runtime::Runtime,
     conns: HashMap<String, Conn>,
+    next_ifindex: u32,
 }
 
 struct Conn {
@@ -48,6 +49,8 @@ pub(super) struct LinkInfo {
     pub oper_up: bool,
     /// A veth or a bridge: devices whose carrier comes after they are up.
     pub pair_or_bridge: bool,
+    /// A veth end.
+    pub veth: bool,
 }
 
 /// What a request was, for its error: the `ip` command it stands for, the
@@ -111,7 +114,13 @@ impl Rtnl {
                 },
             );
         }
-        Ok(Rtnl { rt, conns })
+        Ok(Rtnl {
+            rt,
+            conns,
+            // Above what the kernel hands out to a new namespace's first
+            // devices; unique across the topology, so in each namespace.
+            next_ifindex: 1000,
+        })
     }
 
     fn conn(&self, ns: &str) -> &Conn {
@@ -119,6 +128,12 @@ impl Rtnl {
         self.conns
             .get(ns)
             .expect("a connection per scenario namespace")
+    }
+
+    /// An ifindex no other device of this topology has.
+    pub fn fresh_ifindex(&mut self) -> u32 {
+        self.next_ifindex += 1;
+        self.next_ifindex
     }
 
     /// The request handle of a namespace.
@@ -202,15 +217,16 @@ impl Rtnl {
                 let mut mac = None;
                 let mut oper_up = false;
                 let mut pair_or_bridge = false;
+                let mut veth = false;
                 for a in m.attributes {
                     match a {
                         LinkAttribute::IfName(n) => name = Some(n),
                         LinkAttribute::Address(a) => mac = <[u8; 6]>::try_from(a).ok(),
                         LinkAttribute::OperState(s) => oper_up = s == State::Up,
                         LinkAttribute::LinkInfo(i) => {
-                            pair_or_bridge = i
-                                .iter()
-                                .any(|i| matches!(i, Info::Kind(InfoKind::Veth | InfoKind::Bridge)))
+                            veth = i.iter().any(|i| matches!(i, Info::Kind(InfoKind::Veth)));
+                            pair_or_bridge =
+                                veth || i.iter().any(|i| matches!(i, Info::Kind(InfoKind::Bridge)));
                         }
                         _ => {}
                     }
@@ -222,6 +238,7 @@ impl Rtnl {
                     lower_up: m.header.flags.contains(LinkFlags::LowerUp),
                     oper_up,
                     pair_or_bridge,
+                    veth,
                 })
             })
             .collect())
