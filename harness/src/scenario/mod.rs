@@ -1,0 +1,223 @@
+//! Stage 1: scenario file → validated [`Scenario`].
+//!
+//! Parsing keeps the YAML position of every value a user can get wrong, so
+//! each error names `file:line:col` and, where there is an obvious fix, a hint.
+//! Unknown keys are errors. Nothing here needs root or a kernel; checks that
+//! do (drop-reason names) are in [`Scenario::check_against_kernel`].
+//!
+//! # Example
+//!
+//! ```
+//! let yaml = r#"
+//! namespaces:
+//!   host:
+//!     links:
+//!       - { name: tun0, kind: tun }
+//!     addresses:
+//!       - { dev: tun0, addr: 192.0.2.1/24 }
+//! inject:
+//!   via: host/tun0
+//!   ipv4: { src: 192.0.2.7, dst: 192.0.2.1, checksum: bad }
+//!   tcp: { sport: 1000, dport: 80, flags: [syn] }
+//! expect:
+//!   fate: dropped
+//!   reason: IP_CSUM
+//! "#;
+//! let s = pktfate::scenario::Scenario::parse("example.yaml".as_ref(), yaml).unwrap();
+//! assert_eq!(s.packets.len(), 1);
+//! assert_eq!(s.packets[0].expect.reason.as_deref(), Some("IP_CSUM"));
+//! ```
+
+use std::path::Path;
+
+use marked_yaml::LoaderOptions;
+
+use crate::kernel_range::Version;
+use crate::tracer::{DropReasons, SkippedHook};
+use error::yaml_error;
+use validate::{Ctx, validate};
+
+mod error;
+mod model;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use error::{Location, ScenarioError};
+pub use model::*;
+pub use validate::{parse_kernel_version, parse_mac, parse_step};
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, Vec<ScenarioError>> {
+        let text = crate::project::read_text(path).map_err(|e| {
+            vec![ScenarioError {
+                loc: None,
+                file: path.to_path_buf(),
+                msg: format!("cannot read scenario: {e}"),
+                hint: Some(format!(
+                    "a scenario is a YAML text file of at most {} KiB",
+                    crate::project::MAX_FILE_BYTES / 1024
+                )),
+            }]
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates scenario text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Vec<ScenarioError>> {
+        let opts = LoaderOptions::default().error_on_duplicate_keys(true);
+        let file: raw::File = marked_yaml::from_yaml_with_options(0, text, opts)
+            .map_err(|e| vec![yaml_error(path, text, &e)])?;
+        let mut cx = Ctx {
+            file: path,
+            errors: vec![],
+        };
+        let s = validate(&mut cx, file, path);
+        if cx.errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(cx.errors)
+        }
+    }
+
+    /// Resolves kernel-dependent expectations for kernel `v` (see
+    /// [`Expectation::for_kernel`]).
+    pub fn resolve_for_kernel(&mut self, v: Version) {
+        for p in &mut self.packets {
+            p.expect = p.expect.for_kernel(v);
+        }
+    }
+
+    /// Drops `reason` expectations, for a kernel whose tracer sees no drop
+    /// reasons; returns what was not checked, to be reported as such.
+    pub fn drop_reason_checks(&mut self, why: &str) -> Vec<String> {
+        fn strip(e: &mut Expectation, packet: &str, why: &str, out: &mut Vec<String>) {
+            if let Some(r) = e.reason.take() {
+                out.push(format!("{packet}: reason {r} not checked ({why})"));
+            }
+            if let Some(reply) = e.reply.as_deref_mut() {
+                strip(reply, &format!("{packet} reply"), why, out);
+            }
+        }
+        let mut out = vec![];
+        for p in &mut self.packets {
+            strip(&mut p.expect, &p.name, why, &mut out);
+        }
+        out
+    }
+
+    /// Drops path, not_path and seen steps that name a hook the tracer
+    /// could not attach on this kernel; returns what was not checked, and
+    /// why, to be reported as such.
+    pub fn drop_steps_on_hooks(&mut self, hooks: &[SkippedHook]) -> Vec<String> {
+        fn strip(e: &mut Expectation, packet: &str, hooks: &[SkippedHook], out: &mut Vec<String>) {
+            let why = |st: &PathStep| hooks.iter().find(|h| h.hook == st.func).map(|h| &h.why);
+            let missing = |st: &PathStep| why(st).is_some();
+            for (what, steps) in [("path", &mut e.path), ("not_path", &mut e.not_path)] {
+                for st in steps.iter() {
+                    if let Some(w) = why(st) {
+                        out.push(format!(
+                            "{packet}: {what} step {st} not checked ({}: {w})",
+                            st.func
+                        ));
+                    }
+                }
+                steps.retain(|st| !missing(st));
+            }
+            for x in &e.seen {
+                if let Some(w) = why(&x.at) {
+                    out.push(format!(
+                        "{packet}: seen at {} not checked ({}: {w})",
+                        x.at, x.at.func
+                    ));
+                }
+            }
+            e.seen.retain(|x| !missing(&x.at));
+            if let Some(reply) = e.reply.as_deref_mut() {
+                strip(reply, &format!("{packet} reply"), hooks, out);
+            }
+        }
+        let mut out = vec![];
+        if hooks.is_empty() {
+            return out;
+        }
+        for p in &mut self.packets {
+            strip(&mut p.expect, &p.name, hooks, &mut out);
+        }
+        out
+    }
+
+    /// Checks what needs the running kernel: drop reason names exist (and
+    /// are rewritten to their canonical short form). A kernel without
+    /// drop reasons (before 5.17) has nothing to check them against.
+    pub fn check_against_kernel(
+        &mut self,
+        reasons: &DropReasons,
+    ) -> Result<(), Vec<ScenarioError>> {
+        fn check(
+            e: &mut Expectation,
+            reasons: &DropReasons,
+            file: &Path,
+            errors: &mut Vec<ScenarioError>,
+        ) {
+            if reasons.is_empty() {
+                return;
+            }
+            if let Some(r) = e.reason.clone() {
+                match reasons.resolve(&r) {
+                    Some(canon) => e.reason = Some(canon.to_string()),
+                    None => {
+                        let sugg = reasons.suggest(&r);
+                        let hint = if sugg.is_empty() {
+                            "`pktfate reasons` lists this kernel's drop reasons; if another kernel has it, give this one its own under `kernels:` (e.g. `\"< 6.13\": { reason: NOT_SPECIFIED }`)".to_string()
+                        } else {
+                            format!(
+                                "did you mean {}? (`pktfate reasons` lists them all)",
+                                sugg.join(", ")
+                            )
+                        };
+                        errors.push(ScenarioError {
+                            loc: e.reason_loc.clone(),
+                            file: file.to_path_buf(),
+                            msg: format!("unknown drop reason `{r}` on this kernel"),
+                            hint: Some(hint),
+                        });
+                    }
+                }
+            }
+            for a in &mut e.allow_drops {
+                match reasons.resolve(a) {
+                    Some(c) => *a = c.to_string(),
+                    None => errors.push(ScenarioError {
+                        loc: None,
+                        file: file.to_path_buf(),
+                        msg: format!("unknown drop reason `{a}` in allow_drops on this kernel"),
+                        hint: reasons
+                            .suggest(a)
+                            .first()
+                            .map(|s| format!("did you mean {s}?")),
+                    }),
+                }
+            }
+            if let Some(reply) = e.reply.as_deref_mut() {
+                check(reply, reasons, file, errors);
+            }
+        }
+        let mut errors = vec![];
+        for p in &mut self.packets {
+            check(&mut p.expect, reasons, &self.path, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The namespace with this scenario-local name.
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        self.namespaces.iter().find(|n| n.name == name)
+    }
+}

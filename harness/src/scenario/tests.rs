@@ -1,0 +1,518 @@
+use super::*;
+
+const GOOD: &str = r#"
+# A comment
+name: sample
+namespaces:
+  host:
+    links:
+      - { name: tun0, kind: tun }
+      - name: veth0
+        kind: veth
+        peer: { namespace: peer, name: veth1 }
+    addresses:
+      - { dev: tun0, addr: 172.30.0.10/32 }
+      - { dev: veth0, addr: 203.0.113.1/24 }
+    routes:
+      - { to: default, via: 203.0.113.2, dev: veth0 }
+    sysctls:
+      net.ipv4.ip_forward: 1
+  peer:
+    addresses:
+      - { dev: veth1, addr: 203.0.113.2/24 }
+inject:
+  via: host/tun0
+  ipv4: { src: 172.30.0.1, dst: 192.0.2.8, checksum: bad }
+  tcp: { sport: 41626, dport: 10001, flags: [syn], seq: 2148230009 }
+expect:
+  fate: dropped
+  reason: SKB_DROP_REASON_IP_CSUM
+  at: ip_rcv_core
+  path: [tun_get_user, netif_receive_skb@host/tun0, ip_rcv_core]
+"#;
+
+fn parse(s: &str) -> Result<Scenario, Vec<ScenarioError>> {
+    Scenario::parse(Path::new("t.yaml"), s)
+}
+
+fn first_err(s: &str) -> ScenarioError {
+    parse(s).unwrap_err().remove(0)
+}
+
+#[test]
+fn user_objects_must_be_elf_files_of_the_project_with_numeric_map_entries() {
+    let dir = std::env::temp_dir().join(format!("pf-obj-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pktfate.toml"), "").unwrap();
+    std::fs::write(dir.join("prog.o"), b"\x7fELF\x02\x01\x01").unwrap();
+    std::fs::write(dir.join("notes.txt"), "not an object").unwrap();
+    let file = dir.join("s.yaml");
+    let yaml = |xdp: &str| {
+        format!(
+            "namespaces:\n  a:\n    links:\n      - {{ name: v0, kind: veth, peer: {{ namespace: b, name: v1 }} }}\n  b:\n    xdp:\n      - {xdp}\ninject:\n  socket: {{ from: a, proto: udp, to: 192.0.2.9, port: 9 }}\nexpect:\n  fate: dropped\n"
+        )
+    };
+    let s = Scenario::parse(
+        &file,
+        &yaml("{ dev: v1, object: prog.o, program: p, mode: skb, maps: { M: { 0x10: 7 } } }"),
+    )
+    .unwrap();
+    let x = &s.namespace("b").unwrap().xdp[0];
+    assert_eq!(x.mode, XdpMode::Skb);
+    assert_eq!(x.object.maps, vec![("M".to_string(), vec![(16, 7)])]);
+    assert_eq!(x.object.at.as_ref().map(|l| l.line), Some(7));
+    for (xdp, want) in [
+        (
+            "{ dev: v1, object: notes.txt, program: p }",
+            "not an ELF object",
+        ),
+        (
+            "{ dev: v1, object: /etc/passwd, program: p }",
+            "--allow-path",
+        ),
+        (
+            "{ dev: v1, object: prog.o, program: p, maps: { M: { x: 1 } } }",
+            "map key `x`",
+        ),
+        (
+            "{ dev: v1, object: prog.o, program: p, mode: turbo }",
+            "unknown XDP mode",
+        ),
+        ("{ dev: v9, object: prog.o, program: p }", "v9"),
+    ] {
+        let e = Scenario::parse(&file, &yaml(xdp)).unwrap_err().remove(0);
+        let text = format!("{} {}", e.msg, e.hint.clone().unwrap_or_default());
+        assert!(text.contains(want), "{xdp}: {text}");
+        assert_eq!(e.loc.map(|l| l.line), Some(7), "{xdp}: {}", e.msg);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_cni_entry_needs_another_scenario_namespace_and_a_conflist() {
+    let dir = std::env::temp_dir().join(format!("pf-cni-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pktfate.toml"), "").unwrap();
+    std::fs::write(
+        dir.join("ok.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge","bridge":"br7"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("evil.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../../bin/sh"}]}"#,
+    )
+    .unwrap();
+    let file = dir.join("s.yaml");
+    let yaml = |cni: &str| {
+        format!(
+            "namespaces:\n  node: {{}}\n  pod:\n    cni: {cni}\ninject:\n  socket: {{ from: pod, proto: udp, to: 192.0.2.9, port: 9 }}\nexpect:\n  fate: dropped\n  path: [net_dev_start_xmit@node/br7, netif_receive_skb@pod/eth0]\n"
+        )
+    };
+    let s = Scenario::parse(
+        &file,
+        &yaml("{ node: node, conflist: ok.conflist, args: { A: b } }"),
+    )
+    .unwrap();
+    let c = s.namespace("pod").unwrap().cni.clone().unwrap();
+    assert_eq!((c.node.as_str(), c.ifname.as_str()), ("node", "eth0"));
+    assert_eq!(c.args, vec![("A".to_string(), "b".to_string())]);
+    for (cni, want) in [
+        (
+            "{ node: pod, conflist: ok.conflist }",
+            "not another namespace",
+        ),
+        (
+            "{ node: nowhere, conflist: ok.conflist }",
+            "not another namespace",
+        ),
+        (
+            "{ node: node, conflist: evil.conflist }",
+            "not a plain name",
+        ),
+        ("{ node: node, conflist: missing.conflist }", "no file"),
+    ] {
+        let e = Scenario::parse(&file, &yaml(cni)).unwrap_err().remove(0);
+        assert!(e.msg.contains(want), "{cni}: {e}");
+        assert_eq!(e.loc.map(|l| l.line), Some(4), "{cni}: {}", e.msg);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rules_are_typed_and_located_when_read() {
+    let with_rules = |rules: &str| {
+        GOOD.replace(
+            "    sysctls:\n      net.ipv4.ip_forward: 1\n",
+            &format!("    sysctls:\n      net.ipv4.ip_forward: 1\n    rules:\n{rules}"),
+        )
+    };
+    let s = parse(&with_rules(
+        "      - { from: 2001:db8::/32, fwmark: 0x10/0xff, table: 7 }\n      - { to: all, action: prohibit }\n",
+    ))
+    .unwrap();
+    let r = &s.namespace("host").unwrap().rules;
+    assert_eq!(r[0].from, Some(("2001:db8::".parse().unwrap(), 32)));
+    assert!(r[0].v6);
+    assert_eq!(r[0].fwmark, Some((0x10, Some(0xff))));
+    assert_eq!(r[0].at.as_ref().map(|l| (l.line, l.col)), Some((19, 17)));
+    assert_eq!((r[1].to, r[1].v6), (None, false), "`all` is no prefix");
+    assert_eq!(r[1].action, Some(RuleAction::Prohibit));
+
+    let e = first_err(&with_rules("      - { fwmark: 0x1g }\n"));
+    assert!(e.msg.contains("fwmark `0x1g`"), "{e}");
+    assert_eq!(e.loc.map(|l| l.line), Some(19));
+    let e = first_err(&with_rules(
+        "      - { from: 192.0.2.0/24, to: 2001:db8::/32 }\n",
+    ));
+    assert!(e.msg.contains("different IP families"), "{e}");
+}
+
+#[test]
+fn parses_a_full_scenario() {
+    let s = parse(GOOD).unwrap();
+    assert_eq!(s.name, "sample");
+    assert_eq!(s.namespaces.len(), 2);
+    let host = s.namespace("host").unwrap();
+    assert_eq!(
+        host.links[1].kind,
+        LinkKind::Veth {
+            peer_ns: "peer".into(),
+            peer: "veth1".into(),
+            peer_mac: None,
+            peer_master: None,
+        }
+    );
+    assert_eq!(host.routes[0].to, None);
+    assert_eq!(
+        host.sysctls,
+        vec![("net.ipv4.ip_forward".to_string(), "1".to_string())]
+    );
+    let p = &s.packets[0];
+    let Injection::Frame { via, spec, .. } = &p.inject else {
+        panic!("a crafted packet")
+    };
+    assert_eq!(
+        *via,
+        DeviceRef {
+            ns: "host".into(),
+            dev: "tun0".into()
+        }
+    );
+    assert!(matches!(
+        spec.ip,
+        IpLayer::V4 {
+            checksum: Checksum::Bad,
+            ttl: 64,
+            ..
+        }
+    ));
+    assert!(matches!(
+        spec.l4,
+        L4Layer::Tcp {
+            flags: tcp_flag::SYN,
+            seq: 2148230009,
+            ..
+        }
+    ));
+    assert_eq!(p.expect.fate, Some(Fate::Dropped));
+    assert_eq!(p.expect.at.as_deref(), Some("ip_rcv_core"));
+    assert_eq!(
+        p.expect.path[1],
+        PathStep {
+            func: "netif_receive_skb".into(),
+            ns: Some("host".into()),
+            dev: Some("tun0".into()),
+            kernel: None,
+        }
+    );
+    assert_eq!(
+        p.expect.reason_loc.as_ref().map(|l| (l.line, l.col)),
+        Some((27, 11))
+    );
+}
+
+#[test]
+fn unknown_key_points_at_it_with_a_suggestion() {
+    let e = first_err(&GOOD.replace("  fate: dropped", "  fait: dropped"));
+    assert_eq!(e.loc.as_ref().map(|l| (l.line, l.col)), Some((26, 3)));
+    assert_eq!(e.msg, "unknown key `fait`");
+    assert!(e.hint.unwrap().starts_with("did you mean `fate`?"));
+}
+
+#[test]
+fn bad_values_carry_file_line_col() {
+    let e = first_err(&GOOD.replace("fate: dropped", "fate: droped"));
+    assert_eq!(
+        e.to_string(),
+        "t.yaml:26:9: unknown fate `droped`\n  hint: did you mean `dropped`?"
+    );
+    let e = first_err(&GOOD.replace("203.0.113.2, dev", "203.0.113.x, dev"));
+    assert_eq!(
+        (e.loc.unwrap().line, e.msg.as_str()),
+        (15, "gateway `203.0.113.x` is not an IP address")
+    );
+    let e = first_err(&GOOD.replace("sport: 41626", "sport: 99999"));
+    assert_eq!(e.loc.unwrap().line, 24);
+    let e = first_err(&GOOD.replace("{ namespace: peer,", "{ namespace: pear,"));
+    assert!(e.hint.unwrap().contains("did you mean `peer`"));
+}
+
+#[test]
+fn references_must_resolve() {
+    let e = first_err(&GOOD.replace("via: host/tun0", "via: host/tun9"));
+    assert_eq!(e.msg, "no device `tun9` in namespace `host`");
+    let e = first_err(&GOOD.replace("via: host/tun0", "via: host/lo"));
+    assert!(e.msg.contains("cannot inject through `lo`"), "{}", e.msg);
+    let e = first_err(&GOOD.replace("netif_receive_skb@host/tun0", "netif_receive_skb@nowhere"));
+    assert!(e.msg.contains("namespace `nowhere`"));
+    let e = first_err(&GOOD.replace("{ dev: veth1,", "{ dev: veth2,"));
+    assert_eq!(e.hint.as_deref(), Some("did you mean `veth1`?"));
+}
+
+#[test]
+fn only_namespace_sysctls_are_allowed() {
+    let e = first_err(&GOOD.replace("net.ipv4.ip_forward: 1", "kernel.panic: 1"));
+    assert!(e.msg.contains("not a per-namespace"));
+    let e = first_err(&GOOD.replace("net.ipv4.ip_forward: 1", "net.ipv4/../../kernel/panic: 1"));
+    assert!(e.msg.contains("not a per-namespace"));
+}
+
+#[test]
+fn syntax_and_duplicate_key_errors_are_located() {
+    let e = first_err("namespaces:\n  a: [\n");
+    assert!(e.msg.starts_with("invalid YAML"), "{}", e.msg);
+    assert!(e.loc.is_some());
+    let e = first_err("namespaces:\n  a: {}\n  a: {}\n");
+    assert!(e.msg.contains("Duplicate key"), "{}", e.msg);
+    assert_eq!(e.loc.unwrap().line, 3);
+}
+
+#[test]
+fn reasons_are_checked_against_the_kernel_table() {
+    let reasons = DropReasons::from_pairs([
+        ("SKB_DROP_REASON_IP_CSUM".to_string(), 5),
+        ("SKB_DROP_REASON_NO_SOCKET".to_string(), 6),
+    ]);
+    let mut s = parse(GOOD).unwrap();
+    s.check_against_kernel(&reasons).unwrap();
+    assert_eq!(s.packets[0].expect.reason.as_deref(), Some("IP_CSUM"));
+    let mut s = parse(&GOOD.replace("SKB_DROP_REASON_IP_CSUM", "IP_CSUMM")).unwrap();
+    let e = s.check_against_kernel(&reasons).unwrap_err().remove(0);
+    assert_eq!(e.msg, "unknown drop reason `IP_CSUMM` on this kernel");
+    assert!(e.hint.unwrap().contains("did you mean IP_CSUM"));
+    assert_eq!(e.loc.unwrap().line, 27);
+}
+
+fn ns_with(links: &str, extra: &str) -> String {
+    format!(
+        "namespaces:\n  a:\n    links:\n{links}\n{extra}\n  b: {{}}\ninject:\n  socket: {{ from: a, proto: tcp, to: 192.0.2.9, port: 80 }}\n"
+    )
+}
+
+#[test]
+fn new_link_kinds_and_their_checks() {
+    let ok = ns_with(
+        "      - { name: br0, kind: bridge }\n      - { name: v0, kind: veth, master: br0, mac: 02:00:00:00:00:01, peer: { namespace: b, name: v1 } }\n      - { name: mv0, kind: macvlan, parent: v0 }\n      - { name: vx0, kind: vxlan, vni: 7, remote: 192.0.2.2, parent: v0 }",
+        "",
+    );
+    let s = parse(&ok).unwrap();
+    let a = s.namespace("a").unwrap();
+    assert_eq!(a.links[1].master.as_deref(), Some("br0"));
+    assert_eq!(
+        a.links[2].kind,
+        LinkKind::Macvlan {
+            parent: "v0".into(),
+            mode: "bridge".into()
+        }
+    );
+    assert!(matches!(
+        a.links[3].kind,
+        LinkKind::Vxlan {
+            vni: 7,
+            dstport: 4789,
+            ..
+        }
+    ));
+    let e = first_err(&ns_with(
+        "      - { name: v0, kind: veth, master: nobr, peer: { namespace: b, name: v1 } }",
+        "",
+    ));
+    assert!(e.msg.contains("`nobr` is not a bridge"), "{}", e.msg);
+    let e = first_err(&ns_with("      - { name: mv0, kind: macvlan }", ""));
+    assert_eq!(e.msg, "a macvlan needs a `parent` device");
+    let e = first_err(&ns_with("      - { name: t0, kind: tun, vni: 3 }", ""));
+    assert_eq!(e.msg, "a tun link has no `vni`");
+    let e = first_err(&ns_with(
+        "      - { name: t0, kind: tun, mac: 02:zz:00:00:00:01 }",
+        "",
+    ));
+    assert!(e.msg.contains("not a MAC address"));
+    let e = first_err(&ns_with("      - { name: g0, kind: gre }", ""));
+    assert!(
+        e.hint
+            .unwrap()
+            .contains("kinds: veth, tun, tap, bridge, macvlan, vxlan")
+    );
+}
+
+#[test]
+fn tc_rules_nft_and_listeners_are_checked() {
+    let base = "      - { name: v0, kind: veth, peer: { namespace: b, name: v1 } }";
+    let ok = ns_with(
+        base,
+        "    tc:\n      - { dev: v0, program: drop_tcp_dport, config: { port: 80 } }\n      - { command: qdisc replace dev v0 root pfifo }\n    rules:\n      - { from: 192.0.2.0/24, table: 100, priority: 10 }\n    listen:\n      - { proto: udp, port: 53 }\n    nft: table inet t {}",
+    );
+    let s = parse(&ok).unwrap();
+    let a = s.namespace("a").unwrap();
+    assert_eq!(a.tc.len(), 2);
+    assert!(
+        matches!(&a.tc[0], TcSpec::Program { ingress: true, config, .. } if config == &vec![("port".to_string(), 80)])
+    );
+    assert_eq!(a.rules[0].table, Some(100));
+    assert_eq!(
+        a.listen[0],
+        Listener {
+            proto: SockProto::Udp,
+            port: 53,
+            addr: None
+        }
+    );
+    assert_eq!(a.nft.as_ref().unwrap().first_line, 12);
+    let e = first_err(&ns_with(
+        base,
+        "    tc:\n      - { dev: v0, program: drop_tcp_port }",
+    ));
+    assert_eq!(e.hint.as_deref(), Some("did you mean `drop_tcp_dport`?"));
+    let e = first_err(&ns_with(
+        base,
+        "    tc:\n      - { dev: v0, program: drop_tcp_dport, config: { prt: 1 } }",
+    ));
+    assert!(e.msg.contains("takes no config key `prt`"), "{}", e.msg);
+    let e = first_err(&ns_with(base, "    tc:\n      - { dev: v0 }"));
+    assert!(e.msg.contains("either `program`"), "{}", e.msg);
+    let e = first_err(&ns_with(base, "    nft_file: no/such/file.nft"));
+    assert!(e.msg.contains("no file `no/such/file.nft`"), "{}", e.msg);
+    let e = first_err(&ns_with(
+        base,
+        "    listen:\n      - { proto: sctp, port: 1 }",
+    ));
+    assert!(e.msg.contains("cannot listen on `sctp`"));
+}
+
+#[test]
+fn socket_injection_is_checked() {
+    let base = "      - { name: v0, kind: veth, peer: { namespace: b, name: v1 } }";
+    let s = parse(&ns_with(base, "")).unwrap();
+    assert!(matches!(
+        s.packets[0].inject,
+        Injection::Socket {
+            proto: SockProto::Tcp,
+            port: 80,
+            ..
+        }
+    ));
+    let t = ns_with(base, "").replace(
+        "proto: tcp, to: 192.0.2.9, port: 80",
+        "proto: tcp, to: 192.0.2.9",
+    );
+    assert!(first_err(&t).msg.contains("needs a destination `port`"));
+    let t = ns_with(base, "").replace("proto: tcp", "proto: sctp");
+    assert!(first_err(&t).msg.contains("unknown socket protocol"));
+    let t = ns_with(base, "").replace(
+        "  socket:",
+        "  ipv4: { src: 192.0.2.1, dst: 192.0.2.9 }\n  socket:",
+    );
+    assert!(first_err(&t).msg.contains("the kernel builds the packet"));
+}
+
+#[test]
+fn steps_on_hooks_the_kernel_lacks_are_reported_not_checked() {
+    let text = GOOD.replace(
+        "  path: [tun_get_user, netif_receive_skb@host/tun0, ip_rcv_core]\n",
+        "  path: [tun_get_user, icmp_send@host/tun0, ip_rcv_core]\n  not_path: [icmp_send]\n",
+    );
+    let mut s = parse(&text).unwrap();
+    let absent = crate::tracer::SkippedHook {
+        hook: "icmp_send",
+        why: "this kernel has no such BTF tracepoint".into(),
+    };
+    let notes = s.drop_steps_on_hooks(&[absent]);
+    assert_eq!(
+        notes,
+        vec![
+            "packet 1: path step icmp_send@host/tun0 not checked (icmp_send: this kernel has no such BTF tracepoint)",
+            "packet 1: not_path step icmp_send not checked (icmp_send: this kernel has no such BTF tracepoint)",
+        ]
+    );
+    let e = &s.packets[0].expect;
+    assert_eq!(e.path.len(), 2);
+    assert!(e.not_path.is_empty());
+    assert!(s.drop_steps_on_hooks(&[]).is_empty());
+}
+
+/// A scenario's truth on each kernel: the base, `kernels:` entries in
+/// range, and steps qualified by kernel.
+#[test]
+fn kernel_dependent_expectations_resolve_per_kernel() {
+    let text = GOOD.replace(
+        "  path: [tun_get_user, netif_receive_skb@host/tun0, ip_rcv_core]\n",
+        "  path: [tun_get_user, \"tcp_send_reset (kernel >= 6.10)\", ip_rcv_core]\n  kernels:\n    \"< 6.13\": { reason: NOT_SPECIFIED }\n    \"6.1\": { at: ip_rcv_finish_core, reply: { fate: delivered } }\n",
+    );
+    let s = parse(&text).unwrap();
+    let base = &s.packets[0].expect;
+    let on = |v| base.for_kernel(v);
+    let k618 = on((6, 18, 0));
+    assert_eq!(k618.reason.as_deref(), Some("SKB_DROP_REASON_IP_CSUM"));
+    assert_eq!(k618.path.len(), 3);
+    let k612 = on((6, 12, 117));
+    assert_eq!(k612.reason.as_deref(), Some("NOT_SPECIFIED"));
+    assert_eq!(
+        k612.at.as_deref(),
+        Some("ip_rcv_core"),
+        "only keys set are replaced"
+    );
+    let k61 = on((6, 1, 192));
+    assert_eq!(k61.reason.as_deref(), Some("NOT_SPECIFIED"));
+    assert_eq!(k61.at.as_deref(), Some("ip_rcv_finish_core"));
+    assert_eq!(k61.path.len(), 2, "the 6.10 step is gone");
+    assert_eq!(k61.reply.unwrap().fate, Some(Fate::Delivered));
+    let e = first_err(&GOOD.replace(
+        "  at: ip_rcv_core\n",
+        "  at: ip_rcv_core\n  kernels:\n    \"newest\": { at: x }\n",
+    ));
+    assert!(
+        e.msg
+            .contains("`newest` is not a kernel version comparison"),
+        "{}",
+        e.msg
+    );
+    assert!(e.loc.is_some());
+}
+
+#[test]
+fn steps() {
+    assert_eq!(
+        parse_step("ip_rcv").unwrap(),
+        PathStep {
+            func: "ip_rcv".into(),
+            ns: None,
+            dev: None,
+            kernel: None,
+        }
+    );
+    let q = parse_step("tcp_send_reset@host/tun0 (kernel >= 6.10)").unwrap();
+    assert_eq!(
+        (q.func.as_str(), q.dev.as_deref()),
+        ("tcp_send_reset", Some("tun0"))
+    );
+    let k = q.kernel.unwrap();
+    assert!(k.contains((6, 10, 0)) && !k.contains((6, 9, 12)));
+    assert!(parse_step("ip_rcv (kernel soon)").is_err());
+    assert_eq!(
+        parse_step("net_dev_xmit@r").unwrap().ns.as_deref(),
+        Some("r")
+    );
+    assert!(parse_step("a b").is_err());
+    assert_eq!(parse_step("x@n/d").unwrap().to_string(), "x@n/d");
+}

@@ -1,0 +1,467 @@
+//! Raw shapes → model, collecting every located error.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use marked_yaml::Spanned;
+
+use super::error::{Location, ScenarioError};
+use super::model::*;
+use super::raw;
+use crate::abi::{MAX_FILTERS, MAX_NETNS};
+use crate::kernel_range::KernelRange;
+use crate::text::{clip, did_you_mean};
+
+use attach::cni_node_devices;
+pub use expect::parse_step;
+use expect::validate_expect;
+use namespace::validate_ns;
+use packet::validate_packet;
+
+mod addressing;
+mod attach;
+mod expect;
+mod link;
+mod namespace;
+mod packet;
+mod programs;
+
+/// Longest error message, values quoted in it included.
+const MAX_MESSAGE_CHARS: usize = 400;
+
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a Path,
+    pub(super) errors: Vec<ScenarioError>,
+}
+
+impl Ctx<'_> {
+    fn loc<T>(&self, s: &Spanned<T>) -> Option<Location> {
+        s.span().start().map(|m| Location {
+            file: self.file.to_path_buf(),
+            line: m.line(),
+            col: m.column(),
+        })
+    }
+
+    fn err<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>, hint: Option<String>) {
+        let loc = self.loc(at);
+        self.errors.push(ScenarioError {
+            loc,
+            file: self.file.to_path_buf(),
+            // Messages quote values; a 10 MiB one stays readable.
+            msg: clip(&msg.into(), MAX_MESSAGE_CHARS),
+            hint,
+        });
+    }
+
+    fn ip(&mut self, s: &raw::S, what: &str) -> Option<IpAddr> {
+        match s.parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    s,
+                    format!("{what} `{}` is not an IP address", s.as_str()),
+                    Some("write e.g. 192.0.2.1 or 2001:db8::1".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn cidr(&mut self, s: &raw::S, what: &str) -> Option<(IpAddr, u8)> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.as_str(), None),
+        };
+        let addr: IpAddr = match a.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.err(
+                    s,
+                    format!("{what} `{}` is not an address with prefix", s.as_str()),
+                    Some("write e.g. 192.0.2.1/24 or 2001:db8::1/64".into()),
+                );
+                return None;
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p.map(str::parse::<u8>) {
+            None => max,
+            Some(Ok(p)) if p <= max => p,
+            Some(_) => {
+                self.err(
+                    s,
+                    format!("{what} `{}` has a bad prefix length", s.as_str()),
+                    Some(format!("the prefix is 0..={max}")),
+                );
+                return None;
+            }
+        };
+        Some((addr, prefix))
+    }
+
+    fn checksum(&mut self, s: &Option<raw::S>) -> Checksum {
+        let Some(s) = s else { return Checksum::Auto };
+        let v = s.trim();
+        if v == "auto" {
+            return Checksum::Auto;
+        }
+        if v == "bad" {
+            return Checksum::Bad;
+        }
+        let parsed = if let Some(h) = v.strip_prefix("0x") {
+            u16::from_str_radix(h, 16).ok()
+        } else {
+            v.parse::<u16>().ok()
+        };
+        match parsed {
+            Some(n) => Checksum::Value(n),
+            None => {
+                self.err(
+                    s,
+                    format!("checksum `{v}` is not `auto`, `bad` or a 16-bit number"),
+                    Some("write `checksum: bad` to send a wrong checksum, or e.g. `checksum: 0xf77b`".into()),
+                );
+                Checksum::Auto
+            }
+        }
+    }
+}
+
+/// Which links (by name) each namespace will have, for reference checks.
+type DevIndex = BTreeMap<String, BTreeSet<String>>;
+
+fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n != "."
+        && n != ".."
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_nsname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 24
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+/// (line, column) of a spanned value, for keeping file order.
+fn span_pos<T>(s: &Spanned<T>) -> (usize, usize) {
+    s.span().start().map_or((0, 0), |m| (m.line(), m.column()))
+}
+
+pub(super) fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
+    let name = f.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".into())
+    });
+    let (raw_ns, mut devs) = device_index(cx, f.namespaces, path);
+    let ns_names: Vec<String> = raw_ns.iter().map(|(k, _)| k.to_string()).collect();
+    let mut namespaces = vec![];
+    for (n, ns) in raw_ns {
+        namespaces.push(validate_ns(cx, &n, ns, &ns_names, &devs));
+    }
+    // The bridge a CNI plugin makes in the node can be named in steps.
+    for ns in &namespaces {
+        if let Some(c) = &ns.cni {
+            if let Some(set) = devs.get_mut(&c.node) {
+                set.extend(cni_node_devices(&c.conflist));
+            }
+        }
+    }
+    let raw_packets = packet_list(cx, f.inject, f.expect, f.packets, path);
+    let packets = packets(cx, raw_packets, &namespaces, &devs);
+    Scenario {
+        name,
+        path: path.to_path_buf(),
+        description: f.description.map(|d| d.to_string()),
+        namespaces,
+        packets,
+        timeout: f
+            .timeout_ms
+            .map_or(DEFAULT_TIMEOUT, |t| Duration::from_millis(*t)),
+        counters: counters(cx, f.counters, &devs),
+        requires: requires(cx, f.requires),
+    }
+}
+
+/// The namespaces in file order, checked, and the devices each will hold
+/// (veth peers included), for reference checks.
+fn device_index(
+    cx: &mut Ctx,
+    raw: Option<HashMap<raw::S, raw::Namespace>>,
+    path: &Path,
+) -> (Vec<(raw::S, raw::Namespace)>, DevIndex) {
+    // Namespaces and the devices each will hold.
+    let mut devs: DevIndex = BTreeMap::new();
+    // File order, so creation order and messages follow what the user wrote.
+    let mut raw_ns: Vec<(raw::S, raw::Namespace)> = raw.unwrap_or_default().into_iter().collect();
+    raw_ns.sort_by_key(|(k, _)| span_pos(k));
+    if raw_ns.is_empty() {
+        cx.errors.push(ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg: "no `namespaces`: a scenario builds its own namespaces".into(),
+            hint: Some(
+                "add `namespaces:` with at least one namespace; nothing runs in the root namespace"
+                    .into(),
+            ),
+        });
+    }
+    if let Some((n, _)) = raw_ns.get(MAX_NETNS as usize) {
+        cx.err(
+            n,
+            format!(
+                "{} namespaces; a scenario has at most {MAX_NETNS} (the tracer watches that many)",
+                raw_ns.len()
+            ),
+            Some("split the scenario, or share namespaces between roles".into()),
+        );
+    }
+    for (n, ns) in &raw_ns {
+        if !valid_nsname(n) {
+            cx.err(
+                n,
+                format!("namespace name `{}` is not valid", n.as_str()),
+                Some("use up to 24 letters, digits, - or _".into()),
+            );
+        }
+        let set = devs.entry(n.to_string()).or_default();
+        set.insert("lo".into());
+        for l in &ns.links {
+            set.insert(l.name.to_string());
+        }
+        if let Some(c) = &ns.cni {
+            set.insert(c.ifname.as_ref().map_or("eth0", |i| i.as_str()).to_string());
+        }
+    }
+    for (_, ns) in &raw_ns {
+        for l in &ns.links {
+            if let Some(p) = &l.peer {
+                if let Some(set) = devs.get_mut(p.namespace.as_str()) {
+                    if !set.insert(p.name.to_string()) {
+                        cx.err(
+                            &p.name,
+                            format!(
+                                "device `{}` already exists in namespace `{}`",
+                                p.name.as_str(),
+                                p.namespace.as_str()
+                            ),
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    (raw_ns, devs)
+}
+
+/// The packets: either top-level `inject`/`expect` or a `packets:` list.
+fn packet_list(
+    cx: &mut Ctx,
+    inject: Option<raw::Inject>,
+    expect: Option<raw::Expect>,
+    list: Option<Vec<raw::Packet>>,
+    path: &Path,
+) -> Vec<raw::Packet> {
+    // Packets: either top-level inject/expect or a `packets:` list.
+    let mut raw_packets = vec![];
+    match (inject, expect, list) {
+        (Some(i), e, None) => raw_packets.push(raw::Packet {
+            name: None,
+            inject: i,
+            expect: e.unwrap_or(raw::Expect {
+                fate: None,
+                reason: None,
+                at: None,
+                path: None,
+                seen: None,
+                reply: None,
+                not_path: None,
+                icmp: None,
+                transmitted: None,
+                no_unexpected_drops: None,
+                allow_drops: None,
+                kernels: None,
+            }),
+        }),
+        (None, None, Some(list)) => raw_packets = list,
+        (None, Some(e), _) => cx.err(
+            e.fate
+                .as_ref()
+                .or(e.reason.as_ref())
+                .unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
+            "`expect` without `inject`",
+            Some("add an `inject:` block describing the packet".into()),
+        ),
+        (Some(i), _, Some(_)) => cx.err(
+            i.via
+                .as_ref()
+                .or(i.socket.as_ref().map(|s| &s.from))
+                .unwrap_or(&Spanned::new(marked_yaml::Span::new_blank(), String::new())),
+            "both `inject` and `packets` given",
+            Some(
+                "use `packets:` for several packets, or top-level `inject`/`expect` for one".into(),
+            ),
+        ),
+        (None, None, None) => cx.errors.push(ScenarioError {
+            loc: None,
+            file: path.to_path_buf(),
+            msg: "nothing to inject".into(),
+            hint: Some("add `inject:` and `expect:` (or a `packets:` list)".into()),
+        }),
+    }
+    raw_packets
+}
+
+/// Validates each packet and checks they fit the tracer's flow filters.
+fn packets(
+    cx: &mut Ctx,
+    raw: Vec<raw::Packet>,
+    namespaces: &[Namespace],
+    devs: &DevIndex,
+) -> Vec<Packet> {
+    let mut packets = vec![];
+    let mut n_filters = 0;
+    for (i, p) in raw.into_iter().enumerate() {
+        let pname = p
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| format!("packet {}", i + 1));
+        let at = p
+            .inject
+            .via
+            .clone()
+            .or_else(|| p.inject.socket.as_ref().map(|s| s.from.clone()));
+        if let Some(pk) = validate_packet(cx, pname, p, namespaces, devs) {
+            // The runner watches each packet's flow both ways, plus the
+            // ICMP errors about it (one filter for ICMP itself).
+            n_filters += if pk.is_icmp() { 1 } else { 2 };
+            if n_filters > MAX_FILTERS as usize {
+                if let Some(at) = &at {
+                    cx.err(
+                        at,
+                        format!(
+                            "too many packets: the tracer holds {MAX_FILTERS} flow filters, two per TCP/UDP packet and one per ICMP packet"
+                        ),
+                        Some("split the scenario into several files".into()),
+                    );
+                }
+            }
+            packets.push(pk);
+        }
+    }
+    packets
+}
+
+/// `counters:` deltas, per namespace, in file order.
+fn counters(
+    cx: &mut Ctx,
+    raw: Option<HashMap<raw::S, HashMap<raw::S, raw::S>>>,
+    devs: &DevIndex,
+) -> Vec<CounterCheck> {
+    let mut counters = vec![];
+    let mut raw_counters: Vec<_> = raw.unwrap_or_default().into_iter().collect();
+    raw_counters.sort_by_key(|(k, _)| span_pos(k));
+    for (ns, map) in raw_counters {
+        if !devs.contains_key(ns.as_str()) {
+            cx.err(
+                &ns,
+                format!(
+                    "counters for `{}`, which the scenario does not declare",
+                    ns.as_str()
+                ),
+                None,
+            );
+            continue;
+        }
+        let mut entries: Vec<_> = map.into_iter().collect();
+        entries.sort_by_key(|(k, _)| span_pos(k));
+        for (name, d) in entries {
+            let t = d.trim();
+            let parsed = if let Some(r) = t.strip_prefix(">=") {
+                r.trim().parse::<i64>().ok().map(Delta::AtLeast)
+            } else {
+                t.parse::<i64>().ok().map(Delta::Exactly)
+            };
+            match parsed {
+                Some(delta) if name.chars().all(|c| c.is_ascii_alphanumeric()) => counters.push(CounterCheck {
+                    ns: ns.to_string(),
+                    name: name.to_string(),
+                    delta,
+                }),
+                Some(_) => cx.err(&name, format!("`{}` is not a counter name", name.as_str()), Some("names as nstat prints them, e.g. IpExtInNoRoutes, TcpExtListenDrops, Ip6InNoRoutes".into())),
+                None => cx.err(&d, format!("`{t}` is not a counter change"), Some("write +1, 0, -2 or >=1".into())),
+            }
+        }
+    }
+    counters
+}
+
+/// `requires:`: what the machine must have.
+fn requires(cx: &mut Ctx, raw: Option<raw::Requires>) -> Requires {
+    let mut requires = Requires::default();
+    if let Some(r) = raw {
+        if let Some(k) = r.kernel {
+            match parse_kernel_version(k.trim_start_matches(">=").trim()) {
+                Some(v) => requires.kernel = Some(v),
+                None => cx.err(
+                    &k,
+                    format!("`{}` is not a kernel version", k.as_str()),
+                    Some("write e.g. 6.8 or >=5.17".into()),
+                ),
+            }
+        }
+        requires.reasons = r
+            .reasons
+            .unwrap_or_default()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        requires.tools = r
+            .tools
+            .unwrap_or_default()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        requires.functions = r.functions.is_some_and(|b| *b);
+    }
+    requires
+}
+
+/// Parses `6`, `6.8` or `6.8.0` (anything after a `-` is ignored).
+pub fn parse_kernel_version(v: &str) -> Option<(u32, u32, u32)> {
+    let v = v.split(['-', '+']).next()?;
+    let mut it = v.split('.').map(|p| p.parse::<u32>());
+    let major = it.next()?.ok()?;
+    let minor = it.next().transpose().ok()?.unwrap_or(0);
+    let patch = it.next().transpose().ok()?.unwrap_or(0);
+    Some((major, minor, patch))
+}
+
+fn valid_mac(m: &str) -> bool {
+    parse_mac(m).is_some()
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(m: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = m.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut out = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        out[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(out)
+}
