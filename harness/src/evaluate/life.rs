@@ -1,0 +1,109 @@
+//! Which events are one packet's life: the skb it is judged by, followed
+//! across the copies the kernel makes of it.
+
+use std::collections::HashSet;
+
+use crate::collect::{Step, Timeline};
+
+/// The judged skb's life: from its first forward event to its end.
+pub fn life(tl: &Timeline, packet: usize) -> Vec<&Step> {
+    life_of(tl, packet, false)
+}
+
+/// How soon after the packet's latest event a copy must appear.
+const COPY_WINDOW_NS: u64 = 100_000_000;
+
+/// What identifies one packet across skb copies: the headers that a copy
+/// keeps (addresses, ports, TCP sequence and flags, ICMP type and id).
+fn signature(
+    s: &Step,
+) -> (
+    Option<std::net::IpAddr>,
+    Option<std::net::IpAddr>,
+    u8,
+    u16,
+    u16,
+    u32,
+    u8,
+    u8,
+    u16,
+) {
+    let p = &s.ev.packet;
+    (
+        p.src,
+        p.dst,
+        p.proto,
+        p.sport,
+        p.dport,
+        p.tcp_seq,
+        p.tcp_flags,
+        p.icmp_type,
+        p.icmp_id,
+    )
+}
+
+/// Like [`life`], for the first packet flowing back (`reverse`) or forward.
+///
+/// A packet can change skbs on its way: on 6.18, a packet that waits for
+/// ARP is queued as a copy and the original is consumed in
+/// `__neigh_event_send`. So the life starts with the first skb carrying
+/// the packet and takes in every later skb whose first event carries the
+/// same packet (by [`signature`], as of any event so far, so NAT and
+/// rewrites are followed). Events come in time order.
+pub fn life_of(tl: &Timeline, packet: usize, reverse: bool) -> Vec<&Step> {
+    let cands: Vec<&Step> = tl
+        .steps
+        .iter()
+        .filter(|s| s.packet == Some(packet) && s.reverse == reverse)
+        .collect();
+    let Some(first) = cands.first() else {
+        return vec![];
+    };
+    // First event of each skb life, in time order.
+    let mut starts: Vec<&Step> = vec![];
+    let mut seen_lives = HashSet::new();
+    for s in &cands {
+        if seen_lives.insert(s.life) {
+            starts.push(s);
+        }
+    }
+    let mut chain = HashSet::from([first.life]);
+    let mut sigs: HashSet<_> = cands
+        .iter()
+        .filter(|s| s.life == first.life)
+        .map(|s| signature(s))
+        .collect();
+    let last_ts = |chain: &HashSet<u64>| {
+        cands
+            .iter()
+            .filter(|c| chain.contains(&c.life))
+            .map(|c| c.ev.ts_ns)
+            .max()
+            .unwrap_or(0)
+    };
+    loop {
+        let mut grew = false;
+        for s in &starts {
+            // A copy starts at once; the same headers much later are a new
+            // send (a retransmission), not this packet.
+            let near = s.ev.ts_ns <= last_ts(&chain) + COPY_WINDOW_NS;
+            if !chain.contains(&s.life) && near && sigs.contains(&signature(s)) {
+                chain.insert(s.life);
+                sigs.extend(
+                    cands
+                        .iter()
+                        .filter(|c| c.life == s.life)
+                        .map(|c| signature(c)),
+                );
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    cands
+        .into_iter()
+        .filter(|s| chain.contains(&s.life))
+        .collect()
+}

@@ -1,0 +1,117 @@
+//! Stage 6: compare each packet's traced life with its expectations.
+//!
+//! The skb a packet is judged by is the first one seen carrying the packet in
+//! its forward direction; its life runs from that event to its `kfree_skb`
+//! or `consume_skb`. Replies (reverse direction) are in the timeline for the
+//! reader but do not change the verdict.
+
+mod counters;
+mod facts;
+mod judge;
+mod life;
+#[cfg(test)]
+mod tests;
+
+pub use counters::check_counters;
+pub use facts::{Facts, Token, compact_path, facts, icmp_errors, strip_suffix, tokens};
+pub use judge::match_path;
+pub use life::{life, life_of};
+
+use crate::collect::Timeline;
+use crate::scenario::Scenario;
+use judge::{judge, judge_icmp, judge_reply, unexpected_drops};
+
+/// An expectation that did not hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mismatch {
+    /// Which expectation (`fate`, `reason`, `at`, `path`).
+    pub what: String,
+    /// What the scenario says.
+    pub expected: String,
+    /// What the trace shows.
+    pub actual: String,
+}
+
+/// The verdict on one packet.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PacketVerdict {
+    /// Packet name.
+    pub name: String,
+    /// What happened.
+    pub facts: Facts,
+    /// Expectations that failed; empty means pass.
+    pub mismatches: Vec<Mismatch>,
+    /// The packet's path, compacted for reading.
+    pub path: Vec<String>,
+}
+
+/// The verdict on a scenario.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verdict {
+    /// Per packet.
+    pub packets: Vec<PacketVerdict>,
+    /// Problems with the trace itself (lost events, timeout).
+    pub trace_problems: Vec<String>,
+    /// Counter deltas that did not hold.
+    pub counters: Vec<Mismatch>,
+}
+
+impl Verdict {
+    /// True when every expectation held and the trace is complete.
+    pub fn passed(&self) -> bool {
+        self.trace_problems.is_empty()
+            && self.counters.is_empty()
+            && self.packets.iter().all(|p| p.mismatches.is_empty())
+    }
+}
+
+/// Judges every packet of the scenario against the timeline.
+pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
+    let mut packets = vec![];
+    for (i, p) in s.packets.iter().enumerate() {
+        let l = life(tl, i);
+        let (facts, mut mismatches, path) = judge(&p.expect, &l);
+        if let Some(want) = p.expect.icmp {
+            mismatches.extend(judge_icmp(want, &icmp_errors(tl, i, &l)));
+        }
+        if p.expect.no_unexpected_drops {
+            mismatches.extend(unexpected_drops(&p.expect, tl, i, &l, &facts));
+        }
+        if let Some(reply) = &p.expect.reply {
+            mismatches.extend(judge_reply(reply, tl, i));
+        }
+        packets.push(PacketVerdict {
+            name: p.name.clone(),
+            facts,
+            mismatches,
+            path,
+        });
+    }
+    Verdict {
+        packets,
+        trace_problems: trace_problems(tl),
+        counters: vec![],
+    }
+}
+
+/// Problems with the trace itself: lost events, a cap, a timeout.
+fn trace_problems(tl: &Timeline) -> Vec<String> {
+    let mut trace_problems = vec![];
+    if tl.lost > 0 {
+        trace_problems.push(format!(
+            "{} tracer event(s) were lost in the kernel (ring buffer full); the trace is incomplete",
+            tl.lost
+        ));
+    }
+    if let Some(cap) = tl.capped {
+        trace_problems.push(format!(
+            "more than {cap} events for this scenario: collection stopped there. A scenario's own packets make far fewer; set --max-events (or PKTFATE_MAX_EVENTS) higher if this traffic is expected"
+        ));
+    } else if !tl.settled {
+        trace_problems.push(format!(
+            "timed out after {} ms before every injected packet was seen and every tracked skb was freed",
+            tl.waited.as_millis()
+        ));
+    }
+    trace_problems
+}

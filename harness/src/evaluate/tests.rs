@@ -1,0 +1,263 @@
+use super::*;
+use crate::collect::Step;
+use crate::scenario::{PathStep, parse_step};
+
+use crate::collect::sample_step as step;
+
+fn path(p: &[&str]) -> Vec<PathStep> {
+    p.iter().map(|s| parse_step(s).unwrap()).collect()
+}
+
+#[test]
+fn path_is_an_ordered_subsequence_with_qualifiers() {
+    let tl = Timeline {
+        steps: vec![
+            step(
+                1,
+                "netif_receive_skb",
+                &[
+                    "tun_get_user",
+                    "netif_receive_skb",
+                    "__netif_receive_skb_core.constprop.0",
+                ],
+                "host",
+                "tun0",
+            ),
+            step(
+                1,
+                "kfree_skb",
+                &["tun_get_user", "ip_rcv", "tcp_v4_rcv", "sk_skb_reason_drop"],
+                "host",
+                "tun0",
+            ),
+        ],
+        settled: true,
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    let t = tokens(&l);
+    assert_eq!(
+        match_path(&path(&["tun_get_user", "ip_rcv", "kfree_skb"]), &t),
+        Ok(())
+    );
+    assert_eq!(
+        match_path(&path(&["netif_receive_skb@host/tun0", "tcp_v4_rcv"]), &t),
+        Ok(())
+    );
+    assert_eq!(
+        match_path(&path(&["__netif_receive_skb_core"]), &t),
+        Ok(()),
+        "clone suffixes are ignored"
+    );
+    assert_eq!(
+        match_path(&path(&["ip_rcv", "netif_receive_skb@host/tun0"]), &t),
+        Err(1),
+        "order matters"
+    );
+    assert_eq!(
+        match_path(&path(&["netif_receive_skb@peer"]), &t),
+        Err(0),
+        "namespace qualifier"
+    );
+    assert_eq!(
+        match_path(&path(&["netif_receive_skb@host/veth0"]), &t),
+        Err(0),
+        "device qualifier"
+    );
+    let f = facts(&l);
+    assert!(f.dropped && !f.forwarded && !f.delivered);
+    assert_eq!(f.reason.as_deref(), Some("NO_SOCKET"));
+    assert_eq!(compact_path(&t)[0], "tun_get_user");
+}
+
+#[test]
+fn forwarded_means_received_then_transmitted_by_one_namespace() {
+    // As traced on 6.18: the xmit happens from the ARP reply's context.
+    let routed = [
+        step(
+            2,
+            "netif_receive_skb",
+            &["tun_get_user", "netif_receive_skb"],
+            "host",
+            "tun0",
+        ),
+        step(
+            2,
+            "net_dev_queue",
+            &["arp_process", "__neigh_update", "__dev_queue_xmit"],
+            "host",
+            "veth0",
+        ),
+        step(2, "netif_rx", &["veth_xmit", "__netif_rx"], "peer", "veth1"),
+        step(
+            2,
+            "kfree_skb",
+            &["process_backlog", "tcp_v4_rcv"],
+            "peer",
+            "veth1",
+        ),
+    ];
+    let l: Vec<&Step> = routed.iter().collect();
+    let f = facts(&l);
+    assert!(f.forwarded && f.dropped);
+    assert_eq!(f.transmitted, vec!["host/veth0".to_string()]);
+    // A locally generated packet is transmitted but not forwarded, even
+    // when the peer namespace then receives it.
+    let local = [
+        step(
+            3,
+            "net_dev_queue",
+            &["tcp_connect", "__dev_queue_xmit"],
+            "host",
+            "veth0",
+        ),
+        step(3, "netif_rx", &["veth_xmit"], "peer", "veth1"),
+    ];
+    let l: Vec<&Step> = local.iter().collect();
+    assert!(!facts(&l).forwarded);
+}
+
+#[test]
+fn a_packet_is_followed_into_a_copy() {
+    // As traced on 6.18: the SYN waiting for ARP is consumed in
+    // __neigh_event_send and goes on as another skb.
+    let mut a = step(
+        1,
+        "consume_skb",
+        &["ip_finish_output2", "__neigh_event_send"],
+        "client",
+        "eth0",
+    );
+    a.ev.at = Some("__neigh_event_send".into());
+    let b1 = step(
+        2,
+        "net_dev_queue",
+        &["arp_process", "__dev_queue_xmit"],
+        "client",
+        "eth0",
+    );
+    let b2 = step(
+        2,
+        "consume_skb",
+        &["tcp_v4_rcv", "tcp_v4_do_rcv", "tcp_rcv_state_process"],
+        "server",
+        "eth0",
+    );
+    // A different packet of the same flow (other TCP flags) is not taken in.
+    let mut other = step(3, "net_dev_queue", &[], "client", "eth0");
+    other.ev.packet.tcp_flags = 0x10;
+    let tl = Timeline {
+        steps: vec![a, b1, other, b2],
+        settled: true,
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    assert_eq!(
+        l.iter().map(|s| s.ev.skb).collect::<Vec<_>>(),
+        vec![1, 2, 2]
+    );
+    let f = facts(&l);
+    assert!(f.delivered && f.consumed && !f.dropped);
+    assert_eq!(f.at.as_deref(), Some("tcp_v4_rcv"));
+}
+
+#[test]
+fn a_resent_copy_dropped_the_same_way_is_not_an_unexpected_drop() {
+    let s = Scenario::parse(
+        std::path::Path::new("t.yaml"),
+        "namespaces:\n  server: {}\ninject:\n  socket: { from: server, proto: tcp, to: 192.0.2.1, port: 22 }\nexpect:\n  fate: dropped\n  reason: NO_SOCKET\n  no_unexpected_drops: true\n",
+    )
+    .unwrap();
+    let owned = |skb, hook, ns, life, ts| {
+        let mut st = step(skb, hook, &[], ns, "eth0");
+        st.packet = Some(0);
+        st.life = life;
+        st.ev.ts_ns = ts;
+        st
+    };
+    // The SYN dropped, then its retransmission a second later, dropped
+    // the same way (reason, function, place).
+    let first = [
+        owned(1, "netif_receive_skb", "server", 1, 0),
+        owned(1, "kfree_skb", "server", 1, 10),
+    ];
+    let again = [
+        owned(2, "netif_receive_skb", "server", 2, 1_000_000_000),
+        owned(2, "kfree_skb", "server", 2, 1_000_000_010),
+    ];
+    let tl = |extra: Vec<Step>| Timeline {
+        steps: first.iter().cloned().chain(extra).collect(),
+        settled: true,
+        ..Default::default()
+    };
+    let v = evaluate(&s, &tl(again.to_vec()));
+    assert!(v.passed(), "{:?}", v.packets[0].mismatches);
+    // Dropped somewhere else, or for another reason: unexpected.
+    let mut elsewhere = again.to_vec();
+    elsewhere[1].dev = "eth1".into();
+    let mut other_reason = again.to_vec();
+    other_reason[1].ev.reason = Some("NETFILTER_DROP".into());
+    for extra in [elsewhere, other_reason] {
+        let v = evaluate(&s, &tl(extra));
+        assert!(
+            v.packets[0]
+                .mismatches
+                .iter()
+                .any(|m| m.what == "no_unexpected_drops"),
+            "{:?}",
+            v.packets[0].mismatches
+        );
+    }
+}
+
+#[test]
+fn a_packet_left_in_the_neighbour_queue_is_not_consumed() {
+    let a = step(1, "netif_receive_skb", &["tun_get_user"], "host", "tun0");
+    let mut b = step(
+        2,
+        "consume_skb",
+        &["ip6_finish_output2", "__neigh_event_send"],
+        "host",
+        "veth0",
+    );
+    b.ev.at = Some("__neigh_event_send".into());
+    let l = [&a, &b];
+    let f = facts(&l);
+    assert!(!f.consumed && !f.dropped);
+    assert_eq!(
+        f.summary(),
+        "waiting for neighbour resolution (ARP/ND) on host/veth0"
+    );
+}
+
+#[test]
+fn life_ignores_other_skbs_and_ends_at_the_free() {
+    let mut reply = step(9, "net_dev_queue", &[], "host", "lo");
+    reply.reverse = true;
+    // Same address and headers a second later: a new skb life (as
+    // collect numbers it), a retransmission rather than a copy.
+    let mut late_resend = step(1, "netif_receive_skb", &[], "host", "tun0");
+    late_resend.life = 100;
+    late_resend.ev.ts_ns = 1_000_000_000;
+    let tl = Timeline {
+        steps: vec![
+            reply.clone(),
+            step(1, "netif_receive_skb", &[], "host", "tun0"),
+            reply,
+            step(
+                1,
+                "consume_skb",
+                &["tcp_v4_rcv", "tcp_v4_do_rcv", "tcp_rcv_state_process"],
+                "host",
+                "tun0",
+            ),
+            late_resend,
+        ],
+        settled: true,
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    assert_eq!(l.len(), 2);
+    let f = facts(&l);
+    assert!(f.consumed && f.delivered && !f.dropped);
+}
