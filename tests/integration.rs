@@ -71,7 +71,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Our namespaces (by this process) currently present.
 fn our_namespaces() -> Vec<String> {
-    pktfate::teardown::owned_by(std::process::id())
+    pktfate::topology::teardown::owned_by(std::process::id())
 }
 
 fn sh(cmd: &str) -> String {

@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use crate::{report, runner, teardown};
+use crate::topology::teardown;
+use crate::{report, runner};
 
 /// Runs every scenario under `dir` as a libtest trial and exits with
 /// libtest's status. A relative `dir` is taken from the crate's root

@@ -245,7 +245,7 @@ fn signals_during_set_up_leave_no_namespace_and_exit_128_plus_the_signal() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let out = child.wait_with_output().unwrap();
-        let left = pktfate::teardown::owned_by(pid);
+        let left = pktfate::topology::teardown::owned_by(pid);
         for n in &left {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
         }

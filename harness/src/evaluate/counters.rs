@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::Mismatch;
-use crate::counters::Counters;
+use super::verdict::Mismatch;
+use crate::collect::counters::Counters;
 use crate::scenario::{Delta, Scenario};
 
 /// Checks counter deltas; `before`/`after` are per namespace.

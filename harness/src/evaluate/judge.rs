@@ -1,8 +1,8 @@
 //! Judges: each expectation kind compared with the facts of a life.
 
-use super::Mismatch;
 use super::facts::*;
 use super::life::life_of;
+use super::verdict::Mismatch;
 use crate::collect::{Step, Timeline};
 use crate::scenario::{Expectation, Fate, IcmpError, PathStep, Seen};
 

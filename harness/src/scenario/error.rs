@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::text::did_you_mean;
+use crate::common::text::did_you_mean;
 
 /// A position in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]

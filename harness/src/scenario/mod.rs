@@ -32,13 +32,14 @@ use std::path::Path;
 
 use marked_yaml::LoaderOptions;
 
-use crate::kernel_range::Version;
-use crate::tracer::{DropReasons, SkippedHook};
+use crate::scenario::kernel_range::Version;
 use error::yaml_error;
 use validate::{Ctx, validate};
 
 mod error;
+pub mod kernel_range;
 mod model;
+pub mod project;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -48,17 +49,39 @@ pub use error::{Location, ScenarioError};
 pub use model::*;
 pub use validate::{parse_kernel_version, parse_mac, parse_step};
 
+/// A kernel's drop reasons, as validation needs them. The tracer's table
+/// (read from the running kernel's BTF) implements it; this stage does
+/// not depend on the tracer.
+pub trait ReasonNames {
+    /// No reasons at all (kernels before 5.17).
+    fn is_empty(&self) -> bool;
+    /// The canonical short name for a user's spelling (prefix optional,
+    /// any case), if the kernel has that reason.
+    fn resolve(&self, user: &str) -> Option<&str>;
+    /// The closest known names to an unknown one, best first.
+    fn suggest(&self, user: &str) -> Vec<&str>;
+}
+
+/// An optional hook the tracer went without on this kernel, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingHook<'a> {
+    /// The hook's name, as path steps write it.
+    pub hook: &'a str,
+    /// Why it is missing.
+    pub why: &'a str,
+}
+
 impl Scenario {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, Vec<ScenarioError>> {
-        let text = crate::project::read_text(path).map_err(|e| {
+        let text = crate::scenario::project::read_text(path).map_err(|e| {
             vec![ScenarioError {
                 loc: None,
                 file: path.to_path_buf(),
                 msg: format!("cannot read scenario: {e}"),
                 hint: Some(format!(
                     "a scenario is a YAML text file of at most {} KiB",
-                    crate::project::MAX_FILE_BYTES / 1024
+                    crate::scenario::project::MAX_FILE_BYTES / 1024
                 )),
             }]
         })?;
@@ -111,8 +134,8 @@ impl Scenario {
     /// Drops path, not_path and seen steps that name a hook the tracer
     /// could not attach on this kernel; returns what was not checked, and
     /// why, to be reported as such.
-    pub fn drop_steps_on_hooks(&mut self, hooks: &[SkippedHook]) -> Vec<String> {
-        fn strip(e: &mut Expectation, packet: &str, hooks: &[SkippedHook], out: &mut Vec<String>) {
+    pub fn drop_steps_on_hooks(&mut self, hooks: &[MissingHook]) -> Vec<String> {
+        fn strip(e: &mut Expectation, packet: &str, hooks: &[MissingHook], out: &mut Vec<String>) {
             let why = |st: &PathStep| hooks.iter().find(|h| h.hook == st.func).map(|h| &h.why);
             let missing = |st: &PathStep| why(st).is_some();
             for (what, steps) in [("path", &mut e.path), ("not_path", &mut e.not_path)] {
@@ -154,11 +177,11 @@ impl Scenario {
     /// drop reasons (before 5.17) has nothing to check them against.
     pub fn check_against_kernel(
         &mut self,
-        reasons: &DropReasons,
+        reasons: &dyn ReasonNames,
     ) -> Result<(), Vec<ScenarioError>> {
         fn check(
             e: &mut Expectation,
-            reasons: &DropReasons,
+            reasons: &dyn ReasonNames,
             file: &Path,
             errors: &mut Vec<ScenarioError>,
         ) {

@@ -288,22 +288,6 @@ fn syntax_and_duplicate_key_errors_are_located() {
     assert_eq!(e.loc.unwrap().line, 3);
 }
 
-#[test]
-fn reasons_are_checked_against_the_kernel_table() {
-    let reasons = DropReasons::from_pairs([
-        ("SKB_DROP_REASON_IP_CSUM".to_string(), 5),
-        ("SKB_DROP_REASON_NO_SOCKET".to_string(), 6),
-    ]);
-    let mut s = parse(GOOD).unwrap();
-    s.check_against_kernel(&reasons).unwrap();
-    assert_eq!(s.packets[0].expect.reason.as_deref(), Some("IP_CSUM"));
-    let mut s = parse(&GOOD.replace("SKB_DROP_REASON_IP_CSUM", "IP_CSUMM")).unwrap();
-    let e = s.check_against_kernel(&reasons).unwrap_err().remove(0);
-    assert_eq!(e.msg, "unknown drop reason `IP_CSUMM` on this kernel");
-    assert!(e.hint.unwrap().contains("did you mean IP_CSUM"));
-    assert_eq!(e.loc.unwrap().line, 27);
-}
-
 fn ns_with(links: &str, extra: &str) -> String {
     format!(
         "namespaces:\n  a:\n    links:\n{links}\n{extra}\n  b: {{}}\ninject:\n  socket: {{ from: a, proto: tcp, to: 192.0.2.9, port: 80 }}\n"
@@ -433,9 +417,9 @@ fn steps_on_hooks_the_kernel_lacks_are_reported_not_checked() {
         "  path: [tun_get_user, icmp_send@host/tun0, ip_rcv_core]\n  not_path: [icmp_send]\n",
     );
     let mut s = parse(&text).unwrap();
-    let absent = crate::tracer::SkippedHook {
+    let absent = MissingHook {
         hook: "icmp_send",
-        why: "this kernel has no such BTF tracepoint".into(),
+        why: "this kernel has no such BTF tracepoint",
     };
     let notes = s.drop_steps_on_hooks(&[absent]);
     assert_eq!(

@@ -18,9 +18,9 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode, tc};
 
 use super::{NetnsHandle, TopologyError};
-use crate::fixtures;
-use crate::netns;
+use crate::common::fixtures;
 use crate::scenario::{BpfObject, XdpMode};
+use crate::topology::netns;
 
 /// Map entries by map name: (key, value).
 type MapEntries = Vec<(String, Vec<(u64, u64)>)>;
@@ -109,7 +109,7 @@ fn object_err(ns: &NetnsHandle, dev: &str, o: &BpfObject, msg: String) -> Topolo
 
 /// The object's bytes (the path was checked when the scenario was read).
 fn read(o: &BpfObject) -> Result<Vec<u8>, String> {
-    crate::project::read_bytes(&o.path, 16 << 20).map_err(|e| format!("reading: {e}"))
+    crate::scenario::project::read_bytes(&o.path, 16 << 20).map_err(|e| format!("reading: {e}"))
 }
 
 /// Parses the object and fills its maps before any program is loaded.

@@ -16,9 +16,9 @@ use std::process::{Command, Stdio};
 use serde_json::{Map, Value, json};
 
 use super::{NetnsHandle, TopologyError};
-use crate::netns;
 use crate::scenario::CniAttachment;
-use crate::teardown;
+use crate::topology::netns;
+use crate::topology::teardown;
 
 static CNI_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -233,7 +233,7 @@ fn run(
         }
         _ => String::from_utf8_lossy(&out.stderr).trim().to_string(),
     };
-    Err(fail(crate::text::clip(&msg, 2000)))
+    Err(fail(crate::common::text::clip(&msg, 2000)))
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::{Handle, LinkUnspec};
 
 use super::{NetnsHandle, TopologyError};
-use crate::netns;
 use crate::scenario::Location;
+use crate::topology::netns;
 
 /// One rtnetlink connection per scenario namespace, and the ifindex of
 /// every device looked up so far.

@@ -5,8 +5,8 @@
 use std::process::Command;
 
 use super::{NetnsHandle, TopologyError};
-use crate::netns;
 use crate::scenario::Ruleset;
+use crate::topology::netns;
 
 /// Feeds a ruleset to `tool args` on stdin, run as a child of a thread
 /// inside the namespace: it inherits that thread's namespace (no
@@ -98,7 +98,7 @@ fn iptables_error(tool: &'static str, rs: &Ruleset, stderr: &str) -> TopologyErr
         file: rs.file.display().to_string(),
         line: rs.first_line + n.max(1) - 1,
         col: 1,
-        msg: crate::text::clip(stderr, 4000),
+        msg: crate::common::text::clip(stderr, 4000),
     }
 }
 
@@ -133,7 +133,7 @@ fn nft_error(rs: &Ruleset, stderr: &str) -> TopologyError {
         file,
         line,
         col,
-        msg: crate::text::clip(msg.trim(), 4000),
+        msg: crate::common::text::clip(msg.trim(), 4000),
     }
 }
 

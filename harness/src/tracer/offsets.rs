@@ -2,7 +2,7 @@
 
 use crate::abi::Offsets;
 
-use crate::btf::{Btf, BtfError};
+use crate::tracer::btf::{Btf, BtfError};
 
 /// Resolves every offset the tracer reads through `bpf_probe_read_kernel`.
 pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
@@ -33,7 +33,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
 mod tests {
     #[test]
     fn resolve_on_the_running_kernel() {
-        let Ok(btf) = crate::btf::Btf::from_sys_fs() else {
+        let Ok(btf) = crate::tracer::btf::Btf::from_sys_fs() else {
             eprintln!("no kernel BTF; skipped");
             return;
         };

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::btf::{Btf, BtfError};
+use crate::tracer::btf::{Btf, BtfError};
 
 /// The prefix the kernel gives every drop reason but two.
 pub const PREFIX: &str = "SKB_DROP_REASON_";
@@ -69,12 +69,12 @@ impl DropReasons {
         let mut scored: Vec<(usize, &str)> = self
             .by_value
             .values()
-            .map(|n| (crate::text::edit_distance(&want, n), n.as_str()))
+            .map(|n| (crate::common::text::edit_distance(&want, n), n.as_str()))
             .filter(|(d, n)| {
                 *d <= (n.len().max(want.len()) / 3).max(2)
                     // Abbreviations: IP_CHECKSUM -> IP_CSUM, NOSOCKET -> NO_SOCKET.
-                    || crate::text::abbreviates(n, &want)
-                    || crate::text::abbreviates(&want, n)
+                    || crate::common::text::abbreviates(n, &want)
+                    || crate::common::text::abbreviates(&want, n)
             })
             .collect();
         scored.sort();
@@ -93,6 +93,20 @@ fn short(name: &str) -> &str {
         &name[PREFIX.len()..]
     } else {
         name
+    }
+}
+
+impl crate::scenario::ReasonNames for DropReasons {
+    fn is_empty(&self) -> bool {
+        DropReasons::is_empty(self)
+    }
+
+    fn resolve(&self, user: &str) -> Option<&str> {
+        DropReasons::resolve(self, user)
+    }
+
+    fn suggest(&self, user: &str) -> Vec<&str> {
+        DropReasons::suggest(self, user)
     }
 }
 
@@ -130,5 +144,19 @@ mod tests {
         assert_eq!(t.suggest("IPCSUM").first(), Some(&"IP_CSUM"));
         assert!(t.suggest("COMPLETELY_DIFFERENT_THING").is_empty());
         assert_eq!(t.suggest("IP_CHECKSUM").first(), Some(&"IP_CSUM"));
+    }
+
+    #[test]
+    fn a_scenario_s_reasons_are_checked_against_the_kernel_table() {
+        let yaml = "namespaces:\n  host:\n    links:\n      - { name: tun0, kind: tun }\ninject:\n  via: host/tun0\n  ipv4: { src: 192.0.2.7, dst: 192.0.2.1 }\nexpect:\n  reason: SKB_DROP_REASON_IP_CSUM\n";
+        let parse = |y: &str| crate::scenario::Scenario::parse("t.yaml".as_ref(), y).unwrap();
+        let mut s = parse(yaml);
+        s.check_against_kernel(&table()).unwrap();
+        assert_eq!(s.packets[0].expect.reason.as_deref(), Some("IP_CSUM"));
+        let mut s = parse(&yaml.replace("SKB_DROP_REASON_IP_CSUM", "IP_CSUMM"));
+        let e = s.check_against_kernel(&table()).unwrap_err().remove(0);
+        assert_eq!(e.msg, "unknown drop reason `IP_CSUMM` on this kernel");
+        assert!(e.hint.unwrap().contains("did you mean IP_CSUM"));
+        assert_eq!(e.loc.unwrap().line, 9);
     }
 }

@@ -84,7 +84,7 @@ pub struct Run {
 }
 
 /// Loads the programs into `slot` unless they are there (or failed before).
-fn load_into(slot: &mut Option<Inner>, btf: &crate::btf::Btf) -> Result<(), TracerError> {
+fn load_into(slot: &mut Option<Inner>, btf: &crate::tracer::btf::Btf) -> Result<(), TracerError> {
     if slot.is_some() {
         return Ok(());
     }
@@ -116,7 +116,7 @@ pub fn preload() {
     let _ = std::thread::Builder::new()
         .name("pktfate-tracer-load".into())
         .spawn(|| {
-            if let Ok(btf) = crate::btf::Btf::kernel() {
+            if let Ok(btf) = crate::tracer::btf::Btf::kernel() {
                 let _ = load_into(&mut lock(), btf);
             }
         });
@@ -126,7 +126,7 @@ pub fn preload() {
 /// this is the first scenario.
 pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     tp_btf::check_limits(spec)?;
-    let btf = crate::btf::Btf::kernel()?;
+    let btf = crate::tracer::btf::Btf::kernel()?;
     let mut guard = lock();
     load_into(&mut guard, btf)?;
     let inner = guard.as_mut().expect("loaded above");

@@ -14,7 +14,7 @@ use aya::{Ebpf, EbpfLoader};
 use super::{
     AttachedHook, Backend, FlowFilter, SkippedHook, TcHook, TraceSpec, TracerError, offsets,
 };
-use crate::btf::Btf;
+use crate::tracer::btf::Btf;
 
 /// The tracer object, built by `build.rs` and embedded in the binary.
 pub(crate) static TRACER_OBJ: &[u8] =
@@ -371,7 +371,7 @@ pub fn verifier_key_line(log: &str) -> Option<String> {
                 && !l.starts_with("func#")
                 && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
         })
-        .map(|l| crate::text::clip(l, 200))
+        .map(|l| crate::common::text::clip(l, 200))
 }
 
 /// The backend's name in reports: kprobes join the tracepoints when
@@ -562,7 +562,7 @@ fn attach_tc_observer(ebpf: &mut Ebpf, hooks: &[TcHook], load: bool) -> Result<(
             TcAttachType::Egress
         };
         let dev = h.dev.as_str();
-        let result = crate::netns::run_in_scoped(&h.netns, || -> Result<(), String> {
+        let result = crate::topology::netns::run_in_scoped(&h.netns, || -> Result<(), String> {
             // The scenario's program put clsact there already.
             let _ = tc::qdisc_add_clsact(dev);
             let opts = NlOptions {

@@ -4,8 +4,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::*;
-use crate::kernel_range::{KernelRange, Version};
 use crate::scenario::Location;
+use crate::scenario::kernel_range::{KernelRange, Version};
 
 /// What the packet should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

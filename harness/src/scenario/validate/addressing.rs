@@ -1,7 +1,6 @@
 //! Addresses, routes, policy rules and static neighbours of a namespace.
 
-use super::namespace::Here;
-use super::*;
+use super::ctx::*;
 
 /// `addresses:`.
 pub(super) fn addresses(cx: &mut Ctx, here: &Here, raw: Vec<raw::Address>) -> Vec<Address> {

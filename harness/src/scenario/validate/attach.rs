@@ -1,6 +1,6 @@
 //! What a namespace takes from files: a CNI attachment and firewall rulesets.
 
-use super::*;
+use super::ctx::*;
 
 /// The devices CNI plugins of `conflist` make in the node that a scenario
 /// can name: the bridge plugin's bridge (`cni0` unless set).
@@ -140,8 +140,8 @@ pub(super) fn ruleset(
                 first_line: src_line,
             })
         }
-        (None, Some(f)) => match crate::project::resolve(cx.file, &f) {
-            Ok(path) => match crate::project::read_text(&path) {
+        (None, Some(f)) => match crate::scenario::project::resolve(cx.file, &f) {
+            Ok(path) => match crate::scenario::project::read_text(&path) {
                 Ok(text) => Some(Ruleset {
                     text,
                     file: path,
@@ -170,10 +170,10 @@ pub(super) fn ruleset(
     }
 }
 
-/// The message and hint for a file reference [`crate::project::resolve`]
+/// The message and hint for a file reference [`crate::scenario::project::resolve`]
 /// refused. The file's content is never part of it.
-pub(super) fn file_refusal(f: &str, r: &crate::project::Refusal) -> (String, String) {
-    use crate::project::Refusal;
+pub(super) fn file_refusal(f: &str, r: &crate::scenario::project::Refusal) -> (String, String) {
+    use crate::scenario::project::Refusal;
     let name = clip(f, 120);
     let widen = "files outside the project need `--allow-path DIR`";
     match r {

@@ -1,6 +1,7 @@
 //! `expect`: fate, reason, path steps, kernel overrides.
 
-use super::*;
+use super::ctx::*;
+use crate::scenario::kernel_range::KernelRange;
 
 /// Parses `func`, `func@ns` or `func@ns/dev`.
 pub fn parse_step(s: &str) -> Result<PathStep, String> {

@@ -1,7 +1,6 @@
 //! `links:`: veth pairs, tun/tap, bridges, macvlan and vxlan.
 
-use super::namespace::{Here, check_mac};
-use super::*;
+use super::ctx::*;
 
 /// The link kinds a scenario can declare.
 const KINDS: [&str; 6] = ["veth", "tun", "tap", "bridge", "macvlan", "vxlan"];

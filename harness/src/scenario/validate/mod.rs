@@ -1,158 +1,32 @@
 //! Raw shapes → model, collecting every located error.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
 use marked_yaml::Spanned;
 
-use super::error::{Location, ScenarioError};
+use super::error::ScenarioError;
 use super::model::*;
 use super::raw;
 use crate::abi::{MAX_FILTERS, MAX_NETNS};
-use crate::kernel_range::KernelRange;
-use crate::text::{clip, did_you_mean};
 
 use attach::cni_node_devices;
+pub(crate) use ctx::Ctx;
+use ctx::*;
+pub use ctx::{parse_kernel_version, parse_mac};
 pub use expect::parse_step;
-use expect::validate_expect;
 use namespace::validate_ns;
 use packet::validate_packet;
 
 mod addressing;
 mod attach;
+mod ctx;
 mod expect;
 mod link;
 mod namespace;
 mod packet;
 mod programs;
-
-/// Longest error message, values quoted in it included.
-const MAX_MESSAGE_CHARS: usize = 400;
-
-pub(super) struct Ctx<'a> {
-    pub(super) file: &'a Path,
-    pub(super) errors: Vec<ScenarioError>,
-}
-
-impl Ctx<'_> {
-    fn loc<T>(&self, s: &Spanned<T>) -> Option<Location> {
-        s.span().start().map(|m| Location {
-            file: self.file.to_path_buf(),
-            line: m.line(),
-            col: m.column(),
-        })
-    }
-
-    fn err<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>, hint: Option<String>) {
-        let loc = self.loc(at);
-        self.errors.push(ScenarioError {
-            loc,
-            file: self.file.to_path_buf(),
-            // Messages quote values; a 10 MiB one stays readable.
-            msg: clip(&msg.into(), MAX_MESSAGE_CHARS),
-            hint,
-        });
-    }
-
-    fn ip(&mut self, s: &raw::S, what: &str) -> Option<IpAddr> {
-        match s.parse::<IpAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.err(
-                    s,
-                    format!("{what} `{}` is not an IP address", s.as_str()),
-                    Some("write e.g. 192.0.2.1 or 2001:db8::1".into()),
-                );
-                None
-            }
-        }
-    }
-
-    fn cidr(&mut self, s: &raw::S, what: &str) -> Option<(IpAddr, u8)> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s.as_str(), None),
-        };
-        let addr: IpAddr = match a.parse() {
-            Ok(a) => a,
-            Err(_) => {
-                self.err(
-                    s,
-                    format!("{what} `{}` is not an address with prefix", s.as_str()),
-                    Some("write e.g. 192.0.2.1/24 or 2001:db8::1/64".into()),
-                );
-                return None;
-            }
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p.map(str::parse::<u8>) {
-            None => max,
-            Some(Ok(p)) if p <= max => p,
-            Some(_) => {
-                self.err(
-                    s,
-                    format!("{what} `{}` has a bad prefix length", s.as_str()),
-                    Some(format!("the prefix is 0..={max}")),
-                );
-                return None;
-            }
-        };
-        Some((addr, prefix))
-    }
-
-    fn checksum(&mut self, s: &Option<raw::S>) -> Checksum {
-        let Some(s) = s else { return Checksum::Auto };
-        let v = s.trim();
-        if v == "auto" {
-            return Checksum::Auto;
-        }
-        if v == "bad" {
-            return Checksum::Bad;
-        }
-        let parsed = if let Some(h) = v.strip_prefix("0x") {
-            u16::from_str_radix(h, 16).ok()
-        } else {
-            v.parse::<u16>().ok()
-        };
-        match parsed {
-            Some(n) => Checksum::Value(n),
-            None => {
-                self.err(
-                    s,
-                    format!("checksum `{v}` is not `auto`, `bad` or a 16-bit number"),
-                    Some("write `checksum: bad` to send a wrong checksum, or e.g. `checksum: 0xf77b`".into()),
-                );
-                Checksum::Auto
-            }
-        }
-    }
-}
-
-/// Which links (by name) each namespace will have, for reference checks.
-type DevIndex = BTreeMap<String, BTreeSet<String>>;
-
-fn valid_ifname(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 15
-        && n != "."
-        && n != ".."
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn valid_nsname(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 24
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-}
-
-/// (line, column) of a spanned value, for keeping file order.
-fn span_pos<T>(s: &Spanned<T>) -> (usize, usize) {
-    s.span().start().map_or((0, 0), |m| (m.line(), m.column()))
-}
 
 pub(super) fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     let name = f.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| {
@@ -434,34 +308,4 @@ fn requires(cx: &mut Ctx, raw: Option<raw::Requires>) -> Requires {
         requires.functions = r.functions.is_some_and(|b| *b);
     }
     requires
-}
-
-/// Parses `6`, `6.8` or `6.8.0` (anything after a `-` is ignored).
-pub fn parse_kernel_version(v: &str) -> Option<(u32, u32, u32)> {
-    let v = v.split(['-', '+']).next()?;
-    let mut it = v.split('.').map(|p| p.parse::<u32>());
-    let major = it.next()?.ok()?;
-    let minor = it.next().transpose().ok()?.unwrap_or(0);
-    let patch = it.next().transpose().ok()?.unwrap_or(0);
-    Some((major, minor, patch))
-}
-
-fn valid_mac(m: &str) -> bool {
-    parse_mac(m).is_some()
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(m: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = m.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut out = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return None;
-        }
-        out[i] = u8::from_str_radix(p, 16).ok()?;
-    }
-    Some(out)
 }

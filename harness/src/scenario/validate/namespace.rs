@@ -4,54 +4,9 @@
 
 use super::addressing::{addresses, neighbors, routes, rules};
 use super::attach::{cni_attachment, ruleset};
+use super::ctx::*;
 use super::link::links;
 use super::programs::{tc_entries, xdp_entries};
-use super::*;
-
-/// The namespace being validated and the devices it will have, for
-/// reference checks.
-pub(super) struct Here<'a> {
-    pub(super) name: &'a raw::S,
-    pub(super) devs: &'a BTreeSet<String>,
-}
-
-impl Here<'_> {
-    /// Reports `d` unless this namespace will have it.
-    pub(super) fn check_dev(&self, cx: &mut Ctx, d: &raw::S) {
-        if self.devs.contains(d.as_str()) {
-            return;
-        }
-        let near = did_you_mean(d, self.devs.iter().map(String::as_str));
-        cx.err(
-            d,
-            format!(
-                "no device `{}` in namespace `{}`",
-                d.as_str(),
-                self.name.as_str()
-            ),
-            Some(match near {
-                Some(n) => format!("did you mean `{n}`?"),
-                None => format!(
-                    "devices here: {}",
-                    self.devs.iter().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            }),
-        );
-    }
-}
-
-/// Reports a MAC address that does not parse.
-pub(super) fn check_mac(cx: &mut Ctx, m: &Option<raw::S>) {
-    if let Some(m) = m {
-        if !valid_mac(m) {
-            cx.err(
-                m,
-                format!("`{}` is not a MAC address", m.as_str()),
-                Some("write six hex pairs, e.g. 02:00:00:00:00:01".into()),
-            );
-        }
-    }
-}
 
 /// Why a `net.*` sysctl is not the scenario's to set, if it is not: keys
 /// the kernel keeps once for the whole host (a namespace either lacks them,
@@ -167,7 +122,7 @@ fn listeners(cx: &mut Ctx, raw: Vec<raw::Listen>) -> Vec<Listener> {
 fn commands(cx: &mut Ctx, raw: Vec<raw::S>) -> Vec<String> {
     raw.into_iter()
         .inspect(|r| {
-            if crate::project::no_commands() {
+            if crate::scenario::project::no_commands() {
                 cx.err(
                     r,
                     "this scenario runs a shell command as root on the host (`run:`); refused by --no-commands",

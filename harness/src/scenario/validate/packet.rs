@@ -1,6 +1,7 @@
 //! `inject`: crafted frames and socket sends.
 
-use super::*;
+use super::ctx::*;
+use super::expect::validate_expect;
 
 pub(super) fn parse_devref(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<DeviceRef> {
     let Some((ns, dev)) = s.split_once('/') else {

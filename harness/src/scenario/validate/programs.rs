@@ -2,8 +2,7 @@
 //! objects, command lines) and XDP.
 
 use super::attach::file_refusal;
-use super::namespace::Here;
-use super::*;
+use super::ctx::*;
 
 /// `tc:` entries, in file order.
 pub(super) fn tc_entries(cx: &mut Ctx, here: &Here, raw: Vec<raw::Tc>) -> Vec<TcSpec> {
@@ -58,7 +57,7 @@ fn tc_command(cx: &mut Ctx, c: &raw::S, t: &raw::Tc) -> TcSpec {
             Some("put the tc entry under the namespace it is for".into()),
         );
     }
-    if crate::project::no_commands() {
+    if crate::scenario::project::no_commands() {
         cx.err(
             c,
             "this scenario runs a tc command line as root on the host; refused by --no-commands",
@@ -118,7 +117,7 @@ fn tc_program(cx: &mut Ctx, here: &Here, p: &raw::S, t: &raw::Tc) -> Option<TcSp
 
 /// The `config` of a built-in program, checked against the keys it takes.
 fn builtin_config(cx: &mut Ctx, p: &raw::S, t: &raw::Tc) -> Option<Vec<(String, u32)>> {
-    let known = crate::fixtures::TC_PROGRAMS;
+    let known = crate::common::fixtures::TC_PROGRAMS;
     let Some(k) = known.iter().find(|k| k.name == p.as_str()) else {
         let near = did_you_mean(p, known.iter().map(|k| k.name));
         let names: Vec<&str> = known.iter().map(|k| k.name).collect();
@@ -189,7 +188,7 @@ pub(super) fn bpf_object(
     program: &raw::S,
     maps: Option<HashMap<raw::S, HashMap<raw::S, raw::S>>>,
 ) -> Option<BpfObject> {
-    let path = match crate::project::resolve(cx.file, object) {
+    let path = match crate::scenario::project::resolve(cx.file, object) {
         Ok(p) => p,
         Err(refusal) => {
             let (msg, hint) = file_refusal(object, &refusal);
@@ -197,7 +196,7 @@ pub(super) fn bpf_object(
             return None;
         }
     };
-    match crate::project::read_bytes(&path, MAX_OBJECT_BYTES) {
+    match crate::scenario::project::read_bytes(&path, MAX_OBJECT_BYTES) {
         Ok(b) if b.starts_with(b"\x7fELF") => {}
         Ok(_) => {
             cx.err(

@@ -25,25 +25,7 @@ static DIRS: Mutex<BTreeSet<std::path::PathBuf>> = Mutex::new(BTreeSet::new());
 /// owner's pid follows, so a later run can sweep those of a dead one.
 pub const DIR_PREFIX: &str = "pktfate-run-";
 
-/// Creates a directory only this user can enter, with a name nobody can
-/// predict (mkdtemp: `<parent>/<prefix>XXXXXX`).
-pub fn mkdtemp(parent: &std::path::Path, prefix: &str) -> std::io::Result<std::path::PathBuf> {
-    std::fs::create_dir_all(parent)?;
-    let mut bytes = parent
-        .join(format!("{prefix}XXXXXX"))
-        .into_os_string()
-        .into_encoded_bytes();
-    bytes.push(0);
-    // SAFETY: a NUL-terminated, writable template, as mkdtemp requires.
-    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-    if p.is_null() {
-        return Err(std::io::Error::last_os_error());
-    }
-    bytes.pop();
-    Ok(std::path::PathBuf::from(
-        String::from_utf8_lossy(&bytes).into_owned(),
-    ))
-}
+pub use crate::common::mkdtemp;
 
 /// A private directory for a run's own state, removed by
 /// [`remove_private_dir`], by the signal handler, or (after SIGKILL) by
@@ -107,7 +89,7 @@ pub fn live() -> Vec<String> {
 
 /// Deletes a named namespace (as `ip netns del` does).
 pub fn delete_netns(real_name: &str) -> Result<(), String> {
-    crate::netns::delete(real_name).map_err(|e| e.to_string())
+    crate::topology::netns::delete(real_name).map_err(|e| e.to_string())
 }
 
 /// Installs the SIGINT/SIGTERM/SIGHUP handler once per process.
@@ -171,7 +153,7 @@ pub fn owner_pid(name: &str) -> Option<u32> {
 
 /// The pktfate namespaces present that process `pid` created.
 pub fn owned_by(pid: u32) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(crate::netns::NETNS_RUN_DIR) else {
+    let Ok(dir) = std::fs::read_dir(crate::topology::netns::NETNS_RUN_DIR) else {
         return vec![];
     };
     dir.flatten()
@@ -183,7 +165,7 @@ pub fn owned_by(pid: u32) -> Vec<String> {
 /// Deletes pktfate namespaces whose owning process no longer exists.
 /// Returns the names removed.
 pub fn sweep_stale() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(crate::netns::NETNS_RUN_DIR) else {
+    let Ok(dir) = std::fs::read_dir(crate::topology::netns::NETNS_RUN_DIR) else {
         return vec![];
     };
     let mut removed = vec![];

@@ -173,6 +173,24 @@ pub fn current_inode() -> io::Result<u32> {
     inode(Path::new("/proc/thread-self/ns/net"))
 }
 
+/// A namespace created for a scenario.
+#[derive(Debug, Clone)]
+pub struct NetnsHandle {
+    /// Scenario-local name.
+    pub name: String,
+    /// Name under /run/netns.
+    pub real: String,
+    /// Inode (what the tracer sees).
+    pub inode: u32,
+}
+
+impl NetnsHandle {
+    /// Path of the namespace file.
+    pub fn path(&self) -> PathBuf {
+        path_of(&self.real)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::collect::Step;
-use crate::topology::Names;
+use crate::common::Names;
 use crate::tracer::{FlowFilter, RawEvent, TraceSpec, Tracer, TracerError};
 
 /// What to trace and how to show it.
@@ -64,17 +64,17 @@ pub fn visible_names() -> Names {
             }
         }
     };
-    if let Ok(ino) = crate::netns::current_inode() {
+    if let Ok(ino) = crate::topology::netns::current_inode() {
         add(
             ino,
             "host".into(),
             vec!["-j".into(), "link".into(), "show".into()],
         );
     }
-    if let Ok(dir) = std::fs::read_dir(crate::netns::NETNS_RUN_DIR) {
+    if let Ok(dir) = std::fs::read_dir(crate::topology::netns::NETNS_RUN_DIR) {
         for e in dir.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if let Ok(ino) = crate::netns::inode(&e.path()) {
+            if let Ok(ino) = crate::topology::netns::inode(&e.path()) {
                 add(
                     ino,
                     n.clone(),
@@ -111,8 +111,8 @@ pub fn line(e: &RawEvent, names: &Names, t0: u64) -> String {
 pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError> {
     let mut inodes = vec![];
     for n in &o.netns {
-        let p = crate::netns::path_of(n);
-        let ino = crate::netns::inode(&p).map_err(|_| LiveError::NoNetns(n.clone()))?;
+        let p = crate::topology::netns::path_of(n);
+        let ino = crate::topology::netns::inode(&p).map_err(|_| LiveError::NoNetns(n.clone()))?;
         inodes.push(ino);
     }
     let names = visible_names();
@@ -133,7 +133,7 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
     {
         let stop = stop.clone();
         // Trace never builds topologies: a signal just ends the loop.
-        crate::teardown::flag_on_interrupt(stop);
+        crate::topology::teardown::flag_on_interrupt(stop);
     }
     let start = Instant::now();
     let mut t0 = None;

@@ -59,7 +59,7 @@ pub fn check() -> Result<(), PreflightError> {
     }
     if !Path::new("/dev/net/tun").exists() {
         // A guest without udev has no /dev/net/tun until tun is loaded.
-        let _ = crate::kmod::ensure("tun");
+        let _ = crate::topology::kmod::ensure("tun");
         if !Path::new("/dev/net/tun").exists() {
             return Err(PreflightError::NoTun);
         }
@@ -67,7 +67,7 @@ pub fn check() -> Result<(), PreflightError> {
     if !on_path("ip") {
         return Err(PreflightError::MissingTool("ip"));
     }
-    if !crate::kallsyms::Kallsyms::kernel().usable() {
+    if !crate::tracer::kallsyms::Kallsyms::kernel().usable() {
         return Err(PreflightError::NoSymbols);
     }
     Ok(())

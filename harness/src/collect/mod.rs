@@ -5,10 +5,12 @@
 //! buffer has been quiet for a short settle window that catches replies the
 //! kernel sends asynchronously. The timeout is only the backstop.
 
+pub mod counters;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::topology::Names;
+use crate::common::Names;
 use crate::tracer::{FlowFilter, PacketInfo, RawEvent, Tracer, TracerError};
 
 /// The longest quiet time after the last skb died before collection ends.
@@ -94,24 +96,7 @@ pub fn is_other_packet(before: &PacketInfo, now: &PacketInfo) -> bool {
             || (before.src != now.src && before.dst != now.dst))
 }
 
-/// A datagram the harness itself read from one of its UDP sockets.
-///
-/// The tracer cannot see this: UDP copies a linear skb out with
-/// `copy_linear_skb` and frees it with `skb_consume_udp`, neither of which
-/// has a tracepoint. The harness owns the socket, so it knows; the timeline
-/// shows such reads as the `socket_read` step, marked as the harness's.
-#[derive(Debug, Clone)]
-pub struct Observation {
-    /// Namespace of the socket.
-    pub ns: String,
-    /// The socket's local port.
-    pub local_port: u16,
-    /// Who sent the datagram.
-    pub peer: std::net::SocketAddr,
-}
-
-/// Hook name of a [`Observation`] in the timeline.
-pub const SOCKET_READ: &str = "socket_read";
+pub use crate::common::{Observation, SOCKET_READ};
 
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {

@@ -2,8 +2,11 @@
 //! scenario × kernel table. Exits 0 only when every scenario passes (or is
 //! skipped with a stated reason) on every kernel.
 
+mod error;
 pub mod kernels;
 pub mod vm;
+
+pub use error::MatrixError;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -11,22 +14,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-
-/// Why the matrix could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum MatrixError {
-    /// Something the user can fix (a bad `--kernel`, a missing tool).
-    #[error("{msg}")]
-    User {
-        /// What is wrong.
-        msg: String,
-        /// How to fix it.
-        hint: String,
-    },
-    /// A file or a tool failed.
-    #[error("{0}")]
-    Io(String),
-}
 
 impl MatrixError {
     /// The message with its hint.
@@ -110,7 +97,7 @@ fn kvm_usable() -> bool {
 fn message(v: &Value) -> String {
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
     if let Some(m) = s("error").or_else(|| s("skipped")) {
-        return crate::text::clip(m.lines().next().unwrap_or(""), 200);
+        return crate::common::text::clip(m.lines().next().unwrap_or(""), 200);
     }
     let mut parts: Vec<String> = v
         .get("trace_problems")
@@ -118,7 +105,7 @@ fn message(v: &Value) -> String {
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .map(|t| crate::text::clip(t, 200))
+        .map(|t| crate::common::text::clip(t, 200))
         .collect();
     for p in v
         .get("packets")
@@ -137,7 +124,7 @@ fn message(v: &Value) -> String {
                 "{}: expected {}, got {}",
                 f("what"),
                 f("expected"),
-                crate::text::clip(f("actual"), 120)
+                crate::common::text::clip(f("actual"), 120)
             ));
         }
     }
@@ -283,7 +270,7 @@ pub fn human(results: &[KernelResult]) -> String {
     let mut o = String::new();
     let _ = write!(o, "{:<width$}", "scenario");
     for r in results {
-        let _ = write!(o, "  {:<16}", crate::text::clip(&r.kernel, 16));
+        let _ = write!(o, "  {:<16}", crate::common::text::clip(&r.kernel, 16));
     }
     o.push('\n');
     let mut notes = vec![];
@@ -349,7 +336,7 @@ pub fn human(results: &[KernelResult]) -> String {
 
 /// JUnit XML: a test suite per kernel.
 pub fn junit(results: &[KernelResult]) -> String {
-    let esc = crate::suite::xml_escape;
+    let esc = crate::runner::suite::xml_escape;
     let mut o = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pktfate matrix\">\n",
     );

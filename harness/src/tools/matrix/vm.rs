@@ -8,12 +8,12 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::MatrixError;
+use super::error::MatrixError;
 use super::kernels::Kernel;
 
 /// Set by the Ctrl-C handler: guests are powered off, not left running.
@@ -45,35 +45,7 @@ pub struct VmOptions {
     pub run_args: Vec<String>,
 }
 
-/// A directory only this user can enter, with a name nobody can predict;
-/// removed with everything in it when dropped (on every way out).
-#[derive(Debug)]
-pub struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    /// Makes one under `parent`.
-    pub fn new(parent: &Path) -> Result<Self, MatrixError> {
-        private_dir(parent).map(Self)
-    }
-
-    /// Its path.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Creates a directory only this user can enter, with a name nobody can
-/// predict (mkdtemp), and returns its path.
-fn private_dir(parent: &Path) -> Result<PathBuf, MatrixError> {
-    crate::teardown::mkdtemp(parent, "run-")
-        .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", parent.display())))
-}
+pub use crate::common::PrivateDir;
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -100,7 +72,8 @@ fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> Strin
 pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun, MatrixError> {
     let exe = std::env::current_exe().map_err(|e| MatrixError::Io(e.to_string()))?;
     let cwd = std::env::current_dir().map_err(|e| MatrixError::Io(e.to_string()))?;
-    let dir = PrivateDir::new(scratch)?;
+    let dir = PrivateDir::new(scratch)
+        .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", scratch.display())))?;
     let rw = dir.path();
     // The guest runs a copy: a rebuild during a long matrix run must not
     // change the binary under a running guest.
@@ -189,7 +162,7 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
         let log = read("run.log").unwrap_or_default();
         run.failure = Some(format!(
             "the guest wrote no exit status; run log: {}; console ends:\n{}",
-            crate::text::clip(log.trim(), 600),
+            crate::common::text::clip(log.trim(), 600),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         ));
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use super::MatrixError;
+use super::error::MatrixError;
 
 /// Suites searched for kernels: 5.10 (bullseye), 6.1 (bookworm), 6.12
 /// (bookworm-security), 6.16 and later (trixie-backports).
@@ -48,7 +48,7 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
             vmlinuz: as_path.to_path_buf(),
         });
     }
-    if crate::kernel_range::parse_version(spec).is_none() {
+    if crate::scenario::kernel_range::parse_version(spec).is_none() {
         return Err(MatrixError::User {
             msg: format!("`{spec}` is neither a kernel version nor a vmlinuz file"),
             hint: "write a version such as 6.1 or 6.12, or the path of a vmlinuz".into(),
@@ -293,7 +293,7 @@ impl Apt {
             return Err(MatrixError::Io(format!(
                 "{tool} {}: {}",
                 args.join(" "),
-                crate::text::clip(String::from_utf8_lossy(&out.stderr).trim(), 400)
+                crate::common::text::clip(String::from_utf8_lossy(&out.stderr).trim(), 400)
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

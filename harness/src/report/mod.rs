@@ -5,11 +5,15 @@
 //! expected vs actual for each broken expectation and the kernel stack at
 //! the drop.
 
+mod outcome;
+pub mod pcap;
+
+pub use outcome::{Outcome, Timings};
+
 use std::fmt::Write;
 
 use crate::collect::{Step, Timeline};
 use crate::evaluate::Verdict;
-use crate::runner::Outcome;
 
 /// What the DETAIL column shows for an event.
 fn detail(s: &Step) -> String {

@@ -136,7 +136,7 @@ impl Modules {
                     why: if err.is_empty() {
                         format!("modprobe exited with {}", o.status)
                     } else {
-                        crate::text::clip(&err, 200)
+                        crate::common::text::clip(&err, 200)
                     },
                 })
             }
@@ -195,7 +195,7 @@ pub fn for_scenario(s: &Scenario) -> Vec<&'static str> {
 mod tests {
     use super::*;
 
-    use crate::matrix::vm::PrivateDir;
+    use crate::common::PrivateDir;
 
     /// A module tree of a made-up kernel: veth loadable, bridge built in;
     /// removed when the guard drops, panics included.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::netns;
+use crate::topology::netns;
 
 /// Counter name → value.
 pub type Counters = BTreeMap<String, i64>;

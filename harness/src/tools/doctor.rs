@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use crate::abi::HOOK_NAMES;
 use serde::Serialize;
 
-use crate::btf::Btf;
-use crate::kmod::{self, ModuleState};
+use crate::topology::kmod::{self, ModuleState};
+use crate::tracer::btf::Btf;
 use crate::tracer::tp_btf::describe;
 use crate::tracer::{DropReasons, TraceSpec, Tracer};
 
@@ -101,7 +101,7 @@ fn probe(kind: &str) -> Capability {
         },
         Err(e) => Capability {
             available: false,
-            detail: crate::text::clip(&e, 160),
+            detail: crate::common::text::clip(&e, 160),
         },
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pktfate::{report, runner, scenario::Scenario, suite};
+use pktfate::{report, runner, runner::suite, scenario::Scenario};
 
 /// Scenario-driven regression tests for the Linux network stack.
 #[derive(Parser)]
@@ -237,7 +237,7 @@ fn main() -> ExitCode {
     if matches!(cli.cmd, Cmd::Run { .. } | Cmd::Record { .. }) {
         // From the start, so a signal at any moment exits 128 + signal
         // and removes whatever namespaces exist by then.
-        pktfate::teardown::install_interrupt_handler();
+        pktfate::topology::teardown::install_interrupt_handler();
     }
     match cli.cmd {
         Cmd::Run {
@@ -306,7 +306,7 @@ fn main() -> ExitCode {
             cmd_matrix(kernels, paths, filter, format, output, &kvm, timeout)
         }
         Cmd::Doctor { json } => {
-            let d = pktfate::doctor::examine();
+            let d = pktfate::tools::doctor::examine();
             if json {
                 println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
             } else {
@@ -338,14 +338,15 @@ fn main() -> ExitCode {
             count,
             pcap,
         } => {
-            let filter = match pktfate::live::selector(proto.as_deref(), src, dst, sport, dport) {
-                Ok(f) => f,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let o = pktfate::live::LiveOptions {
+            let filter =
+                match pktfate::tools::live::selector(proto.as_deref(), src, dst, sport, dport) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+            let o = pktfate::tools::live::LiveOptions {
                 netns,
                 dev,
                 filter,
@@ -363,12 +364,12 @@ fn main() -> ExitCode {
 /// Applies `--allow-path` and `--no-commands`.
 fn file_policy(allow: &[PathBuf], no_commands: bool) -> Result<(), ExitCode> {
     for d in allow {
-        if let Err(e) = pktfate::project::allow(d) {
+        if let Err(e) = pktfate::scenario::project::allow(d) {
             eprintln!("error: --allow-path {}: {e}", d.display());
             return Err(ExitCode::from(2));
         }
     }
-    pktfate::project::set_no_commands(no_commands);
+    pktfate::scenario::project::set_no_commands(no_commands);
     Ok(())
 }
 
@@ -376,7 +377,7 @@ fn file_policy(allow: &[PathBuf], no_commands: bool) -> Result<(), ExitCode> {
 fn write_pcap(path: &PathBuf, runs: &[(&str, &[pktfate::collect::Step])]) -> Result<(), ExitCode> {
     let written = std::fs::File::create(path).and_then(|f| {
         let mut w = std::io::BufWriter::new(f);
-        let n = pktfate::pcap::write(&mut w, runs)?;
+        let n = pktfate::report::pcap::write(&mut w, runs)?;
         std::io::Write::flush(&mut w)?;
         Ok(n)
     });
@@ -392,13 +393,13 @@ fn write_pcap(path: &PathBuf, runs: &[(&str, &[pktfate::collect::Step])]) -> Res
     }
 }
 
-fn cmd_trace(o: &pktfate::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
-    if let Err(e) = pktfate::preflight::check() {
+fn cmd_trace(o: &pktfate::tools::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
+    if let Err(e) = pktfate::runner::preflight::check() {
         eprintln!("error: {e}\n  hint: {}", e.hint());
         return ExitCode::from(2);
     }
     let stdout = std::io::stdout();
-    let steps = match pktfate::live::run(o, &mut stdout.lock()) {
+    let steps = match pktfate::tools::live::run(o, &mut stdout.lock()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -406,7 +407,7 @@ fn cmd_trace(o: &pktfate::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode
         }
     };
     if !o.json {
-        println!("{}", pktfate::live::summary(&steps));
+        println!("{}", pktfate::tools::live::summary(&steps));
     }
     if let Some(p) = pcap {
         if let Err(code) = write_pcap(p, &[("trace", &steps)]) {
@@ -418,9 +419,9 @@ fn cmd_trace(o: &pktfate::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode
 
 fn cmd_record(path: &std::path::Path, check: bool, kernel: bool) -> ExitCode {
     let recorded = if kernel {
-        pktfate::record::record_kernel(path)
+        pktfate::tools::record::record_kernel(path)
     } else {
-        pktfate::record::record(path)
+        pktfate::tools::record::record(path)
     };
     let r = match recorded {
         Ok(r) => r,
@@ -510,7 +511,7 @@ fn cmd_run(
                 .is_none_or(|re| re.is_match(&f.to_string_lossy()))
         })
         .collect();
-    let swept = pktfate::teardown::sweep_stale();
+    let swept = pktfate::topology::teardown::sweep_stale();
     if !swept.is_empty() {
         eprintln!(
             "removed {} namespace(s) left by an earlier run (it died, or kept them with --keep): {}",
@@ -657,7 +658,7 @@ fn cmd_matrix(
     kvm: &str,
     timeout: u64,
 ) -> ExitCode {
-    use pktfate::matrix;
+    use pktfate::tools::matrix;
     let kvm = match kvm {
         "auto" => None,
         "on" => Some(true),

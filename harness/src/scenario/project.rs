@@ -182,8 +182,8 @@ mod tests {
 
     /// A project tree: `<tmp>/proj/{Cargo.toml, fixtures/r.nft, s/a.yaml}`
     /// and `<tmp>/outside.nft`.
-    fn tree() -> (crate::matrix::vm::PrivateDir, PathBuf) {
-        let tmp = crate::matrix::vm::PrivateDir::new(&std::env::temp_dir()).unwrap();
+    fn tree() -> (crate::common::PrivateDir, PathBuf) {
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
         let proj = tmp.path().join("proj");
         std::fs::create_dir_all(proj.join("fixtures")).unwrap();
         std::fs::create_dir_all(proj.join("s")).unwrap();
@@ -223,7 +223,7 @@ mod tests {
             read_text(Path::new("/dev/zero")),
             Err(FileError::NotRegular)
         ));
-        let tmp = crate::matrix::vm::PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
         let fifo = tmp.path().join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid path string.

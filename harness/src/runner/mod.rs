@@ -5,18 +5,22 @@
 //! topology is torn down on every path out of [`run`], including panics
 //! (it is a `Drop` guard).
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+pub use crate::report::{Outcome, Timings};
 
-use crate::btf::Btf;
-use crate::collect::{self, Timeline};
-use crate::evaluate::{self, Verdict};
+pub mod preflight;
+pub mod suite;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::collect::{self};
+use crate::evaluate::{self};
 use crate::inject::{self, InjectError};
-use crate::preflight::{self, PreflightError};
-use crate::scenario::{Scenario, ScenarioError};
-use crate::topology::{Names, Topology, TopologyError};
+use crate::scenario::{MissingHook, Scenario, ScenarioError};
+use crate::topology::{Topology, TopologyError};
+use crate::tracer::btf::Btf;
 use crate::tracer::{BackendChoice, DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
+use preflight::PreflightError;
 
 /// Why a scenario could not be run (as opposed to failing its expectations).
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +42,7 @@ pub enum RunError {
     Inject(#[from] InjectError),
     /// A kernel module the scenario needs cannot be loaded.
     #[error(transparent)]
-    Kmod(#[from] crate::kmod::KmodError),
+    Kmod(#[from] crate::topology::kmod::KmodError),
     /// The scenario's `requires` are not met here: skipped, not failed.
     #[error("skipped: {0}")]
     Skipped(String),
@@ -67,66 +71,6 @@ impl RunError {
             Some(h) => format!("{self}\n  hint: {h}"),
             None => self.to_string(),
         }
-    }
-}
-
-/// Wall time of each stage.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Timings {
-    /// Parse, validate, build the topology.
-    pub setup: Duration,
-    /// Load and attach the tracer.
-    pub attach: Duration,
-    /// First injection to verdict.
-    pub inject_to_verdict: Duration,
-    /// Tear down.
-    pub teardown: Duration,
-}
-
-impl fmt::Display for Timings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        write!(
-            f,
-            "setup {:.0}ms, attach {:.0}ms, inject->verdict {:.0}ms, teardown {:.0}ms",
-            ms(self.setup),
-            ms(self.attach),
-            ms(self.inject_to_verdict),
-            ms(self.teardown)
-        )
-    }
-}
-
-/// The result of running a scenario.
-pub struct Outcome {
-    /// The scenario as validated.
-    pub scenario: Scenario,
-    /// Everything traced.
-    pub timeline: Timeline,
-    /// The judgement.
-    pub verdict: Verdict,
-    /// Stage timings.
-    pub timings: Timings,
-    /// Tracer backend used.
-    pub backend: &'static str,
-    /// Hooks it had attached.
-    pub hooks: Vec<&'static str>,
-    /// Optional hooks this kernel could not give the tracer, and why.
-    pub skipped_hooks: Vec<crate::tracer::SkippedHook>,
-    /// Kernel functions probed (function-level backend), 0 when none.
-    pub functions: usize,
-    /// Expectations this kernel cannot check, and why (not failures).
-    pub unchecked: Vec<String>,
-    /// Kernel id → scenario names.
-    pub names: Names,
-    /// Teardown problems (reported, not fatal).
-    pub teardown_problems: Vec<String>,
-}
-
-impl Outcome {
-    /// Every expectation held.
-    pub fn passed(&self) -> bool {
-        self.verdict.passed() && self.teardown_problems.is_empty()
     }
 }
 
@@ -284,8 +228,8 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     }
     // Root first: without it, loading modules fails misleadingly.
     preflight::check()?;
-    for module in crate::kmod::for_scenario(&s) {
-        crate::kmod::ensure(module)?;
+    for module in crate::topology::kmod::for_scenario(&s) {
+        crate::topology::kmod::ensure(module)?;
     }
     if let Some(v) = kernel_version() {
         s.resolve_for_kernel(v);
@@ -297,7 +241,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let topo = Topology::build(&s)?;
     // Building may have loaded modules (bridge, vxlan, nf_tables): their
     // functions must be named in this scenario's stacks.
-    crate::kallsyms::Kallsyms::refresh();
+    crate::tracer::kallsyms::Kallsyms::refresh();
 
     let mut prepared = inject::prepare_all(&s, &topo)?;
     let setup = t_setup.elapsed();
@@ -341,17 +285,25 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
             "this kernel's kfree_skb tracepoint passes no drop reason; they start in 5.17",
         );
     }
-    unchecked.extend(s.drop_steps_on_hooks(&tracer.backend().skipped()));
+    let skipped = tracer.backend().skipped();
+    let missing: Vec<MissingHook> = skipped
+        .iter()
+        .map(|h| MissingHook {
+            hook: h.hook,
+            why: &h.why,
+        })
+        .collect();
+    unchecked.extend(s.drop_steps_on_hooks(&missing));
 
     let t_verdict = Instant::now();
     let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();
     let snapshot = |topo: &Topology| -> Result<
-        std::collections::BTreeMap<String, crate::counters::Counters>,
+        std::collections::BTreeMap<String, crate::collect::counters::Counters>,
         RunError,
     > {
         let mut m = std::collections::BTreeMap::new();
         for ns in &counted {
-            let c = crate::counters::read(&topo.handle(ns).path()).map_err(|e| {
+            let c = crate::collect::counters::read(&topo.handle(ns).path()).map_err(|e| {
                 RunError::Topology(TopologyError::Io {
                     what: format!("reading counters of `{ns}`"),
                     source: e,

@@ -12,6 +12,8 @@
 //! - from a real socket: TCP connect, UDP send, ICMP echo — the kernel
 //!   builds the packet.
 
+pub mod packet;
+
 use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -19,13 +21,13 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::netns;
-use crate::packet::{self, PacketError};
 use crate::scenario::{
     Injection, IpLayer, L4Layer, LinkKind, Packet, PacketSpec, Scenario, SockProto,
 };
 use crate::topology::Topology;
+use crate::topology::netns;
 use crate::tracer::FlowFilter;
+use packet::PacketError;
 
 /// Errors injecting a packet.
 #[derive(Debug, thiserror::Error)]
@@ -380,7 +382,7 @@ impl Prepared {
     /// Reads and discards what arrived on the packet's socket, as the
     /// application would, so those skbs are freed. Returns the UDP reads
     /// (which the tracer cannot see; raw ICMP reads it can).
-    pub fn drain(&self, ns: &str) -> Vec<crate::collect::Observation> {
+    pub fn drain(&self, ns: &str) -> Vec<crate::common::Observation> {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
         match &self.armed {
             Armed::Icmp { sock, .. } => {
@@ -396,7 +398,7 @@ impl Prepared {
                 let mut seen = vec![];
                 while let Ok((_, from)) = sock.recv_from(&mut buf) {
                     if let Some(peer) = from.as_socket() {
-                        seen.push(crate::collect::Observation {
+                        seen.push(crate::common::Observation {
                             ns: ns.to_string(),
                             local_port,
                             peer: crate::topology::unmap(peer),

@@ -1,0 +1,105 @@
+//! Types and helpers every stage may use: the names of what a scenario
+//! made (kernel ids → scenario names), what the harness itself observed,
+//! private directories, text helpers and the built-in programs. Nothing
+//! here imports a stage.
+
+pub mod fixtures;
+pub mod text;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Resolves kernel ids to the names a scenario uses.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// netns inode → scenario name.
+    pub netns: HashMap<u32, String>,
+    /// (netns inode, ifindex) → device name.
+    pub devs: HashMap<(u32, u32), String>,
+}
+
+impl Names {
+    /// Scenario name of a namespace, or its inode.
+    pub fn netns(&self, inode: u32) -> String {
+        self.netns.get(&inode).cloned().unwrap_or_else(|| {
+            if inode == 0 {
+                "-".into()
+            } else {
+                format!("ns:{inode}")
+            }
+        })
+    }
+
+    /// Device name, or its ifindex.
+    pub fn dev(&self, inode: u32, ifindex: u32) -> String {
+        if ifindex == 0 {
+            return "-".into();
+        }
+        self.devs
+            .get(&(inode, ifindex))
+            .cloned()
+            .unwrap_or_else(|| format!("if{ifindex}"))
+    }
+}
+
+/// A datagram the harness itself read from one of its UDP sockets.
+///
+/// The tracer cannot see this: UDP copies a linear skb out with
+/// `copy_linear_skb` and frees it with `skb_consume_udp`, neither of which
+/// has a tracepoint. The harness owns the socket, so it knows; the timeline
+/// shows such reads as the `socket_read` step, marked as the harness's.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Namespace of the socket.
+    pub ns: String,
+    /// The socket's local port.
+    pub local_port: u16,
+    /// Who sent the datagram.
+    pub peer: std::net::SocketAddr,
+}
+
+/// Hook name of a [`Observation`] in the timeline.
+pub const SOCKET_READ: &str = "socket_read";
+
+/// Creates a directory only this user can enter, with a name nobody can
+/// predict (mkdtemp: `<parent>/<prefix>XXXXXX`).
+pub fn mkdtemp(parent: &std::path::Path, prefix: &str) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(parent)?;
+    let mut bytes = parent
+        .join(format!("{prefix}XXXXXX"))
+        .into_os_string()
+        .into_encoded_bytes();
+    bytes.push(0);
+    // SAFETY: a NUL-terminated, writable template, as mkdtemp requires.
+    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(std::io::Error::last_os_error());
+    }
+    bytes.pop();
+    Ok(std::path::PathBuf::from(
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
+}
+
+/// A directory only this user can enter, with a name nobody can predict;
+/// removed with everything in it when dropped (on every way out).
+#[derive(Debug)]
+pub struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    /// Makes one under `parent`.
+    pub fn new(parent: &Path) -> std::io::Result<Self> {
+        mkdtemp(parent, "run-").map(Self)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,171 @@
+//! Errors building a topology: located (file:line:col, the equivalent
+//! `ip` command, a hint) when a scenario line caused them.
+
+use crate::scenario::Location;
+
+/// Errors building a topology.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// A command failed.
+    #[error("`{cmd}` failed: {stderr}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// A tool is missing.
+    #[error("`{0}` is not installed")]
+    MissingTool(String),
+    /// nft or iptables-restore rejected a ruleset; the location is in the
+    /// scenario or the ruleset file.
+    #[error("{file}:{line}:{col}: {tool}: {msg}")]
+    Ruleset {
+        /// `nft`, `iptables-restore` or `ip6tables-restore`.
+        tool: &'static str,
+        /// File holding the ruleset text.
+        file: String,
+        /// Line in that file.
+        line: usize,
+        /// Column.
+        col: usize,
+        /// nft's own message.
+        msg: String,
+    },
+    /// A tc program could not be loaded or attached.
+    #[error("tc program `{program}` on {ns}/{dev}: {msg}")]
+    TcProgram {
+        /// Program.
+        program: String,
+        /// Namespace.
+        ns: String,
+        /// Device.
+        dev: String,
+        /// Why.
+        msg: String,
+    },
+    /// The kernel refused a netlink request made for a scenario line.
+    #[error("{}`{cmd}` in namespace `{ns}` failed: {source}", located(.at))]
+    Netlink {
+        /// The request as the equivalent `ip` command.
+        cmd: String,
+        /// Scenario namespace.
+        ns: String,
+        /// The scenario line asking for it.
+        at: Option<Location>,
+        /// The kernel's error.
+        source: std::io::Error,
+    },
+    /// A CNI plugin failed.
+    #[error("{}{what} failed: {msg}", located(.at))]
+    Cni {
+        /// The scenario's `cni:` entry.
+        at: Option<Location>,
+        /// `CNI ADD of plugin `bridge` for `pod-a``.
+        what: String,
+        /// The plugin's error.
+        msg: String,
+    },
+    /// A program of the user's object could not be loaded or attached.
+    #[error("{}{what}: {msg}", located(.at))]
+    BpfObject {
+        /// The scenario's entry.
+        at: Option<Location>,
+        /// `program `p` of FILE on ns/dev`.
+        what: String,
+        /// Why.
+        msg: String,
+    },
+    /// A signal arrived while building; the handler removes what exists.
+    #[error("interrupted while building the topology")]
+    Interrupted,
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+impl TopologyError {
+    /// A hint for the user, where one helps.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            TopologyError::MissingTool(t) if t == "ip" || t == "tc" => {
+                Some("install iproute2 (bash ci/setup.sh does)".into())
+            }
+            TopologyError::MissingTool(t) if t == "nft" => {
+                Some("install nftables (bash ci/setup.sh does)".into())
+            }
+            TopologyError::Ruleset { tool: "nft", .. } => {
+                Some("the position is where nft stopped reading; see nft(8) for the syntax".into())
+            }
+            TopologyError::Ruleset { tool, .. } => Some(format!(
+                "the line is the one {tool} refused; the text is in iptables-save format (see {tool}(8))"
+            )),
+            TopologyError::MissingTool(t) if t.contains("tables-restore") => {
+                Some("install iptables (bash ci/setup.sh does)".into())
+            }
+            TopologyError::BpfObject { msg, .. } if msg.contains("verifier") => Some(
+                "this kernel's verifier refused the program; run with the kernel your object targets, or see its log above".into(),
+            ),
+            TopologyError::BpfObject { msg, .. } if msg.starts_with("no program") || msg.contains("no map") => Some(
+                "names are the program functions (sections) and maps of the ELF object: `llvm-objdump -h` lists them".into(),
+            ),
+            TopologyError::TcProgram { msg, .. } if msg.contains("verifier") => {
+                Some("the fixture program was rejected by this kernel's verifier".into())
+            }
+            TopologyError::Netlink { source, .. } => netlink_hint(source),
+            TopologyError::Cni { msg, .. } if msg.starts_with("no plugin") => Some(
+                "install the reference plugins (Debian: containernetworking-plugins; bash ci/setup.sh does) or point --cni-path / CNI_PATH at yours".into(),
+            ),
+            TopologyError::Command { stderr, .. } if stderr.contains("Operation not permitted") => {
+                Some("run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)".into())
+            }
+            TopologyError::Command { stderr, .. } if stderr.contains("File exists") => {
+                Some("two routes or addresses collide; check the scenario for duplicates".into())
+            }
+            TopologyError::Command { stderr, .. }
+                if stderr.contains("Nexthop has invalid gateway") =>
+            {
+                Some(
+                    "the gateway must be reachable through a connected route on an up device"
+                        .into(),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `file:line:col: ` when the scenario line is known.
+fn located(at: &Option<Location>) -> String {
+    at.as_ref().map(|l| format!("{l}: ")).unwrap_or_default()
+}
+
+/// What to do about a netlink error, by errno.
+fn netlink_hint(e: &std::io::Error) -> Option<String> {
+    let hint = match e.raw_os_error()? {
+        libc::EPERM => "run as root (CAP_NET_ADMIN and CAP_SYS_ADMIN are needed)",
+        libc::EEXIST => {
+            "two links, routes, rules or addresses collide; check the scenario for duplicates"
+        }
+        libc::ENETUNREACH => {
+            "the gateway must be reachable through a connected route on an up device"
+        }
+        libc::ENODEV => {
+            "no such device in this namespace; links are listed under `links:` of the same namespace"
+        }
+        libc::EOPNOTSUPP => "this kernel lacks the feature or module (see `pktfate doctor`)",
+        libc::EADDRNOTAVAIL => "`src` must be an address of this namespace",
+        _ => return None,
+    };
+    Some(hint.into())
+}
+
+pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TopologyError {
+    let what = what.into();
+    move |source| TopologyError::Io { what, source }
+}

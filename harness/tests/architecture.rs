@@ -1,0 +1,514 @@
+//! The shape of `harness/src` (ARCHITECTURE.md): a folder per stage,
+//! imports that only point back along the data flow, no import cycle
+//! between files, and no file that has grown into three jobs.
+//!
+//! Imports are read from the source text: `use` items (groups expanded,
+//! `pub use` re-exports followed to the file that defines the item, glob
+//! imports counted only for the names a file really uses) and inline
+//! `crate::`/`super::` paths. Comments and string literals are ignored.
+//! `PKTFATE_ARCH_SRC` points the checks at another tree (to see them fail
+//! on an older one).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+/// The stages in data-flow order; a file may import its own stage or an
+/// earlier one. `common` and `abi` sit below every stage; the runner
+/// chains the stages; tools and the CLI sit on top.
+const STAGES: [(&str, u8); 15] = [
+    ("abi.rs", 0),
+    ("common", 0),
+    ("scenario", 1),
+    ("topology", 2),
+    ("tracer", 3),
+    ("inject", 4),
+    ("collect", 5),
+    ("evaluate", 6),
+    ("report", 7),
+    ("runner", 8),
+    ("testing.rs", 8),
+    ("tools", 9),
+    ("cli", 10),
+    ("lib.rs", 10),
+    ("main.rs", 10),
+];
+
+/// The longest a file may be.
+const MAX_FILE_LINES: usize = 800;
+/// The largest share of the code one file may hold, in percent.
+const MAX_FILE_SHARE: usize = 12;
+
+fn src_dir() -> PathBuf {
+    std::env::var_os("PKTFATE_ARCH_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+}
+
+/// Every `.rs` file under `dir`, by path relative to it.
+fn sources(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn stage(file: &str) -> u8 {
+    let top = file.split('/').next().unwrap();
+    STAGES
+        .iter()
+        .find(|(s, _)| *s == top)
+        .unwrap_or_else(|| {
+            panic!("`{file}` is in no stage folder; add it to one (ARCHITECTURE.md)")
+        })
+        .1
+}
+
+/// The module path of a file: `topology/mod.rs` → `[topology]`.
+fn module_of(file: &str) -> Vec<String> {
+    let mut parts: Vec<String> = file
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(String::from)
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts
+}
+
+/// Source without comments and literals; inside inline modules (`mod
+/// tests { .. }`), `super::` means the file itself and becomes `self::`.
+fn code_of(text: &str) -> String {
+    let line_comment = Regex::new(r"//[^\n]*").unwrap();
+    let raw_str = Regex::new(r##"(?s)r#".*?"#"##).unwrap();
+    let chr = Regex::new(r"b?'(\\.|[^'\\\n])'").unwrap();
+    let string = Regex::new(r#""([^"\\]|\\.)*""#).unwrap();
+    let s = line_comment.replace_all(text, "");
+    let s = raw_str.replace_all(&s, "\"\"");
+    let s = chr.replace_all(&s, "' '");
+    let s = string.replace_all(&s, "\"\"").into_owned();
+    let inline = Regex::new(r"\bmod\s+\w+\s*\{").unwrap();
+    let mut out = String::new();
+    let mut pos = 0;
+    for m in inline.find_iter(&s) {
+        if m.start() < pos {
+            continue;
+        }
+        let bytes = s.as_bytes();
+        let (mut depth, mut j) = (0usize, m.end() - 1);
+        while j < bytes.len() {
+            match bytes[j] {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        out.push_str(&s[pos..m.end()]);
+        out.push_str(&s[m.end()..j].replace("super::", "self::"));
+        pos = j;
+    }
+    out.push_str(&s[pos..]);
+    out
+}
+
+/// `a::{b, c::{d, e}}` → `a::b`, `a::c::d`, `a::c::e`.
+fn expand(tree: &str) -> Vec<String> {
+    let t: String = tree
+        .replace(" as ", "@as@")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let Some(open) = t.find('{') else {
+        return vec![t];
+    };
+    let (prefix, inner) = (&t[..open], &t[open + 1..t.len() - 1]);
+    let mut out = vec![];
+    let (mut depth, mut cur) = (0, String::new());
+    for ch in inner.chars() {
+        match ch {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        if ch == ',' && depth == 0 {
+            out.extend(expand(&format!("{prefix}{cur}")));
+            cur.clear();
+        } else {
+            cur.push(ch);
+        }
+    }
+    if !cur.is_empty() {
+        out.extend(expand(&format!("{prefix}{cur}")));
+    }
+    out
+}
+
+/// One `use` path: its segments and the name it binds.
+struct Use {
+    segs: Vec<String>,
+    name: String,
+    public: bool,
+}
+
+struct File {
+    module: Vec<String>,
+    code: String,
+    defs: BTreeSet<String>,
+    children: BTreeSet<String>,
+    uses: Vec<Use>,
+}
+
+struct Tree {
+    files: BTreeMap<String, File>,
+    by_module: HashMap<Vec<String>, String>,
+}
+
+impl Tree {
+    fn read(dir: &Path) -> Self {
+        let def =
+            Regex::new(r"\b(?:struct|enum|fn|const|static|type|trait|union)\s+(\w+)").unwrap();
+        let child = Regex::new(r"(?m)^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;").unwrap();
+        let use_item = Regex::new(r"(\bpub(?:\([^)]*\))?\s+)?\buse\s+([^;]+);").unwrap();
+        let mut files = BTreeMap::new();
+        let mut by_module = HashMap::new();
+        for (path, text) in sources(dir) {
+            if path.starts_with("cli/") || path == "main.rs" {
+                // The binary is its own crate: `pktfate::` paths, no cycles possible.
+                continue;
+            }
+            let code = code_of(&text);
+            let mut uses = vec![];
+            for c in use_item.captures_iter(&code) {
+                for p in expand(&c[2]) {
+                    let (p, alias) = match p.split_once("@as@") {
+                        Some((p, a)) => (p.to_string(), Some(a.to_string())),
+                        None => (p, None),
+                    };
+                    let segs: Vec<String> = p.split("::").map(String::from).collect();
+                    let name = alias.unwrap_or_else(|| segs.last().unwrap().clone());
+                    uses.push(Use {
+                        segs,
+                        name,
+                        public: c.get(1).is_some(),
+                    });
+                }
+            }
+            let module = module_of(&path);
+            by_module.insert(module.clone(), path.clone());
+            files.insert(
+                path,
+                File {
+                    module,
+                    defs: def.captures_iter(&code).map(|c| c[1].to_string()).collect(),
+                    children: child
+                        .captures_iter(&code)
+                        .map(|c| c[1].to_string())
+                        .collect(),
+                    uses,
+                    code,
+                },
+            );
+        }
+        Tree { files, by_module }
+    }
+
+    /// A path as written in `file`, made absolute (from the crate root).
+    fn absolute(&self, file: &str, segs: &[String]) -> Option<Vec<String>> {
+        let f = &self.files[file];
+        let first = segs.first()?.as_str();
+        match first {
+            "crate" => Some(segs[1..].to_vec()),
+            "super" => {
+                let mut base = f.module.clone();
+                let mut rest = segs;
+                while rest.first().is_some_and(|s| s == "super") {
+                    base.pop();
+                    rest = &rest[1..];
+                }
+                base.extend(rest.iter().cloned());
+                Some(base)
+            }
+            "self" => Some(f.module.iter().chain(&segs[1..]).cloned().collect()),
+            c if f.children.contains(c) => Some(f.module.iter().chain(segs).cloned().collect()),
+            _ => None,
+        }
+    }
+
+    /// The file that defines what an absolute path names, following
+    /// `pub use` re-exports.
+    fn resolve(&self, path: &[String], depth: u32) -> Option<String> {
+        let path: Vec<String> = path.iter().filter(|s| *s != "self").cloned().collect();
+        let (k, file) = (0..=path.len())
+            .rev()
+            .find_map(|k| self.by_module.get(&path[..k]).map(|f| (k, f.clone())))?;
+        let rest = &path[k..];
+        let Some(name) = rest.first().filter(|n| *n != "*") else {
+            return Some(file);
+        };
+        let f = &self.files[&file];
+        if f.defs.contains(name) || depth > 12 {
+            return Some(file);
+        }
+        for u in f.uses.iter().filter(|u| u.public) {
+            let glob = u.segs.last().is_some_and(|s| s == "*");
+            let target = if glob {
+                self.absolute(&file, &u.segs[..u.segs.len() - 1])
+                    .map(|mut a| {
+                        a.extend(rest.iter().cloned());
+                        a
+                    })
+            } else if &u.name == name {
+                self.absolute(&file, &u.segs).map(|mut a| {
+                    a.extend(rest[1..].iter().cloned());
+                    a
+                })
+            } else {
+                None
+            };
+            if let Some(found) = target.and_then(|t| self.resolve(&t, depth + 1)) {
+                if !glob || self.files[&found].defs.contains(name) {
+                    return Some(found);
+                }
+            }
+        }
+        Some(file)
+    }
+
+    /// Each file's imports: target file → the path that makes it.
+    fn edges(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        let inline = Regex::new(r"(?:^|[^\w:])((?:crate|super|self)(?:::\w+)+)").unwrap();
+        let word = Regex::new(r"\w+").unwrap();
+        let mut all = BTreeMap::new();
+        for (path, f) in &self.files {
+            let mut out: BTreeMap<String, String> = BTreeMap::new();
+            let mut add = |to: Option<String>, why: String| {
+                if let Some(to) = to.filter(|t| t != path) {
+                    out.entry(to).or_insert(why);
+                }
+            };
+            let words: BTreeSet<&str> = word.find_iter(&f.code).map(|m| m.as_str()).collect();
+            for u in &f.uses {
+                let shown = u.segs.join("::");
+                if u.segs.last().is_some_and(|s| s == "*") {
+                    // A glob counts for the items it brings that are used.
+                    let Some(abs) = self.absolute(path, &u.segs[..u.segs.len() - 1]) else {
+                        continue;
+                    };
+                    let Some(target) = self.resolve(&abs, 0) else {
+                        continue;
+                    };
+                    let t = &self.files[&target];
+                    if t.defs.iter().any(|d| words.contains(d.as_str())) {
+                        add(Some(target.clone()), shown.clone());
+                    }
+                    for tu in t.uses.iter().filter(|tu| words.contains(tu.name.as_str())) {
+                        if let Some(a) = self.absolute(&target, &tu.segs) {
+                            add(
+                                self.resolve(&a, 0),
+                                format!("{shown} via {}", tu.segs.join("::")),
+                            );
+                        }
+                    }
+                } else if let Some(a) = self.absolute(path, &u.segs) {
+                    add(self.resolve(&a, 0), shown);
+                }
+            }
+            for c in inline.captures_iter(&f.code) {
+                let segs: Vec<String> = c[1].split("::").map(String::from).collect();
+                if let Some(a) = self.absolute(path, &segs) {
+                    add(self.resolve(&a, 0), c[1].to_string());
+                }
+            }
+            for child in &f.children {
+                let re = Regex::new(&format!(r"(?:^|[^\w:]){child}((?:::\w+)+)")).unwrap();
+                for c in re.captures_iter(&f.code) {
+                    let mut a = f.module.clone();
+                    a.push(child.clone());
+                    a.extend(c[1].split("::").skip(1).map(String::from));
+                    add(self.resolve(&a, 0), format!("{child}{}", &c[1]));
+                }
+            }
+            all.insert(path.clone(), out);
+        }
+        all
+    }
+}
+
+/// Strongly connected groups of more than one file (Tarjan).
+fn cycles(edges: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>> {
+    struct S<'a> {
+        edges: &'a BTreeMap<String, BTreeMap<String, String>>,
+        index: HashMap<&'a str, usize>,
+        low: HashMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on: BTreeSet<&'a str>,
+        next: usize,
+        out: Vec<Vec<String>>,
+    }
+    fn visit<'a>(s: &mut S<'a>, v: &'a str) {
+        s.index.insert(v, s.next);
+        s.low.insert(v, s.next);
+        s.next += 1;
+        s.stack.push(v);
+        s.on.insert(v);
+        let edges = s.edges;
+        for w in edges[v].keys() {
+            let w = w.as_str();
+            if !s.index.contains_key(w) {
+                visit(s, w);
+                let l = s.low[v].min(s.low[w]);
+                s.low.insert(v, l);
+            } else if s.on.contains(w) {
+                let l = s.low[v].min(s.index[w]);
+                s.low.insert(v, l);
+            }
+        }
+        if s.low[v] == s.index[v] {
+            let mut group = vec![];
+            loop {
+                let w = s.stack.pop().unwrap();
+                s.on.remove(w);
+                group.push(w.to_string());
+                if w == v {
+                    break;
+                }
+            }
+            if group.len() > 1 {
+                group.sort();
+                s.out.push(group);
+            }
+        }
+    }
+    let mut s = S {
+        edges,
+        index: HashMap::new(),
+        low: HashMap::new(),
+        stack: vec![],
+        on: BTreeSet::new(),
+        next: 0,
+        out: vec![],
+    };
+    for v in edges.keys() {
+        if !s.index.contains_key(v.as_str()) {
+            visit(&mut s, v);
+        }
+    }
+    s.out
+}
+
+#[test]
+fn every_file_is_in_a_stage_folder_and_imports_only_earlier_stages() {
+    let tree = Tree::read(&src_dir());
+    let mut wrong = vec![];
+    for (from, to) in tree.edges() {
+        for (target, why) in to {
+            if stage(&target) > stage(&from) {
+                wrong.push(format!("{from} imports a later stage: {target} (`{why}`)"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn no_import_cycle_between_files() {
+    let tree = Tree::read(&src_dir());
+    let edges = tree.edges();
+    let found: Vec<String> = cycles(&edges)
+        .iter()
+        .map(|group| {
+            let inside: Vec<String> = group
+                .iter()
+                .flat_map(|a| {
+                    edges[a]
+                        .iter()
+                        .filter(|(b, _)| group.contains(b))
+                        .map(move |(b, why)| format!("  {a} -> {b} (`{why}`)"))
+                })
+                .collect();
+            format!("cycle among {}:\n{}", group.join(", "), inside.join("\n"))
+        })
+        .collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn no_file_holds_too_much_of_the_code() {
+    let files = sources(&src_dir());
+    let lines: BTreeMap<&String, usize> =
+        files.iter().map(|(p, t)| (p, t.lines().count())).collect();
+    let total: usize = lines.values().sum();
+    let mut wrong = vec![];
+    for (p, n) in &lines {
+        if *n > MAX_FILE_LINES {
+            wrong.push(format!("{p}: {n} lines (at most {MAX_FILE_LINES})"));
+        }
+        if n * 100 >= total * MAX_FILE_SHARE {
+            wrong.push(format!(
+                "{p}: {n} of {total} lines, {}% of the code (under {MAX_FILE_SHARE}%)",
+                n * 100 / total
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_checks_see_what_they_must() {
+    // A tree with a backward import and a cycle, to prove the reader finds
+    // `use` groups, re-exports and inline paths.
+    let tmp = pktfate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+    let dir = tmp.path();
+    let w = |p: &str, t: &str| {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, t).unwrap();
+    };
+    w("lib.rs", "pub mod scenario;\npub mod collect;\n");
+    w(
+        "scenario/mod.rs",
+        "mod model;\npub use model::*;\nfn f() { crate::collect::g(); }\n",
+    );
+    w("scenario/model.rs", "use super::f;\npub struct Scenario;\n");
+    w(
+        "collect/mod.rs",
+        "use crate::{scenario::{Scenario as S}};\npub fn g() {}\n",
+    );
+    let tree = Tree::read(dir);
+    let edges = tree.edges();
+    assert_eq!(
+        edges["collect/mod.rs"].keys().collect::<Vec<_>>(),
+        ["scenario/model.rs"]
+    );
+    assert!(edges["scenario/mod.rs"].contains_key("collect/mod.rs"));
+    // collect -> model (re-exported) -> scenario/mod (super::f) -> collect.
+    assert_eq!(
+        cycles(&edges),
+        vec![vec![
+            "collect/mod.rs".to_string(),
+            "scenario/mod.rs".to_string(),
+            "scenario/model.rs".to_string()
+        ]]
+    );
+}
