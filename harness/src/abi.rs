@@ -104,8 +104,8 @@ pub const KPROBE_PROGRAMS: [&str; 5] = [
     "kprobe_skb_arg4",
 ];
 
-/// `Event::reason` when the kernel's tracepoint passes none (kfree_skb
-/// before 5.17, tcp_send_reset before 6.10).
+/// `Event::reason` when the kernel's tracepoint passes none (`kfree_skb`
+/// before 5.17, `tcp_send_reset` before 6.10).
 pub const REASON_UNKNOWN: u32 = u32::MAX;
 
 /// A tracer program: the hook it reports as, its name in the object, and
@@ -155,11 +155,11 @@ pub const PROGRAMS: [Program; 17] = [
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Event {
-    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    /// `bpf_ktime_get_ns()`: `CLOCK_MONOTONIC` nanoseconds.
     pub ts_ns: u64,
     /// Kernel address of the `struct sk_buff`.
     pub skb: u64,
-    /// kfree_skb/consume_skb: the address the free was called from.
+    /// `kfree_skb/consume_skb`: the address the free was called from.
     pub location: u64,
     /// One of [`hook`].
     pub hook: u32,
@@ -175,7 +175,7 @@ pub struct Event {
     pub mark: u32,
     /// `skb->len`.
     pub len: u32,
-    /// kfree_skb: `enum skb_drop_reason`; tcp_send_reset: `enum sk_rst_reason`.
+    /// `kfree_skb`: `enum skb_drop_reason`; `tcp_send_reset`: `enum sk_rst_reason`.
     pub reason: u32,
     /// Hook-specific values, see [`hook`].
     pub aux: [i32; 3],
@@ -210,9 +210,9 @@ pub struct Event {
     pub run: u32,
     /// TCP sequence number, host order.
     pub tcp_seq: u32,
-    /// fib_table_lookup: the looked-up flow's source, network order.
+    /// `fib_table_lookup`: the looked-up flow's source, network order.
     pub flow_saddr: [u8; 4],
-    /// fib_table_lookup: the looked-up flow's destination, network order.
+    /// `fib_table_lookup`: the looked-up flow's destination, network order.
     pub flow_daddr: [u8; 4],
     /// Bytes of `stack` filled by `bpf_get_stack`, or a negative errno.
     pub stack_bytes: i32,
@@ -240,7 +240,7 @@ pub const FILTER_REVERSE: u8 = 4;
 /// `daddr`, instead of a 5-tuple.
 pub const FILTER_ICMP_ERROR: u8 = 8;
 
-/// Whether an ICMP (proto 1) or ICMPv6 (proto 58) type is an error message.
+/// Whether an ICMP (proto 1) or `ICMPv6` (proto 58) type is an error message.
 #[inline(always)]
 pub fn is_icmp_error(l4proto: u8, icmp_type: u8) -> bool {
     match l4proto {

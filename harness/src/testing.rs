@@ -47,9 +47,8 @@ pub fn main(dir: impl AsRef<Path>) -> ! {
             swept.join(", ")
         );
     }
-    let root = std::env::var_os("PKTFATE_SCENARIOS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| resolve(dir.as_ref()));
+    let root =
+        std::env::var_os("PKTFATE_SCENARIOS").map_or_else(|| resolve(dir.as_ref()), PathBuf::from);
     let trials = match trials(&root) {
         Ok(t) => t,
         Err(e) => {

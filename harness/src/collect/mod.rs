@@ -7,7 +7,7 @@
 
 pub mod counters;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::common::Names;
@@ -104,7 +104,7 @@ fn monotonic_ns() -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: a valid timespec; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
@@ -173,6 +173,147 @@ pub struct Timeline {
     pub waited: Duration,
 }
 
+/// What collection knows so far: each skb's owner (packet, direction,
+/// life), which skbs are still alive, which packets were seen.
+struct Tracking {
+    steps: Vec<Step>,
+    /// skb address → (packet, reverse, life) for the skb's current lifetime.
+    owner: HashMap<u64, (Option<usize>, bool, u64)>,
+    lives: u64,
+    alive: HashSet<u64>,
+    last_packet: HashMap<u64, PacketInfo>,
+    seen: Vec<bool>,
+    first_ns: u64,
+    last_ns: u64,
+}
+
+impl Tracking {
+    fn new(n_packets: usize) -> Self {
+        Tracking {
+            steps: vec![],
+            owner: HashMap::new(),
+            lives: 0,
+            alive: HashSet::new(),
+            last_packet: HashMap::new(),
+            seen: vec![false; n_packets],
+            first_ns: u64::MAX,
+            last_ns: 0,
+        }
+    }
+
+    /// One tracer event: which packet's skb it is, and whether that skb
+    /// has ended.
+    fn event(&mut self, ev: RawEvent, filters: &[(usize, FlowFilter)], names: &Names) {
+        self.first_ns = self.first_ns.min(ev.ts_ns);
+        self.last_ns = self.last_ns.max(ev.ts_ns);
+        if let Some(before) = self.last_packet.get(&ev.skb) {
+            if is_other_packet(before, &ev.packet) {
+                self.owner.remove(&ev.skb);
+                self.alive.remove(&ev.skb);
+            }
+        }
+        if ev.packet.src.is_some() {
+            self.last_packet.insert(ev.skb, ev.packet.clone());
+        }
+        let (packet, reverse, life) = *self.owner.entry(ev.skb).or_insert_with(|| {
+            self.lives += 1;
+            let (p, r) = filters
+                .iter()
+                .find_map(|(i, f)| f.direction(&ev.packet).map(|r| (Some(*i), r)))
+                .unwrap_or((None, false));
+            (p, r, self.lives)
+        });
+        if let (Some(i), false) = (packet, reverse) {
+            self.seen[i] = true;
+        }
+        // Data a reader copied out is freed without a tracepoint (UDP,
+        // TCP), so the copy ends the skb's tracked life too. A TCP
+        // socket changing state on a segment took it, and TCP frees
+        // what it took with the untraced __kfree_skb: no end will come,
+        // so it is not waited for (its life goes on if it shows again).
+        if ev.hook == "inet_sock_set_state" {
+            self.alive.remove(&ev.skb);
+        } else if ev.is_terminal() || ev.hook == "skb_copy_datagram_iovec" {
+            self.alive.remove(&ev.skb);
+            // The address may be reused by an unrelated skb.
+            self.owner.remove(&ev.skb);
+            self.last_packet.remove(&ev.skb);
+        } else {
+            self.alive.insert(ev.skb);
+        }
+        self.steps.push(Step {
+            ns: names.netns(ev.netns),
+            dev: names.dev(ev.netns, ev.ifindex),
+            ev,
+            packet,
+            reverse,
+            life,
+        });
+    }
+
+    /// A datagram the harness read itself: the end of the skb that last
+    /// carried that packet.
+    fn observed(&mut self, o: &Observation, filters: &[(usize, FlowFilter)], names: &Names) {
+        let (packet, reverse) = attribute(filters, o);
+        // Part of the life of the skb that last carried this packet.
+        let prev = self
+            .steps
+            .iter()
+            .rev()
+            .find(|s: &&Step| s.packet.is_some() && s.packet == packet && s.reverse == reverse);
+        let (skb, life) = if let Some(p) = prev {
+            (p.ev.skb, p.life)
+        } else {
+            self.lives += 1;
+            (0, self.lives)
+        };
+        self.alive.remove(&skb);
+        self.owner.remove(&skb);
+        let inode = names
+            .netns
+            .iter()
+            .find(|(_, n)| **n == o.ns)
+            .map_or(0, |(i, _)| *i);
+        self.steps.push(Step {
+            ev: RawEvent {
+                ts_ns: monotonic_ns(),
+                skb,
+                hook: SOCKET_READ,
+                hook_id: u32::MAX,
+                cpu: 0,
+                pid: std::process::id(),
+                comm: "pktfate".into(),
+                netns: inode,
+                ifindex: 0,
+                mark: 0,
+                len: 0,
+                reason: None,
+                at: None,
+                aux: [0; 3],
+                packet: PacketInfo {
+                    src: Some(o.peer.ip()),
+                    proto: 17,
+                    sport: o.peer.port(),
+                    dport: o.local_port,
+                    ..Default::default()
+                },
+                flow: None,
+                stack: vec![],
+                bytes: vec![],
+                ip_len: 0,
+            },
+            ns: o.ns.clone(),
+            dev: "-".into(),
+            packet,
+            reverse,
+            life,
+        });
+        if let (Some(i), false) = (packet, reverse) {
+            self.seen[i] = true;
+        }
+    }
+}
+
 /// Reads events until the fates are known or `timeout` passes. `pump` is
 /// called between polls to consume what the kernel sends to the harness
 /// (tun reads), so those skbs die too.
@@ -185,16 +326,9 @@ pub fn collect(
 ) -> Result<Timeline, TracerError> {
     let start = Instant::now();
     let deadline = start + timeout * timeout_scale();
-    let mut steps = vec![];
-    // skb address → (packet, reverse, life) for the skb's current lifetime.
-    let mut owner: HashMap<u64, (Option<usize>, bool, u64)> = HashMap::new();
-    let mut lives = 0u64;
-    let mut alive: HashMap<u64, ()> = HashMap::new();
-    let mut last_packet: HashMap<u64, PacketInfo> = HashMap::new();
     let n_packets = filters.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
-    let mut seen = vec![false; n_packets];
+    let mut t = Tracking::new(n_packets);
     let mut last_event = Instant::now();
-    let (mut first_ns, mut last_ns) = (u64::MAX, 0u64);
     let mut settled = false;
     let cap = max_events();
     let mut capped = None;
@@ -203,143 +337,42 @@ pub fn collect(
         if now >= deadline {
             break;
         }
-        if steps.len() >= cap {
+        if t.steps.len() >= cap {
             capped = Some(cap);
             break;
         }
         let wait = (deadline - now).min(Duration::from_millis(5));
         let observed = pump();
         let batch = tracer.poll(wait)?;
-        if !batch.is_empty() {
+        if !batch.is_empty() || !observed.is_empty() {
             last_event = Instant::now();
         }
         for ev in batch {
-            first_ns = first_ns.min(ev.ts_ns);
-            last_ns = last_ns.max(ev.ts_ns);
-            if let Some(before) = last_packet.get(&ev.skb) {
-                if is_other_packet(before, &ev.packet) {
-                    owner.remove(&ev.skb);
-                    alive.remove(&ev.skb);
-                }
-            }
-            if ev.packet.src.is_some() {
-                last_packet.insert(ev.skb, ev.packet.clone());
-            }
-            let (packet, reverse, life) = *owner.entry(ev.skb).or_insert_with(|| {
-                lives += 1;
-                let (p, r) = filters
-                    .iter()
-                    .find_map(|(i, f)| f.direction(&ev.packet).map(|r| (Some(*i), r)))
-                    .unwrap_or((None, false));
-                (p, r, lives)
-            });
-            if let (Some(i), false) = (packet, reverse) {
-                seen[i] = true;
-            }
-            // Data a reader copied out is freed without a tracepoint (UDP,
-            // TCP), so the copy ends the skb's tracked life too. A TCP
-            // socket changing state on a segment took it, and TCP frees
-            // what it took with the untraced __kfree_skb: no end will come,
-            // so it is not waited for (its life goes on if it shows again).
-            if ev.hook == "inet_sock_set_state" {
-                alive.remove(&ev.skb);
-            } else if ev.is_terminal() || ev.hook == "skb_copy_datagram_iovec" {
-                alive.remove(&ev.skb);
-                // The address may be reused by an unrelated skb.
-                owner.remove(&ev.skb);
-                last_packet.remove(&ev.skb);
-            } else {
-                alive.insert(ev.skb, ());
-            }
-            steps.push(Step {
-                ns: names.netns(ev.netns),
-                dev: names.dev(ev.netns, ev.ifindex),
-                ev,
-                packet,
-                reverse,
-                life,
-            });
+            t.event(ev, filters, names);
         }
-        for o in observed {
-            last_event = Instant::now();
-            let (packet, reverse) = attribute(filters, &o);
-            // Part of the life of the skb that last carried this packet.
-            let prev = steps
-                .iter()
-                .rev()
-                .find(|s: &&Step| s.packet.is_some() && s.packet == packet && s.reverse == reverse);
-            let (skb, life) = match prev {
-                Some(p) => (p.ev.skb, p.life),
-                None => {
-                    lives += 1;
-                    (0, lives)
-                }
-            };
-            alive.remove(&skb);
-            owner.remove(&skb);
-            let inode = names
-                .netns
-                .iter()
-                .find(|(_, n)| **n == o.ns)
-                .map_or(0, |(i, _)| *i);
-            steps.push(Step {
-                ev: RawEvent {
-                    ts_ns: monotonic_ns(),
-                    skb,
-                    hook: SOCKET_READ,
-                    hook_id: u32::MAX,
-                    cpu: 0,
-                    pid: std::process::id(),
-                    comm: "pktfate".into(),
-                    netns: inode,
-                    ifindex: 0,
-                    mark: 0,
-                    len: 0,
-                    reason: None,
-                    at: None,
-                    aux: [0; 3],
-                    packet: PacketInfo {
-                        src: Some(o.peer.ip()),
-                        proto: 17,
-                        sport: o.peer.port(),
-                        dport: o.local_port,
-                        ..Default::default()
-                    },
-                    flow: None,
-                    stack: vec![],
-                    bytes: vec![],
-                    ip_len: 0,
-                },
-                ns: o.ns.clone(),
-                dev: "-".into(),
-                packet,
-                reverse,
-                life,
-            });
-            if let (Some(i), false) = (packet, reverse) {
-                seen[i] = true;
-            }
+        for o in &observed {
+            t.observed(o, filters, names);
         }
         let quiet = last_event.elapsed();
-        let done = alive.is_empty() && quiet >= settle(first_ns, last_ns);
-        if seen.iter().all(|s| *s) && (done || quiet >= idle()) {
+        let done = t.alive.is_empty() && quiet >= settle(t.first_ns, t.last_ns);
+        if t.seen.iter().all(|s| *s) && (done || quiet >= idle()) {
             settled = true;
             break;
         }
     }
-    steps.sort_by_key(|s| s.ev.ts_ns);
+    t.steps.sort_by_key(|s| s.ev.ts_ns);
     Ok(Timeline {
-        steps,
+        steps: t.steps,
         lost: tracer.lost()?,
         settled,
-        unfinished: alive.len(),
+        unfinished: t.alive.len(),
         capped,
         waited: start.elapsed(),
     })
 }
 
-/// A step for unit tests: `stack` is outermost frame first; kfree_skb
-/// gets reason NO_SOCKET, and frees happen at tcp_v4_rcv.
+/// A step for unit tests: `stack` is outermost frame first; `kfree_skb`
+/// gets reason `NO_SOCKET`, and frees happen at `tcp_v4_rcv`.
 #[cfg(test)]
 pub(crate) fn sample_step(
     skb: u64,
@@ -370,7 +403,11 @@ pub(crate) fn sample_step(
             packet: PacketInfo::default(),
             flow: None,
             // innermost first, as the kernel reports
-            stack: stack.iter().rev().map(|s| s.to_string()).collect(),
+            stack: stack
+                .iter()
+                .rev()
+                .map(std::string::ToString::to_string)
+                .collect(),
             bytes: vec![],
             ip_len: 0,
         },

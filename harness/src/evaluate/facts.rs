@@ -43,6 +43,10 @@ pub struct Token {
 
 /// What the trace shows happened to one packet.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the fates are not exclusive: a packet can be forwarded, then dropped"
+)]
 pub struct Facts {
     /// skb judged.
     pub skb: Option<u64>,
@@ -213,7 +217,7 @@ pub fn facts(life: &[&Step]) -> Facts {
             }
             // A socket read it, or changed state because of it.
             "skb_copy_datagram_iovec" | "inet_sock_set_state" | crate::collect::SOCKET_READ => {
-                f.delivered = true
+                f.delivered = true;
             }
             _ => {}
         }

@@ -8,7 +8,7 @@
 //! - into a tun device: an L3 packet, as if it arrived on a wire
 //!   (`tun_get_user` → `netif_receive_skb`);
 //! - into a tap device: an Ethernet frame, likewise;
-//! - out of any other device: an Ethernet frame through an AF_PACKET socket;
+//! - out of any other device: an Ethernet frame through an `AF_PACKET` socket;
 //! - from a real socket: TCP connect, UDP send, ICMP echo — the kernel
 //!   builds the packet.
 
@@ -22,7 +22,8 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::scenario::{
-    Injection, IpLayer, L4Layer, LinkKind, Packet, PacketSpec, Scenario, SockProto,
+    DeviceRef, Ethernet, Injection, IpLayer, L4Layer, LinkKind, Packet, PacketSpec, Scenario,
+    SockProto,
 };
 use crate::topology::Topology;
 use crate::topology::netns;
@@ -61,7 +62,7 @@ const TAP_PEER_MAC: [u8; 6] = [0x02, 0x70, 0x66, 0x00, 0x00, 0x01];
 enum Armed {
     /// Bytes to write into a tun/tap fd.
     Device { fd: File, bytes: Vec<u8> },
-    /// A frame to send out of `ifindex` through an AF_PACKET socket.
+    /// A frame to send out of `ifindex` through an `AF_PACKET` socket.
     Raw {
         sock: Socket,
         ifindex: u32,
@@ -139,81 +140,7 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             via,
             ethernet,
             spec,
-        } => {
-            let l3 = packet::build(spec).map_err(|source| InjectError::Build {
-                name: p.name.clone(),
-                source,
-            })?;
-            let kind = s
-                .namespace(&via.ns)
-                .and_then(|n| n.links.iter().find(|l| l.name == via.dev))
-                .map(|l| l.kind.clone());
-            let filter = frame_filter(spec);
-            let v6 = matches!(spec.ip, IpLayer::V6 { .. });
-            let armed = match kind {
-                Some(LinkKind::Tun) | Some(LinkKind::Tap) => {
-                    let fd = topo
-                        .tap_fd(&via.ns, &via.dev)
-                        .ok_or_else(|| InjectError::NoDevice(format!("{}/{}", via.ns, via.dev)))?;
-                    let fd = File::from(
-                        fd.try_clone()
-                            .map_err(io(&p.name, "duplicating the tun fd"))?,
-                    );
-                    let bytes = if kind == Some(LinkKind::Tun) {
-                        l3
-                    } else {
-                        // Into a tap: the frame is received by the tap device.
-                        let own = topo.macs.get(&(via.ns.clone(), via.dev.clone())).copied();
-                        let dst = ethernet.dst.or(own).unwrap_or([0xff; 6]);
-                        frame(ethernet.src.unwrap_or(TAP_PEER_MAC), dst, v6, &l3)
-                    };
-                    Armed::Device { fd, bytes }
-                }
-                _ => {
-                    // Out of any other device: the far end (a veth peer) receives it.
-                    let own = topo.macs.get(&(via.ns.clone(), via.dev.clone())).copied();
-                    let far = topo
-                        .peers
-                        .get(&(via.ns.clone(), via.dev.clone()))
-                        .and_then(|peer| topo.macs.get(peer))
-                        .copied();
-                    let dst = ethernet.dst.or(far).unwrap_or([0xff; 6]);
-                    let src = ethernet.src.or(own).unwrap_or(TAP_PEER_MAC);
-                    let dev = via.dev.clone();
-                    let (sock, ifindex) = netns::run_in(
-                        &topo.handle(&via.ns).path(),
-                        move || -> std::io::Result<(Socket, u32)> {
-                            let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
-                            let cname =
-                                std::ffi::CString::new(dev).map_err(std::io::Error::other)?;
-                            // SAFETY: a valid C string.
-                            let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-                            if ifindex == 0 {
-                                return Err(std::io::Error::last_os_error());
-                            }
-                            Ok((sock, ifindex))
-                        },
-                    )
-                    .and_then(|r| r)
-                    .map_err(io(
-                        &p.name,
-                        format!("opening a packet socket on {}/{}", via.ns, via.dev),
-                    ))?;
-                    Armed::Raw {
-                        sock,
-                        ifindex,
-                        dst,
-                        frame: frame(src, dst, v6, &l3),
-                    }
-                }
-            };
-            Ok(Prepared {
-                name: p.name.clone(),
-                filter,
-                from: None,
-                armed,
-            })
-        }
+        } => prepare_frame(s, topo, p, via, ethernet, spec),
         Injection::Socket {
             from,
             proto,
@@ -226,56 +153,9 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
         } => {
             let (proto, to, port, sport, payload, id, seq) =
                 (*proto, *to, *port, *sport, payload.clone(), *id, *seq);
-            let (sock, local_port) = netns::run_in(
-                &topo.handle(from).path(),
-                move || -> std::io::Result<(Socket, u16)> {
-                    let domain = if to.is_ipv4() {
-                        Domain::IPV4
-                    } else {
-                        Domain::IPV6
-                    };
-                    let sock = match proto {
-                        SockProto::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
-                        SockProto::Udp => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
-                        SockProto::Icmp if to.is_ipv4() => {
-                            Socket::new(domain, Type::RAW, Some(Protocol::ICMPV4))?
-                        }
-                        SockProto::Icmp => Socket::new(domain, Type::RAW, Some(Protocol::ICMPV6))?,
-                    };
-                    sock.set_nonblocking(true)?;
-                    if proto == SockProto::Icmp {
-                        return Ok((sock, 0));
-                    }
-                    let any: IpAddr = if to.is_ipv4() {
-                        [0u8; 4].into()
-                    } else {
-                        [0u8; 16].into()
-                    };
-                    sock.bind(&SocketAddr::new(any, sport.unwrap_or(0)).into())?;
-                    let local = sock.local_addr()?.as_socket().map_or(0, |a| a.port());
-                    Ok((sock, local))
-                },
-            )
-            .and_then(|r| r)
-            .map_err(io(
-                &p.name,
-                format!("opening a {proto:?} socket in namespace `{from}`"),
-            ))?;
+            let (sock, local_port) = open_socket(topo, &p.name, from, proto, to, sport)?;
             let v6 = to.is_ipv6();
-            let filter = FlowFilter {
-                proto: Some(match proto {
-                    SockProto::Tcp => 6,
-                    SockProto::Udp => 17,
-                    SockProto::Icmp if v6 => 58,
-                    SockProto::Icmp => 1,
-                }),
-                src: None,
-                dst: Some(to),
-                sport: (proto != SockProto::Icmp).then_some(local_port),
-                dport: (proto != SockProto::Icmp).then_some(port),
-                reverse: true,
-                icmp_error: false,
-            };
+            let filter = socket_filter(proto, to, local_port, port);
             let to_sa = SocketAddr::new(to, port);
             let armed = match proto {
                 SockProto::Tcp => Armed::Tcp { sock, to: to_sa },
@@ -300,6 +180,161 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
     }
 }
 
+/// A crafted frame: written into a tun/tap, or sent out of any other
+/// device through a packet socket.
+fn prepare_frame(
+    s: &Scenario,
+    topo: &Topology,
+    p: &Packet,
+    via: &DeviceRef,
+    ethernet: &Ethernet,
+    spec: &PacketSpec,
+) -> Result<Prepared, InjectError> {
+    let l3 = packet::build(spec).map_err(|source| InjectError::Build {
+        name: p.name.clone(),
+        source,
+    })?;
+    let kind = s
+        .namespace(&via.ns)
+        .and_then(|n| n.links.iter().find(|l| l.name == via.dev))
+        .map(|l| l.kind.clone());
+    let filter = frame_filter(spec);
+    let v6 = matches!(spec.ip, IpLayer::V6 { .. });
+    let armed = if let Some(LinkKind::Tun | LinkKind::Tap) = kind {
+        let fd = topo
+            .tap_fd(&via.ns, &via.dev)
+            .ok_or_else(|| InjectError::NoDevice(format!("{}/{}", via.ns, via.dev)))?;
+        let fd = File::from(
+            fd.try_clone()
+                .map_err(io(&p.name, "duplicating the tun fd"))?,
+        );
+        let bytes = if kind == Some(LinkKind::Tun) {
+            l3
+        } else {
+            // Into a tap: the frame is received by the tap device.
+            let own = topo.macs.get(&(via.ns.clone(), via.dev.clone())).copied();
+            let dst = ethernet.dst.or(own).unwrap_or([0xff; 6]);
+            frame(ethernet.src.unwrap_or(TAP_PEER_MAC), dst, v6, &l3)
+        };
+        Armed::Device { fd, bytes }
+    } else {
+        // Out of any other device: the far end (a veth peer) receives it.
+        let own = topo.macs.get(&(via.ns.clone(), via.dev.clone())).copied();
+        let far = topo
+            .peers
+            .get(&(via.ns.clone(), via.dev.clone()))
+            .and_then(|peer| topo.macs.get(peer))
+            .copied();
+        let dst = ethernet.dst.or(far).unwrap_or([0xff; 6]);
+        let src = ethernet.src.or(own).unwrap_or(TAP_PEER_MAC);
+        let (sock, ifindex) = open_packet_socket(topo, &p.name, via)?;
+        Armed::Raw {
+            sock,
+            ifindex,
+            dst,
+            frame: frame(src, dst, v6, &l3),
+        }
+    };
+    Ok(Prepared {
+        name: p.name.clone(),
+        filter,
+        from: None,
+        armed,
+    })
+}
+
+/// A packet socket on `via`, opened in its namespace, and the device's ifindex.
+fn open_packet_socket(
+    topo: &Topology,
+    name: &str,
+    via: &DeviceRef,
+) -> Result<(Socket, u32), InjectError> {
+    let dev = via.dev.clone();
+    netns::run_in(
+        &topo.handle(&via.ns).path(),
+        move || -> std::io::Result<(Socket, u32)> {
+            let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
+            let cname = std::ffi::CString::new(dev).map_err(std::io::Error::other)?;
+            // SAFETY: a valid C string.
+            let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+            if ifindex == 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok((sock, ifindex))
+        },
+    )
+    .and_then(|r| r)
+    .map_err(io(
+        name,
+        format!("opening a packet socket on {}/{}", via.ns, via.dev),
+    ))
+}
+
+/// A socket of `proto` in namespace `from`, bound to `sport` (or any).
+fn open_socket(
+    topo: &Topology,
+    name: &str,
+    from: &str,
+    proto: SockProto,
+    to: IpAddr,
+    sport: Option<u16>,
+) -> Result<(Socket, u16), InjectError> {
+    netns::run_in(
+        &topo.handle(from).path(),
+        move || -> std::io::Result<(Socket, u16)> {
+            let domain = if to.is_ipv4() {
+                Domain::IPV4
+            } else {
+                Domain::IPV6
+            };
+            let sock = match proto {
+                SockProto::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+                SockProto::Udp => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
+                SockProto::Icmp if to.is_ipv4() => {
+                    Socket::new(domain, Type::RAW, Some(Protocol::ICMPV4))?
+                }
+                SockProto::Icmp => Socket::new(domain, Type::RAW, Some(Protocol::ICMPV6))?,
+            };
+            sock.set_nonblocking(true)?;
+            if proto == SockProto::Icmp {
+                return Ok((sock, 0));
+            }
+            let any: IpAddr = if to.is_ipv4() {
+                [0u8; 4].into()
+            } else {
+                [0u8; 16].into()
+            };
+            sock.bind(&SocketAddr::new(any, sport.unwrap_or(0)).into())?;
+            let local = sock.local_addr()?.as_socket().map_or(0, |a| a.port());
+            Ok((sock, local))
+        },
+    )
+    .and_then(|r| r)
+    .map_err(io(
+        name,
+        format!("opening a {proto:?} socket in namespace `{from}`"),
+    ))
+}
+
+/// The flow a socket send makes: to `to`, from the port the kernel gave.
+fn socket_filter(proto: SockProto, to: IpAddr, local_port: u16, port: u16) -> FlowFilter {
+    let v6 = to.is_ipv6();
+    FlowFilter {
+        proto: Some(match proto {
+            SockProto::Tcp => 6,
+            SockProto::Udp => 17,
+            SockProto::Icmp if v6 => 58,
+            SockProto::Icmp => 1,
+        }),
+        src: None,
+        dst: Some(to),
+        sport: (proto != SockProto::Icmp).then_some(local_port),
+        dport: (proto != SockProto::Icmp).then_some(port),
+        reverse: true,
+        icmp_error: false,
+    }
+}
+
 /// An Ethernet frame around an IP packet.
 fn frame(src: [u8; 6], dst: [u8; 6], v6: bool, l3: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + l3.len());
@@ -310,7 +345,7 @@ fn frame(src: [u8; 6], dst: [u8; 6], v6: bool, l3: &[u8]) -> Vec<u8> {
     f
 }
 
-/// An ICMP(v6) echo request; the kernel fills the ICMPv6 checksum itself.
+/// An ICMP(v6) echo request; the kernel fills the `ICMPv6` checksum itself.
 fn echo_request(v6: bool, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut m = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
     m.extend_from_slice(&id.to_be_bytes());
@@ -351,7 +386,7 @@ impl Prepared {
                         frame.as_ptr().cast(),
                         frame.len(),
                         0,
-                        (&sll as *const libc::sockaddr_ll).cast(),
+                        (&raw const sll).cast(),
                         size_of::<libc::sockaddr_ll>() as u32,
                     )
                 };

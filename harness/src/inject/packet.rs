@@ -81,6 +81,10 @@ pub fn build(spec: &PacketSpec) -> Result<Vec<u8>, PacketError> {
 }
 
 /// Transport header + payload, with the IP protocol number.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per transport (TCP, UDP, ICMP, ICMPv6, none), each building and checksumming its header"
+)]
 fn transport(spec: &PacketSpec, v6: bool) -> Result<(Vec<u8>, u8), PacketError> {
     let payload = &spec.payload;
     let (src6, dst6, src4, dst4) = match &spec.ip {

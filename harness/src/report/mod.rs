@@ -51,7 +51,7 @@ fn detail(s: &Step) -> String {
     }
 }
 
-/// TCP state names (include/net/tcp_states.h).
+/// TCP state names (`include/net/tcp_states.h`).
 fn tcp_state(s: i32) -> String {
     const NAMES: [&str; 13] = [
         "?",
@@ -70,7 +70,7 @@ fn tcp_state(s: i32) -> String {
     ];
     NAMES
         .get(s as usize)
-        .map_or_else(|| s.to_string(), |n| n.to_string())
+        .map_or_else(|| s.to_string(), std::string::ToString::to_string)
 }
 
 /// The timeline as a table; `only` limits it to one packet's skbs.

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use crate::collect::Step;
 
-/// LINKTYPE_RAW: the packet begins with an IPv4 or IPv6 header.
+/// `LINKTYPE_RAW`: the packet begins with an IPv4 or IPv6 header.
 const LINKTYPE_RAW: u16 = 101;
 
 fn pad4(n: usize) -> usize {
@@ -36,7 +36,7 @@ fn end_of_options(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&[0, 0, 0, 0]);
 }
 
-/// Nanoseconds to add to CLOCK_MONOTONIC to get wall-clock time.
+/// Nanoseconds to add to `CLOCK_MONOTONIC` to get wall-clock time.
 fn monotonic_to_realtime() -> i128 {
     let read = |clock| {
         let mut ts = libc::timespec {
@@ -44,8 +44,8 @@ fn monotonic_to_realtime() -> i128 {
             tv_nsec: 0,
         };
         // SAFETY: a valid timespec for the call.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+        unsafe { libc::clock_gettime(clock, &raw mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
     };
     read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
 }
@@ -93,7 +93,7 @@ pub fn write(out: &mut impl Write, runs: &[(&str, &[Step])]) -> io::Result<usize
     let mut n = 0;
     for (name, steps) in runs {
         for s in steps.iter().filter(|s| !s.ev.bytes.is_empty()) {
-            let ts = (s.ev.ts_ns as i128 + offset).max(0) as u64;
+            let ts = (i128::from(s.ev.ts_ns) + offset).max(0) as u64;
             let data = &s.ev.bytes;
             let mut epb = vec![];
             epb.extend_from_slice(&0u32.to_le_bytes()); // interface 0

@@ -202,7 +202,9 @@ fn keep_failed(topo: Topology, name: &str) -> Option<Topology> {
     use std::io::IsTerminal;
     // One prompt at a time when scenarios run in parallel.
     static PROMPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = PROMPT.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = PROMPT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut msg = format!("scenario `{name}` failed; its namespaces are kept up:\n");
     for c in topo.explore_commands() {
         msg.push_str(&format!("  {c}\n"));
@@ -220,15 +222,15 @@ fn keep_failed(topo: Topology, name: &str) -> Option<Topology> {
     }
 }
 
-/// Runs a validated scenario.
-pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
-    let t_setup = Instant::now();
-    if let Some(why) = unmet_requirements(&s) {
+/// What must hold before anything is built: requirements, root, kernel
+/// modules; kernel-dependent expectations resolved for this kernel.
+fn check_machine(s: &mut Scenario) -> Result<(), RunError> {
+    if let Some(why) = unmet_requirements(s) {
         return Err(RunError::Skipped(why));
     }
     // Root first: without it, loading modules fails misleadingly.
     preflight::check()?;
-    for module in crate::topology::kmod::for_scenario(&s) {
+    for module in crate::topology::kmod::for_scenario(s) {
         crate::topology::kmod::ensure(module)?;
     }
     if let Some(v) = kernel_version() {
@@ -237,22 +239,22 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let reasons = kernel_reasons()?;
     s.check_against_kernel(&reasons)
         .map_err(RunError::Scenario)?;
+    Ok(())
+}
 
-    let topo = Topology::build(&s)?;
-    // Building may have loaded modules (bridge, vxlan, nf_tables): their
-    // functions must be named in this scenario's stacks.
-    crate::tracer::kallsyms::Kallsyms::refresh();
-
-    let mut prepared = inject::prepare_all(&s, &topo)?;
-    let setup = t_setup.elapsed();
-
-    let t_attach = Instant::now();
+/// What the tracer must watch: the scenario's namespaces, each packet's
+/// flow both ways and the ICMP errors about it, the tc hooks in use.
+fn trace_spec(
+    s: &Scenario,
+    topo: &Topology,
+    prepared: &[inject::Prepared],
+) -> Result<(Vec<(usize, FlowFilter)>, TraceSpec), RunError> {
     // Each packet's 5-tuple (both ways), plus ICMP errors sent back to its
     // source, which is how the kernel says "no" for many drops.
     let mut filters: Vec<(usize, FlowFilter)> = vec![];
     for (i, p) in prepared.iter().enumerate() {
         filters.push((i, p.filter.clone()));
-        if !matches!(p.filter.proto, Some(1) | Some(58)) {
+        if !matches!(p.filter.proto, Some(1 | 58)) {
             filters.push((i, p.filter.icmp_errors()));
         }
     }
@@ -275,10 +277,14 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         filters: filters.iter().map(|(_, f)| f.clone()).collect(),
         stacks: true,
         tc_hooks,
-        functions: function_level(&s).map_err(RunError::Skipped)?,
+        functions: function_level(s).map_err(RunError::Skipped)?,
     };
-    let mut tracer = Tracer::for_scenario(&spec)?;
-    let attach = t_attach.elapsed();
+    Ok((filters, spec))
+}
+
+/// Expectations this kernel cannot check (no drop reasons, missing
+/// hooks): taken out of the scenario and named.
+fn unchecked_here(s: &mut Scenario, tracer: &Tracer) -> Vec<String> {
     let mut unchecked = vec![];
     if !tracer.drop_reasons_traced() {
         unchecked = s.drop_reason_checks(
@@ -294,25 +300,49 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         })
         .collect();
     unchecked.extend(s.drop_steps_on_hooks(&missing));
+    unchecked
+}
+
+/// The nstat counters of the namespaces a scenario checks.
+fn counters_of(
+    topo: &Topology,
+    counted: &[String],
+) -> Result<std::collections::BTreeMap<String, crate::collect::counters::Counters>, RunError> {
+    let mut m = std::collections::BTreeMap::new();
+    for ns in counted {
+        let c = crate::collect::counters::read(&topo.handle(ns).path()).map_err(|e| {
+            RunError::Topology(TopologyError::Io {
+                what: format!("reading counters of `{ns}`"),
+                source: e,
+            })
+        })?;
+        m.insert(ns.clone(), c);
+    }
+    Ok(m)
+}
+
+/// Runs a validated scenario.
+pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
+    let t_setup = Instant::now();
+    check_machine(&mut s)?;
+
+    let topo = Topology::build(&s)?;
+    // Building may have loaded modules (bridge, vxlan, nf_tables): their
+    // functions must be named in this scenario's stacks.
+    crate::tracer::kallsyms::Kallsyms::refresh();
+
+    let mut prepared = inject::prepare_all(&s, &topo)?;
+    let setup = t_setup.elapsed();
+
+    let t_attach = Instant::now();
+    let (filters, spec) = trace_spec(&s, &topo, &prepared)?;
+    let mut tracer = Tracer::for_scenario(&spec)?;
+    let attach = t_attach.elapsed();
+    let unchecked = unchecked_here(&mut s, &tracer);
 
     let t_verdict = Instant::now();
     let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();
-    let snapshot = |topo: &Topology| -> Result<
-        std::collections::BTreeMap<String, crate::collect::counters::Counters>,
-        RunError,
-    > {
-        let mut m = std::collections::BTreeMap::new();
-        for ns in &counted {
-            let c = crate::collect::counters::read(&topo.handle(ns).path()).map_err(|e| {
-                RunError::Topology(TopologyError::Io {
-                    what: format!("reading counters of `{ns}`"),
-                    source: e,
-                })
-            })?;
-            m.insert(ns.clone(), c);
-        }
-        Ok(m)
-    };
+    let snapshot = |topo: &Topology| counters_of(topo, &counted);
     let before = snapshot(&topo)?;
     for p in &mut prepared {
         p.fire()?;

@@ -1,5 +1,5 @@
 //! Running many scenarios and reporting on them as a suite: in parallel,
-//! as text, JSON lines or JUnit XML.
+//! as text, JSON lines or `JUnit` XML.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,7 +44,7 @@ impl SuiteResult {
 /// Workers for `--jobs`: as asked, else one per CPU; within 1 and the
 /// scenarios one loaded tracer serves at once.
 pub fn jobs(asked: Option<usize>) -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     asked
         .unwrap_or(cpus)
         .clamp(1, crate::abi::MAX_BANKS as usize)
@@ -64,7 +64,9 @@ pub fn run_all(
             scope.spawn(|| {
                 loop {
                     let i = {
-                        let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut n = next
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         let i = *n;
                         *n += 1;
                         i
@@ -75,12 +77,16 @@ pub fn run_all(
                         outcome: runner::run_file(f),
                     };
                     each(&r);
-                    done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+                    done.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((i, r));
                 }
             });
         }
     });
-    let mut v = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut v = done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
 }
@@ -176,7 +182,7 @@ fn class_of(path: &Path) -> String {
     format!("pktfate.{dir}")
 }
 
-/// The suite as JUnit XML.
+/// The suite as `JUnit` XML.
 pub fn junit(results: &[SuiteResult], elapsed: Duration) -> String {
     let (passed, failed, skipped) = counts(results);
     let errors = results.iter().filter(|r| r.status() == "error").count();
@@ -248,7 +254,7 @@ mod tests {
 
     #[test]
     fn jobs_default_to_the_cpus_within_the_tracers_banks() {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         assert_eq!(jobs(None), cpus.min(16));
         assert_eq!(jobs(Some(0)), 1);
         assert_eq!(jobs(Some(3)), 3);

@@ -58,8 +58,7 @@ pub(super) fn yaml_error(path: &Path, text: &str, e: &marked_yaml::FromYamlError
             // LoadError's text starts with "source:line:col: "; keep the message only.
             let msg = text
                 .split_once(": ")
-                .map(|x| x.1)
-                .unwrap_or(&text)
+                .map_or(text.as_str(), |x| x.1)
                 .to_string();
             let mark = load_error_mark(le).map(|m| (m.line(), m.column()));
             (mark, format!("invalid YAML: {msg}"), None)

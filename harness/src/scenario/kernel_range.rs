@@ -38,7 +38,7 @@ pub fn parse_version(v: &str) -> Option<(Version, usize)> {
     };
     let minor = next()?;
     let patch = next()?;
-    n += minor.is_some() as usize + patch.is_some() as usize;
+    n += usize::from(minor.is_some()) + usize::from(patch.is_some());
     Some(((major, minor.unwrap_or(0), patch.unwrap_or(0)), n))
 }
 

@@ -131,7 +131,7 @@ impl Scenario {
         out
     }
 
-    /// Drops path, not_path and seen steps that name a hook the tracer
+    /// Drops path, `not_path` and seen steps that name a hook the tracer
     /// could not attach on this kernel; returns what was not checked, and
     /// why, to be reported as such.
     pub fn drop_steps_on_hooks(&mut self, hooks: &[MissingHook]) -> Vec<String> {
@@ -189,25 +189,24 @@ impl Scenario {
                 return;
             }
             if let Some(r) = e.reason.clone() {
-                match reasons.resolve(&r) {
-                    Some(canon) => e.reason = Some(canon.to_string()),
-                    None => {
-                        let sugg = reasons.suggest(&r);
-                        let hint = if sugg.is_empty() {
-                            "`pktfate reasons` lists this kernel's drop reasons; if another kernel has it, give this one its own under `kernels:` (e.g. `\"< 6.13\": { reason: NOT_SPECIFIED }`)".to_string()
-                        } else {
-                            format!(
-                                "did you mean {}? (`pktfate reasons` lists them all)",
-                                sugg.join(", ")
-                            )
-                        };
-                        errors.push(ScenarioError {
-                            loc: e.reason_loc.clone(),
-                            file: file.to_path_buf(),
-                            msg: format!("unknown drop reason `{r}` on this kernel"),
-                            hint: Some(hint),
-                        });
-                    }
+                if let Some(canon) = reasons.resolve(&r) {
+                    e.reason = Some(canon.to_string());
+                } else {
+                    let sugg = reasons.suggest(&r);
+                    let hint = if sugg.is_empty() {
+                        "`pktfate reasons` lists this kernel's drop reasons; if another kernel has it, give this one its own under `kernels:` (e.g. `\"< 6.13\": { reason: NOT_SPECIFIED }`)".to_string()
+                    } else {
+                        format!(
+                            "did you mean {}? (`pktfate reasons` lists them all)",
+                            sugg.join(", ")
+                        )
+                    };
+                    errors.push(ScenarioError {
+                        loc: e.reason_loc.clone(),
+                        file: file.to_path_buf(),
+                        msg: format!("unknown drop reason `{r}` on this kernel"),
+                        hint: Some(hint),
+                    });
                 }
             }
             for a in &mut e.allow_drops {

@@ -66,12 +66,18 @@ pub enum Refusal {
 /// Lets scenarios read files under `dir` too (`--allow-path`).
 pub fn allow(dir: &Path) -> std::io::Result<()> {
     let dir = dir.canonicalize()?;
-    ALLOWED.write().unwrap_or_else(|e| e.into_inner()).push(dir);
+    ALLOWED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(dir);
     Ok(())
 }
 
 fn allowed_dirs() -> Vec<PathBuf> {
-    ALLOWED.read().unwrap_or_else(|e| e.into_inner()).clone()
+    ALLOWED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 /// The project root of a scenario file.

@@ -1,6 +1,6 @@
 use super::*;
 
-const GOOD: &str = r#"
+const GOOD: &str = r"
 # A comment
 name: sample
 namespaces:
@@ -29,7 +29,7 @@ expect:
   reason: SKB_DROP_REASON_IP_CSUM
   at: ip_rcv_core
   path: [tun_get_user, netif_receive_skb@host/tun0, ip_rcv_core]
-"#;
+";
 
 fn parse(s: &str) -> Result<Scenario, Vec<ScenarioError>> {
     Scenario::parse(Path::new("t.yaml"), s)

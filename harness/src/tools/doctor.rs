@@ -71,26 +71,23 @@ fn probe(kind: &str) -> Capability {
         let mut ebpf = aya::EbpfLoader::new()
             .load(crate::tracer::tp_btf::TRACER_OBJ)
             .map_err(|e| format!("{e:#}"))?;
-        match kind {
-            "kprobe" => {
-                let p: &mut aya::programs::KProbe = ebpf
-                    .program_mut("probe_kprobe")
-                    .ok_or("probe_kprobe missing")?
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-                p.load().map_err(|e| describe(&e))?;
-                p.attach("ip_rcv", 0).map_err(|e| describe(&e))?;
-            }
-            _ => {
-                let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
-                let p: &mut aya::programs::FEntry = ebpf
-                    .program_mut("probe_fentry")
-                    .ok_or("probe_fentry missing")?
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-                p.load("ip_rcv", &btf).map_err(|e| describe(&e))?;
-                p.attach().map_err(|e| describe(&e))?;
-            }
+        if kind == "kprobe" {
+            let p: &mut aya::programs::KProbe = ebpf
+                .program_mut("probe_kprobe")
+                .ok_or("probe_kprobe missing")?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+            p.load().map_err(|e| describe(&e))?;
+            p.attach("ip_rcv", 0).map_err(|e| describe(&e))?;
+        } else {
+            let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
+            let p: &mut aya::programs::FEntry = ebpf
+                .program_mut("probe_fentry")
+                .ok_or("probe_fentry missing")?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+            p.load("ip_rcv", &btf).map_err(|e| describe(&e))?;
+            p.attach().map_err(|e| describe(&e))?;
         }
         Ok(())
     })();
@@ -106,11 +103,11 @@ fn probe(kind: &str) -> Capability {
     }
 }
 
+// Long on purpose: one probe per line of the report, in the report's order.
 /// Examines the running kernel.
 pub fn examine() -> Doctor {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| r.trim().to_string())
-        .unwrap_or_else(|_| "?".into());
+        .map_or_else(|_| "?".into(), |r| r.trim().to_string());
     let btf_result = Btf::kernel();
     let btf = btf_result.as_ref().ok().copied();
     let btf_cap = match (&btf_result, std::fs::metadata("/sys/kernel/btf/vmlinux")) {
@@ -118,7 +115,7 @@ pub fn examine() -> Doctor {
             available: true,
             detail: format!(
                 "/sys/kernel/btf/vmlinux ({:.1} MiB)",
-                m.len() as f64 / 1048576.0
+                m.len() as f64 / 1_048_576.0
             ),
         },
         (Err(e), _) => Capability {

@@ -133,7 +133,7 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
     {
         let stop = stop.clone();
         // Trace never builds topologies: a signal just ends the loop.
-        crate::topology::teardown::flag_on_interrupt(stop);
+        crate::topology::teardown::flag_on_interrupt(&stop);
     }
     let start = Instant::now();
     let mut t0 = None;
@@ -203,7 +203,7 @@ pub fn selector(
             Some("tcp") => Some(6),
             Some("udp") => Some(17),
             Some("icmp") => Some(1),
-            Some("icmp6") | Some("icmpv6") => Some(58),
+            Some("icmp6" | "icmpv6") => Some(58),
             Some(n) => Some(n.parse::<u8>().map_err(|_| {
                 format!("unknown protocol `{n}` (tcp, udp, icmp, icmp6 or a number)")
             })?),

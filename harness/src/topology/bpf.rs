@@ -1,5 +1,5 @@
 //! eBPF programs a scenario attaches: the built-in tc fixtures and the
-//! user's own compiled objects, on tc (clsact + cls_bpf, direct action) or
+//! user's own compiled objects, on tc (clsact + `cls_bpf`, direct action) or
 //! XDP, with their maps filled from the scenario.
 //!
 //! Loading and attaching run on a thread inside the scenario namespace,
@@ -8,7 +8,7 @@
 //! from aya's bookkeeping on purpose: dropping it would detach through a
 //! netlink socket of whatever namespace the dropping thread is in; the
 //! filter holds its own reference to the program and goes with the
-//! namespace. An XDP attachment is a bpf_link (an fd, namespace-agnostic),
+//! namespace. An XDP attachment is a `bpf_link` (an fd, namespace-agnostic),
 //! kept by the topology and closed at teardown.
 
 use aya::Ebpf;

@@ -63,16 +63,15 @@ impl Cni {
         pod: &NetnsHandle,
         spec: &CniAttachment,
     ) -> Result<(), TopologyError> {
-        let dir = match &self.dir {
-            Some(d) => d.clone(),
-            None => {
-                let d = teardown::private_dir().map_err(|source| TopologyError::Io {
-                    what: "making a private directory for CNI IPAM state".into(),
-                    source,
-                })?;
-                self.dir = Some(d.clone());
-                d
-            }
+        let dir = if let Some(d) = &self.dir {
+            d.clone()
+        } else {
+            let d = teardown::private_dir().map_err(|source| TopologyError::Io {
+                what: "making a private directory for CNI IPAM state".into(),
+                source,
+            })?;
+            self.dir = Some(d.clone());
+            d
         };
         let mut a = Attached {
             node: node.path(),
@@ -84,7 +83,7 @@ impl Cni {
         let mut prev: Option<Value> = None;
         for p in &plugins {
             let conf = plugin_conf(&a.spec, p, prev.as_ref(), &dir);
-            let out = run(&a, p, "ADD", conf)?;
+            let out = run(&a, p, "ADD", &conf)?;
             // A plugin that prints nothing passes the previous result on.
             if out.is_some() {
                 prev = out;
@@ -94,7 +93,7 @@ impl Cni {
         if a.spec.check {
             for p in &plugins {
                 let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
-                run(&a, p, "CHECK", conf)?;
+                run(&a, p, "CHECK", &conf)?;
             }
         }
         self.attached.push(a);
@@ -108,7 +107,7 @@ impl Cni {
         while let Some(a) = self.attached.pop() {
             for p in plugins(&a.spec.conflist).iter().rev() {
                 let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
-                if let Err(e) = run(&a, p, "DEL", conf) {
+                if let Err(e) = run(&a, p, "DEL", &conf) {
                     problems.push(e.to_string());
                 }
             }
@@ -167,7 +166,7 @@ fn run(
     a: &Attached,
     plugin: &Value,
     command: &str,
-    conf: Value,
+    conf: &Value,
 ) -> Result<Option<Value>, TopologyError> {
     let kind = plugin["type"].as_str().unwrap_or_default().to_string();
     let fail = |msg: String| TopologyError::Cni {
@@ -240,7 +239,7 @@ fn run(
 mod tests {
     use super::*;
 
-    fn spec(conflist: Value, caps: Value) -> CniAttachment {
+    fn spec(conflist: Value, caps: &Value) -> CniAttachment {
         CniAttachment {
             node: "node".into(),
             conflist,
@@ -265,7 +264,7 @@ mod tests {
         });
         let s = spec(
             list.clone(),
-            json!({ "portMappings": [{ "hostPort": 8080 }], "bandwidth": { "ingressRate": 1 } }),
+            &json!({ "portMappings": [{ "hostPort": 8080 }], "bandwidth": { "ingressRate": 1 } }),
         );
         let dir = Path::new("/tmp/pktfate-run-1-abc");
         let bridge = plugin_conf(&s, &list["plugins"][0], None, dir);

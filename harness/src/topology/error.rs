@@ -1,4 +1,4 @@
-//! Errors building a topology: located (file:line:col, the equivalent
+//! Errors building a topology: located (<file:line:col>, the equivalent
 //! `ip` command, a hint) when a scenario line caused them.
 
 use crate::scenario::Location;
@@ -61,7 +61,7 @@ pub enum TopologyError {
     Cni {
         /// The scenario's `cni:` entry.
         at: Option<Location>,
-        /// `CNI ADD of plugin `bridge` for `pod-a``.
+        /// What was run, e.g. ``CNI ADD of plugin `bridge` for `pod-a` ``.
         what: String,
         /// The plugin's error.
         msg: String,
@@ -141,6 +141,10 @@ impl TopologyError {
 }
 
 /// `file:line:col: ` when the scenario line is known.
+#[expect(
+    clippy::ref_option,
+    reason = "thiserror hands format arguments over by reference"
+)]
 fn located(at: &Option<Location>) -> String {
     at.as_ref().map(|l| format!("{l}: ")).unwrap_or_default()
 }

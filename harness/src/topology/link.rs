@@ -12,6 +12,7 @@ use super::TopologyError;
 use super::rtnl::{Rtnl, What};
 use crate::scenario::{Link, LinkKind, parse_mac};
 
+// Long on purpose: one netlink message per link kind, side by side.
 /// Creates a link (not a tun/tap: those are opened, not made over netlink),
 /// with its MTU and MAC, and the peer of a veth with the peer's own.
 pub(super) fn create(rtnl: &mut Rtnl, ns: &str, l: &Link) -> Result<(), TopologyError> {
@@ -26,7 +27,7 @@ pub(super) fn create(rtnl: &mut Rtnl, ns: &str, l: &Link) -> Result<(), Topology
             let mut p = LinkUnspec::new_with_name(peer)
                 .setns_by_fd(rtnl.ns_fd(peer_ns))
                 .build();
-            p.attributes.extend(extras(l.mtu, peer_mac));
+            p.attributes.extend(extras(l.mtu, peer_mac.as_deref()));
             let mut msg = LinkUnspec::new_with_name(&l.name).build();
             // Each end gets an ifindex of its own, never its peer's: the
             // kernel's link watcher treats a device whose link (the peer)
@@ -92,14 +93,14 @@ pub(super) fn create(rtnl: &mut Rtnl, ns: &str, l: &Link) -> Result<(), Topology
         LinkKind::Tun | LinkKind::Tap => return Ok(()),
     };
     let mut msg = msg;
-    msg.attributes.extend(extras(l.mtu, &l.mac));
+    msg.attributes.extend(extras(l.mtu, l.mac.as_deref()));
     let handle = rtnl.handle(ns);
     rtnl.run(What { cmd, ns, at }, handle.link().add(msg).execute())
 }
 
 /// The MTU and MAC attributes of a new device (`ip link add ... mtu M address A`).
-fn extras(mtu: Option<u32>, mac: &Option<String>) -> Vec<LinkAttribute> {
-    let mac = mac.as_deref().and_then(parse_mac);
+fn extras(mtu: Option<u32>, mac: Option<&str>) -> Vec<LinkAttribute> {
+    let mac = mac.and_then(parse_mac);
     mtu.map(LinkAttribute::Mtu)
         .into_iter()
         .chain(mac.map(|m| LinkAttribute::Address(m.to_vec())))
@@ -146,7 +147,7 @@ pub(super) fn set_up(
 /// Sets the MTU and MAC of a tun/tap device, which is opened, not created
 /// over netlink (`ip link set dev mtu M address A`).
 pub(super) fn configure_tap(rtnl: &mut Rtnl, ns: &str, l: &Link) -> Result<(), TopologyError> {
-    let attrs = extras(l.mtu, &l.mac);
+    let attrs = extras(l.mtu, l.mac.as_deref());
     if attrs.is_empty() {
         return Ok(());
     }

@@ -71,7 +71,7 @@ pub struct Topology {
     listeners: Vec<(String, SockProto, OwnedFd)>,
     /// Namespaces attached by CNI plugins (DEL at teardown).
     cni: cni::Cni,
-    /// XDP attachments (bpf_link fds), closed at teardown.
+    /// XDP attachments (`bpf_link` fds), closed at teardown.
     xdp_links: Vec<aya::programs::xdp::XdpLink>,
     torn_down: bool,
 }
@@ -157,7 +157,7 @@ pub fn unmap(a: std::net::SocketAddr) -> std::net::SocketAddr {
             Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
             None => a,
         },
-        a => a,
+        std::net::SocketAddr::V4(_) => a,
     }
 }
 
@@ -184,6 +184,41 @@ fn open_listener(ns: &NetnsHandle, l: &Listener) -> Result<OwnedFd, TopologyErro
     )))
 }
 
+/// One `tc:` entry: a command line run in the namespace, a built-in
+/// program or the user's object.
+fn attach_tc(h: &NetnsHandle, t: &TcSpec) -> Result<(), TopologyError> {
+    match t {
+        TcSpec::Command(c) => {
+            let words: Vec<&str> = c.split_whitespace().collect();
+            let mut args = vec!["netns", "exec", h.real.as_str(), "tc"];
+            args.extend(words);
+            run("ip", &args).map_err(|e| match e {
+                TopologyError::Command { stderr, .. } => TopologyError::Command {
+                    cmd: format!("tc {c} (in namespace {})", h.name),
+                    stderr,
+                },
+                other => other,
+            })?;
+        }
+        TcSpec::Program {
+            dev,
+            ingress,
+            program,
+            config,
+        } => {
+            bpf::attach_fixture(h, dev, *ingress, program, config)?;
+        }
+        TcSpec::Object {
+            dev,
+            ingress,
+            object,
+        } => {
+            bpf::attach_object_tc(h, dev, *ingress, object)?;
+        }
+    }
+    Ok(())
+}
+
 impl Topology {
     /// Builds the scenario's topology.
     pub fn build(s: &Scenario) -> Result<Self, TopologyError> {
@@ -205,6 +240,37 @@ impl Topology {
     }
 
     fn build_into(&mut self, s: &Scenario) -> Result<(), TopologyError> {
+        self.create_namespaces(s)?;
+        let mut rtnl = Rtnl::open(&self.namespaces)?;
+        for h in self.namespaces.clone() {
+            link::set_up(&mut rtnl, &h.name, "lo", None)?;
+            for (k, v) in PINNED_SYSCTLS {
+                write_sysctl(&h, k, v)?;
+            }
+        }
+        let (to_up, masters) = self.create_links(&mut rtnl, s)?;
+        for (ns, dev, master, l) in masters {
+            link::set_master(&mut rtnl, ns, dev, master, l)?;
+        }
+        self.configure(&mut rtnl, s, to_up)?;
+        self.attach_cni(&mut rtnl, s)?;
+        for ns in &s.namespaces {
+            self.finish_namespace(&mut rtnl, ns)?;
+        }
+        // Device names as the tracer will report them.
+        for h in &self.namespaces {
+            for l in rtnl.links(&h.name, None)? {
+                self.names.devs.insert((h.inode, l.index), l.name.clone());
+                if let Some(mac) = l.mac {
+                    self.macs.insert((h.name.clone(), l.name), mac);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates every namespace, registered for teardown before it exists.
+    fn create_namespaces(&mut self, s: &Scenario) -> Result<(), TopologyError> {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         for ns in &s.namespaces {
@@ -227,14 +293,26 @@ impl Topology {
                 inode,
             });
         }
-        let mut rtnl = Rtnl::open(&self.namespaces)?;
-        for h in self.namespaces.clone() {
-            link::set_up(&mut rtnl, &h.name, "lo", None)?;
-            for (k, v) in PINNED_SYSCTLS {
-                write_sysctl(&h, k, v)?;
-            }
-        }
+        Ok(())
+    }
 
+    /// Creates the links, in an order where what a link needs exists
+    /// first; returns the links to bring up and the bridge ports to enslave.
+    #[expect(
+        clippy::type_complexity,
+        reason = "two lists of borrowed names, used once by the caller"
+    )]
+    fn create_links<'s>(
+        &mut self,
+        rtnl: &mut Rtnl,
+        s: &'s Scenario,
+    ) -> Result<
+        (
+            Vec<(&'s str, &'s str, &'s Link)>,
+            Vec<(&'s str, &'s str, &'s str, &'s Link)>,
+        ),
+        TopologyError,
+    > {
         // Links: bridges first (others may join them), then veths and
         // tun/taps, then devices that sit on another (macvlan, vxlan).
         let rank = |k: &LinkKind| match k {
@@ -273,11 +351,11 @@ impl Topology {
                             let h = self.handle(&ns.name).clone();
                             let fd = open_tap(&h, &l.name, l.kind == LinkKind::Tap)?;
                             self.taps.insert((ns.name.clone(), l.name.clone()), fd);
-                            link::configure_tap(&mut rtnl, &ns.name, l)?;
+                            link::configure_tap(rtnl, &ns.name, l)?;
                         }
                         _ => {}
                     }
-                    link::create(&mut rtnl, &ns.name, l)?;
+                    link::create(rtnl, &ns.name, l)?;
                     if let Some(m) = &l.master {
                         masters.push((&ns.name, &l.name, m, l));
                     }
@@ -287,10 +365,17 @@ impl Topology {
                 }
             }
         }
-        for (ns, dev, master, l) in masters {
-            link::set_master(&mut rtnl, ns, dev, master, l)?;
-        }
 
+        Ok((to_up, masters))
+    }
+
+    /// Sysctls, addresses, links up (waiting for late carriers), routes.
+    fn configure<'s>(
+        &mut self,
+        rtnl: &mut Rtnl,
+        s: &'s Scenario,
+        to_up: Vec<(&'s str, &'s str, &'s Link)>,
+    ) -> Result<(), TopologyError> {
         // Per-interface sysctls need the interfaces; addresses and routes
         // may depend on sysctls (forwarding), so they come next.
         for ns in &s.namespaces {
@@ -301,12 +386,12 @@ impl Topology {
         }
         for ns in &s.namespaces {
             for a in &ns.addresses {
-                addr::add(&mut rtnl, &ns.name, a)?;
+                addr::add(rtnl, &ns.name, a)?;
             }
         }
         let mut late: HashMap<&str, Vec<u32>> = HashMap::new();
         for (ns, dev, l) in to_up {
-            if let Some(i) = link::set_up(&mut rtnl, ns, dev, l.at.as_ref())? {
+            if let Some(i) = link::set_up(rtnl, ns, dev, l.at.as_ref())? {
                 late.entry(ns).or_default().push(i);
             }
         }
@@ -315,10 +400,15 @@ impl Topology {
         }
         for ns in &s.namespaces {
             for r in &ns.routes {
-                route::add(&mut rtnl, &ns.name, r)?;
+                route::add(rtnl, &ns.name, r)?;
             }
         }
 
+        Ok(())
+    }
+
+    /// Runs the CNI plugins of every pod namespace.
+    fn attach_cni(&mut self, rtnl: &mut Rtnl, s: &Scenario) -> Result<(), TopologyError> {
         // CNI plugins attach pods once the node's own links are up, as on
         // a real node; the scenario's rulesets and listeners come after.
         let mut cni_made: Vec<(&str, Vec<u32>)> = vec![];
@@ -347,81 +437,51 @@ impl Topology {
             rtnl.wait_carrier_work(ns, &late)?;
         }
 
-        for ns in &s.namespaces {
-            let h = self.handle(&ns.name).clone();
-            for r in &ns.rules {
-                route::add_rule(&mut rtnl, &ns.name, r)?;
-            }
-            for n in &ns.neighbors {
-                addr::neighbour(&mut rtnl, &ns.name, n)?;
-            }
-            if let Some(rs) = &ns.nft {
-                ruleset::apply_nft(&h, rs)?;
-            }
-            if let Some(rs) = &ns.iptables {
-                ruleset::apply_iptables(&h, rs, false)?;
-            }
-            if let Some(rs) = &ns.ip6tables {
-                ruleset::apply_iptables(&h, rs, true)?;
-            }
-            for t in &ns.tc {
-                match t {
-                    TcSpec::Command(c) => {
-                        let words: Vec<&str> = c.split_whitespace().collect();
-                        let mut args = vec!["netns", "exec", h.real.as_str(), "tc"];
-                        args.extend(words);
-                        run("ip", &args).map_err(|e| match e {
-                            TopologyError::Command { stderr, .. } => TopologyError::Command {
-                                cmd: format!("tc {c} (in namespace {})", h.name),
-                                stderr,
-                            },
-                            other => other,
-                        })?;
-                    }
-                    TcSpec::Program {
-                        dev,
-                        ingress,
-                        program,
-                        config,
-                    } => {
-                        bpf::attach_fixture(&h, dev, *ingress, program, config)?;
-                    }
-                    TcSpec::Object {
-                        dev,
-                        ingress,
-                        object,
-                    } => {
-                        bpf::attach_object_tc(&h, dev, *ingress, object)?;
-                    }
-                }
-            }
-            for x in &ns.xdp {
-                let link = bpf::attach_object_xdp(&h, &x.dev, x.mode, &x.object)?;
-                self.xdp_links.push(link);
-            }
-            for l in &ns.listen {
-                let fd = open_listener(&h, l)?;
-                self.listeners.push((ns.name.clone(), l.proto, fd));
-            }
-            for cmd in &ns.run {
-                run("ip", &["netns", "exec", &h.real, "sh", "-c", cmd]).map_err(|e| match e {
-                    TopologyError::Command { stderr, .. } => TopologyError::Command {
-                        cmd: format!("`{cmd}` (run in namespace {})", h.name),
-                        stderr,
-                    },
-                    other => other,
-                })?;
-            }
-        }
+        Ok(())
+    }
 
-        // Device names as the tracer will report them.
-        for h in &self.namespaces {
-            for l in rtnl.links(&h.name, None)? {
-                self.names.devs.insert((h.inode, l.index), l.name.clone());
-                if let Some(mac) = l.mac {
-                    self.macs.insert((h.name.clone(), l.name), mac);
-                }
-            }
+    /// What a namespace gets once its links and addresses exist: rules,
+    /// neighbours, rulesets, tc and XDP programs, listeners, commands.
+    fn finish_namespace(
+        &mut self,
+        rtnl: &mut Rtnl,
+        ns: &crate::scenario::Namespace,
+    ) -> Result<(), TopologyError> {
+        let h = self.handle(&ns.name).clone();
+        for r in &ns.rules {
+            route::add_rule(rtnl, &ns.name, r)?;
+        }
+        for n in &ns.neighbors {
+            addr::neighbour(rtnl, &ns.name, n)?;
+        }
+        if let Some(rs) = &ns.nft {
+            ruleset::apply_nft(&h, rs)?;
+        }
+        if let Some(rs) = &ns.iptables {
+            ruleset::apply_iptables(&h, rs, false)?;
+        }
+        if let Some(rs) = &ns.ip6tables {
+            ruleset::apply_iptables(&h, rs, true)?;
+        }
+        for t in &ns.tc {
+            attach_tc(&h, t)?;
+        }
+        for x in &ns.xdp {
+            let link = bpf::attach_object_xdp(&h, &x.dev, x.mode, &x.object)?;
+            self.xdp_links.push(link);
+        }
+        for l in &ns.listen {
+            let fd = open_listener(&h, l)?;
+            self.listeners.push((ns.name.clone(), l.proto, fd));
+        }
+        for cmd in &ns.run {
+            run("ip", &["netns", "exec", &h.real, "sh", "-c", cmd]).map_err(|e| match e {
+                TopologyError::Command { stderr, .. } => TopologyError::Command {
+                    cmd: format!("`{cmd}` (run in namespace {})", h.name),
+                    stderr,
+                },
+                other => other,
+            })?;
         }
         Ok(())
     }

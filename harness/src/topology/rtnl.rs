@@ -36,6 +36,10 @@ struct Conn {
 }
 
 /// A device as the kernel lists it.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the kernel's own link flags, read as they are"
+)]
 pub(super) struct LinkInfo {
     /// Its ifindex.
     pub index: u32,
@@ -65,13 +69,13 @@ pub(super) struct What<'a> {
 }
 
 impl What<'_> {
-    fn fail(&self, e: rtnetlink::Error) -> TopologyError {
+    fn fail(self, e: rtnetlink::Error) -> TopologyError {
         let source = match e {
             rtnetlink::Error::NetlinkError(m) => std::io::Error::from(m),
             other => std::io::Error::other(other.to_string()),
         };
         TopologyError::Netlink {
-            cmd: self.cmd.clone(),
+            cmd: self.cmd,
             ns: self.ns.to_string(),
             at: self.at.cloned(),
             source,
@@ -180,7 +184,7 @@ impl Rtnl {
                 .try_next()
                 .await
         })?;
-        let index = msg.map(|m| m.header.index).unwrap_or(0);
+        let index = msg.map_or(0, |m| m.header.index);
         if index == 0 {
             return Err(TopologyError::Netlink {
                 cmd: format!("ip link show {dev}"),

@@ -31,7 +31,9 @@ pub use crate::common::mkdtemp;
 /// [`remove_private_dir`], by the signal handler, or (after SIGKILL) by
 /// the next run's sweep.
 pub fn private_dir() -> std::io::Result<std::path::PathBuf> {
-    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dirs = DIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let pid = std::process::id();
     let d = mkdtemp(&std::env::temp_dir(), &format!("{DIR_PREFIX}{pid}-"))?;
     dirs.insert(d.clone());
@@ -41,7 +43,9 @@ pub fn private_dir() -> std::io::Result<std::path::PathBuf> {
 /// Removes a directory made by [`private_dir`].
 pub fn remove_private_dir(d: &std::path::Path) {
     let _ = std::fs::remove_dir_all(d);
-    DIRS.lock().unwrap_or_else(|e| e.into_inner()).remove(d);
+    DIRS.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(d);
 }
 
 /// Set once a terminating signal arrived: nothing new is created.
@@ -56,7 +60,9 @@ pub fn stopping() -> bool {
 /// registry's lock; `None` when a signal already started the teardown.
 /// A failed `make` leaves nothing registered.
 pub fn create<T, E>(real_name: &str, make: impl FnOnce() -> Result<T, E>) -> Option<Result<T, E>> {
-    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut live = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if stopping() {
         return None;
     }
@@ -74,14 +80,14 @@ pub const PREFIX: &str = "pf";
 /// Forgets a namespace after it was deleted.
 pub fn release(real_name: &str) {
     LIVE.lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(real_name);
 }
 
 /// Namespaces this process still owns.
 pub fn live() -> Vec<String> {
     LIVE.lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .cloned()
         .collect()
@@ -106,11 +112,17 @@ pub fn install_interrupt_handler() {
                 if let Some(sig) = signals.forever().next() {
                     STOPPING.store(true, Ordering::SeqCst);
                     // Held to the end: no worker creates a namespace now.
-                    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+                    let live = LIVE
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     for n in live.iter() {
                         let _ = delete_netns(n);
                     }
-                    for d in DIRS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    for d in DIRS
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .iter()
+                    {
                         let _ = std::fs::remove_dir_all(d);
                     }
                     eprintln!(
@@ -135,7 +147,7 @@ fn signal_name(sig: i32) -> &'static str {
 
 /// Sets `flag` on SIGINT/SIGTERM instead of ending the process, for
 /// commands that stop on their own terms (`trace`, `matrix`).
-pub fn flag_on_interrupt(flag: std::sync::Arc<AtomicBool>) {
+pub fn flag_on_interrupt(flag: &std::sync::Arc<AtomicBool>) {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, flag.clone());
     }

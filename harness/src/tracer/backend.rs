@@ -10,7 +10,7 @@ use crate::abi::{Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR, PacketFilter
 /// Errors starting or reading the tracer.
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
-    /// Kernel BTF is needed to resolve offsets and attach tp_btf programs.
+    /// Kernel BTF is needed to resolve offsets and attach `tp_btf` programs.
     #[error("kernel BTF is unavailable: {0}")]
     Btf(#[from] crate::tracer::btf::BtfError),
     /// The eBPF object failed to load (verifier, permissions).
@@ -178,7 +178,9 @@ pub fn kprobes_available() -> bool {
 /// only functions the backend probes are ever interned.
 pub(super) fn intern(name: String) -> &'static str {
     static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(n) = names.iter().find(|n| **n == name) {
         return n;
     }

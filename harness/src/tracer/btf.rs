@@ -166,6 +166,10 @@ impl Btf {
     }
 
     /// Parses raw little-endian BTF.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per BTF kind, in the order the kernel's btf.h lists them"
+    )]
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
         if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
             return Err(BtfError::Malformed("bad magic".into()));
@@ -233,7 +237,7 @@ impl Btf {
                     t.first = enum_values.len() as u32;
                     for _ in 0..vlen {
                         let v_name = u32_at(types_b, pos)?;
-                        let v = u32_at(types_b, pos + 4)? as i32 as i64;
+                        let v = i64::from(u32_at(types_b, pos + 4)? as i32);
                         enum_values.push((v_name, v));
                         pos += 8;
                     }
@@ -242,8 +246,8 @@ impl Btf {
                     t.first = enum_values.len() as u32;
                     for _ in 0..vlen {
                         let v_name = u32_at(types_b, pos)?;
-                        let lo = u32_at(types_b, pos + 4)? as u64;
-                        let hi = u32_at(types_b, pos + 8)? as u64;
+                        let lo = u64::from(u32_at(types_b, pos + 4)?);
+                        let hi = u64::from(u32_at(types_b, pos + 8)?);
                         enum_values.push((v_name, ((hi << 32) | lo) as i64));
                         pos += 12;
                     }
@@ -308,7 +312,7 @@ impl Btf {
         for _ in 0..32 {
             match self.types.get(id as usize).map(|t| t.kind) {
                 Some(KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) => {
-                    id = self.types[id as usize].type_ref
+                    id = self.types[id as usize].type_ref;
                 }
                 _ => break,
             }
@@ -488,6 +492,7 @@ impl Btf {
 mod tests {
     use super::*;
 
+    // Long on purpose: a whole BTF blob, type by type, as the tests need it.
     /// Builds a BTF blob: `struct outer { int a; union { int b; long c; }; struct inner in; }`
     /// with `struct inner { char pad[3]; int x; }` and `enum color { RED = 1, BLUE = 7 }`.
     fn synthetic() -> Vec<u8> {

@@ -8,7 +8,7 @@
 //! trampoline, is not named after whichever symbol happens to precede it.
 //!
 //! Modules load while a run goes on (a scenario's bridge, vxlan or
-//! nf_tables), so the table is re-read whenever `/proc/modules` changes.
+//! `nf_tables`), so the table is re-read whenever `/proc/modules` changes.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -110,10 +110,16 @@ impl Kallsyms {
     /// The process-wide table for the running kernel, read on first use and
     /// again after modules change (see [`Kallsyms::refresh`]).
     pub fn kernel() -> Arc<Kallsyms> {
-        if let Some(k) = shared().read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(k) = shared()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
             return k.clone();
         }
-        let mut guard = shared().write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = shared()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.get_or_insert_with(|| Arc::new(Self::read())).clone()
     }
 
@@ -124,13 +130,17 @@ impl Kallsyms {
         // One re-read at a time: scenarios building in parallel all see
         // the same new module, and two tables read at once double the peak.
         static ONE: Mutex<()> = Mutex::new(());
-        let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = ONE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = std::fs::read_to_string("/proc/modules").unwrap_or_default();
         if Self::kernel().modules == now {
             return false;
         }
         let fresh = Arc::new(Self::read());
-        *shared().write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        *shared()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
         true
     }
 
@@ -138,7 +148,9 @@ impl Kallsyms {
     /// that miss, which may be many.
     pub fn refresh_at_most_every(interval: Duration) -> bool {
         static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.is_some_and(|t| t.elapsed() < interval) {
             return false;
         }
@@ -147,7 +159,7 @@ impl Kallsyms {
         Self::refresh()
     }
 
-    /// Whether real addresses are visible (root with kptr_restrict allowing it).
+    /// Whether real addresses are visible (root with `kptr_restrict` allowing it).
     pub fn usable(&self) -> bool {
         !self.syms.is_empty()
     }

@@ -98,7 +98,7 @@ impl Tracer {
             .collect())
     }
 
-    /// Whether drops carry their reason (kfree_skb's reason argument,
+    /// Whether drops carry their reason (`kfree_skb`'s reason argument,
     /// from 5.17).
     pub fn drop_reasons_traced(&self) -> bool {
         !self.reasons.is_empty()
@@ -166,7 +166,7 @@ fn caller_of_free(stack: &[String]) -> Option<String> {
 /// An event decoded from the kernel ABI, with symbols resolved.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RawEvent {
-    /// CLOCK_MONOTONIC nanoseconds.
+    /// `CLOCK_MONOTONIC` nanoseconds.
     pub ts_ns: u64,
     /// skb address.
     pub skb: u64,
@@ -189,15 +189,15 @@ pub struct RawEvent {
     pub mark: u32,
     /// skb length.
     pub len: u32,
-    /// Drop reason name (kfree_skb), reset reason number (tcp_send_reset).
+    /// Drop reason name (`kfree_skb`), reset reason number (`tcp_send_reset`).
     pub reason: Option<String>,
-    /// Function that dropped or consumed the skb (kfree_skb/consume_skb).
+    /// Function that dropped or consumed the skb (`kfree_skb/consume_skb`).
     pub at: Option<String>,
     /// Hook-specific values (see [`crate::abi::hook`]).
     pub aux: [i32; 3],
     /// Packet headers at this point.
     pub packet: PacketInfo,
-    /// fib_table_lookup: the (source, destination) that was looked up.
+    /// `fib_table_lookup`: the (source, destination) that was looked up.
     pub flow: Option<(IpAddr, IpAddr)>,
     /// Kernel functions on the stack, innermost first, tracing frames removed.
     pub stack: Vec<String>,

@@ -49,7 +49,7 @@ mod tests {
             o.skb_protocol,
         ];
         let mut sorted = skb.to_vec();
-        sorted.sort();
+        sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), skb.len());
         assert_ne!(o.flowi4_saddr, o.flowi4_daddr);

@@ -77,7 +77,7 @@ impl DropReasons {
                     || crate::common::text::abbreviates(&want, n)
             })
             .collect();
-        scored.sort();
+        scored.sort_unstable();
         scored.into_iter().take(3).map(|(_, n)| n).collect()
     }
 

@@ -67,7 +67,9 @@ pub fn loads() -> usize {
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Option<Inner>> {
-    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+    SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One scenario's registration with the shared tracer: the events of its
@@ -90,13 +92,15 @@ fn load_into(slot: &mut Option<Inner>, btf: &crate::tracer::btf::Btf) -> Result<
     }
     if let Some(why) = LOAD_FAILED
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone()
     {
         return Err(TracerError::Load(why));
     }
     let tp = TpBtf::load(btf, true, true).inspect_err(|e| {
-        *LOAD_FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        *LOAD_FAILED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
     })?;
     LOADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     *slot = Some(Inner {

@@ -28,7 +28,7 @@ const REQUIRED: [&str; 4] = [
     "net_dev_queue",
 ];
 
-/// A loaded and attached tp_btf tracer. Which namespaces it watches, for
+/// A loaded and attached `tp_btf` tracer. Which namespaces it watches, for
 /// which run, and with which filters, are map contents: one loaded tracer
 /// can serve many scenarios ([`super::shared`]).
 pub struct TpBtf {
@@ -287,13 +287,13 @@ fn load_in_parallel(
                     out[i] = Err(format!(
                         "program {} missing from the tracer object",
                         program.name
-                    ))
+                    ));
                 }
             }
         }
     }
     let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+        .map_or(1, std::num::NonZero::get)
         .max(1);
     let mut lanes: Vec<Vec<_>> = (0..workers).map(|_| vec![]).collect();
     for (n, job) in jobs.into_iter().enumerate() {
@@ -425,7 +425,7 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> Result<(), Tr
     };
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: one valid pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    let rc = unsafe { libc::poll(&raw mut pfd, 1, ms) };
     if rc < 0 {
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {
@@ -467,9 +467,9 @@ fn raise_fd_limit() {
     // SAFETY: a valid rlimit out-parameter; setrlimit only lowers or raises
     // the soft limit up to the hard one, which is always allowed.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
         }
     }
 }

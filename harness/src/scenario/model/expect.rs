@@ -163,7 +163,7 @@ impl Expectation {
 /// An expected ICMP error (type, and code when given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
-    /// ICMP type (ICMPv6 type for IPv6 packets).
+    /// ICMP type (`ICMPv6` type for IPv6 packets).
     pub kind: u8,
     /// Code.
     pub code: Option<u8>,

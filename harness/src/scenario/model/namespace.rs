@@ -207,7 +207,7 @@ pub enum SockProto {
     Tcp,
     /// UDP.
     Udp,
-    /// ICMP / ICMPv6 echo.
+    /// ICMP / `ICMPv6` echo.
     Icmp,
 }
 
@@ -247,9 +247,9 @@ pub enum LinkKind {
         /// UDP port.
         dstport: u16,
     },
-    /// A layer-3 tun device (IFF_TUN | IFF_NO_PI), owned by the harness.
+    /// A layer-3 tun device (`IFF_TUN` | `IFF_NO_PI`), owned by the harness.
     Tun,
-    /// A layer-2 tap device (IFF_TAP | IFF_NO_PI), owned by the harness.
+    /// A layer-2 tap device (`IFF_TAP` | `IFF_NO_PI`), owned by the harness.
     Tap,
 }
 

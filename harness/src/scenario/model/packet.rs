@@ -96,7 +96,7 @@ pub enum L4Layer {
         /// Checksum.
         checksum: Checksum,
     },
-    /// ICMP (over IPv4) or ICMPv6 (over IPv6).
+    /// ICMP (over IPv4) or `ICMPv6` (over IPv6).
     Icmp {
         /// Type.
         kind: u8,
@@ -150,7 +150,7 @@ pub struct Ethernet {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Injection {
     /// A crafted packet: written into a tun (L3) or tap (L2) device, or sent
-    /// out of any other device through an AF_PACKET socket (L2).
+    /// out of any other device through an `AF_PACKET` socket (L2).
     Frame {
         /// The device.
         via: DeviceRef,

@@ -31,6 +31,7 @@ pub(super) fn json_scalars(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+// Long on purpose: each key of `cni:` checked in file order, with its own hint.
 /// Validates a `cni:` entry: the node is another scenario namespace, the
 /// conflist a project file holding a CNI configuration list whose plugin
 /// types are plain names (they are looked up in `CNI_PATH`).

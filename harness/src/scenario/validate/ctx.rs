@@ -41,16 +41,15 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn ip(&mut self, s: &raw::S, what: &str) -> Option<IpAddr> {
-        match s.parse::<IpAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.err(
-                    s,
-                    format!("{what} `{}` is not an IP address", s.as_str()),
-                    Some("write e.g. 192.0.2.1 or 2001:db8::1".into()),
-                );
-                None
-            }
+        if let Ok(a) = s.parse::<IpAddr>() {
+            Some(a)
+        } else {
+            self.err(
+                s,
+                format!("{what} `{}` is not an IP address", s.as_str()),
+                Some("write e.g. 192.0.2.1 or 2001:db8::1".into()),
+            );
+            None
         }
     }
 
@@ -59,16 +58,15 @@ impl Ctx<'_> {
             Some((a, p)) => (a, Some(p)),
             None => (s.as_str(), None),
         };
-        let addr: IpAddr = match a.parse() {
-            Ok(a) => a,
-            Err(_) => {
-                self.err(
-                    s,
-                    format!("{what} `{}` is not an address with prefix", s.as_str()),
-                    Some("write e.g. 192.0.2.1/24 or 2001:db8::1/64".into()),
-                );
-                return None;
-            }
+        let addr: IpAddr = if let Ok(a) = a.parse() {
+            a
+        } else {
+            self.err(
+                s,
+                format!("{what} `{}` is not an address with prefix", s.as_str()),
+                Some("write e.g. 192.0.2.1/24 or 2001:db8::1/64".into()),
+            );
+            return None;
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p.map(str::parse::<u8>) {
@@ -86,7 +84,7 @@ impl Ctx<'_> {
         Some((addr, prefix))
     }
 
-    pub(crate) fn checksum(&mut self, s: &Option<raw::S>) -> Checksum {
+    pub(crate) fn checksum(&mut self, s: Option<&raw::S>) -> Checksum {
         let Some(s) = s else { return Checksum::Auto };
         let v = s.trim();
         if v == "auto" {
@@ -100,16 +98,18 @@ impl Ctx<'_> {
         } else {
             v.parse::<u16>().ok()
         };
-        match parsed {
-            Some(n) => Checksum::Value(n),
-            None => {
-                self.err(
-                    s,
-                    format!("checksum `{v}` is not `auto`, `bad` or a 16-bit number"),
-                    Some("write `checksum: bad` to send a wrong checksum, or e.g. `checksum: 0xf77b`".into()),
-                );
-                Checksum::Auto
-            }
+        if let Some(n) = parsed {
+            Checksum::Value(n)
+        } else {
+            self.err(
+                s,
+                format!("checksum `{v}` is not `auto`, `bad` or a 16-bit number"),
+                Some(
+                    "write `checksum: bad` to send a wrong checksum, or e.g. `checksum: 0xf77b`"
+                        .into(),
+                ),
+            );
+            Checksum::Auto
         }
     }
 }
@@ -141,7 +141,7 @@ pub(super) fn span_pos<T>(s: &Spanned<T>) -> (usize, usize) {
 /// Parses `6`, `6.8` or `6.8.0` (anything after a `-` is ignored).
 pub fn parse_kernel_version(v: &str) -> Option<(u32, u32, u32)> {
     let v = v.split(['-', '+']).next()?;
-    let mut it = v.split('.').map(|p| p.parse::<u32>());
+    let mut it = v.split('.').map(str::parse::<u32>);
     let major = it.next()?.ok()?;
     let minor = it.next().transpose().ok()?.unwrap_or(0);
     let patch = it.next().transpose().ok()?.unwrap_or(0);
@@ -201,7 +201,7 @@ impl Here<'_> {
 }
 
 /// Reports a MAC address that does not parse.
-pub(super) fn check_mac(cx: &mut Ctx, m: &Option<raw::S>) {
+pub(super) fn check_mac(cx: &mut Ctx, m: Option<&raw::S>) {
     if let Some(m) = m {
         if !valid_mac(m) {
             cx.err(

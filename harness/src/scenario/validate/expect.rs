@@ -88,7 +88,7 @@ pub(super) fn step_checked(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<
 pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> Expectation {
     // In file-key order, so errors come in the order they always did.
     let fate = fate(cx, &e);
-    let seen = seen(cx, e.seen, devs);
+    let seen = seen(cx, e.seen.as_deref(), devs);
     let reply = e.reply.map(|r| Box::new(validate_expect(cx, *r, devs)));
     let steps = |cx: &mut Ctx, list: &Option<Vec<raw::S>>| -> Vec<PathStep> {
         list.iter()
@@ -97,7 +97,7 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
             .collect()
     };
     let not_path = steps(cx, &e.not_path);
-    let transmitted = transmitted(cx, e.transmitted, devs);
+    let transmitted = transmitted(cx, e.transmitted.as_deref(), devs);
     let icmp = e.icmp.map(|i| IcmpError {
         kind: *i.kind,
         code: i.code.map(|c| *c),
@@ -138,9 +138,10 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
 
 /// `fate`, and that a `reason` goes with `dropped`.
 fn fate(cx: &mut Ctx, e: &raw::Expect) -> Option<Fate> {
-    let fate = e.fate.as_ref().and_then(|f| match Fate::parse(f) {
-        Some(x) => Some(x),
-        None => {
+    let fate = e.fate.as_ref().and_then(|f| {
+        if let Some(x) = Fate::parse(f) {
+            Some(x)
+        } else {
             let near = did_you_mean(f, Fate::ALL);
             cx.err(
                 f,
@@ -167,9 +168,9 @@ fn fate(cx: &mut Ctx, e: &raw::Expect) -> Option<Fate> {
 }
 
 /// `seen:` steps with the header fields expected there.
-fn seen(cx: &mut Ctx, raw: Option<Vec<raw::Seen>>, devs: &DevIndex) -> Vec<Seen> {
+fn seen(cx: &mut Ctx, raw: Option<&[raw::Seen]>, devs: &DevIndex) -> Vec<Seen> {
     let mut seen = vec![];
-    for x in raw.iter().flatten() {
+    for x in raw.into_iter().flatten() {
         let Some(step) = step_checked(cx, &x.at, devs) else {
             continue;
         };
@@ -186,14 +187,14 @@ fn seen(cx: &mut Ctx, raw: Option<Vec<raw::Seen>>, devs: &DevIndex) -> Vec<Seen>
 }
 
 /// `transmitted:` namespaces or devices.
-fn transmitted(cx: &mut Ctx, raw: Option<Vec<raw::S>>, devs: &DevIndex) -> Vec<DeviceRef> {
+fn transmitted(cx: &mut Ctx, raw: Option<&[raw::S]>, devs: &DevIndex) -> Vec<DeviceRef> {
     let mut transmitted = vec![];
-    for t in raw.iter().flatten() {
+    for t in raw.into_iter().flatten() {
         let (ns, dev) = t.split_once('/').unwrap_or((t.as_str(), ""));
         match devs.get(ns) {
             None => cx.err(t, format!("no namespace `{ns}`"), None),
             Some(set) if !dev.is_empty() && !set.contains(dev) => {
-                cx.err(t, format!("no device `{dev}` in namespace `{ns}`"), None)
+                cx.err(t, format!("no device `{dev}` in namespace `{ns}`"), None);
             }
             Some(_) => transmitted.push(DeviceRef {
                 ns: ns.into(),

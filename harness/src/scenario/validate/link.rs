@@ -63,7 +63,7 @@ fn check_names(
             None,
         );
     }
-    check_mac(cx, &l.mac);
+    check_mac(cx, l.mac.as_ref());
     if let Some(m) = &l.master {
         if !bridges.contains(m.as_str()) {
             cx.err(
@@ -159,7 +159,7 @@ fn veth(cx: &mut Ctx, l: &raw::Link, ns_names: &[String]) -> Option<LinkKind> {
             Some("use 1-15 letters, digits, -, _ or .".into()),
         );
     }
-    check_mac(cx, &p.mac);
+    check_mac(cx, p.mac.as_ref());
     Some(LinkKind::Veth {
         peer_ns: p.namespace.to_string(),
         peer: p.name.to_string(),

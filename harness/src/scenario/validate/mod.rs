@@ -29,11 +29,13 @@ mod packet;
 mod programs;
 
 pub(super) fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
-    let name = f.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "scenario".into())
-    });
+    let name = f.name.as_ref().map_or_else(
+        || {
+            path.file_stem()
+                .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned())
+        },
+        |n| n.to_string(),
+    );
     let (raw_ns, mut devs) = device_index(cx, f.namespaces, path);
     let ns_names: Vec<String> = raw_ns.iter().map(|(k, _)| k.to_string()).collect();
     let mut namespaces = vec![];
@@ -207,8 +209,7 @@ fn packets(
         let pname = p
             .name
             .as_ref()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| format!("packet {}", i + 1));
+            .map_or_else(|| format!("packet {}", i + 1), |n| n.to_string());
         let at = p
             .inject
             .via

@@ -189,7 +189,7 @@ fn ip_layer(cx: &mut Ctx, i: &raw::Inject, via_s: &raw::S) -> Option<IpLayer> {
         (Some(v4), None) => {
             let src = cx.ip(&v4.src, "source");
             let dst = cx.ip(&v4.dst, "destination");
-            let checksum = cx.checksum(&v4.checksum);
+            let checksum = cx.checksum(v4.checksum.as_ref());
             match (src, dst) {
                 (Some(IpAddr::V4(src)), Some(IpAddr::V4(dst))) => Some(IpLayer::V4 {
                     src,
@@ -267,7 +267,7 @@ fn l4_layer(cx: &mut Ctx, i: &raw::Inject, v6: bool, via_s: &raw::S) -> L4Layer 
         L4Layer::Udp {
             sport: *u.sport,
             dport: *u.dport,
-            checksum: cx.checksum(&u.checksum),
+            checksum: cx.checksum(u.checksum.as_ref()),
         }
     } else if let Some(c) = &i.icmp {
         icmp(cx, c, v6)
@@ -307,11 +307,11 @@ fn tcp(cx: &mut Ctx, t: &raw::Tcp) -> L4Layer {
         seq: t.seq.as_ref().map_or(1, |s| **s),
         ack: t.ack.as_ref().map_or(0, |s| **s),
         window: t.window.as_ref().map_or(64240, |s| **s),
-        checksum: cx.checksum(&t.checksum),
+        checksum: cx.checksum(t.checksum.as_ref()),
     }
 }
 
-/// An ICMP or ICMPv6 header; echo types by name, others by number.
+/// An ICMP or `ICMPv6` header; echo types by name, others by number.
 fn icmp(cx: &mut Ctx, c: &raw::Icmp, v6: bool) -> L4Layer {
     let kind = match (c.kind.as_str(), v6) {
         ("echo-request", false) => Some(8),
@@ -320,22 +320,21 @@ fn icmp(cx: &mut Ctx, c: &raw::Icmp, v6: bool) -> L4Layer {
         ("echo-reply", true) => Some(129),
         (n, _) => n.parse::<u8>().ok(),
     };
-    match kind {
-        Some(kind) => L4Layer::Icmp {
+    if let Some(kind) = kind {
+        L4Layer::Icmp {
             kind,
             code: c.code.as_ref().map_or(0, |v| **v),
             id: c.id.as_ref().map_or(1, |v| **v),
             seq: c.seq.as_ref().map_or(1, |v| **v),
-            checksum: cx.checksum(&c.checksum),
-        },
-        None => {
-            cx.err(
-                &c.kind,
-                format!("unknown ICMP type `{}`", c.kind.as_str()),
-                Some("use echo-request, echo-reply or a number".into()),
-            );
-            L4Layer::None
+            checksum: cx.checksum(c.checksum.as_ref()),
         }
+    } else {
+        cx.err(
+            &c.kind,
+            format!("unknown ICMP type `{}`", c.kind.as_str()),
+            Some("use echo-request, echo-reply or a number".into()),
+        );
+        L4Layer::None
     }
 }
 
@@ -343,13 +342,14 @@ fn icmp(cx: &mut Ctx, c: &raw::Icmp, v6: bool) -> L4Layer {
 fn payload(cx: &mut Ctx, i: &raw::Inject, ip: Option<&IpLayer>, l4: &L4Layer) -> Vec<u8> {
     let payload = match (&i.payload, &i.payload_hex) {
         (Some(t), None) => t.as_bytes().to_vec(),
-        (None, Some(h)) => match decode_hex(h) {
-            Some(b) => b,
-            None => {
+        (None, Some(h)) => {
+            if let Some(b) = decode_hex(h) {
+                b
+            } else {
                 cx.err(h, "`payload_hex` is not an even number of hex digits", None);
                 vec![]
             }
-        },
+        }
         (Some(t), Some(_)) => {
             cx.err(t, "give `payload` or `payload_hex`, not both", None);
             vec![]

@@ -153,9 +153,9 @@ pub(super) fn xdp_entries(cx: &mut Ctx, here: &Here, raw: Vec<raw::Xdp>) -> Vec<
         here.check_dev(cx, &x.dev);
         let mode = match x.mode.as_ref().map(|m| m.as_str()) {
             None | Some("auto") => XdpMode::Auto,
-            Some("skb") | Some("generic") => XdpMode::Skb,
-            Some("drv") | Some("native") => XdpMode::Drv,
-            Some("hw") | Some("offload") => XdpMode::Hw,
+            Some("skb" | "generic") => XdpMode::Skb,
+            Some("drv" | "native") => XdpMode::Drv,
+            Some("hw" | "offload") => XdpMode::Hw,
             Some(other) => {
                 cx.err(
                     x.mode.as_ref().unwrap(),

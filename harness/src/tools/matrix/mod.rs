@@ -251,6 +251,7 @@ pub fn run(
     Ok(out)
 }
 
+// Long on purpose: the table's layout, column by column.
 /// The scenario × kernel table, then what failed and why.
 pub fn human(results: &[KernelResult]) -> String {
     let mut names: Vec<String> = vec![];
@@ -334,7 +335,7 @@ pub fn human(results: &[KernelResult]) -> String {
     o
 }
 
-/// JUnit XML: a test suite per kernel.
+/// `JUnit` XML: a test suite per kernel.
 pub fn junit(results: &[KernelResult]) -> String {
     let esc = crate::runner::suite::xml_escape;
     let mut o = String::from(
@@ -346,7 +347,7 @@ pub fn junit(results: &[KernelResult]) -> String {
             .iter()
             .filter(|c| c.status == "fail" || c.status == "error")
             .count()
-            + r.error.is_some() as usize;
+            + usize::from(r.error.is_some());
         let _ = writeln!(
             o,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\" time=\"{}\">",

@@ -68,6 +68,7 @@ fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> Strin
     )
 }
 
+// Long on purpose: the guest's life in order (script, boot, wait, collect), one step after another.
 /// Boots `kernel`, runs the suite, powers off, and returns what it found.
 pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun, MatrixError> {
     let exe = std::env::current_exe().map_err(|e| MatrixError::Io(e.to_string()))?;

@@ -1,0 +1,286 @@
+//! The subcommands other than `run`: check, reasons, doctor, trace,
+//! matrix and record.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use pktfate::{report, runner, scenario::Scenario};
+
+use crate::args::{DoctorArgs, Format, MatrixArgs, RecordArgs, TraceArgs};
+use crate::output::{say, write_pcap};
+
+/// `pktfate doctor`.
+pub fn doctor(a: &DoctorArgs) -> ExitCode {
+    let json = a.json;
+    let d = pktfate::tools::doctor::examine();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+    } else {
+        print!("{}", d.human());
+    }
+    if d.tracer_error.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `pktfate record`.
+pub fn record(a: &RecordArgs) -> ExitCode {
+    cmd_record(&a.scenario, a.check, a.kernel)
+}
+
+/// `pktfate trace`.
+pub fn trace(a: TraceArgs) -> ExitCode {
+    let TraceArgs {
+        netns,
+        dev,
+        proto,
+        src,
+        dst,
+        sport,
+        dport,
+        mark,
+        json,
+        stacks,
+        duration,
+        count,
+        pcap,
+    } = a;
+    let filter = match pktfate::tools::live::selector(proto.as_deref(), src, dst, sport, dport) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let o = pktfate::tools::live::LiveOptions {
+        netns,
+        dev,
+        filter,
+        mark,
+        json,
+        stacks,
+        duration: duration.map(std::time::Duration::from_secs_f64),
+        count,
+    };
+    cmd_trace(&o, pcap.as_ref())
+}
+
+/// `pktfate matrix`.
+pub fn matrix(a: MatrixArgs) -> ExitCode {
+    let MatrixArgs {
+        kernels,
+        paths,
+        filter,
+        format,
+        output,
+        kvm,
+        timeout,
+        backend,
+    } = a;
+    let mut paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    paths.extend(["--backend".to_string(), backend.name().to_string()]);
+    cmd_matrix(kernels, paths, filter, format, output, &kvm, timeout)
+}
+
+fn cmd_trace(o: &pktfate::tools::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
+    if let Err(e) = pktfate::runner::preflight::check() {
+        eprintln!("error: {e}\n  hint: {}", e.hint());
+        return ExitCode::from(2);
+    }
+    let stdout = std::io::stdout();
+    let steps = match pktfate::tools::live::run(o, &mut stdout.lock()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !o.json {
+        println!("{}", pktfate::tools::live::summary(&steps));
+    }
+    if let Some(p) = pcap {
+        if let Err(code) = write_pcap(p, &[("trace", &steps)]) {
+            return code;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_record(path: &std::path::Path, check: bool, kernel: bool) -> ExitCode {
+    let recorded = if kernel {
+        pktfate::tools::record::record_kernel(path)
+    } else {
+        pktfate::tools::record::record(path)
+    };
+    let r = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            say(&format!("ERROR {}\n{}", path.display(), e.render()));
+            return ExitCode::from(2);
+        }
+    };
+    if !r.changed() {
+        println!("{}: expectations are up to date", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let d = r.diff();
+    if report::colour_wanted() {
+        let coloured: String = d
+            .lines()
+            .map(|l| match l.chars().next() {
+                Some('-') => format!("\x1b[31m{l}\x1b[0m\n"),
+                Some('+') => format!("\x1b[32m{l}\x1b[0m\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        print!("{coloured}");
+    } else {
+        print!("{d}");
+    }
+    if check {
+        println!(
+            "{}: recorded expectations are stale (run `pktfate record {}`)",
+            path.display(),
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    match std::fs::write(path, &r.new) {
+        Ok(()) => {
+            println!("{}: recorded", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn cmd_check(paths: &[PathBuf]) -> ExitCode {
+    let files = match runner::discover(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Reason names need kernel BTF, which is readable without root.
+    let reasons = runner::kernel_reasons().ok();
+    let mut bad = 0;
+    for f in &files {
+        let result = Scenario::load(f).map(|mut s| {
+            if let Some(v) = runner::kernel_version() {
+                s.resolve_for_kernel(v);
+            }
+            s
+        });
+        let result = result.and_then(|mut s| match &reasons {
+            Some(r) => s.check_against_kernel(r),
+            None => Ok(()),
+        });
+        if let Err(errs) = result {
+            bad += 1;
+            for e in errs {
+                eprintln!("{e}");
+            }
+        }
+    }
+    if reasons.is_none() {
+        eprintln!("note: no kernel BTF; drop reason names were not checked");
+    }
+    println!("{} file(s) checked, {bad} with errors", files.len());
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub fn cmd_reasons() -> ExitCode {
+    match runner::kernel_reasons() {
+        Ok(r) => {
+            for (v, n) in r.iter() {
+                println!("{v:>4}  {n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n  hint: the kernel needs CONFIG_DEBUG_INFO_BTF=y");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_matrix(
+    kernels: Vec<String>,
+    mut run_args: Vec<String>,
+    filter: Option<String>,
+    format: Format,
+    output: Option<PathBuf>,
+    kvm: &str,
+    timeout: u64,
+) -> ExitCode {
+    use pktfate::tools::matrix;
+    let kvm = match kvm {
+        "auto" => None,
+        "on" => Some(true),
+        "off" => Some(false),
+        other => {
+            eprintln!("--kvm {other}: write auto, on or off");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(f) = filter {
+        run_args.push("--filter".into());
+        run_args.push(f);
+    }
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // SAFETY: the action only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe {
+            signal_hook::low_level::register(sig, || {
+                matrix::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+    }
+    let opts = matrix::MatrixOptions {
+        kernels,
+        run_args,
+        kvm,
+        timeout: std::time::Duration::from_secs(timeout),
+        cache: matrix::kernels::cache_dir(),
+    };
+    let results = match matrix::run(&opts, &mut |m| eprintln!("[matrix] {m}")) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pktfate matrix: {}", e.render());
+            return ExitCode::from(2);
+        }
+    };
+    let text = match format {
+        Format::Human => matrix::human(&results),
+        Format::Json => serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
+        Format::Junit => matrix::junit(&results),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(&p, &text) {
+                eprintln!("pktfate matrix: {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+            // The table on the terminal too when the report goes to a file.
+            if format != Format::Human {
+                eprint!("{}", matrix::human(&results));
+            }
+        }
+        None => print!("{text}"),
+    }
+    if !results.is_empty() && results.iter().all(matrix::KernelResult::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
