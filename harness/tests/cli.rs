@@ -391,6 +391,11 @@ fn a_refused_route_names_its_scenario_line() {
     );
     assert!(t.contains("Network is unreachable"), "{t}");
     assert!(t.contains("hint: the gateway must be reachable"), "{t}");
+    // JSON says whose mistake it is: the scenario's, not pktfate's.
+    let o = run(&["run", "--format", "json", file.to_str().unwrap()]);
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["status"], "error", "{line}");
+    assert_eq!(line["error_kind"], "scenario", "{line}");
 }
 
 /// A user's object whose program name is wrong fails at set-up with the

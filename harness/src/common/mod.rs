@@ -103,3 +103,16 @@ impl Drop for PrivateDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Who can fix an error: what the report says next to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// The scenario is wrong, or asks for what the kernel refuses: the
+    /// message names its `file:line:col` and gives a hint.
+    Scenario,
+    /// The machine lacks something (root, BTF, a module, a tool).
+    Machine,
+    /// pktfate itself failed: a bug to report.
+    Internal,
+}

@@ -13,8 +13,9 @@ pub mod suite;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::collect::{self};
-use crate::evaluate::{self};
+use crate::collect;
+use crate::common::ErrorKind;
+use crate::evaluate;
 use crate::inject::{self, InjectError};
 use crate::scenario::{MissingHook, Scenario, ScenarioError};
 use crate::topology::{Topology, TopologyError};
@@ -65,10 +66,31 @@ impl RunError {
         }
     }
 
+    /// Who can fix it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RunError::Topology(e) => e.kind(),
+            // Too many packets or namespaces for one tracer is the scenario's.
+            RunError::Scenario(_)
+            | RunError::Skipped(_)
+            | RunError::Tracer(TracerError::Limit(_)) => ErrorKind::Scenario,
+            RunError::Tracer(TracerError::Load(m)) if m.contains("Operation not permitted") => {
+                ErrorKind::Machine
+            }
+            RunError::Preflight(_) | RunError::Kmod(_) | RunError::Tracer(TracerError::Btf(_)) => {
+                ErrorKind::Machine
+            }
+            RunError::Tracer(_) | RunError::Inject(_) => ErrorKind::Internal,
+        }
+    }
+
     /// The message with its hint.
     pub fn render(&self) -> String {
         match self.hint() {
             Some(h) => format!("{self}\n  hint: {h}"),
+            None if self.kind() == ErrorKind::Internal => format!(
+                "{self}\n  note: this is pktfate's own failure, not the scenario's; please report it with the output of `pktfate doctor`"
+            ),
             None => self.to_string(),
         }
     }
@@ -427,6 +449,37 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_say_who_can_fix_them() {
+        let at = crate::scenario::Location {
+            file: "s.yaml".into(),
+            line: 10,
+            col: 15,
+        };
+        let user = RunError::Topology(TopologyError::Netlink {
+            cmd: "ip route add 203.0.113.0/24 via 198.51.100.1".into(),
+            ns: "a".into(),
+            at: Some(at),
+            source: std::io::Error::from_raw_os_error(libc::ENETUNREACH),
+        });
+        assert_eq!(user.kind(), ErrorKind::Scenario);
+        assert!(!user.render().contains("pktfate's own failure"));
+        let machine = RunError::Preflight(PreflightError::NotRoot);
+        assert_eq!(machine.kind(), ErrorKind::Machine);
+        let internal = RunError::Tracer(TracerError::Map {
+            map: "EVENTS".into(),
+            msg: "no such map".into(),
+        });
+        assert_eq!(internal.kind(), ErrorKind::Internal);
+        assert!(
+            internal.render().contains("pktfate's own failure"),
+            "{}",
+            internal.render()
+        );
+        let too_many = RunError::Tracer(TracerError::Limit("too many namespaces".into()));
+        assert_eq!(too_many.kind(), ErrorKind::Scenario);
+    }
 
     #[test]
     fn function_level_tracing_is_used_where_asked_for_and_possible() {

@@ -151,7 +151,10 @@ pub fn json(r: &SuiteResult) -> serde_json::Value {
             v["timeline"] = serde_json::to_value(&o.timeline.steps).unwrap_or_default();
         }
         Err(RunError::Skipped(why)) => v["skipped"] = json!(why),
-        Err(e) => v["error"] = json!(e.render()),
+        Err(e) => {
+            v["error"] = json!(e.render());
+            v["error_kind"] = json!(e.kind());
+        }
     }
     v
 }

@@ -1,6 +1,7 @@
 //! Errors building a topology: located (<file:line:col>, the equivalent
 //! `ip` command, a hint) when a scenario line caused them.
 
+use crate::common::ErrorKind;
 use crate::scenario::Location;
 
 /// Errors building a topology.
@@ -90,6 +91,21 @@ pub enum TopologyError {
 }
 
 impl TopologyError {
+    /// Who can fix it: a scenario line the kernel or a tool refused, the
+    /// machine, or pktfate.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            TopologyError::Command { .. }
+            | TopologyError::Ruleset { .. }
+            | TopologyError::TcProgram { .. }
+            | TopologyError::Netlink { .. }
+            | TopologyError::Cni { .. }
+            | TopologyError::BpfObject { .. } => ErrorKind::Scenario,
+            TopologyError::MissingTool(_) | TopologyError::Interrupted => ErrorKind::Machine,
+            TopologyError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// A hint for the user, where one helps.
     pub fn hint(&self) -> Option<String> {
         match self {
