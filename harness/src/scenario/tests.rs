@@ -41,8 +41,9 @@ fn first_err(s: &str) -> ScenarioError {
 
 #[test]
 fn user_objects_must_be_elf_files_of_the_project_with_numeric_map_entries() {
-    let dir = std::env::temp_dir().join(format!("pf-obj-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // A private directory (mkdtemp): tests write no predictable file.
+    let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::write(dir.join("pktfate.toml"), "").unwrap();
     std::fs::write(dir.join("prog.o"), b"\x7fELF\x02\x01\x01").unwrap();
     std::fs::write(dir.join("notes.txt"), "not an object").unwrap();
@@ -85,13 +86,13 @@ fn user_objects_must_be_elf_files_of_the_project_with_numeric_map_entries() {
         assert!(text.contains(want), "{xdp}: {text}");
         assert_eq!(e.loc.map(|l| l.line), Some(7), "{xdp}: {}", e.msg);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_cni_entry_needs_another_scenario_namespace_and_a_conflist() {
-    let dir = std::env::temp_dir().join(format!("pf-cni-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // A private directory (mkdtemp): tests write no predictable file.
+    let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::write(dir.join("pktfate.toml"), "").unwrap();
     std::fs::write(
         dir.join("ok.conflist"),
@@ -136,7 +137,6 @@ fn a_cni_entry_needs_another_scenario_namespace_and_a_conflist() {
         assert!(e.msg.contains(want), "{cni}: {e}");
         assert_eq!(e.loc.map(|l| l.line), Some(4), "{cni}: {}", e.msg);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -499,4 +499,19 @@ fn steps() {
     );
     assert!(parse_step("a b").is_err());
     assert_eq!(parse_step("x@n/d").unwrap().to_string(), "x@n/d");
+}
+
+#[test]
+fn ethernet_addresses_of_an_injected_frame_must_parse() {
+    let yaml = "namespaces:\n  a:\n    links:\n      - { name: t0, kind: tap }\ninject:\n  via: a/t0\n  ethernet: { src: 02:00:00:00:00:01, dst: 02:00:00:00:zz:02 }\n  ipv4: { src: 192.0.2.7, dst: 192.0.2.1 }\n";
+    let e = first_err(yaml);
+    assert_eq!(e.msg, "`02:00:00:00:zz:02` is not a MAC address");
+    // `  ethernet: { src: 02:00:00:00:00:01, dst: ` is 43 columns: the value starts at 44.
+    assert_eq!((e.loc.as_ref().unwrap().line, e.loc.unwrap().col), (7, 44));
+    let s = parse(&yaml.replace("zz", "00")).unwrap();
+    let Injection::Frame { ethernet, .. } = &s.packets[0].inject else {
+        panic!("a frame");
+    };
+    assert_eq!(ethernet.src, Some([2, 0, 0, 0, 0, 1]));
+    assert_eq!(ethernet.dst, Some([2, 0, 0, 0, 0, 2]));
 }

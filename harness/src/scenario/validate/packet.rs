@@ -132,29 +132,18 @@ fn device(
     devs: &DevIndex,
 ) -> (Option<DeviceRef>, Ethernet) {
     let via = parse_devref(cx, via_s, devs);
+    let mut mac = |m: Option<&raw::S>| {
+        let m = m?;
+        let v = parse_mac(m);
+        if v.is_none() {
+            cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
+        }
+        v
+    };
+    let e = i.ethernet.as_ref();
     let ethernet = Ethernet {
-        src: i
-            .ethernet
-            .as_ref()
-            .and_then(|e| e.src.as_ref())
-            .and_then(|m| {
-                let v = parse_mac(m);
-                if v.is_none() {
-                    cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
-                }
-                v
-            }),
-        dst: i
-            .ethernet
-            .as_ref()
-            .and_then(|e| e.dst.as_ref())
-            .and_then(|m| {
-                let v = parse_mac(m);
-                if v.is_none() {
-                    cx.err(m, format!("`{}` is not a MAC address", m.as_str()), None);
-                }
-                v
-            }),
+        src: mac(e.and_then(|e| e.src.as_ref())),
+        dst: mac(e.and_then(|e| e.dst.as_ref())),
     };
     let is_tun = via.as_ref().is_some_and(|v| {
         namespaces
