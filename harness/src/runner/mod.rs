@@ -19,7 +19,6 @@ use crate::evaluate;
 use crate::inject::{self, InjectError};
 use crate::scenario::{MissingHook, Scenario, ScenarioError};
 use crate::topology::{Topology, TopologyError};
-use crate::tracer::btf::Btf;
 use crate::tracer::{BackendChoice, DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
 use preflight::PreflightError;
 
@@ -98,7 +97,7 @@ impl RunError {
 
 /// The kernel's drop reasons (BTF read once per process).
 pub fn kernel_reasons() -> Result<DropReasons, TracerError> {
-    Ok(DropReasons::from_btf(Btf::kernel()?)?)
+    Ok(DropReasons::kernel()?)
 }
 
 /// Loads, validates and runs a scenario file.

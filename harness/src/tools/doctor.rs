@@ -109,7 +109,7 @@ pub fn examine() -> Doctor {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "?".into(), |r| r.trim().to_string());
     let btf_result = Btf::kernel();
-    let btf = btf_result.as_ref().ok().copied();
+    let btf = btf_result.as_ref().ok().map(|b| &**b);
     let btf_cap = match (&btf_result, std::fs::metadata("/sys/kernel/btf/vmlinux")) {
         (Ok(_), Ok(m)) => Capability {
             available: true,

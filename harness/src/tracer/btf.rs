@@ -147,13 +147,20 @@ impl Btf {
     }
 
     /// The running kernel's BTF, read once per process.
-    pub fn kernel() -> Result<&'static Btf, BtfError> {
-        static K: std::sync::OnceLock<Btf> = std::sync::OnceLock::new();
-        if let Some(b) = K.get() {
+    ///
+    /// Shared while anyone holds it, freed when nobody does: parsed, it
+    /// takes ~14 MiB, and the tracer load parses the same BTF again with
+    /// aya; holding both at once set the process's peak memory.
+    pub fn kernel() -> Result<std::sync::Arc<Btf>, BtfError> {
+        static K: std::sync::Mutex<std::sync::Weak<Btf>> =
+            std::sync::Mutex::new(std::sync::Weak::new());
+        let mut k = K.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = k.upgrade() {
             return Ok(b);
         }
-        let b = Self::from_sys_fs()?;
-        Ok(K.get_or_init(|| b))
+        let b = std::sync::Arc::new(Self::from_sys_fs()?);
+        *k = std::sync::Arc::downgrade(&b);
+        Ok(b)
     }
 
     /// Reads BTF from a file.

@@ -46,8 +46,8 @@ impl Tracer {
     /// Starts the default backend for this kernel.
     pub fn start(spec: &TraceSpec) -> Result<Self, TracerError> {
         let btf = crate::tracer::btf::Btf::kernel()?;
-        let reasons = DropReasons::from_btf(btf)?;
-        let backend = tp_btf::TpBtf::start(spec, btf)?;
+        let reasons = DropReasons::kernel()?;
+        let backend = tp_btf::TpBtf::start(spec, &btf)?;
         Ok(Self {
             backend: Box::new(backend),
             reasons,
@@ -58,8 +58,7 @@ impl Tracer {
     /// first scenario, then only its maps change): events of `spec`'s
     /// namespaces only. `spec.netns` must not be empty.
     pub fn for_scenario(spec: &TraceSpec) -> Result<Self, TracerError> {
-        let btf = crate::tracer::btf::Btf::kernel()?;
-        let reasons = DropReasons::from_btf(btf)?;
+        let reasons = DropReasons::kernel()?;
         let run = shared::register(spec)?;
         Ok(Self {
             backend: Box::new(run),

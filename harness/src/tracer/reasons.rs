@@ -19,6 +19,17 @@ pub struct DropReasons {
 impl DropReasons {
     /// Reads `enum skb_drop_reason` from BTF; empty on kernels before 5.17,
     /// which have none.
+    /// The running kernel's table, read from its BTF once per process.
+    pub fn kernel() -> Result<Self, BtfError> {
+        static K: std::sync::OnceLock<DropReasons> = std::sync::OnceLock::new();
+        if let Some(r) = K.get() {
+            return Ok(r.clone());
+        }
+        let r = Self::from_btf(&*Btf::kernel()?)?;
+        Ok(K.get_or_init(|| r).clone())
+    }
+
+    /// The table of a BTF.
     pub fn from_btf(btf: &Btf) -> Result<Self, BtfError> {
         match btf.enum_values("skb_drop_reason") {
             Ok(pairs) => Ok(Self::from_pairs(pairs)),

@@ -86,7 +86,7 @@ pub struct Run {
 }
 
 /// Loads the programs into `slot` unless they are there (or failed before).
-fn load_into(slot: &mut Option<Inner>, btf: &crate::tracer::btf::Btf) -> Result<(), TracerError> {
+fn load_into(slot: &mut Option<Inner>) -> Result<(), TracerError> {
     if slot.is_some() {
         return Ok(());
     }
@@ -97,7 +97,17 @@ fn load_into(slot: &mut Option<Inner>, btf: &crate::tracer::btf::Btf) -> Result<
     {
         return Err(TracerError::Load(why));
     }
-    let tp = TpBtf::load(btf, true, true).inspect_err(|e| {
+    // Our parse of the kernel BTF is only needed to plan the load; it is
+    // freed before aya parses the same BTF to load (one copy at a time).
+    // The drop reasons are read from it now too, so scenarios asking for
+    // them later do not parse it again.
+    let plan = crate::tracer::btf::Btf::kernel()
+        .map_err(TracerError::from)
+        .and_then(|btf| {
+            super::DropReasons::kernel()?;
+            TpBtf::plan(&btf, true, true)
+        });
+    let tp = plan.and_then(TpBtf::load_plan).inspect_err(|e| {
         *LOAD_FAILED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
@@ -120,9 +130,7 @@ pub fn preload() {
     let _ = std::thread::Builder::new()
         .name("pktfate-tracer-load".into())
         .spawn(|| {
-            if let Ok(btf) = crate::tracer::btf::Btf::kernel() {
-                let _ = load_into(&mut lock(), btf);
-            }
+            let _ = load_into(&mut lock());
         });
 }
 
@@ -130,9 +138,8 @@ pub fn preload() {
 /// this is the first scenario.
 pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     tp_btf::check_limits(spec)?;
-    let btf = crate::tracer::btf::Btf::kernel()?;
     let mut guard = lock();
-    load_into(&mut guard, btf)?;
+    load_into(&mut guard)?;
     let inner = guard.as_mut().expect("loaded above");
     let Some(bank) = inner.free_banks.pop() else {
         return Err(TracerError::Limit(format!(
@@ -142,7 +149,10 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     let run = inner.next_run;
     inner.next_run += 1;
     let functions = if spec.functions {
-        match inner.tp.enable_functions(btf) {
+        match crate::tracer::btf::Btf::kernel()
+            .map_err(TracerError::from)
+            .and_then(|btf| inner.tp.enable_functions(&btf))
+        {
             Ok(n) => n,
             Err(e) => {
                 inner.free_banks.push(bank);

@@ -66,6 +66,13 @@ pub fn check_limits(spec: &TraceSpec) -> Result<(), TracerError> {
     Ok(())
 }
 
+/// What loading needs from the kernel's BTF, worked out before aya
+/// parses that BTF itself (so the two parses are never alive together).
+pub struct LoadPlan {
+    config: TracerConfig,
+    chosen: Vec<(&'static str, Result<Program, String>)>,
+}
+
 impl TpBtf {
     /// Loads the programs with this kernel's offsets and attaches them, for
     /// one watcher (run 0, bank 0) described by `spec`.
@@ -89,6 +96,12 @@ impl TpBtf {
     /// tracepoints; nothing is watched yet. `by_netns` false watches every
     /// namespace (as run 0, bank 0).
     pub fn load(btf: &Btf, by_netns: bool, stacks: bool) -> Result<Self, TracerError> {
+        Self::load_plan(Self::plan(btf, by_netns, stacks)?)
+    }
+
+    /// What the load needs from the kernel's BTF: the struct offsets and
+    /// the program variant each hook gets (or why none).
+    pub fn plan(btf: &Btf, by_netns: bool, stacks: bool) -> Result<LoadPlan, TracerError> {
         let mut flags = 0;
         if by_netns {
             flags |= CONFIG_FILTER_NETNS;
@@ -100,14 +113,6 @@ impl TpBtf {
             offsets: offsets::resolve(btf)?,
             flags,
         };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("CONFIG", &config, true)
-            .load(TRACER_OBJ)
-            .map_err(|e| TracerError::Load(format!("{e:#}")))?;
-
-        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TracerError::Load(e.to_string()))?;
-        // Which program each hook gets (or why none); then the verifier
-        // passes, the bulk of start-up, on every CPU at once.
         let mut chosen: Vec<(&'static str, Result<Program, String>)> = vec![];
         for (hook_id, name) in HOOK_NAMES.iter().enumerate() {
             // Not tracepoints: the tc observer and the kprobes, below.
@@ -115,6 +120,18 @@ impl TpBtf {
                 chosen.push((name, choose_program(btf, hook_id as u32)));
             }
         }
+        Ok(LoadPlan { config, chosen })
+    }
+
+    /// Loads and attaches what `plan` chose: the verifier passes, the bulk
+    /// of start-up, on every CPU at once.
+    pub fn load_plan(plan: LoadPlan) -> Result<Self, TracerError> {
+        let LoadPlan { config, chosen } = plan;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("CONFIG", &config, true)
+            .load(TRACER_OBJ)
+            .map_err(|e| TracerError::Load(format!("{e:#}")))?;
+        let aya_btf = aya::Btf::from_sys_fs().map_err(|e| TracerError::Load(e.to_string()))?;
         let outcomes = load_in_parallel(&mut ebpf, &aya_btf, &chosen);
         let mut attached = vec![];
         let mut skipped = vec![];
