@@ -11,11 +11,11 @@
 //! namespace. An XDP attachment is a `bpf_link` (an fd, namespace-agnostic),
 //! kept by the topology and closed at teardown.
 
-use aya::Ebpf;
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::programs::tc::{NlOptions, TcAttachOptions};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode, tc};
+use aya::{Ebpf, EbpfLoader};
 
 use super::{NetnsHandle, TopologyError};
 use crate::common::fixtures;
@@ -120,7 +120,18 @@ fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, String> {
     let buf =
         unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), bytes.len()) };
     buf.copy_from_slice(bytes);
-    let mut ebpf = Ebpf::load(buf).map_err(|e| format!("loading the object: {e}"))?;
+    // Not `Ebpf::load`: that parses the kernel BTF twice, both copies
+    // alive at once; the loader's own parse is enough for the object's
+    // CO-RE relocations. One parse at a time in the process: scenarios
+    // running side by side each parsing it set the suite's peak memory.
+    static ONE_PARSE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let parsing = ONE_PARSE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut ebpf = EbpfLoader::new()
+        .load(buf)
+        .map_err(|e| format!("loading the object: {e}"))?;
+    drop(parsing);
     for (name, entries) in maps {
         let map = ebpf
             .map_mut(name)
