@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::topology::kmod::{self, ModuleState};
 use crate::tracer::btf::Btf;
-use crate::tracer::tp_btf::describe;
+use crate::tracer::verifier::describe;
 use crate::tracer::{DropReasons, TraceSpec, Tracer};
 
 /// One hook: its prototype, the program variant chosen, and the outcome.

@@ -12,16 +12,14 @@
 //! runs on pass, fail and panic.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::net::IpAddr;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 mod addr;
 mod bpf;
 mod cni;
+mod commands;
+mod ends;
 mod error;
 pub mod kmod;
 mod link;
@@ -32,28 +30,18 @@ mod ruleset;
 pub mod teardown;
 
 use crate::common::Names;
-use crate::scenario::{Link, LinkKind, Listener, Scenario, SockProto, TcSpec};
+use crate::scenario::{Link, LinkKind, Scenario, SockProto};
 use rtnl::Rtnl;
 
+pub use commands::PINNED_SYSCTLS;
+use commands::{attach_tc, run, write_sysctl};
+pub use ends::unmap;
+use ends::{open_listener, open_tap};
 pub use error::TopologyError;
 use error::io_err;
 pub use netns::NetnsHandle;
 
 pub use cni::{DEFAULT_CNI_PATH, cni_path, set_cni_path};
-
-/// IPv4 settings a new namespace inherits from the host (with the default
-/// `net.core.devconf_inherit_init_net=0`). They are reset to the kernel's
-/// own defaults so a scenario behaves the same on every host.
-pub const PINNED_SYSCTLS: [(&str, &str); 8] = [
-    ("net.ipv4.conf.all.rp_filter", "0"),
-    ("net.ipv4.conf.default.rp_filter", "0"),
-    ("net.ipv4.conf.all.forwarding", "0"),
-    ("net.ipv4.conf.default.forwarding", "0"),
-    ("net.ipv4.conf.all.accept_local", "0"),
-    ("net.ipv4.conf.default.accept_local", "0"),
-    ("net.ipv4.conf.all.log_martians", "0"),
-    ("net.ipv4.conf.default.log_martians", "0"),
-];
 
 /// A built topology. Dropping it deletes everything it created.
 pub struct Topology {
@@ -77,147 +65,6 @@ pub struct Topology {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn run(tool: &str, args: &[&str]) -> Result<String, TopologyError> {
-    let out = Command::new(tool).args(args).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            TopologyError::MissingTool(tool.into())
-        } else {
-            TopologyError::Io {
-                what: format!("running {tool}"),
-                source: e,
-            }
-        }
-    })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(TopologyError::Command {
-            cmd: format!("{tool} {}", args.join(" ")),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
-}
-
-/// Writes a `net.*` sysctl from a thread inside the namespace.
-fn write_sysctl(ns: &NetnsHandle, key: &str, value: &str) -> Result<(), TopologyError> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let value = value.to_string();
-    let p2 = path.clone();
-    netns::run_in(&ns.path(), move || std::fs::write(&p2, value))
-        .and_then(|r| r)
-        .map_err(io_err(format!(
-            "setting sysctl {key} in namespace `{}` ({path})",
-            ns.name
-        )))
-}
-
-/// Creates a tun/tap device inside the namespace; the fd owns the device.
-fn open_tap(ns: &NetnsHandle, name: &str, tap: bool) -> Result<OwnedFd, TopologyError> {
-    let ifname = name.to_string();
-    netns::run_in(&ns.path(), move || -> std::io::Result<OwnedFd> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open("/dev/net/tun")?;
-        #[repr(C)]
-        struct IfReq {
-            name: [u8; libc::IFNAMSIZ],
-            flags: libc::c_short,
-            _pad: [u8; 22],
-        }
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: (if tap { libc::IFF_TAP } else { libc::IFF_TUN } | libc::IFF_NO_PI)
-                as libc::c_short,
-            _pad: [0; 22],
-        };
-        req.name[..ifname.len()].copy_from_slice(ifname.as_bytes());
-        use std::os::fd::AsRawFd;
-        // SAFETY: TUNSETIFF reads a struct ifreq, which IfReq lays out.
-        if unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(f.into())
-    })
-    .and_then(|r| r)
-    .map_err(io_err(format!(
-        "creating {} `{name}` in namespace `{}`",
-        if tap { "tap" } else { "tun" },
-        ns.name
-    )))
-}
-
-/// `::ffff:a.b.c.d` as `a.b.c.d`: dual-stack sockets report IPv4 peers
-/// in mapped form.
-pub fn unmap(a: std::net::SocketAddr) -> std::net::SocketAddr {
-    match a {
-        std::net::SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => std::net::SocketAddr::new(v4.into(), v6.port()),
-            None => a,
-        },
-        std::net::SocketAddr::V4(_) => a,
-    }
-}
-
-/// Opens a listening TCP socket or a bound UDP socket inside the namespace.
-fn open_listener(ns: &NetnsHandle, l: &Listener) -> Result<OwnedFd, TopologyError> {
-    let l2 = l.clone();
-    netns::run_in(&ns.path(), move || -> std::io::Result<OwnedFd> {
-        use std::net::{SocketAddr, TcpListener, UdpSocket};
-        let addr = SocketAddr::new(l2.addr.unwrap_or(IpAddr::from([0u8; 16])), l2.port);
-        Ok(match l2.proto {
-            SockProto::Tcp => TcpListener::bind(addr)?.into(),
-            SockProto::Udp => {
-                let u = UdpSocket::bind(addr)?;
-                u.set_nonblocking(true)?;
-                u.into()
-            }
-            SockProto::Icmp => return Err(std::io::Error::other("cannot listen on icmp")),
-        })
-    })
-    .and_then(|r| r)
-    .map_err(io_err(format!(
-        "listening on {:?} port {} in namespace `{}`",
-        l.proto, l.port, ns.name
-    )))
-}
-
-/// One `tc:` entry: a command line run in the namespace, a built-in
-/// program or the user's object.
-fn attach_tc(h: &NetnsHandle, t: &TcSpec) -> Result<(), TopologyError> {
-    match t {
-        TcSpec::Command(c) => {
-            let words: Vec<&str> = c.split_whitespace().collect();
-            let mut args = vec!["netns", "exec", h.real.as_str(), "tc"];
-            args.extend(words);
-            run("ip", &args).map_err(|e| match e {
-                TopologyError::Command { stderr, .. } => TopologyError::Command {
-                    cmd: format!("tc {c} (in namespace {})", h.name),
-                    stderr,
-                },
-                other => other,
-            })?;
-        }
-        TcSpec::Program {
-            dev,
-            ingress,
-            program,
-            config,
-        } => {
-            bpf::attach_fixture(h, dev, *ingress, program, config)?;
-        }
-        TcSpec::Object {
-            dev,
-            ingress,
-            object,
-        } => {
-            bpf::attach_object_tc(h, dev, *ingress, object)?;
-        }
-    }
-    Ok(())
-}
 
 impl Topology {
     /// Builds the scenario's topology.

@@ -10,10 +10,12 @@
 mod backend;
 pub mod btf;
 pub mod kallsyms;
+mod kprobe;
 pub mod offsets;
 pub mod reasons;
 pub mod shared;
 pub mod tp_btf;
+pub mod verifier;
 
 use std::net::IpAddr;
 use std::time::Duration;

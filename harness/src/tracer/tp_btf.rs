@@ -4,13 +4,14 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use crate::abi::{
-    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, KPROBE_PROGRAMS, MAX_BANKS, MAX_FILTERS,
-    MAX_NETNS, PROGRAMS, PacketFilter, Program, TracerConfig, Watch,
+    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, MAX_BANKS, MAX_FILTERS, MAX_NETNS,
+    PROGRAMS, PacketFilter, Program, TracerConfig, Watch,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Ebpf, EbpfLoader};
 
+use super::verifier::describe;
 use super::{
     AttachedHook, Backend, FlowFilter, SkippedHook, TcHook, TraceSpec, TracerError, offsets,
 };
@@ -229,7 +230,7 @@ impl TpBtf {
     /// functions are probed.
     pub fn enable_functions(&mut self, btf: &Btf) -> Result<usize, TracerError> {
         if self.functions == 0 {
-            self.functions = attach_functions(&mut self.ebpf, btf)?;
+            self.functions = super::kprobe::attach_functions(&mut self.ebpf, btf)?;
             self.attached.push(AttachedHook {
                 hook: "function",
                 program: "kprobe",
@@ -356,41 +357,6 @@ fn load_and_attach(
     Ok(())
 }
 
-/// A load or attach error in one line: for a verifier rejection, the
-/// line of its log that says why (the log itself runs to hundreds).
-pub fn describe(e: &aya::programs::ProgramError) -> String {
-    match e {
-        aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            let log = verifier_log.to_string();
-            match verifier_key_line(&log) {
-                Some(line) => format!("the verifier refused it ({io_error}): {line}"),
-                None => format!("loading failed: {io_error}"),
-            }
-        }
-        other => format!("{other:#}"),
-    }
-}
-
-/// The line of a verifier log that states the rejection: the last line
-/// before the statistics that is not an instruction dump.
-pub fn verifier_key_line(log: &str) -> Option<String> {
-    log.lines()
-        .map(str::trim)
-        .rfind(|l| {
-            !l.is_empty()
-                && !l.starts_with("processed ")
-                && !l.starts_with("verification time")
-                && !l.starts_with("stack depth")
-                && !l.starts_with(';')
-                && !l.starts_with("func#")
-                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
-        })
-        .map(|l| crate::common::text::clip(l, 200))
-}
-
 /// The backend's name in reports: kprobes join the tracepoints when
 /// functions are probed.
 pub fn backend_name(functions: usize) -> &'static str {
@@ -450,97 +416,6 @@ pub fn wait_readable(fd: std::os::fd::RawFd, timeout: Duration) -> Result<(), Tr
         }
     }
     Ok(())
-}
-
-/// Functions ftrace can probe, when tracefs says (a kprobe elsewhere may
-/// still work, but these are the ones pwru-style tracing relies on).
-fn probeable() -> Option<std::collections::HashSet<String>> {
-    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-        .iter()
-        .find_map(|d| std::fs::read_to_string(format!("{d}/available_filter_functions")).ok())
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .map(String::from)
-                .collect()
-        })
-}
-
-/// The functions probed by default: the receive, forward, local-delivery
-/// and transmit path of IPv4/IPv6, netfilter, the bridge, neighbours and
-/// the virtual devices scenarios use. Plain kprobes attach one at a time
-/// (a perf event each, ~5 ms natively, ~200 ms under emulation), so the
-/// 2,400 functions a 6.18 kernel passes an skb to would take minutes;
-/// `PKTFATE_FUNCTIONS` (a regex, `.` for all) widens or narrows it.
-pub const DEFAULT_FUNCTIONS: &str = "^(netif_receive_skb|__netif_receive_skb_core|ip_rcv|ip_rcv_core|ip_rcv_finish|ip_route_input_slow|ip_local_deliver|ip_local_deliver_finish|ip_protocol_deliver_rcu|ip_forward|ip_forward_finish|ip_output|ip_finish_output|__ip_finish_output|ip_finish_output2|ip_local_out|__ip_local_out|ip_error|ipv6_rcv|ip6_rcv_finish|ip6_input|ip6_forward|ip6_output|ip6_finish_output|nf_hook_slow|fib_validate_source|br_forward|br_pass_frame_up|__neigh_event_send|neigh_resolve_output|arp_rcv|__dev_queue_xmit|dev_hard_start_xmit|tcf_classify|tcp_v4_rcv|tcp_v6_rcv|udp_rcv|udpv6_rcv|icmp_rcv|icmpv6_rcv|veth_xmit|tun_net_xmit|vxlan_rcv|vxlan_xmit)$";
-
-/// Raises the open-file limit to its hard maximum: every plain kprobe
-/// holds a perf event descriptor.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a valid rlimit out-parameter; setrlimit only lowers or raises
-    // the soft limit up to the hard one, which is always allowed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
-        }
-    }
-}
-
-/// Attaches the kprobe programs to the kernel functions that take an
-/// `sk_buff` in one of their first five arguments (from BTF) and match
-/// `PKTFATE_FUNCTIONS` (default [`DEFAULT_FUNCTIONS`]); returns how many
-/// attached. A function the kernel will not probe (inlined, notrace,
-/// blacklisted, in a module not loaded) is left out.
-fn attach_functions(ebpf: &mut Ebpf, btf: &Btf) -> Result<usize, TracerError> {
-    use aya::programs::KProbe;
-    let pattern = std::env::var("PKTFATE_FUNCTIONS").unwrap_or_else(|_| DEFAULT_FUNCTIONS.into());
-    let wanted = regex::Regex::new(&pattern).map_err(|e| {
-        TracerError::Limit(format!(
-            "PKTFATE_FUNCTIONS is not a regular expression: {e}"
-        ))
-    })?;
-    let functions: Vec<(String, usize)> = btf
-        .functions_taking("sk_buff", KPROBE_PROGRAMS.len())
-        .into_iter()
-        .filter(|(name, _)| wanted.is_match(name))
-        .collect();
-    raise_fd_limit();
-    let probeable = probeable();
-    let mut attached = 0;
-    for (arg, program) in KPROBE_PROGRAMS.iter().enumerate() {
-        let prog: &mut KProbe = ebpf
-            .program_mut(program)
-            .ok_or_else(|| TracerError::Load(format!("program {program} missing")))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
-        prog.load().map_err(|e| TracerError::Attach {
-            hook: format!("kprobe ({program})"),
-            msg: describe(&e),
-        })?;
-        for (name, _) in functions.iter().filter(|(_, a)| *a == arg) {
-            if probeable.as_ref().is_some_and(|p| !p.contains(name)) {
-                continue;
-            }
-            if prog.attach(name, 0).is_ok() {
-                attached += 1;
-            }
-        }
-    }
-    if attached == 0 {
-        return Err(TracerError::Attach {
-            hook: "kprobe".into(),
-            msg: format!(
-                "none of {} functions taking an sk_buff could be probed",
-                functions.len()
-            ),
-        });
-    }
-    Ok(attached)
 }
 
 /// Puts the `tc_observer` classifier ahead of every scenario tc program.
@@ -730,16 +605,5 @@ mod tests {
             // The classifier and kprobes are not tracepoints.
             assert_eq!(has, !matches!(*name, "tcf_classify" | "function"), "{name}");
         }
-    }
-
-    #[test]
-    fn the_verifier_key_line_is_the_rejection() {
-        // Verbatim from Debian's 6.1 refusing a (skb, location) program.
-        let log = "reg type unsupported for arg#0 function consume_skb#5\n0: R1=ctx(off=0,imm=0) R10=fp0\n; #[btf_tracepoint(function = \"consume_skb\")]\n0: (bf) r6 = r1                       ; R1=ctx(off=0,imm=0) R6_w=ctx(off=0,imm=0)\nfunc 'consume_skb' arg0 has btf_id 924 type STRUCT 'sk_buff'\n2: (79) r8 = *(u64 *)(r6 +8)\nfunc 'consume_skb' doesn't have 2-th argument\ninvalid bpf_context access off=8 size=8\nverification time 1224 usec\nstack depth 0+0\nprocessed 3 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n";
-        assert_eq!(
-            verifier_key_line(log).as_deref(),
-            Some("invalid bpf_context access off=8 size=8")
-        );
-        assert_eq!(verifier_key_line(""), None);
     }
 }
