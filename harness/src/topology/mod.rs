@@ -422,18 +422,32 @@ impl Topology {
         // CNI DEL while the namespaces still exist.
         let mut problems = self.cni.del_all();
         self.xdp_links.clear();
-        // Close tun/tap and socket fds first: they hold references to their
-        // namespace.
-        self.taps.clear();
         self.listeners.clear();
+        let taps = std::mem::take(&mut self.taps);
         for h in self.namespaces.iter().rev() {
             match teardown::delete_netns(&h.real) {
                 Ok(()) => teardown::release(&h.real),
                 Err(e) => problems.push(format!("deleting namespace {}: {e}", h.real)),
             }
         }
+        close_later(taps);
         problems
     }
+}
+
+/// Closes tun/tap fds on a thread of their own. The kernel unregisters a
+/// tun device when its last fd closes, under RTNL and an RCU grace period
+/// (20-40 ms here), which the run need not wait for: the namespace files
+/// are already gone, and what is still open goes with the process at the
+/// latest.
+fn close_later(fds: HashMap<(String, String), OwnedFd>) {
+    if fds.is_empty() {
+        return;
+    }
+    // Should the thread not start, the fds are closed here, as before.
+    let _ = std::thread::Builder::new()
+        .name("pktfate-tun-close".into())
+        .spawn(move || drop(fds));
 }
 
 impl Drop for Topology {
