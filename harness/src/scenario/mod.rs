@@ -96,6 +96,7 @@ impl Scenario {
         let mut cx = Ctx {
             file: path,
             errors: vec![],
+            source: text,
         };
         let s = validate(&mut cx, file, path);
         if cx.errors.is_empty() {

@@ -515,3 +515,26 @@ fn ethernet_addresses_of_an_injected_frame_must_parse() {
     assert_eq!(ethernet.src, Some([2, 0, 0, 0, 0, 1]));
     assert_eq!(ethernet.dst, Some([2, 0, 0, 0, 0, 2]));
 }
+
+#[test]
+fn an_inline_ruleset_knows_where_its_text_is_in_the_file() {
+    let with = |nft: &str| {
+        let yaml = format!(
+            "namespaces:\n  a:\n    nft: {nft}\ninject:\n  socket: {{ from: a, proto: udp, to: 192.0.2.9, port: 9 }}\n"
+        );
+        let s = parse(&yaml).unwrap();
+        let rs = s.namespace("a").unwrap().nft.clone().unwrap();
+        (rs.first_line, rs.first_col, rs.lines_match)
+    };
+    // A block scalar: its content starts on the next line, indented six.
+    assert_eq!(
+        with("|\n      table inet t {\n        chain c { }\n      }"),
+        (4, 7, true)
+    );
+    // A plain one-line scalar: where it stands (`    nft: ` is 9 columns).
+    assert_eq!(with("flush ruleset"), (3, 10, true));
+    // Quoted on one line: after the quote.
+    assert_eq!(with("\"flush ruleset\""), (3, 11, true));
+    // Quoted with `\n` escapes: lines the file does not have.
+    assert_eq!(with("\"table inet t {\\n}\""), (3, 11, false));
+}

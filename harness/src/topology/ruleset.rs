@@ -96,8 +96,8 @@ fn iptables_error(tool: &'static str, rs: &Ruleset, stderr: &str) -> TopologyErr
     TopologyError::Ruleset {
         tool,
         file: rs.file.display().to_string(),
-        line: rs.first_line + n.max(1) - 1,
-        col: 1,
+        line: rs.position(n, 1).0,
+        col: rs.position(n, 1).1,
         msg: crate::common::text::clip(stderr, 4000),
     }
 }
@@ -107,9 +107,8 @@ fn nft_error(rs: &Ruleset, stderr: &str) -> TopologyError {
         .expect("valid regex");
     let file = rs.file.display().to_string();
     let at = |c: &regex::Captures| {
-        let line = c[1].parse::<usize>().unwrap_or(1);
-        (
-            rs.first_line + line.max(1) - 1,
+        rs.position(
+            c[1].parse::<usize>().unwrap_or(1),
             c[2].parse::<usize>().unwrap_or(1),
         )
     };
@@ -127,7 +126,7 @@ fn nft_error(rs: &Ruleset, stderr: &str) -> TopologyError {
         last = m.end();
     }
     msg.push_str(&stderr[last..]);
-    let (line, col) = first.unwrap_or((rs.first_line, 1));
+    let (line, col) = first.unwrap_or((rs.first_line, rs.first_col));
     TopologyError::Ruleset {
         tool: "nft",
         file,
@@ -144,10 +143,13 @@ mod tests {
 
     #[test]
     fn every_nft_error_names_the_scenario_line() {
+        // A block scalar indented six spaces: text column 1 is file column 7.
         let rs = Ruleset {
             text: String::new(),
             file: PathBuf::from("scenarios/fw.yaml"),
             first_line: 20,
+            first_col: 7,
+            lines_match: true,
         };
         let stderr = "/dev/stdin:4:21-21: Error: syntax error, unexpected newline\n  tcp dport 80 dropx\n                    ^\n/dev/stdin:3:3-5: Error: No symbol type information\n  foo bar\n  ^^^";
         let TopologyError::Ruleset {
@@ -160,13 +162,25 @@ mod tests {
         else {
             panic!("not an nft error");
         };
-        assert_eq!((file.as_str(), line, col), ("scenarios/fw.yaml", 23, 21));
+        // Text line 4, column 21: file line 20 + 3, column 7 + 20.
+        assert_eq!((file.as_str(), line, col), ("scenarios/fw.yaml", 23, 27));
         assert!(msg.starts_with("Error: syntax error"), "{msg}");
         assert!(
-            msg.contains("scenarios/fw.yaml:22:3: Error: No symbol"),
+            msg.contains("scenarios/fw.yaml:22:9: Error: No symbol"),
             "{msg}"
         );
         assert!(!msg.contains("/dev/stdin"), "{msg}");
+        // A quoted scalar whose `\n` escapes made the lines: every error
+        // points at the scalar itself, not at lines the file does not have.
+        let quoted = Ruleset {
+            first_col: 10,
+            lines_match: false,
+            ..rs
+        };
+        let TopologyError::Ruleset { line, col, .. } = nft_error(&quoted, stderr) else {
+            panic!("not an nft error");
+        };
+        assert_eq!((line, col), (20, 10));
     }
 
     #[test]
@@ -175,6 +189,8 @@ mod tests {
             text: String::new(),
             file: PathBuf::from("scenarios/fw.yaml"),
             first_line: 30,
+            first_col: 7,
+            lines_match: true,
         };
         // iptables-restore 1.8's two ways of naming the line it refused.
         for (stderr, n) in [
@@ -187,7 +203,7 @@ mod tests {
             let e = iptables_error("iptables-restore", &rs, stderr);
             assert!(
                 e.to_string().starts_with(&format!(
-                    "scenarios/fw.yaml:{}:1: iptables-restore: ",
+                    "scenarios/fw.yaml:{}:7: iptables-restore: ",
                     29 + n
                 )),
                 "{e}"

@@ -123,6 +123,27 @@ pub struct Ruleset {
     pub file: PathBuf,
     /// Line of `file` where `text` starts (1-based).
     pub first_line: usize,
+    /// Column of `file` where each line of `text` starts (1-based): the
+    /// block scalar's indentation plus one, or after a quote.
+    pub first_col: usize,
+    /// Whether line N of `text` is line `first_line + N - 1` of `file`:
+    /// false for a quoted scalar whose escapes (`\n`) make lines the file
+    /// does not have, whose errors all point at the scalar.
+    pub lines_match: bool,
+}
+
+impl Ruleset {
+    /// Where (line, column) of the text is in `file`.
+    pub fn position(&self, line: usize, col: usize) -> (usize, usize) {
+        if self.lines_match {
+            (
+                self.first_line + line.max(1) - 1,
+                self.first_col + col.max(1) - 1,
+            )
+        } else {
+            (self.first_line, self.first_col)
+        }
+    }
 }
 
 /// A tc attachment.

@@ -122,6 +122,19 @@ pub(super) fn cni_attachment(
     })
 }
 
+/// Where an inline scalar's text sits in the file: (line, column) of its
+/// line 1, column 1, and whether its lines are the file's lines.
+/// marked-yaml places a block scalar (`nft: |`) at its first content
+/// character, a plain one at its own start, a quoted one at the quote.
+fn layout(source: &str, at: &Location, text: &str) -> (usize, usize, bool) {
+    let line = source.lines().nth(at.line - 1).unwrap_or("");
+    match line.chars().nth(at.col - 1) {
+        // On one line after the quote, unless escapes made more lines.
+        Some('"' | '\'') => (at.line, at.col + 1, !text.trim_end().contains('\n')),
+        _ => (at.line, at.col, true),
+    }
+}
+
 /// A ruleset given inline (`key: |`) or by file (`key_file:`), not both.
 pub(super) fn ruleset(
     cx: &mut Ctx,
@@ -131,14 +144,16 @@ pub(super) fn ruleset(
 ) -> Option<Ruleset> {
     match (inline, file) {
         (Some(text), None) => {
-            // marked-yaml places a block scalar (`nft: |`) at its first content
-            // line, and a plain one at its own line: either way, line 1 of
-            // the ruleset.
-            let src_line = cx.loc(&text).map_or(1, |l| l.line);
+            let (first_line, first_col, lines_match) = match cx.loc(&text) {
+                Some(at) => layout(cx.source, &at, &text),
+                None => (1, 1, true),
+            };
             Some(Ruleset {
                 text: text.to_string(),
                 file: cx.file.to_path_buf(),
-                first_line: src_line,
+                first_line,
+                first_col,
+                lines_match,
             })
         }
         (None, Some(f)) => match crate::scenario::project::resolve(cx.file, &f) {
@@ -147,6 +162,8 @@ pub(super) fn ruleset(
                     text,
                     file: path,
                     first_line: 1,
+                    first_col: 1,
+                    lines_match: true,
                 }),
                 Err(e) => {
                     cx.err(&f, format!("cannot read `{}`: {e}", clip(&f, 120)), None);

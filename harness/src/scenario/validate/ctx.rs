@@ -18,6 +18,9 @@ pub(super) const MAX_MESSAGE_CHARS: usize = 400;
 pub(crate) struct Ctx<'a> {
     pub(crate) file: &'a Path,
     pub(crate) errors: Vec<ScenarioError>,
+    /// The scenario's text, for what positions alone do not say (how a
+    /// scalar is written).
+    pub(crate) source: &'a str,
 }
 
 impl Ctx<'_> {
