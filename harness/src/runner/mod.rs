@@ -188,14 +188,10 @@ pub fn unmet_requirements(s: &Scenario) -> Option<String> {
             Err(e) => return Some(format!("cannot read drop reasons: {e}")),
         }
     }
-    let on_path = |t: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
-    };
     let missing: Vec<&str> = r
         .tools
         .iter()
-        .filter(|t| !on_path(t))
+        .filter(|t| !preflight::on_path(t))
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
@@ -433,12 +429,14 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     }
     let mut out = vec![];
     for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            return Err(format!("{}: no such file or directory", p.display()));
+        // The real reason when a path cannot be used: missing, or a
+        // directory this user may not enter (not "no such file").
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                walk(p, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            Ok(_) => out.push(p.clone()),
+            Err(e) => return Err(format!("{}: {e}", p.display())),
         }
     }
     out.sort();
