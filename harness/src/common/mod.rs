@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod text;
+pub mod verifier;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -43,7 +43,8 @@ impl PreflightError {
     }
 }
 
-fn on_path(tool: &str) -> bool {
+/// Whether `tool` is a file in a directory of PATH.
+pub(crate) fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use crate::abi::HOOK_NAMES;
 use serde::Serialize;
 
+use crate::common::verifier::describe;
 use crate::topology::kmod::{self, ModuleState};
 use crate::tracer::btf::Btf;
-use crate::tracer::verifier::describe;
 use crate::tracer::{DropReasons, TraceSpec, Tracer};
 
 /// One hook: its prototype, the program variant chosen, and the outcome.

@@ -19,6 +19,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::{NetnsHandle, TopologyError};
 use crate::common::fixtures;
+use crate::common::verifier::describe;
 use crate::scenario::{BpfObject, XdpMode};
 use crate::topology::netns;
 
@@ -84,7 +85,7 @@ pub(super) fn attach_object_xdp(
             .ok_or_else(|| format!("no program `{prog}` in the object"))?
             .try_into()
             .map_err(|e| format!("`{prog}` is not an XDP program: {e}"))?;
-        p.load().map_err(|e| format!("verifier: {e:#}"))?;
+        p.load().map_err(|e| describe(&e))?;
         let id = p
             .attach(&dev2, flags)
             .map_err(|e| format!("attaching: {e:#}"))?;
@@ -215,7 +216,7 @@ fn attach_tc(
             .ok_or_else(|| format!("no program `{prog2}` in the object"))?
             .try_into()
             .map_err(|e| format!("`{prog2}` is not a tc classifier: {e}"))?;
-        p.load().map_err(|e| format!("verifier: {e:#}"))?;
+        p.load().map_err(|e| describe(&e))?;
         let kind = if ingress {
             TcAttachType::Ingress
         } else {

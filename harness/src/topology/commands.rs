@@ -25,16 +25,10 @@ pub const PINNED_SYSCTLS: [(&str, &str); 8] = [
 
 /// Runs a tool; its stdout, or its stderr as the error.
 pub(super) fn run(tool: &str, args: &[&str]) -> Result<String, TopologyError> {
-    let out = Command::new(tool).args(args).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            TopologyError::MissingTool(tool.into())
-        } else {
-            TopologyError::Io {
-                what: format!("running {tool}"),
-                source: e,
-            }
-        }
-    })?;
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|e| TopologyError::spawning(tool, format!("running {tool}"), e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

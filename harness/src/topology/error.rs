@@ -106,6 +106,15 @@ impl TopologyError {
         }
     }
 
+    /// A tool that could not be started: missing, or another I/O error.
+    pub(super) fn spawning(tool: &str, what: String, e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            TopologyError::MissingTool(tool.into())
+        } else {
+            TopologyError::Io { what, source: e }
+        }
+    }
+
     /// A hint for the user, where one helps.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -125,7 +134,7 @@ impl TopologyError {
                 Some("install iptables (bash ci/setup.sh does)".into())
             }
             TopologyError::BpfObject { msg, .. } if msg.contains("verifier") => Some(
-                "this kernel's verifier refused the program; run with the kernel your object targets, or see its log above".into(),
+                "this kernel's verifier refused the program (the quoted line of its log says why); build the object for this kernel, or run on the one it targets".into(),
             ),
             TopologyError::BpfObject { msg, .. } if msg.starts_with("no program") || msg.contains("no map") => Some(
                 "names are the program functions (sections) and maps of the ELF object: `llvm-objdump -h` lists them".into(),

@@ -38,14 +38,11 @@ fn restore(
     )
     .and_then(|r| r)
     .map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            TopologyError::MissingTool(tool.into())
-        } else {
-            TopologyError::Io {
-                what: format!("running {tool} in namespace `{}`", ns.name),
-                source: e,
-            }
-        }
+        TopologyError::spawning(
+            tool,
+            format!("running {tool} in namespace `{}`", ns.name),
+            e,
+        )
     })?;
     if out.status.success() {
         return Ok(None);

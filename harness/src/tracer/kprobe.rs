@@ -5,8 +5,8 @@ use aya::Ebpf;
 
 use super::TracerError;
 use super::btf::Btf;
-use super::verifier::describe;
 use crate::abi::KPROBE_PROGRAMS;
+use crate::common::verifier::describe;
 
 /// Functions ftrace can probe, when tracefs says (a kprobe elsewhere may
 /// still work, but these are the ones pwru-style tracing relies on).

@@ -15,7 +15,6 @@ pub mod offsets;
 pub mod reasons;
 pub mod shared;
 pub mod tp_btf;
-pub mod verifier;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -11,10 +11,10 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Ebpf, EbpfLoader};
 
-use super::verifier::describe;
 use super::{
     AttachedHook, Backend, FlowFilter, SkippedHook, TcHook, TraceSpec, TracerError, offsets,
 };
+use crate::common::verifier::describe;
 use crate::tracer::btf::Btf;
 
 /// The tracer object, built by `build.rs` and embedded in the binary.
