@@ -422,22 +422,3 @@ fn a_missing_program_in_a_user_object_names_its_scenario_line() {
     );
     assert!(t.contains("hint: names are the program functions"), "{t}");
 }
-
-/// A scenario the user may not read is reported as such, not as missing:
-/// the scratch directory is mode 0700, so `nobody` cannot enter it.
-#[test]
-fn an_unreadable_scenario_path_says_why() {
-    let dir = Scratch::new("cli");
-    let file = dir.0.join("s.yaml");
-    std::fs::write(&file, "namespaces: {}\n").unwrap();
-    let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_pktfate"))
-        .args(["run", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{t}");
-    assert!(t.contains("s.yaml: Permission denied"), "{t}");
-    assert!(!t.contains("no such file"), "{t}");
-}

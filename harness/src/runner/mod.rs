@@ -447,6 +447,24 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 mod tests {
     use super::*;
 
+    /// A path that cannot be used says why, as the kernel says it: under a
+    /// file it is "Not a directory" (for another user, a directory it may
+    /// not enter is "Permission denied"), not "no such file".
+    #[test]
+    fn an_unusable_scenario_path_says_why() {
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let file = tmp.path().join("s.yaml");
+        std::fs::write(&file, "namespaces: {}\n").unwrap();
+        let e = discover(&[file.join("x.yaml")]).unwrap_err();
+        assert!(
+            e.ends_with("s.yaml/x.yaml: Not a directory (os error 20)"),
+            "{e}"
+        );
+        let e = discover(&[tmp.path().join("absent.yaml")]).unwrap_err();
+        assert!(e.contains("No such file or directory"), "{e}");
+        assert_eq!(discover(std::slice::from_ref(&file)).unwrap(), vec![file]);
+    }
+
     #[test]
     fn errors_say_who_can_fix_them() {
         let at = crate::scenario::Location {
