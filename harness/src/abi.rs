@@ -111,8 +111,8 @@ pub const REASON_UNKNOWN: u32 = u32::MAX;
 /// A tracer program: the hook it reports as, its name in the object, and
 /// how many tracepoint arguments it reads. A hook may have several, richest
 /// first; the loader takes the first whose `args` the running kernel's
-/// prototype (`btf_trace_<hook>` in BTF) provides, since a `tp_btf` program
-/// may not read past the last argument.
+/// prototype (`btf_trace_<hook>` in BTF) provides, since the kernel refuses
+/// to attach a raw tracepoint program that reads past the last argument.
 #[derive(Debug, Clone, Copy)]
 pub struct Program {
     /// One of [`hook`].

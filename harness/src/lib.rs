@@ -12,7 +12,7 @@
 //! 2. [`topology`]: namespaces, links, addresses, routes, rulesets, programs;
 //!    teardown on `Drop` of [`topology::Topology`], on signals and after
 //!    crashed runs ([`topology::teardown`])
-//! 3. [`tracer`]: `tp_btf` programs on the skb lifecycle, filtered in-kernel
+//! 3. [`tracer`]: raw tracepoint programs on the skb lifecycle, filtered in-kernel
 //! 4. [`inject`]: crafted frames or socket sends
 //! 5. [`collect`]: events until every tracked skb has died
 //! 6. [`evaluate`]: fate, reason, dropping function, path

@@ -1,9 +1,11 @@
 //! pktfate's in-kernel tracer.
 //!
-//! One `tp_btf` program per skb lifecycle tracepoint. Each program decides
-//! whether the skb is one of ours (already tracked by address, or in a watched
-//! namespace and matching a packet filter), fills an [`Event`] in a per-CPU
-//! scratch slot and copies it to the ring buffer. Tracking by address means a
+//! One small raw tracepoint program per skb lifecycle tracepoint, which
+//! tail-calls one shared program (`skb_common`) with the tracepoint's
+//! arguments, so the verifier walks the shared body once. It decides
+//! whether the skb is one of ours (already tracked by address, or in a
+//! watched namespace and matching a packet filter), fills an [`Event`] in a
+//! per-CPU scratch slot and copies it to the ring buffer. Tracking by address means a
 //! rewrite (NAT, tc) does not lose the skb; the address is forgotten when the
 //! skb is freed.
 //!

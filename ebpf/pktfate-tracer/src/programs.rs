@@ -10,9 +10,9 @@ use aya_ebpf::{
             bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
         },
     },
-    macros::{btf_tracepoint, classifier, fentry, kprobe, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::{BtfTracePointContext, FEntryContext, ProbeContext, TcContext},
+    macros::{classifier, fentry, kprobe, map, raw_tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TcContext},
 };
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
@@ -171,7 +171,19 @@ fn forget_current() {
     }
 }
 
-/// Fills the L3/L4 fields of `ev` from the skb's packet data.
+/// Fills the L3/L4 fields of the event in `SCRATCH` from the packet data
+/// of its skb (`ev.skb`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn pktfate_parse() -> u32 {
+    let cfg = config();
+    if let Some(p) = SCRATCH.get_ptr_mut(0) {
+        let ev = unsafe { &mut *p };
+        parse_packet(&cfg, ev.skb, ev);
+    }
+    0
+}
+
 #[inline(always)]
 fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     ev.family = 0;
@@ -356,8 +368,8 @@ fn filter_matches(f: &PacketFilter, ev: &Event, reverse: bool) -> bool {
 }
 
 #[inline(always)]
-fn packet_wanted(bank: u32, ev: &Event) -> bool {
-    if ev.family == 0 || bank >= MAX_BANKS {
+fn packet_wanted(bank: u32) -> bool {
+    if bank >= MAX_BANKS {
         return false;
     }
     let n = BANK_FILTERS.get(bank).copied().unwrap_or(0);
@@ -369,17 +381,37 @@ fn packet_wanted(bank: u32, ev: &Event) -> bool {
         if i >= n {
             break;
         }
-        if let Some(f) = FILTERS.get(bank * MAX_FILTERS + i) {
-            if filter_matches(f, ev, false) {
-                return true;
-            }
-            if f.flags & FILTER_REVERSE != 0 && filter_matches(f, ev, true) {
-                return true;
-            }
+        if pktfate_match(bank * MAX_FILTERS + i) != 0 {
+            return true;
         }
         i += 1;
     }
     false
+}
+
+/// Does the event in `SCRATCH` match filter `idx`, either way it allows?
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn pktfate_match(idx: u32) -> u32 {
+    let (Some(f), Some(ev)) = (FILTERS.get(idx), SCRATCH.get(0)) else {
+        return 0;
+    };
+    if ev.family == 0 {
+        return 0;
+    }
+    let hit = filter_matches(f, ev, false)
+        || (f.flags & FILTER_REVERSE != 0 && filter_matches(f, ev, true));
+    hit as u32
+}
+
+/// [`packet_wanted`] for the event in `SCRATCH`, as a global function.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn pktfate_wanted(bank: u32) -> u32 {
+    match SCRATCH.get(0) {
+        Some(ev) => (ev.family != 0 && packet_wanted(bank)) as u32,
+        None => 0,
+    }
 }
 
 fn count_lost() {
@@ -485,7 +517,8 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
         Some(p) => unsafe { &mut *p },
         None => return 0,
     };
-    parse_packet(&cfg, skb, ev);
+    ev.skb = skb;
+    pktfate_parse();
     // A tracked address now carrying another protocol, or other addresses
     // on both ends (NAT rewrites one side at a time), is a new skb at a
     // reused address: its predecessor was freed without a tracepoint.
@@ -504,7 +537,7 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
             tracked = false;
         }
     }
-    if !tracked && !packet_wanted(watch.bank, ev) {
+    if !tracked && pktfate_wanted(watch.bank) == 0 {
         forget_current();
         return 0;
     }
@@ -559,209 +592,205 @@ fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     0
 }
 
+/// What a hook program hands to [`skb_common`]: the tracepoint's
+/// arguments, in the order [`on_skb`] takes them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct HookArgs {
+    skb: u64,
+    dev: u64,
+    location: u64,
+    hook: u32,
+    reason: u32,
+    aux: [i32; 3],
+    _pad: u32,
+}
+
+/// Per CPU: the arguments of the hook program that is tail-calling
+/// [`skb_common`].
+#[map]
+static ARGS: PerCpuArray<HookArgs> = PerCpuArray::with_max_entries(1, 0);
+
+/// Slot 0 holds [`skb_common`]; the loader fills it before it attaches any
+/// hook program.
+#[map]
+static SKB_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// The body every skb tracepoint shares, as a program of its own that the
+/// hook programs tail-call: the verifier walks it once, not once per hook.
+/// (A `tp_btf` program could not be shared: each is verified against its
+/// own tracepoint's prototype. Raw tracepoints all share one context type,
+/// so one program serves them all.)
+#[raw_tracepoint]
+pub fn skb_common(ctx: RawTracePointContext) -> i32 {
+    let Some(a) = ARGS.get(0).copied() else {
+        return 0;
+    };
+    on_skb(&ctx, a.hook, a.skb, a.dev, a.reason, a.location, a.aux);
+    0
+}
+
+/// Records a hook's arguments and jumps to [`skb_common`].
 #[inline(always)]
-fn arg_u64(ctx: &BtfTracePointContext, n: usize) -> u64 {
+fn hand_over(
+    ctx: &RawTracePointContext,
+    hook_id: u32,
+    skb: u64,
+    dev: u64,
+    reason: u32,
+    location: u64,
+    aux: [i32; 3],
+) -> i32 {
+    if skb == 0 {
+        return 0;
+    }
+    let Some(a) = ARGS.get_ptr_mut(0) else {
+        return 0;
+    };
+    unsafe {
+        *a = HookArgs {
+            skb,
+            dev,
+            location,
+            hook: hook_id,
+            reason,
+            aux,
+            _pad: 0,
+        };
+        SKB_PROGS.tail_call(ctx, 0);
+    }
+    // Only reached if the slot were empty: the event is lost, and counted.
+    count_lost();
+    0
+}
+
+#[inline(always)]
+fn arg_u64(ctx: &RawTracePointContext, n: usize) -> u64 {
     ctx.arg::<u64>(n)
 }
 
-#[btf_tracepoint(function = "netif_receive_skb")]
-pub fn netif_receive_skb(ctx: BtfTracePointContext) -> i32 {
-    on_skb(
-        &ctx,
-        hook::NETIF_RECEIVE_SKB,
-        arg_u64(&ctx, 0),
-        0,
-        0,
-        0,
-        [0; 3],
-    );
-    0
+#[raw_tracepoint(tracepoint = "netif_receive_skb")]
+pub fn netif_receive_skb(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
+    hand_over(&ctx, hook::NETIF_RECEIVE_SKB, skb, 0, 0, 0, [0; 3])
 }
 
-#[btf_tracepoint(function = "netif_rx")]
-pub fn netif_rx(ctx: BtfTracePointContext) -> i32 {
-    on_skb(&ctx, hook::NETIF_RX, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
-    0
+#[raw_tracepoint(tracepoint = "netif_rx")]
+pub fn netif_rx(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
+    hand_over(&ctx, hook::NETIF_RX, skb, 0, 0, 0, [0; 3])
 }
 
-#[btf_tracepoint(function = "net_dev_queue")]
-pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
-    on_skb(&ctx, hook::NET_DEV_QUEUE, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
-    0
+#[raw_tracepoint(tracepoint = "net_dev_queue")]
+pub fn net_dev_queue(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
+    hand_over(&ctx, hook::NET_DEV_QUEUE, skb, 0, 0, 0, [0; 3])
 }
 
-#[btf_tracepoint(function = "net_dev_start_xmit")]
-pub fn net_dev_start_xmit(ctx: BtfTracePointContext) -> i32 {
-    let dev = arg_u64(&ctx, 1);
-    on_skb(
-        &ctx,
-        hook::NET_DEV_START_XMIT,
-        arg_u64(&ctx, 0),
-        dev,
-        0,
-        0,
-        [0; 3],
-    );
-    0
+#[raw_tracepoint(tracepoint = "net_dev_start_xmit")]
+pub fn net_dev_start_xmit(ctx: RawTracePointContext) -> i32 {
+    let (skb, dev) = (arg_u64(&ctx, 0), arg_u64(&ctx, 1));
+    hand_over(&ctx, hook::NET_DEV_START_XMIT, skb, dev, 0, 0, [0; 3])
 }
 
-#[btf_tracepoint(function = "net_dev_xmit")]
-pub fn net_dev_xmit(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "net_dev_xmit")]
+pub fn net_dev_xmit(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
     let rc = ctx.arg::<i64>(1) as i32;
     let dev = arg_u64(&ctx, 2);
-    on_skb(
-        &ctx,
-        hook::NET_DEV_XMIT,
-        arg_u64(&ctx, 0),
-        dev,
-        0,
-        0,
-        [rc, 0, 0],
-    );
-    0
+    hand_over(&ctx, hook::NET_DEV_XMIT, skb, dev, 0, 0, [rc, 0, 0])
 }
 
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
-    let location = arg_u64(&ctx, 1);
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
+    let (skb, location) = (arg_u64(&ctx, 0), arg_u64(&ctx, 1));
     let reason = ctx.arg::<u64>(2) as u32;
-    on_skb(
-        &ctx,
-        hook::KFREE_SKB,
-        arg_u64(&ctx, 0),
-        0,
-        reason,
-        location,
-        [0; 3],
-    );
-    0
+    hand_over(&ctx, hook::KFREE_SKB, skb, 0, reason, location, [0; 3])
 }
 
 /// `kfree_skb(skb, location)`: kernels before 5.17 give no drop reason.
-#[btf_tracepoint(function = "kfree_skb")]
-pub fn kfree_skb_noreason(ctx: BtfTracePointContext) -> i32 {
-    let location = arg_u64(&ctx, 1);
-    on_skb(
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn kfree_skb_noreason(ctx: RawTracePointContext) -> i32 {
+    let (skb, location) = (arg_u64(&ctx, 0), arg_u64(&ctx, 1));
+    hand_over(
         &ctx,
         hook::KFREE_SKB,
-        arg_u64(&ctx, 0),
+        skb,
         0,
         REASON_UNKNOWN,
         location,
         [0; 3],
-    );
-    0
+    )
 }
 
-#[btf_tracepoint(function = "consume_skb")]
-pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
-    let location = arg_u64(&ctx, 1);
-    on_skb(
-        &ctx,
-        hook::CONSUME_SKB,
-        arg_u64(&ctx, 0),
-        0,
-        0,
-        location,
-        [0; 3],
-    );
-    0
+#[raw_tracepoint(tracepoint = "consume_skb")]
+pub fn consume_skb(ctx: RawTracePointContext) -> i32 {
+    let (skb, location) = (arg_u64(&ctx, 0), arg_u64(&ctx, 1));
+    hand_over(&ctx, hook::CONSUME_SKB, skb, 0, 0, location, [0; 3])
 }
 
 /// `consume_skb(skb)`: kernels before 6.3 give no location.
-#[btf_tracepoint(function = "consume_skb")]
-pub fn consume_skb_noloc(ctx: BtfTracePointContext) -> i32 {
-    on_skb(&ctx, hook::CONSUME_SKB, arg_u64(&ctx, 0), 0, 0, 0, [0; 3]);
-    0
+#[raw_tracepoint(tracepoint = "consume_skb")]
+pub fn consume_skb_noloc(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
+    hand_over(&ctx, hook::CONSUME_SKB, skb, 0, 0, 0, [0; 3])
 }
 
-#[btf_tracepoint(function = "skb_copy_datagram_iovec")]
-pub fn skb_copy_datagram_iovec(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "skb_copy_datagram_iovec")]
+pub fn skb_copy_datagram_iovec(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
     let len = ctx.arg::<i64>(1) as i32;
-    on_skb(
+    hand_over(
         &ctx,
         hook::SKB_COPY_DATAGRAM_IOVEC,
-        arg_u64(&ctx, 0),
+        skb,
         0,
         0,
         0,
         [len, 0, 0],
-    );
-    0
+    )
 }
 
-#[btf_tracepoint(function = "icmp_send")]
-pub fn icmp_send(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "icmp_send")]
+pub fn icmp_send(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
     let ty = ctx.arg::<i64>(1) as i32;
     let code = ctx.arg::<i64>(2) as i32;
-    on_skb(
-        &ctx,
-        hook::ICMP_SEND,
-        arg_u64(&ctx, 0),
-        0,
-        0,
-        0,
-        [ty, code, 0],
-    );
-    0
+    hand_over(&ctx, hook::ICMP_SEND, skb, 0, 0, 0, [ty, code, 0])
 }
 
-#[btf_tracepoint(function = "tcp_send_reset")]
-pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 1);
     let reason = ctx.arg::<u64>(2) as u32;
-    on_skb(
-        &ctx,
-        hook::TCP_SEND_RESET,
-        arg_u64(&ctx, 1),
-        0,
-        reason,
-        0,
-        [0; 3],
-    );
-    0
+    hand_over(&ctx, hook::TCP_SEND_RESET, skb, 0, reason, 0, [0; 3])
 }
 
 /// `tcp_send_reset(sk, skb)`: kernels before 6.10 give no reset reason.
-#[btf_tracepoint(function = "tcp_send_reset")]
-pub fn tcp_send_reset_noreason(ctx: BtfTracePointContext) -> i32 {
-    on_skb(
+#[raw_tracepoint(tracepoint = "tcp_send_reset")]
+pub fn tcp_send_reset_noreason(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 1);
+    hand_over(
         &ctx,
         hook::TCP_SEND_RESET,
-        arg_u64(&ctx, 1),
+        skb,
         0,
         REASON_UNKNOWN,
         0,
         [0; 3],
-    );
-    0
+    )
 }
 
-#[btf_tracepoint(function = "netif_receive_skb_entry")]
-pub fn netif_receive_skb_entry(ctx: BtfTracePointContext) -> i32 {
-    on_skb(
-        &ctx,
-        hook::NETIF_RECEIVE_SKB_ENTRY,
-        arg_u64(&ctx, 0),
-        0,
-        0,
-        0,
-        [0; 3],
-    );
-    0
+#[raw_tracepoint(tracepoint = "netif_receive_skb_entry")]
+pub fn netif_receive_skb_entry(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
+    hand_over(&ctx, hook::NETIF_RECEIVE_SKB_ENTRY, skb, 0, 0, 0, [0; 3])
 }
 
-#[btf_tracepoint(function = "napi_gro_receive_entry")]
-pub fn napi_gro_receive_entry(ctx: BtfTracePointContext) -> i32 {
-    on_skb(
-        &ctx,
-        hook::NAPI_GRO_RECEIVE_ENTRY,
-        arg_u64(&ctx, 0),
-        0,
-        0,
-        0,
-        [0; 3],
-    );
-    0
+#[raw_tracepoint(tracepoint = "napi_gro_receive_entry")]
+pub fn napi_gro_receive_entry(ctx: RawTracePointContext) -> i32 {
+    let skb = arg_u64(&ctx, 0);
+    hand_over(&ctx, hook::NAPI_GRO_RECEIVE_ENTRY, skb, 0, 0, 0, [0; 3])
 }
 
 /// The tracked skb this CPU is processing, for hooks that carry no skb,
@@ -812,8 +841,8 @@ const LOOPBACK_IFINDEX: u32 = 1;
 /// lookup must name the skb's input device or run in a task of the run's
 /// namespaces (or ksoftirqd). Any untracked skb on this CPU also clears
 /// the current one, so a foreign packet's lookups never inherit ours.
-#[btf_tracepoint(function = "fib_table_lookup")]
-pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "fib_table_lookup")]
+pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
     let tb_id = ctx.arg::<u64>(0) as i32;
     let flp = arg_u64(&ctx, 1);
@@ -848,7 +877,8 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
         None => return 0,
     };
     // The packet's own addresses, to compare with the flow's.
-    parse_packet(&cfg, skb, ev);
+    ev.skb = skb;
+    pktfate_parse();
     if ev.family != 4 {
         return 0;
     }
@@ -880,8 +910,8 @@ pub fn fib_table_lookup(ctx: BtfTracePointContext) -> i32 {
 /// namespace), so a packet taken by a socket is seen even when its free is
 /// not traced (TCP frees with `__kfree_skb`). Sockets of namespaces the run
 /// did not create are never looked at.
-#[btf_tracepoint(function = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
     let sk = arg_u64(&ctx, 0);
     let old = ctx.arg::<i64>(1) as i32;
@@ -908,7 +938,8 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
         Some(p) => unsafe { &mut *p },
         None => return 0,
     };
-    parse_packet(&cfg, skb, ev);
+    ev.skb = skb;
+    pktfate_parse();
     let ours = (ev.dport == num && ev.sport == dport) || (ev.sport == num && ev.dport == dport);
     if !ours || num == 0 {
         return 0;
@@ -960,7 +991,8 @@ fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
         Some(p) => unsafe { &mut *p },
         None => return 0,
     };
-    parse_packet(&cfg, skb, ev);
+    ev.skb = skb;
+    pktfate_parse();
     ev.hook = hook::FUNCTION;
     ev.run = known.run;
     ev.skb = skb;

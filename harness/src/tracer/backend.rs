@@ -10,7 +10,7 @@ use crate::abi::{Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR, PacketFilter
 /// Errors starting or reading the tracer.
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
-    /// Kernel BTF is needed to resolve offsets and attach `tp_btf` programs.
+    /// Kernel BTF is needed to resolve offsets and choose the tracepoint programs.
     #[error("kernel BTF is unavailable: {0}")]
     Btf(#[from] crate::tracer::btf::BtfError),
     /// The eBPF object failed to load (verifier, permissions).
@@ -220,7 +220,7 @@ pub struct SkippedHook {
 
 /// A source of tracer events for one [`TraceSpec`].
 pub trait Backend: Send {
-    /// Short name for reports (`tp_btf`).
+    /// Short name for reports (`raw_tp`).
     fn name(&self) -> &'static str;
     /// Hooks that are attached, with the program variant of each.
     fn attached(&self) -> Vec<AttachedHook>;

@@ -3,7 +3,7 @@
 //! A [`Tracer`] is started with a [`TraceSpec`] (namespaces and packet
 //! filters) on a [`Backend`]: scenarios share one loaded tracer per process
 //! ([`shared`]), `pktfate trace` loads its own. The one backend today is [`tp_btf::TpBtf`]:
-//! BTF tracepoints on the skb lifecycle plus the kernel stack at each event.
+//! raw tracepoints on the skb lifecycle plus the kernel stack at each event.
 //! A kprobe or fentry backend, where a kernel allows one, implements the same
 //! trait and produces the same [`RawEvent`]s.
 

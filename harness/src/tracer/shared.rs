@@ -1,6 +1,6 @@
 //! One loaded tracer per process, shared by every scenario it runs.
 //!
-//! Loading the tracer means one verifier pass per program (~350 ms for the
+//! Loading the tracer means verifier passes (~40 ms for the
 //! tracepoints on 6.18, seconds under emulation); a scenario only needs its
 //! namespaces watched and its filters set, which are map writes. So the
 //! first scenario loads and attaches the programs, and each scenario then

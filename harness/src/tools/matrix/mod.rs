@@ -393,7 +393,7 @@ mod tests {
         KernelResult {
             kernel: kernel.into(),
             spec: kernel.into(),
-            backend: "tp_btf".into(),
+            backend: "raw_tp".into(),
             hooks: vec![],
             skipped_hooks: vec![],
             scenarios: cells
@@ -453,7 +453,7 @@ mod tests {
                 serde_json::json!({"name":"o","path":"r.yaml","status":"fail","trace_problems":["2 tracer event(s) were lost"],"packets":[{"mismatches":[]}]}),
             ],
             doctor: Some(
-                serde_json::json!({"backend":"tp_btf","hooks":[{"hook":"kfree_skb","program":"kfree_skb_noreason","skipped":null},{"hook":"icmp_send","program":null,"skipped":"absent"}]}),
+                serde_json::json!({"backend":"raw_tp","hooks":[{"hook":"kfree_skb","program":"kfree_skb_noreason","skipped":null},{"hook":"icmp_send","program":null,"skipped":"absent"}]}),
             ),
             ..Default::default()
         };

@@ -398,13 +398,13 @@ impl Btf {
     }
 
     /// Whether the kernel has a BTF-typed tracepoint of this name
-    /// (the `btf_trace_<name>` typedef that `tp_btf` programs attach through).
+    /// (the `btf_trace_<name>` typedef; its prototype gives the arguments).
     pub fn has_tracepoint(&self, name: &str) -> bool {
         self.lookup(KIND_TYPEDEF, &format!("btf_trace_{name}"))
             .is_some()
     }
 
-    /// The arguments a BTF tracepoint passes to `tp_btf` programs: the
+    /// The arguments a BTF tracepoint passes to programs: the
     /// prototype of `btf_trace_<name>` minus its leading `void *` context.
     /// Prototypes change between kernels (`consume_skb` gained `location`
     /// in 6.3, `tcp_send_reset` `reason` in 6.10), and a program may not
