@@ -11,6 +11,8 @@ mod backend;
 pub mod btf;
 pub mod kallsyms;
 mod kprobe;
+#[cfg(test)]
+mod object_tests;
 pub mod offsets;
 pub mod reasons;
 pub mod shared;

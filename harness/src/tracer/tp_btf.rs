@@ -285,8 +285,9 @@ pub fn choose_program(btf: &Btf, hook_id: u32) -> Result<Program, String> {
         })
 }
 
-/// Loads and attaches each hook's chosen program, spreading the verifier
-/// passes over the CPUs; one outcome per entry of `chosen`, in order.
+/// Loads and attaches each hook's chosen program, spread over the CPUs
+/// (the skb-less hooks' programs are the larger verifier passes left);
+/// one outcome per entry of `chosen`, in order.
 fn load_in_parallel(
     ebpf: &mut Ebpf,
     chosen: &[(&'static str, Result<Program, String>)],
@@ -509,97 +510,6 @@ fn drain(rb: &mut RingBuf<MapData>) -> Vec<Event> {
 mod tests {
     use super::*;
     use crate::abi::hook;
-
-    /// Each executable section of an eBPF ELF object: its name, the
-    /// deepest stack offset (bytes below r10) it uses, and its size in
-    /// instruction slots.
-    fn sections(obj: &[u8]) -> Vec<(String, usize, usize)> {
-        let u16_at = |o: usize| u16::from_le_bytes([obj[o], obj[o + 1]]) as usize;
-        let u32_at = |o: usize| u32::from_le_bytes(obj[o..o + 4].try_into().unwrap()) as usize;
-        let u64_at = |o: usize| u64::from_le_bytes(obj[o..o + 8].try_into().unwrap()) as usize;
-        let (shoff, shentsize, shnum, shstrndx) =
-            (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
-        let sh = |i: usize| shoff + i * shentsize;
-        let strtab = u64_at(sh(shstrndx) + 0x18);
-        let mut out = vec![];
-        for i in 0..shnum {
-            let h = sh(i);
-            let (name_off, flags) = (u32_at(h), u64_at(h + 0x08));
-            let (off, size) = (u64_at(h + 0x18), u64_at(h + 0x20));
-            const SHF_EXECINSTR: usize = 4;
-            if flags & SHF_EXECINSTR == 0 || size == 0 {
-                continue;
-            }
-            let name_start = strtab + name_off;
-            let name_end = name_start + obj[name_start..].iter().position(|b| *b == 0).unwrap();
-            let name = String::from_utf8_lossy(&obj[name_start..name_end]).into_owned();
-            let mut depth = 0usize;
-            let mut pc = off;
-            while pc + 8 <= off + size {
-                let (op, regs) = (obj[pc], obj[pc + 1]);
-                let disp = i16::from_le_bytes([obj[pc + 2], obj[pc + 3]]);
-                // LDX reads from src; ST/STX write to dst.
-                let base = match op & 7 {
-                    1 => regs >> 4,
-                    2 | 3 => regs & 0x0f,
-                    _ => 0,
-                };
-                if base == 10 && disp < 0 {
-                    depth = depth.max(disp.unsigned_abs() as usize);
-                }
-                // lddw takes two slots.
-                pc += if op == 0x18 { 16 } else { 8 };
-            }
-            out.push((name, depth, size / 8));
-        }
-        out
-    }
-
-    #[test]
-    fn every_program_fits_the_oldest_verifiers_stack_check() {
-        // 5.10 adds a called helper's frame (memset, memcpy: up to 32
-        // bytes) to the caller's, each rounded up to 32, against 512: a
-        // program may use 480 bytes at most. 488 made 5.10 refuse them all.
-        let depths = sections(TRACER_OBJ);
-        assert!(depths.len() > 10, "no programs found: {depths:?}");
-        for (section, depth, _) in depths {
-            assert!(
-                depth <= 480,
-                "{section} uses {depth} bytes of stack; 5.10 refuses more than 480"
-            );
-        }
-    }
-
-    #[test]
-    fn skb_hooks_share_one_body() {
-        // The verifier walks every instruction of every program it loads:
-        // a hook program that carried the filter and event logic itself
-        // (~1,500 instructions, ~75,000 verified) made loading take
-        // 0.4 s. Each must only hand its arguments over.
-        let all = sections(TRACER_OBJ);
-        let common = all.iter().find(|(name, ..)| name == "raw_tp");
-        assert!(
-            common.is_some_and(|(_, _, n)| *n > 500),
-            "no shared skb_common body in {all:?}"
-        );
-        let mut hooks = 0;
-        for p in PROGRAMS {
-            if matches!(p.name, "fib_table_lookup" | "inet_sock_set_state") {
-                continue; // skb-less hooks: their own logic
-            }
-            let section = format!("raw_tp/{}", HOOK_NAMES[p.hook as usize]);
-            let found: Vec<_> = all.iter().filter(|(name, ..)| *name == section).collect();
-            assert!(!found.is_empty(), "{} has no section {section}", p.name);
-            for (_, _, n) in found {
-                assert!(
-                    *n < 150,
-                    "{section}: {n} instructions; hand over to skb_common"
-                );
-            }
-            hooks += 1;
-        }
-        assert!(hooks >= 12, "{hooks}");
-    }
 
     #[test]
     fn variants_follow_the_kernels_prototypes() {
