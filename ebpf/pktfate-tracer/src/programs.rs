@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{
-            bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
+            bpf_get_func_ip, bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
             bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
         },
     },
@@ -982,8 +982,10 @@ pub fn tc_observer(ctx: TcContext) -> i32 {
 /// Only skbs the tracepoints already track are reported, and tracking is
 /// neither started nor refreshed here: functions that run after the free
 /// (`skb_release_data`, `kfree_skbmem`) must not revive a dead skb.
+/// `MULTI`: attached through a kprobe-multi link, whose registers are not
+/// those of the probed call, so the function comes from `bpf_get_func_ip`.
 #[inline(always)]
-fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
+fn on_function<const MULTI: bool>(ctx: &ProbeContext, skb: u64) -> u32 {
     if skb == 0 {
         return 0;
     }
@@ -1007,8 +1009,12 @@ fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
     ev.hook = hook::FUNCTION;
     ev.run = known.run;
     ev.skb = skb;
-    // With an int3 or ftrace kprobe, ip is just past the probed address.
-    ev.location = unsafe { (*ctx.regs).rip }.saturating_sub(1);
+    ev.location = if MULTI {
+        unsafe { bpf_get_func_ip(ctx.as_ptr()) }
+    } else {
+        // With an int3 or ftrace kprobe, ip is just past the probed address.
+        unsafe { (*ctx.regs).rip }.saturating_sub(1)
+    };
     ev.netns = netns;
     ev.ifindex = ifindex;
     ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
@@ -1019,30 +1025,25 @@ fn on_function(ctx: &ProbeContext, skb: u64) -> u32 {
     0
 }
 
-#[kprobe]
-pub fn kprobe_skb_arg0(ctx: ProbeContext) -> u32 {
-    on_function(&ctx, ctx.arg::<u64>(0).unwrap_or(0))
+/// One kprobe program per argument position the skb may take (x86-64
+/// passes five in registers).
+macro_rules! skb_arg_probes {
+    ($multi:literal: $($name:ident = $arg:literal),*) => {$(
+        #[kprobe]
+        pub fn $name(ctx: ProbeContext) -> u32 {
+            on_function::<$multi>(&ctx, ctx.arg::<u64>($arg).unwrap_or(0))
+        }
+    )*};
 }
 
-#[kprobe]
-pub fn kprobe_skb_arg1(ctx: ProbeContext) -> u32 {
-    on_function(&ctx, ctx.arg::<u64>(1).unwrap_or(0))
-}
+skb_arg_probes!(false: kprobe_skb_arg0 = 0, kprobe_skb_arg1 = 1, kprobe_skb_arg2 = 2,
+    kprobe_skb_arg3 = 3, kprobe_skb_arg4 = 4);
 
-#[kprobe]
-pub fn kprobe_skb_arg2(ctx: ProbeContext) -> u32 {
-    on_function(&ctx, ctx.arg::<u64>(2).unwrap_or(0))
-}
-
-#[kprobe]
-pub fn kprobe_skb_arg3(ctx: ProbeContext) -> u32 {
-    on_function(&ctx, ctx.arg::<u64>(3).unwrap_or(0))
-}
-
-#[kprobe]
-pub fn kprobe_skb_arg4(ctx: ProbeContext) -> u32 {
-    on_function(&ctx, ctx.arg::<u64>(4).unwrap_or(0))
-}
+// The same for kprobe-multi links (one per argument position, each over
+// every function passing the skb there). aya 0.14 cannot give a program
+// that expected attach type, so the harness loads these itself.
+skb_arg_probes!(true: kmulti_skb_arg0 = 0, kmulti_skb_arg1 = 1, kmulti_skb_arg2 = 2,
+    kmulti_skb_arg3 = 3, kmulti_skb_arg4 = 4);
 
 /// Loaded by `pktfate doctor` only, to learn whether this kernel lets a
 /// kprobe attach (the function-level backend needs it). Does nothing.

@@ -79,7 +79,9 @@ pub struct RunArgs {
     pub cni_path: Option<String>,
     /// Tracer backend: tracepoints, plus kprobes on every function
     /// taking an skb where a scenario requires functions (auto); or
-    /// always (kprobe); or never (tracepoint).
+    /// always (kprobe); or never (tracepoint). Functions are probed
+    /// through kprobe-multi links where the kernel has them, else by
+    /// plain kprobes (the reason shows in -v).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
     /// Fail a scenario whose trace exceeds this many events (bounds
@@ -222,7 +224,8 @@ pub enum BackendArg {
     Auto,
     /// Tracepoints only.
     Tracepoint,
-    /// Tracepoints and kprobes on every function taking an skb.
+    /// Tracepoints and kprobes (kprobe-multi where the kernel links it)
+    /// on every function taking an skb.
     Kprobe,
 }
 

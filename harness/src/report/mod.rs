@@ -209,8 +209,9 @@ pub fn tracer_line(o: &Outcome) -> String {
     let mut t = format!("tracer: {} on {} hooks", o.backend, o.hooks.len());
     if o.functions > 0 {
         t.push_str(&format!(
-            " and {} kernel functions (attach {:.0} ms)",
+            " and {} kernel functions (probes attached in {:.0} ms; tracer ready in {:.0} ms)",
             o.functions,
+            o.function_attach.as_secs_f64() * 1000.0,
             o.timings.attach.as_secs_f64() * 1000.0
         ));
     }

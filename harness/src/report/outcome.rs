@@ -54,6 +54,9 @@ pub struct Outcome {
     pub skipped_hooks: Vec<crate::tracer::SkippedHook>,
     /// Kernel functions probed (function-level backend), 0 when none.
     pub functions: usize,
+    /// How long attaching them took (by the first run of the process
+    /// that needed them; later runs share the probes).
+    pub function_attach: std::time::Duration,
     /// Expectations this kernel cannot check, and why (not failures).
     pub unchecked: Vec<String>,
     /// Kernel id → scenario names.

@@ -381,6 +381,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let hooks = tracer.backend().hooks();
     let skipped_hooks = tracer.backend().skipped();
     let functions = tracer.backend().functions();
+    let function_attach = tracer.backend().function_attach();
     drop(tracer);
 
     let t_teardown = Instant::now();
@@ -407,6 +408,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
         hooks,
         skipped_hooks,
         functions,
+        function_attach,
         unchecked,
         names,
         teardown_problems,

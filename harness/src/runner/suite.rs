@@ -147,6 +147,7 @@ pub fn json(r: &SuiteResult) -> serde_json::Value {
                 "hooks": o.hooks,
                 "skipped_hooks": o.skipped_hooks,
                 "functions": o.functions,
+                "function_attach_ms": ms(o.function_attach),
             });
             v["timeline"] = serde_json::to_value(&o.timeline.steps).unwrap_or_default();
         }

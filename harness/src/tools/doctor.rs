@@ -52,17 +52,12 @@ pub struct Doctor {
     pub hooks: Vec<HookReport>,
     /// kprobes (perf kprobe PMU plus a real attach).
     pub kprobes: Capability,
-    /// kprobe-multi (fprobe).
+    /// kprobe-multi (fprobe; a real load and link, as the backend does).
     pub kprobe_multi: Capability,
     /// fentry (a real load and attach of a BPF trampoline program).
     pub fentry: Capability,
     /// Kernel modules scenarios use.
     pub modules: Vec<(&'static str, ModuleState)>,
-}
-
-fn kallsyms_has(name: &str) -> bool {
-    std::fs::read_to_string("/proc/kallsyms")
-        .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().nth(2) == Some(name)))
 }
 
 /// Loads and attaches one of the tracer object's probe programs.
@@ -91,15 +86,22 @@ fn probe(kind: &str) -> Capability {
         }
         Ok(())
     })();
-    match result {
-        Ok(()) => Capability {
-            available: true,
-            detail: "a probe on ip_rcv loaded and attached".into(),
-        },
-        Err(e) => Capability {
-            available: false,
-            detail: crate::common::text::clip(&e, 160),
-        },
+    Capability::from_probe(result, "a probe on ip_rcv loaded and attached")
+}
+
+impl Capability {
+    /// From a probe's outcome: `ok` when it worked, else its error.
+    fn from_probe(result: Result<(), String>, ok: &str) -> Self {
+        match result {
+            Ok(()) => Self {
+                available: true,
+                detail: ok.into(),
+            },
+            Err(e) => Self {
+                available: false,
+                detail: crate::common::text::clip(&e, 160),
+            },
+        }
     }
 }
 
@@ -170,19 +172,15 @@ pub fn examine() -> Doctor {
                 .into(),
         }
     };
-    let kprobe_multi = if kprobes.available && kallsyms_has("register_fprobe") {
-        Capability {
-            available: true,
-            detail: "fprobe in the kernel (register_fprobe)".into(),
-        }
+    let kprobe_multi = if kprobes.available {
+        Capability::from_probe(
+            crate::tracer::kprobe_multi::probe(crate::tracer::tp_btf::TRACER_OBJ),
+            "a kprobe-multi link on ip_rcv loaded and attached",
+        )
     } else {
         Capability {
             available: false,
-            detail: if kprobes.available {
-                "no fprobe (register_fprobe absent): CONFIG_FPROBE off".into()
-            } else {
-                "needs kprobes".into()
-            },
+            detail: "needs kprobes".into(),
         }
     };
     Doctor {

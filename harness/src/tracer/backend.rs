@@ -165,7 +165,8 @@ pub enum BackendChoice {
     Auto,
     /// Tracepoints only.
     Tracepoint,
-    /// Tracepoints plus a kprobe on every function taking an `sk_buff`.
+    /// Tracepoints plus a kprobe on every function taking an `sk_buff`
+    /// (kprobe-multi links where the kernel has them).
     Kprobe,
 }
 
@@ -233,6 +234,10 @@ pub trait Backend: Send {
     /// Kernel functions probed (function-level backend), 0 when none.
     fn functions(&self) -> usize {
         0
+    }
+    /// How long attaching the function-level probes took (zero when none).
+    fn function_attach(&self) -> Duration {
+        Duration::ZERO
     }
     /// Waits up to `timeout` for events and returns those available.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError>;

@@ -11,6 +11,7 @@ mod backend;
 pub mod btf;
 pub mod kallsyms;
 mod kprobe;
+pub mod kprobe_multi;
 #[cfg(test)]
 mod object_tests;
 pub mod offsets;

@@ -79,6 +79,8 @@ pub struct Run {
     bank: u32,
     netns: Vec<u32>,
     functions: usize,
+    mechanism: Option<&'static str>,
+    function_attach: Duration,
     fd: std::os::fd::RawFd,
     attached: Vec<AttachedHook>,
     skipped: Vec<SkippedHook>,
@@ -180,17 +182,27 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     }
     inner.queues.insert(run, vec![]);
     let mut attached = inner.tp.attached();
+    let mut skipped = inner.tp.skipped();
     if functions == 0 {
         attached.retain(|a| a.hook != "function");
+        skipped.retain(|s| s.hook != "kprobe-multi");
     }
     Ok(Run {
         run,
         bank,
         netns: spec.netns.clone(),
         functions,
+        mechanism: (functions > 0)
+            .then(|| inner.tp.function_mechanism())
+            .flatten(),
+        function_attach: if functions > 0 {
+            inner.tp.function_attach()
+        } else {
+            Duration::ZERO
+        },
         fd: inner.tp.events_fd(),
         attached,
-        skipped: inner.tp.skipped(),
+        skipped,
         lost_at_start: inner.tp.lost()?,
     })
 }
@@ -212,7 +224,7 @@ impl Run {
 
 impl Backend for Run {
     fn name(&self) -> &'static str {
-        tp_btf::backend_name(self.functions)
+        tp_btf::backend_name(self.mechanism)
     }
 
     fn attached(&self) -> Vec<AttachedHook> {
@@ -225,6 +237,10 @@ impl Backend for Run {
 
     fn functions(&self) -> usize {
         self.functions
+    }
+
+    fn function_attach(&self) -> Duration {
+        self.function_attach
     }
 
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError> {

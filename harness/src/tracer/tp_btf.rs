@@ -38,10 +38,9 @@ const REQUIRED: [&str; 4] = [
 pub struct TpBtf {
     // Field order matters for drop: the ring buffer before the object.
     events: RingBuf<MapData>,
-    lost: PerCpuArray<MapData, u64>,
     attached: Vec<AttachedHook>,
     skipped: Vec<SkippedHook>,
-    functions: usize,
+    functions: Option<super::kprobe::Functions>,
     tc_loaded: bool,
     ebpf: Ebpf,
 }
@@ -160,17 +159,11 @@ impl TpBtf {
                 .ok_or_else(|| TracerError::Load("map EVENTS missing".into()))?,
         )
         .map_err(map_err("EVENTS"))?;
-        let lost = PerCpuArray::try_from(
-            ebpf.take_map("LOST")
-                .ok_or_else(|| TracerError::Load("map LOST missing".into()))?,
-        )
-        .map_err(map_err("LOST"))?;
         Ok(Self {
             events,
-            lost,
             attached,
             skipped,
-            functions: 0,
+            functions: None,
             tc_loaded: false,
             ebpf,
         })
@@ -232,14 +225,31 @@ impl TpBtf {
     /// Attaches the function-level kprobes, once; returns how many
     /// functions are probed.
     pub fn enable_functions(&mut self, btf: &Btf) -> Result<usize, TracerError> {
-        if self.functions == 0 {
-            self.functions = super::kprobe::attach_functions(&mut self.ebpf, btf)?;
+        if self.functions.is_none() {
+            let f = super::kprobe::attach_functions(
+                &mut self.ebpf,
+                TRACER_OBJ,
+                self.events.as_fd().as_raw_fd(),
+                btf,
+            )?;
             self.attached.push(AttachedHook {
                 hook: "function",
-                program: "kprobe",
+                program: f.mechanism,
             });
+            if let Some(why) = &f.fallback {
+                self.skipped.push(SkippedHook {
+                    hook: "kprobe-multi",
+                    why: format!("{why}; plain kprobes instead"),
+                });
+            }
+            self.functions = Some(f);
         }
-        Ok(self.functions)
+        Ok(self.functions.as_ref().map_or(0, |f| f.count))
+    }
+
+    /// How functions are probed (`kprobe-multi`, `kprobe`), once they are.
+    pub fn function_mechanism(&self) -> Option<&'static str> {
+        self.functions.as_ref().map(|f| f.mechanism)
     }
 
     /// Puts the observer classifier ahead of scenario tc programs.
@@ -378,23 +388,27 @@ fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
     slots.set(0, &fd, 0).map_err(map_err("SKB_PROGS"))
 }
 
-/// The backend's name in reports: kprobes join the tracepoints when
-/// functions are probed.
-pub fn backend_name(functions: usize) -> &'static str {
-    if functions > 0 {
-        "raw_tp+kprobe"
-    } else {
-        "raw_tp"
+/// The backend's name in reports: kprobes (`kprobe` or `kprobe-multi`)
+/// join the tracepoints when functions are probed.
+pub fn backend_name(functions: Option<&'static str>) -> &'static str {
+    match functions {
+        Some("kprobe-multi") => "raw_tp+kprobe-multi",
+        Some(_) => "raw_tp+kprobe",
+        None => "raw_tp",
     }
 }
 
 impl Backend for TpBtf {
     fn name(&self) -> &'static str {
-        backend_name(self.functions)
+        backend_name(self.functions.as_ref().map(|f| f.mechanism))
     }
 
     fn functions(&self) -> usize {
-        self.functions
+        self.functions.as_ref().map_or(0, |f| f.count)
+    }
+
+    fn function_attach(&self) -> Duration {
+        self.functions.as_ref().map_or(Duration::ZERO, |f| f.attach)
     }
 
     fn attached(&self) -> Vec<AttachedHook> {
@@ -415,7 +429,14 @@ impl Backend for TpBtf {
     }
 
     fn lost(&self) -> Result<u64, TracerError> {
-        let v = self.lost.get(&0, 0).map_err(map_err("LOST"))?;
+        // Read in place: a map taken out of the object could not be
+        // shared with the kprobe-multi programs (`kprobe_multi`).
+        let map = self
+            .ebpf
+            .map("LOST")
+            .ok_or_else(|| TracerError::Load("map LOST missing".into()))?;
+        let lost: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err("LOST"))?;
+        let v = lost.get(&0, 0).map_err(map_err("LOST"))?;
         Ok(v.iter().sum())
     }
 }

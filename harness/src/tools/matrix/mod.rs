@@ -51,6 +51,9 @@ pub struct KernelResult {
     pub hooks: Vec<String>,
     /// Hooks skipped in the guest, with why.
     pub skipped_hooks: Vec<Value>,
+    /// The function-level backend, when a scenario used it: `mechanism`
+    /// (`kprobe-multi` or `kprobe`), `count` and `attach_ms`.
+    pub functions: Option<Value>,
     /// Per scenario.
     pub scenarios: Vec<Cell>,
     /// When the guest produced nothing: why.
@@ -139,6 +142,44 @@ fn message(v: &Value) -> String {
     parts.join("; ")
 }
 
+/// Why a scenario's passing run still fails on this kernel: `auto` must
+/// pick the best function-level mechanism, so plain kprobes where the
+/// guest's doctor linked kprobe-multi are a fallback that should not be.
+fn fell_back(v: &Value, multi_works: bool) -> Option<String> {
+    let tracer = v.get("tracer")?;
+    if !multi_works || tracer.get("backend").and_then(Value::as_str) != Some("raw_tp+kprobe") {
+        return None;
+    }
+    let why = tracer
+        .get("skipped_hooks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|h| h.get("hook").and_then(Value::as_str) == Some("kprobe-multi"))
+        .and_then(|h| h.get("why").and_then(Value::as_str))
+        .unwrap_or("no reason given");
+    Some(format!(
+        "plain kprobes, though kprobe-multi links on this kernel (doctor): {}",
+        crate::common::text::clip(why, 160)
+    ))
+}
+
+/// The function-level backend a guest's scenarios used, if any did.
+fn functions_used(results: &[Value]) -> Option<Value> {
+    results.iter().find_map(|v| {
+        let t = v.get("tracer")?;
+        let count = t.get("functions").and_then(Value::as_u64)?;
+        let backend = t.get("backend").and_then(Value::as_str)?;
+        (count > 0).then(|| {
+            serde_json::json!({
+                "mechanism": backend.strip_prefix("raw_tp+").unwrap_or(backend),
+                "count": count,
+                "attach_ms": t.get("function_attach_ms"),
+            })
+        })
+    })
+}
+
 /// Turns one guest run into a [`KernelResult`].
 pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
     let doctor = run.doctor.clone().unwrap_or(Value::Null);
@@ -158,18 +199,25 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
         .filter_map(|h| h.get("hook").and_then(Value::as_str).map(String::from))
         .collect();
     let skipped_hooks = hooks_with("skipped");
+    let multi_works = doctor
+        .pointer("/kprobe_multi/available")
+        .and_then(Value::as_bool)
+        == Some(true);
     let scenarios = run
         .results
         .iter()
-        .map(|v| Cell {
-            name: v.get("name").and_then(Value::as_str).unwrap_or("?").into(),
-            path: v.get("path").and_then(Value::as_str).unwrap_or("").into(),
-            status: v
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("error")
-                .into(),
-            message: message(v),
+        .map(|v| {
+            let status = v.get("status").and_then(Value::as_str).unwrap_or("error");
+            let (status, message) = match fell_back(v, multi_works) {
+                Some(why) if status == "pass" => ("fail", why),
+                _ => (status, message(v)),
+            };
+            Cell {
+                name: v.get("name").and_then(Value::as_str).unwrap_or("?").into(),
+                path: v.get("path").and_then(Value::as_str).unwrap_or("").into(),
+                status: status.into(),
+                message,
+            }
         })
         .collect();
     let error = run.failure.clone().or_else(|| {
@@ -187,6 +235,7 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
             .into(),
         hooks,
         skipped_hooks,
+        functions: functions_used(&run.results),
         scenarios,
         error,
         seconds: (run.elapsed.as_secs_f64() * 10.0).round() / 10.0,
@@ -301,9 +350,17 @@ pub fn human(results: &[KernelResult]) -> String {
             .iter()
             .filter_map(|h| h.get("hook").and_then(Value::as_str).map(String::from))
             .collect();
+        let functions = r.functions.as_ref().map_or_else(String::new, |f| {
+            format!(
+                ", functions by {} ({}, attached in {:.0} ms)",
+                f["mechanism"].as_str().unwrap_or("?"),
+                f["count"],
+                f["attach_ms"].as_f64().unwrap_or(0.0)
+            )
+        });
         let _ = writeln!(
             o,
-            "{}: backend {}, {} hooks{}, {:.0}s{}",
+            "{}: backend {}, {} hooks{}{functions}, {:.0}s{}",
             r.kernel,
             r.backend,
             r.hooks.len(),
@@ -396,6 +453,7 @@ mod tests {
             backend: "raw_tp".into(),
             hooks: vec![],
             skipped_hooks: vec![],
+            functions: None,
             scenarios: cells
                 .iter()
                 .map(|(n, s, m)| Cell {
@@ -473,5 +531,51 @@ mod tests {
         // A failure with nothing but a trace problem still says why.
         assert_eq!(r.scenarios[2].message, "2 tracer event(s) were lost");
         assert!(!r.ok());
+    }
+
+    /// `auto` must use kprobe-multi where the guest links it: a passing
+    /// run on plain kprobes there fails, with the fallback's reason; where
+    /// kprobe-multi does not link (6.1), plain kprobes pass.
+    #[test]
+    fn plain_kprobes_where_kprobe_multi_links_fail_the_scenario() {
+        let scenario = |backend: &str, skipped: Value| {
+            serde_json::json!({"name":"f","path":"f.yaml","status":"pass","tracer":{
+                "backend": backend, "functions": 44, "function_attach_ms": 3900.0,
+                "skipped_hooks": skipped}})
+        };
+        let fallback = serde_json::json!([{"hook":"kprobe-multi","why":"linking kmulti_skb_arg0 to 9 functions: EBUSY; plain kprobes instead"}]);
+        let k = kernels::Kernel {
+            spec: "6.18".into(),
+            release: "6.18.15+deb13-amd64".into(),
+            vmlinuz: PathBuf::new(),
+        };
+        let guest = |result: Value, multi: bool| vm::GuestRun {
+            results: vec![result],
+            doctor: Some(serde_json::json!({"backend":"raw_tp","hooks":[],
+                "kprobe_multi":{"available":multi,"detail":""}})),
+            ..Default::default()
+        };
+        let r = summarise(
+            &k,
+            &guest(scenario("raw_tp+kprobe", fallback.clone()), true),
+        );
+        assert_eq!(r.scenarios[0].status, "fail");
+        assert!(
+            r.scenarios[0].message.contains("EBUSY"),
+            "{}",
+            r.scenarios[0].message
+        );
+        assert!(!r.ok());
+        assert_eq!(r.functions.as_ref().unwrap()["mechanism"], "kprobe");
+
+        let r = summarise(&k, &guest(scenario("raw_tp+kprobe", fallback), false));
+        assert!(r.ok(), "no kprobe-multi here: plain kprobes are the best");
+
+        let r = summarise(
+            &k,
+            &guest(scenario("raw_tp+kprobe-multi", Value::Null), true),
+        );
+        assert!(r.ok());
+        assert!(human(&[r]).contains("functions by kprobe-multi (44, attached in 3900 ms)"));
     }
 }
