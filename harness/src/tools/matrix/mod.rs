@@ -58,6 +58,9 @@ pub struct KernelResult {
     pub scenarios: Vec<Cell>,
     /// When the guest produced nothing: why.
     pub error: Option<String>,
+    /// A first boot whose kernel panicked before any result (booted once
+    /// more; under emulation, code patching races have been seen): its oops.
+    pub panicked_first: Option<String>,
     /// Seconds from boot to power-off.
     pub seconds: f64,
 }
@@ -238,6 +241,7 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
         functions: functions_used(&run.results),
         scenarios,
         error,
+        panicked_first: None,
         seconds: (run.elapsed.as_secs_f64() * 10.0).round() / 10.0,
     }
 }
@@ -286,7 +290,24 @@ pub fn run(
             };
             guest = vm::run(&kernel, &tcg, &guests)?;
         }
-        let r = summarise(&kernel, &guest);
+        let mut panicked_first = None;
+        if guest.rc.is_none() && !vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(oops) = guest.panic.take() {
+                // Once only: a kernel that panics twice is reported as such.
+                progress(&format!(
+                    "kernel {spec}: the guest kernel panicked ({oops}); booting it once more"
+                ));
+                panicked_first = Some(oops);
+                let again = vm::VmOptions {
+                    kvm,
+                    timeout: opts.timeout,
+                    run_args: opts.run_args.clone(),
+                };
+                guest = vm::run(&kernel, &again, &guests)?;
+            }
+        }
+        let mut r = summarise(&kernel, &guest);
+        r.panicked_first = panicked_first;
         progress(&format!(
             "kernel {spec}: {} in {:.0}s",
             if r.ok() { "ok" } else { "FAILED" },
@@ -373,6 +394,9 @@ pub fn human(results: &[KernelResult]) -> String {
             r.error
                 .as_ref()
                 .map(|e| format!("\n  ERROR: {e}"))
+                .or_else(|| r.panicked_first.as_ref().map(|p| format!(
+                    "\n  note: its first boot panicked ({p}); these results are from a second boot"
+                )))
                 .unwrap_or_default()
         );
     }
@@ -464,6 +488,7 @@ mod tests {
                 })
                 .collect(),
             error: None,
+            panicked_first: None,
             seconds: 1.0,
         }
     }

@@ -30,6 +30,8 @@ pub struct GuestRun {
     pub rc: Option<i32>,
     /// Why the guest produced no results, when it did not.
     pub failure: Option<String>,
+    /// The guest kernel's panic, when it had one: its oops lines.
+    pub panic: Option<String>,
     /// Wall time from boot to power-off.
     pub elapsed: Duration,
 }
@@ -155,6 +157,7 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
             .collect(),
         rc: read("rc").and_then(|t| t.trim().parse().ok()),
         failure,
+        panic: panic_of(&String::from_utf8_lossy(&console)),
         elapsed: start.elapsed(),
     };
     if run.rc.is_none() && run.failure.is_none() {
@@ -170,9 +173,44 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
     Ok(run)
 }
 
+/// The oops of a guest kernel that panicked: the lines that say what and
+/// where (`BUG:`/`Oops:`, `RIP:`, the panic itself), or `None`.
+pub fn panic_of(console: &str) -> Option<String> {
+    let panic = console
+        .lines()
+        .find(|l| l.contains("Kernel panic - not syncing"))?;
+    let strip = |l: &str| {
+        l.split_once("] ")
+            .map_or(l, |(_, rest)| rest)
+            .trim()
+            .to_string()
+    };
+    let mut lines: Vec<String> = console
+        .lines()
+        .filter(|l| l.contains("BUG:") || l.contains("Oops:") || l.contains("RIP: 0010:"))
+        .take(3)
+        .map(strip)
+        .collect();
+    lines.push(strip(panic));
+    Some(lines.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_panic_is_named_by_its_oops_lines() {
+        // The shape of a 6.18 guest's console that died under emulation.
+        let console = "[    8.100000] Oops: invalid opcode: 0000 [#1] SMP NOPTI\n[    8.113131] RIP: 0010:__schedule+0x2d9/0xcf0\n[    8.113138] RSP: 0018:ff4bfb9040083d60\n[    8.113369] Kernel panic - not syncing: Fatal exception in interrupt\n";
+        assert_eq!(
+            panic_of(console).as_deref(),
+            Some(
+                "Oops: invalid opcode: 0000 [#1] SMP NOPTI; RIP: 0010:__schedule+0x2d9/0xcf0; Kernel panic - not syncing: Fatal exception in interrupt"
+            )
+        );
+        assert_eq!(panic_of("[ 1.0] virtme-ng-init: done\n"), None);
+    }
 
     #[test]
     fn the_guest_script_quotes_everything() {
