@@ -31,7 +31,7 @@ fn probeable() -> Option<std::collections::HashSet<String>> {
 /// emulation), so the 2,400 functions a 6.18 kernel passes an skb to would
 /// take minutes (kprobe-multi takes them all by default);
 /// `PKTFATE_FUNCTIONS` (a regex, `.` for all) widens or narrows it.
-pub const DEFAULT_FUNCTIONS: &str = "^(netif_receive_skb|__netif_receive_skb_core|ip_rcv|ip_rcv_core|ip_rcv_finish|ip_route_input_slow|ip_local_deliver|ip_local_deliver_finish|ip_protocol_deliver_rcu|ip_forward|ip_forward_finish|ip_output|ip_finish_output|__ip_finish_output|ip_finish_output2|ip_local_out|__ip_local_out|ip_error|ipv6_rcv|ip6_rcv_finish|ip6_input|ip6_forward|ip6_output|ip6_finish_output|nf_hook_slow|fib_validate_source|br_forward|br_pass_frame_up|__neigh_event_send|neigh_resolve_output|arp_rcv|__dev_queue_xmit|dev_hard_start_xmit|tcf_classify|tcp_v4_rcv|tcp_v6_rcv|udp_rcv|udpv6_rcv|icmp_rcv|icmpv6_rcv|veth_xmit|tun_net_xmit|vxlan_rcv|vxlan_xmit)$";
+pub const DEFAULT_FUNCTIONS: &str = "^(netif_receive_skb|__netif_receive_skb_core|ip_rcv|ip_rcv_core|ip_rcv_finish|ip_route_input_slow|ip_local_deliver|ip_local_deliver_finish|ip_protocol_deliver_rcu|ip_forward|ip_forward_finish|ip_output|ip_finish_output|__ip_finish_output|ip_finish_output2|ip_local_out|__ip_local_out|ip_error|ipv6_rcv|ip6_rcv_finish|ip6_input|ip6_forward|ip6_output|ip6_finish_output|nf_hook_slow|fib_validate_source|br_handle_frame|br_forward|br_pass_frame_up|__neigh_event_send|neigh_resolve_output|arp_rcv|__dev_queue_xmit|dev_hard_start_xmit|tcf_classify|tcp_v4_rcv|tcp_v6_rcv|udp_rcv|udpv6_rcv|icmp_rcv|icmpv6_rcv|veth_xmit|tun_net_xmit|vxlan_rcv|vxlan_xmit)$";
 
 /// Raises the open-file limit to its hard maximum: every plain kprobe
 /// holds a perf event descriptor.
@@ -59,82 +59,185 @@ pub(super) struct Functions {
     pub mechanism: &'static str,
     /// Why kprobe-multi was not used, on a kernel with kprobes.
     pub fallback: Option<String>,
+    /// Why some modules' functions are not probed.
+    pub module_problems: Vec<String>,
     /// How long loading and attaching the probes took.
     pub attach: std::time::Duration,
-    /// kprobe-multi's links; plain kprobes are held by aya's programs.
-    _links: Option<super::kprobe_multi::Links>,
+    /// Modules whose functions were looked for: one loaded later (by a
+    /// later scenario's topology) is probed on the next run.
+    modules: std::collections::HashSet<String>,
+    /// kprobe-multi's programs and links; plain kprobes are held by aya's
+    /// programs.
+    links: Option<super::kprobe_multi::Links>,
+}
+
+/// `PKTFATE_FUNCTIONS`, or `default`.
+fn pattern(default: &str) -> Result<regex::Regex, TracerError> {
+    let chosen = std::env::var("PKTFATE_FUNCTIONS").ok();
+    regex::Regex::new(chosen.as_deref().unwrap_or(default)).map_err(|e| {
+        TracerError::Limit(format!(
+            "PKTFATE_FUNCTIONS is not a regular expression: {e}"
+        ))
+    })
+}
+
+/// Loaded modules with BTF (`/sys/kernel/btf/<module>`), sorted.
+fn modules_with_btf() -> Vec<String> {
+    let mut m: Vec<String> = std::fs::read_dir("/sys/kernel/btf")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "vmlinux")
+        .collect();
+    m.sort();
+    m
+}
+
+/// The functions of `module` taking an skb ([] when its BTF is unreadable).
+fn module_candidates(btf: &Btf, module: &str) -> Vec<(String, usize)> {
+    std::fs::read(format!("/sys/kernel/btf/{module}"))
+        .ok()
+        .and_then(|d| {
+            btf.module_functions_taking(&d, "sk_buff", KPROBE_PROGRAMS.len())
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Attaches the function-level backend to the kernel functions that take
-/// an `sk_buff` in one of their first five arguments (from BTF) and match
-/// `PKTFATE_FUNCTIONS`: through kprobe-multi where the kernel links it
-/// (every such function by default, as pwru does), else through plain
-/// kprobes ([`DEFAULT_FUNCTIONS`] by default: they attach one at a time).
-/// A function the kernel will not probe (inlined, notrace, blacklisted)
-/// is left out.
+/// an `sk_buff` in one of their first five arguments (from BTF: the
+/// kernel's and each loaded module's) and match `PKTFATE_FUNCTIONS`:
+/// through kprobe-multi where the kernel links it (every such function by
+/// default, as pwru does), else through plain kprobes ([`DEFAULT_FUNCTIONS`]
+/// by default: they attach one at a time). A function the kernel will not
+/// probe (inlined, notrace, blacklisted) is left out.
 pub(super) fn attach_functions(
     ebpf: &mut Ebpf,
     object: &[u8],
     events_fd: std::os::fd::RawFd,
     btf: &Btf,
 ) -> Result<Functions, TracerError> {
-    let chosen = std::env::var("PKTFATE_FUNCTIONS").ok();
-    let pattern = |default: &str| {
-        let p = chosen.as_deref().unwrap_or(default);
-        regex::Regex::new(p).map_err(|e| {
-            TracerError::Limit(format!(
-                "PKTFATE_FUNCTIONS is not a regular expression: {e}"
-            ))
-        })
-    };
-    let probeable = probeable();
-    let candidates: Vec<(String, usize)> = btf
-        .functions_taking("sk_buff", KPROBE_PROGRAMS.len())
-        .into_iter()
-        .filter(|(name, _)| probeable.as_ref().is_none_or(|p| p.contains(name)))
-        .collect();
     let start = std::time::Instant::now();
-    let multi = pattern(".")?;
-    let by_arg = split_by_arg(&candidates, &multi);
-    let fallback = match super::kprobe_multi::instructions(
-        object,
-        ebpf,
-        Some(events_fd),
-        &KPROBE_MULTI_PROGRAMS,
-    )
-    .map_err(|e| e.to_string())
-    .and_then(|progs| super::kprobe_multi::attach(&progs, &by_arg))
-    {
-        Ok(links) => {
-            return Ok(Functions {
-                count: by_arg.iter().map(Vec::len).sum(),
-                mechanism: "kprobe-multi",
-                fallback: None,
-                attach: start.elapsed(),
-                _links: Some(links),
-            });
-        }
-        Err(why) => why,
+    let probeable = probeable();
+    let candidates = |c: Vec<(String, usize)>| -> Vec<(String, usize)> {
+        c.into_iter()
+            .filter(|(name, _)| probeable.as_ref().is_none_or(|p| p.contains(name)))
+            .collect()
     };
-    let single = pattern(DEFAULT_FUNCTIONS)?;
-    let by_arg = split_by_arg(&candidates, &single);
-    let count = attach_single(ebpf, &by_arg)?;
-    if count == 0 {
+    let kernel = candidates(btf.functions_taking("sk_buff", KPROBE_PROGRAMS.len()));
+    let modules = modules_with_btf();
+    let in_modules: Vec<(String, usize)> = modules
+        .iter()
+        .flat_map(|m| candidates(module_candidates(btf, m)))
+        .collect();
+    let mut f = Functions {
+        count: 0,
+        mechanism: "kprobe-multi",
+        fallback: None,
+        module_problems: vec![],
+        attach: std::time::Duration::ZERO,
+        modules: modules.iter().cloned().collect(),
+        links: None,
+    };
+    let all = pattern(".")?;
+    let loaded =
+        super::kprobe_multi::instructions(object, ebpf, Some(events_fd), &KPROBE_MULTI_PROGRAMS)
+            .map_err(|e| e.to_string())
+            .and_then(|progs| super::kprobe_multi::Links::load(&progs));
+    // One link per argument position for the kernel's and the modules'
+    // functions together (each link costs a pass over kallsyms and an
+    // ftrace update); the kernel's alone if modules' names do not resolve.
+    let everything: Vec<(String, usize)> = kernel.iter().chain(&in_modules).cloned().collect();
+    let multi = loaded.and_then(
+        |mut links| match links.link(&split_by_arg(&everything, &all)) {
+            Ok(n) => Ok((links, n)),
+            Err(with_modules) => {
+                let n = links.link(&split_by_arg(&kernel, &all))?;
+                if !in_modules.is_empty() {
+                    f.module_problems
+                        .push(format!("module functions not linked: {with_modules}"));
+                }
+                Ok((links, n))
+            }
+        },
+    );
+    match multi {
+        Ok((links, n)) => {
+            f.count = n;
+            f.links = Some(links);
+        }
+        Err(why) => {
+            f.mechanism = "kprobe";
+            f.fallback = Some(why);
+            f.module_problems.clear();
+            let by_arg = split_by_arg(&everything, &pattern(DEFAULT_FUNCTIONS)?);
+            f.count = attach_single(ebpf, &by_arg)?;
+        }
+    }
+    if f.count == 0 {
         return Err(TracerError::Attach {
             hook: "kprobe".into(),
-            msg: format!(
-                "none of {} functions taking an sk_buff could be probed",
-                by_arg.iter().map(Vec::len).sum::<usize>()
-            ),
+            msg: "no function taking an sk_buff could be probed".into(),
         });
     }
-    Ok(Functions {
-        count,
-        mechanism: "kprobe",
-        fallback: Some(fallback),
-        attach: start.elapsed(),
-        _links: None,
-    })
+    f.attach = start.elapsed();
+    Ok(f)
+}
+
+impl Functions {
+    /// Probes functions of modules by this backend's mechanism; when
+    /// kprobe-multi cannot link them, that is named, not fatal.
+    fn attach_modules(
+        &mut self,
+        ebpf: &mut Ebpf,
+        modules: &[String],
+        candidates: &[(String, usize)],
+    ) -> Result<(), TracerError> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        if let Some(links) = self.links.as_mut() {
+            match links.link(&split_by_arg(candidates, &pattern(".")?)) {
+                Ok(n) => self.count += n,
+                Err(why) => self.module_problems.push(format!(
+                    "functions of {} not linked: {why}",
+                    modules.join(", ")
+                )),
+            }
+        } else {
+            let by_arg = split_by_arg(candidates, &pattern(DEFAULT_FUNCTIONS)?);
+            self.count += attach_single(ebpf, &by_arg)?;
+        }
+        Ok(())
+    }
+
+    /// Probes the functions of modules loaded since the last call (a
+    /// scenario's topology loads bridge, vxlan, ...); returns how many
+    /// functions were added.
+    pub(super) fn add_new_modules(
+        &mut self,
+        ebpf: &mut Ebpf,
+        btf: &Btf,
+    ) -> Result<usize, TracerError> {
+        let before = self.count;
+        let start = std::time::Instant::now();
+        let probeable = probeable();
+        let new: Vec<String> = modules_with_btf()
+            .into_iter()
+            .filter(|m| self.modules.insert(m.clone()))
+            .collect();
+        let candidates: Vec<(String, usize)> = new
+            .iter()
+            .flat_map(|m| module_candidates(btf, m))
+            .filter(|(name, _)| probeable.as_ref().is_none_or(|p| p.contains(name)))
+            .collect();
+        self.attach_modules(ebpf, &new, &candidates)?;
+        if self.count > before {
+            self.attach += start.elapsed();
+        }
+        Ok(self.count - before)
+    }
 }
 
 /// The functions matching `wanted`, grouped by the argument holding the skb.
@@ -162,10 +265,12 @@ fn attach_single(ebpf: &mut Ebpf, by_arg: &[Vec<String>]) -> Result<usize, Trace
             .ok_or_else(|| TracerError::Load(format!("program {program} missing")))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
-        prog.load().map_err(|e| TracerError::Attach {
-            hook: format!("kprobe ({program})"),
-            msg: describe(&e),
-        })?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| TracerError::Attach {
+                hook: format!("kprobe ({program})"),
+                msg: describe(&e),
+            })?;
+        }
         for name in functions {
             if prog.attach(name, 0).is_ok() {
                 attached += 1;

@@ -20,9 +20,11 @@ use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_
 
 use super::TracerError;
 
-/// The links (closing them detaches the programs).
+/// The loaded programs, one per argument position, and their links
+/// (closing a link detaches it).
 pub(super) struct Links {
-    _links: Vec<OwnedFd>,
+    progs: Vec<(String, OwnedFd)>,
+    links: Vec<OwnedFd>,
 }
 
 /// The `bpf(2)` system call.
@@ -189,35 +191,56 @@ fn link(prog: &OwnedFd, functions: &[String]) -> io::Result<OwnedFd> {
     bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)
 }
 
-/// Attaches `programs[i]` (from [`instructions`]) to the functions whose
-/// skb is argument `i`; returns the links, or why kprobe-multi cannot be
-/// used here (the caller falls back to plain kprobes).
-pub(super) fn attach(
-    programs: &[(String, Vec<bpf_insn>, String)],
-    by_arg: &[Vec<String>],
-) -> Result<Links, String> {
-    let mut links = Vec::new();
-    for ((name, insns, license), functions) in programs.iter().zip(by_arg) {
-        if functions.is_empty() {
-            continue;
-        }
-        let prog = load(name, insns, license)?;
-        let l = link(&prog, functions).map_err(|e| match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => {
-                "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)".to_string()
-            }
-            Some(libc::EINVAL) => format!(
-                "the kernel refused a kprobe-multi link for {name} (EINVAL; they exist from Linux 5.18)"
-            ),
-            Some(libc::ESRCH) => format!(
-                "a function of {} for {name} is not in kallsyms (ESRCH)",
-                functions.len()
-            ),
-            _ => format!("linking {name} to {} functions: {e}", functions.len()),
-        })?;
-        links.push(l);
+impl Links {
+    /// Loads `programs` (from [`instructions`]) as kprobe-multi programs.
+    pub(super) fn load(programs: &[(String, Vec<bpf_insn>, String)]) -> Result<Self, String> {
+        let progs = programs
+            .iter()
+            .map(|(name, insns, license)| Ok((name.clone(), load(name, insns, license)?)))
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            progs,
+            links: Vec::new(),
+        })
     }
-    Ok(Links { _links: links })
+
+    /// Links program `i` to the functions whose skb is argument `i`;
+    /// returns how many functions, or why kprobe-multi cannot take them.
+    /// All or nothing: on an error, this call's links are closed again.
+    pub(super) fn link(&mut self, by_arg: &[Vec<String>]) -> Result<usize, String> {
+        let before = self.links.len();
+        let result = self.link_each(by_arg);
+        if result.is_err() {
+            self.links.truncate(before);
+        }
+        result
+    }
+
+    fn link_each(&mut self, by_arg: &[Vec<String>]) -> Result<usize, String> {
+        let mut count = 0;
+        for ((name, prog), functions) in self.progs.iter().zip(by_arg) {
+            if functions.is_empty() {
+                continue;
+            }
+            let l = link(prog, functions).map_err(|e| match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) => {
+                    "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)"
+                        .to_string()
+                }
+                Some(libc::EINVAL) => format!(
+                    "the kernel refused a kprobe-multi link for {name} (EINVAL; they exist from Linux 5.18)"
+                ),
+                Some(libc::ESRCH) => format!(
+                    "a function of {} for {name} is not in kallsyms (ESRCH)",
+                    functions.len()
+                ),
+                _ => format!("linking {name} to {} functions: {e}", functions.len()),
+            })?;
+            self.links.push(l);
+            count += functions.len();
+        }
+        Ok(count)
+    }
 }
 
 /// Whether this kernel loads and links a kprobe-multi program (to
@@ -229,5 +252,7 @@ pub fn probe(object: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{e:#}"))?;
     let program = crate::abi::KPROBE_MULTI_PROGRAMS[0];
     let progs = instructions(object, &ebpf, None, &[program]).map_err(|e| e.to_string())?;
-    attach(&progs, &[vec!["ip_rcv".to_string()]]).map(drop)
+    Links::load(&progs)?
+        .link(&[vec!["ip_rcv".to_string()]])
+        .map(drop)
 }

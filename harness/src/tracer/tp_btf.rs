@@ -222,10 +222,15 @@ impl TpBtf {
             .map_err(map_err("BANK_FILTERS"))
     }
 
-    /// Attaches the function-level kprobes, once; returns how many
-    /// functions are probed.
+    /// Attaches the function-level probes on first use, and later those of
+    /// modules loaded since; returns how many functions are probed.
     pub fn enable_functions(&mut self, btf: &Btf) -> Result<usize, TracerError> {
-        if self.functions.is_none() {
+        let reported = if let Some(f) = self.functions.as_mut() {
+            // Modules a scenario loaded since: their functions too.
+            let known = f.module_problems.len();
+            f.add_new_modules(&mut self.ebpf, btf)?;
+            known
+        } else {
             let f = super::kprobe::attach_functions(
                 &mut self.ebpf,
                 TRACER_OBJ,
@@ -243,8 +248,16 @@ impl TpBtf {
                 });
             }
             self.functions = Some(f);
+            0
+        };
+        let f = self.functions.as_ref().expect("set above");
+        for why in &f.module_problems[reported..] {
+            self.skipped.push(SkippedHook {
+                hook: "kprobe-multi",
+                why: why.clone(),
+            });
         }
-        Ok(self.functions.as_ref().map_or(0, |f| f.count))
+        Ok(f.count)
     }
 
     /// How functions are probed (`kprobe-multi`, `kprobe`), once they are.

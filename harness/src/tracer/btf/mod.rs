@@ -421,34 +421,28 @@ impl Btf {
     /// `max_arg` parameters, with the position of the first such parameter
     /// (how pwru finds what to probe). Sorted by name.
     pub fn functions_taking(&self, strukt: &str, max_arg: usize) -> Vec<(String, usize)> {
-        let is_ptr_to = |id: u32| {
-            let t = &self.types[self.resolve(id) as usize];
-            if t.kind != KIND_PTR {
-                return false;
-            }
-            let target = &self.types[self.resolve(t.type_ref) as usize];
-            target.kind == KIND_STRUCT && self.name(target.name) == strukt
-        };
-        let mut out: Vec<(String, usize)> = self
-            .types
-            .iter()
-            .filter(|t| t.kind == KIND_FUNC && !self.name(t.name).is_empty())
-            .filter_map(|f| {
-                let proto = self.types.get(f.type_ref as usize)?;
-                if proto.kind != KIND_FUNC_PROTO {
-                    return None;
-                }
-                let pos = self
-                    .params_of(proto)
-                    .iter()
-                    .take(max_arg)
-                    .position(|p| (*p as usize) < self.types.len() && is_ptr_to(*p))?;
-                Some((self.name(f.name).to_string(), pos))
-            })
-            .collect();
-        out.sort();
-        out.dedup_by(|a, b| a.0 == b.0);
-        out
+        View {
+            base: self,
+            split: None,
+        }
+        .functions_taking(strukt, max_arg)
+    }
+
+    /// The same for a module: `data` is its split BTF
+    /// (`/sys/kernel/btf/<module>`), whose types and strings continue this
+    /// (the kernel's) BTF and may refer to it.
+    pub fn module_functions_taking(
+        &self,
+        data: &[u8],
+        strukt: &str,
+        max_arg: usize,
+    ) -> Result<Vec<(String, usize)>, BtfError> {
+        let module = Btf::parse(data)?;
+        Ok(View {
+            base: self,
+            split: Some(&module),
+        }
+        .functions_taking(strukt, max_arg))
     }
 
     /// A BTF holding only `btf_trace_<name>` typedefs with the given
@@ -492,6 +486,93 @@ impl Btf {
     #[cfg(test)]
     fn is_ptr(&self, id: u32) -> bool {
         self.types.get(id as usize).map(|t| t.kind) == Some(KIND_PTR)
+    }
+}
+
+/// The kernel's BTF alone, or a module's split BTF on top of it: a
+/// module's type ids continue after the kernel's last, its string offsets
+/// after the kernel's string section, and its types may refer to the
+/// kernel's (`struct sk_buff` is the kernel's in every module).
+struct View<'a> {
+    /// The kernel's BTF.
+    base: &'a Btf,
+    /// A module's, parsed on its own (its index 0 is a placeholder, its
+    /// first real type is id `base.types.len()`).
+    split: Option<&'a Btf>,
+}
+
+impl<'a> View<'a> {
+    /// The type with this id, and the BTF holding its member tables.
+    fn ty(&self, id: u32) -> Option<(&'a Btf, &'a Type)> {
+        let first = self.base.types.len() as u32;
+        match self.split {
+            Some(m) if id >= first => m.types.get((id - first + 1) as usize).map(|t| (m, t)),
+            _ => self.base.types.get(id as usize).map(|t| (self.base, t)),
+        }
+    }
+
+    fn name(&self, off: u32) -> &'a str {
+        let first = self.base.strings.len() as u32;
+        match self.split {
+            Some(m) if off >= first => cstr(&m.strings, off - first),
+            _ => self.base.name(off),
+        }
+    }
+
+    /// Follows typedefs and qualifiers to the underlying type.
+    fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.ty(id) {
+                Some((
+                    _,
+                    t @ Type {
+                        kind:
+                            KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG,
+                        ..
+                    },
+                )) => id = t.type_ref,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    fn is_ptr_to(&self, id: u32, strukt: &str) -> bool {
+        let Some((_, t)) = self.ty(self.resolve(id)) else {
+            return false;
+        };
+        t.kind == KIND_PTR
+            && self
+                .ty(self.resolve(t.type_ref))
+                .is_some_and(|(_, s)| s.kind == KIND_STRUCT && self.name(s.name) == strukt)
+    }
+
+    /// Functions (of the module when there is one, else of the kernel)
+    /// with a `struct <strukt> *` among their first `max_arg` parameters,
+    /// and the position of the first; sorted, one per name.
+    fn functions_taking(&self, strukt: &str, max_arg: usize) -> Vec<(String, usize)> {
+        let own = self.split.unwrap_or(self.base);
+        let mut out: Vec<(String, usize)> = own
+            .types
+            .iter()
+            .skip(1)
+            .filter(|t| t.kind == KIND_FUNC && !self.name(t.name).is_empty())
+            .filter_map(|f| {
+                let (holder, proto) = self.ty(f.type_ref)?;
+                if proto.kind != KIND_FUNC_PROTO {
+                    return None;
+                }
+                let pos = holder
+                    .params_of(proto)
+                    .iter()
+                    .take(max_arg)
+                    .position(|p| self.is_ptr_to(*p, strukt))?;
+                Some((self.name(f.name).to_string(), pos))
+            })
+            .collect();
+        out.sort();
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
     }
 }
 

@@ -205,3 +205,54 @@ fn running_kernel_btf_has_what_the_tracer_needs() {
     assert!(f.contains(&("ip_rcv".to_string(), 0)));
     assert!(f.contains(&("ip_rcv_finish".to_string(), 2)));
 }
+
+/// A module's split BTF: its ids continue after the kernel's 12 types,
+/// its names after the kernel's strings, and its function's parameter
+/// points at the kernel's `struct outer` (id 8, a pointer to it).
+#[test]
+fn module_functions_are_found_through_the_kernels_types() {
+    let base_blob = synthetic();
+    let base = Btf::parse(&base_blob).unwrap();
+    let base_strings = base.strings.len() as u32;
+    let strings = b"\0mod_fn\0".to_vec();
+    let mut t: Vec<u8> = vec![];
+    let push = |t: &mut Vec<u8>, v: u32| t.extend_from_slice(&v.to_le_bytes());
+    // 13: int (int n, struct outer *o): the skb-like argument is second
+    push(&mut t, 0);
+    push(&mut t, (KIND_FUNC_PROTO << 24) | 2);
+    push(&mut t, 1);
+    for ty in [1, 8] {
+        push(&mut t, 0);
+        push(&mut t, ty);
+    }
+    // 14: mod_fn, of prototype 13, named in the module's strings
+    push(&mut t, base_strings + 1);
+    push(&mut t, KIND_FUNC << 24);
+    push(&mut t, 13);
+    let mut blob = vec![0x9f, 0xeb, 1, 0];
+    for v in [
+        24u32,
+        0,
+        t.len() as u32,
+        t.len() as u32,
+        strings.len() as u32,
+    ] {
+        blob.extend_from_slice(&v.to_le_bytes());
+    }
+    blob.extend_from_slice(&t);
+    blob.extend_from_slice(&strings);
+    assert_eq!(
+        base.module_functions_taking(&blob, "outer", 5).unwrap(),
+        vec![("mod_fn".to_string(), 1)]
+    );
+    assert!(
+        base.module_functions_taking(&blob, "outer", 1)
+            .unwrap()
+            .is_empty()
+    );
+    // The kernel's own function is not the module's.
+    assert_eq!(
+        base.functions_taking("outer", 5),
+        vec![("demo_fn".to_string(), 0)]
+    );
+}
