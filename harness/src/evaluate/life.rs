@@ -10,8 +10,14 @@ pub fn life(tl: &Timeline, packet: usize) -> Vec<&Step> {
     life_of(tl, packet, false)
 }
 
-/// How soon after the packet's latest event a copy must appear.
+/// How soon after the packet's latest event a copy must appear, natively.
 const COPY_WINDOW_NS: u64 = 100_000_000;
+
+/// [`COPY_WINDOW_NS`] times `PKTFATE_TIMEOUT_SCALE`: in an emulated guest a
+/// raw socket's reader took 167 ms to copy out the reply it was given.
+fn copy_window() -> u64 {
+    COPY_WINDOW_NS * u64::from(crate::collect::timeout_scale())
+}
 
 /// What identifies one packet across skb copies: the headers that a copy
 /// keeps (addresses, ports, TCP sequence and flags, ICMP type and id).
@@ -51,6 +57,16 @@ fn signature(
 /// same packet (by [`signature`], as of any event so far, so NAT and
 /// rewrites are followed). Events come in time order.
 pub fn life_of(tl: &Timeline, packet: usize, reverse: bool) -> Vec<&Step> {
+    life_within(tl, packet, reverse, copy_window())
+}
+
+/// [`life_of`] with copies taken in up to `window_ns` after the latest event.
+pub(super) fn life_within(
+    tl: &Timeline,
+    packet: usize,
+    reverse: bool,
+    window_ns: u64,
+) -> Vec<&Step> {
     let cands: Vec<&Step> = tl
         .steps
         .iter()
@@ -86,7 +102,7 @@ pub fn life_of(tl: &Timeline, packet: usize, reverse: bool) -> Vec<&Step> {
         for s in &starts {
             // A copy starts at once; the same headers much later are a new
             // send (a retransmission), not this packet.
-            let near = s.ev.ts_ns <= last_ts(&chain) + COPY_WINDOW_NS;
+            let near = s.ev.ts_ns <= last_ts(&chain) + window_ns;
             if !chain.contains(&s.life) && near && sigs.contains(&signature(s)) {
                 chain.insert(s.life);
                 sigs.extend(

@@ -162,6 +162,39 @@ fn a_packet_is_followed_into_a_copy() {
 }
 
 #[test]
+fn a_late_copy_joins_the_packet_within_the_scaled_window() {
+    // As traced in an emulated 6.18 guest: the ICMP echo reply is dropped
+    // by ping_rcv (no ping socket) while its clone waits on the raw
+    // socket, whose reader copies it out 167 ms later.
+    let mut dropped = step(1, "kfree_skb", &["icmp_rcv", "ping_rcv"], "host", "docker0");
+    dropped.ev.ts_ns = 1_000_000_000;
+    dropped.ev.reason = Some("NO_SOCKET".into());
+    let mut read = step(
+        2,
+        "skb_copy_datagram_iovec",
+        &["raw_recvmsg"],
+        "host",
+        "docker0",
+    );
+    read.ev.ts_ns = 1_167_000_000;
+    let tl = Timeline {
+        steps: vec![dropped, read],
+        settled: true,
+        ..Default::default()
+    };
+    let native = life::life_within(&tl, 0, false, 100_000_000);
+    assert!(
+        !facts(&native).delivered,
+        "natively, 167 ms is another packet"
+    );
+    let emulated = life::life_within(&tl, 0, false, 4 * 100_000_000);
+    assert!(
+        facts(&emulated).delivered,
+        "x4 in a guest: the same packet's copy"
+    );
+}
+
+#[test]
 fn a_resent_copy_dropped_the_same_way_is_not_an_unexpected_drop() {
     let s = Scenario::parse(
         std::path::Path::new("t.yaml"),
