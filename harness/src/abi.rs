@@ -104,15 +104,10 @@ pub const KPROBE_PROGRAMS: [&str; 5] = [
     "kprobe_skb_arg4",
 ];
 
-/// The same programs for kprobe-multi links (the function's address from
-/// `bpf_get_func_ip`, not the registers).
-pub const KPROBE_MULTI_PROGRAMS: [&str; 5] = [
-    "kmulti_skb_arg0",
-    "kmulti_skb_arg1",
-    "kmulti_skb_arg2",
-    "kmulti_skb_arg3",
-    "kmulti_skb_arg4",
-];
+/// The program of the kprobe-multi link: one over every function, each
+/// with its skb argument's position as the link's cookie (the function's
+/// address from `bpf_get_func_ip`, not the registers).
+pub const KPROBE_MULTI_PROGRAM: &str = "kmulti_skb";
 
 /// `Event::reason` when the kernel's tracepoint passes none (`kfree_skb`
 /// before 5.17, `tcp_send_reset` before 6.10).

@@ -6,8 +6,8 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{
-            bpf_get_func_ip, bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
-            bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
+            bpf_get_attach_cookie, bpf_get_func_ip, bpf_get_smp_processor_id, bpf_get_stack,
+            bpf_ktime_get_ns, bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
         },
     },
     macros::{classifier, fentry, kprobe, map, raw_tracepoint},
@@ -1028,22 +1028,49 @@ fn on_function<const MULTI: bool>(ctx: &ProbeContext, skb: u64) -> u32 {
 /// One kprobe program per argument position the skb may take (x86-64
 /// passes five in registers).
 macro_rules! skb_arg_probes {
-    ($multi:literal: $($name:ident = $arg:literal),*) => {$(
+    ($($name:ident = $arg:literal),*) => {$(
         #[kprobe]
         pub fn $name(ctx: ProbeContext) -> u32 {
-            on_function::<$multi>(&ctx, ctx.arg::<u64>($arg).unwrap_or(0))
+            on_function::<false>(&ctx, ctx.arg::<u64>($arg).unwrap_or(0))
         }
     )*};
 }
 
-skb_arg_probes!(false: kprobe_skb_arg0 = 0, kprobe_skb_arg1 = 1, kprobe_skb_arg2 = 2,
-    kprobe_skb_arg3 = 3, kprobe_skb_arg4 = 4);
+skb_arg_probes!(
+    kprobe_skb_arg0 = 0,
+    kprobe_skb_arg1 = 1,
+    kprobe_skb_arg2 = 2,
+    kprobe_skb_arg3 = 3,
+    kprobe_skb_arg4 = 4
+);
 
-// The same for kprobe-multi links (one per argument position, each over
-// every function passing the skb there). aya 0.14 cannot give a program
-// that expected attach type, so the harness loads these itself.
-skb_arg_probes!(true: kmulti_skb_arg0 = 0, kmulti_skb_arg1 = 1, kmulti_skb_arg2 = 2,
-    kmulti_skb_arg3 = 3, kmulti_skb_arg4 = 4);
+/// The same for one kprobe-multi link over every function: the link gives
+/// each function a cookie, the position of its skb argument. One program
+/// and one link instead of five: each link costs the kernel a walk over
+/// kallsyms. aya 0.14 cannot give a program the kprobe-multi attach
+/// type, so the harness loads this one itself.
+#[kprobe]
+pub fn kmulti_skb(ctx: ProbeContext) -> u32 {
+    // Every register read at its constant offset first, then one picked:
+    // a register chosen by the cookie would be a variable offset into the
+    // context, which the verifier refuses.
+    let args: [u64; 5] = [
+        ctx.arg(0).unwrap_or(0),
+        ctx.arg(1).unwrap_or(0),
+        ctx.arg(2).unwrap_or(0),
+        ctx.arg(3).unwrap_or(0),
+        ctx.arg(4).unwrap_or(0),
+    ];
+    let skb = match unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } {
+        0 => args[0],
+        1 => args[1],
+        2 => args[2],
+        3 => args[3],
+        4 => args[4],
+        _ => 0,
+    };
+    on_function::<true>(&ctx, skb)
+}
 
 /// Loaded by `pktfate doctor` only, to learn whether this kernel lets a
 /// kprobe attach (the function-level backend needs it). Does nothing.

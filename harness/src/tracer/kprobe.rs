@@ -7,7 +7,7 @@ use aya::Ebpf;
 
 use super::TracerError;
 use super::btf::Btf;
-use crate::abi::{KPROBE_MULTI_PROGRAMS, KPROBE_PROGRAMS};
+use crate::abi::{KPROBE_MULTI_PROGRAM, KPROBE_PROGRAMS};
 use crate::common::verifier::describe;
 
 /// Functions ftrace can probe, when tracefs says (a kprobe elsewhere may
@@ -31,7 +31,7 @@ fn probeable() -> Option<std::collections::HashSet<String>> {
 /// emulation), so the 2,400 functions a 6.18 kernel passes an skb to would
 /// take minutes (kprobe-multi takes them all by default);
 /// `PKTFATE_FUNCTIONS` (a regex, `.` for all) widens or narrows it.
-pub const DEFAULT_FUNCTIONS: &str = "^(netif_receive_skb|__netif_receive_skb_core|ip_rcv|ip_rcv_core|ip_rcv_finish|ip_route_input_slow|ip_local_deliver|ip_local_deliver_finish|ip_protocol_deliver_rcu|ip_forward|ip_forward_finish|ip_output|ip_finish_output|__ip_finish_output|ip_finish_output2|ip_local_out|__ip_local_out|ip_error|ipv6_rcv|ip6_rcv_finish|ip6_input|ip6_forward|ip6_output|ip6_finish_output|nf_hook_slow|fib_validate_source|br_handle_frame|br_forward|br_pass_frame_up|__neigh_event_send|neigh_resolve_output|arp_rcv|__dev_queue_xmit|dev_hard_start_xmit|tcf_classify|tcp_v4_rcv|tcp_v6_rcv|udp_rcv|udpv6_rcv|icmp_rcv|icmpv6_rcv|veth_xmit|tun_net_xmit|vxlan_rcv|vxlan_xmit)$";
+pub const DEFAULT_FUNCTIONS: &str = "^(netif_receive_skb|__netif_receive_skb_core|ip_rcv|ip_rcv_core|ip_rcv_finish|ip_route_input_slow|ip_local_deliver|ip_local_deliver_finish|ip_protocol_deliver_rcu|ip_forward|ip_forward_finish|ip_output|ip_finish_output|__ip_finish_output|ip_finish_output2|ip_local_out|__ip_local_out|ip_error|ipv6_rcv|ip6_rcv_finish|ip6_input|ip6_forward|ip6_output|ip6_finish_output|nf_hook_slow|fib_validate_source|br_handle_frame|br_handle_frame_finish|br_forward|br_pass_frame_up|__neigh_event_send|neigh_resolve_output|arp_rcv|__dev_queue_xmit|dev_hard_start_xmit|tcf_classify|tcp_v4_rcv|tcp_v6_rcv|udp_rcv|udpv6_rcv|icmp_rcv|icmpv6_rcv|veth_xmit|tun_net_xmit|vxlan_rcv|vxlan_xmit)$";
 
 /// Raises the open-file limit to its hard maximum: every plain kprobe
 /// holds a perf event descriptor.
@@ -142,26 +142,24 @@ pub(super) fn attach_functions(
     };
     let all = pattern(".")?;
     let loaded =
-        super::kprobe_multi::instructions(object, ebpf, Some(events_fd), &KPROBE_MULTI_PROGRAMS)
+        super::kprobe_multi::instructions(object, ebpf, Some(events_fd), KPROBE_MULTI_PROGRAM)
             .map_err(|e| e.to_string())
-            .and_then(|progs| super::kprobe_multi::Links::load(&progs));
-    // One link per argument position for the kernel's and the modules'
-    // functions together (each link costs a pass over kallsyms and an
-    // ftrace update); the kernel's alone if modules' names do not resolve.
+            .and_then(|program| super::kprobe_multi::Links::load(&program));
+    // One link for the kernel's and the modules' functions together (each
+    // link costs the kernel a walk over kallsyms and an ftrace update); the
+    // kernel's alone if the modules' names do not resolve.
     let everything: Vec<(String, usize)> = kernel.iter().chain(&in_modules).cloned().collect();
-    let multi = loaded.and_then(
-        |mut links| match links.link(&split_by_arg(&everything, &all)) {
-            Ok(n) => Ok((links, n)),
-            Err(with_modules) => {
-                let n = links.link(&split_by_arg(&kernel, &all))?;
-                if !in_modules.is_empty() {
-                    f.module_problems
-                        .push(format!("module functions not linked: {with_modules}"));
-                }
-                Ok((links, n))
+    let multi = loaded.and_then(|mut links| match links.link(&matching(&everything, &all)) {
+        Ok(n) => Ok((links, n)),
+        Err(with_modules) => {
+            let n = links.link(&matching(&kernel, &all))?;
+            if !in_modules.is_empty() {
+                f.module_problems
+                    .push(format!("module functions not linked: {with_modules}"));
             }
-        },
-    );
+            Ok((links, n))
+        }
+    });
     match multi {
         Ok((links, n)) => {
             f.count = n;
@@ -198,7 +196,7 @@ impl Functions {
             return Ok(());
         }
         if let Some(links) = self.links.as_mut() {
-            match links.link(&split_by_arg(candidates, &pattern(".")?)) {
+            match links.link(&matching(candidates, &pattern(".")?)) {
                 Ok(n) => self.count += n,
                 Err(why) => self.module_problems.push(format!(
                     "functions of {} not linked: {why}",
@@ -238,6 +236,15 @@ impl Functions {
         }
         Ok(self.count - before)
     }
+}
+
+/// The candidates matching `wanted`.
+fn matching(candidates: &[(String, usize)], wanted: &regex::Regex) -> Vec<(String, usize)> {
+    candidates
+        .iter()
+        .filter(|(name, _)| wanted.is_match(name))
+        .cloned()
+        .collect()
 }
 
 /// The functions matching `wanted`, grouped by the argument holding the skb.

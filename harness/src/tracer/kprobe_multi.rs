@@ -1,7 +1,8 @@
 //! kprobe-multi links (fprobe; Linux 5.18+ built with `CONFIG_FPROBE`):
-//! one link per argument position over every function passing the skb
-//! there, attached in one system call, where plain kprobes need a perf
-//! event each (~5 ms natively, ~200 ms under emulation).
+//! one link over every function passing an skb, with its argument's
+//! position as each function's cookie, attached in one system call where
+//! plain kprobes need a perf event each (~5 ms natively, ~200 ms under
+//! emulation).
 //!
 //! aya 0.14 loads a kprobe program without an expected attach type, and
 //! the kernel links only programs loaded as `BPF_TRACE_KPROBE_MULTI`. So
@@ -20,10 +21,10 @@ use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_
 
 use super::TracerError;
 
-/// The loaded programs, one per argument position, and their links
-/// (closing a link detaches it).
+/// The loaded program and its links (closing a link detaches it).
 pub(super) struct Links {
-    progs: Vec<(String, OwnedFd)>,
+    name: String,
+    prog: OwnedFd,
     links: Vec<OwnedFd>,
 }
 
@@ -89,16 +90,26 @@ fn map_data(map: &Map) -> &MapData {
     }
 }
 
-/// The instructions of `programs` from `object`, linked (their calls
-/// resolved) and with their map references set to `ebpf`'s maps and to
-/// `EVENTS` (the ring buffer, when taken out of `ebpf`).
+/// A program taken out of the tracer object: name, instructions, licence.
+pub(super) struct Program {
+    /// Its name in the object.
+    pub name: String,
+    /// Linked, with map references set.
+    pub insns: Vec<bpf_insn>,
+    /// Its licence (the helpers it calls need GPL).
+    pub license: String,
+}
+
+/// Program `name` of `object`, linked (its calls resolved) and with its
+/// map references set to `ebpf`'s maps and to `EVENTS` (the ring buffer,
+/// when taken out of `ebpf`).
 pub(super) fn instructions(
     object: &[u8],
     ebpf: &Ebpf,
     events_fd: Option<RawFd>,
-    programs: &[&str],
-) -> Result<Vec<(String, Vec<bpf_insn>, String)>, TracerError> {
-    let err = |e: String| TracerError::Load(format!("kprobe-multi programs: {e}"));
+    name: &str,
+) -> Result<Program, TracerError> {
+    let err = |e: String| TracerError::Load(format!("kprobe-multi program: {e}"));
     let mut obj = aya_obj::Object::parse(object).map_err(|e| err(e.to_string()))?;
     let mut fds: Vec<(String, RawFd)> = ebpf
         .maps()
@@ -120,18 +131,15 @@ pub(super) fn instructions(
         .map_err(|e| err(e.to_string()))?;
     obj.relocate_calls(&text_sections)
         .map_err(|e| err(e.to_string()))?;
-    programs
-        .iter()
-        .map(|name| {
-            let prog = obj
-                .programs
-                .get(*name)
-                .ok_or_else(|| err(format!("program {name} missing")))?;
-            let function = &obj.functions[&prog.function_key()];
-            let license = prog.license.to_string_lossy().into_owned();
-            Ok(((*name).to_string(), function.instructions.clone(), license))
-        })
-        .collect()
+    let prog = obj
+        .programs
+        .get(name)
+        .ok_or_else(|| err(format!("program {name} missing")))?;
+    Ok(Program {
+        name: name.to_string(),
+        insns: obj.functions[&prog.function_key()].instructions.clone(),
+        license: prog.license.to_string_lossy().into_owned(),
+    })
 }
 
 /// Loads one program as `BPF_TRACE_KPROBE_MULTI`; a verifier refusal is
@@ -171,12 +179,13 @@ pub(super) fn load(name: &str, insns: &[bpf_insn], license: &str) -> Result<Owne
     })
 }
 
-/// Links a loaded program to `functions` (kernel symbol names).
-fn link(prog: &OwnedFd, functions: &[String]) -> io::Result<OwnedFd> {
-    let names: Vec<CString> = functions
+/// Links a loaded program to `functions` (kernel symbol names, each with
+/// its cookie: the position of its skb argument).
+fn link(prog: &OwnedFd, functions: &[(String, usize)]) -> io::Result<OwnedFd> {
+    let (names, cookies): (Vec<CString>, Vec<u64>) = functions
         .iter()
-        .filter_map(|f| CString::new(f.as_str()).ok())
-        .collect();
+        .filter_map(|(f, arg)| Some((CString::new(f.as_str()).ok()?, *arg as u64)))
+        .unzip();
     let ptrs: Vec<u64> = names.iter().map(|n| n.as_ptr() as u64).collect();
     let mut attr = zeroed_attr();
     // SAFETY: writing the BPF_LINK_CREATE member of a zeroed union; the
@@ -187,59 +196,44 @@ fn link(prog: &OwnedFd, functions: &[String]) -> io::Result<OwnedFd> {
         l.attach_type = bpf_attach_type::BPF_TRACE_KPROBE_MULTI as u32;
         l.__bindgen_anon_3.kprobe_multi.cnt = ptrs.len() as u32;
         l.__bindgen_anon_3.kprobe_multi.syms = ptrs.as_ptr() as u64;
+        l.__bindgen_anon_3.kprobe_multi.cookies = cookies.as_ptr() as u64;
     }
     bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)
 }
 
 impl Links {
-    /// Loads `programs` (from [`instructions`]) as kprobe-multi programs.
-    pub(super) fn load(programs: &[(String, Vec<bpf_insn>, String)]) -> Result<Self, String> {
-        let progs = programs
-            .iter()
-            .map(|(name, insns, license)| Ok((name.clone(), load(name, insns, license)?)))
-            .collect::<Result<_, String>>()?;
+    /// Loads `program` (from [`instructions`]) as a kprobe-multi program.
+    pub(super) fn load(program: &Program) -> Result<Self, String> {
         Ok(Self {
-            progs,
+            name: program.name.clone(),
+            prog: load(&program.name, &program.insns, &program.license)?,
             links: Vec::new(),
         })
     }
 
-    /// Links program `i` to the functions whose skb is argument `i`;
-    /// returns how many functions, or why kprobe-multi cannot take them.
-    /// All or nothing: on an error, this call's links are closed again.
-    pub(super) fn link(&mut self, by_arg: &[Vec<String>]) -> Result<usize, String> {
-        let before = self.links.len();
-        let result = self.link_each(by_arg);
-        if result.is_err() {
-            self.links.truncate(before);
+    /// Links the program to `functions` (each with the position of its skb
+    /// argument) in one link; returns how many, or why kprobe-multi cannot
+    /// take them.
+    pub(super) fn link(&mut self, functions: &[(String, usize)]) -> Result<usize, String> {
+        if functions.is_empty() {
+            return Ok(0);
         }
-        result
-    }
-
-    fn link_each(&mut self, by_arg: &[Vec<String>]) -> Result<usize, String> {
-        let mut count = 0;
-        for ((name, prog), functions) in self.progs.iter().zip(by_arg) {
-            if functions.is_empty() {
-                continue;
+        let name = &self.name;
+        let l = link(&self.prog, functions).map_err(|e| match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) => {
+                "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)".to_string()
             }
-            let l = link(prog, functions).map_err(|e| match e.raw_os_error() {
-                Some(libc::EOPNOTSUPP) => {
-                    "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)"
-                        .to_string()
-                }
-                Some(libc::EINVAL) => format!(
-                    "the kernel refused a kprobe-multi link for {name} (EINVAL; they exist from Linux 5.18)"
-                ),
-                Some(libc::ESRCH) => format!(
-                    "a function of {} for {name} is not in kallsyms (ESRCH)",
-                    functions.len()
-                ),
-                _ => format!("linking {name} to {} functions: {e}", functions.len()),
-            })?;
-            self.links.push(l);
-            count += functions.len();
-        }
-        Ok(count)
+            Some(libc::EINVAL) => format!(
+                "the kernel refused a kprobe-multi link for {name} (EINVAL; they exist from Linux 5.18)"
+            ),
+            Some(libc::ESRCH) => format!(
+                "one of {} functions is not in kallsyms (ESRCH)",
+                functions.len()
+            ),
+            _ => format!("linking {name} to {} functions: {e}", functions.len()),
+        })?;
+        self.links.push(l);
+        Ok(functions.len())
     }
 }
 
@@ -250,9 +244,9 @@ pub fn probe(object: &[u8]) -> Result<(), String> {
     let ebpf = aya::EbpfLoader::new()
         .load(object)
         .map_err(|e| format!("{e:#}"))?;
-    let program = crate::abi::KPROBE_MULTI_PROGRAMS[0];
-    let progs = instructions(object, &ebpf, None, &[program]).map_err(|e| e.to_string())?;
-    Links::load(&progs)?
-        .link(&[vec!["ip_rcv".to_string()]])
+    let program = instructions(object, &ebpf, None, crate::abi::KPROBE_MULTI_PROGRAM)
+        .map_err(|e| e.to_string())?;
+    Links::load(&program)?
+        .link(&[("ip_rcv".to_string(), 0)])
         .map(drop)
 }
