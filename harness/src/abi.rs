@@ -109,6 +109,16 @@ pub const KPROBE_PROGRAMS: [&str; 5] = [
 /// address from `bpf_get_func_ip`, not the registers).
 pub const KPROBE_MULTI_PROGRAM: &str = "kmulti_skb";
 
+/// fentry programs of the function-level backend: `FENTRY_PROGRAMS[i]`
+/// reads the skb from argument `i`; one copy is loaded per function.
+pub const FENTRY_PROGRAMS: [&str; 5] = [
+    "fentry_skb_arg0",
+    "fentry_skb_arg1",
+    "fentry_skb_arg2",
+    "fentry_skb_arg3",
+    "fentry_skb_arg4",
+];
+
 /// `Event::reason` when the kernel's tracepoint passes none (`kfree_skb`
 /// before 5.17, `tcp_send_reset` before 6.10).
 pub const REASON_UNKNOWN: u32 = u32::MAX;

@@ -982,10 +982,9 @@ pub fn tc_observer(ctx: TcContext) -> i32 {
 /// Only skbs the tracepoints already track are reported, and tracking is
 /// neither started nor refreshed here: functions that run after the free
 /// (`skb_release_data`, `kfree_skbmem`) must not revive a dead skb.
-/// `MULTI`: attached through a kprobe-multi link, whose registers are not
-/// those of the probed call, so the function comes from `bpf_get_func_ip`.
+/// `location` gives the function's address, read only for tracked skbs.
 #[inline(always)]
-fn on_function<const MULTI: bool>(ctx: &ProbeContext, skb: u64) -> u32 {
+fn on_function<C: EbpfContext>(ctx: &C, skb: u64, location: impl FnOnce() -> u64) -> u32 {
     if skb == 0 {
         return 0;
     }
@@ -1009,12 +1008,7 @@ fn on_function<const MULTI: bool>(ctx: &ProbeContext, skb: u64) -> u32 {
     ev.hook = hook::FUNCTION;
     ev.run = known.run;
     ev.skb = skb;
-    ev.location = if MULTI {
-        unsafe { bpf_get_func_ip(ctx.as_ptr()) }
-    } else {
-        // With an int3 or ftrace kprobe, ip is just past the probed address.
-        unsafe { (*ctx.regs).rip }.saturating_sub(1)
-    };
+    ev.location = location();
     ev.netns = netns;
     ev.ifindex = ifindex;
     ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
@@ -1031,7 +1025,11 @@ macro_rules! skb_arg_probes {
     ($($name:ident = $arg:literal),*) => {$(
         #[kprobe]
         pub fn $name(ctx: ProbeContext) -> u32 {
-            on_function::<false>(&ctx, ctx.arg::<u64>($arg).unwrap_or(0))
+            // With an int3 or ftrace kprobe, ip is just past the probed
+            // address.
+            on_function(&ctx, ctx.arg::<u64>($arg).unwrap_or(0), || {
+                unsafe { (*ctx.regs).rip }.saturating_sub(1)
+            })
         }
     )*};
 }
@@ -1069,8 +1067,32 @@ pub fn kmulti_skb(ctx: ProbeContext) -> u32 {
         4 => args[4],
         _ => 0,
     };
-    on_function::<true>(&ctx, skb)
+    // A kprobe-multi link's registers are not those of the probed call.
+    on_function(&ctx, skb, || unsafe { bpf_get_func_ip(ctx.as_ptr()) })
 }
+
+/// One fentry program per argument position (fentry passes the arguments
+/// as an array; 5.15+ for `bpf_get_func_ip`). The harness loads one copy
+/// per function, with that function as its attach target: the section's
+/// `ip_rcv` is only a placeholder.
+macro_rules! skb_arg_fentries {
+    ($($name:ident = $arg:literal),*) => {$(
+        #[fentry(function = "ip_rcv")]
+        pub fn $name(ctx: FEntryContext) -> i32 {
+            on_function(&ctx, ctx.arg::<u64>($arg), || unsafe {
+                bpf_get_func_ip(ctx.as_ptr())
+            }) as i32
+        }
+    )*};
+}
+
+skb_arg_fentries!(
+    fentry_skb_arg0 = 0,
+    fentry_skb_arg1 = 1,
+    fentry_skb_arg2 = 2,
+    fentry_skb_arg3 = 3,
+    fentry_skb_arg4 = 4
+);
 
 /// Loaded by `pktfate doctor` only, to learn whether this kernel lets a
 /// kprobe attach (the function-level backend needs it). Does nothing.
@@ -1079,10 +1101,14 @@ pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Loaded by `pktfate doctor` only, to learn whether this kernel accepts
-/// fentry programs (BPF trampolines). Does nothing.
+/// Loaded by `pktfate doctor` and the fentry backend's check, to learn
+/// whether this kernel accepts fentry programs (BPF trampolines) that call
+/// `bpf_get_func_ip` (5.15+), as the backend's do. Does nothing with it.
 #[fentry(function = "ip_rcv")]
-pub fn probe_fentry(_ctx: FEntryContext) -> i32 {
+pub fn probe_fentry(ctx: FEntryContext) -> i32 {
+    let mut ip = 0u64;
+    // Volatile, so the call is kept; fentry programs must return 0.
+    unsafe { core::ptr::write_volatile(&mut ip, bpf_get_func_ip(ctx.as_ptr())) };
     0
 }
 

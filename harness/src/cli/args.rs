@@ -227,6 +227,9 @@ pub enum BackendArg {
     /// Tracepoints and kprobes (kprobe-multi where the kernel links it)
     /// on every function taking an skb.
     Kprobe,
+    /// Tracepoints and an fentry program on each function of the default
+    /// set (for kernels without kprobes; one verifier pass per function).
+    Fentry,
 }
 
 impl BackendArg {
@@ -236,6 +239,7 @@ impl BackendArg {
             BackendArg::Auto => BackendChoice::Auto,
             BackendArg::Tracepoint => BackendChoice::Tracepoint,
             BackendArg::Kprobe => BackendChoice::Kprobe,
+            BackendArg::Fentry => BackendChoice::Fentry,
         }
     }
 
@@ -244,6 +248,7 @@ impl BackendArg {
             BackendArg::Auto => "auto",
             BackendArg::Tracepoint => "tracepoint",
             BackendArg::Kprobe => "kprobe",
+            BackendArg::Fentry => "fentry",
         }
     }
 }

@@ -42,6 +42,14 @@ pub fn run(a: RunArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if backend == BackendArg::Fentry {
+        if let Err(e) = pktfate::tracer::tp_btf::fentry_available() {
+            eprintln!(
+                "error: --backend fentry: this kernel refuses fentry programs ({e})\n  hint: use --backend auto (`pktfate doctor` shows what this kernel offers)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     runner::set_backend(backend.choice());
     cmd_run(
         &paths,

@@ -127,11 +127,22 @@ fn backend_choice() -> BackendChoice {
 
 /// Whether to probe kernel functions for this scenario, or why it cannot
 /// be run as asked.
-fn function_level(s: &Scenario) -> Result<bool, String> {
-    decide_functions(s, backend_choice(), crate::tracer::kprobes_available())
+/// Returns (functions, by fentry rather than kprobes).
+fn function_level(s: &Scenario) -> Result<(bool, bool), String> {
+    decide_functions(
+        s,
+        backend_choice(),
+        crate::tracer::kprobes_available(),
+        &crate::tracer::tp_btf::fentry_available,
+    )
 }
 
-fn decide_functions(s: &Scenario, choice: BackendChoice, kprobes: bool) -> Result<bool, String> {
+fn decide_functions(
+    s: &Scenario,
+    choice: BackendChoice,
+    kprobes: bool,
+    fentry: &dyn Fn() -> Result<(), String>,
+) -> Result<(bool, bool), String> {
     let wanted = match choice {
         BackendChoice::Tracepoint if s.requires.functions => {
             return Err(
@@ -139,16 +150,24 @@ fn decide_functions(s: &Scenario, choice: BackendChoice, kprobes: bool) -> Resul
             );
         }
         BackendChoice::Tracepoint => false,
-        BackendChoice::Kprobe => true,
+        BackendChoice::Kprobe | BackendChoice::Fentry => true,
         BackendChoice::Auto => s.requires.functions,
     };
-    if wanted && !kprobes {
-        return Err(
-            "needs function-level tracing: this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)"
-                .into(),
-        );
+    let no_kprobes = "this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)";
+    match choice {
+        _ if !wanted => Ok((false, false)),
+        BackendChoice::Fentry => fentry()
+            .map(|()| (true, true))
+            .map_err(|e| format!("--backend fentry: this kernel refuses fentry programs ({e})")),
+        _ if kprobes => Ok((true, false)),
+        BackendChoice::Kprobe => Err(format!("needs function-level tracing: {no_kprobes}")),
+        // auto: fentry where kprobes are missing.
+        _ => fentry().map(|()| (true, true)).map_err(|e| {
+            format!(
+                "needs function-level tracing: {no_kprobes}, and it refuses fentry programs ({e})"
+            )
+        }),
     }
-    Ok(wanted)
 }
 
 /// Why a scenario cannot run here, if its `requires` are not met.
@@ -289,12 +308,14 @@ fn trace_spec(
             }
         }
     }
+    let (functions, fentry) = function_level(s).map_err(RunError::Skipped)?;
     let spec = TraceSpec {
         netns: topo.inodes(),
         filters: filters.iter().map(|(_, f)| f.clone()).collect(),
         stacks: true,
         tc_hooks,
-        functions: function_level(s).map_err(RunError::Skipped)?,
+        functions,
+        fentry,
     };
     Ok((filters, spec))
 }
@@ -515,23 +536,41 @@ mod tests {
         };
         let (needs, plain) = (file(true), file(false));
         use BackendChoice::*;
+        let works = || Ok(());
+        let refused = || Err("Operation not permitted".to_string());
         assert_eq!(
-            decide_functions(&plain, Auto, true),
-            Ok(false),
+            decide_functions(&plain, Auto, true, &works),
+            Ok((false, false)),
             "tracepoints are cheaper"
         );
-        assert_eq!(decide_functions(&needs, Auto, true), Ok(true));
+        assert_eq!(
+            decide_functions(&needs, Auto, true, &works),
+            Ok((true, false))
+        );
+        assert_eq!(
+            decide_functions(&needs, Auto, false, &works),
+            Ok((true, true)),
+            "fentry where kprobes are missing"
+        );
+        let e = decide_functions(&needs, Auto, false, &refused).unwrap_err();
         assert!(
-            decide_functions(&needs, Auto, false)
-                .unwrap_err()
-                .contains("no kprobes")
+            e.contains("no kprobes") && e.contains("Operation not permitted"),
+            "{e}"
         );
         assert!(
-            decide_functions(&needs, Tracepoint, true)
+            decide_functions(&needs, Tracepoint, true, &works)
                 .unwrap_err()
                 .contains("--backend tracepoint")
         );
-        assert_eq!(decide_functions(&plain, Kprobe, true), Ok(true));
-        assert!(decide_functions(&plain, Kprobe, false).is_err());
+        assert_eq!(
+            decide_functions(&plain, Kprobe, true, &works),
+            Ok((true, false))
+        );
+        assert!(decide_functions(&plain, Kprobe, false, &works).is_err());
+        assert_eq!(
+            decide_functions(&plain, Fentry, true, &works),
+            Ok((true, true))
+        );
+        assert!(decide_functions(&plain, Fentry, true, &refused).is_err());
     }
 }

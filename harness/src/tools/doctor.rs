@@ -54,37 +54,26 @@ pub struct Doctor {
     pub kprobes: Capability,
     /// kprobe-multi (fprobe; a real load and link, as the backend does).
     pub kprobe_multi: Capability,
-    /// fentry (a real load and attach of a BPF trampoline program).
+    /// fentry (a real load and attach of a BPF trampoline program, as the
+    /// backend does).
     pub fentry: Capability,
     /// Kernel modules scenarios use.
     pub modules: Vec<(&'static str, ModuleState)>,
 }
 
-/// Loads and attaches one of the tracer object's probe programs.
-fn probe(kind: &str) -> Capability {
+/// Loads and attaches the tracer object's `probe_kprobe` on `ip_rcv`.
+fn probe_kprobe() -> Capability {
     let result = (|| -> Result<(), String> {
         let mut ebpf = aya::EbpfLoader::new()
             .load(crate::tracer::tp_btf::TRACER_OBJ)
             .map_err(|e| format!("{e:#}"))?;
-        if kind == "kprobe" {
-            let p: &mut aya::programs::KProbe = ebpf
-                .program_mut("probe_kprobe")
-                .ok_or("probe_kprobe missing")?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-            p.load().map_err(|e| describe(&e))?;
-            p.attach("ip_rcv", 0).map_err(|e| describe(&e))?;
-        } else {
-            let btf = aya::Btf::from_sys_fs().map_err(|e| e.to_string())?;
-            let p: &mut aya::programs::FEntry = ebpf
-                .program_mut("probe_fentry")
-                .ok_or("probe_fentry missing")?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-            p.load("ip_rcv", &btf).map_err(|e| describe(&e))?;
-            p.attach().map_err(|e| describe(&e))?;
-        }
-        Ok(())
+        let p: &mut aya::programs::KProbe = ebpf
+            .program_mut("probe_kprobe")
+            .ok_or("probe_kprobe missing")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        p.load().map_err(|e| describe(&e))?;
+        p.attach("ip_rcv", 0).map(drop).map_err(|e| describe(&e))
     })();
     Capability::from_probe(result, "a probe on ip_rcv loaded and attached")
 }
@@ -140,6 +129,7 @@ pub fn examine() -> Doctor {
         stacks: false,
         tc_hooks: vec![],
         functions: false,
+        fentry: false,
     };
     let (backend, tracer_error, attached, skipped) = match Tracer::start(&spec) {
         Ok(t) => (
@@ -164,7 +154,7 @@ pub fn examine() -> Doctor {
         .iter()
         .any(|a| a.hook == "kfree_skb" && a.program == "kfree_skb");
     let kprobes = if std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        probe("kprobe")
+        probe_kprobe()
     } else {
         Capability {
             available: false,
@@ -193,7 +183,10 @@ pub fn examine() -> Doctor {
         hooks,
         kprobes,
         kprobe_multi,
-        fentry: probe("fentry"),
+        fentry: Capability::from_probe(
+            crate::tracer::fentry::probe(crate::tracer::tp_btf::TRACER_OBJ),
+            "an fentry program on ip_rcv loaded and attached",
+        ),
         modules: kmod::KNOWN.iter().map(|m| (*m, kmod::state(m))).collect(),
     }
 }

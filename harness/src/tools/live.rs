@@ -122,6 +122,7 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
         stacks: true,
         tc_hooks: vec![],
         functions: false,
+        fentry: false,
     };
     let mut tracer = Tracer::start(&spec)?;
     // On stderr, so JSON on stdout stays clean; scripts can wait for it.

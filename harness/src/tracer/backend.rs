@@ -154,6 +154,8 @@ pub struct TraceSpec {
     /// Also probe every kernel function that takes an `sk_buff` (the
     /// function-level backend; needs kprobes).
     pub functions: bool,
+    /// Probe them with fentry programs rather than kprobes.
+    pub fentry: bool,
 }
 
 /// Which tracer backend to use.
@@ -168,6 +170,9 @@ pub enum BackendChoice {
     /// Tracepoints plus a kprobe on every function taking an `sk_buff`
     /// (kprobe-multi links where the kernel has them).
     Kprobe,
+    /// Tracepoints plus an fentry program on each function taking an
+    /// `sk_buff` (the plain-kprobe default set: one load each).
+    Fentry,
 }
 
 /// Whether this kernel lets kprobes attach (the perf kprobe PMU exists).

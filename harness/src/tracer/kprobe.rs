@@ -69,6 +69,8 @@ pub(super) struct Functions {
     /// kprobe-multi's programs and links; plain kprobes are held by aya's
     /// programs.
     links: Option<super::kprobe_multi::Links>,
+    /// The fentry programs, when they are the mechanism.
+    fentries: Option<super::fentry::Fentries>,
 }
 
 /// `PKTFATE_FUNCTIONS`, or `default`.
@@ -117,6 +119,7 @@ pub(super) fn attach_functions(
     object: &[u8],
     events_fd: std::os::fd::RawFd,
     btf: &Btf,
+    fentry: bool,
 ) -> Result<Functions, TracerError> {
     let start = std::time::Instant::now();
     let probeable = probeable();
@@ -139,12 +142,30 @@ pub(super) fn attach_functions(
         attach: std::time::Duration::ZERO,
         modules: modules.iter().cloned().collect(),
         links: None,
+        fentries: None,
     };
+    if fentry {
+        let wanted = pattern(DEFAULT_FUNCTIONS)?;
+        let targets = super::fentry::targets(btf, &kernel, &modules, &|n| {
+            wanted.is_match(n) && probeable.as_ref().is_none_or(|p| p.contains(n))
+        });
+        let (links, n) =
+            super::fentry::attach(ebpf, object, events_fd, &targets).map_err(|msg| {
+                TracerError::Attach {
+                    hook: "fentry".into(),
+                    msg,
+                }
+            })?;
+        f.mechanism = "fentry";
+        f.count = n;
+        f.fentries = Some(links);
+        f.attach = start.elapsed();
+        return Ok(f);
+    }
     let all = pattern(".")?;
-    let loaded =
-        super::kprobe_multi::instructions(object, ebpf, Some(events_fd), KPROBE_MULTI_PROGRAM)
-            .map_err(|e| e.to_string())
-            .and_then(|program| super::kprobe_multi::Links::load(&program));
+    let loaded = super::rawprog::instructions(object, ebpf, Some(events_fd), KPROBE_MULTI_PROGRAM)
+        .map_err(|e| e.to_string())
+        .and_then(|program| super::kprobe_multi::Links::load(&program));
     // One link for the kernel's and the modules' functions together (each
     // link costs the kernel a walk over kallsyms and an ftrace update); the
     // kernel's alone if the modules' names do not resolve.
@@ -216,6 +237,8 @@ impl Functions {
     pub(super) fn add_new_modules(
         &mut self,
         ebpf: &mut Ebpf,
+        object: &[u8],
+        events_fd: std::os::fd::RawFd,
         btf: &Btf,
     ) -> Result<usize, TracerError> {
         let before = self.count;
@@ -225,12 +248,29 @@ impl Functions {
             .into_iter()
             .filter(|m| self.modules.insert(m.clone()))
             .collect();
-        let candidates: Vec<(String, usize)> = new
-            .iter()
-            .flat_map(|m| module_candidates(btf, m))
-            .filter(|(name, _)| probeable.as_ref().is_none_or(|p| p.contains(name)))
-            .collect();
-        self.attach_modules(ebpf, &new, &candidates)?;
+        if let Some(fentries) = self.fentries.as_mut() {
+            let wanted = pattern(DEFAULT_FUNCTIONS)?;
+            let targets = super::fentry::targets(btf, &[], &new, &|n| {
+                wanted.is_match(n) && probeable.as_ref().is_none_or(|p| p.contains(n))
+            });
+            match super::fentry::attach(ebpf, object, events_fd, &targets) {
+                Ok((more, n)) => {
+                    fentries.absorb(more);
+                    self.count += n;
+                }
+                Err(why) => self.module_problems.push(format!(
+                    "functions of {} not attached: {why}",
+                    new.join(", ")
+                )),
+            }
+        } else {
+            let candidates: Vec<(String, usize)> = new
+                .iter()
+                .flat_map(|m| module_candidates(btf, m))
+                .filter(|(name, _)| probeable.as_ref().is_none_or(|p| p.contains(name)))
+                .collect();
+            self.attach_modules(ebpf, &new, &candidates)?;
+        }
         if self.count > before {
             self.attach += start.elapsed();
         }

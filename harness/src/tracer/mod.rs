@@ -12,6 +12,8 @@ pub mod btf;
 pub mod kallsyms;
 mod kprobe;
 pub mod kprobe_multi;
+pub mod fentry;
+mod rawprog;
 #[cfg(test)]
 mod object_tests;
 pub mod offsets;

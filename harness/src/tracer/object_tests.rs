@@ -194,12 +194,12 @@ fn skb_hooks_share_one_body() {
 /// does, and is exercised in the 6.12 and 6.18 guests of the kernel matrix).
 #[test]
 fn the_kprobe_multi_program_loads_with_the_tracers_maps() {
-    use super::kprobe_multi::{instructions, load};
+    use super::rawprog::{instructions, load};
     let ebpf = aya::EbpfLoader::new()
         .load(TRACER_OBJ)
         .expect("tracer object loads");
     let p =
         instructions(TRACER_OBJ, &ebpf, None, crate::abi::KPROBE_MULTI_PROGRAM).expect("relocated");
     assert_eq!(p.license, "GPL", "the helpers need a GPL licence");
-    load(&p.name, &p.insns, &p.license).unwrap_or_else(|e| panic!("{e}"));
+    load(&p, super::kprobe_multi::KPROBE_MULTI).unwrap_or_else(|e| panic!("{e}"));
 }

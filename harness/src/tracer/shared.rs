@@ -153,7 +153,7 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     let functions = if spec.functions {
         match crate::tracer::btf::Btf::kernel()
             .map_err(TracerError::from)
-            .and_then(|btf| inner.tp.enable_functions(&btf))
+            .and_then(|btf| inner.tp.enable_functions(&btf, spec.fentry))
         {
             Ok(n) => n,
             Err(e) => {

@@ -87,7 +87,7 @@ impl TpBtf {
             tp.watch(*ns, Watch { run: 0, bank: 0 })?;
         }
         if spec.functions {
-            tp.enable_functions(btf)?;
+            tp.enable_functions(btf, spec.fentry)?;
         }
         if !spec.tc_hooks.is_empty() {
             tp.observe_tc(&spec.tc_hooks)?;
@@ -224,11 +224,16 @@ impl TpBtf {
 
     /// Attaches the function-level probes on first use, and later those of
     /// modules loaded since; returns how many functions are probed.
-    pub fn enable_functions(&mut self, btf: &Btf) -> Result<usize, TracerError> {
+    pub fn enable_functions(&mut self, btf: &Btf, fentry: bool) -> Result<usize, TracerError> {
         let reported = if let Some(f) = self.functions.as_mut() {
             // Modules a scenario loaded since: their functions too.
             let known = f.module_problems.len();
-            f.add_new_modules(&mut self.ebpf, btf)?;
+            f.add_new_modules(
+                &mut self.ebpf,
+                TRACER_OBJ,
+                self.events.as_fd().as_raw_fd(),
+                btf,
+            )?;
             known
         } else {
             let f = super::kprobe::attach_functions(
@@ -236,6 +241,7 @@ impl TpBtf {
                 TRACER_OBJ,
                 self.events.as_fd().as_raw_fd(),
                 btf,
+                fentry,
             )?;
             self.attached.push(AttachedHook {
                 hook: "function",
@@ -401,11 +407,21 @@ fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
     slots.set(0, &fd, 0).map_err(map_err("SKB_PROGS"))
 }
 
+/// Whether the fentry backend works here ([`super::fentry::probe`] of
+/// the tracer's object), once per process.
+pub fn fentry_available() -> Result<(), String> {
+    static FOUND: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| super::fentry::probe(TRACER_OBJ))
+        .clone()
+}
+
 /// The backend's name in reports: kprobes (`kprobe` or `kprobe-multi`)
 /// join the tracepoints when functions are probed.
 pub fn backend_name(functions: Option<&'static str>) -> &'static str {
     match functions {
         Some("kprobe-multi") => "raw_tp+kprobe-multi",
+        Some("fentry") => "raw_tp+fentry",
         Some(_) => "raw_tp+kprobe",
         None => "raw_tp",
     }

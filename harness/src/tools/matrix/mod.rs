@@ -224,9 +224,17 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
         })
         .collect();
     let error = run.failure.clone().or_else(|| {
-        run.results
-            .is_empty()
-            .then(|| format!("no scenario results (guest exit status {:?})", run.rc))
+        run.results.is_empty().then(|| {
+            format!(
+                "no scenario results (guest exit status {:?}){}",
+                run.rc,
+                if run.log.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", run.log)
+                }
+            )
+        })
     });
     KernelResult {
         kernel: kernel.release.clone(),
@@ -602,5 +610,26 @@ mod tests {
         );
         assert!(r.ok());
         assert!(human(&[r]).contains("functions by kprobe-multi (44, attached in 3900 ms)"));
+    }
+
+    /// A guest whose run refused to start says why, not just its status.
+    #[test]
+    fn a_run_that_refused_to_start_is_reported_with_its_words() {
+        let k = kernels::Kernel {
+            spec: "5.10".into(),
+            release: "5.10.0-32-amd64".into(),
+            vmlinuz: PathBuf::new(),
+        };
+        let run = vm::GuestRun {
+            rc: Some(2),
+            log: "error: --backend fentry: this kernel refuses fentry programs (invalid func unknown#173)".into(),
+            ..Default::default()
+        };
+        let r = summarise(&k, &run);
+        let e = r.error.unwrap();
+        assert!(
+            e.contains("exit status Some(2)") && e.contains("unknown#173"),
+            "{e}"
+        );
     }
 }

@@ -28,6 +28,8 @@ pub struct GuestRun {
     pub results: Vec<serde_json::Value>,
     /// The guest's `pktfate run` exit status.
     pub rc: Option<i32>,
+    /// The start of what `pktfate run` printed in the guest.
+    pub log: String,
     /// Why the guest produced no results, when it did not.
     pub failure: Option<String>,
     /// The guest kernel's panic, when it had one: its oops lines.
@@ -156,6 +158,7 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect(),
         rc: read("rc").and_then(|t| t.trim().parse().ok()),
+        log: crate::common::text::clip(read("run.log").unwrap_or_default().trim(), 300),
         failure,
         panic: panic_of(&String::from_utf8_lossy(&console)),
         elapsed: start.elapsed(),

@@ -428,6 +428,30 @@ impl Btf {
         .functions_taking(strukt, max_arg)
     }
 
+    /// The id of function `name` (a `BTF_KIND_FUNC`): what an fentry
+    /// program names as its attach target.
+    pub fn function_id(&self, name: &str) -> Option<u32> {
+        self.types
+            .iter()
+            .position(|t| t.kind == KIND_FUNC && self.name(t.name) == name)
+            .map(|i| i as u32)
+    }
+
+    /// The id of function `name` in a module's split BTF `data` (ids
+    /// continue this BTF's).
+    pub fn module_function_id(&self, data: &[u8], name: &str) -> Result<Option<u32>, BtfError> {
+        let module = Btf::parse(data)?;
+        let view = View {
+            base: self,
+            split: Some(&module),
+        };
+        Ok(module
+            .types
+            .iter()
+            .position(|t| t.kind == KIND_FUNC && view.name(t.name) == name)
+            .map(|i| self.types.len() as u32 + i as u32 - 1))
+    }
+
     /// The same for a module: `data` is its split BTF
     /// (`/sys/kernel/btf/<module>`), whose types and strings continue this
     /// (the kernel's) BTF and may refer to it.

@@ -161,6 +161,8 @@ fn functions_are_found_by_the_struct_they_take() {
         "beyond max_arg"
     );
     assert!(btf.functions_taking("inner", 5).is_empty());
+    assert_eq!(btf.function_id("demo_fn"), Some(12));
+    assert_eq!(btf.function_id("outer"), None, "a struct is no function");
 }
 
 #[test]
@@ -250,6 +252,8 @@ fn module_functions_are_found_through_the_kernels_types() {
             .unwrap()
             .is_empty()
     );
+    assert_eq!(base.module_function_id(&blob, "mod_fn").unwrap(), Some(14));
+    assert_eq!(base.module_function_id(&blob, "demo_fn").unwrap(), None);
     // The kernel's own function is not the module's.
     assert_eq!(
         base.functions_taking("outer", 5),

@@ -1,0 +1,230 @@
+//! Programs of the tracer object that aya 0.14 cannot load: taken out of
+//! the object with aya-obj, their map references pointed at the maps aya
+//! already created (the ones the tracepoint programs share), and loaded
+//! with `bpf(2)` as the kind aya cannot express (a kprobe-multi program,
+//! an fentry program per target function).
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use aya::Ebpf;
+use aya::maps::{Map, MapData};
+use aya_obj::generated::{
+    bpf_attach_type, bpf_attr, bpf_btf_info, bpf_cmd, bpf_insn, bpf_prog_type,
+};
+
+use super::TracerError;
+
+/// The `bpf(2)` system call, for commands that return a number.
+fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
+    // SAFETY: attr is a valid, zero-initialised bpf_attr of the size given.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
+            size_of::<bpf_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// The `bpf(2)` system call, for commands that return a new descriptor.
+pub(super) fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<OwnedFd> {
+    let fd = sys_bpf(cmd, attr)?;
+    // SAFETY: the commands used here return a new descriptor that nothing
+    // else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The kernel's BTF object of module `module` (an fentry program on one
+/// of its functions names it as `attach_btf_obj_fd`; 5.11+).
+pub(super) fn module_btf(module: &str) -> Option<OwnedFd> {
+    let mut id = 0u32;
+    loop {
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
+        sys_bpf(bpf_cmd::BPF_BTF_GET_NEXT_ID, &mut attr).ok()?;
+        // SAFETY: the kernel filled in next_id.
+        id = unsafe { attr.__bindgen_anon_6.next_id };
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.btf_id = id;
+        let Ok(fd) = bpf(bpf_cmd::BPF_BTF_GET_FD_BY_ID, &mut attr) else {
+            continue;
+        };
+        let mut name = [0u8; 64];
+        // SAFETY: bpf_btf_info is plain data; zero is valid.
+        let mut info: bpf_btf_info = unsafe { std::mem::zeroed() };
+        info.name = name.as_mut_ptr() as u64;
+        info.name_len = name.len() as u32;
+        let mut attr = zeroed_attr();
+        attr.info.bpf_fd = fd.as_raw_fd() as u32;
+        attr.info.info_len = size_of::<bpf_btf_info>() as u32;
+        attr.info.info = std::ptr::from_mut(&mut info) as u64;
+        if sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr).is_ok()
+            && info.kernel_btf != 0
+            && name.split(|&c| c == 0).next() == Some(module.as_bytes())
+        {
+            return Some(fd);
+        }
+    }
+}
+
+pub(super) fn zeroed_attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a plain C union; all zeroes is its valid default
+    // (and the kernel requires unused bytes to be zero).
+    unsafe { std::mem::zeroed() }
+}
+
+/// The descriptor of a map aya created.
+fn map_data(map: &Map) -> &MapData {
+    match map {
+        Map::Array(d)
+        | Map::ArrayOfMaps(d)
+        | Map::BloomFilter(d)
+        | Map::CgroupArray(d)
+        | Map::CgroupStorage(d)
+        | Map::CgrpStorage(d)
+        | Map::CpuMap(d)
+        | Map::DevMap(d)
+        | Map::DevMapHash(d)
+        | Map::HashMap(d)
+        | Map::HashOfMaps(d)
+        | Map::InodeStorage(d)
+        | Map::LpmTrie(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuCgroupStorage(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d)
+        | Map::PerfEventArray(d)
+        | Map::ProgramArray(d)
+        | Map::Queue(d)
+        | Map::ReusePortSockArray(d)
+        | Map::RingBuf(d)
+        | Map::SockHash(d)
+        | Map::SockMap(d)
+        | Map::SkStorage(d)
+        | Map::Stack(d)
+        | Map::StackTraceMap(d)
+        | Map::Unsupported(d)
+        | Map::XskMap(d) => d,
+    }
+}
+
+/// A program taken out of the tracer object: name, instructions, licence.
+pub(super) struct Program {
+    /// Its name in the object.
+    pub name: String,
+    /// Linked, with map references set.
+    pub insns: Vec<bpf_insn>,
+    /// Its licence (the helpers it calls need GPL).
+    pub license: String,
+}
+
+/// Program `name` of `object`, linked (its calls resolved) and with its
+/// map references set to `ebpf`'s maps and to `EVENTS` (the ring buffer,
+/// when taken out of `ebpf`).
+pub(super) fn instructions(
+    object: &[u8],
+    ebpf: &Ebpf,
+    events_fd: Option<RawFd>,
+    name: &str,
+) -> Result<Program, TracerError> {
+    let err = |e: String| TracerError::Load(format!("program {name}: {e}"));
+    let mut obj = aya_obj::Object::parse(object).map_err(|e| err(e.to_string()))?;
+    let mut fds: Vec<(String, RawFd)> = ebpf
+        .maps()
+        .map(|(name, m)| (name.to_string(), map_data(m).fd().as_fd().as_raw_fd()))
+        .collect();
+    if let Some(fd) = events_fd {
+        fds.push(("EVENTS".into(), fd));
+    }
+    let maps = obj.maps.clone();
+    let mut with_defs = Vec::new();
+    for (name, fd) in &fds {
+        let def = maps
+            .get(name)
+            .ok_or_else(|| err(format!("map {name} is not in the object")))?;
+        with_defs.push((name.as_str(), *fd, def));
+    }
+    let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
+    obj.relocate_maps(with_defs.into_iter(), &text_sections)
+        .map_err(|e| err(e.to_string()))?;
+    obj.relocate_calls(&text_sections)
+        .map_err(|e| err(e.to_string()))?;
+    let prog = obj
+        .programs
+        .get(name)
+        .ok_or_else(|| err(format!("program {name} missing")))?;
+    Ok(Program {
+        name: name.to_string(),
+        insns: obj.functions[&prog.function_key()].instructions.clone(),
+        license: prog.license.to_string_lossy().into_owned(),
+    })
+}
+
+/// How a program is loaded: its type, expected attach type and, for a
+/// tracing program, the BTF id of the function it attaches to.
+#[derive(Clone, Copy)]
+pub(super) struct Kind {
+    /// `bpf_prog_type`.
+    pub prog_type: bpf_prog_type,
+    /// `bpf_attach_type`.
+    pub attach: bpf_attach_type,
+    /// The target function's id in the kernel's BTF (fentry), else 0.
+    pub btf_id: u32,
+    /// The module's BTF object holding `btf_id`, for a module's function.
+    pub btf_obj: Option<RawFd>,
+}
+
+/// Loads `program` as `kind`; a verifier refusal is reported with its key
+/// line.
+pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, String> {
+    let Program {
+        name,
+        insns,
+        license,
+    } = program;
+    let license = CString::new(license.as_str()).map_err(|e| e.to_string())?;
+    let attempt = |log: Option<&mut Vec<u8>>| {
+        let mut attr = zeroed_attr();
+        // SAFETY: writing the BPF_PROG_LOAD member of a zeroed union.
+        let a = unsafe { &mut attr.__bindgen_anon_3 };
+        a.prog_type = kind.prog_type as u32;
+        a.expected_attach_type = kind.attach as u32;
+        a.attach_btf_id = kind.btf_id;
+        if let Some(fd) = kind.btf_obj {
+            a.__bindgen_anon_1.attach_btf_obj_fd = fd as u32;
+        }
+        a.insns = insns.as_ptr() as u64;
+        a.insn_cnt = insns.len() as u32;
+        a.license = license.as_ptr() as u64;
+        for (dst, src) in a.prog_name.iter_mut().zip(name.bytes().take(15)) {
+            *dst = src as libc::c_char;
+        }
+        if let Some(buf) = log {
+            a.log_level = 1;
+            a.log_buf = buf.as_mut_ptr() as u64;
+            a.log_size = buf.len() as u32;
+        }
+        bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
+    };
+    attempt(None).or_else(|e| {
+        // Loaded again with a log only on failure: the log costs time.
+        let mut buf = vec![0u8; 1 << 20];
+        let again = attempt(Some(&mut buf));
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.trim_end_matches('\0');
+        match (again, crate::common::verifier::verifier_key_line(text)) {
+            (Ok(fd), _) => Ok(fd),
+            (Err(_), Some(line)) => Err(format!("the verifier refused {name} ({e}): {line}")),
+            (Err(_), None) => Err(format!("loading {name} failed: {e}")),
+        }
+    })
+}
