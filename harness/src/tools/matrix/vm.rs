@@ -72,6 +72,29 @@ fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> Strin
     )
 }
 
+/// The `vng` command line for one guest.
+fn vng_command(kernel: &Kernel, opts: &VmOptions, rw: &Path, script: &Path, tmp: &Path) -> Command {
+    let mut cmd = Command::new("vng");
+    cmd.arg("--verbose")
+        .arg("--run")
+        .arg(&kernel.vmlinuz)
+        .args(["--memory", "2G", "--cpus", "2"])
+        .arg("--rwdir")
+        .arg(rw)
+        .arg("--exec")
+        .arg(format!("sh {}", quote(&script.display().to_string())))
+        .env("TMPDIR", tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so qemu goes down with it on a timeout.
+        .process_group(0);
+    if !opts.kvm {
+        cmd.arg("--disable-kvm");
+    }
+    cmd
+}
+
 // Long on purpose: the guest's life in order (script, boot, wait, collect), one step after another.
 /// Boots `kernel`, runs the suite, powers off, and returns what it found.
 pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun, MatrixError> {
@@ -91,23 +114,11 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
     let script = rw.join("guest.sh");
     std::fs::write(&script, guest_script(&exe, &cwd, rw, &opts.run_args))
         .map_err(|e| MatrixError::Io(e.to_string()))?;
-    let mut cmd = Command::new("vng");
-    cmd.arg("--verbose")
-        .arg("--run")
-        .arg(&kernel.vmlinuz)
-        .args(["--memory", "2G", "--cpus", "2"])
-        .arg("--rwdir")
-        .arg(rw)
-        .arg("--exec")
-        .arg(format!("sh {}", quote(&script.display().to_string())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so qemu goes down with it on a timeout.
-        .process_group(0);
-    if !opts.kvm {
-        cmd.arg("--disable-kvm");
-    }
+    // virtme-ng's own temporary files (its return-code file) go where the
+    // run's other files go: a guest killed on a timeout leaves none in /tmp.
+    let vng_tmp = PrivateDir::new(scratch)
+        .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", scratch.display())))?;
+    let mut cmd = vng_command(kernel, opts, rw, &script, vng_tmp.path());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| MatrixError::User {
         msg: format!("cannot start vng: {e}"),
@@ -201,6 +212,33 @@ pub fn panic_of(console: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vng_keeps_its_temporary_files_in_the_runs_private_directory() {
+        let kernel = Kernel {
+            spec: "6.18".into(),
+            release: "6.18.15+deb13-amd64".into(),
+            vmlinuz: std::path::PathBuf::from("/k/vmlinuz"),
+        };
+        let opts = VmOptions {
+            kvm: false,
+            timeout: Duration::from_secs(1),
+            run_args: vec![],
+        };
+        let cmd = vng_command(
+            &kernel,
+            &opts,
+            Path::new("/c/run-a"),
+            Path::new("/c/run-a/guest.sh"),
+            Path::new("/c/run-b"),
+        );
+        let tmpdir = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "TMPDIR")
+            .and_then(|(_, v)| v);
+        assert_eq!(tmpdir, Some(std::ffi::OsStr::new("/c/run-b")));
+        assert!(cmd.get_args().any(|a| a == "--disable-kvm"));
+    }
 
     #[test]
     fn a_guest_panic_is_named_by_its_oops_lines() {
