@@ -112,8 +112,9 @@ fn module_candidates(btf: &Btf, module: &str) -> Vec<(String, usize)> {
 /// kernel's and each loaded module's) and match `PKTFATE_FUNCTIONS`:
 /// through kprobe-multi where the kernel links it (every such function by
 /// default, as pwru does), else through plain kprobes ([`DEFAULT_FUNCTIONS`]
-/// by default: they attach one at a time). A function the kernel will not
-/// probe (inlined, notrace, blacklisted) is left out.
+/// by default: they attach one at a time); with `fentry`, through one fentry
+/// program per function of that default set instead. A function the
+/// kernel will not probe (inlined, notrace, blacklisted) is left out.
 pub(super) fn attach_functions(
     ebpf: &mut Ebpf,
     object: &[u8],
