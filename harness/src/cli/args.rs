@@ -189,13 +189,14 @@ pub struct MatrixArgs {
     /// Write the report here instead of standard output.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
-    /// Hardware virtualisation: auto (KVM when /dev/kvm works, else
-    /// emulation), on, off.
-    #[arg(long, default_value = "auto")]
-    pub kvm: String,
-    /// Give up on a guest after this many seconds.
-    #[arg(long, default_value_t = 1200)]
-    pub timeout: u64,
+    /// Hardware virtualisation: auto (KVM when a test guest runs through
+    /// /dev/kvm, decided before booting; else emulation), on, off.
+    #[arg(long, value_enum, default_value_t = KvmArg::Auto)]
+    pub kvm: KvmArg,
+    /// Give up on a guest after this many seconds (default: a boot's
+    /// worth plus each scenario's worth, longer under emulation).
+    #[arg(long)]
+    pub timeout: Option<u64>,
     /// Tracer backend inside the guests (as for `run`).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
@@ -215,6 +216,28 @@ pub struct RecordArgs {
     /// reason, dropping function).
     #[arg(long)]
     pub kernel: bool,
+}
+
+/// `--kvm`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvmArg {
+    /// KVM when a test guest runs through /dev/kvm, else emulation.
+    Auto,
+    /// Always KVM.
+    On,
+    /// Always TCG emulation.
+    Off,
+}
+
+impl KvmArg {
+    /// `MatrixOptions::kvm`.
+    pub fn choice(self) -> Option<bool> {
+        match self {
+            KvmArg::Auto => None,
+            KvmArg::On => Some(true),
+            KvmArg::Off => Some(false),
+        }
+    }
 }
 
 /// Tracer backends (`--backend`).

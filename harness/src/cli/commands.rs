@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use pktfate::{report, runner, scenario::Scenario};
 
-use crate::args::{DoctorArgs, Format, MatrixArgs, RecordArgs, TraceArgs};
+use crate::args::{DoctorArgs, Format, KvmArg, MatrixArgs, RecordArgs, TraceArgs};
 use crate::output::{say, write_pcap};
 
 /// `pktfate doctor`.
@@ -81,7 +81,7 @@ pub fn matrix(a: MatrixArgs) -> ExitCode {
     } = a;
     let mut paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     paths.extend(["--backend".to_string(), backend.name().to_string()]);
-    cmd_matrix(kernels, paths, filter, format, output, &kvm, timeout)
+    cmd_matrix(kernels, paths, filter, format, output, kvm, timeout)
 }
 
 fn cmd_trace(o: &pktfate::tools::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
@@ -220,19 +220,11 @@ fn cmd_matrix(
     filter: Option<String>,
     format: Format,
     output: Option<PathBuf>,
-    kvm: &str,
-    timeout: u64,
+    kvm: KvmArg,
+    timeout: Option<u64>,
 ) -> ExitCode {
     use pktfate::tools::matrix;
-    let kvm = match kvm {
-        "auto" => None,
-        "on" => Some(true),
-        "off" => Some(false),
-        other => {
-            eprintln!("--kvm {other}: write auto, on or off");
-            return ExitCode::from(2);
-        }
-    };
+    let kvm = kvm.choice();
     if let Some(f) = filter {
         run_args.push("--filter".into());
         run_args.push(f);
@@ -250,7 +242,7 @@ fn cmd_matrix(
         kernels,
         run_args,
         kvm,
-        timeout: std::time::Duration::from_secs(timeout),
+        timeout: timeout.map(std::time::Duration::from_secs),
         cache: matrix::kernels::cache_dir(),
     };
     let results = match matrix::run(&opts, &mut |m| eprintln!("[matrix] {m}")) {

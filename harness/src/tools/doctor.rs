@@ -59,6 +59,8 @@ pub struct Doctor {
     pub fentry: Capability,
     /// Kernel modules scenarios use.
     pub modules: Vec<(&'static str, ModuleState)>,
+    /// How `pktfate matrix --kvm auto` would run guests here, and why.
+    pub virtualisation: crate::tools::matrix::kvm::KvmVerdict,
 }
 
 /// Loads and attaches the tracer object's `probe_kprobe` on `ip_rcv`.
@@ -188,6 +190,7 @@ pub fn examine() -> Doctor {
             "an fentry program on ip_rcv loaded and attached",
         ),
         modules: kmod::KNOWN.iter().map(|m| (*m, kmod::state(m))).collect(),
+        virtualisation: crate::tools::matrix::kvm::probe(),
     }
 }
 
@@ -240,6 +243,12 @@ impl Doctor {
             .map(|(m, s)| format!("{m} {}", format!("{s:?}").to_lowercase()))
             .collect();
         let _ = writeln!(o, "modules       {}", mods.join(", "));
+        let _ = writeln!(
+            o,
+            "matrix guests {} ({})",
+            self.virtualisation.accel.label(),
+            self.virtualisation.why
+        );
         o
     }
 }

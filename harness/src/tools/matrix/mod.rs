@@ -4,6 +4,7 @@
 
 mod error;
 pub mod kernels;
+pub mod kvm;
 pub mod vm;
 
 pub use error::MatrixError;
@@ -84,20 +85,25 @@ pub struct MatrixOptions {
     pub kernels: Vec<String>,
     /// Arguments for `pktfate run` in each guest (paths, filters).
     pub run_args: Vec<String>,
-    /// KVM: `Some(true)` on, `Some(false)` off, `None` when /dev/kvm is usable.
+    /// KVM: `Some(true)` on, `Some(false)` off, `None` when [`kvm::probe`]
+    /// runs a test guest through it.
     pub kvm: Option<bool>,
-    /// Per-guest time limit.
-    pub timeout: Duration,
+    /// Per-guest time limit; `None`: [`guest_timeout`] of the scenarios.
+    pub timeout: Option<Duration>,
     /// Where kernels are cached.
     pub cache: PathBuf,
 }
 
-fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
+/// How long a guest may take before it is killed: a boot's worth, plus
+/// each scenario's worth, both larger under emulation (measured under TCG
+/// on 2 cores: boots 14-22 s, 3-6 s per scenario cold; the margins are
+/// for a busy host and for slow scenarios).
+pub fn guest_timeout(scenarios: usize, accel: kvm::Accel) -> Duration {
+    let (boot, each) = match accel {
+        kvm::Accel::Kvm => (60, 10),
+        kvm::Accel::Tcg => (180, 20),
+    };
+    Duration::from_secs(boot + each * scenarios as u64)
 }
 
 fn message(v: &Value) -> String {
@@ -168,6 +174,25 @@ fn fell_back(v: &Value, multi_works: bool) -> Option<String> {
 }
 
 /// The function-level backend a guest's scenarios used, if any did.
+/// How many scenario files the guests' `pktfate run` arguments name (an
+/// upper bound: a `--filter` may take fewer). Every option given to the
+/// guests takes a value.
+fn count_scenarios(run_args: &[String]) -> usize {
+    let mut paths = vec![];
+    let mut args = run_args.iter();
+    while let Some(a) = args.next() {
+        if a.starts_with("--") {
+            args.next();
+        } else {
+            paths.push(PathBuf::from(a));
+        }
+    }
+    if paths.is_empty() {
+        paths.push(PathBuf::from("scenarios"));
+    }
+    crate::runner::discover(&paths).map_or(0, |found| found.len())
+}
+
 fn functions_used(results: &[Value]) -> Option<Value> {
     results.iter().find_map(|v| {
         let t = v.get("tracer")?;
@@ -261,25 +286,46 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<KernelResult>, MatrixError> {
     let mut out = vec![];
-    let mut kvm = opts.kvm.unwrap_or_else(kvm_usable);
+    let mut kvm = if let Some(on) = opts.kvm {
+        on
+    } else {
+        let v = kvm::probe();
+        progress(&format!(
+            "guests run under {}: {} (decided in {} ms)",
+            v.accel.label(),
+            v.why,
+            v.probe_ms
+        ));
+        v.accel == kvm::Accel::Kvm
+    };
+    let scenarios = count_scenarios(&opts.run_args);
+    let timeout_for = |kvm: bool| {
+        opts.timeout.unwrap_or_else(|| {
+            guest_timeout(
+                scenarios,
+                if kvm {
+                    kvm::Accel::Kvm
+                } else {
+                    kvm::Accel::Tcg
+                },
+            )
+        })
+    };
     for spec in &opts.kernels {
         progress(&format!("kernel {spec}: resolving"));
         let kernel = kernels::resolve(spec, &opts.cache)?;
         progress(&format!(
-            "kernel {spec}: booting {} ({})",
+            "kernel {spec}: booting {} ({}, {scenarios} scenarios, killed after {} s)",
             kernel.release,
-            if kvm { "KVM" } else { "TCG emulation" }
+            if kvm { "KVM" } else { "TCG emulation" },
+            timeout_for(kvm).as_secs()
         ));
+        // The probe ran a test guest, yet qemu may still fail where a
+        // one-instruction guest did not (it sets many more CPU registers).
         let trying_kvm = kvm && opts.kvm.is_none();
         let vm_opts = vm::VmOptions {
             kvm,
-            // A KVM guest that only might work gets little time: a broken
-            // KVM hangs rather than failing (seen on nested hosts).
-            timeout: if trying_kvm {
-                opts.timeout.min(Duration::from_secs(300))
-            } else {
-                opts.timeout
-            },
+            timeout: timeout_for(kvm),
             run_args: opts.run_args.clone(),
         };
         let guests = opts.cache.join("guests");
@@ -293,7 +339,7 @@ pub fn run(
             kvm = false;
             let tcg = vm::VmOptions {
                 kvm: false,
-                timeout: opts.timeout,
+                timeout: timeout_for(false),
                 ..vm_opts
             };
             guest = vm::run(&kernel, &tcg, &guests)?;
@@ -308,7 +354,7 @@ pub fn run(
                 panicked_first = Some(oops);
                 let again = vm::VmOptions {
                     kvm,
-                    timeout: opts.timeout,
+                    timeout: timeout_for(kvm),
                     run_args: opts.run_args.clone(),
                 };
                 guest = vm::run(&kernel, &again, &guests)?;
@@ -477,6 +523,28 @@ pub fn junit(results: &[KernelResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guests_time_limit_grows_with_its_scenarios_and_under_emulation() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/firewall");
+        let files = crate::runner::discover(std::slice::from_ref(&dir)).unwrap();
+        let args = vec![
+            dir.display().to_string(),
+            "--backend".into(),
+            "auto".into(),
+            "--filter".into(),
+            "scenarios".into(),
+        ];
+        // Option values are not paths.
+        assert_eq!(count_scenarios(&args), files.len());
+        assert!(files.len() > 1);
+        assert!(guest_timeout(10, kvm::Accel::Tcg) > guest_timeout(10, kvm::Accel::Kvm));
+        assert!(guest_timeout(500, kvm::Accel::Tcg) > guest_timeout(27, kvm::Accel::Tcg));
+        assert_eq!(
+            guest_timeout(27, kvm::Accel::Tcg),
+            Duration::from_secs(180 + 27 * 20)
+        );
+    }
 
     fn result(kernel: &str, cells: &[(&str, &str, &str)]) -> KernelResult {
         KernelResult {

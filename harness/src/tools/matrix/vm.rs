@@ -118,7 +118,45 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
     // run's other files go: a guest killed on a timeout leaves none in /tmp.
     let vng_tmp = PrivateDir::new(scratch)
         .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", scratch.display())))?;
-    let mut cmd = vng_command(kernel, opts, rw, &script, vng_tmp.path());
+    let cmd = vng_command(kernel, opts, rw, &script, vng_tmp.path());
+    let (console, failure, elapsed) = supervise(cmd, opts.timeout)?;
+    let read = |name: &str| std::fs::read_to_string(rw.join(name)).ok();
+    let mut run = GuestRun {
+        doctor: read("doctor.json").and_then(|t| serde_json::from_str(&t).ok()),
+        results: read("results.json")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+        rc: read("rc").and_then(|t| t.trim().parse().ok()),
+        log: crate::common::text::clip(read("run.log").unwrap_or_default().trim(), 300),
+        failure,
+        panic: panic_of(&String::from_utf8_lossy(&console)),
+        elapsed,
+    };
+    if run.rc.is_none() {
+        // Killed on its timeout or died: what the guest was doing last is
+        // what tells a hang in boot from a slow scenario.
+        let tail = console_tail(&String::from_utf8_lossy(&console), 15);
+        let log = read("run.log").unwrap_or_default();
+        run.failure = Some(format!(
+            "{}; run log: {}; console ends:\n{tail}",
+            run.failure
+                .take()
+                .unwrap_or_else(|| "the guest wrote no exit status".into()),
+            crate::common::text::clip(log.trim(), 600),
+        ));
+    }
+    Ok(run)
+}
+
+/// Runs the guest's `vng` until it exits, is interrupted or outlives
+/// `timeout` (then its process group is killed); returns its console,
+/// why it was stopped, and how long it ran.
+fn supervise(
+    mut cmd: Command,
+    timeout: Duration,
+) -> Result<(Vec<u8>, Option<String>, Duration), MatrixError> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| MatrixError::User {
         msg: format!("cannot start vng: {e}"),
@@ -141,8 +179,8 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
         }
         let why = if INTERRUPTED.load(Ordering::SeqCst) {
             Some("interrupted".to_string())
-        } else if start.elapsed() > opts.timeout {
-            Some(format!("no result within {:?}", opts.timeout))
+        } else if start.elapsed() > timeout {
+            Some(format!("no result within {timeout:?}"))
         } else {
             None
         };
@@ -160,31 +198,13 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
         err.join().unwrap_or_default(),
     ]
     .concat();
-    let read = |name: &str| std::fs::read_to_string(rw.join(name)).ok();
-    let mut run = GuestRun {
-        doctor: read("doctor.json").and_then(|t| serde_json::from_str(&t).ok()),
-        results: read("results.json")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect(),
-        rc: read("rc").and_then(|t| t.trim().parse().ok()),
-        log: crate::common::text::clip(read("run.log").unwrap_or_default().trim(), 300),
-        failure,
-        panic: panic_of(&String::from_utf8_lossy(&console)),
-        elapsed: start.elapsed(),
-    };
-    if run.rc.is_none() && run.failure.is_none() {
-        let text = String::from_utf8_lossy(&console);
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let log = read("run.log").unwrap_or_default();
-        run.failure = Some(format!(
-            "the guest wrote no exit status; run log: {}; console ends:\n{}",
-            crate::common::text::clip(log.trim(), 600),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
-    }
-    Ok(run)
+    Ok((console, failure, start.elapsed()))
+}
+
+/// The last `n` lines of a guest's console.
+fn console_tail(console: &str, n: usize) -> String {
+    let tail: Vec<&str> = console.lines().rev().take(n).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 /// The oops of a guest kernel that panicked: the lines that say what and
@@ -238,6 +258,28 @@ mod tests {
             .and_then(|(_, v)| v);
         assert_eq!(tmpdir, Some(std::ffi::OsStr::new("/c/run-b")));
         assert!(cmd.get_args().any(|a| a == "--disable-kvm"));
+    }
+
+    #[test]
+    fn a_hung_guest_is_killed_on_its_timeout_with_its_console_tail() {
+        // Stands for a vng whose guest hangs after printing where it was.
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo booting; echo stuck in virtme-init; exec sleep 30",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+        let (console, failure, elapsed) = supervise(cmd, Duration::from_millis(500)).unwrap();
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "killed, not waited: {elapsed:?}"
+        );
+        assert_eq!(failure.as_deref(), Some("no result within 500ms"));
+        let tail = console_tail(&String::from_utf8_lossy(&console), 1);
+        assert_eq!(tail, "stuck in virtme-init");
     }
 
     #[test]
