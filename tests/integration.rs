@@ -53,6 +53,11 @@ impl Drop for TempDir {
     }
 }
 
+/// The settings `pktfate run` would have here: the environment's.
+fn cfg() -> runner::RunConfig {
+    runner::RunConfig::from_env().0
+}
+
 fn shipped(rel: &str) -> PathBuf {
     pktfate_tests::scenario_dir().join(rel)
 }
@@ -128,7 +133,7 @@ fn breaking_an_expectation_fails_that_trial_with_timeline_and_difference() {
     assert_eq!(concl.trim(), "passed=1 failed=1 broken=failed good=ok");
 
     // And the report says what differs and shows the timeline.
-    let o = runner::run_file(&dir.0.join("broken.yaml")).unwrap();
+    let o = runner::run_file(&dir.0.join("broken.yaml"), &cfg()).unwrap();
     assert!(!o.passed());
     let text = pktfate::report::failure(&o);
     for needle in [
@@ -156,9 +161,9 @@ fn the_host_is_untouched_and_nothing_is_left_on_pass_or_fail() {
     let wrong_path =
         read("tun-syn/03-forwarded.yaml").replace("ip_route_input_slow", "ip_rcv_core_missing_fn");
     std::fs::write(dir.0.join("fail.yaml"), wrong_path).unwrap();
-    let pass = runner::run_file(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+    let pass = runner::run_file(&shipped("tun-syn/03-forwarded.yaml"), &cfg()).unwrap();
     assert!(pass.passed());
-    let fail = runner::run_file(&dir.0.join("fail.yaml")).unwrap();
+    let fail = runner::run_file(&dir.0.join("fail.yaml"), &cfg()).unwrap();
     assert!(!fail.passed());
     assert_eq!(our_namespaces(), Vec::<String>::new());
     assert_eq!(before, root_state());
@@ -170,7 +175,7 @@ fn a_panic_after_setup_still_tears_down() {
     let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
     let made = std::sync::Mutex::new(vec![]);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let topo = Topology::build(&s).unwrap();
+        let topo = Topology::build(&s, &cfg().cni_path).unwrap();
         *made.lock().unwrap() = topo.namespaces.iter().map(|h| h.path()).collect::<Vec<_>>();
         panic!("a test bug after setup");
     }));
@@ -192,7 +197,7 @@ fn a_failed_build_removes_what_it_made() {
         "      - { to: default, via: 203.0.113.2, dev: veth0 }\n      - { to: 198.51.100.0/24, via: 192.0.2.99 }",
     );
     let s = Scenario::parse(Path::new("unreachable-gw.yaml"), &text).unwrap();
-    let e = Topology::build(&s)
+    let e = Topology::build(&s, &cfg().cni_path)
         .err()
         .expect("the route must be refused");
     let line = text.lines().position(|l| l.contains("192.0.2.99")).unwrap() + 1;
@@ -218,7 +223,7 @@ fn unknown_drop_reason_is_rejected_before_anything_is_built() {
         .position(|l| l.contains("IP_CHECKSUM"))
         .unwrap()
         + 1;
-    let Err(RunError::Scenario(errs)) = runner::run_file(&f) else {
+    let Err(RunError::Scenario(errs)) = runner::run_file(&f, &cfg()) else {
         panic!("an unknown reason must be a scenario error");
     };
     let msg = errs[0].to_string();
@@ -269,7 +274,7 @@ fn spawn_child(test: &str, mode: &str) -> std::process::Child {
 fn ctrl_c_removes_the_namespaces_of_a_running_scenario() {
     if child_mode().as_deref() == Some("hold") {
         let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
-        let topo = Topology::build(&s).unwrap();
+        let topo = Topology::build(&s, &cfg().cni_path).unwrap();
         let names: Vec<String> = topo.namespaces.iter().map(|h| h.real.clone()).collect();
         println!("READY {}", names.join(" "));
         std::thread::sleep(Duration::from_secs(30));
@@ -321,7 +326,7 @@ fn without_root_the_error_says_what_is_missing() {
             assert_eq!(libc::setgid(65534), 0);
             assert_eq!(libc::setuid(65534), 0);
         }
-        let e = runner::run(scenario).err().expect("must refuse");
+        let e = runner::run(scenario, &cfg()).err().expect("must refuse");
         println!("MESSAGE {}", e.render().replace('\n', " | "));
         return;
     }
@@ -352,7 +357,8 @@ fn run_trials_child() {
         return;
     }
     let dir = PathBuf::from(std::env::var_os("PKTFATE_TRIAL_DIR").unwrap());
-    let trials: Vec<Trial> = pktfate_tests::scenario_trials(&dir).unwrap();
+    let trials: Vec<Trial> =
+        pktfate_tests::scenario_trials(&dir, &std::sync::Arc::new(cfg())).unwrap();
     let names: Vec<String> = trials.iter().map(|t| t.name().to_string()).collect();
     assert_eq!(names, ["broken", "good"]);
     let mut verdicts = vec![];
@@ -363,8 +369,10 @@ fn run_trials_child() {
             quiet: true,
             ..Arguments::default()
         };
-        let c: Conclusion =
-            libtest_mimic::run(&args, pktfate_tests::scenario_trials(&dir).unwrap());
+        let c: Conclusion = libtest_mimic::run(
+            &args,
+            pktfate_tests::scenario_trials(&dir, &std::sync::Arc::new(cfg())).unwrap(),
+        );
         verdicts.push(format!(
             "{name}={}",
             if c.num_failed == 0 { "ok" } else { "failed" }
@@ -375,7 +383,7 @@ fn run_trials_child() {
             quiet: true,
             ..Arguments::default()
         },
-        pktfate_tests::scenario_trials(&dir).unwrap(),
+        pktfate_tests::scenario_trials(&dir, &std::sync::Arc::new(cfg())).unwrap(),
     );
     println!(
         "\nCONCLUSION passed={} failed={} {}",
@@ -412,7 +420,7 @@ expect:
     let dir = TempDir::new("nft");
     let f = dir.0.join("bad-nft.yaml");
     std::fs::write(&f, text).unwrap();
-    let err = runner::run_file(&f)
+    let err = runner::run_file(&f, &cfg())
         .err()
         .expect("nft must refuse the ruleset");
     let msg = err.render();
@@ -432,7 +440,7 @@ fn the_same_scenario_runs_twice_at_once_in_isolation() {
     let handles: Vec<_> = (0..2)
         .map(|_| {
             let f = f.clone();
-            std::thread::spawn(move || runner::run_file(&f))
+            std::thread::spawn(move || runner::run_file(&f, &cfg()))
         })
         .collect();
     let mut inodes = vec![];
@@ -471,7 +479,7 @@ fn report_with(rel: &str, from: &str, to: &str) -> String {
     let dir = TempDir::new("mut").with_nft_fixtures();
     let f = dir.0.join("mutated.yaml");
     std::fs::write(&f, text.replacen(from, to, 1)).unwrap();
-    let o = runner::run_file(&f).unwrap_or_else(|e| panic!("{}", e.render()));
+    let o = runner::run_file(&f, &cfg()).unwrap_or_else(|e| panic!("{}", e.render()));
     assert!(!o.passed(), "{rel} with {to:?} must fail");
     pktfate::report::failure(&o)
 }
@@ -606,14 +614,14 @@ fn unmet_requirements_skip_with_the_reason() {
     );
     let f = dir.0.join("future.yaml");
     std::fs::write(&f, text).unwrap();
-    match runner::run_file(&f) {
+    match runner::run_file(&f, &cfg()) {
         Err(RunError::Skipped(why)) => {
             assert!(why.starts_with("needs kernel >= 99.1.0, this is "), "{why}")
         }
         other => panic!("expected a skip, got {:?}", other.map(|o| o.passed())),
     }
     // The same file as a trial is ignored, with the reason as its kind.
-    assert!(pktfate_tests::skip_reason(&f).is_some());
+    assert!(pktfate_tests::skip_reason(&f, &cfg()).is_some());
     let only_reason = read("tun-syn/01-bad-ip-checksum.yaml").replacen(
         "description:",
         "requires: { reasons: [NO_SUCH_REASON_AT_ALL] }\ndescription:",
@@ -621,7 +629,7 @@ fn unmet_requirements_skip_with_the_reason() {
     );
     std::fs::write(&f, only_reason).unwrap();
     assert_eq!(
-        pktfate_tests::skip_reason(&f).as_deref(),
+        pktfate_tests::skip_reason(&f, &cfg()).as_deref(),
         Some("this kernel has no drop reason NO_SUCH_REASON_AT_ALL")
     );
 }
@@ -650,7 +658,7 @@ fn a_missing_tool_is_named_with_a_hint_and_nothing_is_left() {
             let path = path_with(tools, &dir.0);
             // SAFETY: this child process runs one test on one thread.
             unsafe { std::env::set_var("PATH", path) };
-            let e = runner::run_file(&shipped("firewall/nft-reject-port-90.yaml"))
+            let e = runner::run_file(&shipped("firewall/nft-reject-port-90.yaml"), &cfg())
                 .err()
                 .expect("must fail without the tool");
             println!("MESSAGE {}", e.render().replace('\n', " | "));
@@ -696,7 +704,7 @@ fn scenarios_in_one_process_share_one_tracer_and_see_only_their_own_runs() {
     let file = shipped("routing/tcp-through-router.yaml");
     let outcomes: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| runner::run_file(&file)))
+            .map(|_| s.spawn(|| runner::run_file(&file, &cfg())))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -712,7 +720,7 @@ fn scenarios_in_one_process_share_one_tracer_and_see_only_their_own_runs() {
             .collect();
         assert!(foreign.is_empty(), "another run's events: {foreign:?}");
     }
-    let again = runner::run_file(&shipped("tun-syn/04-no-socket.yaml")).unwrap();
+    let again = runner::run_file(&shipped("tun-syn/04-no-socket.yaml"), &cfg()).unwrap();
     assert!(again.passed());
     assert_eq!(
         pktfate::tracer::shared::loads(),
@@ -731,7 +739,8 @@ fn tcp_scenarios_end_when_the_socket_took_the_segments_not_after_an_idle_wait() 
         "routing/tcp-through-router.yaml",
         "ipv6/tcp-connect-through-router.yaml",
     ] {
-        let o = runner::run_file(&shipped(rel)).unwrap_or_else(|e| panic!("{}", e.render()));
+        let o =
+            runner::run_file(&shipped(rel), &cfg()).unwrap_or_else(|e| panic!("{}", e.render()));
         assert!(o.passed(), "{}", pktfate::report::failure(&o));
         assert_eq!(
             o.timeline.unfinished, 0,

@@ -31,14 +31,27 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
+use crate::common::config::{KeepPrompt, RunConfig};
 use crate::topology::teardown;
 use crate::{report, runner};
 
 /// Runs every scenario under `dir` as a libtest trial and exits with
 /// libtest's status. A relative `dir` is taken from the crate's root
 /// (`CARGO_MANIFEST_DIR`, as `cargo test` sets it); `PKTFATE_SCENARIOS`
-/// overrides it.
+/// overrides it. The run's settings come from the environment
+/// ([`RunConfig::from_env`]); `PKTFATE_PAUSE_ON_FAIL=1` keeps a failing
+/// scenario's namespaces up and says how to enter them.
 pub fn main(dir: impl AsRef<Path>) -> ! {
+    let (mut cfg, env) = RunConfig::from_env();
+    if env.pause_on_fail {
+        cfg.keep = Some(std::sync::Arc::new(TerminalPrompt));
+    }
+    main_with(env.scenarios.unwrap_or_else(|| dir.as_ref().into()), cfg)
+}
+
+/// [`main`] with settings of the caller's (a crate that builds its own
+/// [`RunConfig`]: another backend, CNI path or event cap).
+pub fn main_with(dir: impl AsRef<Path>, cfg: RunConfig) -> ! {
     let args = Arguments::from_args();
     let swept = teardown::sweep_stale();
     if !swept.is_empty() {
@@ -47,9 +60,8 @@ pub fn main(dir: impl AsRef<Path>) -> ! {
             swept.join(", ")
         );
     }
-    let root =
-        std::env::var_os("PKTFATE_SCENARIOS").map_or_else(|| resolve(dir.as_ref()), PathBuf::from);
-    let trials = match trials(&root) {
+    let root = resolve(dir.as_ref());
+    let trials = match trials(&root, &std::sync::Arc::new(cfg)) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -59,7 +71,8 @@ pub fn main(dir: impl AsRef<Path>) -> ! {
     libtest_mimic::run(&args, trials).exit()
 }
 
-/// `dir` under the crate root when relative.
+/// `dir` under the crate root when relative (cargo sets
+/// `CARGO_MANIFEST_DIR` for the test binary it runs).
 fn resolve(dir: &Path) -> PathBuf {
     match std::env::var_os("CARGO_MANIFEST_DIR") {
         Some(m) if dir.is_relative() => Path::new(&m).join(dir),
@@ -78,8 +91,8 @@ pub fn trial_name(root: &Path, file: &Path) -> String {
 }
 
 /// Runs one scenario file; a failed expectation returns the full report.
-pub fn run_scenario(file: &Path) -> Result<(), Failed> {
-    match runner::run_file(file) {
+pub fn run_scenario(file: &Path, cfg: &RunConfig) -> Result<(), Failed> {
+    match runner::run_file(file, cfg) {
         Ok(o) if o.passed() => Ok(()),
         Ok(o) => Err(report::failure(&o).into()),
         Err(e) => Err(e.render().into()),
@@ -87,25 +100,52 @@ pub fn run_scenario(file: &Path) -> Result<(), Failed> {
 }
 
 /// Why a scenario is skipped here (unmet `requires`), if it is.
-pub fn skip_reason(file: &Path) -> Option<String> {
-    let s = crate::scenario::Scenario::load(file).ok()?;
-    runner::unmet_requirements(&s)
+pub fn skip_reason(file: &Path, cfg: &RunConfig) -> Option<String> {
+    let s = crate::scenario::Scenario::load_with(file, &cfg.files).ok()?;
+    runner::unmet_requirements(&s, cfg.backend)
 }
 
 /// One trial per scenario file under `root`.
-pub fn trials(root: &Path) -> Result<Vec<Trial>, String> {
+pub fn trials(root: &Path, cfg: &std::sync::Arc<RunConfig>) -> Result<Vec<Trial>, String> {
     let files = runner::discover(&[root.to_path_buf()])?;
     Ok(files
         .into_iter()
         .map(|f| {
             let name = trial_name(root, &f);
-            match skip_reason(&f) {
+            if let Some(why) = skip_reason(&f, cfg) {
                 // libtest shows the kind next to the name: the reason is visible.
-                Some(why) => Trial::test(name, || Ok(()))
+                Trial::test(name, || Ok(()))
                     .with_ignored_flag(true)
-                    .with_kind(format!("skipped: {why}")),
-                None => Trial::test(name, move || run_scenario(&f)),
+                    .with_kind(format!("skipped: {why}"))
+            } else {
+                let cfg = cfg.clone();
+                Trial::test(name, move || run_scenario(&f, &cfg))
             }
         })
         .collect())
+}
+
+/// The test harness's and the CLI's `--keep` prompt: prints how to enter
+/// the kept namespaces; on a terminal, waits for Enter and then has them
+/// torn down; otherwise leaves them for the next run's sweep.
+pub struct TerminalPrompt;
+
+impl KeepPrompt for TerminalPrompt {
+    fn kept(&self, scenario: &str, commands: &[String]) -> bool {
+        use std::io::IsTerminal;
+        let mut msg = format!("scenario `{scenario}` failed; its namespaces are kept up:\n");
+        for c in commands {
+            msg.push_str(&format!("  {c}\n"));
+        }
+        if std::io::stdin().is_terminal() {
+            eprint!("{msg}press Enter to tear them down ");
+            let _ = std::io::stdin().read_line(&mut String::new());
+            true
+        } else {
+            eprintln!(
+                "{msg}they stay up after this run; the next `pktfate run` removes them (or `ip netns del NAME`)"
+            );
+            false
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pktfate::{report, runner, scenario::Scenario};
+use pktfate::{runner, scenario::Scenario};
 
 use crate::args::{DoctorArgs, Format, KvmArg, MatrixArgs, RecordArgs, TraceArgs};
 use crate::output::{say, write_pcap};
@@ -109,10 +109,13 @@ fn cmd_trace(o: &pktfate::tools::live::LiveOptions, pcap: Option<&PathBuf>) -> E
 }
 
 fn cmd_record(path: &std::path::Path, check: bool, kernel: bool) -> ExitCode {
+    // Recording runs the scenario as `pktfate run` would, with the
+    // environment's settings (PKTFATE_IDLE_MS, CNI_PATH, ...).
+    let (cfg, _) = pktfate::runner::RunConfig::from_env();
     let recorded = if kernel {
-        pktfate::tools::record::record_kernel(path)
+        pktfate::tools::record::record_kernel(path, &cfg)
     } else {
-        pktfate::tools::record::record(path)
+        pktfate::tools::record::record(path, &cfg)
     };
     let r = match recorded {
         Ok(r) => r,
@@ -126,7 +129,7 @@ fn cmd_record(path: &std::path::Path, check: bool, kernel: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let d = r.diff();
-    if report::colour_wanted() {
+    if crate::output::colour_wanted() {
         let coloured: String = d
             .lines()
             .map(|l| match l.chars().next() {
@@ -159,7 +162,7 @@ fn cmd_record(path: &std::path::Path, check: bool, kernel: bool) -> ExitCode {
     }
 }
 
-pub fn cmd_check(paths: &[PathBuf]) -> ExitCode {
+pub fn cmd_check(paths: &[PathBuf], policy: &pktfate::scenario::FilePolicy) -> ExitCode {
     let files = match runner::discover(paths) {
         Ok(f) => f,
         Err(e) => {
@@ -171,7 +174,7 @@ pub fn cmd_check(paths: &[PathBuf]) -> ExitCode {
     let reasons = runner::kernel_reasons().ok();
     let mut bad = 0;
     for f in &files {
-        let result = Scenario::load(f).map(|mut s| {
+        let result = Scenario::load_with(f, policy).map(|mut s| {
             if let Some(v) = runner::kernel_version() {
                 s.resolve_for_kernel(v);
             }

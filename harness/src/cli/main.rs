@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Run(a) => run::run(a),
         Cmd::Check(a) => match output::file_policy(&a.allow_path, a.no_commands) {
-            Ok(()) => commands::cmd_check(&a.paths),
+            Ok(policy) => commands::cmd_check(&a.paths, &policy),
             Err(code) => code,
         },
         Cmd::Reasons => commands::cmd_reasons(),

@@ -6,16 +6,28 @@ use std::process::ExitCode;
 
 use pktfate::report;
 
-/// Applies `--allow-path` and `--no-commands`.
-pub fn file_policy(allow: &[PathBuf], no_commands: bool) -> Result<(), ExitCode> {
+/// Whether to colour output: a terminal, and `NO_COLOR` not set.
+pub fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// `--allow-path` and `--no-commands` as a file policy.
+pub fn file_policy(
+    allow: &[PathBuf],
+    no_commands: bool,
+) -> Result<pktfate::scenario::FilePolicy, ExitCode> {
+    let mut policy = pktfate::scenario::FilePolicy {
+        no_commands,
+        ..Default::default()
+    };
     for d in allow {
-        if let Err(e) = pktfate::scenario::project::allow(d) {
+        if let Err(e) = policy.allow(d) {
             eprintln!("error: --allow-path {}: {e}", d.display());
             return Err(ExitCode::from(2));
         }
     }
-    pktfate::scenario::project::set_no_commands(no_commands);
-    Ok(())
+    Ok(policy)
 }
 
 /// Writes steps as pcapng and says how many packets went in.
@@ -45,7 +57,7 @@ pub fn write_pcap(
 /// in the middle of a scenario: its namespaces still have to go.
 pub fn say(text: &str) {
     use std::io::Write;
-    let line = if report::colour_wanted() {
+    let line = if colour_wanted() {
         report::colourize(text)
     } else {
         text.to_string()

@@ -26,15 +26,20 @@ pub fn run(a: RunArgs) -> ExitCode {
         allow_path,
         no_commands,
     } = a;
-    runner::set_keep_on_failure(keep);
-    if let Some(p) = &cni_path {
-        pktfate::topology::set_cni_path(p);
+    // Flags over the environment over the defaults.
+    let (mut cfg, env) = runner::RunConfig::from_env();
+    if keep || env.pause_on_fail {
+        cfg.keep = Some(std::sync::Arc::new(pktfate::testing::TerminalPrompt));
     }
-    if let Err(code) = file_policy(&allow_path, no_commands) {
-        return code;
+    if let Some(p) = cni_path {
+        cfg.cni_path = p;
     }
+    cfg.files = match file_policy(&allow_path, no_commands) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     if let Some(n) = max_events {
-        pktfate::collect::set_max_events(n);
+        cfg.collection.max_events = n.max(1);
     }
     if backend == BackendArg::Kprobe && !pktfate::tracer::kprobes_available() {
         eprintln!(
@@ -50,10 +55,14 @@ pub fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    runner::set_backend(backend.choice());
+    cfg.backend = backend.choice();
+    let files = match scenario_files(&paths, filter.as_deref()) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
     cmd_run(
-        &paths,
-        filter.as_deref(),
+        &cfg,
+        &files,
         jobs,
         format,
         output.as_ref(),
@@ -62,37 +71,35 @@ pub fn run(a: RunArgs) -> ExitCode {
     )
 }
 
-// Long on purpose: the run's sequence (discover, sweep, preload, run, report), read top to bottom.
+/// The scenario files under `paths` whose path matches `filter`.
+fn scenario_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<PathBuf>, ExitCode> {
+    let files = runner::discover(paths).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    let re = filter.map(regex::Regex::new).transpose().map_err(|e| {
+        eprintln!("error: --filter: {e}");
+        ExitCode::from(2)
+    })?;
+    Ok(files
+        .into_iter()
+        .filter(|f| {
+            re.as_ref()
+                .is_none_or(|re| re.is_match(&f.to_string_lossy()))
+        })
+        .collect())
+}
+
+// Long on purpose: the run's sequence (sweep, preload, run, report), read top to bottom.
 fn cmd_run(
-    paths: &[PathBuf],
-    filter: Option<&str>,
+    cfg: &runner::RunConfig,
+    files: &[PathBuf],
     jobs: Option<usize>,
     format: Format,
     output: Option<&PathBuf>,
     pcap: Option<&PathBuf>,
     verbose: bool,
 ) -> ExitCode {
-    let files = match runner::discover(paths) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let re = match filter.map(regex::Regex::new).transpose() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: --filter: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let files: Vec<PathBuf> = files
-        .into_iter()
-        .filter(|f| {
-            re.as_ref()
-                .is_none_or(|re| re.is_match(&f.to_string_lossy()))
-        })
-        .collect();
     let swept = pktfate::topology::teardown::sweep_stale();
     if !swept.is_empty() {
         eprintln!(
@@ -110,7 +117,7 @@ fn cmd_run(
     }
     let started = std::time::Instant::now();
     let human = format == Format::Human && output.is_none();
-    let results = suite::run_all(&files, suite::jobs(jobs), |r| {
+    let results = suite::run_all(files, suite::jobs(jobs), cfg, |r| {
         // People see each scenario as it finishes.
         if human {
             say(&suite::human(r, verbose));

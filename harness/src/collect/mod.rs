@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::common::Names;
+use crate::common::config::Collection;
 use crate::tracer::{FlowFilter, PacketInfo, RawEvent, Tracer, TracerError};
 
 /// The longest quiet time after the last skb died before collection ends.
@@ -26,60 +27,6 @@ pub const MIN_SETTLE: Duration = Duration::from_millis(2);
 pub fn settle(first_ns: u64, last_ns: u64) -> Duration {
     Duration::from_nanos(last_ns.saturating_sub(first_ns).saturating_mul(2))
         .clamp(MIN_SETTLE, SETTLE)
-}
-
-/// Quiet time after which skbs still alive are given up on: some frees have
-/// no tracepoint (TCP's `__kfree_skb`), so their end is never seen. Their
-/// fate is reported as unknown, never guessed.
-/// `PKTFATE_IDLE_MS` overrides it: `pktfate matrix` guests, whose
-/// emulated CPUs run an order of magnitude slower, set 2000.
-pub fn idle() -> Duration {
-    static IDLE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *IDLE.get_or_init(|| {
-        let ms = std::env::var("PKTFATE_IDLE_MS")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        Duration::from_millis(ms.unwrap_or(200))
-    })
-}
-
-/// How much longer than a scenario's `timeout_ms` collection may last:
-/// `PKTFATE_TIMEOUT_SCALE` (default 1). Emulated guests of the kernel
-/// matrix set it, as they set [`idle`]: their CPUs are an order of
-/// magnitude slower, more so when the host is busy.
-pub fn timeout_scale() -> u32 {
-    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *SCALE.get_or_init(|| {
-        std::env::var("PKTFATE_TIMEOUT_SCALE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|s: &u32| (1..=100).contains(s))
-            .unwrap_or(1)
-    })
-}
-
-/// Default [`max_events`]: far above any scenario's own traffic (tens to
-/// hundreds of events), far below what a flood would pile up in memory.
-pub const DEFAULT_MAX_EVENTS: usize = 20_000;
-
-static MAX_EVENTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-
-/// Sets the per-scenario event cap (`--max-events`); first call wins.
-pub fn set_max_events(n: usize) {
-    let _ = MAX_EVENTS.set(n.max(1));
-}
-
-/// Events one scenario may collect before its trial fails: set by
-/// [`set_max_events`], else `PKTFATE_MAX_EVENTS`, else
-/// [`DEFAULT_MAX_EVENTS`]. It bounds a run's memory whatever the kernel
-/// sends.
-pub fn max_events() -> usize {
-    *MAX_EVENTS.get_or_init(|| {
-        std::env::var("PKTFATE_MAX_EVENTS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .map_or(DEFAULT_MAX_EVENTS, |n| n.max(1))
-    })
 }
 
 /// Whether `now` carries another packet than `before` at the same skb
@@ -171,6 +118,9 @@ pub struct Timeline {
     pub capped: Option<usize>,
     /// Time spent collecting.
     pub waited: Duration,
+    /// The run's timeout scale (1 natively; emulated guests set more):
+    /// evaluation widens its time windows by as much.
+    pub timeout_scale: u32,
 }
 
 /// What collection knows so far: each skb's owner (packet, direction,
@@ -314,7 +264,9 @@ impl Tracking {
     }
 }
 
-/// Reads events until the fates are known or `timeout` passes. `pump` is
+/// Reads events until the fates are known or `timeout` (times the run's
+/// scale) passes; skbs still alive after [`Collection::idle`] of quiet are
+/// given up on, and at most [`Collection::max_events`] are kept. `pump` is
 /// called between polls to consume what the kernel sends to the harness
 /// (tun reads), so those skbs die too.
 pub fn collect(
@@ -322,15 +274,16 @@ pub fn collect(
     names: &Names,
     filters: &[(usize, FlowFilter)],
     timeout: Duration,
+    limits: &Collection,
     pump: &mut dyn FnMut() -> Vec<Observation>,
 ) -> Result<Timeline, TracerError> {
     let start = Instant::now();
-    let deadline = start + timeout * timeout_scale();
+    let deadline = start + timeout * limits.timeout_scale;
     let n_packets = filters.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
     let mut t = Tracking::new(n_packets);
     let mut last_event = Instant::now();
     let mut settled = false;
-    let cap = max_events();
+    let cap = limits.max_events;
     let mut capped = None;
     loop {
         let now = Instant::now();
@@ -355,7 +308,7 @@ pub fn collect(
         }
         let quiet = last_event.elapsed();
         let done = t.alive.is_empty() && quiet >= settle(t.first_ns, t.last_ns);
-        if t.seen.iter().all(|s| *s) && (done || quiet >= idle()) {
+        if t.seen.iter().all(|s| *s) && (done || quiet >= limits.idle) {
             settled = true;
             break;
         }
@@ -368,6 +321,7 @@ pub fn collect(
         unfinished: t.alive.len(),
         capped,
         waited: start.elapsed(),
+        timeout_scale: limits.timeout_scale,
     })
 }
 

@@ -3,6 +3,7 @@
 //! private directories, text helpers and the built-in programs. Nothing
 //! here imports a stage.
 
+pub mod config;
 pub mod fixtures;
 pub mod text;
 pub mod verifier;

@@ -13,10 +13,10 @@ pub fn life(tl: &Timeline, packet: usize) -> Vec<&Step> {
 /// How soon after the packet's latest event a copy must appear, natively.
 const COPY_WINDOW_NS: u64 = 100_000_000;
 
-/// [`COPY_WINDOW_NS`] times `PKTFATE_TIMEOUT_SCALE`: in an emulated guest a
-/// raw socket's reader took 167 ms to copy out the reply it was given.
-fn copy_window() -> u64 {
-    COPY_WINDOW_NS * u64::from(crate::collect::timeout_scale())
+/// [`COPY_WINDOW_NS`] times the run's timeout scale: in an emulated guest
+/// a raw socket's reader took 167 ms to copy out the reply it was given.
+fn copy_window(tl: &Timeline) -> u64 {
+    COPY_WINDOW_NS * u64::from(tl.timeout_scale.max(1))
 }
 
 /// What identifies one packet across skb copies: the headers that a copy
@@ -57,7 +57,7 @@ fn signature(
 /// same packet (by [`signature`], as of any event so far, so NAT and
 /// rewrites are followed). Events come in time order.
 pub fn life_of(tl: &Timeline, packet: usize, reverse: bool) -> Vec<&Step> {
-    life_within(tl, packet, reverse, copy_window())
+    life_within(tl, packet, reverse, copy_window(tl))
 }
 
 /// [`life_of`] with copies taken in up to `window_ns` after the latest event.

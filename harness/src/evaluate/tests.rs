@@ -192,6 +192,11 @@ fn a_late_copy_joins_the_packet_within_the_scaled_window() {
         facts(&emulated).delivered,
         "x4 in a guest: the same packet's copy"
     );
+    // The window comes from the run's scale, recorded in the timeline.
+    assert!(!facts(&life::life(&tl, 0)).delivered);
+    let mut tl = tl;
+    tl.timeout_scale = 4;
+    assert!(facts(&life::life(&tl, 0)).delivered);
 }
 
 #[test]

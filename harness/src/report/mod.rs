@@ -281,12 +281,6 @@ fn indent(s: &str, pad: &str) -> String {
     s.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-/// Whether to colour output: a terminal, and `NO_COLOR` not set.
-pub fn colour_wanted() -> bool {
-    use std::io::IsTerminal;
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
-}
-
 /// Colours a report's lines by their meaning (status words, expected,
 /// actual, hints); the text itself is unchanged.
 pub fn colourize(text: &str) -> String {

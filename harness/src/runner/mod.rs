@@ -15,11 +15,14 @@ use std::time::Instant;
 
 use crate::collect;
 use crate::common::ErrorKind;
+pub use crate::common::config::{KeepPrompt, RunConfig};
 use crate::evaluate;
 use crate::inject::{self, InjectError};
 use crate::scenario::{MissingHook, Scenario, ScenarioError};
 use crate::topology::{Topology, TopologyError};
-use crate::tracer::{BackendChoice, DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
+use crate::tracer::{
+    BackendChoice, DropReasons, FlowFilter, FunctionProbes, TraceSpec, Tracer, TracerError,
+};
 use preflight::PreflightError;
 
 /// Why a scenario could not be run (as opposed to failing its expectations).
@@ -100,10 +103,10 @@ pub fn kernel_reasons() -> Result<DropReasons, TracerError> {
     Ok(DropReasons::kernel()?)
 }
 
-/// Loads, validates and runs a scenario file.
-pub fn run_file(path: &Path) -> Result<Outcome, RunError> {
-    let s = Scenario::load(path).map_err(RunError::Scenario)?;
-    run(s)
+/// Loads, validates and runs a scenario file with the run's settings.
+pub fn run_file(path: &Path, cfg: &RunConfig) -> Result<Outcome, RunError> {
+    let s = Scenario::load_with(path, &cfg.files).map_err(RunError::Scenario)?;
+    run(s, cfg)
 }
 
 /// The running kernel's version from uname.
@@ -112,26 +115,12 @@ pub fn kernel_version() -> Option<(u32, u32, u32)> {
     crate::scenario::parse_kernel_version(release.trim())
 }
 
-/// The backend chosen for this process (`--backend`).
-static BACKEND: std::sync::OnceLock<BackendChoice> = std::sync::OnceLock::new();
-
-/// Chooses the tracer backend for every scenario this process runs; the
-/// first call wins.
-pub fn set_backend(choice: BackendChoice) {
-    let _ = BACKEND.set(choice);
-}
-
-fn backend_choice() -> BackendChoice {
-    BACKEND.get().copied().unwrap_or_default()
-}
-
-/// Whether to probe kernel functions for this scenario, or why it cannot
-/// be run as asked.
-/// Returns (functions, by fentry rather than kprobes).
-fn function_level(s: &Scenario) -> Result<(bool, bool), String> {
+/// Whether (and how) to probe kernel functions for this scenario, or why
+/// it cannot be run as asked.
+fn function_level(s: &Scenario, choice: BackendChoice) -> Result<Option<FunctionProbes>, String> {
     decide_functions(
         s,
-        backend_choice(),
+        choice,
         crate::tracer::kprobes_available(),
         &crate::tracer::tp_btf::fentry_available,
     )
@@ -142,7 +131,7 @@ fn decide_functions(
     choice: BackendChoice,
     kprobes: bool,
     fentry: &dyn Fn() -> Result<(), String>,
-) -> Result<(bool, bool), String> {
+) -> Result<Option<FunctionProbes>, String> {
     let wanted = match choice {
         BackendChoice::Tracepoint if s.requires.functions => {
             return Err(
@@ -155,14 +144,14 @@ fn decide_functions(
     };
     let no_kprobes = "this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)";
     match choice {
-        _ if !wanted => Ok((false, false)),
+        _ if !wanted => Ok(None),
         BackendChoice::Fentry => fentry()
-            .map(|()| (true, true))
+            .map(|()| Some(FunctionProbes::Fentry))
             .map_err(|e| format!("--backend fentry: this kernel refuses fentry programs ({e})")),
-        _ if kprobes => Ok((true, false)),
+        _ if kprobes => Ok(Some(FunctionProbes::Kprobes)),
         BackendChoice::Kprobe => Err(format!("needs function-level tracing: {no_kprobes}")),
         // auto: fentry where kprobes are missing.
-        _ => fentry().map(|()| (true, true)).map_err(|e| {
+        _ => fentry().map(|()| Some(FunctionProbes::Fentry)).map_err(|e| {
             format!(
                 "needs function-level tracing: {no_kprobes}, and it refuses fentry programs ({e})"
             )
@@ -170,9 +159,10 @@ fn decide_functions(
     }
 }
 
-/// Why a scenario cannot run here, if its `requires` are not met.
-pub fn unmet_requirements(s: &Scenario) -> Option<String> {
-    if let Err(why) = function_level(s) {
+/// Why a scenario cannot run here with `backend`, if its `requires` are
+/// not met.
+pub fn unmet_requirements(s: &Scenario, backend: BackendChoice) -> Option<String> {
+    if let Err(why) = function_level(s, backend) {
         return Some(why);
     }
     let r = &s.requires;
@@ -219,40 +209,19 @@ pub fn unmet_requirements(s: &Scenario) -> Option<String> {
     None
 }
 
-static KEEP_ON_FAILURE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `--keep`: a failing scenario's topology stays up to be explored.
-pub fn set_keep_on_failure(on: bool) {
-    KEEP_ON_FAILURE.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn keep_on_failure() -> bool {
-    KEEP_ON_FAILURE.load(std::sync::atomic::Ordering::Relaxed)
-        || std::env::var("PKTFATE_PAUSE_ON_FAIL").is_ok_and(|v| v == "1")
-}
-
-/// Prints how to enter a failed scenario's namespaces. On a terminal it
-/// waits for Enter and hands the topology back for teardown; otherwise
-/// the namespaces outlive the run until the next run sweeps them.
-fn keep_failed(topo: Topology, name: &str) -> Option<Topology> {
-    use std::io::IsTerminal;
+/// Tells the user how to enter a failed scenario's namespaces, through
+/// the run's prompt. Hands the topology back for teardown when the prompt
+/// says so; otherwise the namespaces outlive the run until the next run
+/// sweeps them.
+fn keep_failed(topo: Topology, name: &str, prompt: &dyn KeepPrompt) -> Option<Topology> {
     // One prompt at a time when scenarios run in parallel.
     static PROMPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = PROMPT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut msg = format!("scenario `{name}` failed; its namespaces are kept up:\n");
-    for c in topo.explore_commands() {
-        msg.push_str(&format!("  {c}\n"));
-    }
-    if std::io::stdin().is_terminal() {
-        eprint!("{msg}press Enter to tear them down ");
-        let _ = std::io::stdin().read_line(&mut String::new());
+    if prompt.kept(name, &topo.explore_commands()) {
         Some(topo)
     } else {
-        eprintln!(
-            "{msg}they stay up after this run; the next `pktfate run` removes them (or `ip netns del NAME`)"
-        );
         topo.leave_up();
         None
     }
@@ -260,8 +229,8 @@ fn keep_failed(topo: Topology, name: &str) -> Option<Topology> {
 
 /// What must hold before anything is built: requirements, root, kernel
 /// modules; kernel-dependent expectations resolved for this kernel.
-fn check_machine(s: &mut Scenario) -> Result<(), RunError> {
-    if let Some(why) = unmet_requirements(s) {
+fn check_machine(s: &mut Scenario, backend: BackendChoice) -> Result<(), RunError> {
+    if let Some(why) = unmet_requirements(s, backend) {
         return Err(RunError::Skipped(why));
     }
     // Root first: without it, loading modules fails misleadingly.
@@ -284,6 +253,7 @@ fn trace_spec(
     s: &Scenario,
     topo: &Topology,
     prepared: &[inject::Prepared],
+    cfg: &RunConfig,
 ) -> Result<(Vec<(usize, FlowFilter)>, TraceSpec), RunError> {
     // Each packet's 5-tuple (both ways), plus ICMP errors sent back to its
     // source, which is how the kernel says "no" for many drops.
@@ -308,14 +278,14 @@ fn trace_spec(
             }
         }
     }
-    let (functions, fentry) = function_level(s).map_err(RunError::Skipped)?;
+    let functions = function_level(s, cfg.backend).map_err(RunError::Skipped)?;
     let spec = TraceSpec {
         netns: topo.inodes(),
         filters: filters.iter().map(|(_, f)| f.clone()).collect(),
         stacks: true,
         tc_hooks,
         functions,
-        fentry,
+        function_pattern: cfg.functions.clone(),
     };
     Ok((filters, spec))
 }
@@ -359,12 +329,12 @@ fn counters_of(
     Ok(m)
 }
 
-/// Runs a validated scenario.
-pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
+/// Runs a validated scenario with the run's settings.
+pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
     let t_setup = Instant::now();
-    check_machine(&mut s)?;
+    check_machine(&mut s, cfg.backend)?;
 
-    let topo = Topology::build(&s)?;
+    let topo = Topology::build(&s, &cfg.cni_path)?;
     // Building may have loaded modules (bridge, vxlan, nf_tables): their
     // functions must be named in this scenario's stacks.
     crate::tracer::kallsyms::Kallsyms::refresh();
@@ -373,7 +343,7 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     let setup = t_setup.elapsed();
 
     let t_attach = Instant::now();
-    let (filters, spec) = trace_spec(&s, &topo, &prepared)?;
+    let (filters, spec) = trace_spec(&s, &topo, &prepared, cfg)?;
     let mut tracer = Tracer::for_scenario(&spec)?;
     let attach = t_attach.elapsed();
     let unchecked = unchecked_here(&mut s, &tracer);
@@ -385,13 +355,20 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
     for p in &mut prepared {
         p.fire()?;
     }
-    let timeline = collect::collect(&mut tracer, &topo.names, &filters, s.timeout, &mut || {
-        let mut seen = topo.drain();
-        for p in &prepared {
-            seen.extend(p.drain(p.from_ns().unwrap_or("")));
-        }
-        seen
-    })?;
+    let timeline = collect::collect(
+        &mut tracer,
+        &topo.names,
+        &filters,
+        s.timeout,
+        &cfg.collection,
+        &mut || {
+            let mut seen = topo.drain();
+            for p in &prepared {
+                seen.extend(p.drain(p.from_ns().unwrap_or("")));
+            }
+            seen
+        },
+    )?;
     // Sockets stay open until the fates are known.
     drop(prepared);
     let after = snapshot(&topo)?;
@@ -407,10 +384,9 @@ pub fn run(mut s: Scenario) -> Result<Outcome, RunError> {
 
     let t_teardown = Instant::now();
     let names = topo.names.clone();
-    let kept = if keep_on_failure() && !verdict.passed() {
-        keep_failed(topo, &s.name)
-    } else {
-        Some(topo)
+    let kept = match &cfg.keep {
+        Some(prompt) if !verdict.passed() => keep_failed(topo, &s.name, prompt.as_ref()),
+        _ => Some(topo),
     };
     let teardown_problems = kept.map(|mut t| t.teardown()).unwrap_or_default();
     let teardown = t_teardown.elapsed();
@@ -540,16 +516,16 @@ mod tests {
         let refused = || Err("Operation not permitted".to_string());
         assert_eq!(
             decide_functions(&plain, Auto, true, &works),
-            Ok((false, false)),
+            Ok(None),
             "tracepoints are cheaper"
         );
         assert_eq!(
             decide_functions(&needs, Auto, true, &works),
-            Ok((true, false))
+            Ok(Some(FunctionProbes::Kprobes))
         );
         assert_eq!(
             decide_functions(&needs, Auto, false, &works),
-            Ok((true, true)),
+            Ok(Some(FunctionProbes::Fentry)),
             "fentry where kprobes are missing"
         );
         let e = decide_functions(&needs, Auto, false, &refused).unwrap_err();
@@ -564,12 +540,12 @@ mod tests {
         );
         assert_eq!(
             decide_functions(&plain, Kprobe, true, &works),
-            Ok((true, false))
+            Ok(Some(FunctionProbes::Kprobes))
         );
         assert!(decide_functions(&plain, Kprobe, false, &works).is_err());
         assert_eq!(
             decide_functions(&plain, Fentry, true, &works),
-            Ok((true, true))
+            Ok(Some(FunctionProbes::Fentry))
         );
         assert!(decide_functions(&plain, Fentry, true, &refused).is_err());
     }

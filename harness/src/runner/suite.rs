@@ -55,6 +55,7 @@ pub fn jobs(asked: Option<usize>) -> usize {
 pub fn run_all(
     files: &[PathBuf],
     jobs: usize,
+    cfg: &runner::RunConfig,
     each: impl Fn(&SuiteResult) + Sync,
 ) -> Vec<SuiteResult> {
     let next = Mutex::new(0usize);
@@ -74,7 +75,7 @@ pub fn run_all(
                     let Some(f) = files.get(i) else { break };
                     let r = SuiteResult {
                         path: f.clone(),
-                        outcome: runner::run_file(f),
+                        outcome: runner::run_file(f, cfg),
                     };
                     each(&r);
                     done.lock()

@@ -32,6 +32,7 @@ use std::path::Path;
 
 use marked_yaml::LoaderOptions;
 
+pub use crate::common::config::FilePolicy;
 use crate::scenario::kernel_range::Version;
 use error::yaml_error;
 use validate::{Ctx, validate};
@@ -72,8 +73,14 @@ pub struct MissingHook<'a> {
 }
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads and validates a scenario file under the default
+    /// [`FilePolicy`] (its project's files; commands allowed).
     pub fn load(path: &Path) -> Result<Self, Vec<ScenarioError>> {
+        Self::load_with(path, &FilePolicy::default())
+    }
+
+    /// Reads and validates a scenario file under `policy`.
+    pub fn load_with(path: &Path, policy: &FilePolicy) -> Result<Self, Vec<ScenarioError>> {
         let text = crate::scenario::project::read_text(path).map_err(|e| {
             vec![ScenarioError {
                 loc: None,
@@ -85,11 +92,22 @@ impl Scenario {
                 )),
             }]
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, policy)
     }
 
-    /// Parses and validates scenario text; `path` is used in messages.
+    /// Parses and validates scenario text under the default
+    /// [`FilePolicy`]; `path` is used in messages and to find the files
+    /// the scenario names.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Vec<ScenarioError>> {
+        Self::parse_with(path, text, &FilePolicy::default())
+    }
+
+    /// Parses and validates scenario text under `policy`.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        policy: &FilePolicy,
+    ) -> Result<Self, Vec<ScenarioError>> {
         let opts = LoaderOptions::default().error_on_duplicate_keys(true);
         let file: raw::File = marked_yaml::from_yaml_with_options(0, text, opts)
             .map_err(|e| vec![yaml_error(path, text, &e)])?;
@@ -97,6 +115,7 @@ impl Scenario {
             file: path,
             errors: vec![],
             source: text,
+            policy,
         };
         let s = validate(&mut cx, file, path);
         if cx.errors.is_empty() {

@@ -12,28 +12,12 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::RwLock;
 
 /// The largest scenario or referenced file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// Files marking a project root.
 pub const ROOT_MARKERS: [&str; 3] = ["Cargo.toml", ".git", "pktfate.toml"];
-
-static ALLOWED: RwLock<Vec<PathBuf>> = RwLock::new(Vec::new());
-
-static NO_COMMANDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Refuse scenarios that run host commands (`run:`, tc `command:`), for
-/// reviewing untrusted changes (`--no-commands`).
-pub fn set_no_commands(on: bool) {
-    NO_COMMANDS.store(on, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Whether `--no-commands` is in force.
-pub fn no_commands() -> bool {
-    NO_COMMANDS.load(std::sync::atomic::Ordering::SeqCst)
-}
 
 /// Errors reading a file a user named.
 #[derive(Debug, thiserror::Error)]
@@ -63,23 +47,6 @@ pub enum Refusal {
     Missing,
 }
 
-/// Lets scenarios read files under `dir` too (`--allow-path`).
-pub fn allow(dir: &Path) -> std::io::Result<()> {
-    let dir = dir.canonicalize()?;
-    ALLOWED
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(dir);
-    Ok(())
-}
-
-fn allowed_dirs() -> Vec<PathBuf> {
-    ALLOWED
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-}
-
 /// The project root of a scenario file.
 pub fn root_of(scenario: &Path) -> PathBuf {
     let abs = std::path::absolute(scenario).unwrap_or_else(|_| scenario.to_path_buf());
@@ -96,16 +63,16 @@ pub fn root_of(scenario: &Path) -> PathBuf {
 
 /// Resolves `rel`, named in `scenario`, to a file of the project: looked
 /// up next to the scenario, then in each parent directory up to the
-/// project root. Symlinks count where they point.
-pub fn resolve(scenario: &Path, rel: &str) -> Result<PathBuf, Refusal> {
+/// project root. Symlinks count where they point; a file under one of the
+/// `allowed` directories (`--allow-path`, canonical) is the project's too.
+pub fn resolve(scenario: &Path, rel: &str, allowed: &[PathBuf]) -> Result<PathBuf, Refusal> {
     let relp = Path::new(rel);
     if relp.is_absolute() {
         return Err(Refusal::Absolute);
     }
     let root = root_of(scenario);
     let real_root = root.canonicalize().unwrap_or_else(|_| root.clone());
-    let inside =
-        |p: &Path| p.starts_with(&real_root) || allowed_dirs().iter().any(|d| p.starts_with(d));
+    let inside = |p: &Path| p.starts_with(&real_root) || allowed.iter().any(|d| p.starts_with(d));
     let abs = std::path::absolute(scenario).unwrap_or_else(|_| scenario.to_path_buf());
     let mut dir = abs.parent().map(Path::to_path_buf);
     let mut escaped = None;
@@ -205,22 +172,28 @@ mod tests {
         let (tmp, proj) = tree();
         let s = proj.join("s/a.yaml");
         assert_eq!(root_of(&s), proj);
-        assert!(resolve(&s, "fixtures/r.nft").is_ok());
-        assert!(resolve(&s, "../fixtures/r.nft").is_ok());
-        assert_eq!(resolve(&s, "/etc/passwd"), Err(Refusal::Absolute));
+        assert!(resolve(&s, "fixtures/r.nft", &[]).is_ok());
+        assert!(resolve(&s, "../fixtures/r.nft", &[]).is_ok());
+        assert_eq!(resolve(&s, "/etc/passwd", &[]), Err(Refusal::Absolute));
         assert!(matches!(
-            resolve(&s, "../../outside.nft"),
+            resolve(&s, "../../outside.nft", &[]),
             Err(Refusal::Escapes(_))
         ));
+        // Unless the run allowed that directory (`--allow-path`).
+        let allowed = [tmp.path().canonicalize().unwrap()];
+        assert!(resolve(&s, "../../outside.nft", &allowed).is_ok());
         assert!(matches!(
-            resolve(&s, "../../../../../../etc/passwd"),
+            resolve(&s, "../../../../../../etc/passwd", &[]),
             Err(Refusal::Escapes(_))
         ));
         // Parent directories above the root are not searched.
-        assert_eq!(resolve(&s, "outside.nft"), Err(Refusal::Missing));
+        assert_eq!(resolve(&s, "outside.nft", &[]), Err(Refusal::Missing));
         // A symlink inside pointing outside counts where it points.
         std::os::unix::fs::symlink(tmp.path().join("outside.nft"), proj.join("link.nft")).unwrap();
-        assert!(matches!(resolve(&s, "link.nft"), Err(Refusal::Escapes(_))));
+        assert!(matches!(
+            resolve(&s, "link.nft", &[]),
+            Err(Refusal::Escapes(_))
+        ));
     }
 
     #[test]

@@ -538,3 +538,22 @@ fn an_inline_ruleset_knows_where_its_text_is_in_the_file() {
     // Quoted with `\n` escapes: lines the file does not have.
     assert_eq!(with("\"table inet t {\\n}\""), (3, 11, false));
 }
+
+#[test]
+fn each_load_has_its_own_file_policy() {
+    // Two runs in one process (a test binary, a library user) may want
+    // different policies: a refusal under one must not leak into the other.
+    let text = GOOD.replace(
+        "    sysctls:\n      net.ipv4.ip_forward: 1\n",
+        "    sysctls:\n      net.ipv4.ip_forward: 1\n    run:\n      - tc qdisc show\n",
+    );
+    assert_ne!(text, GOOD);
+    let strict = FilePolicy {
+        no_commands: true,
+        ..FilePolicy::default()
+    };
+    let errs = Scenario::parse_with(Path::new("t.yaml"), &text, &strict).unwrap_err();
+    assert!(errs[0].msg.contains("--no-commands"), "{}", errs[0].msg);
+    assert!(parse(&text).is_ok(), "the default policy runs commands");
+    assert!(Scenario::parse_with(Path::new("t.yaml"), &text, &strict).is_err());
+}

@@ -130,8 +130,8 @@ pub fn examine() -> Doctor {
         filters: vec![],
         stacks: false,
         tc_hooks: vec![],
-        functions: false,
-        fentry: false,
+        functions: None,
+        function_pattern: None,
     };
     let (backend, tracer_error, attached, skipped) = match Tracer::start(&spec) {
         Ok(t) => (

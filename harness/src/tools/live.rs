@@ -121,8 +121,8 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
         filters: vec![o.filter.clone()],
         stacks: true,
         tc_hooks: vec![],
-        functions: false,
-        fentry: false,
+        functions: None,
+        function_pattern: None,
     };
     let mut tracer = Tracer::start(&spec)?;
     // On stderr, so JSON on stdout stays clean; scripts can wait for it.

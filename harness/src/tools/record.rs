@@ -162,7 +162,7 @@ pub fn rewrite_with(
 }
 
 /// Runs a scenario and returns the file with what it observed.
-pub fn record(path: &Path) -> Result<Recorded, RunError> {
+pub fn record(path: &Path, cfg: &runner::RunConfig) -> Result<Recorded, RunError> {
     let old = std::fs::read_to_string(path).map_err(|e| {
         RunError::Scenario(vec![crate::scenario::ScenarioError {
             loc: None,
@@ -171,7 +171,7 @@ pub fn record(path: &Path) -> Result<Recorded, RunError> {
             hint: None,
         }])
     })?;
-    let o = runner::run_file(path)?;
+    let o = runner::run_file(path, cfg)?;
     let n = o.scenario.packets.len();
     let mut count = 0;
     let new = rewrite(&old, |i, indent| {
@@ -278,7 +278,7 @@ pub fn add_kernel_entry(
 /// running kernel's `major.minor` wherever what it observed (fate, reason,
 /// dropping function) differs from what the scenario expects here. The
 /// rest of the file stays as written.
-pub fn record_kernel(path: &Path) -> Result<Recorded, RunError> {
+pub fn record_kernel(path: &Path, cfg: &runner::RunConfig) -> Result<Recorded, RunError> {
     let file_err = |msg: String| {
         RunError::Scenario(vec![crate::scenario::ScenarioError {
             loc: None,
@@ -294,7 +294,7 @@ pub fn record_kernel(path: &Path) -> Result<Recorded, RunError> {
     let (major, minor, _) = runner::kernel_version()
         .ok_or_else(|| file_err("cannot read the kernel version".into()))?;
     let range = format!("{major}.{minor}");
-    let o = runner::run_file(path)?;
+    let o = runner::run_file(path, cfg)?;
     let n = o.scenario.packets.len();
     let new = rewrite_with(&old, |i, indent, body| {
         if i >= n {

@@ -20,26 +20,6 @@ use crate::scenario::CniAttachment;
 use crate::topology::netns;
 use crate::topology::teardown;
 
-static CNI_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Where plugins are looked up when neither `--cni-path` nor `CNI_PATH`
-/// says: upstream's install dir, Debian/Ubuntu's, Fedora/RHEL's.
-pub const DEFAULT_CNI_PATH: &str = "/opt/cni/bin:/usr/lib/cni:/usr/libexec/cni";
-
-/// Sets the plugin search path (`--cni-path`), before any scenario runs.
-pub fn set_cni_path(path: &str) {
-    let _ = CNI_PATH.set(path.to_string());
-}
-
-/// `--cni-path`, else `CNI_PATH`, else [`DEFAULT_CNI_PATH`].
-pub fn cni_path() -> String {
-    CNI_PATH
-        .get()
-        .cloned()
-        .or_else(|| std::env::var("CNI_PATH").ok().filter(|p| !p.is_empty()))
-        .unwrap_or_else(|| DEFAULT_CNI_PATH.into())
-}
-
 /// One pod namespace attached to its network.
 struct Attached {
     node: PathBuf,
@@ -51,11 +31,22 @@ struct Attached {
 /// The CNI attachments of one topology and their private state directory.
 #[derive(Default)]
 pub(super) struct Cni {
+    /// Where plugins are looked up (`--cni-path`, `CNI_PATH`).
+    path: String,
     dir: Option<PathBuf>,
     attached: Vec<Attached>,
 }
 
 impl Cni {
+    /// No attachments yet; plugins are looked up in `path`.
+    pub fn new(path: &str) -> Self {
+        Cni {
+            path: path.into(),
+            dir: None,
+            attached: vec![],
+        }
+    }
+
     /// Runs ADD (then CHECK if asked) for `pod`, with the plugins inside `node`.
     pub fn add(
         &mut self,
@@ -83,7 +74,7 @@ impl Cni {
         let mut prev: Option<Value> = None;
         for p in &plugins {
             let conf = plugin_conf(&a.spec, p, prev.as_ref(), &dir);
-            let out = run(&a, p, "ADD", &conf)?;
+            let out = run(&a, &self.path, p, "ADD", &conf)?;
             // A plugin that prints nothing passes the previous result on.
             if out.is_some() {
                 prev = out;
@@ -93,7 +84,7 @@ impl Cni {
         if a.spec.check {
             for p in &plugins {
                 let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
-                run(&a, p, "CHECK", &conf)?;
+                run(&a, &self.path, p, "CHECK", &conf)?;
             }
         }
         self.attached.push(a);
@@ -107,7 +98,7 @@ impl Cni {
         while let Some(a) = self.attached.pop() {
             for p in plugins(&a.spec.conflist).iter().rev() {
                 let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
-                if let Err(e) = run(&a, p, "DEL", &conf) {
+                if let Err(e) = run(&a, &self.path, p, "DEL", &conf) {
                     problems.push(e.to_string());
                 }
             }
@@ -164,6 +155,7 @@ fn plugin_conf(spec: &CniAttachment, plugin: &Value, prev: Option<&Value>, dir: 
 /// Execs one plugin with `command`; its result (stdout JSON), if any.
 fn run(
     a: &Attached,
+    path: &str,
     plugin: &Value,
     command: &str,
     conf: &Value,
@@ -174,7 +166,6 @@ fn run(
         what: format!("CNI {command} of plugin `{kind}` for `{}`", a.pod.name),
         msg,
     };
-    let path = cni_path();
     let Some(bin) = path
         .split(':')
         .map(|d| Path::new(d).join(&kind))
@@ -196,7 +187,7 @@ fn run(
         ("CNI_NETNS", a.pod.path().display().to_string()),
         ("CNI_IFNAME", a.spec.ifname.clone()),
         ("CNI_ARGS", args),
-        ("CNI_PATH", path.clone()),
+        ("CNI_PATH", path.to_string()),
     ];
     let stdin = conf.to_string();
     let out = netns::run_in(&a.node, move || -> std::io::Result<std::process::Output> {

@@ -41,7 +41,7 @@ pub use error::TopologyError;
 use error::io_err;
 pub use netns::NetnsHandle;
 
-pub use cni::{DEFAULT_CNI_PATH, cni_path, set_cni_path};
+pub use crate::common::config::DEFAULT_CNI_PATH;
 
 /// A built topology. Dropping it deletes everything it created.
 pub struct Topology {
@@ -67,8 +67,9 @@ pub struct Topology {
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 impl Topology {
-    /// Builds the scenario's topology.
-    pub fn build(s: &Scenario) -> Result<Self, TopologyError> {
+    /// Builds the scenario's topology; CNI plugins are looked up in
+    /// `cni_path` (colon-separated directories).
+    pub fn build(s: &Scenario, cni_path: &str) -> Result<Self, TopologyError> {
         teardown::install_interrupt_handler();
         let mut topo = Topology {
             namespaces: vec![],
@@ -77,7 +78,7 @@ impl Topology {
             macs: HashMap::new(),
             peers: HashMap::new(),
             listeners: vec![],
-            cni: cni::Cni::default(),
+            cni: cni::Cni::new(cni_path),
             xdp_links: vec![],
             torn_down: false,
         };

@@ -151,29 +151,25 @@ pub struct TraceSpec {
     /// Where scenario tc programs are attached: the tracer puts its
     /// observer classifier ahead of them.
     pub tc_hooks: Vec<TcHook>,
-    /// Also probe every kernel function that takes an `sk_buff` (the
-    /// function-level backend; needs kprobes).
-    pub functions: bool,
-    /// Probe them with fentry programs rather than kprobes.
-    pub fentry: bool,
+    /// Also probe the kernel functions that take an `sk_buff` (the
+    /// function-level backend), and by which mechanism.
+    pub functions: Option<FunctionProbes>,
+    /// Which functions, a regular expression (`PKTFATE_FUNCTIONS`);
+    /// `None`: the mechanism's own set.
+    pub function_pattern: Option<String>,
 }
 
-/// Which tracer backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BackendChoice {
-    /// Tracepoints, plus kprobes for scenarios that ask for functions
-    /// (`requires: {functions: true}`) where the kernel has kprobes.
-    #[default]
-    Auto,
-    /// Tracepoints only.
-    Tracepoint,
-    /// Tracepoints plus a kprobe on every function taking an `sk_buff`
-    /// (kprobe-multi links where the kernel has them).
-    Kprobe,
-    /// Tracepoints plus an fentry program on each function taking an
-    /// `sk_buff` (the plain-kprobe default set: one load each).
+/// How kernel functions are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionProbes {
+    /// kprobe-multi links where the kernel has them, else plain kprobes.
+    Kprobes,
+    /// One fentry program per function (BPF trampolines; for kernels
+    /// without kprobes).
     Fentry,
 }
+
+pub use crate::common::config::BackendChoice;
 
 /// Whether this kernel lets kprobes attach (the perf kprobe PMU exists).
 pub fn kprobes_available() -> bool {

@@ -71,12 +71,13 @@ pub(super) struct Functions {
     links: Option<super::kprobe_multi::Links>,
     /// The fentry programs, when they are the mechanism.
     fentries: Option<super::fentry::Fentries>,
+    /// The run's `PKTFATE_FUNCTIONS`, which modules loaded later match too.
+    chosen: Option<String>,
 }
 
-/// `PKTFATE_FUNCTIONS`, or `default`.
-fn pattern(default: &str) -> Result<regex::Regex, TracerError> {
-    let chosen = std::env::var("PKTFATE_FUNCTIONS").ok();
-    regex::Regex::new(chosen.as_deref().unwrap_or(default)).map_err(|e| {
+/// `chosen` (`PKTFATE_FUNCTIONS`), or `default`.
+fn pattern(chosen: Option<&str>, default: &str) -> Result<regex::Regex, TracerError> {
+    regex::Regex::new(chosen.unwrap_or(default)).map_err(|e| {
         TracerError::Limit(format!(
             "PKTFATE_FUNCTIONS is not a regular expression: {e}"
         ))
@@ -120,7 +121,8 @@ pub(super) fn attach_functions(
     object: &[u8],
     events_fd: std::os::fd::RawFd,
     btf: &Btf,
-    fentry: bool,
+    how: super::FunctionProbes,
+    chosen: Option<&str>,
 ) -> Result<Functions, TracerError> {
     let start = std::time::Instant::now();
     let probeable = probeable();
@@ -144,9 +146,10 @@ pub(super) fn attach_functions(
         modules: modules.iter().cloned().collect(),
         links: None,
         fentries: None,
+        chosen: chosen.map(String::from),
     };
-    if fentry {
-        let wanted = pattern(DEFAULT_FUNCTIONS)?;
+    if how == super::FunctionProbes::Fentry {
+        let wanted = pattern(chosen, DEFAULT_FUNCTIONS)?;
         let targets = super::fentry::targets(btf, &kernel, &modules, &|n| {
             wanted.is_match(n) && probeable.as_ref().is_none_or(|p| p.contains(n))
         });
@@ -163,7 +166,7 @@ pub(super) fn attach_functions(
         f.attach = start.elapsed();
         return Ok(f);
     }
-    let all = pattern(".")?;
+    let all = pattern(chosen, ".")?;
     let loaded = super::rawprog::instructions(object, ebpf, Some(events_fd), KPROBE_MULTI_PROGRAM)
         .map_err(|e| e.to_string())
         .and_then(|program| super::kprobe_multi::Links::load(&program));
@@ -191,7 +194,7 @@ pub(super) fn attach_functions(
             f.mechanism = "kprobe";
             f.fallback = Some(why);
             f.module_problems.clear();
-            let by_arg = split_by_arg(&everything, &pattern(DEFAULT_FUNCTIONS)?);
+            let by_arg = split_by_arg(&everything, &pattern(chosen, DEFAULT_FUNCTIONS)?);
             f.count = attach_single(ebpf, &by_arg)?;
         }
     }
@@ -218,7 +221,10 @@ impl Functions {
             return Ok(());
         }
         if let Some(links) = self.links.as_mut() {
-            match links.link(&matching(candidates, &pattern(".")?)) {
+            match links.link(&matching(
+                candidates,
+                &pattern(self.chosen.as_deref(), ".")?,
+            )) {
                 Ok(n) => self.count += n,
                 Err(why) => self.module_problems.push(format!(
                     "functions of {} not linked: {why}",
@@ -226,7 +232,10 @@ impl Functions {
                 )),
             }
         } else {
-            let by_arg = split_by_arg(candidates, &pattern(DEFAULT_FUNCTIONS)?);
+            let by_arg = split_by_arg(
+                candidates,
+                &pattern(self.chosen.as_deref(), DEFAULT_FUNCTIONS)?,
+            );
             self.count += attach_single(ebpf, &by_arg)?;
         }
         Ok(())
@@ -250,7 +259,7 @@ impl Functions {
             .filter(|m| self.modules.insert(m.clone()))
             .collect();
         if let Some(fentries) = self.fentries.as_mut() {
-            let wanted = pattern(DEFAULT_FUNCTIONS)?;
+            let wanted = pattern(self.chosen.as_deref(), DEFAULT_FUNCTIONS)?;
             let targets = super::fentry::targets(btf, &[], &new, &|n| {
                 wanted.is_match(n) && probeable.as_ref().is_none_or(|p| p.contains(n))
             });

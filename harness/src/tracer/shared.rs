@@ -150,11 +150,14 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     };
     let run = inner.next_run;
     inner.next_run += 1;
-    let functions = if spec.functions {
+    let functions = if let Some(how) = spec.functions {
         match crate::tracer::btf::Btf::kernel()
             .map_err(TracerError::from)
-            .and_then(|btf| inner.tp.enable_functions(&btf, spec.fentry))
-        {
+            .and_then(|btf| {
+                inner
+                    .tp
+                    .enable_functions(&btf, how, spec.function_pattern.as_deref())
+            }) {
             Ok(n) => n,
             Err(e) => {
                 inner.free_banks.push(bank);

@@ -86,8 +86,8 @@ impl TpBtf {
         for ns in &spec.netns {
             tp.watch(*ns, Watch { run: 0, bank: 0 })?;
         }
-        if spec.functions {
-            tp.enable_functions(btf, spec.fentry)?;
+        if let Some(how) = spec.functions {
+            tp.enable_functions(btf, how, spec.function_pattern.as_deref())?;
         }
         if !spec.tc_hooks.is_empty() {
             tp.observe_tc(&spec.tc_hooks)?;
@@ -224,7 +224,12 @@ impl TpBtf {
 
     /// Attaches the function-level probes on first use, and later those of
     /// modules loaded since; returns how many functions are probed.
-    pub fn enable_functions(&mut self, btf: &Btf, fentry: bool) -> Result<usize, TracerError> {
+    pub fn enable_functions(
+        &mut self,
+        btf: &Btf,
+        how: super::FunctionProbes,
+        pattern: Option<&str>,
+    ) -> Result<usize, TracerError> {
         let reported = if let Some(f) = self.functions.as_mut() {
             // Modules a scenario loaded since: their functions too.
             let known = f.module_problems.len();
@@ -241,7 +246,8 @@ impl TpBtf {
                 TRACER_OBJ,
                 self.events.as_fd().as_raw_fd(),
                 btf,
-                fentry,
+                how,
+                pattern,
             )?;
             self.attached.push(AttachedHook {
                 hook: "function",

@@ -156,7 +156,8 @@ pub(super) fn ruleset(
                 lines_match,
             })
         }
-        (None, Some(f)) => match crate::scenario::project::resolve(cx.file, &f) {
+        (None, Some(f)) => match crate::scenario::project::resolve(cx.file, &f, &cx.policy.allowed)
+        {
             Ok(path) => match crate::scenario::project::read_text(&path) {
                 Ok(text) => Some(Ruleset {
                     text,

@@ -21,6 +21,8 @@ pub(crate) struct Ctx<'a> {
     /// The scenario's text, for what positions alone do not say (how a
     /// scalar is written).
     pub(crate) source: &'a str,
+    /// What the scenario may read and run.
+    pub(crate) policy: &'a crate::common::config::FilePolicy,
 }
 
 impl Ctx<'_> {

@@ -122,7 +122,7 @@ fn listeners(cx: &mut Ctx, raw: Vec<raw::Listen>) -> Vec<Listener> {
 fn commands(cx: &mut Ctx, raw: Vec<raw::S>) -> Vec<String> {
     raw.into_iter()
         .inspect(|r| {
-            if crate::scenario::project::no_commands() {
+            if cx.policy.no_commands {
                 cx.err(
                     r,
                     "this scenario runs a shell command as root on the host (`run:`); refused by --no-commands",

@@ -57,7 +57,7 @@ fn tc_command(cx: &mut Ctx, c: &raw::S, t: &raw::Tc) -> TcSpec {
             Some("put the tc entry under the namespace it is for".into()),
         );
     }
-    if crate::scenario::project::no_commands() {
+    if cx.policy.no_commands {
         cx.err(
             c,
             "this scenario runs a tc command line as root on the host; refused by --no-commands",
@@ -188,7 +188,7 @@ pub(super) fn bpf_object(
     program: &raw::S,
     maps: Option<HashMap<raw::S, HashMap<raw::S, raw::S>>>,
 ) -> Option<BpfObject> {
-    let path = match crate::scenario::project::resolve(cx.file, object) {
+    let path = match crate::scenario::project::resolve(cx.file, object, &cx.policy.allowed) {
         Ok(p) => p,
         Err(refusal) => {
             let (msg, hint) = file_refusal(object, &refusal);
