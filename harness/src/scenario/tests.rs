@@ -557,3 +557,27 @@ fn each_load_has_its_own_file_policy() {
     assert!(parse(&text).is_ok(), "the default policy runs commands");
     assert!(Scenario::parse_with(Path::new("t.yaml"), &text, &strict).is_err());
 }
+
+#[test]
+fn a_tc_command_line_splits_as_a_shell_would() {
+    let base = "      - { name: v0, kind: veth, peer: { namespace: b, name: v1 } }";
+    let quoted = ns_with(
+        base,
+        "    tc:\n      - command: \"filter add dev v0 ingress matchall action pedit ex munge ip dst set '192.0.2.9' pipe\"",
+    );
+    let s = parse(&quoted).unwrap();
+    let TcSpec::Command { args, .. } = &s.namespace("a").unwrap().tc[0] else {
+        panic!("not a command");
+    };
+    assert_eq!(args[0], "filter");
+    // The quoted address is one word, without its quotes (split by
+    // whitespace it kept them, and tc read `'192.0.2.9'`).
+    assert!(args.iter().any(|a| a == "192.0.2.9"), "{args:?}");
+    let e = first_err(&ns_with(
+        base,
+        "    tc:\n      - command: \"qdisc replace dev v0 root 'pfifo\"",
+    ));
+    assert!(e.msg.contains("does not split into words"), "{}", e.msg);
+    // namespaces, a, links, the veth, tc, then the command: line 6.
+    assert_eq!(e.loc.map(|l| l.line), Some(6));
+}

@@ -56,10 +56,12 @@ pub(super) fn write_sysctl(ns: &NetnsHandle, key: &str, value: &str) -> Result<(
 /// program or the user's object.
 pub(super) fn attach_tc(h: &NetnsHandle, t: &TcSpec) -> Result<(), TopologyError> {
     match t {
-        TcSpec::Command(c) => {
-            let words: Vec<&str> = c.split_whitespace().collect();
+        TcSpec::Command {
+            line: c,
+            args: words,
+        } => {
             let mut args = vec!["netns", "exec", h.real.as_str(), "tc"];
-            args.extend(words);
+            args.extend(words.iter().map(String::as_str));
             run("ip", &args).map_err(|e| match e {
                 TopologyError::Command { stderr, .. } => TopologyError::Command {
                     cmd: format!("tc {c} (in namespace {})", h.name),

@@ -170,7 +170,12 @@ pub enum TcSpec {
         object: BpfObject,
     },
     /// A `tc` command line run in the namespace.
-    Command(String),
+    Command {
+        /// As written.
+        line: String,
+        /// Its words, split as a shell would (quotes kept together).
+        args: Vec<String>,
+    },
 }
 
 /// A program in a compiled eBPF object (ELF) of the user's project.

@@ -40,7 +40,19 @@ fn tc_command(cx: &mut Ctx, c: &raw::S, t: &raw::Tc) -> TcSpec {
             Some("write the whole command line, e.g. `filter add dev veth0 ingress ...`".into()),
         );
     }
-    let words: Vec<&str> = c.split_whitespace().collect();
+    // Split as a shell would: a quoted argument (a pedit or u32 match
+    // written with spaces) stays one word.
+    let words = match shell_words::split(c) {
+        Ok(w) => w,
+        Err(e) => {
+            cx.err(
+                c,
+                format!("this tc command line does not split into words: {e}"),
+                Some("close the quote, or escape it with a backslash".into()),
+            );
+            vec![]
+        }
+    };
     // tc's `-b[atch] FILE` reads (and echoes) a host file, and
     // `-n[etns] NAME` leaves the scenario's namespace.
     if words.iter().any(|w| w.starts_with("-b")) {
@@ -50,7 +62,7 @@ fn tc_command(cx: &mut Ctx, c: &raw::S, t: &raw::Tc) -> TcSpec {
             Some("write each tc command as its own `command` entry".into()),
         );
     }
-    if words.iter().any(|w| *w == "-n" || w.starts_with("-net")) {
+    if words.iter().any(|w| w == "-n" || w.starts_with("-net")) {
         cx.err(
             c,
             "a tc `command` runs in its own namespace; `-netns` is refused",
@@ -64,7 +76,10 @@ fn tc_command(cx: &mut Ctx, c: &raw::S, t: &raw::Tc) -> TcSpec {
             Some("review the scenario, then run it without --no-commands".into()),
         );
     }
-    TcSpec::Command(c.to_string())
+    TcSpec::Command {
+        line: c.to_string(),
+        args: words,
+    }
 }
 
 /// A program (built-in or from the user's object) on a device's ingress
