@@ -48,7 +48,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if backend == BackendArg::Fentry {
-        if let Err(e) = pktfate::tracer::tp_btf::fentry_available() {
+        if let Err(e) = pktfate::tracer::raw_tp::fentry_available() {
             eprintln!(
                 "error: --backend fentry: this kernel refuses fentry programs ({e})\n  hint: use --backend auto (`pktfate doctor` shows what this kernel offers)"
             );

@@ -122,7 +122,7 @@ fn function_level(s: &Scenario, choice: BackendChoice) -> Result<Option<Function
         s,
         choice,
         crate::tracer::kprobes_available(),
-        &crate::tracer::tp_btf::fentry_available,
+        &crate::tracer::raw_tp::fentry_available,
     )
 }
 

@@ -67,7 +67,7 @@ pub struct Doctor {
 fn probe_kprobe() -> Capability {
     let result = (|| -> Result<(), String> {
         let mut ebpf = aya::EbpfLoader::new()
-            .load(crate::tracer::tp_btf::TRACER_OBJ)
+            .load(crate::tracer::raw_tp::TRACER_OBJ)
             .map_err(|e| format!("{e:#}"))?;
         let p: &mut aya::programs::KProbe = ebpf
             .program_mut("probe_kprobe")
@@ -166,7 +166,7 @@ pub fn examine() -> Doctor {
     };
     let kprobe_multi = if kprobes.available {
         Capability::from_probe(
-            crate::tracer::kprobe_multi::probe(crate::tracer::tp_btf::TRACER_OBJ),
+            crate::tracer::kprobe_multi::probe(crate::tracer::raw_tp::TRACER_OBJ),
             "a kprobe-multi link on ip_rcv loaded and attached",
         )
     } else {
@@ -186,7 +186,7 @@ pub fn examine() -> Doctor {
         kprobes,
         kprobe_multi,
         fentry: Capability::from_probe(
-            crate::tracer::fentry::probe(crate::tracer::tp_btf::TRACER_OBJ),
+            crate::tracer::fentry::probe(crate::tracer::raw_tp::TRACER_OBJ),
             "an fentry program on ip_rcv loaded and attached",
         ),
         modules: kmod::KNOWN.iter().map(|m| (*m, kmod::state(m))).collect(),

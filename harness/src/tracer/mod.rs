@@ -2,10 +2,11 @@
 //!
 //! A [`Tracer`] is started with a [`TraceSpec`] (namespaces and packet
 //! filters) on a [`Backend`]: scenarios share one loaded tracer per process
-//! ([`shared`]), `pktfate trace` loads its own. The one backend today is [`tp_btf::TpBtf`]:
-//! raw tracepoints on the skb lifecycle plus the kernel stack at each event.
-//! A kprobe or fentry backend, where a kernel allows one, implements the same
-//! trait and produces the same [`RawEvent`]s.
+//! ([`shared`]), `pktfate trace` loads its own. The one backend today is
+//! [`raw_tp::RawTp`]: raw tracepoints on the skb lifecycle plus the kernel
+//! stack at each event. Kernel functions, when a scenario needs them, are
+//! probed on top of it (`kprobe.rs`: kprobe-multi, plain kprobes or
+//! fentry), into the same maps and ring buffer, as the same [`RawEvent`]s.
 
 mod backend;
 pub mod btf;
@@ -19,7 +20,7 @@ mod object_tests;
 pub mod offsets;
 pub mod reasons;
 pub mod shared;
-pub mod tp_btf;
+pub mod raw_tp;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -53,7 +54,7 @@ impl Tracer {
     pub fn start(spec: &TraceSpec) -> Result<Self, TracerError> {
         let btf = crate::tracer::btf::Btf::kernel()?;
         let reasons = DropReasons::kernel()?;
-        let backend = tp_btf::TpBtf::start(spec, &btf)?;
+        let backend = raw_tp::RawTp::start(spec, &btf)?;
         Ok(Self {
             backend: Box::new(backend),
             reasons,

@@ -1,7 +1,7 @@
 //! Checks on the shipped tracer object itself: what the verifier of the
 //! oldest supported kernel will count, and that the skb hooks stay small.
 
-use super::tp_btf::TRACER_OBJ;
+use super::raw_tp::TRACER_OBJ;
 use crate::abi::{HOOK_NAMES, PROGRAMS};
 
 /// A function of an eBPF ELF object: where it sits, how much stack it

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::abi::{Event, MAX_BANKS, Watch, hook};
 
-use super::tp_btf::{self, TpBtf};
+use super::raw_tp::{self, RawTp};
 use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError};
 
 /// Events queued for one run before further ones are dropped (and counted
@@ -30,7 +30,7 @@ use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError};
 const QUEUE_LIMIT: usize = 50_000;
 
 struct Inner {
-    tp: TpBtf,
+    tp: RawTp,
     free_banks: Vec<u32>,
     next_run: u32,
     queues: HashMap<u32, Vec<Event>>,
@@ -107,9 +107,9 @@ fn load_into(slot: &mut Option<Inner>) -> Result<(), TracerError> {
         .map_err(TracerError::from)
         .and_then(|btf| {
             super::DropReasons::kernel()?;
-            TpBtf::plan(&btf, true, true)
+            RawTp::plan(&btf, true, true)
         });
-    let tp = plan.and_then(TpBtf::load_plan).inspect_err(|e| {
+    let tp = plan.and_then(RawTp::load_plan).inspect_err(|e| {
         *LOAD_FAILED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
@@ -139,7 +139,7 @@ pub fn preload() {
 /// Registers a scenario with the process's tracer, loading it first if
 /// this is the first scenario.
 pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
-    tp_btf::check_limits(spec)?;
+    raw_tp::check_limits(spec)?;
     let mut guard = lock();
     load_into(&mut guard)?;
     let inner = guard.as_mut().expect("loaded above");
@@ -227,7 +227,7 @@ impl Run {
 
 impl Backend for Run {
     fn name(&self) -> &'static str {
-        tp_btf::backend_name(self.mechanism)
+        raw_tp::backend_name(self.mechanism)
     }
 
     fn attached(&self) -> Vec<AttachedHook> {
@@ -258,7 +258,7 @@ impl Backend for Run {
         }
         // Waiting without the lock: other runs poll meanwhile. Whoever
         // drains first sorts for everyone.
-        tp_btf::wait_readable(self.fd, timeout)?;
+        raw_tp::wait_readable(self.fd, timeout)?;
         let mut guard = lock();
         let inner = guard.as_mut().expect("a run implies a loaded tracer");
         inner.distribute();

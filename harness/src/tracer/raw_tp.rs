@@ -1,7 +1,9 @@
-//! The tracepoint backend (aya): one raw tracepoint program per skb hook,
-//! the variant chosen from the hook's BTF prototype, each tail-calling the
-//! shared `skb_common`. (The file keeps the name of its first design,
-//! `tp_btf` programs, which cost one full verifier pass per hook.)
+//! The raw-tracepoint core of the tracer (aya): one raw tracepoint program
+//! per skb hook, the variant chosen from the hook's BTF prototype, each
+//! tail-calling the shared `skb_common` (verified once, where the first
+//! design's `tp_btf` programs cost one full verifier pass per hook); the
+//! skb-less hooks, the tc observer, and the function-level mechanisms
+//! (`kprobe.rs`) on top of the same maps.
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
@@ -32,10 +34,10 @@ const REQUIRED: [&str; 4] = [
     "net_dev_queue",
 ];
 
-/// A loaded and attached `tp_btf` tracer. Which namespaces it watches, for
+/// A loaded and attached raw-tracepoint tracer. Which namespaces it watches, for
 /// which run, and with which filters, are map contents: one loaded tracer
 /// can serve many scenarios ([`super::shared`]).
-pub struct TpBtf {
+pub struct RawTp {
     // Field order matters for drop: the ring buffer before the object.
     events: RingBuf<MapData>,
     attached: Vec<AttachedHook>,
@@ -76,7 +78,7 @@ pub struct LoadPlan {
     chosen: Vec<(&'static str, Result<Program, String>)>,
 }
 
-impl TpBtf {
+impl RawTp {
     /// Loads the programs with this kernel's offsets and attaches them, for
     /// one watcher (run 0, bank 0) described by `spec`.
     pub fn start(spec: &TraceSpec, btf: &Btf) -> Result<Self, TracerError> {
@@ -433,7 +435,7 @@ pub fn backend_name(functions: Option<&'static str>) -> &'static str {
     }
 }
 
-impl Backend for TpBtf {
+impl Backend for RawTp {
     fn name(&self) -> &'static str {
         backend_name(self.functions.as_ref().map(|f| f.mechanism))
     }
