@@ -1,18 +1,9 @@
 //! Small text helpers shared by error messages and reports.
 
-/// Levenshtein distance, for did-you-mean hints.
+/// Levenshtein distance in characters, for did-you-mean hints (strsim's,
+/// which clap already brings in).
 pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    strsim::levenshtein(a, b)
 }
 
 /// The closest candidates to `want`, best first, within a distance that
@@ -56,6 +47,8 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
+        // Characters, not bytes.
+        assert_eq!(edit_distance("naïve", "naive"), 1);
         assert_eq!(
             did_you_mean("dropd", ["dropped", "delivered"]),
             Some("dropped")
