@@ -15,22 +15,15 @@ use pktfate::runner::{self, RunError};
 use pktfate::scenario::Scenario;
 use pktfate::topology::Topology;
 
-/// A private scratch directory (mkdtemp: unpredictable name, mode 0700)
+/// A private scratch directory (unpredictable name, mode 0700)
 /// holding a `pktfate.toml`, so scenarios written there are a project of
 /// their own. Removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
-        let tmpl = std::env::temp_dir().join(format!("pktfate-it-{tag}-XXXXXX"));
-        let mut buf = std::ffi::CString::new(tmpl.to_str().unwrap())
-            .unwrap()
-            .into_bytes_with_nul();
-        // SAFETY: a writable NUL-terminated template.
-        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
-        assert!(!p.is_null(), "mkdtemp failed");
-        buf.pop();
-        let dir = PathBuf::from(String::from_utf8(buf).unwrap());
+        let dir = pktfate::common::mkdtemp(&std::env::temp_dir(), &format!("pktfate-it-{tag}-"))
+            .expect("a private directory");
         std::fs::write(dir.join("pktfate.toml"), "").unwrap();
         TempDir(dir)
     }

@@ -63,24 +63,16 @@ pub struct Observation {
 /// Hook name of a [`Observation`] in the timeline.
 pub const SOCKET_READ: &str = "socket_read";
 
-/// Creates a directory only this user can enter, with a name nobody can
-/// predict (mkdtemp: `<parent>/<prefix>XXXXXX`).
+/// Creates a directory only this user can enter (0700), with a name
+/// nobody can predict (`<parent>/<prefix>` and random characters), that
+/// stays until removed.
 pub fn mkdtemp(parent: &std::path::Path, prefix: &str) -> std::io::Result<std::path::PathBuf> {
     std::fs::create_dir_all(parent)?;
-    let mut bytes = parent
-        .join(format!("{prefix}XXXXXX"))
-        .into_os_string()
-        .into_encoded_bytes();
-    bytes.push(0);
-    // SAFETY: a NUL-terminated, writable template, as mkdtemp requires.
-    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-    if p.is_null() {
-        return Err(std::io::Error::last_os_error());
-    }
-    bytes.pop();
-    Ok(std::path::PathBuf::from(
-        String::from_utf8_lossy(&bytes).into_owned(),
-    ))
+    Ok(tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in(parent)?
+        .keep())
 }
 
 /// A directory only this user can enter, with a name nobody can predict;

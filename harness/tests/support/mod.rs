@@ -12,22 +12,17 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-/// A private scratch directory (mkdtemp: unpredictable name, mode 0700),
+/// A private scratch directory (unpredictable name, mode 0700),
 /// removed on drop.
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     /// A new directory whose name starts with `pktfate-<tag>-`.
     pub fn new(tag: &str) -> Self {
-        let tmpl = std::env::temp_dir().join(format!("pktfate-{tag}-XXXXXX"));
-        let mut buf = std::ffi::CString::new(tmpl.to_str().expect("UTF-8 temp dir"))
-            .expect("no NUL")
-            .into_bytes_with_nul();
-        // SAFETY: a writable NUL-terminated template.
-        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
-        assert!(!p.is_null(), "mkdtemp failed");
-        buf.pop();
-        Scratch(PathBuf::from(String::from_utf8(buf).expect("UTF-8")))
+        Scratch(
+            pktfate::common::mkdtemp(&std::env::temp_dir(), &format!("pktfate-{tag}-"))
+                .expect("a private directory"),
+        )
     }
 }
 
