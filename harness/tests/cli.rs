@@ -128,17 +128,27 @@ fn run_reports_json_lines_and_junit() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let x = std::fs::read_to_string(&xml).unwrap();
-    assert!(
-        x.contains(r#"<testsuites name="pktfate" tests="2" failures="1" errors="0" skipped="0""#),
-        "{x}"
+    // Read back as a CI system would (quick-junit's own reader).
+    let r = quick_junit::Report::deserialize_from_str(&x).unwrap_or_else(|e| panic!("{e}\n{x}"));
+    assert_eq!((r.tests, r.failures, r.errors, r.skipped), (2, 1, 0, 0), "{x}");
+    let cases = &r.test_suites[0].test_cases;
+    let broken = cases.iter().find(|c| c.name.as_str() == "broken").expect(&x);
+    let quick_junit::TestCaseStatus::NonSuccess {
+        kind: quick_junit::NonSuccessKind::Failure,
+        message,
+        ty,
+        ..
+    } = &broken.status
+    else {
+        panic!("broken is not a failure: {x}");
+    };
+    assert_eq!(
+        message.as_ref().map(|m| m.as_str()),
+        Some("reason: expected NO_SOCKET, got IP_CSUM")
     );
-    assert!(
-        x.contains(
-            r#"<failure message="reason: expected NO_SOCKET, got IP_CSUM" type="expectation">"#
-        ),
-        "{x}"
-    );
-    assert!(x.contains(r#"<testcase name="good""#));
+    assert_eq!(ty.as_ref().map(|t| t.as_str()), Some("expectation"));
+    assert!(cases.iter().any(|c| c.name.as_str() == "good"
+        && matches!(c.status, quick_junit::TestCaseStatus::Success { .. })));
     assert!(text(&o).contains("pktfate: 1 passed, 1 failed, 0 skipped"));
 }
 

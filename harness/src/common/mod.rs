@@ -99,7 +99,7 @@ impl Drop for PrivateDir {
 }
 
 /// Who can fix an error: what the report says next to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorKind {
     /// The scenario is wrong, or asks for what the kernel refuses: the

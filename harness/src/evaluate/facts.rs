@@ -42,7 +42,8 @@ pub struct Token {
 }
 
 /// What the trace shows happened to one packet.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[expect(
     clippy::struct_excessive_bools,
     reason = "the fates are not exclusive: a packet can be forwarded, then dropped"

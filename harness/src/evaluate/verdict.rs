@@ -4,7 +4,7 @@
 use super::facts::Facts;
 
 /// An expectation that did not hold.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mismatch {
     /// Which expectation (`fate`, `reason`, `at`, `path`).
     pub what: String,
@@ -15,7 +15,8 @@ pub struct Mismatch {
 }
 
 /// The verdict on one packet.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PacketVerdict {
     /// Packet name.
     pub name: String,

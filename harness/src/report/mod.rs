@@ -5,6 +5,8 @@
 //! expected vs actual for each broken expectation and the kernel stack at
 //! the drop.
 
+pub mod junit;
+pub mod model;
 mod outcome;
 pub mod pcap;
 

@@ -54,6 +54,10 @@ pub struct Outcome {
     pub skipped_hooks: Vec<crate::tracer::SkippedHook>,
     /// Kernel functions probed (function-level backend), 0 when none.
     pub functions: usize,
+    /// By which mechanism, when any were.
+    pub function_mechanism: Option<crate::tracer::ProbeMechanism>,
+    /// Why kprobe-multi was not the mechanism, on a kernel with kprobes.
+    pub function_fallback: Option<String>,
     /// How long attaching them took (by the first run of the process
     /// that needed them; later runs share the probes).
     pub function_attach: std::time::Duration,

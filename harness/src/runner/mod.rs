@@ -379,6 +379,8 @@ pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
     let hooks = tracer.backend().hooks();
     let skipped_hooks = tracer.backend().skipped();
     let functions = tracer.backend().functions();
+    let function_mechanism = tracer.backend().function_mechanism();
+    let function_fallback = tracer.backend().function_fallback();
     let function_attach = tracer.backend().function_attach();
     drop(tracer);
 
@@ -405,6 +407,8 @@ pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
         hooks,
         skipped_hooks,
         functions,
+        function_mechanism,
+        function_fallback,
         function_attach,
         unchecked,
         names,

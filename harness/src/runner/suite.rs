@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::json;
-
-use crate::report;
+use crate::report::{
+    self, junit,
+    model::{ScenarioReport, SkippedHookReport, Status, TimingsMs, TracerReport},
+};
 use crate::runner::{self, Outcome, RunError};
 
 /// One scenario's result.
@@ -19,13 +20,13 @@ pub struct SuiteResult {
 }
 
 impl SuiteResult {
-    /// `pass`, `fail`, `skip` or `error`.
-    pub fn status(&self) -> &'static str {
+    /// How it ended.
+    pub fn status(&self) -> Status {
         match &self.outcome {
-            Ok(o) if o.passed() => "pass",
-            Ok(_) => "fail",
-            Err(RunError::Skipped(_)) => "skip",
-            Err(_) => "error",
+            Ok(o) if o.passed() => Status::Pass,
+            Ok(_) => Status::Fail,
+            Err(RunError::Skipped(_)) => Status::Skip,
+            Err(_) => Status::Error,
         }
     }
 
@@ -94,8 +95,12 @@ pub fn run_all(
 
 /// (passed, failed, skipped); errors count as failed.
 pub fn counts(results: &[SuiteResult]) -> (usize, usize, usize) {
-    let n = |s: &str| results.iter().filter(|r| r.status() == s).count();
-    (n("pass"), n("fail") + n("error"), n("skip"))
+    let n = |f: fn(Status) -> bool| results.iter().filter(|r| f(r.status())).count();
+    (
+        n(|s| s == Status::Pass),
+        n(Status::failed),
+        n(|s| s == Status::Skip),
+    )
 }
 
 /// Human text for one result.
@@ -123,60 +128,73 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// One JSON object for a result.
-pub fn json(r: &SuiteResult) -> serde_json::Value {
-    let mut v = json!({
-        "name": r.name(),
-        "path": r.path.display().to_string(),
-        "status": r.status(),
-    });
+/// The report model of a result: what `--format json` writes, one line
+/// each, and what the kernel matrix reads back from its guests.
+pub fn report(r: &SuiteResult) -> ScenarioReport {
+    let mut v = ScenarioReport {
+        name: r.name(),
+        path: r.path.display().to_string(),
+        status: r.status(),
+        timings_ms: None,
+        packets: vec![],
+        counters: vec![],
+        trace_problems: vec![],
+        lost_events: 0,
+        unchecked: vec![],
+        tracer: None,
+        timeline: vec![],
+        skipped: None,
+        error: None,
+        error_kind: None,
+    };
     match &r.outcome {
         Ok(o) => {
-            v["timings_ms"] = json!({
-                "setup": ms(o.timings.setup),
-                "attach": ms(o.timings.attach),
-                "inject_to_verdict": ms(o.timings.inject_to_verdict),
-                "teardown": ms(o.timings.teardown),
+            v.timings_ms = Some(TimingsMs {
+                setup: ms(o.timings.setup),
+                attach: ms(o.timings.attach),
+                inject_to_verdict: ms(o.timings.inject_to_verdict),
+                teardown: ms(o.timings.teardown),
             });
-            v["packets"] = serde_json::to_value(&o.verdict.packets).unwrap_or_default();
-            v["counters"] = serde_json::to_value(&o.verdict.counters).unwrap_or_default();
-            v["trace_problems"] = json!(o.verdict.trace_problems);
-            v["lost_events"] = json!(o.timeline.lost);
-            v["unchecked"] = json!(o.unchecked);
-            v["tracer"] = json!({
-                "backend": o.backend,
-                "hooks": o.hooks,
-                "skipped_hooks": o.skipped_hooks,
-                "functions": o.functions,
-                "function_attach_ms": ms(o.function_attach),
+            v.packets.clone_from(&o.verdict.packets);
+            v.counters.clone_from(&o.verdict.counters);
+            v.trace_problems.clone_from(&o.verdict.trace_problems);
+            v.lost_events = o.timeline.lost;
+            v.unchecked.clone_from(&o.unchecked);
+            v.tracer = Some(TracerReport {
+                backend: o.backend.into(),
+                hooks: o.hooks.iter().map(|h| (*h).to_string()).collect(),
+                skipped_hooks: o
+                    .skipped_hooks
+                    .iter()
+                    .map(|h| SkippedHookReport {
+                        hook: h.hook.into(),
+                        why: h.why.clone(),
+                    })
+                    .collect(),
+                functions: o.functions,
+                function_mechanism: o.function_mechanism,
+                function_fallback: o.function_fallback.clone(),
+                function_attach_ms: ms(o.function_attach),
             });
-            v["timeline"] = serde_json::to_value(&o.timeline.steps).unwrap_or_default();
+            v.timeline = o
+                .timeline
+                .steps
+                .iter()
+                .filter_map(|s| serde_json::to_value(s).ok())
+                .collect();
         }
-        Err(RunError::Skipped(why)) => v["skipped"] = json!(why),
+        Err(RunError::Skipped(why)) => v.skipped = Some(why.clone()),
         Err(e) => {
-            v["error"] = json!(e.render());
-            v["error_kind"] = json!(e.kind());
+            v.error = Some(e.render());
+            v.error_kind = Some(e.kind());
         }
     }
     v
 }
 
-/// Escapes text for XML attributes and content.
-pub fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            // XML 1.0 forbids most control characters.
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => {}
-            c => o.push(c),
-        }
-    }
-    o
+/// One JSON line for a result ([`report`] serialised).
+pub fn json(r: &SuiteResult) -> String {
+    serde_json::to_string(&report(r)).unwrap_or_default()
 }
 
 fn class_of(path: &Path) -> String {
@@ -189,68 +207,55 @@ fn class_of(path: &Path) -> String {
 
 /// The suite as `JUnit` XML.
 pub fn junit(results: &[SuiteResult], elapsed: Duration) -> String {
-    let (passed, failed, skipped) = counts(results);
-    let errors = results.iter().filter(|r| r.status() == "error").count();
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    x.push_str(&format!(
-        "<testsuites name=\"pktfate\" tests=\"{}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
-        results.len(),
-        failed - errors,
-        elapsed.as_secs_f64()
-    ));
-    x.push_str(&format!(
-        "  <testsuite name=\"pktfate\" tests=\"{}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
-        results.len(),
-        failed - errors,
-        elapsed.as_secs_f64()
-    ));
-    let _ = passed;
-    for r in results {
-        let time = match &r.outcome {
-            Ok(o) => {
-                let t = o.timings;
-                (t.setup + t.attach + t.inject_to_verdict + t.teardown).as_secs_f64()
+    let cases = results
+        .iter()
+        .map(|r| {
+            let (time, message, detail) = match &r.outcome {
+                Ok(o) => {
+                    let t = o.timings;
+                    let first = o
+                        .verdict
+                        .packets
+                        .iter()
+                        .flat_map(|p| p.mismatches.iter())
+                        .next()
+                        .map_or_else(
+                            || "trace incomplete".to_string(),
+                            |m| format!("{}: expected {}, got {}", m.what, m.expected, m.actual),
+                        );
+                    (
+                        Some(t.setup + t.attach + t.inject_to_verdict + t.teardown),
+                        first,
+                        (!o.passed()).then(|| report::failure(o)),
+                    )
+                }
+                Err(RunError::Skipped(why)) => (None, why.clone(), None),
+                Err(e) => (
+                    None,
+                    e.to_string().lines().next().unwrap_or("").to_string(),
+                    Some(e.render()),
+                ),
+            };
+            junit::Case {
+                name: r.name(),
+                classname: class_of(&r.path),
+                file: Some(r.path.display().to_string()),
+                time,
+                status: r.status(),
+                message,
+                detail,
             }
-            Err(_) => 0.0,
-        };
-        x.push_str(&format!(
-            "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{time:.3}\"",
-            xml_escape(&r.name()),
-            xml_escape(&class_of(&r.path)),
-            xml_escape(&r.path.display().to_string())
-        ));
-        match &r.outcome {
-            Ok(o) if o.passed() => x.push_str(" />\n"),
-            Ok(o) => {
-                let first = o
-                    .verdict
-                    .packets
-                    .iter()
-                    .flat_map(|p| p.mismatches.iter())
-                    .next()
-                    .map_or_else(
-                        || "trace incomplete".to_string(),
-                        |m| format!("{}: expected {}, got {}", m.what, m.expected, m.actual),
-                    );
-                x.push_str(&format!(
-                    ">\n      <failure message=\"{}\" type=\"expectation\">{}</failure>\n    </testcase>\n",
-                    xml_escape(&first),
-                    xml_escape(&report::failure(o))
-                ));
-            }
-            Err(RunError::Skipped(why)) => x.push_str(&format!(
-                ">\n      <skipped message=\"{}\" />\n    </testcase>\n",
-                xml_escape(why)
-            )),
-            Err(e) => x.push_str(&format!(
-                ">\n      <error message=\"{}\" type=\"setup\">{}</error>\n    </testcase>\n",
-                xml_escape(e.to_string().lines().next().unwrap_or("")),
-                xml_escape(&e.render())
-            )),
-        }
-    }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
+        })
+        .collect();
+    junit::write(
+        "pktfate",
+        Some(elapsed),
+        &[junit::Suite {
+            name: "pktfate".into(),
+            time: Some(elapsed),
+            cases,
+        }],
+    )
 }
 
 #[cfg(test)]
@@ -264,10 +269,5 @@ mod tests {
         assert_eq!(jobs(Some(0)), 1);
         assert_eq!(jobs(Some(3)), 3);
         assert_eq!(jobs(Some(100)), 16);
-    }
-
-    #[test]
-    fn xml_is_escaped() {
-        assert_eq!(xml_escape("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;");
     }
 }

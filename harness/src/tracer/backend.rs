@@ -159,6 +159,30 @@ pub struct TraceSpec {
     pub function_pattern: Option<String>,
 }
 
+/// By which kernel mechanism functions were probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeMechanism {
+    /// One kprobe-multi (fprobe) link over every function (5.18+).
+    KprobeMulti,
+    /// A perf kprobe per function.
+    Kprobe,
+    /// One fentry program per function (BPF trampolines; 5.15+ with
+    /// `bpf_get_func_ip`).
+    Fentry,
+}
+
+impl ProbeMechanism {
+    /// As reports and `doctor` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMechanism::KprobeMulti => "kprobe-multi",
+            ProbeMechanism::Kprobe => "kprobe",
+            ProbeMechanism::Fentry => "fentry",
+        }
+    }
+}
+
 /// How kernel functions are probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FunctionProbes {
@@ -235,6 +259,14 @@ pub trait Backend: Send {
     /// Kernel functions probed (function-level backend), 0 when none.
     fn functions(&self) -> usize {
         0
+    }
+    /// By which mechanism they were probed, when they were.
+    fn function_mechanism(&self) -> Option<ProbeMechanism> {
+        None
+    }
+    /// Why kprobe-multi was not the mechanism, on a kernel with kprobes.
+    fn function_fallback(&self) -> Option<String> {
+        None
     }
     /// How long attaching the function-level probes took (zero when none).
     fn function_attach(&self) -> Duration {

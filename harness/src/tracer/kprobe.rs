@@ -5,8 +5,8 @@
 
 use aya::Ebpf;
 
-use super::TracerError;
 use super::btf::Btf;
+use super::{ProbeMechanism, TracerError};
 use crate::abi::{KPROBE_MULTI_PROGRAM, KPROBE_PROGRAMS};
 use crate::common::verifier::describe;
 
@@ -54,9 +54,8 @@ fn raise_fd_limit() {
 pub(super) struct Functions {
     /// Functions probed.
     pub count: usize,
-    /// How: `kprobe-multi` (one link per argument position) or `kprobe`
-    /// (a perf event per function).
-    pub mechanism: &'static str,
+    /// How.
+    pub mechanism: ProbeMechanism,
     /// Why kprobe-multi was not used, on a kernel with kprobes.
     pub fallback: Option<String>,
     /// Why some modules' functions are not probed.
@@ -139,7 +138,7 @@ pub(super) fn attach_functions(
         .collect();
     let mut f = Functions {
         count: 0,
-        mechanism: "kprobe-multi",
+        mechanism: ProbeMechanism::KprobeMulti,
         fallback: None,
         module_problems: vec![],
         attach: std::time::Duration::ZERO,
@@ -160,7 +159,7 @@ pub(super) fn attach_functions(
                     msg,
                 }
             })?;
-        f.mechanism = "fentry";
+        f.mechanism = ProbeMechanism::Fentry;
         f.count = n;
         f.fentries = Some(links);
         f.attach = start.elapsed();
@@ -191,7 +190,7 @@ pub(super) fn attach_functions(
             f.links = Some(links);
         }
         Err(why) => {
-            f.mechanism = "kprobe";
+            f.mechanism = ProbeMechanism::Kprobe;
             f.fallback = Some(why);
             f.module_problems.clear();
             let by_arg = split_by_arg(&everything, &pattern(chosen, DEFAULT_FUNCTIONS)?);

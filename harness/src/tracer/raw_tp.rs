@@ -17,7 +17,8 @@ use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
 
 use super::{
-    AttachedHook, Backend, FlowFilter, SkippedHook, TcHook, TraceSpec, TracerError, offsets,
+    AttachedHook, Backend, FlowFilter, ProbeMechanism, SkippedHook, TcHook, TraceSpec, TracerError,
+    offsets,
 };
 use crate::common::verifier::describe;
 use crate::tracer::btf::Btf;
@@ -253,7 +254,7 @@ impl RawTp {
             )?;
             self.attached.push(AttachedHook {
                 hook: "function",
-                program: f.mechanism,
+                program: f.mechanism.name(),
             });
             if let Some(why) = &f.fallback {
                 self.skipped.push(SkippedHook {
@@ -274,9 +275,14 @@ impl RawTp {
         Ok(f.count)
     }
 
-    /// How functions are probed (`kprobe-multi`, `kprobe`), once they are.
-    pub fn function_mechanism(&self) -> Option<&'static str> {
+    /// How functions are probed, once they are.
+    pub fn function_mechanism(&self) -> Option<ProbeMechanism> {
         self.functions.as_ref().map(|f| f.mechanism)
+    }
+
+    /// Why kprobe-multi was not the mechanism, when it was not.
+    pub fn function_fallback(&self) -> Option<String> {
+        self.functions.as_ref().and_then(|f| f.fallback.clone())
     }
 
     /// Puts the observer classifier ahead of scenario tc programs.
@@ -424,13 +430,13 @@ pub fn fentry_available() -> Result<(), String> {
         .clone()
 }
 
-/// The backend's name in reports: kprobes (`kprobe` or `kprobe-multi`)
-/// join the tracepoints when functions are probed.
-pub fn backend_name(functions: Option<&'static str>) -> &'static str {
+/// The backend's name in reports: the function probes' mechanism joins
+/// the tracepoints when functions are probed.
+pub fn backend_name(functions: Option<ProbeMechanism>) -> &'static str {
     match functions {
-        Some("kprobe-multi") => "raw_tp+kprobe-multi",
-        Some("fentry") => "raw_tp+fentry",
-        Some(_) => "raw_tp+kprobe",
+        Some(ProbeMechanism::KprobeMulti) => "raw_tp+kprobe-multi",
+        Some(ProbeMechanism::Fentry) => "raw_tp+fentry",
+        Some(ProbeMechanism::Kprobe) => "raw_tp+kprobe",
         None => "raw_tp",
     }
 }
@@ -442,6 +448,14 @@ impl Backend for RawTp {
 
     fn functions(&self) -> usize {
         self.functions.as_ref().map_or(0, |f| f.count)
+    }
+
+    fn function_mechanism(&self) -> Option<ProbeMechanism> {
+        RawTp::function_mechanism(self)
+    }
+
+    fn function_fallback(&self) -> Option<String> {
+        RawTp::function_fallback(self)
     }
 
     fn function_attach(&self) -> Duration {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::abi::{Event, MAX_BANKS, Watch, hook};
 
 use super::raw_tp::{self, RawTp};
-use super::{AttachedHook, Backend, SkippedHook, TraceSpec, TracerError};
+use super::{AttachedHook, Backend, ProbeMechanism, SkippedHook, TraceSpec, TracerError};
 
 /// Events queued for one run before further ones are dropped (and counted
 /// as lost): a run that stops polling cannot grow the process without
@@ -79,7 +79,8 @@ pub struct Run {
     bank: u32,
     netns: Vec<u32>,
     functions: usize,
-    mechanism: Option<&'static str>,
+    mechanism: Option<ProbeMechanism>,
+    fallback: Option<String>,
     function_attach: Duration,
     fd: std::os::fd::RawFd,
     attached: Vec<AttachedHook>,
@@ -198,6 +199,9 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
         mechanism: (functions > 0)
             .then(|| inner.tp.function_mechanism())
             .flatten(),
+        fallback: (functions > 0)
+            .then(|| inner.tp.function_fallback())
+            .flatten(),
         function_attach: if functions > 0 {
             inner.tp.function_attach()
         } else {
@@ -228,6 +232,14 @@ impl Run {
 impl Backend for Run {
     fn name(&self) -> &'static str {
         raw_tp::backend_name(self.mechanism)
+    }
+
+    fn function_mechanism(&self) -> Option<ProbeMechanism> {
+        self.mechanism
+    }
+
+    fn function_fallback(&self) -> Option<String> {
+        self.fallback.clone()
     }
 
     fn attached(&self) -> Vec<AttachedHook> {

@@ -16,6 +16,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::report::junit;
+use crate::report::model::{ScenarioReport, Status};
+use crate::tracer::ProbeMechanism;
+
 impl MatrixError {
     /// The message with its hint.
     pub fn render(&self) -> String {
@@ -33,8 +37,8 @@ pub struct Cell {
     pub name: String,
     /// Scenario file.
     pub path: String,
-    /// pass, fail, skip or error.
-    pub status: String,
+    /// How it ended.
+    pub status: Status,
     /// Why it failed, was skipped, or what it could not check.
     pub message: String,
 }
@@ -71,10 +75,9 @@ impl KernelResult {
     pub fn ok(&self) -> bool {
         self.error.is_none()
             && !self.scenarios.is_empty()
-            && self
-                .scenarios
-                .iter()
-                .all(|c| c.status == "pass" || (c.status == "skip" && !c.message.is_empty()))
+            && self.scenarios.iter().all(|c| {
+                c.status == Status::Pass || (c.status == Status::Skip && !c.message.is_empty())
+            })
     }
 }
 
@@ -106,47 +109,24 @@ pub fn guest_timeout(scenarios: usize, accel: kvm::Accel) -> Duration {
     Duration::from_secs(boot + each * scenarios as u64)
 }
 
-fn message(v: &Value) -> String {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
-    if let Some(m) = s("error").or_else(|| s("skipped")) {
-        return crate::common::text::clip(m.lines().next().unwrap_or(""), 200);
+/// What a cell says beside its status: the error or skip reason, else the
+/// trace problems, the mismatches and what was not checkable.
+fn message(r: &ScenarioReport) -> String {
+    let clip = crate::common::text::clip;
+    if let Some(m) = r.error.as_ref().or(r.skipped.as_ref()) {
+        return clip(m.lines().next().unwrap_or(""), 200);
     }
-    let mut parts: Vec<String> = v
-        .get("trace_problems")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|t| crate::common::text::clip(t, 200))
-        .collect();
-    for p in v
-        .get("packets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for m in p
-            .get("mismatches")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let f = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("");
-            parts.push(format!(
-                "{}: expected {}, got {}",
-                f("what"),
-                f("expected"),
-                crate::common::text::clip(f("actual"), 120)
-            ));
-        }
+    let mut parts: Vec<String> = r.trace_problems.iter().map(|t| clip(t, 200)).collect();
+    for m in r.packets.iter().flat_map(|p| &p.mismatches) {
+        parts.push(format!(
+            "{}: expected {}, got {}",
+            m.what,
+            m.expected,
+            clip(&m.actual, 120)
+        ));
     }
-    for u in v
-        .get("unchecked")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        parts.push(format!("not checkable: {}", u.as_str().unwrap_or("")));
+    for u in &r.unchecked {
+        parts.push(format!("not checkable: {u}"));
     }
     parts.join("; ")
 }
@@ -154,18 +134,14 @@ fn message(v: &Value) -> String {
 /// Why a scenario's passing run still fails on this kernel: `auto` must
 /// pick the best function-level mechanism, so plain kprobes where the
 /// guest's doctor linked kprobe-multi are a fallback that should not be.
-fn fell_back(v: &Value, multi_works: bool) -> Option<String> {
-    let tracer = v.get("tracer")?;
-    if !multi_works || tracer.get("backend").and_then(Value::as_str) != Some("raw_tp+kprobe") {
+fn fell_back(r: &ScenarioReport, multi_works: bool) -> Option<String> {
+    let tracer = r.tracer.as_ref()?;
+    if !multi_works || tracer.function_mechanism != Some(ProbeMechanism::Kprobe) {
         return None;
     }
     let why = tracer
-        .get("skipped_hooks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|h| h.get("hook").and_then(Value::as_str) == Some("kprobe-multi"))
-        .and_then(|h| h.get("why").and_then(Value::as_str))
+        .function_fallback
+        .as_deref()
         .unwrap_or("no reason given");
     Some(format!(
         "plain kprobes, though kprobe-multi links on this kernel (doctor): {}",
@@ -193,16 +169,15 @@ fn count_scenarios(run_args: &[String]) -> usize {
     crate::runner::discover(&paths).map_or(0, |found| found.len())
 }
 
-fn functions_used(results: &[Value]) -> Option<Value> {
-    results.iter().find_map(|v| {
-        let t = v.get("tracer")?;
-        let count = t.get("functions").and_then(Value::as_u64)?;
-        let backend = t.get("backend").and_then(Value::as_str)?;
-        (count > 0).then(|| {
+fn functions_used(reports: &[ScenarioReport]) -> Option<Value> {
+    reports.iter().find_map(|r| {
+        let t = r.tracer.as_ref()?;
+        let mechanism = t.function_mechanism?;
+        (t.functions > 0).then(|| {
             serde_json::json!({
-                "mechanism": backend.strip_prefix("raw_tp+").unwrap_or(backend),
-                "count": count,
-                "attach_ms": t.get("function_attach_ms"),
+                "mechanism": mechanism,
+                "count": t.functions,
+                "attach_ms": t.function_attach_ms,
             })
         })
     })
@@ -231,23 +206,39 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
         .pointer("/kprobe_multi/available")
         .and_then(Value::as_bool)
         == Some(true);
-    let scenarios = run
+    // The guest ran this very binary: its lines are this report model.
+    let (reports, unreadable): (Vec<_>, Vec<_>) = run
         .results
         .iter()
-        .map(|v| {
-            let status = v.get("status").and_then(Value::as_str).unwrap_or("error");
-            let (status, message) = match fell_back(v, multi_works) {
-                Some(why) if status == "pass" => ("fail", why),
-                _ => (status, message(v)),
+        .map(|v| serde_json::from_value::<ScenarioReport>(v.clone()))
+        .partition(Result::is_ok);
+    let reports: Vec<ScenarioReport> = reports.into_iter().filter_map(Result::ok).collect();
+    let mut scenarios: Vec<Cell> = reports
+        .iter()
+        .map(|r| {
+            let (status, message) = match fell_back(r, multi_works) {
+                Some(why) if r.status == Status::Pass => (Status::Fail, why),
+                _ => (r.status, message(r)),
             };
             Cell {
-                name: v.get("name").and_then(Value::as_str).unwrap_or("?").into(),
-                path: v.get("path").and_then(Value::as_str).unwrap_or("").into(),
-                status: status.into(),
+                name: r.name.clone(),
+                path: r.path.clone(),
+                status,
                 message,
             }
         })
         .collect();
+    scenarios.extend(
+        unreadable
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| Cell {
+                name: "?".into(),
+                path: String::new(),
+                status: Status::Error,
+                message: format!("a result line of the guest does not read as a report: {e}"),
+            }),
+    );
     let error = run.failure.clone().or_else(|| {
         run.results.is_empty().then(|| {
             format!(
@@ -271,7 +262,7 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
             .into(),
         hooks,
         skipped_hooks,
-        functions: functions_used(&run.results),
+        functions: functions_used(&reports),
         scenarios,
         error,
         panicked_first: None,
@@ -412,7 +403,7 @@ pub fn human(results: &[KernelResult]) -> String {
                     ));
                     format!("{} [{}]", c.status, notes.len())
                 }
-                Some(c) => c.status.clone(),
+                Some(c) => c.status.to_string(),
             };
             let _ = write!(o, "  {text:<16}");
         }
@@ -472,52 +463,38 @@ pub fn human(results: &[KernelResult]) -> String {
 
 /// `JUnit` XML: a test suite per kernel.
 pub fn junit(results: &[KernelResult]) -> String {
-    let esc = crate::runner::suite::xml_escape;
-    let mut o = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pktfate matrix\">\n",
-    );
-    for r in results {
-        let fails = r
-            .scenarios
-            .iter()
-            .filter(|c| c.status == "fail" || c.status == "error")
-            .count()
-            + usize::from(r.error.is_some());
-        let _ = writeln!(
-            o,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\" time=\"{}\">",
-            esc(&r.kernel),
-            r.scenarios.len(),
-            r.seconds
-        );
-        if let Some(e) = &r.error {
-            let _ = writeln!(
-                o,
-                "    <testcase name=\"boot\"><error message=\"{}\"/></testcase>",
-                esc(e)
-            );
-        }
-        for c in &r.scenarios {
-            let _ = write!(
-                o,
-                "    <testcase classname=\"{}\" name=\"{}\"",
-                esc(&r.kernel),
-                esc(&c.name)
-            );
-            match c.status.as_str() {
-                "pass" => o.push_str("/>\n"),
-                "skip" => {
-                    let _ = writeln!(o, "><skipped message=\"{}\"/></testcase>", esc(&c.message));
-                }
-                _ => {
-                    let _ = writeln!(o, "><failure message=\"{}\"/></testcase>", esc(&c.message));
-                }
+    let suites: Vec<junit::Suite> = results
+        .iter()
+        .map(|r| {
+            let mut cases = vec![];
+            if let Some(e) = &r.error {
+                cases.push(junit::Case {
+                    name: "boot".into(),
+                    classname: r.kernel.clone(),
+                    file: None,
+                    time: None,
+                    status: Status::Error,
+                    message: e.lines().next().unwrap_or("").to_string(),
+                    detail: Some(e.clone()),
+                });
             }
-        }
-        o.push_str("  </testsuite>\n");
-    }
-    o.push_str("</testsuites>\n");
-    o
+            cases.extend(r.scenarios.iter().map(|c| junit::Case {
+                name: c.name.clone(),
+                classname: r.kernel.clone(),
+                file: (!c.path.is_empty()).then(|| c.path.clone()),
+                time: None,
+                status: c.status,
+                message: c.message.clone(),
+                detail: None,
+            }));
+            junit::Suite {
+                name: r.kernel.clone(),
+                time: Some(Duration::from_secs_f64(r.seconds.max(0.0))),
+                cases,
+            }
+        })
+        .collect();
+    junit::write("pktfate matrix", None, &suites)
 }
 
 #[cfg(test)]
@@ -559,7 +536,7 @@ mod tests {
                 .map(|(n, s, m)| Cell {
                     name: (*n).into(),
                     path: format!("scenarios/{n}.yaml"),
-                    status: (*s).into(),
+                    status: serde_json::from_value(serde_json::json!(s)).unwrap(),
                     message: (*m).into(),
                 })
                 .collect(),
@@ -632,6 +609,14 @@ mod tests {
         // A failure with nothing but a trace problem still says why.
         assert_eq!(r.scenarios[2].message, "2 tracer event(s) were lost");
         assert!(!r.ok());
+        // A line that is not the report model is an error cell, not lost.
+        let odd = vm::GuestRun {
+            results: vec![serde_json::json!({"name":"x","status":"maybe"})],
+            ..Default::default()
+        };
+        let r = summarise(&k, &odd);
+        assert_eq!(r.scenarios[0].status, Status::Error);
+        assert!(r.scenarios[0].message.contains("does not read as a report"));
     }
 
     /// `auto` must use kprobe-multi where the guest links it: a passing
@@ -639,12 +624,13 @@ mod tests {
     /// kprobe-multi does not link (6.1), plain kprobes pass.
     #[test]
     fn plain_kprobes_where_kprobe_multi_links_fail_the_scenario() {
-        let scenario = |backend: &str, skipped: Value| {
+        let scenario = |mechanism: &str, fallback: Value| {
             serde_json::json!({"name":"f","path":"f.yaml","status":"pass","tracer":{
-                "backend": backend, "functions": 44, "function_attach_ms": 3900.0,
-                "skipped_hooks": skipped}})
+                "backend": format!("raw_tp+{mechanism}"), "hooks": [], "skipped_hooks": [],
+                "functions": 44, "function_attach_ms": 3900.0,
+                "function_mechanism": mechanism, "function_fallback": fallback}})
         };
-        let fallback = serde_json::json!([{"hook":"kprobe-multi","why":"linking kmulti_skb_arg0 to 9 functions: EBUSY; plain kprobes instead"}]);
+        let fallback = serde_json::json!("linking kmulti_skb to 9 functions: EBUSY");
         let k = kernels::Kernel {
             spec: "6.18".into(),
             release: "6.18.15+deb13-amd64".into(),
@@ -656,11 +642,8 @@ mod tests {
                 "kprobe_multi":{"available":multi,"detail":""}})),
             ..Default::default()
         };
-        let r = summarise(
-            &k,
-            &guest(scenario("raw_tp+kprobe", fallback.clone()), true),
-        );
-        assert_eq!(r.scenarios[0].status, "fail");
+        let r = summarise(&k, &guest(scenario("kprobe", fallback.clone()), true));
+        assert_eq!(r.scenarios[0].status, Status::Fail);
         assert!(
             r.scenarios[0].message.contains("EBUSY"),
             "{}",
@@ -669,13 +652,10 @@ mod tests {
         assert!(!r.ok());
         assert_eq!(r.functions.as_ref().unwrap()["mechanism"], "kprobe");
 
-        let r = summarise(&k, &guest(scenario("raw_tp+kprobe", fallback), false));
+        let r = summarise(&k, &guest(scenario("kprobe", fallback), false));
         assert!(r.ok(), "no kprobe-multi here: plain kprobes are the best");
 
-        let r = summarise(
-            &k,
-            &guest(scenario("raw_tp+kprobe-multi", Value::Null), true),
-        );
+        let r = summarise(&k, &guest(scenario("kprobe-multi", Value::Null), true));
         assert!(r.ok());
         assert!(human(&[r]).contains("functions by kprobe-multi (44, attached in 3900 ms)"));
     }
