@@ -130,9 +130,16 @@ fn run_reports_json_lines_and_junit() {
     let x = std::fs::read_to_string(&xml).unwrap();
     // Read back as a CI system would (quick-junit's own reader).
     let r = quick_junit::Report::deserialize_from_str(&x).unwrap_or_else(|e| panic!("{e}\n{x}"));
-    assert_eq!((r.tests, r.failures, r.errors, r.skipped), (2, 1, 0, 0), "{x}");
+    assert_eq!(
+        (r.tests, r.failures, r.errors, r.skipped),
+        (2, 1, 0, 0),
+        "{x}"
+    );
     let cases = &r.test_suites[0].test_cases;
-    let broken = cases.iter().find(|c| c.name.as_str() == "broken").expect(&x);
+    let broken = cases
+        .iter()
+        .find(|c| c.name.as_str() == "broken")
+        .expect(&x);
     let quick_junit::TestCaseStatus::NonSuccess {
         kind: quick_junit::NonSuccessKind::Failure,
         message,

@@ -197,6 +197,10 @@ pub struct MatrixArgs {
     /// worth plus each scenario's worth, longer under emulation).
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// Guests booted at once (default: as many as the cores and memory
+    /// hold, 2 vCPUs and 2.5 GiB each; 1 on a 2-core machine).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
     /// Tracer backend inside the guests (as for `run`).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use pktfate::{runner, scenario::Scenario};
 
-use crate::args::{DoctorArgs, Format, KvmArg, MatrixArgs, RecordArgs, TraceArgs};
+use crate::args::{DoctorArgs, Format, MatrixArgs, RecordArgs, TraceArgs};
 use crate::output::{say, write_pcap};
 
 /// `pktfate doctor`.
@@ -77,11 +77,24 @@ pub fn matrix(a: MatrixArgs) -> ExitCode {
         output,
         kvm,
         timeout,
+        jobs,
         backend,
     } = a;
-    let mut paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    paths.extend(["--backend".to_string(), backend.name().to_string()]);
-    cmd_matrix(kernels, paths, filter, format, output, kvm, timeout)
+    let mut run_args: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    run_args.extend(["--backend".to_string(), backend.name().to_string()]);
+    if let Some(f) = filter {
+        run_args.push("--filter".into());
+        run_args.push(f);
+    }
+    let opts = pktfate::tools::matrix::MatrixOptions {
+        kernels,
+        run_args,
+        kvm: kvm.choice(),
+        timeout: timeout.map(std::time::Duration::from_secs),
+        cache: pktfate::tools::matrix::kernels::cache_dir(),
+        jobs: jobs.unwrap_or_else(pktfate::tools::matrix::default_jobs),
+    };
+    cmd_matrix(&opts, format, output)
 }
 
 fn cmd_trace(o: &pktfate::tools::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
@@ -218,20 +231,11 @@ pub fn cmd_reasons() -> ExitCode {
 }
 
 fn cmd_matrix(
-    kernels: Vec<String>,
-    mut run_args: Vec<String>,
-    filter: Option<String>,
+    opts: &pktfate::tools::matrix::MatrixOptions,
     format: Format,
     output: Option<PathBuf>,
-    kvm: KvmArg,
-    timeout: Option<u64>,
 ) -> ExitCode {
     use pktfate::tools::matrix;
-    let kvm = kvm.choice();
-    if let Some(f) = filter {
-        run_args.push("--filter".into());
-        run_args.push(f);
-    }
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // SAFETY: the action only stores to an atomic, which is
         // async-signal-safe.
@@ -241,14 +245,7 @@ fn cmd_matrix(
             })
         };
     }
-    let opts = matrix::MatrixOptions {
-        kernels,
-        run_args,
-        kvm,
-        timeout: timeout.map(std::time::Duration::from_secs),
-        cache: matrix::kernels::cache_dir(),
-    };
-    let results = match matrix::run(&opts, &mut |m| eprintln!("[matrix] {m}")) {
+    let results = match matrix::run(opts, &|m| eprintln!("[matrix] {m}")) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pktfate matrix: {}", e.render());

@@ -95,6 +95,8 @@ pub struct MatrixOptions {
     pub timeout: Option<Duration>,
     /// Where kernels are cached.
     pub cache: PathBuf,
+    /// Guests booted at once ([`default_jobs`] when not asked).
+    pub jobs: usize,
 }
 
 /// How long a guest may take before it is killed: a boot's worth, plus
@@ -270,14 +272,107 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
     }
 }
 
-/// Resolves, boots and runs every kernel in turn (guests run one at a
-/// time: two emulated CPUs take both cores). `progress` hears each step.
+/// What one guest needs of the host: its vCPUs and memory (`vng
+/// --cpus 2 --memory 2G`, plus qemu's own).
+pub const GUEST_CPUS: usize = 2;
+/// Memory a guest takes, with qemu's own share, in MiB.
+pub const GUEST_MIB: u64 = 2560;
+
+/// Guests to run at once by default: as many as the host's cores and
+/// available memory hold ([`GUEST_CPUS`] cores and [`GUEST_MIB`] each), at
+/// least one. A 2-core machine runs one at a time.
+pub fn default_jobs() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let avail_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kb| kb / 1024);
+    let by_mem = usize::try_from(avail_mib / GUEST_MIB).unwrap_or(usize::MAX);
+    (cpus / GUEST_CPUS).min(by_mem).max(1)
+}
+
+/// Boots one resolved kernel (again under TCG when a KVM guest fails;
+/// once more when its kernel panicked before any result) and summarises it.
+fn one_kernel(
+    opts: &MatrixOptions,
+    kernel: &kernels::Kernel,
+    kvm: &std::sync::atomic::AtomicBool,
+    timeout_for: &(dyn Fn(bool) -> Duration + Sync),
+    scenarios: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<KernelResult, MatrixError> {
+    use std::sync::atomic::Ordering;
+    let spec = &kernel.spec;
+    let on_kvm = kvm.load(Ordering::SeqCst);
+    progress(&format!(
+        "kernel {spec}: booting {} ({}, {scenarios} scenarios, killed after {} s)",
+        kernel.release,
+        if on_kvm { "KVM" } else { "TCG emulation" },
+        timeout_for(on_kvm).as_secs()
+    ));
+    // The probe ran a test guest, yet qemu may still fail where a
+    // one-instruction guest did not (it sets many more CPU registers).
+    let trying_kvm = on_kvm && opts.kvm.is_none();
+    let vm_opts = |kvm: bool| vm::VmOptions {
+        kvm,
+        timeout: timeout_for(kvm),
+        run_args: opts.run_args.clone(),
+    };
+    let guests = opts.cache.join("guests");
+    let running = |t: Duration| {
+        progress(&format!("kernel {spec}: running for {} s", t.as_secs()));
+    };
+    let mut guest = vm::run(kernel, &vm_opts(on_kvm), &guests, &running)?;
+    if trying_kvm && guest.rc.is_none() {
+        // KVM may exist and still fail to run guests: emulate instead,
+        // for this kernel and the ones not started yet.
+        progress(&format!(
+            "kernel {spec}: the KVM guest failed, retrying under TCG emulation"
+        ));
+        kvm.store(false, Ordering::SeqCst);
+        guest = vm::run(kernel, &vm_opts(false), &guests, &running)?;
+    }
+    let mut panicked_first = None;
+    if guest.rc.is_none() && !vm::INTERRUPTED.load(Ordering::SeqCst) {
+        if let Some(oops) = guest.panic.take() {
+            // Once only: a kernel that panics twice is reported as such.
+            progress(&format!(
+                "kernel {spec}: the guest kernel panicked ({oops}); booting it once more"
+            ));
+            panicked_first = Some(oops);
+            guest = vm::run(
+                kernel,
+                &vm_opts(kvm.load(Ordering::SeqCst)),
+                &guests,
+                &running,
+            )?;
+        }
+    }
+    let mut r = summarise(kernel, &guest);
+    r.panicked_first = panicked_first;
+    progress(&format!(
+        "kernel {spec}: {} in {:.0}s",
+        if r.ok() { "ok" } else { "FAILED" },
+        r.seconds
+    ));
+    Ok(r)
+}
+
+/// Resolves every kernel (one at a time: apt and the cache), then boots
+/// them, up to `opts.jobs` guests at once; results come back in the order
+/// the kernels were given. `progress` hears each step of each kernel.
 pub fn run(
     opts: &MatrixOptions,
-    progress: &mut dyn FnMut(&str),
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<KernelResult>, MatrixError> {
-    let mut out = vec![];
-    let mut kvm = if let Some(on) = opts.kvm {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let kvm = AtomicBool::new(if let Some(on) = opts.kvm {
         on
     } else {
         let v = kvm::probe();
@@ -288,7 +383,7 @@ pub fn run(
             v.probe_ms
         ));
         v.accel == kvm::Accel::Kvm
-    };
+    });
     let scenarios = count_scenarios(&opts.run_args);
     let timeout_for = |kvm: bool| {
         opts.timeout.unwrap_or_else(|| {
@@ -302,68 +397,52 @@ pub fn run(
             )
         })
     };
+    let mut resolved = vec![];
     for spec in &opts.kernels {
         progress(&format!("kernel {spec}: resolving"));
-        let kernel = kernels::resolve(spec, &opts.cache)?;
-        progress(&format!(
-            "kernel {spec}: booting {} ({}, {scenarios} scenarios, killed after {} s)",
-            kernel.release,
-            if kvm { "KVM" } else { "TCG emulation" },
-            timeout_for(kvm).as_secs()
-        ));
-        // The probe ran a test guest, yet qemu may still fail where a
-        // one-instruction guest did not (it sets many more CPU registers).
-        let trying_kvm = kvm && opts.kvm.is_none();
-        let vm_opts = vm::VmOptions {
-            kvm,
-            timeout: timeout_for(kvm),
-            run_args: opts.run_args.clone(),
-        };
-        let guests = opts.cache.join("guests");
-        let mut guest = vm::run(&kernel, &vm_opts, &guests)?;
-        if trying_kvm && guest.rc.is_none() {
-            // KVM may exist and still fail to run guests: emulate instead,
-            // for this kernel and the rest.
-            progress(&format!(
-                "kernel {spec}: the KVM guest failed, retrying under TCG emulation"
-            ));
-            kvm = false;
-            let tcg = vm::VmOptions {
-                kvm: false,
-                timeout: timeout_for(false),
-                ..vm_opts
-            };
-            guest = vm::run(&kernel, &tcg, &guests)?;
-        }
-        let mut panicked_first = None;
-        if guest.rc.is_none() && !vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            if let Some(oops) = guest.panic.take() {
-                // Once only: a kernel that panics twice is reported as such.
-                progress(&format!(
-                    "kernel {spec}: the guest kernel panicked ({oops}); booting it once more"
-                ));
-                panicked_first = Some(oops);
-                let again = vm::VmOptions {
-                    kvm,
-                    timeout: timeout_for(kvm),
-                    run_args: opts.run_args.clone(),
-                };
-                guest = vm::run(&kernel, &again, &guests)?;
-            }
-        }
-        let mut r = summarise(&kernel, &guest);
-        r.panicked_first = panicked_first;
-        progress(&format!(
-            "kernel {spec}: {} in {:.0}s",
-            if r.ok() { "ok" } else { "FAILED" },
-            r.seconds
-        ));
-        out.push(r);
-        if vm::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            break;
-        }
+        resolved.push(kernels::resolve(spec, &opts.cache)?);
     }
-    Ok(out)
+    let jobs = opts.jobs.clamp(1, resolved.len().max(1));
+    if jobs > 1 {
+        progress(&format!(
+            "{jobs} guests at once ({GUEST_CPUS} vCPUs and {GUEST_MIB} MiB each)"
+        ));
+    }
+    let next = Mutex::new(0usize);
+    let done: Mutex<Vec<(usize, Result<KernelResult, MatrixError>)>> = Mutex::new(vec![]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    if vm::INTERRUPTED.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let i = {
+                        let mut n = next
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let i = *n;
+                        *n += 1;
+                        i
+                    };
+                    let Some(kernel) = resolved.get(i) else { break };
+                    let r = one_kernel(opts, kernel, &kvm, &timeout_for, scenarios, progress);
+                    let failed = r.is_err();
+                    done.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((i, r));
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 // Long on purpose: the table's layout, column by column.

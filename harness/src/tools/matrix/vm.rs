@@ -96,8 +96,17 @@ fn vng_command(kernel: &Kernel, opts: &VmOptions, rw: &Path, script: &Path, tmp:
 }
 
 // Long on purpose: the guest's life in order (script, boot, wait, collect), one step after another.
-/// Boots `kernel`, runs the suite, powers off, and returns what it found.
-pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun, MatrixError> {
+/// How often a running guest is reported as still running.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// Boots `kernel`, runs the suite, powers off, and returns what it found;
+/// `running` hears, every minute, how long the guest has been up.
+pub fn run(
+    kernel: &Kernel,
+    opts: &VmOptions,
+    scratch: &Path,
+    running: &(dyn Fn(Duration) + Sync),
+) -> Result<GuestRun, MatrixError> {
     let exe = std::env::current_exe().map_err(|e| MatrixError::Io(e.to_string()))?;
     let cwd = std::env::current_dir().map_err(|e| MatrixError::Io(e.to_string()))?;
     let dir = PrivateDir::new(scratch)
@@ -119,7 +128,7 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
     let vng_tmp = PrivateDir::new(scratch)
         .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", scratch.display())))?;
     let cmd = vng_command(kernel, opts, rw, &script, vng_tmp.path());
-    let (console, failure, elapsed) = supervise(cmd, opts.timeout)?;
+    let (console, failure, elapsed) = supervise(cmd, opts.timeout, running)?;
     let read = |name: &str| std::fs::read_to_string(rw.join(name)).ok();
     let mut run = GuestRun {
         doctor: read("doctor.json").and_then(|t| serde_json::from_str(&t).ok()),
@@ -156,6 +165,7 @@ pub fn run(kernel: &Kernel, opts: &VmOptions, scratch: &Path) -> Result<GuestRun
 fn supervise(
     mut cmd: Command,
     timeout: Duration,
+    running: &(dyn Fn(Duration) + Sync),
 ) -> Result<(Vec<u8>, Option<String>, Duration), MatrixError> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| MatrixError::User {
@@ -173,9 +183,14 @@ fn supervise(
     let out = drain(Box::new(child.stdout.take().expect("piped")));
     let err = drain(Box::new(child.stderr.take().expect("piped")));
     let mut failure = None;
+    let mut beat = start + HEARTBEAT;
     loop {
         if let Ok(Some(_)) = child.try_wait() {
             break;
+        }
+        if Instant::now() >= beat {
+            running(start.elapsed());
+            beat += HEARTBEAT;
         }
         let why = if INTERRUPTED.load(Ordering::SeqCst) {
             Some("interrupted".to_string())
@@ -272,7 +287,8 @@ mod tests {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-        let (console, failure, elapsed) = supervise(cmd, Duration::from_millis(500)).unwrap();
+        let (console, failure, elapsed) =
+            supervise(cmd, Duration::from_millis(500), &|_| {}).unwrap();
         assert!(
             elapsed < Duration::from_secs(10),
             "killed, not waited: {elapsed:?}"
