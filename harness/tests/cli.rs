@@ -439,3 +439,71 @@ fn a_missing_program_in_a_user_object_names_its_scenario_line() {
     );
     assert!(t.contains("hint: names are the program functions"), "{t}");
 }
+
+/// The example project's workflows use only published actions and
+/// pktfate's documented commands and flags (what `--help` lists).
+#[test]
+fn the_example_workflows_use_published_actions_and_real_flags() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/cni-firewall/.github/workflows");
+    let allowed_actions = [
+        "actions/checkout@v4",
+        "actions/cache@v4",
+        "actions/upload-artifact@v4",
+        "actions/download-artifact@v4",
+        "dtolnay/rust-toolchain@stable",
+    ];
+    let mut commands = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        let yaml = marked_yaml::parse_yaml(0, &source)
+            .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()));
+        let mut stack = vec![&yaml];
+        let (mut uses, mut runs) = (vec![], vec![]);
+        while let Some(n) = stack.pop() {
+            match n {
+                marked_yaml::Node::Mapping(m) => {
+                    for (k, v) in m.iter() {
+                        match (k.as_str(), v.as_scalar()) {
+                            ("uses", Some(s)) => uses.push(s.as_str().to_string()),
+                            ("run", Some(s)) => runs.push(s.as_str().to_string()),
+                            _ => stack.push(v),
+                        }
+                    }
+                }
+                marked_yaml::Node::Sequence(s) => stack.extend(s.iter()),
+                marked_yaml::Node::Scalar(_) => {}
+            }
+        }
+        for u in &uses {
+            assert!(
+                allowed_actions.contains(&u.as_str()),
+                "{}: uses {u}",
+                path.display()
+            );
+        }
+        // `pktfate SUB --flag ...` lines (a trailing backslash continues).
+        for script in &runs {
+            let joined = script.replace("\\\n", " ");
+            for line in joined
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("pktfate "))
+            {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let help = text(&run(&[words[1], "--help"]));
+                for flag in words.iter().filter(|w| w.starts_with("--")) {
+                    assert!(
+                        help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                        "{}: `pktfate {}` has no {flag}",
+                        path.display(),
+                        words[1]
+                    );
+                }
+                commands += 1;
+            }
+        }
+    }
+    assert!(commands >= 2, "the workflows run pktfate matrix and merge");
+}

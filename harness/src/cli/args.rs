@@ -32,6 +32,9 @@ pub enum Cmd {
     /// print a scenario x kernel table. Kernels are Debian packages
     /// (downloaded and cached) or paths to a vmlinuz.
     Matrix(MatrixArgs),
+    /// Combine the JSON reports of `matrix --shard K/N` runs (one per CI
+    /// job) into one table, JSON or JUnit report and exit status.
+    Merge(MergeArgs),
     /// Run a scenario and write what it observed into its `expect` blocks,
     /// showing the difference first.
     Record(RecordArgs),
@@ -201,9 +204,28 @@ pub struct MatrixArgs {
     /// hold, 2 vCPUs and 2.5 GiB each; 1 on a 2-core machine).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+    /// Run only shard K of N of the (kernel, scenario) pairs (for a CI
+    /// job matrix; `pktfate merge` combines the shards' JSON reports).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<pktfate::tools::matrix::shard::Shard>,
     /// Tracer backend inside the guests (as for `run`).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
+}
+
+// Arguments of `pktfate merge` (no doc comment: clap would take it over the
+// subcommand's own help text).
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// The shards' reports (`pktfate matrix --shard K/N --format json`).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
 }
 
 // Arguments of `pktfate record` (no doc comment: clap would take it over the

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use pktfate::{runner, scenario::Scenario};
 
-use crate::args::{DoctorArgs, Format, MatrixArgs, RecordArgs, TraceArgs};
+use crate::args::{DoctorArgs, Format, MatrixArgs, MergeArgs, RecordArgs, TraceArgs};
 use crate::output::{say, write_pcap};
 
 /// `pktfate doctor`.
@@ -69,6 +69,7 @@ pub fn trace(a: TraceArgs) -> ExitCode {
 
 /// `pktfate matrix`.
 pub fn matrix(a: MatrixArgs) -> ExitCode {
+    use pktfate::tools::matrix;
     let MatrixArgs {
         kernels,
         paths,
@@ -78,23 +79,122 @@ pub fn matrix(a: MatrixArgs) -> ExitCode {
         kvm,
         timeout,
         jobs,
+        shard,
         backend,
     } = a;
-    let mut run_args: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    run_args.extend(["--backend".to_string(), backend.name().to_string()]);
-    if let Some(f) = filter {
-        run_args.push("--filter".into());
-        run_args.push(f);
+    let scenarios = match crate::run::scenario_files(&paths, filter.as_deref()) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    if scenarios.is_empty() {
+        eprintln!(
+            "pktfate matrix: no scenario files under the paths given (or none match --filter)"
+        );
+        return ExitCode::from(2);
     }
-    let opts = pktfate::tools::matrix::MatrixOptions {
+    let opts = matrix::MatrixOptions {
         kernels,
-        run_args,
+        scenarios,
+        guest_args: vec!["--backend".into(), backend.name().into()],
+        shard,
         kvm: kvm.choice(),
         timeout: timeout.map(std::time::Duration::from_secs),
-        cache: pktfate::tools::matrix::kernels::cache_dir(),
-        jobs: jobs.unwrap_or_else(pktfate::tools::matrix::default_jobs),
+        cache: matrix::kernels::cache_dir(),
+        jobs: jobs.unwrap_or_else(matrix::default_jobs),
     };
-    cmd_matrix(&opts, format, output)
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // SAFETY: the action only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe {
+            signal_hook::low_level::register(sig, || {
+                matrix::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+    }
+    let results = match matrix::run(&opts, &|m| eprintln!("[matrix] {m}")) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pktfate matrix: {}", e.render());
+            return ExitCode::from(2);
+        }
+    };
+    let report = matrix::merge::MatrixReport {
+        pktfate: env!("CARGO_PKG_VERSION").into(),
+        kernels: opts.kernels.clone(),
+        scenarios: opts
+            .scenarios
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        shard: opts.shard,
+        results,
+    };
+    write_matrix(&report, format, output.as_ref(), "matrix")
+}
+
+/// `pktfate merge`.
+pub fn merge(a: &MergeArgs) -> ExitCode {
+    use pktfate::tools::matrix::merge;
+    let mut reports = vec![];
+    for p in &a.reports {
+        let name = p.display().to_string();
+        let read = std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                serde_json::from_str::<merge::MatrixReport>(&t).map_err(|e| e.to_string())
+            });
+        match read {
+            Ok(r) => reports.push((name, r)),
+            Err(e) => {
+                eprintln!(
+                    "pktfate merge: {name}: not a matrix report ({e})\n  hint: give the files `pktfate matrix --shard K/N --format json -o FILE` wrote"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match merge::merge(&reports) {
+        Ok(m) => write_matrix(&m, a.format, a.output.as_ref(), "merge"),
+        Err(e) => {
+            eprintln!("pktfate merge: {e}\n  hint: {}", e.hint());
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A matrix report in `format`, to `output` or standard output; exit 0
+/// only when every kernel passed.
+fn write_matrix(
+    report: &pktfate::tools::matrix::merge::MatrixReport,
+    format: Format,
+    output: Option<&PathBuf>,
+    who: &str,
+) -> ExitCode {
+    use pktfate::tools::matrix;
+    let results = &report.results;
+    let text = match format {
+        Format::Human => matrix::human(results),
+        Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
+        Format::Junit => matrix::junit(results),
+    };
+    match output {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, &text) {
+                eprintln!("pktfate {who}: {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+            // The table on the terminal too when the report goes to a file.
+            if format != Format::Human {
+                eprint!("{}", matrix::human(results));
+            }
+        }
+        None => print!("{text}"),
+    }
+    if !results.is_empty() && results.iter().all(matrix::KernelResult::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn cmd_trace(o: &pktfate::tools::live::LiveOptions, pcap: Option<&PathBuf>) -> ExitCode {
@@ -227,52 +327,5 @@ pub fn cmd_reasons() -> ExitCode {
             eprintln!("error: {e}\n  hint: the kernel needs CONFIG_DEBUG_INFO_BTF=y");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn cmd_matrix(
-    opts: &pktfate::tools::matrix::MatrixOptions,
-    format: Format,
-    output: Option<PathBuf>,
-) -> ExitCode {
-    use pktfate::tools::matrix;
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // SAFETY: the action only stores to an atomic, which is
-        // async-signal-safe.
-        let _ = unsafe {
-            signal_hook::low_level::register(sig, || {
-                matrix::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-            })
-        };
-    }
-    let results = match matrix::run(opts, &|m| eprintln!("[matrix] {m}")) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pktfate matrix: {}", e.render());
-            return ExitCode::from(2);
-        }
-    };
-    let text = match format {
-        Format::Human => matrix::human(&results),
-        Format::Json => serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
-        Format::Junit => matrix::junit(&results),
-    };
-    match output {
-        Some(p) => {
-            if let Err(e) = std::fs::write(&p, &text) {
-                eprintln!("pktfate matrix: {}: {e}", p.display());
-                return ExitCode::from(2);
-            }
-            // The table on the terminal too when the report goes to a file.
-            if format != Format::Human {
-                eprint!("{}", matrix::human(&results));
-            }
-        }
-        None => print!("{text}"),
-    }
-    if !results.is_empty() && results.iter().all(matrix::KernelResult::ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Cmd::Doctor(a) => commands::doctor(&a),
         Cmd::Trace(a) => commands::trace(a),
         Cmd::Matrix(a) => commands::matrix(a),
+        Cmd::Merge(a) => commands::merge(&a),
         Cmd::Record(a) => commands::record(&a),
     }
 }

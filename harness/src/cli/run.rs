@@ -72,7 +72,7 @@ pub fn run(a: RunArgs) -> ExitCode {
 }
 
 /// The scenario files under `paths` whose path matches `filter`.
-fn scenario_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<PathBuf>, ExitCode> {
+pub fn scenario_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Vec<PathBuf>, ExitCode> {
     let files = runner::discover(paths).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)

@@ -5,6 +5,8 @@
 mod error;
 pub mod kernels;
 pub mod kvm;
+pub mod merge;
+pub mod shard;
 pub mod vm;
 
 pub use error::MatrixError;
@@ -13,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::report::junit;
@@ -31,7 +33,7 @@ impl MatrixError {
 }
 
 /// One scenario's result on one kernel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cell {
     /// Scenario name.
     pub name: String,
@@ -44,7 +46,7 @@ pub struct Cell {
 }
 
 /// Everything one kernel produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KernelResult {
     /// The kernel release.
     pub kernel: String,
@@ -86,8 +88,14 @@ impl KernelResult {
 pub struct MatrixOptions {
     /// `--kernel` values.
     pub kernels: Vec<String>,
-    /// Arguments for `pktfate run` in each guest (paths, filters).
-    pub run_args: Vec<String>,
+    /// Scenario files (found and filtered on the host; the guest sees the
+    /// same files).
+    pub scenarios: Vec<PathBuf>,
+    /// Options for `pktfate run` in each guest (`--backend`), each with
+    /// its value.
+    pub guest_args: Vec<String>,
+    /// Only this slice of the (kernel, scenario) pairs.
+    pub shard: Option<shard::Shard>,
     /// KVM: `Some(true)` on, `Some(false)` off, `None` when [`kvm::probe`]
     /// runs a test guest through it.
     pub kvm: Option<bool>,
@@ -152,25 +160,6 @@ fn fell_back(r: &ScenarioReport, multi_works: bool) -> Option<String> {
 }
 
 /// The function-level backend a guest's scenarios used, if any did.
-/// How many scenario files the guests' `pktfate run` arguments name (an
-/// upper bound: a `--filter` may take fewer). Every option given to the
-/// guests takes a value.
-fn count_scenarios(run_args: &[String]) -> usize {
-    let mut paths = vec![];
-    let mut args = run_args.iter();
-    while let Some(a) = args.next() {
-        if a.starts_with("--") {
-            args.next();
-        } else {
-            paths.push(PathBuf::from(a));
-        }
-    }
-    if paths.is_empty() {
-        paths.push(PathBuf::from("scenarios"));
-    }
-    crate::runner::discover(&paths).map_or(0, |found| found.len())
-}
-
 fn functions_used(reports: &[ScenarioReport]) -> Option<Value> {
     reports.iter().find_map(|r| {
         let t = r.tracer.as_ref()?;
@@ -296,18 +285,40 @@ pub fn default_jobs() -> usize {
     (cpus / GUEST_CPUS).min(by_mem).max(1)
 }
 
+/// vCPUs per guest: [`GUEST_CPUS`], or the host's cores shared out when
+/// more guests run at once than that leaves room for. Under TCG a vCPU is
+/// a host thread: two 2-vCPU guests on 2 cores took as long as one after
+/// the other (140 s for 6.1 + 6.12), two 1-vCPU guests 107 s.
+fn guest_cpus(jobs: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cpus / jobs.max(1)).clamp(1, GUEST_CPUS)
+}
+
 /// Boots one resolved kernel (again under TCG when a KVM guest fails;
 /// once more when its kernel panicked before any result) and summarises it.
 fn one_kernel(
     opts: &MatrixOptions,
-    kernel: &kernels::Kernel,
+    (kernel, files): &(kernels::Kernel, Vec<PathBuf>),
     kvm: &std::sync::atomic::AtomicBool,
-    timeout_for: &(dyn Fn(bool) -> Duration + Sync),
-    scenarios: usize,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<KernelResult, MatrixError> {
     use std::sync::atomic::Ordering;
     let spec = &kernel.spec;
+    let scenarios = files.len();
+    let timeout_for = |kvm: bool| {
+        opts.timeout.unwrap_or_else(|| {
+            guest_timeout(
+                scenarios,
+                if kvm {
+                    kvm::Accel::Kvm
+                } else {
+                    kvm::Accel::Tcg
+                },
+            )
+        })
+    };
+    let mut run_args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    run_args.extend(opts.guest_args.iter().cloned());
     let on_kvm = kvm.load(Ordering::SeqCst);
     progress(&format!(
         "kernel {spec}: booting {} ({}, {scenarios} scenarios, killed after {} s)",
@@ -320,8 +331,9 @@ fn one_kernel(
     let trying_kvm = on_kvm && opts.kvm.is_none();
     let vm_opts = |kvm: bool| vm::VmOptions {
         kvm,
+        cpus: guest_cpus(opts.jobs),
         timeout: timeout_for(kvm),
-        run_args: opts.run_args.clone(),
+        run_args: run_args.clone(),
     };
     let guests = opts.cache.join("guests");
     let running = |t: Duration| {
@@ -384,28 +396,23 @@ pub fn run(
         ));
         v.accel == kvm::Accel::Kvm
     });
-    let scenarios = count_scenarios(&opts.run_args);
-    let timeout_for = |kvm: bool| {
-        opts.timeout.unwrap_or_else(|| {
-            guest_timeout(
-                scenarios,
-                if kvm {
-                    kvm::Accel::Kvm
-                } else {
-                    kvm::Accel::Tcg
-                },
-            )
-        })
-    };
     let mut resolved = vec![];
-    for spec in &opts.kernels {
+    for (spec, files) in shard::slice(&opts.kernels, &opts.scenarios, opts.shard) {
         progress(&format!("kernel {spec}: resolving"));
-        resolved.push(kernels::resolve(spec, &opts.cache)?);
+        resolved.push((kernels::resolve(&spec, &opts.cache)?, files));
+    }
+    if let Some(sh) = opts.shard {
+        progress(&format!(
+            "shard {sh}: {} of {} (kernel, scenario) pairs",
+            resolved.iter().map(|(_, f)| f.len()).sum::<usize>(),
+            opts.kernels.len() * opts.scenarios.len()
+        ));
     }
     let jobs = opts.jobs.clamp(1, resolved.len().max(1));
     if jobs > 1 {
         progress(&format!(
-            "{jobs} guests at once ({GUEST_CPUS} vCPUs and {GUEST_MIB} MiB each)"
+            "{jobs} guests at once ({} vCPU(s) and {GUEST_MIB} MiB each)",
+            guest_cpus(jobs)
         ));
     }
     let next = Mutex::new(0usize);
@@ -426,7 +433,7 @@ pub fn run(
                         i
                     };
                     let Some(kernel) = resolved.get(i) else { break };
-                    let r = one_kernel(opts, kernel, &kvm, &timeout_for, scenarios, progress);
+                    let r = one_kernel(opts, kernel, &kvm, progress);
                     let failed = r.is_err();
                     done.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -582,24 +589,25 @@ mod tests {
 
     #[test]
     fn a_guests_time_limit_grows_with_its_scenarios_and_under_emulation() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/firewall");
-        let files = crate::runner::discover(std::slice::from_ref(&dir)).unwrap();
-        let args = vec![
-            dir.display().to_string(),
-            "--backend".into(),
-            "auto".into(),
-            "--filter".into(),
-            "scenarios".into(),
-        ];
-        // Option values are not paths.
-        assert_eq!(count_scenarios(&args), files.len());
-        assert!(files.len() > 1);
         assert!(guest_timeout(10, kvm::Accel::Tcg) > guest_timeout(10, kvm::Accel::Kvm));
         assert!(guest_timeout(500, kvm::Accel::Tcg) > guest_timeout(27, kvm::Accel::Tcg));
         assert_eq!(
             guest_timeout(27, kvm::Accel::Tcg),
             Duration::from_secs(180 + 27 * 20)
         );
+    }
+
+    #[test]
+    fn guests_at_once_share_the_cores_out() {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(guest_cpus(1), cpus.clamp(1, GUEST_CPUS));
+        for jobs in 1..=8 {
+            // Never more vCPUs in all than cores, but each guest has one.
+            assert!(guest_cpus(jobs) * jobs <= cpus.max(jobs), "{jobs}");
+            assert!(guest_cpus(jobs) >= 1);
+        }
+        let d = default_jobs();
+        assert!(d >= 1 && d <= (cpus / GUEST_CPUS).max(1), "{d}");
     }
 
     fn result(kernel: &str, cells: &[(&str, &str, &str)]) -> KernelResult {

@@ -43,6 +43,8 @@ pub struct GuestRun {
 pub struct VmOptions {
     /// Use KVM (else TCG emulation).
     pub kvm: bool,
+    /// vCPUs.
+    pub cpus: usize,
     /// Give up on a guest after this long.
     pub timeout: Duration,
     /// Arguments for `pktfate run` inside the guest.
@@ -78,7 +80,7 @@ fn vng_command(kernel: &Kernel, opts: &VmOptions, rw: &Path, script: &Path, tmp:
     cmd.arg("--verbose")
         .arg("--run")
         .arg(&kernel.vmlinuz)
-        .args(["--memory", "2G", "--cpus", "2"])
+        .args(["--memory", "2G", "--cpus", &opts.cpus.to_string()])
         .arg("--rwdir")
         .arg(rw)
         .arg("--exec")
@@ -257,6 +259,7 @@ mod tests {
         };
         let opts = VmOptions {
             kvm: false,
+            cpus: 2,
             timeout: Duration::from_secs(1),
             run_args: vec![],
         };
