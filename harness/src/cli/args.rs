@@ -176,8 +176,8 @@ pub struct TraceArgs {
 // subcommand's own help text).
 #[derive(clap::Args)]
 pub struct MatrixArgs {
-    /// A kernel version (5.10, 6.1, 6.12, 6.16 ... 6.19) or a vmlinuz
-    /// path; repeatable.
+    /// A kernel version (5.10, 6.1, 6.12, 6.16 ... 6.19), a vmlinuz path
+    /// or a kernel build directory (after `make`); repeatable.
     #[arg(long = "kernel", required = true)]
     pub kernels: Vec<String>,
     /// Scenario files or directories.

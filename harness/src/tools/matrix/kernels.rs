@@ -2,7 +2,9 @@
 //! Debian `linux-image-*-amd64` package, downloaded with apt-get from the
 //! suites of the Debian source this machine is configured with (through a
 //! private sources list, so the host's apt state is untouched) and
-//! extracted into the user's cache; a path to a vmlinuz is used as is.
+//! extracted into the user's cache; a path to a vmlinuz is used as is, and
+//! so is a kernel build directory (a net-next checkout after `make`),
+//! which virtme-ng boots with the modules built in it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,8 +24,50 @@ pub struct Kernel {
     pub spec: String,
     /// The kernel release (`6.1.0-56-amd64`).
     pub release: String,
-    /// The vmlinuz to boot; its modules are in `../lib/modules/<release>`.
+    /// The vmlinuz to boot; its modules are in `../lib/modules/<release>`
+    /// (for a build directory: its `arch/x86/boot/bzImage`).
     pub vmlinuz: PathBuf,
+    /// A kernel build directory, booted as virtme-ng boots one (its image
+    /// and the modules built there), instead of `vmlinuz` alone.
+    #[doc(alias = "KBUILD_OUTPUT")]
+    pub build_dir: Option<PathBuf>,
+}
+
+/// What a `.config` says is missing for pktfate, if anything: BTF is the
+/// one thing no scenario can run without.
+pub fn config_problem(config: &str) -> Option<&'static str> {
+    (!config.lines().any(|l| l.trim() == "CONFIG_DEBUG_INFO_BTF=y"))
+        .then_some("CONFIG_DEBUG_INFO_BTF is not set: the tracer reads struct offsets, tracepoint prototypes and drop reasons from the kernel's BTF")
+}
+
+/// A kernel build directory (`make` done in it): its release and image.
+fn build_tree(spec: &str, dir: &Path) -> Result<Kernel, MatrixError> {
+    let image = dir.join("arch/x86/boot/bzImage");
+    let release = std::fs::read_to_string(dir.join("include/config/kernel.release"))
+        .ok()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    let (Some(release), true) = (release, image.is_file()) else {
+        return Err(MatrixError::User {
+            msg: format!("`{spec}` is a directory but not a built kernel tree (no include/config/kernel.release and arch/x86/boot/bzImage)"),
+            hint: "run `make olddefconfig && make -j$(nproc)` in it first (the README lists the options the guest needs), or give a vmlinuz path".into(),
+        });
+    };
+    if let Some(why) = std::fs::read_to_string(dir.join(".config"))
+        .ok()
+        .and_then(|c| config_problem(&c))
+    {
+        return Err(MatrixError::User {
+            msg: format!("kernel `{spec}` ({release}) cannot be traced: {why}"),
+            hint: "enable CONFIG_DEBUG_INFO_BTF (with CONFIG_DEBUG_INFO_DWARF5 or _DWARF4 and pahole installed) and rebuild".into(),
+        });
+    }
+    Ok(Kernel {
+        spec: spec.into(),
+        release,
+        vmlinuz: image,
+        build_dir: Some(dir.to_path_buf()),
+    })
 }
 
 /// The user's cache directory for pktfate.
@@ -39,6 +83,9 @@ pub fn cache_dir() -> PathBuf {
 /// Resolves a `--kernel` argument.
 pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
     let as_path = Path::new(spec);
+    if as_path.is_dir() {
+        return build_tree(spec, as_path);
+    }
     if as_path.is_file() {
         let name = as_path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let release = name.strip_prefix("vmlinuz-").unwrap_or(name).to_string();
@@ -46,12 +93,13 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
             spec: spec.into(),
             release,
             vmlinuz: as_path.to_path_buf(),
+            build_dir: None,
         });
     }
     if crate::scenario::kernel_range::parse_version(spec).is_none() {
         return Err(MatrixError::User {
-            msg: format!("`{spec}` is neither a kernel version nor a vmlinuz file"),
-            hint: "write a version such as 6.1 or 6.12, or the path of a vmlinuz".into(),
+            msg: format!("`{spec}` is neither a kernel version, a vmlinuz file nor a kernel build directory"),
+            hint: "write a version such as 6.1 or 6.12, the path of a vmlinuz, or a kernel tree where `make` has run".into(),
         });
     }
     let apt = Apt::new(cache)?;
@@ -78,10 +126,20 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
                 .to_string()
         })
         .unwrap_or_default();
+    if let Some(why) = std::fs::read_to_string(boot.join(format!("config-{release}")))
+        .ok()
+        .and_then(|c| config_problem(&c))
+    {
+        return Err(MatrixError::User {
+            msg: format!("kernel {spec} ({release}) cannot be traced: {why}"),
+            hint: "choose another kernel version".into(),
+        });
+    }
     Ok(Kernel {
         spec: spec.into(),
         release,
         vmlinuz,
+        build_dir: None,
     })
 }
 
@@ -365,6 +423,49 @@ impl Apt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_built_kernel_tree_is_booted_as_is_and_one_without_btf_refused() {
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let tree = tmp.path().join("net-next");
+        std::fs::create_dir_all(tree.join("include/config")).unwrap();
+        std::fs::create_dir_all(tree.join("arch/x86/boot")).unwrap();
+        let spec = tree.display().to_string();
+        let refused = |e: MatrixError| match e {
+            MatrixError::User { msg, hint } => format!("{msg} / {hint}"),
+            MatrixError::Io(m) => panic!("not a user error: {m}"),
+        };
+        // Not built yet: says so, and what to run.
+        let e = refused(resolve(&spec, tmp.path()).unwrap_err());
+        assert!(
+            e.contains("not a built kernel tree") && e.contains("make"),
+            "{e}"
+        );
+        std::fs::write(tree.join("include/config/kernel.release"), "6.19.0-rc1+\n").unwrap();
+        std::fs::write(tree.join("arch/x86/boot/bzImage"), b"").unwrap();
+        std::fs::write(
+            tree.join(".config"),
+            "CONFIG_BPF=y\n# CONFIG_DEBUG_INFO_BTF is not set\n",
+        )
+        .unwrap();
+        let e = refused(resolve(&spec, tmp.path()).unwrap_err());
+        assert!(
+            e.contains("6.19.0-rc1+") && e.contains("CONFIG_DEBUG_INFO_BTF"),
+            "{e}"
+        );
+        std::fs::write(
+            tree.join(".config"),
+            "CONFIG_BPF=y\nCONFIG_DEBUG_INFO_BTF=y\n",
+        )
+        .unwrap();
+        let k = resolve(&spec, tmp.path()).unwrap();
+        assert_eq!(k.release, "6.19.0-rc1+");
+        assert_eq!(k.build_dir.as_deref(), Some(tree.as_path()));
+        assert_eq!(k.vmlinuz, tree.join("arch/x86/boot/bzImage"));
+        // Neither a version, a file nor a directory.
+        let e = refused(resolve("six-one", tmp.path()).unwrap_err());
+        assert!(e.contains("kernel build directory"), "{e}");
+    }
 
     #[test]
     fn packages_are_matched_to_the_version_asked_for() {

@@ -684,6 +684,7 @@ mod tests {
             spec: "5.10".into(),
             release: "5.10.0-32-amd64".into(),
             vmlinuz: PathBuf::new(),
+            build_dir: None,
         };
         let r = summarise(&k, &run);
         assert_eq!(r.hooks, vec!["kfree_skb"]);
@@ -722,6 +723,7 @@ mod tests {
             spec: "6.18".into(),
             release: "6.18.15+deb13-amd64".into(),
             vmlinuz: PathBuf::new(),
+            build_dir: None,
         };
         let guest = |result: Value, multi: bool| vm::GuestRun {
             results: vec![result],
@@ -754,6 +756,7 @@ mod tests {
             spec: "5.10".into(),
             release: "5.10.0-32-amd64".into(),
             vmlinuz: PathBuf::new(),
+            build_dir: None,
         };
         let run = vm::GuestRun {
             rc: Some(2),

@@ -77,10 +77,17 @@ fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> Strin
 /// The `vng` command line for one guest.
 fn vng_command(kernel: &Kernel, opts: &VmOptions, rw: &Path, script: &Path, tmp: &Path) -> Command {
     let mut cmd = Command::new("vng");
-    cmd.arg("--verbose")
-        .arg("--run")
-        .arg(&kernel.vmlinuz)
-        .args(["--memory", "2G", "--cpus", &opts.cpus.to_string()])
+    cmd.arg("--verbose");
+    match &kernel.build_dir {
+        // A build tree: vng takes its image and the modules built there.
+        Some(dir) => {
+            cmd.env("KBUILD_OUTPUT", dir);
+        }
+        None => {
+            cmd.arg("--run").arg(&kernel.vmlinuz);
+        }
+    }
+    cmd.args(["--memory", "2G", "--cpus", &opts.cpus.to_string()])
         .arg("--rwdir")
         .arg(rw)
         .arg("--exec")
@@ -256,6 +263,7 @@ mod tests {
             spec: "6.18".into(),
             release: "6.18.15+deb13-amd64".into(),
             vmlinuz: std::path::PathBuf::from("/k/vmlinuz"),
+            build_dir: None,
         };
         let opts = VmOptions {
             kvm: false,
@@ -276,6 +284,26 @@ mod tests {
             .and_then(|(_, v)| v);
         assert_eq!(tmpdir, Some(std::ffi::OsStr::new("/c/run-b")));
         assert!(cmd.get_args().any(|a| a == "--disable-kvm"));
+        assert!(cmd.get_args().any(|a| a == "/k/vmlinuz"));
+        // A build tree is booted as vng boots one: from KBUILD_OUTPUT.
+        let tree = Kernel {
+            build_dir: Some("/src/net-next".into()),
+            vmlinuz: "/src/net-next/arch/x86/boot/bzImage".into(),
+            ..kernel
+        };
+        let cmd = vng_command(
+            &tree,
+            &opts,
+            Path::new("/c/run-a"),
+            Path::new("/c/run-a/guest.sh"),
+            Path::new("/c/run-b"),
+        );
+        assert!(!cmd.get_args().any(|a| a == "--run"));
+        assert!(
+            cmd.get_envs()
+                .any(|(k, v)| k == "KBUILD_OUTPUT"
+                    && v == Some(std::ffi::OsStr::new("/src/net-next")))
+        );
     }
 
     #[test]
