@@ -10,8 +10,8 @@ pub mod counters;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::common::Names;
 use crate::common::config::Collection;
+use crate::common::{Hook, Names};
 use crate::tracer::{FlowFilter, PacketInfo, RawEvent, Tracer, TracerError};
 
 /// The longest quiet time after the last skb died before collection ends.
@@ -181,9 +181,9 @@ impl Tracking {
         // socket changing state on a segment took it, and TCP frees
         // what it took with the untraced __kfree_skb: no end will come,
         // so it is not waited for (its life goes on if it shows again).
-        if ev.hook == "inet_sock_set_state" {
+        if ev.hook == Hook::InetSockSetState {
             self.alive.remove(&ev.skb);
-        } else if ev.is_terminal() || ev.hook == "skb_copy_datagram_iovec" {
+        } else if ev.is_terminal() || ev.hook == Hook::SkbCopyDatagramIovec {
             self.alive.remove(&ev.skb);
             // The address may be reused by an unrelated skb.
             self.owner.remove(&ev.skb);
@@ -228,8 +228,7 @@ impl Tracking {
             ev: RawEvent {
                 ts_ns: monotonic_ns(),
                 skb,
-                hook: SOCKET_READ,
-                hook_id: u32::MAX,
+                hook: Hook::SocketRead,
                 cpu: 0,
                 pid: std::process::id(),
                 comm: "pktfate".into(),
@@ -339,11 +338,10 @@ pub(crate) fn sample_step(
         ev: RawEvent {
             ts_ns: 0,
             skb,
-            hook,
-            hook_id: crate::abi::HOOK_NAMES
-                .iter()
-                .position(|h| *h == hook)
-                .unwrap() as u32,
+            // Tests name hooks as path steps do.
+            hook: Hook::tracepoints()
+                .find(|h| h.name() == hook)
+                .unwrap_or(Hook::Function(hook)),
             cpu: 0,
             pid: 1,
             comm: "t".into(),

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod fixtures;
+pub mod hook;
 pub mod text;
 pub mod verifier;
 
@@ -60,8 +61,7 @@ pub struct Observation {
     pub peer: std::net::SocketAddr,
 }
 
-/// Hook name of a [`Observation`] in the timeline.
-pub const SOCKET_READ: &str = "socket_read";
+pub use hook::{Hook, SOCKET_READ};
 
 /// Creates a directory only this user can enter (0700), with a name
 /// nobody can predict (`<parent>/<prefix>` and random characters), that

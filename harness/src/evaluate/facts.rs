@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use crate::collect::{Step, Timeline};
+use crate::common::Hook;
 use crate::scenario::Fate;
 
 /// Functions whose presence on the stack at `consume_skb` means a socket
@@ -20,12 +21,6 @@ pub(super) const SOCKET_RECEIVE: [&str; 10] = [
     "raw_rcv",
     "ping_rcv",
 ];
-
-/// Receive hooks.
-pub(super) const RECEIVE: [&str; 2] = ["netif_receive_skb", "netif_rx"];
-
-/// Transmit hooks.
-pub(super) const XMIT: [&str; 3] = ["net_dev_queue", "net_dev_start_xmit", "net_dev_xmit"];
 
 /// One element of a packet's path: a stack frame or the hook itself,
 /// with where it happened.
@@ -127,7 +122,7 @@ pub fn tokens(life: &[&Step]) -> Vec<Token> {
             });
         }
         out.push(Token {
-            func: s.ev.hook.to_string(),
+            func: s.ev.hook.name().to_string(),
             ns: s.ns.clone(),
             dev: s.dev.clone(),
             is_hook: true,
@@ -188,10 +183,10 @@ pub fn facts(life: &[&Step]) -> Facts {
     let mut received_in: Vec<&str> = vec![];
     for s in life {
         let frames: Vec<&str> = s.ev.stack.iter().map(|x| strip_suffix(x)).collect();
-        if RECEIVE.contains(&s.ev.hook) && !received_in.contains(&s.ns.as_str()) {
+        if s.ev.hook.is_receive() && !received_in.contains(&s.ns.as_str()) {
             received_in.push(&s.ns);
         }
-        if XMIT.contains(&s.ev.hook) && received_in.contains(&s.ns.as_str()) {
+        if s.ev.hook.is_transmit() && received_in.contains(&s.ns.as_str()) {
             f.forwarded = true;
             let place = format!("{}/{}", s.ns, s.dev);
             if !f.transmitted.contains(&place) {
@@ -201,13 +196,13 @@ pub fn facts(life: &[&Step]) -> Facts {
         match s.ev.hook {
             // The last end in time is the packet's fate; an earlier one
             // belongs to a copy the packet left behind.
-            "kfree_skb" => {
+            Hook::KfreeSkb => {
                 f.dropped = true;
                 f.consumed = false;
                 f.reason = s.ev.reason.clone();
                 f.at = s.ev.at.as_deref().map(|a| strip_suffix(a).to_string());
             }
-            "consume_skb" => {
+            Hook::ConsumeSkb => {
                 f.consumed = true;
                 f.dropped = false;
                 f.reason = None;
@@ -217,7 +212,7 @@ pub fn facts(life: &[&Step]) -> Facts {
                 }
             }
             // A socket read it, or changed state because of it.
-            "skb_copy_datagram_iovec" | "inet_sock_set_state" | crate::collect::SOCKET_READ => {
+            h if h.is_socket() => {
                 f.delivered = true;
             }
             _ => {}
@@ -227,7 +222,7 @@ pub fn facts(life: &[&Step]) -> Facts {
     // its copy) being queued until ARP/ND resolves the next hop: not an end.
     if let Some(last) = life.last() {
         if f.consumed
-            && last.ev.hook == "consume_skb"
+            && last.ev.hook == Hook::ConsumeSkb
             && f.at.as_deref() == Some("__neigh_event_send")
         {
             f.consumed = false;
@@ -250,7 +245,7 @@ pub fn facts(life: &[&Step]) -> Facts {
 /// its life (IPv4) and ICMP/ICMPv6 error packets flowing back.
 pub fn icmp_errors(tl: &Timeline, packet: usize, life: &[&Step]) -> Vec<(u8, u8, String)> {
     let mut out = vec![];
-    for s in life.iter().filter(|s| s.ev.hook == "icmp_send") {
+    for s in life.iter().filter(|s| s.ev.hook == Hook::IcmpSend) {
         out.push((
             s.ev.aux[0] as u8,
             s.ev.aux[1] as u8,

@@ -4,6 +4,7 @@ use super::facts::*;
 use super::life::life_of;
 use super::verdict::Mismatch;
 use crate::collect::{Step, Timeline};
+use crate::common::Hook;
 use crate::scenario::{Expectation, Fate, IcmpError, PathStep, Seen};
 
 fn step_matches(step: &PathStep, t: &Token) -> bool {
@@ -29,7 +30,9 @@ pub fn match_path(path: &[PathStep], tokens: &[Token]) -> Result<(), usize> {
 fn event_matches(step: &PathStep, s: &Step) -> bool {
     let place = step.ns.as_ref().is_none_or(|n| *n == s.ns)
         && step.dev.as_ref().is_none_or(|d| *d == s.dev);
-    place && (s.ev.hook == step.func || s.ev.stack.iter().any(|f| strip_suffix(f) == step.func))
+    place
+        && (s.ev.hook.name() == step.func
+            || s.ev.stack.iter().any(|f| strip_suffix(f) == step.func))
 }
 
 /// Checks one `seen` entry against a life; `None` when it holds.
@@ -164,14 +167,12 @@ fn transmitted(e: &Expectation, life: &[&Step]) -> Vec<Mismatch> {
     let mut mm = vec![];
     for want in &e.transmitted {
         let hit = life.iter().any(|s| {
-            XMIT.contains(&s.ev.hook)
-                && s.ns == want.ns
-                && (want.dev.is_empty() || s.dev == want.dev)
+            s.ev.hook.is_transmit() && s.ns == want.ns && (want.dev.is_empty() || s.dev == want.dev)
         });
         if !hit {
             let out: Vec<String> = life
                 .iter()
-                .filter(|s| XMIT.contains(&s.ev.hook))
+                .filter(|s| s.ev.hook.is_transmit())
                 .map(|s| format!("{}/{}", s.ns, s.dev))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
@@ -233,7 +234,7 @@ pub(super) fn unexpected_drops(
     // packet (a TCP SYN after its 1 s RTO, which a slow machine's
     // collection window can reach) has the copy dropped the same
     // way, at the same place: that is the fate again, not another drop.
-    let judged = l.iter().rev().find(|x| x.ev.hook == "kfree_skb");
+    let judged = l.iter().rev().find(|x| x.ev.hook == Hook::KfreeSkb);
     let same_drop_again = |st: &Step| {
         judged.is_some_and(|d| {
             !st.reverse
@@ -245,7 +246,7 @@ pub(super) fn unexpected_drops(
     for st in tl
         .steps
         .iter()
-        .filter(|st| st.packet == Some(i) && st.ev.hook == "kfree_skb")
+        .filter(|st| st.packet == Some(i) && st.ev.hook == Hook::KfreeSkb)
     {
         let r = st.ev.reason.clone().unwrap_or_default();
         let expected = expect.fate == Some(Fate::Dropped)

@@ -15,19 +15,20 @@ pub use outcome::{Outcome, Timings};
 use std::fmt::Write;
 
 use crate::collect::{Step, Timeline};
+use crate::common::Hook;
 use crate::evaluate::Verdict;
 
 /// What the DETAIL column shows for an event.
 fn detail(s: &Step) -> String {
     let e = &s.ev;
     match e.hook {
-        "kfree_skb" => format!(
+        Hook::KfreeSkb => format!(
             "{} at {}",
             e.reason.as_deref().unwrap_or("?"),
             e.at.as_deref().unwrap_or("?")
         ),
-        "consume_skb" => format!("at {}", e.at.as_deref().unwrap_or("?")),
-        "fib_table_lookup" => {
+        Hook::ConsumeSkb => format!("at {}", e.at.as_deref().unwrap_or("?")),
+        Hook::FibTableLookup => {
             let (table, err, oif) = (e.aux[0], e.aux[1], e.aux[2]);
             let flow = match e.flow {
                 Some((s, d)) => format!("{s}->{d}"),
@@ -39,14 +40,12 @@ fn detail(s: &Step) -> String {
                 format!("table {table} {flow}: err {err}")
             }
         }
-        "icmp_send" => format!("icmp type {} code {}", e.aux[0], e.aux[1]),
-        "tcp_send_reset" => format!("rst reason {}", e.reason.as_deref().unwrap_or("?")),
-        "net_dev_xmit" => format!("rc {}", e.aux[0]),
-        "skb_copy_datagram_iovec" => format!("{} bytes", e.aux[0]),
-        crate::collect::SOCKET_READ => {
-            "the harness's socket read it (not a tracepoint)".to_string()
-        }
-        "inet_sock_set_state" => {
+        Hook::IcmpSend => format!("icmp type {} code {}", e.aux[0], e.aux[1]),
+        Hook::TcpSendReset => format!("rst reason {}", e.reason.as_deref().unwrap_or("?")),
+        Hook::NetDevXmit => format!("rc {}", e.aux[0]),
+        Hook::SkbCopyDatagramIovec => format!("{} bytes", e.aux[0]),
+        Hook::SocketRead => "the harness's socket read it (not a tracepoint)".to_string(),
+        Hook::InetSockSetState => {
             format!("socket {} -> {}", tcp_state(e.aux[0]), tcp_state(e.aux[1]))
         }
         _ => String::new(),
@@ -166,7 +165,7 @@ pub fn reason_hint(reason: &str) -> Option<&'static str> {
 /// Kernel stacks at every drop in the timeline.
 pub fn drop_stacks(tl: &Timeline) -> String {
     let mut out = String::new();
-    for s in tl.steps.iter().filter(|s| s.ev.hook == "kfree_skb") {
+    for s in tl.steps.iter().filter(|s| s.ev.hook == Hook::KfreeSkb) {
         let frames: Vec<&str> = s.ev.stack.iter().map(String::as_str).collect();
         let reason = s.ev.reason.as_deref().unwrap_or("?");
         let _ = writeln!(
@@ -217,12 +216,20 @@ pub fn tracer_line(o: &Outcome) -> String {
             o.timings.attach.as_secs_f64() * 1000.0
         ));
     }
-    if !o.skipped_hooks.is_empty() {
-        let without: Vec<String> = o
-            .skipped_hooks
+    let mut without: Vec<String> = o
+        .skipped_hooks
+        .iter()
+        .map(|s| format!("{} ({})", s.hook, s.why))
+        .collect();
+    if let Some(why) = &o.function_fallback {
+        without.push(format!("kprobe-multi ({why}; plain kprobes instead)"));
+    }
+    without.extend(
+        o.function_problems
             .iter()
-            .map(|s| format!("{} ({})", s.hook, s.why))
-            .collect();
+            .map(|p| format!("some functions ({p})")),
+    );
+    if !without.is_empty() {
         t.push_str(&format!("; without {}", without.join(", ")));
     }
     t.push('\n');

@@ -86,6 +86,9 @@ pub struct TracerReport {
     /// Why kprobe-multi was not the mechanism, on a kernel with kprobes.
     #[serde(default)]
     pub function_fallback: Option<String>,
+    /// Functions that could not be probed (a module's), and why.
+    #[serde(default)]
+    pub function_problems: Vec<String>,
     /// How long attaching them took.
     pub function_attach_ms: f64,
 }
@@ -161,6 +164,7 @@ mod tests {
                 functions: 42,
                 function_mechanism: Some(ProbeMechanism::Kprobe),
                 function_fallback: Some("EOPNOTSUPP".into()),
+                function_problems: vec![],
                 function_attach_ms: 1.5,
             }),
             timeline: vec![],

@@ -58,6 +58,8 @@ pub struct Outcome {
     pub function_mechanism: Option<crate::tracer::ProbeMechanism>,
     /// Why kprobe-multi was not the mechanism, on a kernel with kprobes.
     pub function_fallback: Option<String>,
+    /// Functions that could not be probed (a module's), and why.
+    pub function_problems: Vec<String>,
     /// How long attaching them took (by the first run of the process
     /// that needed them; later runs share the probes).
     pub function_attach: std::time::Duration,

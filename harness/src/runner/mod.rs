@@ -303,7 +303,7 @@ fn unchecked_here(s: &mut Scenario, tracer: &Tracer) -> Vec<String> {
     let missing: Vec<MissingHook> = skipped
         .iter()
         .map(|h| MissingHook {
-            hook: h.hook,
+            hook: h.hook.name(),
             why: &h.why,
         })
         .collect();
@@ -381,6 +381,7 @@ pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
     let functions = tracer.backend().functions();
     let function_mechanism = tracer.backend().function_mechanism();
     let function_fallback = tracer.backend().function_fallback();
+    let function_problems = tracer.backend().function_problems();
     let function_attach = tracer.backend().function_attach();
     drop(tracer);
 
@@ -409,6 +410,7 @@ pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
         functions,
         function_mechanism,
         function_fallback,
+        function_problems,
         function_attach,
         unchecked,
         names,

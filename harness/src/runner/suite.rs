@@ -167,13 +167,14 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
                     .skipped_hooks
                     .iter()
                     .map(|h| SkippedHookReport {
-                        hook: h.hook.into(),
+                        hook: h.hook.name().into(),
                         why: h.why.clone(),
                     })
                     .collect(),
                 functions: o.functions,
                 function_mechanism: o.function_mechanism,
                 function_fallback: o.function_fallback.clone(),
+                function_problems: o.function_problems.clone(),
                 function_attach_ms: ms(o.function_attach),
             });
             v.timeline = o

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::abi::HOOK_NAMES;
+use crate::common::Hook;
 use serde::Serialize;
 
 use crate::common::verifier::describe;
@@ -142,19 +142,18 @@ pub fn examine() -> Doctor {
         ),
         Err(e) => ("none".into(), Some(e.to_string()), vec![], vec![]),
     };
-    let hooks: Vec<HookReport> = HOOK_NAMES
-        .iter()
-        .filter(|h| !matches!(**h, "tcf_classify" | "function"))
+    let hooks: Vec<HookReport> = Hook::tracepoints()
         .map(|h| HookReport {
-            hook: h,
-            args: btf.and_then(|b| b.tracepoint_arity(h)),
-            program: attached.iter().find(|a| a.hook == *h).map(|a| a.program),
-            skipped: skipped.iter().find(|s| s.hook == *h).map(|s| s.why.clone()),
+            hook: h.name(),
+            args: btf.and_then(|b| b.tracepoint_arity(h.name())),
+            program: attached.iter().find(|a| a.hook == h).map(|a| a.program),
+            skipped: skipped.iter().find(|s| s.hook == h).map(|s| s.why.clone()),
         })
         .collect();
+    // The program variant that reads the reason argument (5.17+).
     let reasons_traced = attached
         .iter()
-        .any(|a| a.hook == "kfree_skb" && a.program == "kfree_skb");
+        .any(|a| a.hook == Hook::KfreeSkb && a.program == "kfree_skb");
     let kprobes = if std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
         probe_kprobe()
     } else {

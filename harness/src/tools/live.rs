@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::collect::Step;
-use crate::common::Names;
+use crate::common::{Hook, Names};
 use crate::tracer::{FlowFilter, RawEvent, TraceSpec, Tracer, TracerError};
 
 /// What to trace and how to show it.
@@ -89,8 +89,8 @@ pub fn visible_names() -> Names {
 /// One event as text, pwru-style.
 pub fn line(e: &RawEvent, names: &Names, t0: u64) -> String {
     let detail = match (e.hook, &e.reason, &e.at) {
-        ("kfree_skb", Some(r), Some(a)) => format!(" {r} at {a}"),
-        ("consume_skb", _, Some(a)) => format!(" at {a}"),
+        (Hook::KfreeSkb, Some(r), Some(a)) => format!(" {r} at {a}"),
+        (Hook::ConsumeSkb, _, Some(a)) => format!(" at {a}"),
         _ => String::new(),
     };
     format!(
@@ -223,7 +223,7 @@ pub fn selector(
 /// Per-skb counts, for a closing summary.
 pub fn summary(steps: &[Step]) -> String {
     let mut drops: HashMap<String, usize> = HashMap::new();
-    for s in steps.iter().filter(|s| s.ev.hook == "kfree_skb") {
+    for s in steps.iter().filter(|s| s.ev.hook == Hook::KfreeSkb) {
         *drops
             .entry(s.ev.reason.clone().unwrap_or_default())
             .or_default() += 1;

@@ -193,6 +193,7 @@ pub enum FunctionProbes {
     Fentry,
 }
 
+use crate::common::Hook;
 pub use crate::common::config::BackendChoice;
 
 /// Whether this kernel lets kprobes attach (the perf kprobe PMU exists).
@@ -229,8 +230,8 @@ pub struct TcHook {
 /// A hook the tracer attached, and the program variant it chose.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AttachedHook {
-    /// Hook (tracepoint) name.
-    pub hook: &'static str,
+    /// The hook.
+    pub hook: Hook,
     /// The program variant that matched the kernel's prototype.
     pub program: &'static str,
 }
@@ -238,8 +239,8 @@ pub struct AttachedHook {
 /// An optional hook the tracer went without on this kernel, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SkippedHook {
-    /// Hook (tracepoint) name.
-    pub hook: &'static str,
+    /// The hook.
+    pub hook: Hook,
     /// Why: absent from this kernel, prototype too short, verifier refusal.
     pub why: String,
 }
@@ -252,7 +253,7 @@ pub trait Backend: Send {
     fn attached(&self) -> Vec<AttachedHook>;
     /// Names of the hooks that are attached.
     fn hooks(&self) -> Vec<&'static str> {
-        self.attached().iter().map(|a| a.hook).collect()
+        self.attached().iter().map(|a| a.hook.name()).collect()
     }
     /// Optional hooks this kernel could not have, and why.
     fn skipped(&self) -> Vec<SkippedHook>;
@@ -267,6 +268,10 @@ pub trait Backend: Send {
     /// Why kprobe-multi was not the mechanism, on a kernel with kprobes.
     fn function_fallback(&self) -> Option<String> {
         None
+    }
+    /// Functions that could not be probed (a module's), and why.
+    fn function_problems(&self) -> Vec<String> {
+        vec![]
     }
     /// How long attaching the function-level probes took (zero when none).
     fn function_attach(&self) -> Duration {

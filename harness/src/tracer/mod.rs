@@ -26,6 +26,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::abi::{Event, hook};
+pub use crate::common::Hook;
 
 pub use backend::*;
 pub use reasons::DropReasons;
@@ -176,11 +177,8 @@ pub struct RawEvent {
     pub ts_ns: u64,
     /// skb address.
     pub skb: u64,
-    /// Tracepoint name.
-    pub hook: &'static str,
-    /// Hook id ([`crate::abi::hook`]).
-    #[serde(skip)]
-    pub hook_id: u32,
+    /// Where it was observed.
+    pub hook: Hook,
     /// CPU.
     pub cpu: u32,
     /// Process id.
@@ -237,15 +235,8 @@ impl RawEvent {
             ts_ns: e.ts_ns,
             skb: e.skb,
             // A probed function's event is named after the function.
-            hook: if e.hook == hook::FUNCTION {
-                backend::intern(k.name(e.location))
-            } else {
-                crate::abi::HOOK_NAMES
-                    .get(e.hook as usize)
-                    .copied()
-                    .unwrap_or("?")
-            },
-            hook_id: e.hook,
+            hook: Hook::from_abi(e.hook, || backend::intern(k.name(e.location)))
+                .unwrap_or(Hook::Function("?")),
             cpu: e.cpu,
             pid: e.pid,
             // tc classifiers cannot see the task: shown as `-`.
@@ -296,7 +287,7 @@ impl RawEvent {
 
     /// Whether this event ends the skb's life.
     pub fn is_terminal(&self) -> bool {
-        self.hook_id == hook::KFREE_SKB || self.hook_id == hook::CONSUME_SKB
+        self.hook.is_terminal()
     }
 }
 

@@ -9,16 +9,16 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use crate::abi::{
-    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, HOOK_NAMES, MAX_BANKS, MAX_FILTERS, MAX_NETNS,
-    PROGRAMS, PacketFilter, Program, TracerConfig, Watch,
+    CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, MAX_BANKS, MAX_FILTERS, MAX_NETNS, PROGRAMS,
+    PacketFilter, Program, TracerConfig, Watch,
 };
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
 
 use super::{
-    AttachedHook, Backend, FlowFilter, ProbeMechanism, SkippedHook, TcHook, TraceSpec, TracerError,
-    offsets,
+    AttachedHook, Backend, FlowFilter, Hook, ProbeMechanism, SkippedHook, TcHook, TraceSpec,
+    TracerError, offsets,
 };
 use crate::common::verifier::describe;
 use crate::tracer::btf::Btf;
@@ -28,11 +28,11 @@ pub(crate) static TRACER_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pktfate-tracer"));
 
 /// Hooks a kernel must have; the others are attached when present.
-const REQUIRED: [&str; 4] = [
-    "netif_receive_skb",
-    "kfree_skb",
-    "consume_skb",
-    "net_dev_queue",
+const REQUIRED: [Hook; 4] = [
+    Hook::NetifReceiveSkb,
+    Hook::KfreeSkb,
+    Hook::ConsumeSkb,
+    Hook::NetDevQueue,
 ];
 
 /// A loaded and attached raw-tracepoint tracer. Which namespaces it watches, for
@@ -76,7 +76,7 @@ pub fn check_limits(spec: &TraceSpec) -> Result<(), TracerError> {
 /// parses that BTF itself (so the two parses are never alive together).
 pub struct LoadPlan {
     config: TracerConfig,
-    chosen: Vec<(&'static str, Result<Program, String>)>,
+    chosen: Vec<(Hook, Result<Program, String>)>,
 }
 
 impl RawTp {
@@ -119,13 +119,11 @@ impl RawTp {
             offsets: offsets::resolve(btf)?,
             flags,
         };
-        let mut chosen: Vec<(&'static str, Result<Program, String>)> = vec![];
-        for (hook_id, name) in HOOK_NAMES.iter().enumerate() {
-            // Not tracepoints: the tc observer and the kprobes, below.
-            if !matches!(*name, "tcf_classify" | "function") {
-                chosen.push((name, choose_program(btf, hook_id as u32)));
-            }
-        }
+        // Not tracepoints, so not here: the tc observer and the function
+        // probes, attached on demand.
+        let chosen: Vec<(Hook, Result<Program, String>)> = Hook::tracepoints()
+            .map(|h| (h, choose_program(btf, h)))
+            .collect();
         Ok(LoadPlan { config, chosen })
     }
 
@@ -141,19 +139,19 @@ impl RawTp {
         let outcomes = load_in_parallel(&mut ebpf, &chosen);
         let mut attached = vec![];
         let mut skipped = vec![];
-        for ((name, _), outcome) in chosen.iter().zip(outcomes) {
+        for ((hook, _), outcome) in chosen.iter().zip(outcomes) {
             match outcome {
                 Ok(program) => attached.push(AttachedHook {
-                    hook: name,
+                    hook: *hook,
                     program,
                 }),
-                Err(why) if REQUIRED.contains(name) => {
+                Err(why) if REQUIRED.contains(hook) => {
                     return Err(TracerError::Attach {
-                        hook: (*name).into(),
+                        hook: hook.name().into(),
                         msg: why,
                     });
                 }
-                Err(why) => skipped.push(SkippedHook { hook: name, why }),
+                Err(why) => skipped.push(SkippedHook { hook: *hook, why }),
             }
         }
 
@@ -233,16 +231,14 @@ impl RawTp {
         how: super::FunctionProbes,
         pattern: Option<&str>,
     ) -> Result<usize, TracerError> {
-        let reported = if let Some(f) = self.functions.as_mut() {
+        if let Some(f) = self.functions.as_mut() {
             // Modules a scenario loaded since: their functions too.
-            let known = f.module_problems.len();
             f.add_new_modules(
                 &mut self.ebpf,
                 TRACER_OBJ,
                 self.events.as_fd().as_raw_fd(),
                 btf,
             )?;
-            known
         } else {
             let f = super::kprobe::attach_functions(
                 &mut self.ebpf,
@@ -253,26 +249,12 @@ impl RawTp {
                 pattern,
             )?;
             self.attached.push(AttachedHook {
-                hook: "function",
+                hook: Hook::Functions,
                 program: f.mechanism.name(),
             });
-            if let Some(why) = &f.fallback {
-                self.skipped.push(SkippedHook {
-                    hook: "kprobe-multi",
-                    why: format!("{why}; plain kprobes instead"),
-                });
-            }
             self.functions = Some(f);
-            0
-        };
-        let f = self.functions.as_ref().expect("set above");
-        for why in &f.module_problems[reported..] {
-            self.skipped.push(SkippedHook {
-                hook: "kprobe-multi",
-                why: why.clone(),
-            });
         }
-        Ok(f.count)
+        Ok(self.functions.as_ref().map_or(0, |f| f.count))
     }
 
     /// How functions are probed, once they are.
@@ -285,6 +267,14 @@ impl RawTp {
         self.functions.as_ref().and_then(|f| f.fallback.clone())
     }
 
+    /// Functions that could not be probed (a module's), and why.
+    pub fn function_problems(&self) -> Vec<String> {
+        self.functions
+            .as_ref()
+            .map(|f| f.module_problems.clone())
+            .unwrap_or_default()
+    }
+
     /// Puts the observer classifier ahead of scenario tc programs.
     pub fn observe_tc(&mut self, hooks: &[TcHook]) -> Result<(), TracerError> {
         if hooks.is_empty() {
@@ -294,7 +284,7 @@ impl RawTp {
         if !self.tc_loaded {
             self.tc_loaded = true;
             self.attached.push(AttachedHook {
-                hook: "tcf_classify",
+                hook: Hook::TcfClassify,
                 program: "tc_observer",
             });
         }
@@ -314,14 +304,13 @@ impl RawTp {
 
 /// The richest program variant of a hook this kernel's prototype allows,
 /// or why there is none.
-pub fn choose_program(btf: &Btf, hook_id: u32) -> Result<Program, String> {
-    let name = HOOK_NAMES[hook_id as usize];
-    let Some(arity) = btf.tracepoint_arity(name) else {
+pub fn choose_program(btf: &Btf, hook: Hook) -> Result<Program, String> {
+    let Some(arity) = btf.tracepoint_arity(hook.name()) else {
         return Err("this kernel has no such BTF tracepoint".into());
     };
     PROGRAMS
         .iter()
-        .find(|p| p.hook == hook_id && p.args <= arity)
+        .find(|p| Some(p.hook) == hook.id() && p.args <= arity)
         .copied()
         .ok_or_else(|| {
             format!("the tracepoint passes {arity} arguments, fewer than any program reads")
@@ -333,12 +322,12 @@ pub fn choose_program(btf: &Btf, hook_id: u32) -> Result<Program, String> {
 /// one outcome per entry of `chosen`, in order.
 fn load_in_parallel(
     ebpf: &mut Ebpf,
-    chosen: &[(&'static str, Result<Program, String>)],
+    chosen: &[(Hook, Result<Program, String>)],
 ) -> Vec<Result<&'static str, String>> {
     let mut by_name: std::collections::HashMap<&str, &mut aya::programs::Program> =
         ebpf.programs_mut().collect();
     // Each job owns its program: distinct `&mut`s, so threads need no lock.
-    let mut jobs: Vec<(usize, &'static str, Program, &mut aya::programs::Program)> = vec![];
+    let mut jobs: Vec<(usize, Hook, Program, &mut aya::programs::Program)> = vec![];
     let mut out: Vec<Result<&'static str, String>> = chosen
         .iter()
         .map(|(_, c)| c.clone().map(|p| p.name))
@@ -346,7 +335,7 @@ fn load_in_parallel(
     for (i, (hook, choice)) in chosen.iter().enumerate() {
         if let Ok(program) = choice {
             match by_name.remove(program.name) {
-                Some(p) => jobs.push((i, hook, *program, p)),
+                Some(p) => jobs.push((i, *hook, *program, p)),
                 None => {
                     out[i] = Err(format!(
                         "program {} missing from the tracer object",
@@ -370,7 +359,7 @@ fn load_in_parallel(
                 s.spawn(move || {
                     lane.into_iter()
                         .map(|(i, hook, program, prog)| {
-                            (i, load_and_attach(prog, hook).map(|()| program.name))
+                            (i, load_and_attach(prog, hook.name()).map(|()| program.name))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -458,6 +447,10 @@ impl Backend for RawTp {
         RawTp::function_fallback(self)
     }
 
+    fn function_problems(&self) -> Vec<String> {
+        RawTp::function_problems(self)
+    }
+
     fn function_attach(&self) -> Duration {
         self.functions.as_ref().map_or(Duration::ZERO, |f| f.attach)
     }
@@ -528,7 +521,7 @@ fn attach_tc_observer(ebpf: &mut Ebpf, hooks: &[TcHook], load: bool) -> Result<(
         .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
     if load {
         prog.load().map_err(|e| TracerError::Attach {
-            hook: "tcf_classify".into(),
+            hook: Hook::TcfClassify.name().into(),
             msg: format!("{e:#}"),
         })?;
     }
@@ -581,7 +574,6 @@ fn drain(rb: &mut RingBuf<MapData>) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::hook;
 
     #[test]
     fn variants_follow_the_kernels_prototypes() {
@@ -589,44 +581,44 @@ mod tests {
         let k61 =
             Btf::with_tracepoints(&[("consume_skb", 1), ("tcp_send_reset", 2), ("kfree_skb", 3)]);
         assert_eq!(
-            choose_program(&k61, hook::CONSUME_SKB).unwrap().name,
+            choose_program(&k61, Hook::ConsumeSkb).unwrap().name,
             "consume_skb_noloc"
         );
         assert_eq!(
-            choose_program(&k61, hook::TCP_SEND_RESET).unwrap().name,
+            choose_program(&k61, Hook::TcpSendReset).unwrap().name,
             "tcp_send_reset_noreason"
         );
         assert_eq!(
-            choose_program(&k61, hook::KFREE_SKB).unwrap().name,
+            choose_program(&k61, Hook::KfreeSkb).unwrap().name,
             "kfree_skb"
         );
         // 5.10: kfree_skb(skb, location).
         let k510 = Btf::with_tracepoints(&[("kfree_skb", 2)]);
         assert_eq!(
-            choose_program(&k510, hook::KFREE_SKB).unwrap().name,
+            choose_program(&k510, Hook::KfreeSkb).unwrap().name,
             "kfree_skb_noreason"
         );
         // 6.18: kfree_skb(skb, location, reason, rx_sk), consume_skb(skb, location).
         let k618 =
             Btf::with_tracepoints(&[("kfree_skb", 4), ("consume_skb", 2), ("tcp_send_reset", 3)]);
         assert_eq!(
-            choose_program(&k618, hook::KFREE_SKB).unwrap().name,
+            choose_program(&k618, Hook::KfreeSkb).unwrap().name,
             "kfree_skb"
         );
         assert_eq!(
-            choose_program(&k618, hook::CONSUME_SKB).unwrap().name,
+            choose_program(&k618, Hook::ConsumeSkb).unwrap().name,
             "consume_skb"
         );
         assert_eq!(
-            choose_program(&k618, hook::TCP_SEND_RESET).unwrap().name,
+            choose_program(&k618, Hook::TcpSendReset).unwrap().name,
             "tcp_send_reset"
         );
         // A hook the kernel lacks, and one whose prototype is too short.
-        let e = choose_program(&k510, hook::ICMP_SEND).unwrap_err();
+        let e = choose_program(&k510, Hook::IcmpSend).unwrap_err();
         assert_eq!(e, "this kernel has no such BTF tracepoint");
         let short = Btf::with_tracepoints(&[("fib_table_lookup", 2)]);
         assert!(
-            choose_program(&short, hook::FIB_TABLE_LOOKUP)
+            choose_program(&short, Hook::FibTableLookup)
                 .unwrap_err()
                 .contains("passes 2 arguments")
         );
@@ -634,10 +626,12 @@ mod tests {
 
     #[test]
     fn every_hook_but_the_classifier_has_a_program() {
-        for (id, name) in HOOK_NAMES.iter().enumerate() {
-            let has = PROGRAMS.iter().any(|p| p.hook == id as u32);
-            // The classifier and kprobes are not tracepoints.
-            assert_eq!(has, !matches!(*name, "tcf_classify" | "function"), "{name}");
+        // The classifier and the function probes are not tracepoints.
+        for h in Hook::tracepoints() {
+            assert!(PROGRAMS.iter().any(|p| Some(p.hook) == h.id()), "{h}");
+        }
+        for h in [Hook::TcfClassify, Hook::Functions] {
+            assert!(!PROGRAMS.iter().any(|p| Some(p.hook) == h.id()), "{h}");
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::abi::{Event, MAX_BANKS, Watch, hook};
 
 use super::raw_tp::{self, RawTp};
-use super::{AttachedHook, Backend, ProbeMechanism, SkippedHook, TraceSpec, TracerError};
+use super::{AttachedHook, Backend, Hook, ProbeMechanism, SkippedHook, TraceSpec, TracerError};
 
 /// Events queued for one run before further ones are dropped (and counted
 /// as lost): a run that stops polling cannot grow the process without
@@ -81,6 +81,7 @@ pub struct Run {
     functions: usize,
     mechanism: Option<ProbeMechanism>,
     fallback: Option<String>,
+    problems: Vec<String>,
     function_attach: Duration,
     fd: std::os::fd::RawFd,
     attached: Vec<AttachedHook>,
@@ -186,10 +187,9 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
     }
     inner.queues.insert(run, vec![]);
     let mut attached = inner.tp.attached();
-    let mut skipped = inner.tp.skipped();
+    let skipped = inner.tp.skipped();
     if functions == 0 {
-        attached.retain(|a| a.hook != "function");
-        skipped.retain(|s| s.hook != "kprobe-multi");
+        attached.retain(|a| a.hook != Hook::Functions);
     }
     Ok(Run {
         run,
@@ -202,6 +202,11 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
         fallback: (functions > 0)
             .then(|| inner.tp.function_fallback())
             .flatten(),
+        problems: if functions > 0 {
+            inner.tp.function_problems()
+        } else {
+            vec![]
+        },
         function_attach: if functions > 0 {
             inner.tp.function_attach()
         } else {
@@ -240,6 +245,10 @@ impl Backend for Run {
 
     fn function_fallback(&self) -> Option<String> {
         self.fallback.clone()
+    }
+
+    fn function_problems(&self) -> Vec<String> {
+        self.problems.clone()
     }
 
     fn attached(&self) -> Vec<AttachedHook> {
