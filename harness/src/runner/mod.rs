@@ -61,7 +61,7 @@ impl RunError {
             RunError::Tracer(TracerError::Attach { .. }) => Some(
                 "the tracer cannot work without this hook; `pktfate doctor` shows what this kernel offers (report its release and this line)".into(),
             ),
-            RunError::Tracer(TracerError::Load(m)) if m.contains("Operation not permitted") => {
+            RunError::Tracer(e) if e.denied() => {
                 Some("loading eBPF needs root (CAP_BPF, CAP_PERFMON)".into())
             }
             _ => None,
@@ -76,9 +76,7 @@ impl RunError {
             RunError::Scenario(_)
             | RunError::Skipped(_)
             | RunError::Tracer(TracerError::Limit(_)) => ErrorKind::Scenario,
-            RunError::Tracer(TracerError::Load(m)) if m.contains("Operation not permitted") => {
-                ErrorKind::Machine
-            }
+            RunError::Tracer(e) if e.denied() => ErrorKind::Machine,
             RunError::Preflight(_) | RunError::Kmod(_) | RunError::Tracer(TracerError::Btf(_)) => {
                 ErrorKind::Machine
             }
@@ -499,6 +497,25 @@ mod tests {
         );
         let too_many = RunError::Tracer(TracerError::Limit("too many namespaces".into()));
         assert_eq!(too_many.kind(), ErrorKind::Scenario);
+        // A refused bpf(2) is the machine's, found by its errno down aya's
+        // own error chain, whatever the message says.
+        let refused = aya::programs::ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        };
+        let denied = RunError::Tracer(TracerError::load_from("loading kfree_skb", &refused));
+        assert_eq!(denied.kind(), ErrorKind::Machine);
+        assert!(
+            denied.render().contains("needs root"),
+            "{}",
+            denied.render()
+        );
+        let with_the_words = RunError::Tracer(TracerError::load("Operation not permitted"));
+        assert_eq!(
+            with_the_words.kind(),
+            ErrorKind::Internal,
+            "not judged by its text"
+        );
     }
 
     #[test]

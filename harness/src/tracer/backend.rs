@@ -14,8 +14,15 @@ pub enum TracerError {
     #[error("kernel BTF is unavailable: {0}")]
     Btf(#[from] crate::tracer::btf::BtfError),
     /// The eBPF object failed to load (verifier, permissions).
-    #[error("loading the eBPF tracer failed: {0}")]
-    Load(String),
+    #[error("loading the eBPF tracer failed: {msg}")]
+    Load {
+        /// What failed, and the kernel's words.
+        msg: String,
+        /// The system's refusal underneath, when there was one (EPERM
+        /// without CAP_BPF).
+        #[source]
+        os: Option<std::io::Error>,
+    },
     /// A program failed to attach to its tracepoint (or kprobes).
     #[error("attaching the tracer to `{hook}` failed: {msg}")]
     Attach {
@@ -38,6 +45,48 @@ pub enum TracerError {
     /// Polling the ring buffer failed.
     #[error("reading tracer events: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl TracerError {
+    /// A load failure with no OS error underneath (a missing program or map).
+    pub fn load(msg: impl Into<String>) -> Self {
+        TracerError::Load {
+            msg: msg.into(),
+            os: None,
+        }
+    }
+
+    /// A load failure caused by `err`, keeping the OS error its chain holds.
+    pub fn load_from(msg: impl Into<String>, err: &(dyn std::error::Error + 'static)) -> Self {
+        TracerError::Load {
+            msg: msg.into(),
+            os: os_error_in(err),
+        }
+    }
+
+    /// The kernel refused for lack of privilege (EPERM, EACCES): root (or
+    /// CAP_BPF and CAP_PERFMON) is what is missing.
+    pub fn denied(&self) -> bool {
+        matches!(self, TracerError::Load { os: Some(e), .. }
+            if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)))
+    }
+}
+
+/// The first OS error down `err`'s chain of sources (aya keeps the
+/// `bpf(2)` error as the source of its own), as a new `io::Error` with the
+/// same errno.
+pub fn os_error_in(err: &(dyn std::error::Error + 'static)) -> Option<std::io::Error> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(code) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(std::io::Error::from_raw_os_error(code));
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// What one packet filter selects. `None`/0 fields are wildcards.

@@ -318,9 +318,9 @@ fn attach_single(ebpf: &mut Ebpf, by_arg: &[Vec<String>]) -> Result<usize, Trace
         }
         let prog: &mut KProbe = ebpf
             .program_mut(program)
-            .ok_or_else(|| TracerError::Load(format!("program {program} missing")))?
+            .ok_or_else(|| TracerError::load(format!("program {program} missing")))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
+            .map_err(|e: aya::programs::ProgramError| TracerError::load_from(e.to_string(), &e))?;
         if prog.fd().is_err() {
             prog.load().map_err(|e| TracerError::Attach {
                 hook: format!("kprobe ({program})"),

@@ -134,7 +134,7 @@ impl RawTp {
         let mut ebpf = EbpfLoader::new()
             .override_global("CONFIG", &config, true)
             .load(TRACER_OBJ)
-            .map_err(|e| TracerError::Load(format!("{e:#}")))?;
+            .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
         load_common(&mut ebpf)?;
         let outcomes = load_in_parallel(&mut ebpf, &chosen);
         let mut attached = vec![];
@@ -157,7 +157,7 @@ impl RawTp {
 
         let events = RingBuf::try_from(
             ebpf.take_map("EVENTS")
-                .ok_or_else(|| TracerError::Load("map EVENTS missing".into()))?,
+                .ok_or_else(|| TracerError::load("map EVENTS missing"))?,
         )
         .map_err(map_err("EVENTS"))?;
         Ok(Self {
@@ -177,7 +177,7 @@ impl RawTp {
     {
         self.ebpf
             .map_mut(name)
-            .ok_or_else(|| TracerError::Load(format!("map {name} missing")))?
+            .ok_or_else(|| TracerError::load(format!("map {name} missing")))?
             .try_into()
             .map_err(map_err(name))
     }
@@ -405,7 +405,7 @@ fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
         .map_err(|e| err(e.to_string()))?;
     let map = ebpf
         .map_mut("SKB_PROGS")
-        .ok_or_else(|| TracerError::Load("map SKB_PROGS missing".into()))?;
+        .ok_or_else(|| TracerError::load("map SKB_PROGS missing"))?;
     let mut slots = ProgramArray::try_from(map).map_err(map_err("SKB_PROGS"))?;
     slots.set(0, &fd, 0).map_err(map_err("SKB_PROGS"))
 }
@@ -478,7 +478,7 @@ impl Backend for RawTp {
         let map = self
             .ebpf
             .map("LOST")
-            .ok_or_else(|| TracerError::Load("map LOST missing".into()))?;
+            .ok_or_else(|| TracerError::load("map LOST missing"))?;
         let lost: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err("LOST"))?;
         let v = lost.get(&0, 0).map_err(map_err("LOST"))?;
         Ok(v.iter().sum())
@@ -516,9 +516,9 @@ fn attach_tc_observer(ebpf: &mut Ebpf, hooks: &[TcHook], load: bool) -> Result<(
     use aya::programs::{SchedClassifier, TcAttachType, tc};
     let prog: &mut SchedClassifier = ebpf
         .program_mut("tc_observer")
-        .ok_or_else(|| TracerError::Load("program tc_observer missing".into()))?
+        .ok_or_else(|| TracerError::load("program tc_observer missing"))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| TracerError::Load(e.to_string()))?;
+        .map_err(|e: aya::programs::ProgramError| TracerError::load_from(e.to_string(), &e))?;
     if load {
         prog.load().map_err(|e| TracerError::Attach {
             hook: Hook::TcfClassify.name().into(),

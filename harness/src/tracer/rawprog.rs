@@ -136,7 +136,7 @@ pub(super) fn instructions(
     events_fd: Option<RawFd>,
     name: &str,
 ) -> Result<Program, TracerError> {
-    let err = |e: String| TracerError::Load(format!("program {name}: {e}"));
+    let err = |e: String| TracerError::load(format!("program {name}: {e}"));
     let mut obj = aya_obj::Object::parse(object).map_err(|e| err(e.to_string()))?;
     let mut fds: Vec<(String, RawFd)> = ebpf
         .maps()

@@ -56,7 +56,7 @@ static SHARED: Mutex<Option<Inner>> = Mutex::new(None);
 
 /// Why loading failed, once it did: every later scenario gets the same
 /// answer at once instead of paying for another refused load.
-static LOAD_FAILED: Mutex<Option<String>> = Mutex::new(None);
+static LOAD_FAILED: Mutex<Option<(String, Option<i32>)>> = Mutex::new(None);
 
 static LOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -94,12 +94,15 @@ fn load_into(slot: &mut Option<Inner>) -> Result<(), TracerError> {
     if slot.is_some() {
         return Ok(());
     }
-    if let Some(why) = LOAD_FAILED
+    if let Some((msg, errno)) = LOAD_FAILED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone()
     {
-        return Err(TracerError::Load(why));
+        return Err(TracerError::Load {
+            msg,
+            os: errno.map(std::io::Error::from_raw_os_error),
+        });
     }
     // Our parse of the kernel BTF is only needed to plan the load; it is
     // freed before aya parses the same BTF to load (one copy at a time).
@@ -112,9 +115,11 @@ fn load_into(slot: &mut Option<Inner>) -> Result<(), TracerError> {
             RawTp::plan(&btf, true, true)
         });
     let tp = plan.and_then(RawTp::load_plan).inspect_err(|e| {
+        // Later scenarios get the same error, its OS error kept.
+        let errno = super::os_error_in(e).and_then(|o| o.raw_os_error());
         *LOAD_FAILED
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((e.to_string(), errno));
     })?;
     LOADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     *slot = Some(Inner {
