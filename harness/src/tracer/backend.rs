@@ -19,7 +19,7 @@ pub enum TracerError {
         /// What failed, and the kernel's words.
         msg: String,
         /// The system's refusal underneath, when there was one (EPERM
-        /// without CAP_BPF).
+        /// without `CAP_BPF`).
         #[source]
         os: Option<std::io::Error>,
     },
@@ -65,7 +65,7 @@ impl TracerError {
     }
 
     /// The kernel refused for lack of privilege (EPERM, EACCES): root (or
-    /// CAP_BPF and CAP_PERFMON) is what is missing.
+    /// `CAP_BPF` and `CAP_PERFMON`) is what is missing.
     pub fn denied(&self) -> bool {
         matches!(self, TracerError::Load { os: Some(e), .. }
             if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)))
