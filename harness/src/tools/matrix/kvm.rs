@@ -71,7 +71,7 @@ pub fn probe() -> KvmVerdict {
             Accel::Kvm,
             format!("a test guest ran and halted through /dev/kvm (CPU flag {flag})"),
         ),
-        Err(why) => (Accel::Tcg, why),
+        Err(why) => (Accel::Tcg, why.to_string()),
     };
     KvmVerdict {
         accel,
@@ -80,13 +80,38 @@ pub fn probe() -> KvmVerdict {
     }
 }
 
-fn decide() -> Result<&'static str, String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo")
-        .map_err(|e| format!("cannot read /proc/cpuinfo ({e})"))?;
-    let flag = cpu_virt_flag(&cpuinfo).ok_or_else(|| {
-        "the CPU shows no vmx/svm flag (no hardware virtualisation, or not passed to this VM)"
-            .to_string()
-    })?;
+/// Why guests cannot have KVM here.
+#[derive(Debug, thiserror::Error)]
+pub enum NoKvm {
+    /// `/proc/cpuinfo` unreadable.
+    #[error("cannot read /proc/cpuinfo ({0})")]
+    CpuInfo(#[source] std::io::Error),
+    /// No `vmx`/`svm` flag.
+    #[error("the CPU shows no vmx/svm flag (no hardware virtualisation, or not passed to this VM)")]
+    NoCpuFlag,
+    /// A KVM call the test guest needs failed.
+    #[error("{what} ({source})")]
+    Refused {
+        /// Which call, in words.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The test guest exited otherwise than by halting.
+    #[error("a test guest exited through /dev/kvm with {0} instead of halting")]
+    NoHalt(String),
+    /// The test guest did not finish in time.
+    #[error("a test guest did not halt through /dev/kvm within {} ms", HALT_WITHIN.as_millis())]
+    Hung,
+    /// The probe could not run at all.
+    #[error("cannot start the KVM probe thread ({0})")]
+    Thread(#[source] std::io::Error),
+}
+
+fn decide() -> Result<&'static str, NoKvm> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").map_err(NoKvm::CpuInfo)?;
+    let flag = cpu_virt_flag(&cpuinfo).ok_or(NoKvm::NoCpuFlag)?;
     // The test guest runs on a thread of its own: a broken KVM blocks in
     // KVM_RUN, and the answer must come within HALT_WITHIN all the same
     // (the thread is then left behind, blocked, until the process ends).
@@ -96,28 +121,34 @@ fn decide() -> Result<&'static str, String> {
         .spawn(move || {
             let _ = tx.send(run_hlt_guest());
         })
-        .map_err(|e| format!("cannot start the KVM probe thread ({e})"))?;
+        .map_err(NoKvm::Thread)?;
     match rx.recv_timeout(HALT_WITHIN) {
         Ok(Ok(())) => Ok(flag),
         Ok(Err(why)) => Err(why),
-        Err(_) => Err(format!(
-            "a test guest did not halt through /dev/kvm within {} ms",
-            HALT_WITHIN.as_millis()
-        )),
+        Err(_) => Err(NoKvm::Hung),
     }
 }
 
 /// A real-mode guest whose only instruction is `hlt`: KVM works when the
 /// vCPU exits with `Hlt`.
-fn run_hlt_guest() -> Result<(), String> {
+fn run_hlt_guest() -> Result<(), NoKvm> {
     use kvm_ioctls::{Kvm, VcpuExit};
     const GUEST_ADDR: u64 = 0x1000;
     const MEM_SIZE: usize = 0x1000;
-    let kvm = Kvm::new().map_err(|e| format!("/dev/kvm does not open ({e})"))?;
+    let refused = |what| {
+        move |e: kvm_ioctls::Error| NoKvm::Refused {
+            what,
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        }
+    };
+    let kvm = Kvm::new().map_err(refused("/dev/kvm does not open"))?;
     let vm = kvm
         .create_vm()
-        .map_err(|e| format!("KVM refuses to create a VM ({e})"))?;
-    let mut mem = GuestPage::new(MEM_SIZE)?;
+        .map_err(refused("KVM refuses to create a VM"))?;
+    let mut mem = GuestPage::new(MEM_SIZE).map_err(|source| NoKvm::Refused {
+        what: "cannot map guest memory",
+        source,
+    })?;
     mem.bytes()[0] = 0xf4; // hlt
     let region = kvm_bindings::kvm_userspace_memory_region {
         slot: 0,
@@ -128,31 +159,24 @@ fn run_hlt_guest() -> Result<(), String> {
     };
     // SAFETY: the region is a mapping of MEM_SIZE bytes that `mem` keeps
     // alive until after the VM (declared later, dropped earlier) is gone.
-    unsafe { vm.set_user_memory_region(region) }
-        .map_err(|e| format!("KVM refuses guest memory ({e})"))?;
+    unsafe { vm.set_user_memory_region(region) }.map_err(refused("KVM refuses guest memory"))?;
     let mut vcpu = vm
         .create_vcpu(0)
-        .map_err(|e| format!("KVM refuses to create a vCPU ({e})"))?;
-    let mut sregs = vcpu
-        .get_sregs()
-        .map_err(|e| format!("KVM_GET_SREGS failed ({e})"))?;
+        .map_err(refused("KVM refuses to create a vCPU"))?;
+    let mut sregs = vcpu.get_sregs().map_err(refused("KVM_GET_SREGS failed"))?;
     sregs.cs.base = 0;
     sregs.cs.selector = 0;
     vcpu.set_sregs(&sregs)
-        .map_err(|e| format!("KVM_SET_SREGS failed ({e})"))?;
-    let mut regs = vcpu
-        .get_regs()
-        .map_err(|e| format!("KVM_GET_REGS failed ({e})"))?;
+        .map_err(refused("KVM_SET_SREGS failed"))?;
+    let mut regs = vcpu.get_regs().map_err(refused("KVM_GET_REGS failed"))?;
     regs.rip = GUEST_ADDR;
     regs.rflags = 2; // bit 1 is reserved and must be set
     vcpu.set_regs(&regs)
-        .map_err(|e| format!("KVM_SET_REGS failed ({e})"))?;
+        .map_err(refused("KVM_SET_REGS failed"))?;
     match vcpu.run() {
         Ok(VcpuExit::Hlt) => Ok(()),
-        Ok(other) => Err(format!(
-            "a test guest exited through /dev/kvm with {other:?} instead of halting"
-        )),
-        Err(e) => Err(format!("a test guest failed to run through /dev/kvm ({e})")),
+        Ok(other) => Err(NoKvm::NoHalt(format!("{other:?}"))),
+        Err(e) => Err(refused("a test guest failed to run through /dev/kvm")(e)),
     }
 }
 
@@ -163,7 +187,7 @@ struct GuestPage {
 }
 
 impl GuestPage {
-    fn new(len: usize) -> Result<Self, String> {
+    fn new(len: usize) -> std::io::Result<Self> {
         // SAFETY: an anonymous private mapping with no address hint; the
         // result is checked before use.
         let ptr = unsafe {
@@ -177,10 +201,7 @@ impl GuestPage {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map guest memory ({})",
-                std::io::Error::last_os_error()
-            ));
+            return Err(std::io::Error::last_os_error());
         }
         Ok(GuestPage {
             ptr: ptr.cast(),

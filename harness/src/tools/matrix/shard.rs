@@ -27,21 +27,41 @@ impl fmt::Display for Shard {
     }
 }
 
-impl FromStr for Shard {
-    type Err = String;
+/// Why a `--shard` value is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// Not `K/N` with two whole numbers.
+    #[error("--shard {0}: write K/N, e.g. 1/4 (shard K of N, from 1)")]
+    Form(String),
+    /// N is 0.
+    #[error("--shard {0}: N must be at least 1")]
+    NoShards(String),
+    /// K outside 1..=N.
+    #[error("--shard {given}: K must be between 1 and {count} (shards are numbered from 1)")]
+    OutOfRange {
+        /// As written.
+        given: String,
+        /// N.
+        count: usize,
+    },
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let usage = || format!("--shard {s}: write K/N, e.g. 1/4 (shard K of N, from 1)");
-        let (k, n) = s.split_once('/').ok_or_else(usage)?;
-        let k: usize = k.trim().parse().map_err(|_| usage())?;
-        let n: usize = n.trim().parse().map_err(|_| usage())?;
+impl FromStr for Shard {
+    type Err = ShardError;
+
+    fn from_str(s: &str) -> Result<Self, ShardError> {
+        let form = || ShardError::Form(s.into());
+        let (k, n) = s.split_once('/').ok_or_else(form)?;
+        let k: usize = k.trim().parse().map_err(|_| form())?;
+        let n: usize = n.trim().parse().map_err(|_| form())?;
         if n == 0 {
-            return Err(format!("--shard {s}: N must be at least 1"));
+            return Err(ShardError::NoShards(s.into()));
         }
         if k == 0 || k > n {
-            return Err(format!(
-                "--shard {s}: K must be between 1 and {n} (shards are numbered from 1)"
-            ));
+            return Err(ShardError::OutOfRange {
+                given: s.into(),
+                count: n,
+            });
         }
         Ok(Shard { index: k, count: n })
     }
@@ -89,14 +109,19 @@ mod tests {
     fn shards_are_written_k_of_n_from_one() {
         assert_eq!("2/4".parse::<Shard>(), Ok(Shard { index: 2, count: 4 }));
         for bad in ["3/2", "0/2", "1/0", "a/2", "2", ""] {
-            let e = bad.parse::<Shard>().unwrap_err();
+            let e = bad.parse::<Shard>().unwrap_err().to_string();
             assert!(e.starts_with(&format!("--shard {bad}:")), "{e}");
         }
-        assert!(
-            "3/2"
-                .parse::<Shard>()
-                .unwrap_err()
-                .contains("between 1 and 2")
+        assert_eq!(
+            "3/2".parse::<Shard>(),
+            Err(ShardError::OutOfRange {
+                given: "3/2".into(),
+                count: 2
+            })
+        );
+        assert_eq!(
+            "1/0".parse::<Shard>(),
+            Err(ShardError::NoShards("1/0".into()))
         );
     }
 
