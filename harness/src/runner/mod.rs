@@ -128,7 +128,7 @@ fn decide_functions(
     s: &Scenario,
     choice: BackendChoice,
     kprobes: bool,
-    fentry: &dyn Fn() -> Result<(), String>,
+    fentry: &dyn Fn() -> Result<(), std::sync::Arc<crate::tracer::ProbeError>>,
 ) -> Result<Option<FunctionProbes>, String> {
     let wanted = match choice {
         BackendChoice::Tracepoint if s.requires.functions => {
@@ -536,7 +536,12 @@ mod tests {
         let (needs, plain) = (file(true), file(false));
         use BackendChoice::*;
         let works = || Ok(());
-        let refused = || Err("Operation not permitted".to_string());
+        let refused = || {
+            Err(std::sync::Arc::new(crate::tracer::ProbeError::Refused {
+                what: "loading probe_fentry failed".into(),
+                source: std::io::Error::from_raw_os_error(libc::EPERM),
+            }))
+        };
         assert_eq!(
             decide_functions(&plain, Auto, true, &works),
             Ok(None),

@@ -82,7 +82,7 @@ fn probe_kprobe() -> Capability {
 
 impl Capability {
     /// From a probe's outcome: `ok` when it worked, else its error.
-    fn from_probe(result: Result<(), String>, ok: &str) -> Self {
+    fn from_probe<E: std::fmt::Display>(result: Result<(), E>, ok: &str) -> Self {
         match result {
             Ok(()) => Self {
                 available: true,
@@ -90,7 +90,7 @@ impl Capability {
             },
             Err(e) => Self {
                 available: false,
-                detail: crate::common::text::clip(&e, 160),
+                detail: crate::common::text::clip(&e.to_string(), 160),
             },
         }
     }

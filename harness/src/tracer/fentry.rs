@@ -11,8 +11,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use aya::Ebpf;
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 
+use super::TracerError;
 use super::btf::Btf;
-use super::rawprog::{Kind, bpf, instructions, load, zeroed_attr};
+use super::rawprog::{Kind, ProbeError, bpf, instructions, load, zeroed_attr};
 use crate::abi::FENTRY_PROGRAMS;
 
 /// The attached programs (closing a link detaches it).
@@ -87,7 +88,7 @@ pub(super) fn attach(
     object: &[u8],
     events_fd: std::os::fd::RawFd,
     targets: &[Target],
-) -> Result<(Fentries, usize), String> {
+) -> Result<(Fentries, usize), ProbeError> {
     let mut links = Vec::new();
     let mut first_error = None;
     let mut module_btf = std::collections::HashMap::<String, Option<OwnedFd>>::new();
@@ -96,8 +97,7 @@ pub(super) fn attach(
         if mine.is_empty() {
             continue;
         }
-        let program =
-            instructions(object, ebpf, Some(events_fd), name).map_err(|e| e.to_string())?;
+        let program = instructions(object, ebpf, Some(events_fd), name)?;
         for t in mine {
             let btf_obj = match &t.module {
                 None => None,
@@ -106,7 +106,9 @@ pub(super) fn attach(
                         .entry(m.clone())
                         .or_insert_with(|| super::rawprog::module_btf(m));
                     let Some(fd) = fd else {
-                        first_error.get_or_insert(format!("no BTF object for module {m}"));
+                        first_error.get_or_insert(ProbeError::Missing(format!(
+                            "no BTF object for module {m}"
+                        )));
                         continue;
                     };
                     Some(fd.as_raw_fd())
@@ -121,13 +123,18 @@ pub(super) fn attach(
             match load(&program, kind).and_then(|prog| open(&prog)) {
                 Ok(link) => links.push(link),
                 Err(e) => {
-                    first_error.get_or_insert(format!("{}: {e}", t.name));
+                    first_error.get_or_insert(ProbeError::Target {
+                        function: t.name.clone(),
+                        source: Box::new(e),
+                    });
                 }
             }
         }
     }
     if links.is_empty() {
-        return Err(first_error.unwrap_or_else(|| "no function to attach to".into()));
+        return Err(
+            first_error.unwrap_or_else(|| ProbeError::Missing("no function to attach to".into()))
+        );
     }
     let n = links.len();
     Ok((Fentries { links }, n))
@@ -135,21 +142,26 @@ pub(super) fn attach(
 
 /// Attaches a loaded fentry program to its target (5.5+:
 /// `BPF_RAW_TRACEPOINT_OPEN` without a name).
-fn open(prog: &OwnedFd) -> Result<OwnedFd, String> {
+fn open(prog: &OwnedFd) -> Result<OwnedFd, ProbeError> {
     let mut attr = zeroed_attr();
     attr.raw_tracepoint.prog_fd = prog.as_raw_fd() as u32;
-    bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map_err(|e| format!("attaching: {e}"))
+    bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map_err(|source| ProbeError::Refused {
+        what: "attaching".into(),
+        source,
+    })
 }
 
 /// Whether this kernel loads and attaches an fentry program (on `ip_rcv`)
 /// from the tracer `object`: the path the backend takes.
-pub fn probe(object: &[u8]) -> Result<(), String> {
+pub fn probe(object: &[u8]) -> Result<(), ProbeError> {
     let ebpf = aya::EbpfLoader::new()
         .load(object)
-        .map_err(|e| format!("{e:#}"))?;
-    let btf = Btf::kernel().map_err(|e| e.to_string())?;
-    let btf_id = btf.function_id("ip_rcv").ok_or("no ip_rcv in BTF")?;
-    let program = instructions(object, &ebpf, None, "probe_fentry").map_err(|e| e.to_string())?;
+        .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
+    let btf = Btf::kernel().map_err(TracerError::from)?;
+    let btf_id = btf
+        .function_id("ip_rcv")
+        .ok_or_else(|| ProbeError::Missing("no ip_rcv in BTF".into()))?;
+    let program = instructions(object, &ebpf, None, "probe_fentry")?;
     let kind = Kind {
         prog_type: bpf_prog_type::BPF_PROG_TYPE_TRACING,
         attach: bpf_attach_type::BPF_TRACE_FENTRY,

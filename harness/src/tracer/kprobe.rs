@@ -152,13 +152,12 @@ pub(super) fn attach_functions(
         let targets = super::fentry::targets(btf, &kernel, &modules, &|n| {
             wanted.is_match(n) && probeable.as_ref().is_none_or(|p| p.contains(n))
         });
-        let (links, n) =
-            super::fentry::attach(ebpf, object, events_fd, &targets).map_err(|msg| {
-                TracerError::Attach {
-                    hook: "fentry".into(),
-                    msg,
-                }
-            })?;
+        let (links, n) = super::fentry::attach(ebpf, object, events_fd, &targets).map_err(|e| {
+            TracerError::Attach {
+                hook: "fentry".into(),
+                msg: e.to_string(),
+            }
+        })?;
         f.mechanism = ProbeMechanism::Fentry;
         f.count = n;
         f.fentries = Some(links);
@@ -167,7 +166,7 @@ pub(super) fn attach_functions(
     }
     let all = pattern(chosen, ".")?;
     let loaded = super::rawprog::instructions(object, ebpf, Some(events_fd), KPROBE_MULTI_PROGRAM)
-        .map_err(|e| e.to_string())
+        .map_err(super::rawprog::ProbeError::from)
         .and_then(|program| super::kprobe_multi::Links::load(&program));
     // One link for the kernel's and the modules' functions together (each
     // link costs the kernel a walk over kallsyms and an ftrace update); the
@@ -191,7 +190,7 @@ pub(super) fn attach_functions(
         }
         Err(why) => {
             f.mechanism = ProbeMechanism::Kprobe;
-            f.fallback = Some(why);
+            f.fallback = Some(why.to_string());
             f.module_problems.clear();
             let by_arg = split_by_arg(&everything, &pattern(chosen, DEFAULT_FUNCTIONS)?);
             f.count = attach_single(ebpf, &by_arg)?;

@@ -14,7 +14,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 
-use super::rawprog::{Kind, Program, bpf, instructions, load, zeroed_attr};
+use super::TracerError;
+use super::rawprog::{Kind, ProbeError, Program, bpf, instructions, load, zeroed_attr};
 
 /// How the kprobe-multi program is loaded.
 pub(super) const KPROBE_MULTI: Kind = Kind {
@@ -55,7 +56,7 @@ fn link(prog: &OwnedFd, functions: &[(String, usize)]) -> io::Result<OwnedFd> {
 
 impl Links {
     /// Loads `program` (from [`instructions`]) as a kprobe-multi program.
-    pub(super) fn load(program: &Program) -> Result<Self, String> {
+    pub(super) fn load(program: &Program) -> Result<Self, ProbeError> {
         Ok(Self {
             name: program.name.clone(),
             prog: load(program, KPROBE_MULTI)?,
@@ -66,23 +67,27 @@ impl Links {
     /// Links the program to `functions` (each with the position of its skb
     /// argument) in one link; returns how many, or why kprobe-multi cannot
     /// take them.
-    pub(super) fn link(&mut self, functions: &[(String, usize)]) -> Result<usize, String> {
+    pub(super) fn link(&mut self, functions: &[(String, usize)]) -> Result<usize, ProbeError> {
         if functions.is_empty() {
             return Ok(0);
         }
         let name = &self.name;
-        let l = link(&self.prog, functions).map_err(|e| match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => {
-                "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)".to_string()
-            }
-            Some(libc::EINVAL) => format!(
-                "the kernel refused a kprobe-multi link for {name} (EINVAL; they exist from Linux 5.18)"
-            ),
-            Some(libc::ESRCH) => format!(
-                "one of {} functions is not in kallsyms (ESRCH)",
-                functions.len()
-            ),
-            _ => format!("linking {name} to {} functions: {e}", functions.len()),
+        let l = link(&self.prog, functions).map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) => {
+                    "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)"
+                        .to_string()
+                }
+                Some(libc::EINVAL) => format!(
+                    "the kernel refused a kprobe-multi link for {name} (EINVAL; they exist from Linux 5.18)"
+                ),
+                Some(libc::ESRCH) => format!(
+                    "one of {} functions is not in kallsyms (ESRCH)",
+                    functions.len()
+                ),
+                _ => format!("linking {name} to {} functions: {e}", functions.len()),
+            };
+            ProbeError::Link { why, source: e }
         })?;
         self.links.push(l);
         Ok(functions.len())
@@ -92,12 +97,11 @@ impl Links {
 /// Whether this kernel loads and links a kprobe-multi program (to
 /// `ip_rcv`) from the tracer `object`, for `pktfate doctor`: the same
 /// path the backend takes.
-pub fn probe(object: &[u8]) -> Result<(), String> {
+pub fn probe(object: &[u8]) -> Result<(), ProbeError> {
     let ebpf = aya::EbpfLoader::new()
         .load(object)
-        .map_err(|e| format!("{e:#}"))?;
-    let program = instructions(object, &ebpf, None, crate::abi::KPROBE_MULTI_PROGRAM)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
+    let program = instructions(object, &ebpf, None, crate::abi::KPROBE_MULTI_PROGRAM)?;
     Links::load(&program)?
         .link(&[("ip_rcv".to_string(), 0)])
         .map(drop)

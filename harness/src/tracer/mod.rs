@@ -29,6 +29,7 @@ use crate::abi::{Event, hook};
 pub use crate::common::Hook;
 
 pub use backend::*;
+pub use rawprog::ProbeError;
 pub use reasons::DropReasons;
 
 use crate::tracer::kallsyms::Kallsyms;

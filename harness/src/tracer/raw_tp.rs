@@ -412,10 +412,11 @@ fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
 
 /// Whether the fentry backend works here ([`super::fentry::probe`] of
 /// the tracer's object), once per process.
-pub fn fentry_available() -> Result<(), String> {
-    static FOUND: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+pub fn fentry_available() -> Result<(), std::sync::Arc<super::ProbeError>> {
+    static FOUND: std::sync::OnceLock<Result<(), std::sync::Arc<super::ProbeError>>> =
+        std::sync::OnceLock::new();
     FOUND
-        .get_or_init(|| super::fentry::probe(TRACER_OBJ))
+        .get_or_init(|| super::fentry::probe(TRACER_OBJ).map_err(std::sync::Arc::new))
         .clone()
 }
 

@@ -17,6 +17,58 @@ use aya_obj::generated::{
 
 use super::TracerError;
 
+/// Why a program the tracer loads by itself (kprobe-multi, fentry) could
+/// not be loaded, linked or attached. The OS error stays the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The tracer object could not be read or relocated.
+    #[error(transparent)]
+    Object(#[from] TracerError),
+    /// The verifier refused the program; `line` is its log's key line.
+    #[error("the verifier refused {program} ({source}): {line}")]
+    Verifier {
+        /// The program.
+        program: String,
+        /// The log line that says why.
+        line: String,
+        /// `bpf(2)`'s error.
+        #[source]
+        source: io::Error,
+    },
+    /// `bpf(2)` refused a step (loading, attaching).
+    #[error("{what}: {source}")]
+    Refused {
+        /// The step.
+        what: String,
+        /// `bpf(2)`'s error.
+        #[source]
+        source: io::Error,
+    },
+    /// A link the kernel refused, with what that errno means here.
+    #[error("{why}")]
+    Link {
+        /// In words (EOPNOTSUPP: no kprobe-multi; ESRCH: a name not in
+        /// kallsyms; ...).
+        why: String,
+        /// `bpf(2)`'s error.
+        #[source]
+        source: io::Error,
+    },
+    /// Something to attach to is missing (a function in BTF, a module's
+    /// BTF object, any function at all).
+    #[error("{0}")]
+    Missing(String),
+    /// A target function's refusal.
+    #[error("{function}: {source}")]
+    Target {
+        /// The function.
+        function: String,
+        /// Why.
+        #[source]
+        source: Box<ProbeError>,
+    },
+}
+
 /// The `bpf(2)` system call, for commands that return a number.
 fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
     // SAFETY: attr is a valid, zero-initialised bpf_attr of the size given.
@@ -185,13 +237,14 @@ pub(super) struct Kind {
 
 /// Loads `program` as `kind`; a verifier refusal is reported with its key
 /// line.
-pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, String> {
+pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, ProbeError> {
     let Program {
         name,
         insns,
         license,
     } = program;
-    let license = CString::new(license.as_str()).map_err(|e| e.to_string())?;
+    let license = CString::new(license.as_str())
+        .map_err(|_| ProbeError::Missing(format!("a licence string for {name}")))?;
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut attr = zeroed_attr();
         // SAFETY: writing the BPF_PROG_LOAD member of a zeroed union.
@@ -223,8 +276,38 @@ pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, String> {
         let text = text.trim_end_matches('\0');
         match (again, crate::common::verifier::verifier_key_line(text)) {
             (Ok(fd), _) => Ok(fd),
-            (Err(_), Some(line)) => Err(format!("the verifier refused {name} ({e}): {line}")),
-            (Err(_), None) => Err(format!("loading {name} failed: {e}")),
+            (Err(_), Some(line)) => Err(ProbeError::Verifier {
+                program: name.clone(),
+                line: line.clone(),
+                source: e,
+            }),
+            (Err(_), None) => Err(ProbeError::Refused {
+                what: format!("loading {name} failed"),
+                source: e,
+            }),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_refusal_keeps_its_os_error_under_its_words() {
+        let e = ProbeError::Target {
+            function: "br_forward".into(),
+            source: Box::new(ProbeError::Link {
+                why: "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)".into(),
+                source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "br_forward: this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)"
+        );
+        // The errno is found by type, down the chain, not in the words.
+        let os = crate::tracer::os_error_in(&e).unwrap();
+        assert_eq!(os.raw_os_error(), Some(libc::EOPNOTSUPP));
+    }
 }
