@@ -2,7 +2,6 @@
 //! as text, JSON lines or `JUnit` XML.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::report::{
@@ -59,38 +58,14 @@ pub fn run_all(
     cfg: &runner::RunConfig,
     each: impl Fn(&SuiteResult) + Sync,
 ) -> Vec<SuiteResult> {
-    let next = Mutex::new(0usize);
-    let done: Mutex<Vec<(usize, SuiteResult)>> = Mutex::new(vec![]);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(files.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
-                    let Some(f) = files.get(i) else { break };
-                    let r = SuiteResult {
-                        path: f.clone(),
-                        outcome: runner::run_file(f, cfg),
-                    };
-                    each(&r);
-                    done.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push((i, r));
-                }
-            });
-        }
-    });
-    let mut v = done
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    v.sort_by_key(|(i, _)| *i);
-    v.into_iter().map(|(_, r)| r).collect()
+    crate::common::parallel::map_in_order(files, jobs, &|| false, |f| {
+        let r = SuiteResult {
+            path: f.clone(),
+            outcome: runner::run_file(f, cfg),
+        };
+        each(&r);
+        std::ops::ControlFlow::Continue(r)
+    })
 }
 
 /// (passed, failed, skipped); errors count as failed.

@@ -197,13 +197,21 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
         .pointer("/kprobe_multi/available")
         .and_then(Value::as_bool)
         == Some(true);
-    // The guest ran this very binary: its lines are this report model.
-    let (reports, unreadable): (Vec<_>, Vec<_>) = run
-        .results
-        .iter()
-        .map(|v| serde_json::from_value::<ScenarioReport>(v.clone()))
-        .partition(Result::is_ok);
-    let reports: Vec<ScenarioReport> = reports.into_iter().filter_map(Result::ok).collect();
+    // The guest ran this very binary: its lines are this report model; a
+    // line that is not is an error cell, not lost.
+    let mut reports: Vec<ScenarioReport> = vec![];
+    let mut unreadable: Vec<Cell> = vec![];
+    for v in &run.results {
+        match serde_json::from_value::<ScenarioReport>(v.clone()) {
+            Ok(r) => reports.push(r),
+            Err(e) => unreadable.push(Cell {
+                name: "?".into(),
+                path: String::new(),
+                status: Status::Error,
+                message: format!("a result line of the guest does not read as a report: {e}"),
+            }),
+        }
+    }
     let mut scenarios: Vec<Cell> = reports
         .iter()
         .map(|r| {
@@ -219,17 +227,7 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
             }
         })
         .collect();
-    scenarios.extend(
-        unreadable
-            .into_iter()
-            .filter_map(Result::err)
-            .map(|e| Cell {
-                name: "?".into(),
-                path: String::new(),
-                status: Status::Error,
-                message: format!("a result line of the guest does not read as a report: {e}"),
-            }),
-    );
+    scenarios.extend(unreadable);
     let error = run.failure.clone().or_else(|| {
         run.results.is_empty().then(|| {
             format!(
@@ -300,6 +298,7 @@ fn one_kernel(
     opts: &MatrixOptions,
     (kernel, files): &(kernels::Kernel, Vec<PathBuf>),
     kvm: &std::sync::atomic::AtomicBool,
+    cpus: usize,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<KernelResult, MatrixError> {
     use std::sync::atomic::Ordering;
@@ -331,7 +330,7 @@ fn one_kernel(
     let trying_kvm = on_kvm && opts.kvm.is_none();
     let vm_opts = |kvm: bool| vm::VmOptions {
         kvm,
-        cpus: guest_cpus(opts.jobs),
+        cpus,
         timeout: timeout_for(kvm),
         run_args: run_args.clone(),
     };
@@ -382,7 +381,7 @@ pub fn run(
     opts: &MatrixOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<KernelResult>, MatrixError> {
-    use std::sync::Mutex;
+    use std::ops::ControlFlow;
     use std::sync::atomic::{AtomicBool, Ordering};
     let kvm = AtomicBool::new(if let Some(on) = opts.kvm {
         on
@@ -415,41 +414,16 @@ pub fn run(
             guest_cpus(jobs)
         ));
     }
-    let next = Mutex::new(0usize);
-    let done: Mutex<Vec<(usize, Result<KernelResult, MatrixError>)>> = Mutex::new(vec![]);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    if vm::INTERRUPTED.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let i = {
-                        let mut n = next
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
-                    let Some(kernel) = resolved.get(i) else { break };
-                    let r = one_kernel(opts, kernel, &kvm, progress);
-                    let failed = r.is_err();
-                    done.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push((i, r));
-                    if failed {
-                        break;
-                    }
-                }
-            });
+    let stop = || vm::INTERRUPTED.load(Ordering::SeqCst);
+    crate::common::parallel::map_in_order(&resolved, jobs, &stop, |kernel| {
+        match one_kernel(opts, kernel, &kvm, guest_cpus(jobs), progress) {
+            Ok(r) => ControlFlow::Continue(Ok(r)),
+            // A guest that cannot even start (vng missing): no more.
+            Err(e) => ControlFlow::Break(Err(e)),
         }
-    });
-    let mut done = done
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
+    })
+    .into_iter()
+    .collect()
 }
 
 // Long on purpose: the table's layout, column by column.
