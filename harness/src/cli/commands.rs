@@ -163,7 +163,9 @@ pub fn merge(a: &MergeArgs) -> ExitCode {
 }
 
 /// A matrix report in `format`, to `output` or standard output; exit 0
-/// only when every kernel passed.
+/// only when it passed ([`MatrixReport::passed`]).
+///
+/// [`MatrixReport::passed`]: pktfate::tools::matrix::merge::MatrixReport::passed
 fn write_matrix(
     report: &pktfate::tools::matrix::merge::MatrixReport,
     format: Format,
@@ -190,7 +192,10 @@ fn write_matrix(
         }
         None => print!("{text}"),
     }
-    if !results.is_empty() && results.iter().all(matrix::KernelResult::ok) {
+    if let Some(short) = report.shortfall() {
+        eprintln!("pktfate {who}: FAILED: {short}");
+    }
+    if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -27,6 +27,38 @@ pub struct MatrixReport {
     pub results: Vec<KernelResult>,
 }
 
+impl MatrixReport {
+    /// Every kernel this run (or shard) had to boot was booted, ran every
+    /// scenario it had, and passed: an interrupted run, a guest that wrote
+    /// half its results, or a report missing a kernel is no pass. A shard
+    /// left with no pairs (more shards than pairs) has nothing to fail.
+    pub fn passed(&self) -> bool {
+        self.shortfall().is_none() && self.results.iter().all(KernelResult::ok)
+    }
+
+    /// What the report lacks of what it had to run, in words.
+    pub fn shortfall(&self) -> Option<String> {
+        let scenarios: Vec<std::path::PathBuf> = self
+            .scenarios
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect();
+        let mut short = vec![];
+        for (spec, files) in super::shard::slice(&self.kernels, &scenarios, self.shard) {
+            match self.results.iter().find(|r| r.spec == spec) {
+                None => short.push(format!("kernel {spec} did not run")),
+                Some(r) if r.scenarios.len() < files.len() => short.push(format!(
+                    "kernel {spec} reported {} of its {} scenarios",
+                    r.scenarios.len(),
+                    files.len()
+                )),
+                Some(_) => {}
+            }
+        }
+        (!short.is_empty()).then(|| short.join("; "))
+    }
+}
+
 /// Why shards do not merge.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MergeError {
@@ -259,6 +291,34 @@ mod tests {
         let cases = |x: &str| x.matches("<testcase").count();
         assert_eq!(cases(&a), cases(&b));
         assert_eq!(merged.shard, None);
+        assert!(!merged.passed(), "6.1 fails s3");
+    }
+
+    #[test]
+    fn a_report_passes_only_with_every_kernel_and_scenario_it_had() {
+        let kernels: Vec<String> = ["6.1", "6.12"].map(String::from).into();
+        let scenarios: Vec<PathBuf> = (0..2)
+            .map(|i| PathBuf::from(format!("s{i}.yaml")))
+            .collect();
+        let whole = run(&kernels, &scenarios, None);
+        assert!(whole.passed());
+        // Interrupted before the second kernel.
+        let mut cut = whole.clone();
+        cut.results.pop();
+        assert!(!cut.passed());
+        assert_eq!(cut.shortfall().as_deref(), Some("kernel 6.12 did not run"));
+        // A guest that wrote one result of two.
+        let mut half = whole.clone();
+        half.results[1].scenarios.pop();
+        assert!(!half.passed());
+        assert_eq!(
+            half.shortfall().as_deref(),
+            Some("kernel 6.12 reported 1 of its 2 scenarios")
+        );
+        // 4 pairs in 6 shards: shard 6 has none, and nothing to fail.
+        let empty = run(&kernels, &scenarios, Some(Shard { index: 6, count: 6 }));
+        assert!(empty.results.is_empty());
+        assert!(empty.passed());
     }
 
     #[test]
