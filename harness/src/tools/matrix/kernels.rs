@@ -40,6 +40,26 @@ pub fn config_problem(config: &str) -> Option<&'static str> {
         .then_some("CONFIG_DEBUG_INFO_BTF is not set: the tracer reads struct offsets, tracepoint prototypes and drop reasons from the kernel's BTF")
 }
 
+/// Refuses a kernel whose configuration (`config`, when there is one)
+/// lacks BTF, before it is booted.
+fn refuse_without_btf(
+    spec: &str,
+    release: &str,
+    config: &Path,
+    hint: &str,
+) -> Result<(), MatrixError> {
+    match std::fs::read_to_string(config)
+        .ok()
+        .and_then(|c| config_problem(&c))
+    {
+        Some(why) => Err(MatrixError::User {
+            msg: format!("kernel `{spec}` ({release}) cannot be traced: {why}"),
+            hint: hint.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A kernel build directory (`make` done in it): its release and image.
 fn build_tree(spec: &str, dir: &Path) -> Result<Kernel, MatrixError> {
     let image = dir.join("arch/x86/boot/bzImage");
@@ -53,15 +73,12 @@ fn build_tree(spec: &str, dir: &Path) -> Result<Kernel, MatrixError> {
             hint: "run `make olddefconfig && make -j$(nproc)` in it first (the README lists the options the guest needs), or give a vmlinuz path".into(),
         });
     };
-    if let Some(why) = std::fs::read_to_string(dir.join(".config"))
-        .ok()
-        .and_then(|c| config_problem(&c))
-    {
-        return Err(MatrixError::User {
-            msg: format!("kernel `{spec}` ({release}) cannot be traced: {why}"),
-            hint: "enable CONFIG_DEBUG_INFO_BTF (with CONFIG_DEBUG_INFO_DWARF5 or _DWARF4 and pahole installed) and rebuild".into(),
-        });
-    }
+    refuse_without_btf(
+        spec,
+        &release,
+        &dir.join(".config"),
+        "enable CONFIG_DEBUG_INFO_BTF (with CONFIG_DEBUG_INFO_DWARF5 or _DWARF4 and pahole installed) and rebuild",
+    )?;
     Ok(Kernel {
         spec: spec.into(),
         release,
@@ -89,6 +106,13 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
     if as_path.is_file() {
         let name = as_path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let release = name.strip_prefix("vmlinuz-").unwrap_or(name).to_string();
+        // Its packaged configuration, when it lies beside it (`config-<release>`).
+        refuse_without_btf(
+            spec,
+            &release,
+            &as_path.with_file_name(format!("config-{release}")),
+            "give a kernel built with CONFIG_DEBUG_INFO_BTF",
+        )?;
         return Ok(Kernel {
             spec: spec.into(),
             release,
@@ -126,15 +150,12 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
                 .to_string()
         })
         .unwrap_or_default();
-    if let Some(why) = std::fs::read_to_string(boot.join(format!("config-{release}")))
-        .ok()
-        .and_then(|c| config_problem(&c))
-    {
-        return Err(MatrixError::User {
-            msg: format!("kernel {spec} ({release}) cannot be traced: {why}"),
-            hint: "choose another kernel version".into(),
-        });
-    }
+    refuse_without_btf(
+        spec,
+        &release,
+        &boot.join(format!("config-{release}")),
+        "choose another kernel version",
+    )?;
     Ok(Kernel {
         spec: spec.into(),
         release,
@@ -462,6 +483,26 @@ mod tests {
         assert_eq!(k.release, "6.19.0-rc1+");
         assert_eq!(k.build_dir.as_deref(), Some(tree.as_path()));
         assert_eq!(k.vmlinuz, tree.join("arch/x86/boot/bzImage"));
+        // A vmlinuz whose packaged config lies beside it is checked too.
+        let boot = tmp.path().join("boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::write(boot.join("vmlinuz-6.1.0-9-amd64"), b"").unwrap();
+        std::fs::write(
+            boot.join("config-6.1.0-9-amd64"),
+            "# CONFIG_DEBUG_INFO_BTF is not set\n",
+        )
+        .unwrap();
+        let vmlinuz = boot.join("vmlinuz-6.1.0-9-amd64").display().to_string();
+        let e = refused(resolve(&vmlinuz, tmp.path()).unwrap_err());
+        assert!(
+            e.contains("6.1.0-9-amd64") && e.contains("CONFIG_DEBUG_INFO_BTF"),
+            "{e}"
+        );
+        std::fs::remove_file(boot.join("config-6.1.0-9-amd64")).unwrap();
+        assert_eq!(
+            resolve(&vmlinuz, tmp.path()).unwrap().release,
+            "6.1.0-9-amd64"
+        );
         // Neither a version, a file nor a directory.
         let e = refused(resolve("six-one", tmp.path()).unwrap_err());
         assert!(e.contains("kernel build directory"), "{e}");
