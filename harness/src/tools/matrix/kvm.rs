@@ -244,8 +244,9 @@ mod tests {
     #[test]
     fn the_probe_answers_within_its_bound_and_agrees_with_the_cpu() {
         let v = probe();
-        // HALT_WITHIN plus reading /proc/cpuinfo and starting a thread.
-        assert!(v.probe_ms < 1_500, "probe took {} ms", v.probe_ms);
+        // Not a speed check (the bench's job): the probe must never wait
+        // on a guest, as the 300 s fallback did; HALT_WITHIN bounds it.
+        assert!(v.probe_ms < 10_000, "probe took {} ms", v.probe_ms);
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
         if cpu_virt_flag(&cpuinfo).is_none() {
             // Where /dev/kvm exists on a CPU without the flag (this kind of
