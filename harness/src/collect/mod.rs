@@ -20,6 +20,10 @@ pub const SETTLE: Duration = Duration::from_millis(25);
 /// The shortest such quiet time.
 pub const MIN_SETTLE: Duration = Duration::from_millis(2);
 
+/// The longest wait for events while skbs are alive: how often the
+/// harness consumes what the kernel sent it (tun reads).
+const POLL: Duration = Duration::from_millis(5);
+
 /// How long to wait, once every skb died, for what the kernel might still
 /// send: twice as long as the kernel itself took from the first event to
 /// the last (its own pace: a few hundred microseconds natively, tens of
@@ -27,6 +31,20 @@ pub const MIN_SETTLE: Duration = Duration::from_millis(2);
 pub fn settle(first_ns: u64, last_ns: u64) -> Duration {
     Duration::from_nanos(last_ns.saturating_sub(first_ns).saturating_mul(2))
         .clamp(MIN_SETTLE, SETTLE)
+}
+
+/// How long the next poll may wait for events: [`POLL`] while tracked skbs
+/// are alive; once all have died, only what is left of the settle window
+/// (waiting a whole poll interval would add milliseconds to every
+/// scenario's verdict for nothing).
+fn poll_wait(all_died: bool, settle: Duration, quiet: Duration) -> Duration {
+    if all_died {
+        settle
+            .saturating_sub(quiet)
+            .clamp(Duration::from_micros(200), POLL)
+    } else {
+        POLL
+    }
 }
 
 /// Whether `now` carries another packet than `before` at the same skb
@@ -293,7 +311,13 @@ pub fn collect(
             capped = Some(cap);
             break;
         }
-        let wait = (deadline - now).min(Duration::from_millis(5));
+        let all_died = t.alive.is_empty() && t.seen.iter().all(|s| *s);
+        let poll = poll_wait(
+            all_died,
+            settle(t.first_ns, t.last_ns),
+            last_event.elapsed(),
+        );
+        let wait = (deadline - now).min(poll);
         let observed = pump();
         let batch = tracer.poll(wait)?;
         if !batch.is_empty() || !observed.is_empty() {
@@ -407,6 +431,26 @@ mod tests {
 #[cfg(test)]
 mod settle_tests {
     use super::*;
+
+    #[test]
+    fn once_every_skb_died_only_the_rest_of_the_settle_window_is_waited() {
+        let ms = Duration::from_millis;
+        assert_eq!(poll_wait(false, ms(2), ms(0)), POLL, "skbs alive");
+        assert_eq!(
+            poll_wait(true, ms(2), Duration::from_micros(500)),
+            Duration::from_micros(1500)
+        );
+        assert_eq!(
+            poll_wait(true, SETTLE, ms(0)),
+            POLL,
+            "never longer than a poll"
+        );
+        assert_eq!(
+            poll_wait(true, ms(2), ms(3)),
+            Duration::from_micros(200),
+            "past the window: one short last look"
+        );
+    }
 
     #[test]
     fn settle_follows_the_kernels_pace_within_bounds() {
