@@ -162,6 +162,67 @@ fn the_host_is_untouched_and_nothing_is_left_on_pass_or_fail() {
     assert_eq!(before, root_state());
 }
 
+/// A keep prompt that holds a failed scenario's teardown until the
+/// namespaces of another scenario of this process appear (or 30 s pass).
+#[derive(Default)]
+struct HeldTeardown {
+    released_by_next: std::sync::atomic::AtomicBool,
+}
+
+impl runner::KeepPrompt for HeldTeardown {
+    fn kept(&self, _scenario: &str, _commands: &[String]) -> bool {
+        // Names are pf<pid>-<seq>-<name>: one seq per topology.
+        let topologies = || {
+            let mut seqs: Vec<String> = our_namespaces()
+                .iter()
+                .filter_map(|n| n.split('-').nth(1).map(str::to_string))
+                .collect();
+            seqs.sort();
+            seqs.dedup();
+            seqs.len()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if topologies() >= 2 {
+                self.released_by_next
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+}
+
+#[test]
+fn a_suite_builds_the_next_scenario_while_the_last_one_is_torn_down() {
+    let _serial = serial();
+    let dir = TempDir::new("pipeline");
+    let fail = dir.0.join("a-fail.yaml");
+    std::fs::write(
+        &fail,
+        read("tun-syn/03-forwarded.yaml").replace("ip_route_input_slow", "ip_rcv_core_missing_fn"),
+    )
+    .unwrap();
+    let prompt = std::sync::Arc::new(HeldTeardown::default());
+    let mut c = cfg();
+    c.keep = Some(prompt.clone());
+    // One worker: the second scenario can only be built while the first
+    // one's teardown is held if teardowns are off the worker's path.
+    let files = [fail, shipped("tun-syn/04-no-socket.yaml")];
+    let results = runner::suite::run_all(&files, 1, &c, |_| {});
+    assert!(
+        prompt
+            .released_by_next
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "the second scenario waited for the first one's teardown"
+    );
+    let statuses: Vec<_> = results.iter().map(|r| r.status()).collect();
+    use pktfate::report::model::Status;
+    assert_eq!(statuses, vec![Status::Fail, Status::Pass], "in file order");
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
 #[test]
 fn a_panic_after_setup_still_tears_down() {
     let _serial = serial();

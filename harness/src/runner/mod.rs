@@ -103,8 +103,7 @@ pub fn kernel_reasons() -> Result<DropReasons, TracerError> {
 
 /// Loads, validates and runs a scenario file with the run's settings.
 pub fn run_file(path: &Path, cfg: &RunConfig) -> Result<Outcome, RunError> {
-    let s = Scenario::load_with(path, &cfg.files).map_err(RunError::Scenario)?;
-    run(s, cfg)
+    Ok(judge_file(path, cfg)?.finish(cfg))
 }
 
 /// The running kernel's version from uname.
@@ -328,7 +327,51 @@ fn counters_of(
 }
 
 /// Runs a validated scenario with the run's settings.
-pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
+pub fn run(s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
+    Ok(run_to_verdict(s, cfg)?.finish(cfg))
+}
+
+/// Loads, validates and runs a scenario file up to its verdict; its
+/// topology is still up (see [`Judged`]).
+pub fn judge_file(path: &Path, cfg: &RunConfig) -> Result<Judged, RunError> {
+    let s = Scenario::load_with(path, &cfg.files).map_err(RunError::Scenario)?;
+    run_to_verdict(s, cfg)
+}
+
+/// A scenario judged whose topology is not torn down yet. The verdict does
+/// not wait for the teardown (CNI DEL runs plugins again; the kernel frees
+/// devices under RTNL), so a suite hands it to another thread and builds
+/// the next scenario meanwhile. Dropping it tears down too.
+pub struct Judged {
+    outcome: Outcome,
+    topo: Topology,
+}
+
+impl Judged {
+    /// Whether the expectations held (teardown problems aside).
+    pub fn passed(&self) -> bool {
+        self.outcome.verdict.passed()
+    }
+
+    /// Tears the topology down (or keeps it, as the run's prompt says, when
+    /// the scenario failed) and gives the complete outcome.
+    pub fn finish(self, cfg: &RunConfig) -> Outcome {
+        let Judged { mut outcome, topo } = self;
+        let t_teardown = Instant::now();
+        let kept = match &cfg.keep {
+            Some(prompt) if !outcome.verdict.passed() => {
+                keep_failed(topo, &outcome.scenario.name, prompt.as_ref())
+            }
+            _ => Some(topo),
+        };
+        outcome.teardown_problems = kept.map(|mut t| t.teardown()).unwrap_or_default();
+        outcome.timings.teardown = t_teardown.elapsed();
+        outcome
+    }
+}
+
+/// Runs a validated scenario up to its verdict, leaving the topology up.
+pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunError> {
     let t_setup = Instant::now();
     check_machine(&mut s, cfg.backend)?;
 
@@ -373,26 +416,17 @@ pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
     let mut verdict = evaluate::evaluate(&s, &timeline);
     verdict.counters = evaluate::check_counters(&s, &before, &after);
     let inject_to_verdict = t_verdict.elapsed();
-    let backend = tracer.backend().name();
-    let hooks = tracer.backend().hooks();
-    let skipped_hooks = tracer.backend().skipped();
-    let functions = tracer.backend().functions();
-    let function_mechanism = tracer.backend().function_mechanism();
-    let function_fallback = tracer.backend().function_fallback();
-    let function_problems = tracer.backend().function_problems();
-    let function_attach = tracer.backend().function_attach();
-    drop(tracer);
-
-    let t_teardown = Instant::now();
-    let names = topo.names.clone();
-    let kept = match &cfg.keep {
-        Some(prompt) if !verdict.passed() => keep_failed(topo, &s.name, prompt.as_ref()),
-        _ => Some(topo),
-    };
-    let teardown_problems = kept.map(|mut t| t.teardown()).unwrap_or_default();
-    let teardown = t_teardown.elapsed();
-
-    Ok(Outcome {
+    let b = tracer.backend();
+    let outcome = Outcome {
+        backend: b.name(),
+        hooks: b.hooks(),
+        skipped_hooks: b.skipped(),
+        functions: b.functions(),
+        function_mechanism: b.function_mechanism(),
+        function_fallback: b.function_fallback(),
+        function_problems: b.function_problems(),
+        function_attach: b.function_attach(),
+        names: topo.names.clone(),
         scenario: s,
         timeline,
         verdict,
@@ -400,20 +434,15 @@ pub fn run(mut s: Scenario, cfg: &RunConfig) -> Result<Outcome, RunError> {
             setup,
             attach,
             inject_to_verdict,
-            teardown,
+            teardown: std::time::Duration::ZERO,
         },
-        backend,
-        hooks,
-        skipped_hooks,
-        functions,
-        function_mechanism,
-        function_fallback,
-        function_problems,
-        function_attach,
         unchecked,
-        names,
-        teardown_problems,
-    })
+        teardown_problems: vec![],
+    };
+    // The scenario's run ends before teardown: its namespaces are no
+    // longer watched, and its filter bank is free for the next scenario.
+    drop(tracer);
+    Ok(Judged { outcome, topo })
 }
 
 /// Scenario files (`*.yaml`, `*.yml`) under `paths`, sorted; directories

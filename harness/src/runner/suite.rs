@@ -2,6 +2,7 @@
 //! as text, JSON lines or `JUnit` XML.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use crate::report::{
@@ -52,20 +53,70 @@ pub fn jobs(asked: Option<usize>) -> usize {
 
 /// Runs `files` with up to `jobs` at once; `each` sees every result as it
 /// finishes. Results come back in file order.
+///
+/// A scenario's teardown is not on the path to the next verdict: once
+/// judged, a scenario is handed to one of `jobs` teardown threads and its
+/// worker builds the next one. A worker waits for a free teardown thread,
+/// so at most `jobs` topologies are being torn down at once.
 pub fn run_all(
     files: &[PathBuf],
     jobs: usize,
     cfg: &runner::RunConfig,
     each: impl Fn(&SuiteResult) + Sync,
 ) -> Vec<SuiteResult> {
-    crate::common::parallel::map_in_order(files, jobs, &|| false, |f| {
-        let r = SuiteResult {
-            path: f.clone(),
-            outcome: runner::run_file(f, cfg),
-        };
+    let done: Mutex<Vec<(usize, SuiteResult)>> = Mutex::new(vec![]);
+    let finish = |i: usize, r: SuiteResult| {
         each(&r);
-        std::ops::ControlFlow::Continue(r)
-    })
+        done.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((i, r));
+    };
+    let indexed: Vec<(usize, &PathBuf)> = files.iter().enumerate().collect();
+    // A rendezvous channel: a judged scenario is handed over only when a
+    // teardown thread is free to take it.
+    let (sender, judged) = mpsc::sync_channel::<(usize, PathBuf, runner::Judged)>(0);
+    let judged = Mutex::new(judged);
+    std::thread::scope(|scope| {
+        // Owned by this closure, so that closing it below ends the threads.
+        let to_teardown = sender;
+        for _ in 0..jobs.max(1) {
+            // Should no thread start, workers tear down themselves.
+            let _ = std::thread::Builder::new()
+                .name("pktfate-teardown".into())
+                .spawn_scoped(scope, || {
+                    loop {
+                        let next = judged.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok((i, path, j)) = next else { break };
+                        let outcome = Ok(j.finish(cfg));
+                        finish(i, SuiteResult { path, outcome });
+                    }
+                });
+        }
+        crate::common::parallel::map_in_order(&indexed, jobs, &|| false, |&(i, f)| {
+            match runner::judge_file(f, cfg) {
+                Ok(j) => {
+                    if let Err(mpsc::SendError((i, path, j))) = to_teardown.send((i, f.clone(), j))
+                    {
+                        let outcome = Ok(j.finish(cfg));
+                        finish(i, SuiteResult { path, outcome });
+                    }
+                }
+                Err(e) => finish(
+                    i,
+                    SuiteResult {
+                        path: f.clone(),
+                        outcome: Err(e),
+                    },
+                ),
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        // The teardown threads end once the queue is closed and empty.
+        drop(to_teardown);
+    });
+    let mut v = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, r)| r).collect()
 }
 
 /// (passed, failed, skipped); errors count as failed.
