@@ -486,6 +486,44 @@ expect:
 }
 
 #[test]
+fn a_sysctl_the_kernel_lacks_is_named_with_its_namespace_and_nothing_is_left() {
+    let _serial = serial();
+    // Sysctls of a namespace are written together: the error must still
+    // name the one the kernel refused, not the first or the last.
+    let text = r#"description: a sysctl that does not exist
+namespaces:
+  a:
+    links:
+      - { name: tun0, kind: tun }
+    addresses:
+      - { dev: tun0, addr: 192.0.2.1/24 }
+    sysctls:
+      net.ipv4.ip_forward: 1
+      net.ipv4.conf.nosuchdev0.forwarding: 1
+      net.ipv4.conf.all.forwarding: 1
+inject:
+  via: a/tun0
+  ipv4: { src: 192.0.2.2, dst: 192.0.2.1 }
+  udp: { sport: 1, dport: 9 }
+expect:
+  fate: dropped
+"#;
+    let dir = TempDir::new("sysctl");
+    let f = dir.0.join("bad-sysctl.yaml");
+    std::fs::write(&f, text).unwrap();
+    let msg = runner::run_file(&f, &cfg())
+        .err()
+        .expect("the kernel has no such sysctl")
+        .render();
+    assert!(
+        msg.contains("setting sysctl net.ipv4.conf.nosuchdev0.forwarding in namespace `a`"),
+        "{msg}"
+    );
+    assert!(msg.contains("No such file or directory"), "{msg}");
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
 fn the_same_scenario_runs_twice_at_once_in_isolation() {
     let _serial = serial();
     // A crafted packet with a fixed 5-tuple: the two runs send identical

@@ -39,17 +39,30 @@ pub(super) fn run(tool: &str, args: &[&str]) -> Result<String, TopologyError> {
     }
 }
 
-/// Writes a `net.*` sysctl from a thread inside the namespace.
-pub(super) fn write_sysctl(ns: &NetnsHandle, key: &str, value: &str) -> Result<(), TopologyError> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let value = value.to_string();
-    let p2 = path.clone();
-    netns::run_in(&ns.path(), move || std::fs::write(&p2, value))
-        .and_then(|r| r)
-        .map_err(io_err(format!(
-            "setting sysctl {key} in namespace `{}` ({path})",
-            ns.name
-        )))
+/// Writes `net.*` sysctls, in order, from one thread inside the
+/// namespace (a thread per sysctl costs a clone and a setns each).
+pub(super) fn write_sysctls<'a>(
+    ns: &NetnsHandle,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), TopologyError> {
+    let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let path_of = |key: &str| format!("/proc/sys/{}", key.replace('.', "/"));
+    let written = netns::run_in_scoped(&ns.path(), || {
+        pairs
+            .iter()
+            .try_for_each(|(key, value)| std::fs::write(path_of(key), value).map_err(|e| (*key, e)))
+    })
+    .map_err(io_err(format!("entering namespace `{}`", ns.name)))?;
+    written.map_err(|(key, e)| {
+        io_err(format!(
+            "setting sysctl {key} in namespace `{}` ({})",
+            ns.name,
+            path_of(key)
+        ))(e)
+    })
 }
 
 /// One `tc:` entry: a command line run in the namespace, a built-in

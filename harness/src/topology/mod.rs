@@ -34,7 +34,7 @@ use crate::scenario::{Link, LinkKind, Scenario, SockProto};
 use rtnl::Rtnl;
 
 pub use commands::PINNED_SYSCTLS;
-use commands::{attach_tc, run, write_sysctl};
+use commands::{attach_tc, run, write_sysctls};
 pub use ends::unmap;
 use ends::{open_listener, open_tap};
 pub use error::TopologyError;
@@ -92,9 +92,7 @@ impl Topology {
         let mut rtnl = Rtnl::open(&self.namespaces)?;
         for h in self.namespaces.clone() {
             link::set_up(&mut rtnl, &h.name, "lo", None)?;
-            for (k, v) in PINNED_SYSCTLS {
-                write_sysctl(&h, k, v)?;
-            }
+            write_sysctls(&h, PINNED_SYSCTLS)?;
         }
         let (to_up, masters) = self.create_links(&mut rtnl, s)?;
         for (ns, dev, master, l) in masters {
@@ -228,9 +226,7 @@ impl Topology {
         // may depend on sysctls (forwarding), so they come next.
         for ns in &s.namespaces {
             let h = self.handle(&ns.name).clone();
-            for (k, v) in &ns.sysctls {
-                write_sysctl(&h, k, v)?;
-            }
+            write_sysctls(&h, ns.sysctls.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         }
         for ns in &s.namespaces {
             for a in &ns.addresses {
