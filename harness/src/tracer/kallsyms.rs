@@ -13,6 +13,23 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// Which modules are loaded where, from `/proc/modules` text: each one's
+/// name, state and address. Reference counts and users are left out: they
+/// change whenever a scenario makes or deletes a device or a rule of a
+/// module (a bridge, an nftables table), which moves no symbol, and a
+/// re-read of `/proc/kallsyms` costs tens of milliseconds.
+fn loaded_modules(text: &str) -> String {
+    let mut out = String::new();
+    for l in text.lines() {
+        // name size refcount deps state address [taint]
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let (Some(name), Some(state), Some(addr)) = (f.first(), f.get(4), f.get(5)) {
+            out.push_str(&format!("{name} {state} {addr}\n"));
+        }
+    }
+    out
+}
+
 /// A sorted table of kernel text symbols and the regions they describe.
 pub struct Kallsyms {
     /// (address, name's start and length in `names`), sorted by address:
@@ -23,7 +40,7 @@ pub struct Kallsyms {
     /// Address ranges `[start, end)` where the nearest symbol below is the
     /// enclosing function; empty when unknown (then every lookup is trusted).
     regions: Vec<(u64, u64)>,
-    /// The `/proc/modules` text the table was read with.
+    /// The modules the table was read with (see [`loaded_modules`]).
     modules: String,
 }
 
@@ -85,7 +102,7 @@ impl Kallsyms {
             syms,
             names,
             regions,
-            modules: modules.to_string(),
+            modules: loaded_modules(modules),
         }
     }
 
@@ -134,7 +151,7 @@ impl Kallsyms {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = std::fs::read_to_string("/proc/modules").unwrap_or_default();
-        if Self::kernel().modules == now {
+        if Self::kernel().modules == loaded_modules(&now) {
             return false;
         }
         let fresh = Arc::new(Self::read());
@@ -265,5 +282,24 @@ ffffffffc0c00000 t bpf_prog_6deef7357e7b4530_kfree_skb\t[bpf]
         assert_eq!(k.name(0xffffffffc0a00010), "0xffffffffc0a00010");
         let k = Kallsyms::parse_with_modules(KALLSYMS, MODULES);
         assert_eq!(k.name(0xffffffffc0a00010), "nft_do_chain");
+    }
+
+    #[test]
+    fn only_a_module_loaded_moved_or_unloaded_calls_for_a_reread() {
+        let before = "nf_tables 344064 3 nft_chain_nat, Live 0xffffffffc0a00000\n\
+                      bridge 421888 0 - Live 0xffffffffc0c00000\n";
+        // A scenario made an nftables table and a bridge: counts and users
+        // change, no symbol moves.
+        let used = "nf_tables 344064 5 nft_chain_nat,nft_ct, Live 0xffffffffc0a00000\n\
+                    bridge 421888 2 - Live 0xffffffffc0c00000\n";
+        assert_eq!(loaded_modules(before), loaded_modules(used));
+        let loaded = format!("{used}vxlan 155648 0 - Live 0xffffffffc0e00000\n");
+        assert_ne!(loaded_modules(used), loaded_modules(&loaded));
+        let moved = used.replace("0xffffffffc0c00000", "0xffffffffc0d00000");
+        assert_ne!(loaded_modules(used), loaded_modules(&moved));
+        let unloaded = "nf_tables 344064 5 nft_chain_nat,nft_ct, Live 0xffffffffc0a00000\n";
+        assert_ne!(loaded_modules(used), loaded_modules(unloaded));
+        let loading = used.replace("bridge 421888 2 - Live", "bridge 421888 2 - Loading");
+        assert_ne!(loaded_modules(used), loaded_modules(&loading));
     }
 }
