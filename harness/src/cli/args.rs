@@ -51,7 +51,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub filter: Option<String>,
     /// Scenarios run at once, each in its own namespaces, all served
-    /// by one loaded tracer (default: the number of CPUs, at most 16).
+    /// by one loaded tracer (default: two per CPU, at most 16).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
     /// Report format: human text, JSON lines (one object per

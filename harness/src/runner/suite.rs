@@ -42,12 +42,23 @@ impl SuiteResult {
     }
 }
 
-/// Workers for `--jobs`: as asked, else one per CPU; within 1 and the
+/// Workers for `--jobs`: as asked, else two per CPU; within 1 and the
 /// scenarios one loaded tracer serves at once.
+///
+/// Two per CPU because a scenario mostly waits on the kernel (RCU grace
+/// periods as namespaces and devices come and go, linkwatch bringing
+/// carriers up, plugins and tools it runs): with one per CPU, a third of
+/// a 2-CPU machine stays idle through the shipped suite.
 pub fn jobs(asked: Option<usize>) -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    default_jobs(
+        asked,
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+    )
+}
+
+fn default_jobs(asked: Option<usize>, cpus: usize) -> usize {
     asked
-        .unwrap_or(cpus)
+        .unwrap_or(cpus.saturating_mul(2))
         .clamp(1, crate::abi::MAX_BANKS as usize)
 }
 
@@ -290,11 +301,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jobs_default_to_the_cpus_within_the_tracers_banks() {
+    fn jobs_default_to_two_per_cpu_within_the_tracers_banks() {
+        assert_eq!(default_jobs(None, 1), 2);
+        assert_eq!(default_jobs(None, 2), 4);
+        assert_eq!(default_jobs(None, 64), 16);
+        assert_eq!(default_jobs(Some(0), 2), 1);
+        assert_eq!(default_jobs(Some(3), 2), 3);
+        assert_eq!(default_jobs(Some(100), 2), 16);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        assert_eq!(jobs(None), cpus.min(16));
-        assert_eq!(jobs(Some(0)), 1);
-        assert_eq!(jobs(Some(3)), 3);
-        assert_eq!(jobs(Some(100)), 16);
+        assert_eq!(jobs(None), (2 * cpus).min(16));
     }
 }

@@ -292,6 +292,23 @@ fn guest_cpus(jobs: usize) -> usize {
     (cpus / jobs.max(1)).clamp(1, GUEST_CPUS)
 }
 
+/// What a guest's `pktfate run` gets: the scenario files, then the
+/// user's arguments, with `--jobs` set to the guest's vCPUs unless the
+/// user set it. A guest computes more than it waits (the verifier and the
+/// plugins run emulated), so the host's default of two per CPU would only
+/// make its scenarios slower, each against its own timeout.
+fn guest_run_args(files: &[PathBuf], user: &[String], cpus: usize) -> Vec<String> {
+    let mut args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(user.iter().cloned());
+    let set = user
+        .iter()
+        .any(|a| a == "-j" || a == "--jobs" || a.starts_with("--jobs=") || a.starts_with("-j"));
+    if !set {
+        args.extend(["--jobs".to_string(), cpus.to_string()]);
+    }
+    args
+}
+
 /// Boots one resolved kernel (again under TCG when a KVM guest fails;
 /// once more when its kernel panicked before any result) and summarises it.
 fn one_kernel(
@@ -316,8 +333,7 @@ fn one_kernel(
             )
         })
     };
-    let mut run_args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    run_args.extend(opts.guest_args.iter().cloned());
+    let run_args = guest_run_args(files, &opts.guest_args, cpus);
     let on_kvm = kvm.load(Ordering::SeqCst);
     progress(&format!(
         "kernel {spec}: booting {} ({}, {scenarios} scenarios, killed after {} s)",
@@ -560,6 +576,23 @@ pub fn junit(results: &[KernelResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_runs_one_scenario_per_vcpu_unless_told_otherwise() {
+        let files = [PathBuf::from("s/a.yaml")];
+        assert_eq!(
+            guest_run_args(&files, &["--backend".into(), "fentry".into()], 1),
+            ["s/a.yaml", "--backend", "fentry", "--jobs", "1"]
+        );
+        assert_eq!(
+            guest_run_args(&files, &["-j3".into()], 2),
+            ["s/a.yaml", "-j3"]
+        );
+        assert_eq!(
+            guest_run_args(&files, &["--jobs".into(), "3".into()], 2),
+            ["s/a.yaml", "--jobs", "3"]
+        );
+    }
 
     #[test]
     fn a_guests_time_limit_grows_with_its_scenarios_and_under_emulation() {
