@@ -524,6 +524,72 @@ expect:
 }
 
 #[test]
+fn ipv6_addresses_are_usable_when_the_topology_is_built_even_under_load() {
+    let _serial = serial();
+    // The kernel makes an address usable from a work item under RTNL;
+    // builds and namespace deletions in parallel delay it. Every address
+    // must be usable (bindable: no longer tentative) once `build` returns.
+    let s = Scenario::load(&shipped("ipv6/forwarded.yaml")).unwrap();
+    // Namespaces with many devices, made and deleted meanwhile: their
+    // deletion holds RTNL in the kernel's cleanup work.
+    let mut churn = String::from("namespaces:\n  a:\n    links:\n");
+    for i in 0..40 {
+        churn.push_str(&format!(
+            "      - {{ name: v{i}, kind: veth, peer: {{ namespace: b, name: v{i} }} }}\n"
+        ));
+    }
+    churn.push_str(
+        "  b: {}\ninject:\n  via: a/v0\n  ipv4: { src: 192.0.2.2, dst: 192.0.2.1 }\n  \
+         udp: { sport: 1, dport: 9 }\nexpect:\n  fate: dropped\n",
+    );
+    let churn = Scenario::parse(Path::new("churn.yaml"), &churn).unwrap();
+    let bindable = |topo: &Topology, ns: &str, addr: &str| {
+        let addr: std::net::SocketAddr = format!("[{addr}]:0").parse().unwrap();
+        pktfate::topology::netns::run_in(&topo.handle(ns).path(), move || {
+            std::net::UdpSocket::bind(addr).map(drop)
+        })
+        .unwrap()
+    };
+    let building = std::sync::atomic::AtomicUsize::new(3);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while building.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                let mut topo = Topology::build(&churn, &cfg().cni_path).unwrap();
+                assert!(topo.teardown().is_empty());
+            }
+        });
+        // And every CPU busy, so the kernel's work items wait their turn.
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        for _ in 0..2 * cpus {
+            scope.spawn(|| {
+                while building.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        for _ in 0..3 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    let mut topo = Topology::build(&s, &cfg().cni_path).unwrap();
+                    for (ns, addr) in [
+                        ("host", "2001:db8:1::1"),
+                        ("host", "2001:db8:2::1"),
+                        ("upstream", "2001:db8:2::2"),
+                    ] {
+                        if let Err(e) = bindable(&topo, ns, addr) {
+                            panic!("{addr} in {ns} is not usable yet: {e}");
+                        }
+                    }
+                    assert!(topo.teardown().is_empty());
+                }
+                building.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
 fn the_same_scenario_runs_twice_at_once_in_isolation() {
     let _serial = serial();
     // A crafted packet with a fixed 5-tuple: the two runs send identical

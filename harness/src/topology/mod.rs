@@ -247,6 +247,11 @@ impl Topology {
                 route::add(rtnl, &ns.name, r)?;
             }
         }
+        for ns in &s.namespaces {
+            if ns.addresses.iter().any(|a| a.addr.is_ipv6()) {
+                rtnl.wait_ipv6_usable(&ns.name)?;
+            }
+        }
 
         Ok(())
     }

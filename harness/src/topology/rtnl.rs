@@ -11,6 +11,8 @@ use std::future::Future;
 use std::os::fd::{AsRawFd, RawFd};
 
 use futures_util::TryStreamExt;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo as Info, LinkMessage, State,
 };
@@ -51,6 +53,8 @@ pub(super) struct LinkInfo {
     pub lower_up: bool,
     /// Operational state up (RFC 2863), as linkwatch sets it.
     pub oper_up: bool,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
     /// A veth or a bridge: devices whose carrier comes after they are up.
     pub pair_or_bridge: bool,
     /// A veth end.
@@ -241,6 +245,7 @@ impl Rtnl {
                     mac,
                     lower_up: m.header.flags.contains(LinkFlags::LowerUp),
                     oper_up,
+                    up: m.header.flags.contains(LinkFlags::Up),
                     pair_or_bridge,
                     veth,
                 })
@@ -283,6 +288,13 @@ impl Rtnl {
             }
             std::thread::sleep(std::time::Duration::from_micros(500));
         }
+        self.after_rtnl_holders(ns)
+    }
+
+    /// Returns once whoever holds RTNL now (a kernel work item making a
+    /// device or an address usable) has let go: one RTNL-locked request,
+    /// setting `lo` up again, which changes nothing.
+    fn after_rtnl_holders(&self, ns: &str) -> Result<(), TopologyError> {
         let handle = self.handle(ns);
         let lo = LinkUnspec::new_with_index(1).up().build();
         let what = What {
@@ -291,5 +303,190 @@ impl Rtnl {
             at: None,
         };
         self.run(what, handle.link().set(lo).execute())
+    }
+
+    /// Waits until the IPv6 addresses added to devices of `ns` that are up
+    /// and have a carrier are usable.
+    ///
+    /// Even without duplicate address detection (`nodad`), the kernel
+    /// makes an address usable from a work item, under RTNL, once its
+    /// device runs: it clears the tentative flag, then installs the local
+    /// route. Until then a packet to the address is not the host's
+    /// (`ip6_forward`, `IP_INADDRERRORS`). Under load (parallel scenarios,
+    /// namespaces being deleted) that work runs late, and later still on a
+    /// device whose operational state linkwatch has not set yet. So: wait
+    /// for the flag to clear, then for the work item to let go of RTNL.
+    /// Addresses with real DAD (link-local ones) are not waited for, nor
+    /// those of a device without carrier (they wait for it).
+    pub fn wait_ipv6_usable(&self, ns: &str) -> Result<(), TopologyError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let running: Vec<u32> = self
+                .links(ns, None)?
+                .into_iter()
+                .filter(|l| l.up && l.lower_up)
+                .map(|l| l.index)
+                .collect();
+            let Some(pending) = not_usable_yet(&self.nodad_ipv6(ns)?, &running) else {
+                return Ok(());
+            };
+            if pending.is_empty() {
+                return self.after_rtnl_holders(ns);
+            }
+            if std::time::Instant::now() > deadline {
+                let pending: Vec<String> = pending.iter().map(ToString::to_string).collect();
+                return Err(TopologyError::Netlink {
+                    cmd: format!("waiting for {} to become usable", pending.join(", ")),
+                    ns: ns.to_string(),
+                    at: None,
+                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+    }
+
+    /// The IPv6 addresses of `ns` added without DAD (see [`nodad_ipv6`]).
+    fn nodad_ipv6(&self, ns: &str) -> Result<Vec<Nodad>, TopologyError> {
+        let handle = self.handle(ns);
+        let what = What {
+            cmd: "ip -6 addr show".into(),
+            ns,
+            at: None,
+        };
+        let msgs: Vec<AddressMessage> = self.run(what, async move {
+            handle.address().get().execute().try_collect().await
+        })?;
+        Ok(nodad_ipv6(&msgs))
+    }
+}
+
+/// An IPv6 address added without DAD: its device, itself, and whether the
+/// kernel still holds it tentative.
+#[derive(Debug, PartialEq)]
+struct Nodad {
+    index: u32,
+    addr: std::net::IpAddr,
+    tentative: bool,
+}
+
+/// The IPv6 addresses added without DAD, of an address dump. The header
+/// holds only the low 8 flag bits, `IFA_FLAGS` all of them.
+fn nodad_ipv6(msgs: &[AddressMessage]) -> Vec<Nodad> {
+    msgs.iter()
+        .filter(|m| m.header.family == AddressFamily::Inet6)
+        .filter_map(|m| {
+            let mut addr = None;
+            let mut flags = AddressFlags::from_bits_retain(u32::from(m.header.flags.bits()));
+            for a in &m.attributes {
+                match a {
+                    AddressAttribute::Address(a) => addr = Some(*a),
+                    AddressAttribute::Flags(f) => flags |= *f,
+                    _ => {}
+                }
+            }
+            flags.contains(AddressFlags::Nodad).then_some(Nodad {
+                index: m.header.index,
+                addr: addr?,
+                tentative: flags.contains(AddressFlags::Tentative),
+            })
+        })
+        .collect()
+}
+
+/// Of the addresses on the devices in `running`, those not usable yet;
+/// `None` when there are none on them at all.
+fn not_usable_yet(addrs: &[Nodad], running: &[u32]) -> Option<Vec<std::net::IpAddr>> {
+    let ours: Vec<&Nodad> = addrs
+        .iter()
+        .filter(|a| running.contains(&a.index))
+        .collect();
+    (!ours.is_empty()).then(|| {
+        ours.iter()
+            .filter(|a| a.tentative)
+            .map(|a| a.addr)
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_route::address::AddressHeaderFlags;
+
+    fn msg(
+        index: u32,
+        addr: &str,
+        header: AddressHeaderFlags,
+        flags: Option<AddressFlags>,
+    ) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        let addr: std::net::IpAddr = addr.parse().unwrap();
+        m.header.family = if addr.is_ipv6() {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        m.header.index = index;
+        m.header.flags = header;
+        m.attributes.push(AddressAttribute::Address(addr));
+        if let Some(f) = flags {
+            m.attributes.push(AddressAttribute::Flags(f));
+        }
+        m
+    }
+
+    #[test]
+    fn only_tentative_addresses_added_without_dad_on_running_devices_are_waited_for() {
+        let msgs = [
+            // Ours, still tentative (the flag in the header's 8 bits).
+            msg(
+                2,
+                "2001:db8:1::1",
+                AddressHeaderFlags::Tentative,
+                Some(AddressFlags::Nodad),
+            ),
+            // Ours, usable.
+            msg(
+                3,
+                "2001:db8:2::1",
+                AddressHeaderFlags::empty(),
+                Some(AddressFlags::Nodad),
+            ),
+            // A link-local one doing real DAD: never waited for.
+            msg(2, "fe80::1", AddressHeaderFlags::Tentative, None),
+            // IPv4: nothing to wait for.
+            msg(2, "192.0.2.1", AddressHeaderFlags::empty(), None),
+            // Ours, on a device without carrier.
+            msg(
+                4,
+                "2001:db8:3::1",
+                AddressHeaderFlags::empty(),
+                Some(AddressFlags::Nodad | AddressFlags::Tentative),
+            ),
+        ];
+        let found = nodad_ipv6(&msgs);
+        assert_eq!(
+            found
+                .iter()
+                .map(|n| (n.index, n.tentative))
+                .collect::<Vec<_>>(),
+            [(2, true), (3, false), (4, true)]
+        );
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            not_usable_yet(&found, &[1, 2, 3]),
+            Some(vec![ip("2001:db8:1::1")])
+        );
+        assert_eq!(
+            not_usable_yet(&found, &[3]),
+            Some(vec![]),
+            "usable: then the RTNL wait"
+        );
+        assert_eq!(
+            not_usable_yet(&found, &[1]),
+            None,
+            "none on running devices"
+        );
     }
 }
