@@ -26,6 +26,91 @@ use crate::topology::netns;
 /// Map entries by map name: (key, value).
 type MapEntries = Vec<(String, Vec<(u64, u64)>)>;
 
+/// Why a program (a fixture or the user's object) could not be loaded or
+/// attached.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The object file could not be read.
+    #[error("reading: {0}")]
+    Read(#[source] crate::scenario::project::FileError),
+    /// aya could not parse the object.
+    #[error("loading the object: {0}")]
+    Parse(#[source] aya::EbpfError),
+    /// The scenario names a map the object lacks.
+    #[error("no map `{0}` in the object")]
+    NoMap(String),
+    /// A fixture has no such config key.
+    #[error("no config key `{0}`")]
+    NoConfigKey(String),
+    /// A map could not be filled.
+    #[error("map `{map}`: {source}")]
+    Fill {
+        /// The map.
+        map: String,
+        /// Why.
+        source: FillError,
+    },
+    /// The scenario names a program the object lacks.
+    #[error("no program `{0}` in the object")]
+    NoProgram(String),
+    /// The program is of another type than its attachment needs.
+    #[error("`{program}` is not {kind}: {source}")]
+    WrongKind {
+        /// The program.
+        program: String,
+        /// What it should be: "an XDP program", "a tc classifier".
+        kind: &'static str,
+        /// aya's error.
+        source: aya::programs::ProgramError,
+    },
+    /// The kernel refused to load it (the verifier's line says why).
+    #[error("{}", describe(.0))]
+    Refused(#[source] aya::programs::ProgramError),
+    /// The device's clsact qdisc could not be added.
+    #[error("adding clsact: {0}")]
+    Clsact(#[source] aya::programs::tc::TcError),
+    /// Attaching failed.
+    #[error("attaching: {0}")]
+    Attach(#[source] aya::programs::ProgramError),
+    /// The thread inside the namespace could not be started.
+    #[error("entering the namespace: {0}")]
+    Netns(#[source] std::io::Error),
+}
+
+impl ObjectError {
+    /// The verifier refused the program.
+    pub fn by_verifier(&self) -> bool {
+        matches!(
+            self,
+            ObjectError::Refused(aya::programs::ProgramError::LoadError { .. })
+        )
+    }
+
+    /// A program or map name the object does not have.
+    pub fn unknown_name(&self) -> bool {
+        matches!(self, ObjectError::NoProgram(_) | ObjectError::NoMap(_))
+    }
+}
+
+/// Why a map could not be filled.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    /// A key or value is wider than the map's.
+    #[error("{value} does not fit in {ty}")]
+    DoesNotFit {
+        /// The scenario's number.
+        value: u64,
+        /// The map's integer type.
+        ty: &'static str,
+    },
+    /// The kernel refused an entry.
+    #[error("{0}")]
+    Map(#[source] aya::maps::MapError),
+    /// Not an array or hash map of integers.
+    #[error("only array and hash maps with 1, 2, 4 or 8-byte integer keys and values can be set")]
+    Unsupported,
+}
+
 /// Loads built-in fixture `program`, fills its `CONFIG` and attaches it.
 pub(super) fn attach_fixture(
     ns: &NetnsHandle,
@@ -34,16 +119,16 @@ pub(super) fn attach_fixture(
     program: &str,
     config: &[(String, u32)],
 ) -> Result<(), TopologyError> {
-    let err = |msg: String| TopologyError::TcProgram {
+    let err = |source: ObjectError| TopologyError::TcProgram {
         program: program.to_string(),
         ns: ns.name.clone(),
         dev: dev.to_string(),
-        msg,
+        source: Box::new(source),
     };
     let mut values = vec![];
     for (k, v) in config {
         let i = fixtures::config_index(program, k)
-            .ok_or_else(|| err(format!("no config key `{k}`")))?;
+            .ok_or_else(|| err(ObjectError::NoConfigKey(k.clone())))?;
         values.push((u64::from(i), u64::from(*v)));
     }
     let maps = vec![("CONFIG".to_string(), values)];
@@ -57,9 +142,9 @@ pub(super) fn attach_object_tc(
     ingress: bool,
     o: &BpfObject,
 ) -> Result<(), TopologyError> {
-    let bytes = read(o).map_err(|m| object_err(ns, dev, o, m))?;
+    let bytes = read(o).map_err(|e| object_err(ns, dev, o, e))?;
     attach_tc(ns, dev, ingress, bytes, &o.program, o.maps.clone())
-        .map_err(|m| object_err(ns, dev, o, m))
+        .map_err(|e| object_err(ns, dev, o, e))
 }
 
 /// Loads `program` of the user's object and attaches it as XDP to `dev`.
@@ -69,7 +154,7 @@ pub(super) fn attach_object_xdp(
     mode: XdpMode,
     o: &BpfObject,
 ) -> Result<XdpLink, TopologyError> {
-    let err = |m| object_err(ns, dev, o, m);
+    let err = |e| object_err(ns, dev, o, e);
     let bytes = read(o).map_err(err)?;
     let (dev2, prog, maps) = (dev.to_string(), o.program.clone(), o.maps.clone());
     let flags = match mode {
@@ -78,24 +163,26 @@ pub(super) fn attach_object_xdp(
         XdpMode::Drv => AyaXdpMode::Driver,
         XdpMode::Hw => AyaXdpMode::Hardware,
     };
-    netns::run_in(&ns.path(), move || -> Result<XdpLink, String> {
+    netns::run_in(&ns.path(), move || -> Result<XdpLink, ObjectError> {
         let mut ebpf = load(&bytes, &maps)?;
         let p: &mut Xdp = ebpf
             .program_mut(&prog)
-            .ok_or_else(|| format!("no program `{prog}` in the object"))?
+            .ok_or_else(|| ObjectError::NoProgram(prog.clone()))?
             .try_into()
-            .map_err(|e| format!("`{prog}` is not an XDP program: {e}"))?;
-        p.load().map_err(|e| describe(&e))?;
-        let id = p
-            .attach(&dev2, flags)
-            .map_err(|e| format!("attaching: {e:#}"))?;
-        p.take_link(id).map_err(|e| e.to_string())
+            .map_err(|source| ObjectError::WrongKind {
+                program: prog.clone(),
+                kind: "an XDP program",
+                source,
+            })?;
+        p.load().map_err(ObjectError::Refused)?;
+        let id = p.attach(&dev2, flags).map_err(ObjectError::Attach)?;
+        p.take_link(id).map_err(ObjectError::Attach)
     })
-    .map_err(|e| err(e.to_string()))?
+    .map_err(|e| err(ObjectError::Netns(e)))?
     .map_err(err)
 }
 
-fn object_err(ns: &NetnsHandle, dev: &str, o: &BpfObject, msg: String) -> TopologyError {
+fn object_err(ns: &NetnsHandle, dev: &str, o: &BpfObject, source: ObjectError) -> TopologyError {
     TopologyError::BpfObject {
         at: o.at.clone(),
         what: format!(
@@ -104,17 +191,17 @@ fn object_err(ns: &NetnsHandle, dev: &str, o: &BpfObject, msg: String) -> Topolo
             o.path.display(),
             ns.name
         ),
-        msg,
+        source: Box::new(source),
     }
 }
 
 /// The object's bytes (the path was checked when the scenario was read).
-fn read(o: &BpfObject) -> Result<Vec<u8>, String> {
-    crate::scenario::project::read_bytes(&o.path, 16 << 20).map_err(|e| format!("reading: {e}"))
+fn read(o: &BpfObject) -> Result<Vec<u8>, ObjectError> {
+    crate::scenario::project::read_bytes(&o.path, 16 << 20).map_err(ObjectError::Read)
 }
 
 /// Parses the object and fills its maps before any program is loaded.
-fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, String> {
+fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, ObjectError> {
     // aya wants the ELF 8-byte aligned; a Vec<u8> may not be.
     let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
     // SAFETY: the u64 buffer is at least bytes.len() long; plain bytes.
@@ -129,32 +216,36 @@ fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, String> {
     let parsing = ONE_PARSE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut ebpf = EbpfLoader::new()
-        .load(buf)
-        .map_err(|e| format!("loading the object: {e}"))?;
+    let mut ebpf = EbpfLoader::new().load(buf).map_err(ObjectError::Parse)?;
     drop(parsing);
     for (name, entries) in maps {
         let map = ebpf
             .map_mut(name)
-            .ok_or_else(|| format!("no map `{name}` in the object"))?;
-        fill(map, entries).map_err(|e| format!("map `{name}`: {e}"))?;
+            .ok_or_else(|| ObjectError::NoMap(name.clone()))?;
+        fill(map, entries).map_err(|source| ObjectError::Fill {
+            map: name.clone(),
+            source,
+        })?;
     }
     Ok(ebpf)
 }
 
 /// Sets entries in an array or hash map whose key and value are 1, 2, 4 or
 /// 8-byte integers (what the map's own sizes say).
-fn fill(map: &mut Map, entries: &[(u64, u64)]) -> Result<(), String> {
+fn fill(map: &mut Map, entries: &[(u64, u64)]) -> Result<(), FillError> {
     macro_rules! narrow {
         ($t:ty, $x:expr) => {
-            <$t>::try_from($x).map_err(|_| format!("{} does not fit in {}", $x, stringify!($t)))?
+            <$t>::try_from($x).map_err(|_| FillError::DoesNotFit {
+                value: $x,
+                ty: stringify!($t),
+            })?
         };
     }
     macro_rules! array {
         ($($v:ty),*) => {$(
             if let Ok(mut a) = Array::<&mut MapData, $v>::try_from(&mut *map) {
                 for (k, v) in entries {
-                    a.set(narrow!(u32, *k), narrow!($v, *v), 0).map_err(|e| e.to_string())?;
+                    a.set(narrow!(u32, *k), narrow!($v, *v), 0).map_err(FillError::Map)?;
                 }
                 return Ok(());
             }
@@ -164,7 +255,7 @@ fn fill(map: &mut Map, entries: &[(u64, u64)]) -> Result<(), String> {
         ($(($k:ty, $v:ty)),*) => {$(
             if let Ok(mut h) = HashMap::<&mut MapData, $k, $v>::try_from(&mut *map) {
                 for (k, v) in entries {
-                    h.insert(narrow!($k, *k), narrow!($v, *v), 0).map_err(|e| e.to_string())?;
+                    h.insert(narrow!($k, *k), narrow!($v, *v), 0).map_err(FillError::Map)?;
                 }
                 return Ok(());
             }
@@ -189,7 +280,7 @@ fn fill(map: &mut Map, entries: &[(u64, u64)]) -> Result<(), String> {
         (u8, u16),
         (u8, u8)
     );
-    Err("only array and hash maps with 1, 2, 4 or 8-byte integer keys and values can be set".into())
+    Err(FillError::Unsupported)
 }
 
 /// Loads `program` from `bytes` (maps filled) and attaches it to clsact.
@@ -200,23 +291,26 @@ fn attach_tc(
     bytes: Vec<u8>,
     program: &str,
     maps: MapEntries,
-) -> Result<(), String> {
+) -> Result<(), ObjectError> {
     let (dev2, prog2) = (dev.to_string(), program.to_string());
-    netns::run_in(&ns.path(), move || -> Result<(), String> {
+    netns::run_in(&ns.path(), move || -> Result<(), ObjectError> {
         let mut ebpf = load(&bytes, &maps)?;
         // An interface gets clsact once; a second program finds it there.
-        if let Err(e) = tc::qdisc_add_clsact(&dev2) {
-            let text = e.to_string();
-            if !text.contains("exists") && !text.contains("os error 17") {
-                return Err(format!("adding clsact: {e}"));
-            }
+        match tc::qdisc_add_clsact(&dev2) {
+            Ok(()) | Err(tc::TcError::AlreadyAttached) => {}
+            Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(ObjectError::Clsact(e)),
         }
         let p: &mut SchedClassifier = ebpf
             .program_mut(&prog2)
-            .ok_or_else(|| format!("no program `{prog2}` in the object"))?
+            .ok_or_else(|| ObjectError::NoProgram(prog2.clone()))?
             .try_into()
-            .map_err(|e| format!("`{prog2}` is not a tc classifier: {e}"))?;
-        p.load().map_err(|e| describe(&e))?;
+            .map_err(|source| ObjectError::WrongKind {
+                program: prog2.clone(),
+                kind: "a tc classifier",
+                source,
+            })?;
+        p.load().map_err(ObjectError::Refused)?;
         let kind = if ingress {
             TcAttachType::Ingress
         } else {
@@ -224,10 +318,10 @@ fn attach_tc(
         };
         let id = p
             .attach_with_options(&dev2, kind, TcAttachOptions::Netlink(NlOptions::default()))
-            .map_err(|e| format!("attaching: {e:#}"))?;
-        let link = p.take_link(id).map_err(|e| format!("{e}"))?;
+            .map_err(ObjectError::Attach)?;
+        let link = p.take_link(id).map_err(ObjectError::Attach)?;
         std::mem::forget(link);
         Ok(())
     })
-    .map_err(|e| e.to_string())?
+    .map_err(ObjectError::Netns)?
 }

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value, json};
 
+use super::error::CniFailure;
 use super::{NetnsHandle, TopologyError};
 use crate::scenario::CniAttachment;
 use crate::topology::netns;
@@ -161,17 +162,20 @@ fn run(
     conf: &Value,
 ) -> Result<Option<Value>, TopologyError> {
     let kind = plugin["type"].as_str().unwrap_or_default().to_string();
-    let fail = |msg: String| TopologyError::Cni {
+    let fail = |source: CniFailure| TopologyError::Cni {
         at: a.spec.at.clone(),
         what: format!("CNI {command} of plugin `{kind}` for `{}`", a.pod.name),
-        msg,
+        source,
     };
     let Some(bin) = path
         .split(':')
         .map(|d| Path::new(d).join(&kind))
         .find(|p| p.is_file())
     else {
-        return Err(fail(format!("no plugin `{kind}` in CNI_PATH {path}")));
+        return Err(fail(CniFailure::NoPlugin {
+            plugin: kind.clone(),
+            path: path.to_string(),
+        }));
     };
     let mut args = String::new();
     if !a.spec.args.is_empty() {
@@ -203,7 +207,7 @@ fn run(
         child.wait_with_output()
     })
     .and_then(|r| r)
-    .map_err(|e| fail(format!("running the plugin: {e}")))?;
+    .map_err(|e| fail(CniFailure::Run(e)))?;
     let stdout: Option<Value> = serde_json::from_slice(&out.stdout).ok();
     if out.status.success() {
         return Ok(stdout);
@@ -223,7 +227,9 @@ fn run(
         }
         _ => String::from_utf8_lossy(&out.stderr).trim().to_string(),
     };
-    Err(fail(crate::common::text::clip(&msg, 2000)))
+    Err(fail(CniFailure::Plugin(crate::common::text::clip(
+        &msg, 2000,
+    ))))
 }
 
 #[cfg(test)]

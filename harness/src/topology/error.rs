@@ -1,6 +1,7 @@
 //! Errors building a topology: located (<file:line:col>, the equivalent
 //! `ip` command, a hint) when a scenario line caused them.
 
+pub use super::bpf::{FillError, ObjectError};
 use crate::common::ErrorKind;
 use crate::scenario::Location;
 
@@ -34,7 +35,7 @@ pub enum TopologyError {
         msg: String,
     },
     /// A tc program could not be loaded or attached.
-    #[error("tc program `{program}` on {ns}/{dev}: {msg}")]
+    #[error("tc program `{program}` on {ns}/{dev}: {source}")]
     TcProgram {
         /// Program.
         program: String,
@@ -42,8 +43,9 @@ pub enum TopologyError {
         ns: String,
         /// Device.
         dev: String,
-        /// Why.
-        msg: String,
+        /// Why (boxed: aya's errors are large, and every topology
+        /// function returns this enum).
+        source: Box<ObjectError>,
     },
     /// The kernel refused a netlink request made for a scenario line.
     #[error("{}`{cmd}` in namespace `{ns}` failed: {source}", located(.at))]
@@ -58,24 +60,25 @@ pub enum TopologyError {
         source: std::io::Error,
     },
     /// A CNI plugin failed.
-    #[error("{}{what} failed: {msg}", located(.at))]
+    #[error("{}{what} failed: {source}", located(.at))]
     Cni {
         /// The scenario's `cni:` entry.
         at: Option<Location>,
         /// What was run, e.g. ``CNI ADD of plugin `bridge` for `pod-a` ``.
         what: String,
-        /// The plugin's error.
-        msg: String,
+        /// Why.
+        source: CniFailure,
     },
     /// A program of the user's object could not be loaded or attached.
-    #[error("{}{what}: {msg}", located(.at))]
+    #[error("{}{what}: {source}", located(.at))]
     BpfObject {
         /// The scenario's entry.
         at: Option<Location>,
         /// `program `p` of FILE on ns/dev`.
         what: String,
-        /// Why.
-        msg: String,
+        /// Why (boxed: aya's errors are large, and every topology
+        /// function returns this enum).
+        source: Box<ObjectError>,
     },
     /// A signal arrived while building; the handler removes what exists.
     #[error("interrupted while building the topology")]
@@ -133,17 +136,20 @@ impl TopologyError {
             TopologyError::MissingTool(t) if t.contains("tables-restore") => {
                 Some("install iptables (bash ci/setup.sh does)".into())
             }
-            TopologyError::BpfObject { msg, .. } if msg.contains("verifier") => Some(
+            TopologyError::BpfObject { source, .. } if source.by_verifier() => Some(
                 "this kernel's verifier refused the program (the quoted line of its log says why); build the object for this kernel, or run on the one it targets".into(),
             ),
-            TopologyError::BpfObject { msg, .. } if msg.starts_with("no program") || msg.contains("no map") => Some(
+            TopologyError::BpfObject { source, .. } if source.unknown_name() => Some(
                 "names are the program functions (sections) and maps of the ELF object: `llvm-objdump -h` lists them".into(),
             ),
-            TopologyError::TcProgram { msg, .. } if msg.contains("verifier") => {
+            TopologyError::TcProgram { source, .. } if source.by_verifier() => {
                 Some("the fixture program was rejected by this kernel's verifier".into())
             }
             TopologyError::Netlink { source, .. } => netlink_hint(source),
-            TopologyError::Cni { msg, .. } if msg.starts_with("no plugin") => Some(
+            TopologyError::Cni {
+                source: CniFailure::NoPlugin { .. },
+                ..
+            } => Some(
                 "install the reference plugins (Debian: containernetworking-plugins; bash ci/setup.sh does) or point --cni-path / CNI_PATH at yours".into(),
             ),
             TopologyError::Command { stderr, .. } if stderr.contains("Operation not permitted") => {
@@ -163,6 +169,26 @@ impl TopologyError {
             _ => None,
         }
     }
+}
+
+/// Why a CNI plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CniFailure {
+    /// No such plugin in the plugin path.
+    #[error("no plugin `{plugin}` in CNI_PATH {path}")]
+    NoPlugin {
+        /// The plugin's `type`.
+        plugin: String,
+        /// The colon-separated directories searched.
+        path: String,
+    },
+    /// The plugin could not be run.
+    #[error("running the plugin: {0}")]
+    Run(#[source] std::io::Error),
+    /// The plugin ran and failed: its own message (CNI error JSON or
+    /// stderr).
+    #[error("{0}")]
+    Plugin(String),
 }
 
 /// `file:line:col: ` when the scenario line is known.
@@ -197,4 +223,65 @@ fn netlink_hint(e: &std::io::Error) -> Option<String> {
 pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TopologyError {
     let what = what.into();
     move |source| TopologyError::Io { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(source: ObjectError) -> TopologyError {
+        TopologyError::BpfObject {
+            at: None,
+            what: "program `p` of o.bpf on a/eth0".into(),
+            source: Box::new(source),
+        }
+    }
+
+    fn cni(source: CniFailure) -> TopologyError {
+        TopologyError::Cni {
+            at: None,
+            what: "CNI ADD of plugin `bridge` for `pod`".into(),
+            source,
+        }
+    }
+
+    /// Hints follow the kind of failure, never its words: a plugin whose
+    /// own message starts "no plugin" is not a missing plugin.
+    #[test]
+    fn hints_follow_the_kind_of_failure_not_its_text() {
+        let refused = ObjectError::Refused(aya::programs::ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EACCES),
+            verifier_log: aya_obj::VerifierLog::new("R1 invalid mem access 'scalar'\n".into()),
+        });
+        assert!(
+            refused.to_string().contains("R1 invalid mem access"),
+            "{refused}"
+        );
+        assert!(object(refused).hint().unwrap().contains("verifier"));
+        let hint = object(ObjectError::NoProgram("xdp_drop".into()))
+            .hint()
+            .unwrap();
+        assert!(hint.contains("llvm-objdump"), "{hint}");
+        assert!(object(ObjectError::NoMap("CONFIG".into())).hint().is_some());
+        assert_eq!(
+            object(ObjectError::Fill {
+                map: "M".into(),
+                source: FillError::Unsupported
+            })
+            .hint(),
+            None
+        );
+        let missing = cni(CniFailure::NoPlugin {
+            plugin: "bridge".into(),
+            path: "/opt/cni/bin".into(),
+        });
+        assert!(missing.hint().unwrap().contains("--cni-path"));
+        assert_eq!(
+            cni(CniFailure::Plugin(
+                "no plugin config for this network".into()
+            ))
+            .hint(),
+            None
+        );
+    }
 }

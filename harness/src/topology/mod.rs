@@ -37,8 +37,8 @@ pub use commands::PINNED_SYSCTLS;
 use commands::{attach_tc, run, write_sysctls};
 pub use ends::unmap;
 use ends::{open_listener, open_tap};
-pub use error::TopologyError;
 use error::io_err;
+pub use error::{CniFailure, FillError, ObjectError, TopologyError};
 pub use netns::NetnsHandle;
 
 pub use crate::common::config::DEFAULT_CNI_PATH;
