@@ -297,11 +297,13 @@ fn unchecked_here(s: &mut Scenario, tracer: &Tracer) -> Vec<String> {
         );
     }
     let skipped = tracer.backend().skipped();
+    let whys: Vec<String> = skipped.iter().map(|h| h.why.to_string()).collect();
     let missing: Vec<MissingHook> = skipped
         .iter()
-        .map(|h| MissingHook {
+        .zip(&whys)
+        .map(|(h, why)| MissingHook {
             hook: h.hook.name(),
-            why: &h.why,
+            why,
         })
         .collect();
     unchecked.extend(s.drop_steps_on_hooks(&missing));

@@ -205,7 +205,7 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
                     .iter()
                     .map(|h| SkippedHookReport {
                         hook: h.hook.name().into(),
-                        why: h.why.clone(),
+                        why: h.why.to_string(),
                     })
                     .collect(),
                 functions: o.functions,

@@ -147,7 +147,10 @@ pub fn examine() -> Doctor {
             hook: h.name(),
             args: btf.and_then(|b| b.tracepoint_arity(h.name())),
             program: attached.iter().find(|a| a.hook == h).map(|a| a.program),
-            skipped: skipped.iter().find(|s| s.hook == h).map(|s| s.why.clone()),
+            skipped: skipped
+                .iter()
+                .find(|s| s.hook == h)
+                .map(|s| s.why.to_string()),
         })
         .collect();
     // The program variant that reads the reason argument (5.17+).

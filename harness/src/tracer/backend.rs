@@ -3,6 +3,7 @@
 //! and the tracer's errors.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::abi::{Event, FILTER_DADDR, FILTER_REVERSE, FILTER_SADDR, PacketFilter};
@@ -24,12 +25,12 @@ pub enum TracerError {
         os: Option<std::io::Error>,
     },
     /// A program failed to attach to its tracepoint (or kprobes).
-    #[error("attaching the tracer to `{hook}` failed: {msg}")]
+    #[error("attaching the tracer to `{hook}` failed: {source}")]
     Attach {
         /// The tracepoint.
         hook: String,
         /// Why.
-        msg: String,
+        source: HookError,
     },
     /// A map could not be set up or read.
     #[error("tracer map `{map}`: {msg}")]
@@ -45,6 +46,56 @@ pub enum TracerError {
     /// Polling the ring buffer failed.
     #[error("reading tracer events: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a tracer program is not on its hook. Cloned into every scenario's
+/// report of skipped hooks, so aya's and the OS errors are shared.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HookError {
+    /// The kernel's BTF has no such tracepoint.
+    #[error("this kernel has no such BTF tracepoint")]
+    NoTracepoint,
+    /// The tracepoint's prototype is shorter than every program variant.
+    #[error("the tracepoint passes {0} arguments, fewer than any program reads")]
+    FewerArguments(usize),
+    /// The tracer object lacks the program (a build error of ours).
+    #[error("program {0} missing from the tracer object")]
+    MissingProgram(String),
+    /// The program is not of the type its hook needs (ours too).
+    #[error("program {program} has the wrong type: {source}")]
+    WrongType {
+        /// The program.
+        program: String,
+        /// aya's error.
+        source: Arc<aya::programs::ProgramError>,
+    },
+    /// The kernel refused to load it (the verifier's line says why).
+    #[error("{}", crate::common::verifier::describe(.0))]
+    Refused(Arc<aya::programs::ProgramError>),
+    /// The kernel refused to attach it.
+    #[error("{}", crate::common::verifier::describe(.0))]
+    NotAttached(Arc<aya::programs::ProgramError>),
+    /// A function-probe mechanism failed.
+    #[error(transparent)]
+    Probe(Arc<super::ProbeError>),
+    /// No function taking an `sk_buff` could be probed.
+    #[error("no function taking an sk_buff could be probed")]
+    NoFunction,
+    /// The thread inside a scenario namespace could not be started.
+    #[error("entering the namespace: {0}")]
+    Netns(Arc<std::io::Error>),
+}
+
+impl HookError {
+    /// Loading failed (the verifier or a refused `bpf(2)`).
+    pub fn refused(e: aya::programs::ProgramError) -> Self {
+        HookError::Refused(Arc::new(e))
+    }
+
+    /// Attaching failed.
+    pub fn not_attached(e: aya::programs::ProgramError) -> Self {
+        HookError::NotAttached(Arc::new(e))
+    }
 }
 
 impl TracerError {
@@ -286,12 +337,18 @@ pub struct AttachedHook {
 }
 
 /// An optional hook the tracer went without on this kernel, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct SkippedHook {
     /// The hook.
     pub hook: Hook,
     /// Why: absent from this kernel, prototype too short, verifier refusal.
-    pub why: String,
+    #[serde(serialize_with = "as_text")]
+    pub why: HookError,
+}
+
+/// An error in a report: its message.
+fn as_text<S: serde::Serializer>(e: &HookError, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(e)
 }
 
 /// A source of tracer events for one [`TraceSpec`].

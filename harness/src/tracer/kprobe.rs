@@ -6,9 +6,8 @@
 use aya::Ebpf;
 
 use super::btf::Btf;
-use super::{ProbeMechanism, TracerError};
+use super::{HookError, ProbeMechanism, TracerError};
 use crate::abi::{KPROBE_MULTI_PROGRAM, KPROBE_PROGRAMS};
-use crate::common::verifier::describe;
 
 /// Functions ftrace can probe, when tracefs says (a kprobe elsewhere may
 /// still work, but these are the ones pwru-style tracing relies on).
@@ -155,7 +154,7 @@ pub(super) fn attach_functions(
         let (links, n) = super::fentry::attach(ebpf, object, events_fd, &targets).map_err(|e| {
             TracerError::Attach {
                 hook: "fentry".into(),
-                msg: e.to_string(),
+                source: HookError::Probe(std::sync::Arc::new(e)),
             }
         })?;
         f.mechanism = ProbeMechanism::Fentry;
@@ -199,7 +198,7 @@ pub(super) fn attach_functions(
     if f.count == 0 {
         return Err(TracerError::Attach {
             hook: "kprobe".into(),
-            msg: "no function taking an sk_buff could be probed".into(),
+            source: HookError::NoFunction,
         });
     }
     f.attach = start.elapsed();
@@ -323,7 +322,7 @@ fn attach_single(ebpf: &mut Ebpf, by_arg: &[Vec<String>]) -> Result<usize, Trace
         if prog.fd().is_err() {
             prog.load().map_err(|e| TracerError::Attach {
                 hook: format!("kprobe ({program})"),
-                msg: describe(&e),
+                source: HookError::refused(e),
             })?;
         }
         for name in functions {

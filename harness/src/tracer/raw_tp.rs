@@ -8,6 +8,8 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
+use super::HookError;
+
 use crate::abi::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, MAX_BANKS, MAX_FILTERS, MAX_NETNS, PROGRAMS,
     PacketFilter, Program, TracerConfig, Watch,
@@ -20,7 +22,6 @@ use super::{
     AttachedHook, Backend, FlowFilter, Hook, ProbeMechanism, SkippedHook, TcHook, TraceSpec,
     TracerError, offsets,
 };
-use crate::common::verifier::describe;
 use crate::tracer::btf::Btf;
 
 /// The tracer object, built by `build.rs` and embedded in the binary.
@@ -76,7 +77,7 @@ pub fn check_limits(spec: &TraceSpec) -> Result<(), TracerError> {
 /// parses that BTF itself (so the two parses are never alive together).
 pub struct LoadPlan {
     config: TracerConfig,
-    chosen: Vec<(Hook, Result<Program, String>)>,
+    chosen: Vec<(Hook, Result<Program, HookError>)>,
 }
 
 impl RawTp {
@@ -121,7 +122,7 @@ impl RawTp {
         };
         // Not tracepoints, so not here: the tc observer and the function
         // probes, attached on demand.
-        let chosen: Vec<(Hook, Result<Program, String>)> = Hook::tracepoints()
+        let chosen: Vec<(Hook, Result<Program, HookError>)> = Hook::tracepoints()
             .map(|h| (h, choose_program(btf, h)))
             .collect();
         Ok(LoadPlan { config, chosen })
@@ -148,7 +149,7 @@ impl RawTp {
                 Err(why) if REQUIRED.contains(hook) => {
                     return Err(TracerError::Attach {
                         hook: hook.name().into(),
-                        msg: why,
+                        source: why,
                     });
                 }
                 Err(why) => skipped.push(SkippedHook { hook: *hook, why }),
@@ -304,17 +305,15 @@ impl RawTp {
 
 /// The richest program variant of a hook this kernel's prototype allows,
 /// or why there is none.
-pub fn choose_program(btf: &Btf, hook: Hook) -> Result<Program, String> {
+pub fn choose_program(btf: &Btf, hook: Hook) -> Result<Program, HookError> {
     let Some(arity) = btf.tracepoint_arity(hook.name()) else {
-        return Err("this kernel has no such BTF tracepoint".into());
+        return Err(HookError::NoTracepoint);
     };
     PROGRAMS
         .iter()
         .find(|p| Some(p.hook) == hook.id() && p.args <= arity)
         .copied()
-        .ok_or_else(|| {
-            format!("the tracepoint passes {arity} arguments, fewer than any program reads")
-        })
+        .ok_or(HookError::FewerArguments(arity))
 }
 
 /// Loads and attaches each hook's chosen program, spread over the CPUs
@@ -322,13 +321,13 @@ pub fn choose_program(btf: &Btf, hook: Hook) -> Result<Program, String> {
 /// one outcome per entry of `chosen`, in order.
 fn load_in_parallel(
     ebpf: &mut Ebpf,
-    chosen: &[(Hook, Result<Program, String>)],
-) -> Vec<Result<&'static str, String>> {
+    chosen: &[(Hook, Result<Program, HookError>)],
+) -> Vec<Result<&'static str, HookError>> {
     let mut by_name: std::collections::HashMap<&str, &mut aya::programs::Program> =
         ebpf.programs_mut().collect();
     // Each job owns its program: distinct `&mut`s, so threads need no lock.
     let mut jobs: Vec<(usize, Hook, Program, &mut aya::programs::Program)> = vec![];
-    let mut out: Vec<Result<&'static str, String>> = chosen
+    let mut out: Vec<Result<&'static str, HookError>> = chosen
         .iter()
         .map(|(_, c)| c.clone().map(|p| p.name))
         .collect();
@@ -336,12 +335,7 @@ fn load_in_parallel(
         if let Ok(program) = choice {
             match by_name.remove(program.name) {
                 Some(p) => jobs.push((i, *hook, *program, p)),
-                None => {
-                    out[i] = Err(format!(
-                        "program {} missing from the tracer object",
-                        program.name
-                    ));
-                }
+                None => out[i] = Err(HookError::MissingProgram(program.name.into())),
             }
         }
     }
@@ -352,7 +346,7 @@ fn load_in_parallel(
     for (n, job) in jobs.into_iter().enumerate() {
         lanes[n % workers].push(job);
     }
-    let results: Vec<(usize, Result<&'static str, String>)> = std::thread::scope(|s| {
+    let results: Vec<(usize, Result<&'static str, HookError>)> = std::thread::scope(|s| {
         let handles: Vec<_> = lanes
             .into_iter()
             .map(|lane| {
@@ -376,12 +370,15 @@ fn load_in_parallel(
     out
 }
 
-fn load_and_attach(prog: &mut aya::programs::Program, tracepoint: &str) -> Result<(), String> {
-    let prog: &mut RawTracePoint = prog
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    prog.load().map_err(|e| describe(&e))?;
-    prog.attach(tracepoint).map_err(|e| describe(&e))?;
+fn load_and_attach(prog: &mut aya::programs::Program, tracepoint: &str) -> Result<(), HookError> {
+    let prog: &mut RawTracePoint =
+        prog.try_into()
+            .map_err(|e: aya::programs::ProgramError| HookError::WrongType {
+                program: tracepoint.into(),
+                source: std::sync::Arc::new(e),
+            })?;
+    prog.load().map_err(HookError::refused)?;
+    prog.attach(tracepoint).map_err(HookError::not_attached)?;
     Ok(())
 }
 
@@ -389,20 +386,25 @@ fn load_and_attach(prog: &mut aya::programs::Program, tracepoint: &str) -> Resul
 /// it in their program array; before any hook is attached, so none jumps
 /// to an empty slot.
 fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
-    let err = |msg: String| TracerError::Attach {
+    let err = |source: HookError| TracerError::Attach {
         hook: "skb_common (shared by every skb tracepoint)".into(),
-        msg,
+        source,
     };
     let prog: &mut RawTracePoint = ebpf
         .program_mut("skb_common")
-        .ok_or_else(|| err("missing from the tracer object".into()))?
+        .ok_or_else(|| err(HookError::MissingProgram("skb_common".into())))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| err(e.to_string()))?;
-    prog.load().map_err(|e| err(describe(&e)))?;
+        .map_err(|e: aya::programs::ProgramError| {
+            err(HookError::WrongType {
+                program: "skb_common".into(),
+                source: std::sync::Arc::new(e),
+            })
+        })?;
+    prog.load().map_err(|e| err(HookError::refused(e)))?;
     let fd = prog
         .fd()
         .and_then(|fd| fd.try_clone().map_err(Into::into))
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(HookError::refused(e)))?;
     let map = ebpf
         .map_mut("SKB_PROGS")
         .ok_or_else(|| TracerError::load("map SKB_PROGS missing"))?;
@@ -523,17 +525,17 @@ fn attach_tc_observer(ebpf: &mut Ebpf, hooks: &[TcHook], load: bool) -> Result<(
     if load {
         prog.load().map_err(|e| TracerError::Attach {
             hook: Hook::TcfClassify.name().into(),
-            msg: format!("{e:#}"),
+            source: HookError::refused(e),
         })?;
     }
     for h in hooks {
-        let err = |msg: String| TracerError::Attach {
+        let err = |source: HookError| TracerError::Attach {
             hook: format!(
                 "tcf_classify on {} ({})",
                 h.dev,
                 if h.ingress { "ingress" } else { "egress" }
             ),
-            msg,
+            source,
         };
         let kind = if h.ingress {
             TcAttachType::Ingress
@@ -541,21 +543,24 @@ fn attach_tc_observer(ebpf: &mut Ebpf, hooks: &[TcHook], load: bool) -> Result<(
             TcAttachType::Egress
         };
         let dev = h.dev.as_str();
-        let result = crate::topology::netns::run_in_scoped(&h.netns, || -> Result<(), String> {
-            // The scenario's program put clsact there already.
-            let _ = tc::qdisc_add_clsact(dev);
-            let opts = NlOptions {
-                priority: 1,
-                ..Default::default()
-            };
-            let id = prog
-                .attach_with_options(dev, kind, TcAttachOptions::Netlink(opts))
-                .map_err(|e| format!("{e:#}"))?;
-            let link = prog.take_link(id).map_err(|e| e.to_string())?;
-            std::mem::forget(link);
-            Ok(())
-        });
-        result.map_err(|e| err(e.to_string()))?.map_err(err)?;
+        let result =
+            crate::topology::netns::run_in_scoped(&h.netns, || -> Result<(), HookError> {
+                // The scenario's program put clsact there already.
+                let _ = tc::qdisc_add_clsact(dev);
+                let opts = NlOptions {
+                    priority: 1,
+                    ..Default::default()
+                };
+                let id = prog
+                    .attach_with_options(dev, kind, TcAttachOptions::Netlink(opts))
+                    .map_err(HookError::not_attached)?;
+                let link = prog.take_link(id).map_err(HookError::not_attached)?;
+                std::mem::forget(link);
+                Ok(())
+            });
+        result
+            .map_err(|e| err(HookError::Netns(std::sync::Arc::new(e))))?
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -615,14 +620,15 @@ mod tests {
             "tcp_send_reset"
         );
         // A hook the kernel lacks, and one whose prototype is too short.
-        let e = choose_program(&k510, Hook::IcmpSend).unwrap_err();
-        assert_eq!(e, "this kernel has no such BTF tracepoint");
+        assert!(matches!(
+            choose_program(&k510, Hook::IcmpSend),
+            Err(HookError::NoTracepoint)
+        ));
         let short = Btf::with_tracepoints(&[("fib_table_lookup", 2)]);
-        assert!(
-            choose_program(&short, Hook::FibTableLookup)
-                .unwrap_err()
-                .contains("passes 2 arguments")
-        );
+        assert!(matches!(
+            choose_program(&short, Hook::FibTableLookup),
+            Err(HookError::FewerArguments(2))
+        ));
     }
 
     #[test]
