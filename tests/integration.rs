@@ -774,7 +774,21 @@ fn unmet_requirements_skip_with_the_reason() {
     std::fs::write(&f, text).unwrap();
     match runner::run_file(&f, &cfg()) {
         Err(RunError::Skipped(why)) => {
-            assert!(why.starts_with("needs kernel >= 99.1.0, this is "), "{why}")
+            assert!(
+                matches!(
+                    why,
+                    runner::Unmet::Kernel {
+                        want: (99, 1, 0),
+                        ..
+                    }
+                ),
+                "{why}"
+            );
+            assert!(
+                why.to_string()
+                    .starts_with("needs kernel >= 99.1.0, this is "),
+                "{why}"
+            );
         }
         other => panic!("expected a skip, got {:?}", other.map(|o| o.passed())),
     }
@@ -786,9 +800,14 @@ fn unmet_requirements_skip_with_the_reason() {
         1,
     );
     std::fs::write(&f, only_reason).unwrap();
+    let why = pktfate_tests::skip_reason(&f, &cfg()).expect("skipped");
+    assert!(
+        matches!(&why, runner::Unmet::NoReasons(r) if r == &["NO_SUCH_REASON_AT_ALL"]),
+        "{why}"
+    );
     assert_eq!(
-        pktfate_tests::skip_reason(&f, &cfg()).as_deref(),
-        Some("this kernel has no drop reason NO_SUCH_REASON_AT_ALL")
+        why.to_string(),
+        "this kernel has no drop reason NO_SUCH_REASON_AT_ALL"
     );
 }
 

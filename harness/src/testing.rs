@@ -100,13 +100,16 @@ pub fn run_scenario(file: &Path, cfg: &RunConfig) -> Result<(), Failed> {
 }
 
 /// Why a scenario is skipped here (unmet `requires`), if it is.
-pub fn skip_reason(file: &Path, cfg: &RunConfig) -> Option<String> {
+pub fn skip_reason(file: &Path, cfg: &RunConfig) -> Option<runner::Unmet> {
     let s = crate::scenario::Scenario::load_with(file, &cfg.files).ok()?;
     runner::unmet_requirements(&s, cfg.backend)
 }
 
 /// One trial per scenario file under `root`.
-pub fn trials(root: &Path, cfg: &std::sync::Arc<RunConfig>) -> Result<Vec<Trial>, String> {
+pub fn trials(
+    root: &Path,
+    cfg: &std::sync::Arc<RunConfig>,
+) -> Result<Vec<Trial>, runner::DiscoverError> {
     let files = runner::discover(&[root.to_path_buf()])?;
     Ok(files
         .into_iter()

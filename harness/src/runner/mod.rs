@@ -8,7 +8,11 @@
 pub use crate::report::{Outcome, Timings};
 
 pub mod preflight;
+mod requires;
 pub mod suite;
+
+use requires::function_level;
+pub use requires::{Unmet, unmet_requirements};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -20,9 +24,7 @@ use crate::evaluate;
 use crate::inject::{self, InjectError};
 use crate::scenario::{MissingHook, Scenario, ScenarioError};
 use crate::topology::{Topology, TopologyError};
-use crate::tracer::{
-    BackendChoice, DropReasons, FlowFilter, FunctionProbes, TraceSpec, Tracer, TracerError,
-};
+use crate::tracer::{BackendChoice, DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
 use preflight::PreflightError;
 
 /// Why a scenario could not be run (as opposed to failing its expectations).
@@ -48,7 +50,7 @@ pub enum RunError {
     Kmod(#[from] crate::topology::kmod::KmodError),
     /// The scenario's `requires` are not met here: skipped, not failed.
     #[error("skipped: {0}")]
-    Skipped(String),
+    Skipped(Unmet),
 }
 
 impl RunError {
@@ -110,100 +112,6 @@ pub fn run_file(path: &Path, cfg: &RunConfig) -> Result<Outcome, RunError> {
 pub fn kernel_version() -> Option<(u32, u32, u32)> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
     crate::scenario::parse_kernel_version(release.trim())
-}
-
-/// Whether (and how) to probe kernel functions for this scenario, or why
-/// it cannot be run as asked.
-fn function_level(s: &Scenario, choice: BackendChoice) -> Result<Option<FunctionProbes>, String> {
-    decide_functions(
-        s,
-        choice,
-        crate::tracer::kprobes_available(),
-        &crate::tracer::raw_tp::fentry_available,
-    )
-}
-
-fn decide_functions(
-    s: &Scenario,
-    choice: BackendChoice,
-    kprobes: bool,
-    fentry: &dyn Fn() -> Result<(), std::sync::Arc<crate::tracer::ProbeError>>,
-) -> Result<Option<FunctionProbes>, String> {
-    let wanted = match choice {
-        BackendChoice::Tracepoint if s.requires.functions => {
-            return Err(
-                "needs function-level tracing, and --backend tracepoint excludes it".into(),
-            );
-        }
-        BackendChoice::Tracepoint => false,
-        BackendChoice::Kprobe | BackendChoice::Fentry => true,
-        BackendChoice::Auto => s.requires.functions,
-    };
-    let no_kprobes = "this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)";
-    match choice {
-        _ if !wanted => Ok(None),
-        BackendChoice::Fentry => fentry()
-            .map(|()| Some(FunctionProbes::Fentry))
-            .map_err(|e| format!("--backend fentry: this kernel refuses fentry programs ({e})")),
-        _ if kprobes => Ok(Some(FunctionProbes::Kprobes)),
-        BackendChoice::Kprobe => Err(format!("needs function-level tracing: {no_kprobes}")),
-        // auto: fentry where kprobes are missing.
-        _ => fentry().map(|()| Some(FunctionProbes::Fentry)).map_err(|e| {
-            format!(
-                "needs function-level tracing: {no_kprobes}, and it refuses fentry programs ({e})"
-            )
-        }),
-    }
-}
-
-/// Why a scenario cannot run here with `backend`, if its `requires` are
-/// not met.
-pub fn unmet_requirements(s: &Scenario, backend: BackendChoice) -> Option<String> {
-    if let Err(why) = function_level(s, backend) {
-        return Some(why);
-    }
-    let r = &s.requires;
-    if let Some(want) = r.kernel {
-        match kernel_version() {
-            Some(have) if have >= want => {}
-            Some(have) => {
-                return Some(format!(
-                    "needs kernel >= {}.{}.{}, this is {}.{}.{}",
-                    want.0, want.1, want.2, have.0, have.1, have.2
-                ));
-            }
-            None => return Some("cannot read the kernel version".into()),
-        }
-    }
-    if !r.reasons.is_empty() {
-        match kernel_reasons() {
-            Ok(known) => {
-                let missing: Vec<&str> = r
-                    .reasons
-                    .iter()
-                    .filter(|x| known.resolve(x).is_none())
-                    .map(String::as_str)
-                    .collect();
-                if !missing.is_empty() {
-                    return Some(format!(
-                        "this kernel has no drop reason {}",
-                        missing.join(", ")
-                    ));
-                }
-            }
-            Err(e) => return Some(format!("cannot read drop reasons: {e}")),
-        }
-    }
-    let missing: Vec<&str> = r
-        .tools
-        .iter()
-        .filter(|t| !preflight::on_path(t))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Some(format!("needs {} on PATH", missing.join(", ")));
-    }
-    None
 }
 
 /// Tells the user how to enter a failed scenario's namespaces, through
@@ -447,12 +355,26 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     Ok(Judged { outcome, topo })
 }
 
+/// A path given to search for scenarios that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct DiscoverError {
+    /// The path (or the directory under it) that failed.
+    pub path: PathBuf,
+    /// The OS's reason.
+    pub source: std::io::Error,
+}
+
 /// Scenario files (`*.yaml`, `*.yml`) under `paths`, sorted; directories
 /// are searched recursively.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let p = e?.path();
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DiscoverError> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DiscoverError> {
+        let fail = |source| DiscoverError {
+            path: dir.to_path_buf(),
+            source,
+        };
+        for e in std::fs::read_dir(dir).map_err(fail)? {
+            let p = e.map_err(fail)?.path();
             if p.is_dir() {
                 walk(&p, out)?;
             } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -466,11 +388,14 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         // The real reason when a path cannot be used: missing, or a
         // directory this user may not enter (not "no such file").
         match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => {
-                walk(p, &mut out).map_err(|e| format!("{}: {e}", p.display()))?;
-            }
+            Ok(m) if m.is_dir() => walk(p, &mut out)?,
             Ok(_) => out.push(p.clone()),
-            Err(e) => return Err(format!("{}: {e}", p.display())),
+            Err(source) => {
+                return Err(DiscoverError {
+                    path: p.clone(),
+                    source,
+                });
+            }
         }
     }
     out.sort();
@@ -490,12 +415,14 @@ mod tests {
         let file = tmp.path().join("s.yaml");
         std::fs::write(&file, "namespaces: {}\n").unwrap();
         let e = discover(&[file.join("x.yaml")]).unwrap_err();
+        assert_eq!(e.source.raw_os_error(), Some(libc::ENOTDIR));
         assert!(
-            e.ends_with("s.yaml/x.yaml: Not a directory (os error 20)"),
+            e.to_string()
+                .ends_with("s.yaml/x.yaml: Not a directory (os error 20)"),
             "{e}"
         );
         let e = discover(&[tmp.path().join("absent.yaml")]).unwrap_err();
-        assert!(e.contains("No such file or directory"), "{e}");
+        assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(discover(std::slice::from_ref(&file)).unwrap(), vec![file]);
     }
 
@@ -547,65 +474,5 @@ mod tests {
             ErrorKind::Internal,
             "not judged by its text"
         );
-    }
-
-    #[test]
-    fn function_level_tracing_is_used_where_asked_for_and_possible() {
-        let file = |functions: bool| {
-            let text = std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../scenarios/function-level/forwarded-through-ip-forward.yaml"),
-            )
-            .unwrap();
-            let text = if functions {
-                text
-            } else {
-                text.replace("functions: true", "functions: false")
-            };
-            Scenario::parse(Path::new("f.yaml"), &text).unwrap()
-        };
-        let (needs, plain) = (file(true), file(false));
-        use BackendChoice::*;
-        let works = || Ok(());
-        let refused = || {
-            Err(std::sync::Arc::new(crate::tracer::ProbeError::Refused {
-                what: "loading probe_fentry failed".into(),
-                source: std::io::Error::from_raw_os_error(libc::EPERM),
-            }))
-        };
-        assert_eq!(
-            decide_functions(&plain, Auto, true, &works),
-            Ok(None),
-            "tracepoints are cheaper"
-        );
-        assert_eq!(
-            decide_functions(&needs, Auto, true, &works),
-            Ok(Some(FunctionProbes::Kprobes))
-        );
-        assert_eq!(
-            decide_functions(&needs, Auto, false, &works),
-            Ok(Some(FunctionProbes::Fentry)),
-            "fentry where kprobes are missing"
-        );
-        let e = decide_functions(&needs, Auto, false, &refused).unwrap_err();
-        assert!(
-            e.contains("no kprobes") && e.contains("Operation not permitted"),
-            "{e}"
-        );
-        assert!(
-            decide_functions(&needs, Tracepoint, true, &works)
-                .unwrap_err()
-                .contains("--backend tracepoint")
-        );
-        assert_eq!(
-            decide_functions(&plain, Kprobe, true, &works),
-            Ok(Some(FunctionProbes::Kprobes))
-        );
-        assert!(decide_functions(&plain, Kprobe, false, &works).is_err());
-        assert_eq!(
-            decide_functions(&plain, Fentry, true, &works),
-            Ok(Some(FunctionProbes::Fentry))
-        );
-        assert!(decide_functions(&plain, Fentry, true, &refused).is_err());
     }
 }

@@ -221,7 +221,7 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
                 .filter_map(|s| serde_json::to_value(s).ok())
                 .collect();
         }
-        Err(RunError::Skipped(why)) => v.skipped = Some(why.clone()),
+        Err(RunError::Skipped(why)) => v.skipped = Some(why.to_string()),
         Err(e) => {
             v.error = Some(e.render());
             v.error_kind = Some(e.kind());
@@ -267,7 +267,7 @@ pub fn junit(results: &[SuiteResult], elapsed: Duration) -> String {
                         (!o.passed()).then(|| report::failure(o)),
                     )
                 }
-                Err(RunError::Skipped(why)) => (None, why.clone(), None),
+                Err(RunError::Skipped(why)) => (None, why.to_string(), None),
                 Err(e) => (
                     None,
                     e.to_string().lines().next().unwrap_or("").to_string(),

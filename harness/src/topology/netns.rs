@@ -58,6 +58,11 @@ pub fn run_in_scoped<T: Send, F: FnOnce() -> T + Send>(ns: &Path, f: F) -> io::R
     })
 }
 
+/// `/run/netns` could not be made ready (the OS error is its source).
+#[derive(Debug, thiserror::Error)]
+#[error("preparing {NETNS_RUN_DIR}: {0}")]
+struct RunDirError(#[source] std::sync::Arc<io::Error>);
+
 /// Makes `/run/netns` a shared mount, as `ip netns add` does the first
 /// time, so namespaces bound there are seen from every mount namespace
 /// (`ip netns exec` makes its own).
@@ -102,11 +107,12 @@ fn prepare_run_dir() -> io::Result<()> {
 /// `/run/netns/<name>`, then exits; the bind mount keeps it alive.
 pub fn create(real_name: &str) -> io::Result<()> {
     use std::ffi::CString;
-    static PREPARED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    static PREPARED: std::sync::OnceLock<Result<(), std::sync::Arc<io::Error>>> =
+        std::sync::OnceLock::new();
     PREPARED
-        .get_or_init(|| prepare_run_dir().map_err(|e| e.to_string()))
+        .get_or_init(|| prepare_run_dir().map_err(std::sync::Arc::new))
         .clone()
-        .map_err(|e| io::Error::other(format!("preparing {NETNS_RUN_DIR}: {e}")))?;
+        .map_err(|e| io::Error::new(e.kind(), RunDirError(e)))?;
     let path = path_of(real_name);
     // create_new: a name that exists is never taken over.
     std::fs::OpenOptions::new()

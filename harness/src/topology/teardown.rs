@@ -94,8 +94,8 @@ pub fn live() -> Vec<String> {
 }
 
 /// Deletes a named namespace (as `ip netns del` does).
-pub fn delete_netns(real_name: &str) -> Result<(), String> {
-    crate::topology::netns::delete(real_name).map_err(|e| e.to_string())
+pub fn delete_netns(real_name: &str) -> std::io::Result<()> {
+    crate::topology::netns::delete(real_name)
 }
 
 /// Installs the SIGINT/SIGTERM/SIGHUP handler once per process.
