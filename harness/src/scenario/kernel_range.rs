@@ -42,9 +42,20 @@ pub fn parse_version(v: &str) -> Option<(Version, usize)> {
     Some(((major, minor.unwrap_or(0), patch.unwrap_or(0)), n))
 }
 
+/// What is wrong with a kernel range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// A term is not `[op]version`.
+    #[error("`{0}` is not a kernel version comparison")]
+    NotAComparison(String),
+    /// No terms at all.
+    #[error("empty kernel range")]
+    Empty,
+}
+
 impl KernelRange {
     /// Parses a range; the error says what was wrong.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, RangeError> {
         let mut terms = vec![];
         for raw in s.split(',') {
             let t = raw.trim();
@@ -63,12 +74,12 @@ impl KernelRange {
             } else {
                 (None, t)
             };
-            let (v, n) = parse_version(rest)
-                .ok_or_else(|| format!("`{t}` is not a kernel version comparison"))?;
+            let (v, n) =
+                parse_version(rest).ok_or_else(|| RangeError::NotAComparison(t.to_string()))?;
             terms.push((op.unwrap_or(Op::Eq(n)), v));
         }
         if terms.is_empty() {
-            return Err("empty kernel range".into());
+            return Err(RangeError::Empty);
         }
         Ok(Self {
             terms,
@@ -114,8 +125,14 @@ mod tests {
         assert!(!KernelRange::parse("<6.13").unwrap().contains((6, 18, 0)));
         assert!(KernelRange::parse(">6.1.0").unwrap().contains((6, 1, 1)));
         assert!(KernelRange::parse("=6").unwrap().contains((6, 18, 4)));
-        assert!(KernelRange::parse("newer than 6").is_err());
-        assert!(KernelRange::parse(">=six").is_err());
+        assert_eq!(
+            KernelRange::parse("newer than 6").unwrap_err(),
+            RangeError::NotAComparison("newer than 6".into())
+        );
+        assert_eq!(
+            KernelRange::parse(">=5.17, >=six").unwrap_err(),
+            RangeError::NotAComparison(">=six".into())
+        );
         assert_eq!(parse_version("6.1.0-56-amd64"), Some(((6, 1, 0), 3)));
     }
 }

@@ -48,7 +48,7 @@ mod validate;
 
 pub use error::{Location, ScenarioError};
 pub use model::*;
-pub use validate::{parse_kernel_version, parse_mac, parse_step};
+pub use validate::{StepError, parse_kernel_version, parse_mac, parse_step};
 
 /// A kernel's drop reasons, as validation needs them. The tracer's table
 /// (read from the running kernel's BTF) implements it; this stage does

@@ -1,10 +1,26 @@
 //! `expect`: fate, reason, path steps, kernel overrides.
 
 use super::ctx::*;
-use crate::scenario::kernel_range::KernelRange;
+use crate::scenario::kernel_range::{KernelRange, RangeError};
+
+/// What is wrong with a path step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// Its `(kernel ...)` range.
+    #[error("in `{step}`: {source}")]
+    Range {
+        /// The step as written.
+        step: String,
+        /// What is wrong with the range.
+        source: RangeError,
+    },
+    /// Not a function or hook name.
+    #[error("`{0}` is not a function or hook name")]
+    NotAName(String),
+}
 
 /// Parses `func`, `func@ns` or `func@ns/dev`.
-pub fn parse_step(s: &str) -> Result<PathStep, String> {
+pub fn parse_step(s: &str) -> Result<PathStep, StepError> {
     let (s, kernel) = match s
         .trim_end()
         .strip_suffix(')')
@@ -12,7 +28,12 @@ pub fn parse_step(s: &str) -> Result<PathStep, String> {
     {
         Some((step, range)) => (
             step.trim_end(),
-            Some(KernelRange::parse(range).map_err(|e| format!("in `{s}`: {e}"))?),
+            Some(
+                KernelRange::parse(range).map_err(|source| StepError::Range {
+                    step: s.to_string(),
+                    source,
+                })?,
+            ),
         ),
         None => (s, None),
     };
@@ -26,7 +47,7 @@ pub fn parse_step(s: &str) -> Result<PathStep, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
     {
-        return Err(format!("`{s}` is not a function or hook name"));
+        return Err(StepError::NotAName(s.to_string()));
     }
     let (ns, dev) = match qual {
         None => (None, None),
@@ -50,7 +71,7 @@ pub(super) fn step_checked(cx: &mut Ctx, s: &raw::S, devs: &DevIndex) -> Option<
         Err(m) => {
             cx.err(
                 s,
-                m,
+                m.to_string(),
                 Some(
                     "write `function`, `function@namespace` or `function@namespace/device`, optionally followed by `(kernel >= 6.10)`".into(),
                 ),
@@ -220,7 +241,7 @@ fn kernel_overrides(
             Err(m) => {
                 cx.err(
                     &range_s,
-                    m,
+                    m.to_string(),
                     Some("write e.g. \"< 6.13\" or \">=5.17, <6.10\"".into()),
                 );
                 continue;

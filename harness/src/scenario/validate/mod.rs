@@ -15,7 +15,7 @@ use attach::cni_node_devices;
 pub(crate) use ctx::Ctx;
 use ctx::*;
 pub use ctx::{parse_kernel_version, parse_mac};
-pub use expect::parse_step;
+pub use expect::{StepError, parse_step};
 use namespace::validate_ns;
 use packet::validate_packet;
 
