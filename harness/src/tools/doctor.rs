@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use crate::common::Hook;
 use serde::Serialize;
 
-use crate::common::verifier::describe;
 use crate::topology::kmod::{self, ModuleState};
 use crate::tracer::btf::Btf;
 use crate::tracer::{DropReasons, TraceSpec, Tracer};
@@ -65,17 +64,23 @@ pub struct Doctor {
 
 /// Loads and attaches the tracer object's `probe_kprobe` on `ip_rcv`.
 fn probe_kprobe() -> Capability {
-    let result = (|| -> Result<(), String> {
+    use crate::tracer::HookError;
+    let result = (|| -> Result<(), HookError> {
         let mut ebpf = aya::EbpfLoader::new()
             .load(crate::tracer::raw_tp::TRACER_OBJ)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| HookError::Object(std::sync::Arc::new(e)))?;
         let p: &mut aya::programs::KProbe = ebpf
             .program_mut("probe_kprobe")
-            .ok_or("probe_kprobe missing")?
+            .ok_or_else(|| HookError::MissingProgram("probe_kprobe".into()))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        p.load().map_err(|e| describe(&e))?;
-        p.attach("ip_rcv", 0).map(drop).map_err(|e| describe(&e))
+            .map_err(|e: aya::programs::ProgramError| HookError::WrongType {
+                program: "probe_kprobe".into(),
+                source: std::sync::Arc::new(e),
+            })?;
+        p.load().map_err(HookError::refused)?;
+        p.attach("ip_rcv", 0)
+            .map(drop)
+            .map_err(HookError::not_attached)
     })();
     Capability::from_probe(result, "a probe on ip_rcv loaded and attached")
 }

@@ -190,6 +190,11 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
     Ok(seen)
 }
 
+/// A protocol `pktfate trace --proto` does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol `{0}` (tcp, udp, icmp, icmp6 or a number)")]
+pub struct UnknownProtocol(pub String);
+
 /// Builds the packet selector from command-line pieces.
 pub fn selector(
     proto: Option<&str>,
@@ -197,18 +202,18 @@ pub fn selector(
     dst: Option<IpAddr>,
     sport: Option<u16>,
     dport: Option<u16>,
-) -> Result<FlowFilter, String> {
-    let proto =
-        match proto {
-            None => None,
-            Some("tcp") => Some(6),
-            Some("udp") => Some(17),
-            Some("icmp") => Some(1),
-            Some("icmp6" | "icmpv6") => Some(58),
-            Some(n) => Some(n.parse::<u8>().map_err(|_| {
-                format!("unknown protocol `{n}` (tcp, udp, icmp, icmp6 or a number)")
-            })?),
-        };
+) -> Result<FlowFilter, UnknownProtocol> {
+    let proto = match proto {
+        None => None,
+        Some("tcp") => Some(6),
+        Some("udp") => Some(17),
+        Some("icmp") => Some(1),
+        Some("icmp6" | "icmpv6") => Some(58),
+        Some(n) => Some(
+            n.parse::<u8>()
+                .map_err(|_| UnknownProtocol(n.to_string()))?,
+        ),
+    };
     Ok(FlowFilter {
         proto,
         src,
@@ -240,4 +245,21 @@ pub fn summary(steps: &[Step]) -> String {
             drops.join(", ")
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_are_named_or_numbered_and_anything_else_is_refused() {
+        let proto = |p| selector(Some(p), None, None, None, None).map(|f| f.proto);
+        assert_eq!(proto("tcp"), Ok(Some(6)));
+        assert_eq!(proto("icmpv6"), Ok(Some(58)));
+        assert_eq!(proto("132"), Ok(Some(132)), "SCTP by number");
+        assert_eq!(proto("sctp"), Err(UnknownProtocol("sctp".into())));
+        assert_eq!(proto("300"), Err(UnknownProtocol("300".into())));
+        let any = selector(None, None, None, None, Some(53)).unwrap();
+        assert!(any.proto.is_none() && any.reverse, "both ways by default");
+    }
 }

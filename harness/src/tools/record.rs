@@ -92,20 +92,40 @@ pub fn observed(o: &Outcome, i: usize, indent: usize) -> String {
     out
 }
 
+/// Why a scenario file cannot be rewritten with what was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    /// An `expect:` written inline (flow style): there is no block body
+    /// to replace.
+    #[error(
+        "line {line}: `expect:` written inline; record needs a block (`expect:` on its own line)"
+    )]
+    Inline {
+        /// Its line.
+        line: usize,
+    },
+    /// The block already has an entry for this kernel.
+    #[error("the `kernels:` block already has an entry for \"{range}\"; edit or remove it first")]
+    EntryExists {
+        /// The `major.minor` range.
+        range: String,
+    },
+}
+
 /// Replaces the body of every `expect:` block, in file order, with
 /// `bodies` (each built for that block's indentation by `body_for`).
 pub fn rewrite(
     text: &str,
     mut body_for: impl FnMut(usize, usize) -> String,
-) -> Result<String, String> {
+) -> Result<String, RewriteError> {
     rewrite_with(text, |n, indent, _old| Ok(body_for(n, indent)))
 }
 
 /// [`rewrite`], with each block's current body given to `body_for`.
 pub fn rewrite_with(
     text: &str,
-    mut body_for: impl FnMut(usize, usize, &str) -> Result<String, String>,
-) -> Result<String, String> {
+    mut body_for: impl FnMut(usize, usize, &str) -> Result<String, RewriteError>,
+) -> Result<String, RewriteError> {
     let key = regex::Regex::new(r"^(\s*)(- )?expect:\s*(#.*)?$").expect("valid regex");
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
@@ -117,10 +137,7 @@ pub fn rewrite_with(
             if line.trim_start().starts_with("expect:")
                 || line.trim_start().starts_with("- expect:")
             {
-                return Err(format!(
-                    "line {}: `expect:` written inline; record needs a block (`expect:` on its own line)",
-                    i + 1
-                ));
+                return Err(RewriteError::Inline { line: i + 1 });
             }
             out.push_str(line);
             out.push('\n');
@@ -186,7 +203,7 @@ pub fn record(path: &Path, cfg: &runner::RunConfig) -> Result<Recorded, RunError
         RunError::Scenario(vec![crate::scenario::ScenarioError {
             loc: None,
             file: path.to_path_buf(),
-            msg: m,
+            msg: m.to_string(),
             hint: None,
         }])
     })?;
@@ -246,7 +263,7 @@ pub fn add_kernel_entry(
     range: &str,
     release: &str,
     keys: &[(&str, String)],
-) -> Result<String, String> {
+) -> Result<String, RewriteError> {
     if keys.is_empty() {
         return Ok(body.to_string());
     }
@@ -261,9 +278,9 @@ pub fn add_kernel_entry(
     match lines.iter().position(|l| l.trim_end() == header) {
         Some(at) => {
             if body.contains(&format!("{pad}  \"{range}\":")) {
-                return Err(format!(
-                    "the `kernels:` block already has an entry for \"{range}\"; edit or remove it first"
-                ));
+                return Err(RewriteError::EntryExists {
+                    range: range.to_string(),
+                });
             }
             let mut out: String = lines[..=at].iter().map(|l| format!("{l}\n")).collect();
             out.push_str(&entry);
@@ -302,7 +319,7 @@ pub fn record_kernel(path: &Path, cfg: &runner::RunConfig) -> Result<Recorded, R
         }
         add_kernel_entry(body, indent, &range, &release, &differences(&o, i))
     })
-    .map_err(file_err)?;
+    .map_err(|e| file_err(e.to_string()))?;
     Ok(Recorded { old, new })
 }
 
@@ -359,7 +376,10 @@ mod tests {
             new,
             "packets:\n  - name: a\n    expect:\n      # 0\n  - name: b\n    expect:\n      # 1\n"
         );
-        assert!(rewrite("expect: { fate: dropped }\n", |_, _| String::new()).is_err());
+        assert_eq!(
+            rewrite("expect: { fate: dropped }\n", |_, _| String::new()),
+            Err(RewriteError::Inline { line: 1 })
+        );
     }
 
     #[test]
@@ -376,10 +396,11 @@ mod tests {
             add_kernel_entry(&new, 2, "5.10", "5.10.0-32-amd64", &[("at", "x".into())]).unwrap();
         assert!(again.contains("  kernels:\n    \"5.10\": # recorded"));
         assert_eq!(again.matches("kernels:").count(), 1);
-        assert!(
-            add_kernel_entry(&new, 2, "6.1", "r", &keys)
-                .unwrap_err()
-                .contains("already has an entry")
+        assert_eq!(
+            add_kernel_entry(&new, 2, "6.1", "r", &keys),
+            Err(RewriteError::EntryExists {
+                range: "6.1".into()
+            })
         );
         assert_eq!(
             add_kernel_entry(body, 2, "6.1", "r", &[]).unwrap(),

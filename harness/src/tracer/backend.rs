@@ -58,6 +58,9 @@ pub enum HookError {
     /// The tracepoint's prototype is shorter than every program variant.
     #[error("the tracepoint passes {0} arguments, fewer than any program reads")]
     FewerArguments(usize),
+    /// The tracer object could not be parsed.
+    #[error("the tracer object: {0}")]
+    Object(Arc<aya::EbpfError>),
     /// The tracer object lacks the program (a build error of ours).
     #[error("program {0} missing from the tracer object")]
     MissingProgram(String),
