@@ -327,6 +327,9 @@ fn spawn_child(test: &str, mode: &str) -> std::process::Child {
 #[test]
 fn ctrl_c_removes_the_namespaces_of_a_running_scenario() {
     if child_mode().as_deref() == Some("hold") {
+        // The library prints nothing; what its signal handler did goes to
+        // the reporter the program set.
+        pktfate::topology::teardown::set_reporter(|m| println!("REPORTED {m}"));
         let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
         let topo = Topology::build(&s, &cfg().cni_path).unwrap();
         let names: Vec<String> = topo.namespaces.iter().map(|h| h.real.clone()).collect();
@@ -367,6 +370,12 @@ fn ctrl_c_removes_the_namespaces_of_a_running_scenario() {
             "{n} survived Ctrl-C"
         );
     }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(
+        rest.contains("REPORTED interrupted (SIGINT); removed 2 namespace(s)"),
+        "{rest}"
+    );
 }
 
 #[test]

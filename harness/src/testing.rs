@@ -53,6 +53,7 @@ pub fn main(dir: impl AsRef<Path>) -> ! {
 /// [`RunConfig`]: another backend, CNI path or event cap).
 pub fn main_with(dir: impl AsRef<Path>, cfg: RunConfig) -> ! {
     let args = Arguments::from_args();
+    teardown::set_reporter(|m| eprintln!("pktfate: {m}"));
     let swept = teardown::sweep_stale();
     if !swept.is_empty() {
         eprintln!(

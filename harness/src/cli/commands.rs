@@ -208,7 +208,9 @@ fn cmd_trace(o: &pktfate::tools::live::LiveOptions, pcap: Option<&PathBuf>) -> E
         return ExitCode::from(2);
     }
     let stdout = std::io::stdout();
-    let steps = match pktfate::tools::live::run(o, &mut stdout.lock()) {
+    // On stderr, so JSON on stdout stays clean; scripts can wait for it.
+    let started = |hooks| eprintln!("# tracing {hooks} hooks; Ctrl-C to stop");
+    let steps = match pktfate::tools::live::run(o, &mut stdout.lock(), started) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

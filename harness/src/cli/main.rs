@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     // SAFETY: called before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = Cli::parse();
+    // What the library's teardown cannot hand back to a caller.
+    pktfate::topology::teardown::set_reporter(|m| eprintln!("pktfate: {m}"));
     if matches!(cli.cmd, Cmd::Run(_) | Cmd::Record(_)) {
         // From the start, so a signal at any moment exits 128 + signal
         // and removes whatever namespaces exist by then.

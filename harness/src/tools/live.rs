@@ -108,7 +108,13 @@ pub fn line(e: &RawEvent, names: &Names, t0: u64) -> String {
 }
 
 /// Traces until Ctrl-C, the duration or the count; returns the events seen.
-pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError> {
+/// `started` is told how many hooks are attached once tracing runs (the
+/// CLI says so on stderr, where scripts can wait for it).
+pub fn run(
+    o: &LiveOptions,
+    out: &mut impl Write,
+    started: impl FnOnce(usize),
+) -> Result<Vec<Step>, LiveError> {
     let mut inodes = vec![];
     for n in &o.netns {
         let p = crate::topology::netns::path_of(n);
@@ -125,11 +131,7 @@ pub fn run(o: &LiveOptions, out: &mut impl Write) -> Result<Vec<Step>, LiveError
         function_pattern: None,
     };
     let mut tracer = Tracer::start(&spec)?;
-    // On stderr, so JSON on stdout stays clean; scripts can wait for it.
-    eprintln!(
-        "# tracing {} hooks; Ctrl-C to stop",
-        tracer.backend().hooks().len()
-    );
+    started(tracer.backend().hooks().len());
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

@@ -455,7 +455,7 @@ fn close_later(fds: HashMap<(String, String), OwnedFd>) {
 impl Drop for Topology {
     fn drop(&mut self) {
         for p in self.teardown() {
-            eprintln!("pktfate: teardown: {p}");
+            teardown::report(&format!("teardown: {p}"));
         }
     }
 }

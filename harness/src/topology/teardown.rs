@@ -98,6 +98,24 @@ pub fn delete_netns(real_name: &str) -> std::io::Result<()> {
     crate::topology::netns::delete(real_name)
 }
 
+/// Who hears what teardown could not tell a caller: problems of a
+/// topology dropped on a panic, and what the signal handler removed before
+/// the process exits. The CLI and the test harness set one (printing it);
+/// the library itself prints nothing.
+static REPORTER: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Sets the process's teardown reporter (the first one set stays).
+pub fn set_reporter(report: fn(&str)) {
+    let _ = REPORTER.set(report);
+}
+
+/// Tells the reporter, if there is one.
+pub(super) fn report(message: &str) {
+    if let Some(r) = REPORTER.get() {
+        r(message);
+    }
+}
+
 /// Installs the SIGINT/SIGTERM/SIGHUP handler once per process.
 pub fn install_interrupt_handler() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -125,11 +143,11 @@ pub fn install_interrupt_handler() {
                     {
                         let _ = std::fs::remove_dir_all(d);
                     }
-                    eprintln!(
-                        "pktfate: {}; removed {} namespace(s)",
+                    report(&format!(
+                        "{}; removed {} namespace(s)",
                         signal_name(sig),
                         live.len()
-                    );
+                    ));
                     std::process::exit(128 + sig);
                 }
             });
