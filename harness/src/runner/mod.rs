@@ -12,7 +12,7 @@ mod requires;
 pub mod suite;
 
 use requires::function_level;
-pub use requires::{Unmet, unmet_requirements};
+pub use requires::{Unmet, kernel_reasons, kernel_version, unmet_requirements};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,7 +24,7 @@ use crate::evaluate;
 use crate::inject::{self, InjectError};
 use crate::scenario::{MissingHook, Scenario, ScenarioError};
 use crate::topology::{Topology, TopologyError};
-use crate::tracer::{BackendChoice, DropReasons, FlowFilter, TraceSpec, Tracer, TracerError};
+use crate::tracer::{BackendChoice, FlowFilter, TraceSpec, Tracer, TracerError};
 use preflight::PreflightError;
 
 /// Why a scenario could not be run (as opposed to failing its expectations).
@@ -98,20 +98,9 @@ impl RunError {
     }
 }
 
-/// The kernel's drop reasons (BTF read once per process).
-pub fn kernel_reasons() -> Result<DropReasons, TracerError> {
-    Ok(DropReasons::kernel()?)
-}
-
 /// Loads, validates and runs a scenario file with the run's settings.
 pub fn run_file(path: &Path, cfg: &RunConfig) -> Result<Outcome, RunError> {
     Ok(judge_file(path, cfg)?.finish(cfg))
-}
-
-/// The running kernel's version from uname.
-pub fn kernel_version() -> Option<(u32, u32, u32)> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    crate::scenario::parse_kernel_version(release.trim())
 }
 
 /// Tells the user how to enter a failed scenario's namespaces, through

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::scenario::Scenario;
-use crate::tracer::{BackendChoice, FunctionProbes, ProbeError, TracerError};
+use crate::tracer::{BackendChoice, DropReasons, FunctionProbes, ProbeError, TracerError};
 
 /// Why kprobes are out, in the words a skip uses.
 const NO_KPROBES: &str = "this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)";
@@ -46,6 +46,17 @@ pub enum Unmet {
     /// Tools missing from PATH.
     #[error("needs {} on PATH", .0.join(", "))]
     Tools(Vec<String>),
+}
+
+/// The kernel's drop reasons (BTF read once per process).
+pub fn kernel_reasons() -> Result<DropReasons, TracerError> {
+    Ok(DropReasons::kernel()?)
+}
+
+/// The running kernel's version from uname.
+pub fn kernel_version() -> Option<(u32, u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    crate::scenario::parse_kernel_version(release.trim())
 }
 
 /// Whether (and how) to probe kernel functions for this scenario, or why
@@ -98,14 +109,14 @@ pub fn unmet_requirements(s: &Scenario, backend: BackendChoice) -> Option<Unmet>
     }
     let r = &s.requires;
     if let Some(want) = r.kernel {
-        match super::kernel_version() {
+        match kernel_version() {
             Some(have) if have >= want => {}
             Some(have) => return Some(Unmet::Kernel { want, have }),
             None => return Some(Unmet::NoKernelVersion),
         }
     }
     if !r.reasons.is_empty() {
-        match super::kernel_reasons() {
+        match kernel_reasons() {
             Ok(known) => {
                 let missing: Vec<String> = r
                     .reasons
@@ -123,7 +134,7 @@ pub fn unmet_requirements(s: &Scenario, backend: BackendChoice) -> Option<Unmet>
     let missing: Vec<String> = r
         .tools
         .iter()
-        .filter(|t| !super::preflight::on_path(t))
+        .filter(|t| !crate::runner::preflight::on_path(t))
         .cloned()
         .collect();
     (!missing.is_empty()).then_some(Unmet::Tools(missing))

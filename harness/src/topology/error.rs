@@ -1,8 +1,8 @@
 //! Errors building a topology: located (<file:line:col>, the equivalent
 //! `ip` command, a hint) when a scenario line caused them.
 
-pub use super::bpf::{FillError, ObjectError};
 use crate::common::ErrorKind;
+use crate::common::verifier::describe;
 use crate::scenario::Location;
 
 /// Errors building a topology.
@@ -169,6 +169,91 @@ impl TopologyError {
             _ => None,
         }
     }
+}
+
+/// Why a program (a fixture or the user's object) could not be loaded or
+/// attached.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// The object file could not be read.
+    #[error("reading: {0}")]
+    Read(#[source] crate::scenario::project::FileError),
+    /// aya could not parse the object.
+    #[error("loading the object: {0}")]
+    Parse(#[source] aya::EbpfError),
+    /// The scenario names a map the object lacks.
+    #[error("no map `{0}` in the object")]
+    NoMap(String),
+    /// A fixture has no such config key.
+    #[error("no config key `{0}`")]
+    NoConfigKey(String),
+    /// A map could not be filled.
+    #[error("map `{map}`: {source}")]
+    Fill {
+        /// The map.
+        map: String,
+        /// Why.
+        source: FillError,
+    },
+    /// The scenario names a program the object lacks.
+    #[error("no program `{0}` in the object")]
+    NoProgram(String),
+    /// The program is of another type than its attachment needs.
+    #[error("`{program}` is not {kind}: {source}")]
+    WrongKind {
+        /// The program.
+        program: String,
+        /// What it should be: "an XDP program", "a tc classifier".
+        kind: &'static str,
+        /// aya's error.
+        source: aya::programs::ProgramError,
+    },
+    /// The kernel refused to load it (the verifier's line says why).
+    #[error("{}", describe(.0))]
+    Refused(#[source] aya::programs::ProgramError),
+    /// The device's clsact qdisc could not be added.
+    #[error("adding clsact: {0}")]
+    Clsact(#[source] aya::programs::tc::TcError),
+    /// Attaching failed.
+    #[error("attaching: {0}")]
+    Attach(#[source] aya::programs::ProgramError),
+    /// The thread inside the namespace could not be started.
+    #[error("entering the namespace: {0}")]
+    Netns(#[source] std::io::Error),
+}
+
+impl ObjectError {
+    /// The verifier refused the program.
+    pub fn by_verifier(&self) -> bool {
+        matches!(
+            self,
+            ObjectError::Refused(aya::programs::ProgramError::LoadError { .. })
+        )
+    }
+
+    /// A program or map name the object does not have.
+    pub fn unknown_name(&self) -> bool {
+        matches!(self, ObjectError::NoProgram(_) | ObjectError::NoMap(_))
+    }
+}
+
+/// Why a map could not be filled.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    /// A key or value is wider than the map's.
+    #[error("{value} does not fit in {ty}")]
+    DoesNotFit {
+        /// The scenario's number.
+        value: u64,
+        /// The map's integer type.
+        ty: &'static str,
+    },
+    /// The kernel refused an entry.
+    #[error("{0}")]
+    Map(#[source] aya::maps::MapError),
+    /// Not an array or hash map of integers.
+    #[error("only array and hash maps with 1, 2, 4 or 8-byte integer keys and values can be set")]
+    Unsupported,
 }
 
 /// Why a CNI plugin failed.

@@ -470,3 +470,26 @@ pub fn tcp_flags(f: u8) -> String {
     }
     if s.is_empty() { "-".into() } else { s }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_refusal_keeps_its_os_error_under_its_words() {
+        let e = crate::tracer::ProbeError::Target {
+            function: "br_forward".into(),
+            source: Box::new(crate::tracer::ProbeError::Link {
+                why: "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)".into(),
+                source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+            }),
+        };
+        assert_eq!(
+            e.to_string(),
+            "br_forward: this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)"
+        );
+        // The errno is found by type, down the chain, not in the words.
+        let os = os_error_in(&e).unwrap();
+        assert_eq!(os.raw_os_error(), Some(libc::EOPNOTSUPP));
+    }
+}

@@ -11,7 +11,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use aya::Ebpf;
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 
-use super::TracerError;
 use super::btf::Btf;
 use super::rawprog::{Kind, ProbeError, bpf, instructions, load, zeroed_attr};
 use crate::abi::FENTRY_PROGRAMS;
@@ -156,8 +155,8 @@ fn open(prog: &OwnedFd) -> Result<OwnedFd, ProbeError> {
 pub fn probe(object: &[u8]) -> Result<(), ProbeError> {
     let ebpf = aya::EbpfLoader::new()
         .load(object)
-        .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
-    let btf = Btf::kernel().map_err(TracerError::from)?;
+        .map_err(ProbeError::Load)?;
+    let btf = Btf::kernel()?;
     let btf_id = btf
         .function_id("ip_rcv")
         .ok_or_else(|| ProbeError::Missing("no ip_rcv in BTF".into()))?;

@@ -165,7 +165,6 @@ pub(super) fn attach_functions(
     }
     let all = pattern(chosen, ".")?;
     let loaded = super::rawprog::instructions(object, ebpf, Some(events_fd), KPROBE_MULTI_PROGRAM)
-        .map_err(super::rawprog::ProbeError::from)
         .and_then(|program| super::kprobe_multi::Links::load(&program));
     // One link for the kernel's and the modules' functions together (each
     // link costs the kernel a walk over kallsyms and an ftrace update); the

@@ -14,7 +14,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 
-use super::TracerError;
 use super::rawprog::{Kind, ProbeError, Program, bpf, instructions, load, zeroed_attr};
 
 /// How the kprobe-multi program is loaded.
@@ -100,7 +99,7 @@ impl Links {
 pub fn probe(object: &[u8]) -> Result<(), ProbeError> {
     let ebpf = aya::EbpfLoader::new()
         .load(object)
-        .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
+        .map_err(ProbeError::Load)?;
     let program = instructions(object, &ebpf, None, crate::abi::KPROBE_MULTI_PROGRAM)?;
     Links::load(&program)?
         .link(&[("ip_rcv".to_string(), 0)])

@@ -15,15 +15,34 @@ use aya_obj::generated::{
     bpf_attach_type, bpf_attr, bpf_btf_info, bpf_cmd, bpf_insn, bpf_prog_type,
 };
 
-use super::TracerError;
-
 /// Why a program the tracer loads by itself (kprobe-multi, fentry) could
 /// not be loaded, linked or attached. The OS error stays the source.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    /// The tracer object could not be read or relocated.
-    #[error(transparent)]
-    Object(#[from] TracerError),
+    /// aya could not load the tracer object (its maps; needs root).
+    #[error("loading the tracer object: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// The kernel's BTF could not be read.
+    #[error("kernel BTF: {0}")]
+    Btf(#[from] super::btf::BtfError),
+    /// The tracer object could not be parsed.
+    #[error("the tracer object: {0}")]
+    Parse(#[source] aya_obj::ParseError),
+    /// A map the program refers to is not in the object (ours).
+    #[error("map {0} is not in the object")]
+    NoMap(String),
+    /// The program's calls or map references could not be resolved.
+    #[error("program {program}: {source}")]
+    Relocation {
+        /// The program.
+        program: String,
+        /// aya-obj's error.
+        #[source]
+        source: aya_obj::relocation::EbpfRelocationError,
+    },
+    /// No such program in the object.
+    #[error("program {0} missing from the tracer object")]
+    NoProgram(String),
     /// The verifier refused the program; `line` is its log's key line.
     #[error("the verifier refused {program} ({source}): {line}")]
     Verifier {
@@ -187,9 +206,8 @@ pub(super) fn instructions(
     ebpf: &Ebpf,
     events_fd: Option<RawFd>,
     name: &str,
-) -> Result<Program, TracerError> {
-    let err = |e: String| TracerError::load(format!("program {name}: {e}"));
-    let mut obj = aya_obj::Object::parse(object).map_err(|e| err(e.to_string()))?;
+) -> Result<Program, ProbeError> {
+    let mut obj = aya_obj::Object::parse(object).map_err(ProbeError::Parse)?;
     let mut fds: Vec<(String, RawFd)> = ebpf
         .maps()
         .map(|(name, m)| (name.to_string(), map_data(m).fd().as_fd().as_raw_fd()))
@@ -199,21 +217,24 @@ pub(super) fn instructions(
     }
     let maps = obj.maps.clone();
     let mut with_defs = Vec::new();
-    for (name, fd) in &fds {
+    for (map, fd) in &fds {
         let def = maps
-            .get(name)
-            .ok_or_else(|| err(format!("map {name} is not in the object")))?;
-        with_defs.push((name.as_str(), *fd, def));
+            .get(map)
+            .ok_or_else(|| ProbeError::NoMap(map.clone()))?;
+        with_defs.push((map.as_str(), *fd, def));
     }
+    let relocation = |source| ProbeError::Relocation {
+        program: name.to_string(),
+        source,
+    };
     let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
     obj.relocate_maps(with_defs.into_iter(), &text_sections)
-        .map_err(|e| err(e.to_string()))?;
-    obj.relocate_calls(&text_sections)
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(relocation)?;
+    obj.relocate_calls(&text_sections).map_err(relocation)?;
     let prog = obj
         .programs
         .get(name)
-        .ok_or_else(|| err(format!("program {name} missing")))?;
+        .ok_or_else(|| ProbeError::NoProgram(name.to_string()))?;
     Ok(Program {
         name: name.to_string(),
         insns: obj.functions[&prog.function_key()].instructions.clone(),
@@ -287,27 +308,4 @@ pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, ProbeError>
             }),
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_probe_refusal_keeps_its_os_error_under_its_words() {
-        let e = ProbeError::Target {
-            function: "br_forward".into(),
-            source: Box::new(ProbeError::Link {
-                why: "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)".into(),
-                source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
-            }),
-        };
-        assert_eq!(
-            e.to_string(),
-            "br_forward: this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)"
-        );
-        // The errno is found by type, down the chain, not in the words.
-        let os = crate::tracer::os_error_in(&e).unwrap();
-        assert_eq!(os.raw_os_error(), Some(libc::EOPNOTSUPP));
-    }
 }
