@@ -4,27 +4,27 @@
 use std::fmt::Write as _;
 
 use crate::common::Hook;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::topology::kmod::{self, ModuleState};
 use crate::tracer::btf::Btf;
 use crate::tracer::{DropReasons, TraceSpec, Tracer};
 
 /// One hook: its prototype, the program variant chosen, and the outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HookReport {
     /// Tracepoint name.
-    pub hook: &'static str,
+    pub hook: String,
     /// Arguments in this kernel's prototype; `None` when it has no such tracepoint.
     pub args: Option<usize>,
     /// The program variant loaded, when attached.
-    pub program: Option<&'static str>,
+    pub program: Option<String>,
     /// Why not, when skipped.
     pub skipped: Option<String>,
 }
 
 /// Whether a function-level mechanism works here, and why not.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Capability {
     /// Usable.
     pub available: bool,
@@ -32,8 +32,12 @@ pub struct Capability {
     pub detail: String,
 }
 
-/// Everything `doctor` found.
-#[derive(Debug, Clone, Serialize)]
+/// Everything `doctor` found; the matrix reads a guest's back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[expect(
+    clippy::unsafe_derive_deserialize,
+    reason = "the unsafe is in probing the kernel; the fields hold no invariant"
+)]
 pub struct Doctor {
     /// `uname -r`.
     pub kernel: String,
@@ -57,7 +61,7 @@ pub struct Doctor {
     /// backend does).
     pub fentry: Capability,
     /// Kernel modules scenarios use.
-    pub modules: Vec<(&'static str, ModuleState)>,
+    pub modules: Vec<(String, ModuleState)>,
     /// How `pktfate matrix --kvm auto` would run guests here, and why.
     pub virtualisation: crate::tools::matrix::kvm::KvmVerdict,
 }
@@ -149,9 +153,12 @@ pub fn examine() -> Doctor {
     };
     let hooks: Vec<HookReport> = Hook::tracepoints()
         .map(|h| HookReport {
-            hook: h.name(),
+            hook: h.name().to_string(),
             args: btf.and_then(|b| b.tracepoint_arity(h.name())),
-            program: attached.iter().find(|a| a.hook == h).map(|a| a.program),
+            program: attached
+                .iter()
+                .find(|a| a.hook == h)
+                .map(|a| a.program.to_string()),
             skipped: skipped
                 .iter()
                 .find(|s| s.hook == h)
@@ -196,7 +203,10 @@ pub fn examine() -> Doctor {
             crate::tracer::fentry::probe(crate::tracer::raw_tp::TRACER_OBJ),
             "an fentry program on ip_rcv loaded and attached",
         ),
-        modules: kmod::KNOWN.iter().map(|m| (*m, kmod::state(m))).collect(),
+        modules: kmod::KNOWN
+            .iter()
+            .map(|m| ((*m).to_string(), kmod::state(m)))
+            .collect(),
         virtualisation: crate::tools::matrix::kvm::probe(),
     }
 }

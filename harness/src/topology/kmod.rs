@@ -12,7 +12,7 @@ use std::process::Command;
 use crate::scenario::{LinkKind, Scenario, TcSpec};
 
 /// Whether a module is there, could be, or cannot be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModuleState {
     /// Loaded now (`/sys/module/<name>`).

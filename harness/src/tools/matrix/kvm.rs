@@ -18,7 +18,7 @@ use serde::Serialize;
 const HALT_WITHIN: Duration = Duration::from_secs(1);
 
 /// How guests are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     /// Hardware virtualisation through /dev/kvm.
@@ -38,7 +38,7 @@ impl Accel {
 }
 
 /// What the probe found: which accelerator `--kvm auto` uses, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct KvmVerdict {
     /// The accelerator guests get.
     pub accel: Accel,

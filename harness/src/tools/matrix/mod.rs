@@ -16,10 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::report::junit;
-use crate::report::model::{ScenarioReport, Status};
+use crate::report::model::{ScenarioReport, SkippedHookReport, Status};
 use crate::tracer::ProbeMechanism;
 
 impl MatrixError {
@@ -30,6 +29,17 @@ impl MatrixError {
             MatrixError::Io(m) => m.clone(),
         }
     }
+}
+
+/// The function-level backend a guest's scenarios used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionsUsed {
+    /// kprobe-multi, kprobe or fentry.
+    pub mechanism: ProbeMechanism,
+    /// Functions probed.
+    pub count: usize,
+    /// How long attaching them took.
+    pub attach_ms: f64,
 }
 
 /// One scenario's result on one kernel.
@@ -57,10 +67,9 @@ pub struct KernelResult {
     /// Hooks attached in the guest.
     pub hooks: Vec<String>,
     /// Hooks skipped in the guest, with why.
-    pub skipped_hooks: Vec<Value>,
-    /// The function-level backend, when a scenario used it: `mechanism`
-    /// (`kprobe-multi` or `kprobe`), `count` and `attach_ms`.
-    pub functions: Option<Value>,
+    pub skipped_hooks: Vec<SkippedHookReport>,
+    /// The function-level backend, when a scenario used it.
+    pub functions: Option<FunctionsUsed>,
     /// Per scenario.
     pub scenarios: Vec<Cell>,
     /// When the guest produced nothing: why.
@@ -160,43 +169,37 @@ fn fell_back(r: &ScenarioReport, multi_works: bool) -> Option<String> {
 }
 
 /// The function-level backend a guest's scenarios used, if any did.
-fn functions_used(reports: &[ScenarioReport]) -> Option<Value> {
+fn functions_used(reports: &[ScenarioReport]) -> Option<FunctionsUsed> {
     reports.iter().find_map(|r| {
         let t = r.tracer.as_ref()?;
         let mechanism = t.function_mechanism?;
-        (t.functions > 0).then(|| {
-            serde_json::json!({
-                "mechanism": mechanism,
-                "count": t.functions,
-                "attach_ms": t.function_attach_ms,
-            })
+        (t.functions > 0).then_some(FunctionsUsed {
+            mechanism,
+            count: t.functions,
+            attach_ms: t.function_attach_ms,
         })
     })
 }
 
 /// Turns one guest run into a [`KernelResult`].
 pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
-    let doctor = run.doctor.clone().unwrap_or(Value::Null);
-    // Doctor's hooks that have `field` set (`program`: attached; `skipped`).
-    let hooks_with = |field: &str| -> Vec<Value> {
-        doctor
-            .get("hooks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|h| h.get(field).is_some_and(|p| !p.is_null()))
-            .cloned()
-            .collect()
-    };
-    let hooks = hooks_with("program")
+    let doctor = run.doctor.as_ref();
+    let doctor_hooks = doctor.map(|d| d.hooks.as_slice()).unwrap_or_default();
+    let hooks = doctor_hooks
         .iter()
-        .filter_map(|h| h.get("hook").and_then(Value::as_str).map(String::from))
+        .filter(|h| h.program.is_some())
+        .map(|h| h.hook.clone())
         .collect();
-    let skipped_hooks = hooks_with("skipped");
-    let multi_works = doctor
-        .pointer("/kprobe_multi/available")
-        .and_then(Value::as_bool)
-        == Some(true);
+    let skipped_hooks = doctor_hooks
+        .iter()
+        .filter_map(|h| {
+            h.skipped.as_ref().map(|why| SkippedHookReport {
+                hook: h.hook.clone(),
+                why: why.clone(),
+            })
+        })
+        .collect();
+    let multi_works = doctor.is_some_and(|d| d.kprobe_multi.available);
     // The guest ran this very binary: its lines are this report model; a
     // line that is not is an error cell, not lost.
     let mut reports: Vec<ScenarioReport> = vec![];
@@ -244,11 +247,7 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
     KernelResult {
         kernel: kernel.release.clone(),
         spec: kernel.spec.clone(),
-        backend: doctor
-            .get("backend")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .into(),
+        backend: doctor.map_or("?", |d| d.backend.as_str()).into(),
         hooks,
         skipped_hooks,
         functions: functions_used(&reports),
@@ -487,17 +486,13 @@ pub fn human(results: &[KernelResult]) -> String {
     }
     o.push('\n');
     for r in results {
-        let skipped: Vec<String> = r
-            .skipped_hooks
-            .iter()
-            .filter_map(|h| h.get("hook").and_then(Value::as_str).map(String::from))
-            .collect();
+        let skipped: Vec<&str> = r.skipped_hooks.iter().map(|h| h.hook.as_str()).collect();
         let functions = r.functions.as_ref().map_or_else(String::new, |f| {
             format!(
                 ", functions by {} ({}, attached in {:.0} ms)",
-                f["mechanism"].as_str().unwrap_or("?"),
-                f["count"],
-                f["attach_ms"].as_f64().unwrap_or(0.0)
+                f.mechanism.name(),
+                f.count,
+                f.attach_ms
             )
         });
         let _ = writeln!(
@@ -674,6 +669,19 @@ mod tests {
         assert!(t.contains("matrix: 1 of 2 kernels passed\nmatrix: FAILED"));
     }
 
+    /// A guest's doctor report, as `pktfate doctor --json` writes it.
+    fn doctor(hooks: &serde_json::Value, multi: bool) -> crate::tools::doctor::Doctor {
+        let cap = |a: bool| serde_json::json!({"available": a, "detail": ""});
+        serde_json::from_value(serde_json::json!({
+            "kernel": "6.1.0-56-amd64", "btf": cap(true), "drop_reasons": 0,
+            "reasons_traced": false, "backend": "raw_tp", "tracer_error": null,
+            "hooks": hooks, "kprobes": cap(true), "kprobe_multi": cap(multi),
+            "fentry": cap(true), "modules": [["vxlan", "loaded"]],
+            "virtualisation": {"accel": "tcg", "why": "no vmx/svm", "probe_ms": 0}
+        }))
+        .expect("the doctor model")
+    }
+
     #[test]
     fn guest_json_lines_become_cells_with_their_reasons() {
         let run = vm::GuestRun {
@@ -682,9 +690,10 @@ mod tests {
                 serde_json::json!({"name":"n","path":"q.yaml","status":"fail","packets":[{"mismatches":[{"what":"reason","expected":"A","actual":"B"}]}]}),
                 serde_json::json!({"name":"o","path":"r.yaml","status":"fail","trace_problems":["2 tracer event(s) were lost"],"packets":[{"mismatches":[]}]}),
             ],
-            doctor: Some(
-                serde_json::json!({"backend":"raw_tp","hooks":[{"hook":"kfree_skb","program":"kfree_skb_noreason","skipped":null},{"hook":"icmp_send","program":null,"skipped":"absent"}]}),
-            ),
+            doctor: Some(doctor(
+                &serde_json::json!([{"hook":"kfree_skb","args":2,"program":"kfree_skb_noreason","skipped":null},{"hook":"icmp_send","args":null,"program":null,"skipped":"absent"}]),
+                false,
+            )),
             ..Default::default()
         };
         let k = kernels::Kernel {
@@ -695,7 +704,13 @@ mod tests {
         };
         let r = summarise(&k, &run);
         assert_eq!(r.hooks, vec!["kfree_skb"]);
-        assert_eq!(r.skipped_hooks.len(), 1);
+        assert_eq!(
+            r.skipped_hooks,
+            vec![SkippedHookReport {
+                hook: "icmp_send".into(),
+                why: "absent".into()
+            }]
+        );
         assert_eq!(
             r.scenarios[0].message,
             "not checkable: packet 1: reason IP_CSUM not checked (no reasons)"
@@ -719,7 +734,7 @@ mod tests {
     /// kprobe-multi does not link (6.1), plain kprobes pass.
     #[test]
     fn plain_kprobes_where_kprobe_multi_links_fail_the_scenario() {
-        let scenario = |mechanism: &str, fallback: Value| {
+        let scenario = |mechanism: &str, fallback: serde_json::Value| {
             serde_json::json!({"name":"f","path":"f.yaml","status":"pass","tracer":{
                 "backend": format!("raw_tp+{mechanism}"), "hooks": [], "skipped_hooks": [],
                 "functions": 44, "function_attach_ms": 3900.0,
@@ -732,10 +747,9 @@ mod tests {
             vmlinuz: PathBuf::new(),
             build_dir: None,
         };
-        let guest = |result: Value, multi: bool| vm::GuestRun {
+        let guest = |result: serde_json::Value, multi: bool| vm::GuestRun {
             results: vec![result],
-            doctor: Some(serde_json::json!({"backend":"raw_tp","hooks":[],
-                "kprobe_multi":{"available":multi,"detail":""}})),
+            doctor: Some(doctor(&serde_json::json!([]), multi)),
             ..Default::default()
         };
         let r = summarise(&k, &guest(scenario("kprobe", fallback.clone()), true));
@@ -746,12 +760,18 @@ mod tests {
             r.scenarios[0].message
         );
         assert!(!r.ok());
-        assert_eq!(r.functions.as_ref().unwrap()["mechanism"], "kprobe");
+        assert_eq!(
+            r.functions.as_ref().unwrap().mechanism,
+            ProbeMechanism::Kprobe
+        );
 
         let r = summarise(&k, &guest(scenario("kprobe", fallback), false));
         assert!(r.ok(), "no kprobe-multi here: plain kprobes are the best");
 
-        let r = summarise(&k, &guest(scenario("kprobe-multi", Value::Null), true));
+        let r = summarise(
+            &k,
+            &guest(scenario("kprobe-multi", serde_json::Value::Null), true),
+        );
         assert!(r.ok());
         assert!(human(&[r]).contains("functions by kprobe-multi (44, attached in 3900 ms)"));
     }

@@ -23,7 +23,7 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 #[derive(Debug, Default)]
 pub struct GuestRun {
     /// `pktfate doctor --json` inside the guest.
-    pub doctor: Option<serde_json::Value>,
+    pub doctor: Option<crate::tools::doctor::Doctor>,
     /// `pktfate run --format json` lines inside the guest.
     pub results: Vec<serde_json::Value>,
     /// The guest's `pktfate run` exit status.
