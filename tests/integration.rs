@@ -599,6 +599,34 @@ fn ipv6_addresses_are_usable_when_the_topology_is_built_even_under_load() {
 }
 
 #[test]
+fn device_names_of_any_namespace_match_what_ip_lists() {
+    let _serial = serial();
+    let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+    let mut topo = Topology::build(&s, &cfg().cni_path).unwrap();
+    for h in &topo.namespaces {
+        let mut ours = pktfate::topology::device_names(&h.path()).unwrap();
+        ours.sort();
+        // `ip -o link`: "3: veth0@if2: <...> ...", one device a line.
+        let mut theirs: Vec<(u32, String)> = sh(&format!("ip -n {} -o link show", h.real))
+            .lines()
+            .map(|l| {
+                let mut f = l.split(": ");
+                let index = f.next().unwrap().trim().parse().unwrap();
+                let name = f.next().unwrap().split('@').next().unwrap().to_string();
+                (index, name)
+            })
+            .collect();
+        theirs.sort();
+        assert_eq!(ours, theirs, "namespace {}", h.name);
+        assert!(ours.contains(&(1, "lo".into())));
+    }
+    assert!(topo.teardown().is_empty());
+    // Our own namespace, through the calling thread's namespace file.
+    let own = pktfate::topology::device_names(Path::new("/proc/thread-self/ns/net")).unwrap();
+    assert!(own.contains(&(1, "lo".into())), "{own:?}");
+}
+
+#[test]
 fn the_same_scenario_runs_twice_at_once_in_isolation() {
     let _serial = serial();
     // A crafted packet with a fixed 5-tuple: the two runs send identical

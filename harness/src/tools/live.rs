@@ -52,34 +52,25 @@ pub enum LiveError {
 /// under /run/netns and the namespace pktfate itself runs in (`host`).
 pub fn visible_names() -> Names {
     let mut names = Names::default();
-    let mut add = |inode: u32, label: String, ip_args: Vec<String>| {
+    let mut add = |inode: u32, label: String, ns: &std::path::Path| {
         names.netns.insert(inode, label);
-        let Ok(out) = std::process::Command::new("ip").args(&ip_args).output() else {
-            return;
-        };
-        let links: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        for l in links {
-            if let (Some(i), Some(n)) = (l["ifindex"].as_u64(), l["ifname"].as_str()) {
-                names.devs.insert((inode, i as u32), n.to_string());
-            }
+        // A namespace whose devices cannot be listed keeps its ifindexes.
+        for (index, name) in crate::topology::device_names(ns).unwrap_or_default() {
+            names.devs.insert((inode, index), name);
         }
     };
     if let Ok(ino) = crate::topology::netns::current_inode() {
         add(
             ino,
             "host".into(),
-            vec!["-j".into(), "link".into(), "show".into()],
+            std::path::Path::new("/proc/thread-self/ns/net"),
         );
     }
     if let Ok(dir) = std::fs::read_dir(crate::topology::netns::NETNS_RUN_DIR) {
         for e in dir.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if let Ok(ino) = crate::topology::netns::inode(&e.path()) {
-                add(
-                    ino,
-                    n.clone(),
-                    vec!["-n".into(), n, "-j".into(), "link".into(), "show".into()],
-                );
+                add(ino, n, &e.path());
             }
         }
     }

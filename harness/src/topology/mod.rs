@@ -40,6 +40,7 @@ use ends::{open_listener, open_tap};
 use error::io_err;
 pub use error::{CniFailure, FillError, ObjectError, TopologyError};
 pub use netns::NetnsHandle;
+pub use rtnl::device_names;
 
 pub use crate::common::config::DEFAULT_CNI_PATH;
 

@@ -87,6 +87,48 @@ impl What<'_> {
     }
 }
 
+/// The devices, (ifindex, name), of the namespace whose file is `ns`
+/// (one pktfate did not make, or its own: `/proc/thread-self/ns/net`),
+/// over a netlink socket opened inside it.
+pub fn device_names(ns: &std::path::Path) -> Result<Vec<(u32, String)>, TopologyError> {
+    let label = ns.display().to_string();
+    let io = |what: &str| {
+        let what = format!("{what} ({label})");
+        move |source| TopologyError::Io { what, source }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(io("starting the netlink runtime"))?;
+    let rth = rt.handle().clone();
+    let (conn, handle, _) = netns::run_in_scoped(ns, move || {
+        let _entered = rth.enter();
+        rtnetlink::new_connection()
+    })
+    .and_then(|r| r)
+    .map_err(io("opening a netlink socket"))?;
+    rt.spawn(conn);
+    let msgs: Vec<LinkMessage> = rt
+        .block_on(async move { handle.link().get().execute().try_collect().await })
+        .map_err(|e| {
+            What {
+                cmd: "ip link show".into(),
+                ns: &label,
+                at: None,
+            }
+            .fail(e)
+        })?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| {
+            m.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some((m.header.index, n)),
+                _ => None,
+            })
+        })
+        .collect())
+}
+
 impl Rtnl {
     /// Opens a connection inside each namespace.
     pub fn open(namespaces: &[NetnsHandle]) -> Result<Self, TopologyError> {
