@@ -7,9 +7,11 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
 
 /// Where `ip netns` keeps named namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -29,10 +31,8 @@ where
     let handle = std::thread::Builder::new()
         .name("pktfate-netns".into())
         .spawn(move || -> io::Result<T> {
-            // SAFETY: a valid namespace fd; affects this thread only.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // Affects this thread only.
+            nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)?;
             Ok(f())
         })?;
     handle
@@ -47,10 +47,8 @@ pub fn run_in_scoped<T: Send, F: FnOnce() -> T + Send>(ns: &Path, f: F) -> io::R
     std::thread::scope(|scope| {
         scope
             .spawn(move || -> io::Result<T> {
-                // SAFETY: a valid namespace fd; affects this thread only.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                // Affects this thread only.
+                nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)?;
                 Ok(f())
             })
             .join()
@@ -67,38 +65,30 @@ struct RunDirError(#[source] std::sync::Arc<io::Error>);
 /// time, so namespaces bound there are seen from every mount namespace
 /// (`ip netns exec` makes its own).
 fn prepare_run_dir() -> io::Result<()> {
-    use std::ffi::CString;
     std::fs::create_dir_all(NETNS_RUN_DIR)?;
-    let dir = CString::new(NETNS_RUN_DIR).expect("no NUL");
-    let shared = |d: &CString| {
-        // SAFETY: valid C strings; changes propagation of this mount only.
-        unsafe {
-            libc::mount(
-                std::ptr::null(),
-                d.as_ptr(),
-                std::ptr::null(),
-                libc::MS_SHARED | libc::MS_REC,
-                std::ptr::null(),
-            )
-        }
+    let none: Option<&str> = None;
+    let shared = || {
+        // Changes the propagation of this mount only.
+        nix::mount::mount(
+            none,
+            NETNS_RUN_DIR,
+            none,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            none,
+        )
     };
-    if shared(&dir) == 0 {
+    if shared().is_ok() {
         return Ok(());
     }
     // Not a mount point yet: bind it onto itself first.
-    // SAFETY: as above.
-    let rc = unsafe {
-        libc::mount(
-            dir.as_ptr(),
-            dir.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND | libc::MS_REC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 || shared(&dir) != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    nix::mount::mount(
+        Some(NETNS_RUN_DIR),
+        NETNS_RUN_DIR,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )?;
+    shared()?;
     Ok(())
 }
 
@@ -106,7 +96,6 @@ fn prepare_run_dir() -> io::Result<()> {
 /// process): a thread unshares a new namespace and binds it to
 /// `/run/netns/<name>`, then exits; the bind mount keeps it alive.
 pub fn create(real_name: &str) -> io::Result<()> {
-    use std::ffi::CString;
     static PREPARED: std::sync::OnceLock<Result<(), std::sync::Arc<io::Error>>> =
         std::sync::OnceLock::new();
     PREPARED
@@ -120,28 +109,21 @@ pub fn create(real_name: &str) -> io::Result<()> {
         .create_new(true)
         .mode(0o444)
         .open(&path)?;
-    let target = CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+    let target = path.clone();
     let bound = std::thread::Builder::new()
         .name("pktfate-netns-new".into())
         .spawn(move || -> io::Result<()> {
-            // SAFETY: affects this thread only; it exits right after.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let src = CString::new("/proc/thread-self/ns/net").expect("no NUL");
-            // SAFETY: valid C strings; binds the thread's namespace file.
-            let rc = unsafe {
-                libc::mount(
-                    src.as_ptr(),
-                    target.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // Affects this thread only; it exits right after.
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+            let none: Option<&str> = None;
+            // Binds the thread's namespace file.
+            nix::mount::mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                none,
+                MsFlags::MS_BIND,
+                none,
+            )?;
             Ok(())
         })?
         .join()
@@ -156,15 +138,12 @@ pub fn create(real_name: &str) -> io::Result<()> {
 /// Deletes a named network namespace (`ip netns del`): unmounts its file
 /// and removes it; the namespace goes when nothing else holds it.
 pub fn delete(real_name: &str) -> io::Result<()> {
-    use std::ffi::CString;
     let path = path_of(real_name);
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
-    // SAFETY: a valid C string; detaches the bind mount only.
-    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    let umount_err = (rc != 0).then(io::Error::last_os_error);
+    // Detaches the bind mount only.
+    let unmounted = nix::mount::umount2(&path, MntFlags::MNT_DETACH);
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
-        Err(e) => Err(umount_err.unwrap_or(e)),
+        Err(e) => Err(unmounted.err().map_or(e, io::Error::from)),
     }
 }
 
