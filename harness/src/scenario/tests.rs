@@ -505,6 +505,40 @@ fn steps() {
 }
 
 #[test]
+fn addresses_with_prefixes_and_macs_read_as_ip_writes_them() {
+    let s = parse(GOOD).unwrap();
+    let host = &s.namespaces[0];
+    // Host bits stay: this is the interface's address, not its network.
+    assert_eq!(
+        (host.addresses[1].addr, host.addresses[1].prefix),
+        ("203.0.113.1".parse().unwrap(), 24)
+    );
+    let e = first_err(&GOOD.replace("203.0.113.1/24", "203.0.113.1/33"));
+    assert_eq!(e.msg, "address `203.0.113.1/33` has a bad prefix length");
+    assert_eq!(e.hint.as_deref(), Some("the prefix is 0..=32"));
+    let e = first_err(&GOOD.replace("203.0.113.1/24", "2001:db8::1/129"));
+    assert_eq!(e.hint.as_deref(), Some("the prefix is 0..=128"));
+    let e = first_err(&GOOD.replace("203.0.113.1/24", "203.0.113/24"));
+    assert_eq!(
+        e.msg,
+        "address `203.0.113/24` is not an address with prefix"
+    );
+    assert_eq!(parse_mac("02:00:00:00:06:0a"), Some([2, 0, 0, 0, 6, 10]));
+    for not_as_ip_writes_it in [
+        "02-00-00-00-06-0a",
+        "0200.0000.060a",
+        "2:0:0:0:6:a",
+        "02:00:00:00:06",
+    ] {
+        assert_eq!(
+            parse_mac(not_as_ip_writes_it),
+            None,
+            "{not_as_ip_writes_it}"
+        );
+    }
+}
+
+#[test]
 fn ethernet_addresses_of_an_injected_frame_must_parse() {
     let yaml = "namespaces:\n  a:\n    links:\n      - { name: t0, kind: tap }\ninject:\n  via: a/t0\n  ethernet: { src: 02:00:00:00:00:01, dst: 02:00:00:00:zz:02 }\n  ipv4: { src: 192.0.2.7, dst: 192.0.2.1 }\n";
     let e = first_err(yaml);

@@ -59,34 +59,31 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn cidr(&mut self, s: &raw::S, what: &str) -> Option<(IpAddr, u8)> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s.as_str(), None),
-        };
-        let addr: IpAddr = if let Ok(a) = a.parse() {
-            a
-        } else {
-            self.err(
-                s,
-                format!("{what} `{}` is not an address with prefix", s.as_str()),
-                Some("write e.g. 192.0.2.1/24 or 2001:db8::1/64".into()),
-            );
-            return None;
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p.map(str::parse::<u8>) {
-            None => max,
-            Some(Ok(p)) if p <= max => p,
-            Some(_) => {
+        // An address alone is a host route's: the whole length.
+        if let Ok(a) = s.parse::<IpAddr>() {
+            return Some((a, if a.is_ipv4() { 32 } else { 128 }));
+        }
+        // The address as written (host bits kept: `192.0.2.1/24` is an
+        // interface address, not only a network).
+        if let Ok(n) = s.parse::<ipnet::IpNet>() {
+            return Some((n.addr(), n.prefix_len()));
+        }
+        match s.split_once('/').map(|(a, _)| a.parse::<IpAddr>()) {
+            Some(Ok(a)) => {
+                let max = if a.is_ipv4() { 32 } else { 128 };
                 self.err(
                     s,
                     format!("{what} `{}` has a bad prefix length", s.as_str()),
                     Some(format!("the prefix is 0..={max}")),
                 );
-                return None;
             }
-        };
-        Some((addr, prefix))
+            _ => self.err(
+                s,
+                format!("{what} `{}` is not an address with prefix", s.as_str()),
+                Some("write e.g. 192.0.2.1/24 or 2001:db8::1/64".into()),
+            ),
+        }
+        None
     }
 
     pub(crate) fn checksum(&mut self, s: Option<&raw::S>) -> Checksum {
@@ -159,18 +156,14 @@ pub(super) fn valid_mac(m: &str) -> bool {
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(m: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = m.split(':').collect();
-    if parts.len() != 6 {
+    // The colon form only, as `ip link` prints it (macaddr also reads
+    // dashes and dots, which `ip` does not).
+    if m.len() != 17 || m.split(':').count() != 6 {
         return None;
     }
-    let mut out = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return None;
-        }
-        out[i] = u8::from_str_radix(p, 16).ok()?;
-    }
-    Some(out)
+    m.parse::<macaddr::MacAddr6>()
+        .ok()
+        .map(macaddr::MacAddr6::into_array)
 }
 
 /// The namespace being validated and the devices it will have, for
