@@ -5,35 +5,26 @@
 //! The capture starts at the network header (link type RAW: IPv4/IPv6) and
 //! holds up to 128 bytes of each packet; the original length is kept.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
+use std::time::Duration;
+
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+use pcap_file::{DataLink, Endianness, PcapError};
 
 use crate::collect::Step;
 
-/// `LINKTYPE_RAW`: the packet begins with an IPv4 or IPv6 header.
-const LINKTYPE_RAW: u16 = 101;
-
-fn pad4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn block(out: &mut impl Write, kind: u32, body: &[u8]) -> io::Result<()> {
-    let total = (12 + pad4(body.len())) as u32;
-    out.write_all(&kind.to_le_bytes())?;
-    out.write_all(&total.to_le_bytes())?;
-    out.write_all(body)?;
-    out.write_all(&vec![0u8; pad4(body.len()) - body.len()])?;
-    out.write_all(&total.to_le_bytes())
-}
-
-fn option(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
-    buf.extend_from_slice(&code.to_le_bytes());
-    buf.extend_from_slice(&(value.len() as u16).to_le_bytes());
-    buf.extend_from_slice(value);
-    buf.extend(std::iter::repeat_n(0u8, pad4(value.len()) - value.len()));
-}
-
-fn end_of_options(buf: &mut Vec<u8>) {
-    buf.extend_from_slice(&[0, 0, 0, 0]);
+/// pcap-file's error as an I/O error: the writer's own where it was one.
+fn io_error(e: PcapError) -> io::Error {
+    match e {
+        PcapError::IoError(e) => e,
+        other => io::Error::other(other),
+    }
 }
 
 /// Nanoseconds to add to `CLOCK_MONOTONIC` to get wall-clock time.
@@ -71,41 +62,39 @@ pub fn comment(scenario: &str, s: &Step) -> String {
 /// Writes a pcapng file of every step that carries packet bytes.
 /// `runs` pairs a scenario name with its steps. Returns packets written.
 pub fn write(out: &mut impl Write, runs: &[(&str, &[Step])]) -> io::Result<usize> {
-    // Section header: byte-order magic, version 1.0, unknown section length.
-    let mut shb = vec![];
-    shb.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
-    shb.extend_from_slice(&1u16.to_le_bytes());
-    shb.extend_from_slice(&0u16.to_le_bytes());
-    shb.extend_from_slice(&(-1i64).to_le_bytes());
-    option(&mut shb, 4, b"pktfate"); // shb_userappl
-    end_of_options(&mut shb);
-    block(out, 0x0A0D_0D0A, &shb)?;
-    // One interface: raw IP, nanosecond timestamps.
-    let mut idb = vec![];
-    idb.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
-    idb.extend_from_slice(&0u16.to_le_bytes());
-    idb.extend_from_slice(&0u32.to_le_bytes());
-    option(&mut idb, 2, b"pktfate trace"); // if_name
-    option(&mut idb, 9, &[9]); // if_tsresol: 10^-9
-    end_of_options(&mut idb);
-    block(out, 1, &idb)?;
+    let section = SectionHeaderBlock {
+        endianness: Endianness::Little,
+        major_version: 1,
+        minor_version: 0,
+        section_length: -1,
+        options: vec![SectionHeaderOption::UserApplication("pktfate".into())],
+    };
+    let mut w = PcapNgWriter::with_section_header(out, section).map_err(io_error)?;
+    // One interface: raw IP (the capture starts at the network header),
+    // nanosecond timestamps (pcap-file writes the EPB's in nanoseconds).
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::RAW,
+        snaplen: 0,
+        options: vec![
+            InterfaceDescriptionOption::IfName("pktfate trace".into()),
+            InterfaceDescriptionOption::IfTsResol(9),
+        ],
+    })
+    .map_err(io_error)?;
     let offset = monotonic_to_realtime();
     let mut n = 0;
     for (name, steps) in runs {
         for s in steps.iter().filter(|s| !s.ev.bytes.is_empty()) {
             let ts = (i128::from(s.ev.ts_ns) + offset).max(0) as u64;
             let data = &s.ev.bytes;
-            let mut epb = vec![];
-            epb.extend_from_slice(&0u32.to_le_bytes()); // interface 0
-            epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
-            epb.extend_from_slice(&(ts as u32).to_le_bytes());
-            epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            epb.extend_from_slice(&(s.ev.ip_len.max(data.len() as u32)).to_le_bytes());
-            epb.extend_from_slice(data);
-            epb.extend(std::iter::repeat_n(0u8, pad4(data.len()) - data.len()));
-            option(&mut epb, 1, comment(name, s).as_bytes()); // opt_comment
-            end_of_options(&mut epb);
-            block(out, 6, &epb)?;
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(ts),
+                original_len: s.ev.ip_len.max(data.len() as u32),
+                data: Cow::Borrowed(data),
+                options: vec![EnhancedPacketOption::Comment(comment(name, s).into())],
+            })
+            .map_err(io_error)?;
             n += 1;
         }
     }
@@ -127,25 +116,43 @@ mod tests {
     }
 
     #[test]
-    fn blocks_are_well_formed() {
+    fn a_capture_reads_back_with_its_packets_times_and_comments() {
+        use pcap_file::pcapng::{Block, PcapNgReader};
         let steps = vec![step(vec![0x45; 21]), step(vec![]), step(vec![0x60; 40])];
         let mut buf = vec![];
         let n = write(&mut buf, &[("demo", &steps)]).unwrap();
         assert_eq!(n, 2, "steps without bytes are left out");
-        // Walk the blocks: each starts and ends with the same total length.
-        let mut at = 0;
-        let mut kinds = vec![];
-        while at < buf.len() {
-            let kind = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap());
-            let len = u32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap()) as usize;
-            assert_eq!(len % 4, 0);
-            let tail = u32::from_le_bytes(buf[at + len - 4..at + len].try_into().unwrap()) as usize;
-            assert_eq!(len, tail);
-            kinds.push(kind);
-            at += len;
+        let mut r = PcapNgReader::new(buf.as_slice()).unwrap();
+        let mut packets = vec![];
+        while let Some(b) = r.next_block() {
+            match b.unwrap() {
+                Block::InterfaceDescription(i) => {
+                    assert_eq!(i.linktype, DataLink::RAW);
+                    assert!(
+                        i.options
+                            .contains(&InterfaceDescriptionOption::IfTsResol(9))
+                    );
+                }
+                Block::EnhancedPacket(p) => packets.push(p.into_owned()),
+                other => panic!("unexpected block {other:?}"),
+            }
         }
-        assert_eq!(kinds, vec![0x0A0D_0D0A, 1, 6, 6]);
-        let text = String::from_utf8_lossy(&buf);
-        assert!(text.contains("demo: kfree_skb@host/tun0 skb 0xabc IP_CSUM at ip_rcv_core"));
+        assert_eq!(packets.len(), 2);
+        let first = &packets[0];
+        assert_eq!(first.data.as_ref(), &[0x45; 21][..]);
+        assert_eq!(
+            first.original_len, 121,
+            "the IP length, not the captured part"
+        );
+        // ts_ns 5 on the monotonic clock, moved onto the wall clock.
+        let expected = (5 + monotonic_to_realtime()) as u128;
+        assert!(first.timestamp.as_nanos().abs_diff(expected) < 1_000_000);
+        assert_eq!(
+            first.options,
+            vec![EnhancedPacketOption::Comment(
+                "demo: kfree_skb@host/tun0 skb 0xabc IP_CSUM at ip_rcv_core".into()
+            )]
+        );
+        assert_eq!(packets[1].data.len(), 40);
     }
 }
