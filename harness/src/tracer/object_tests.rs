@@ -18,71 +18,38 @@ struct Function {
     key: (usize, usize),
 }
 
-/// The functions of an eBPF ELF object (little-endian, 64-bit).
+/// The functions of an eBPF ELF object, read with the `object` crate;
+/// only the instructions are decoded here.
 fn functions(obj: &[u8]) -> Vec<Function> {
-    let u16_at = |o: usize| u16::from_le_bytes([obj[o], obj[o + 1]]) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(obj[o..o + 4].try_into().unwrap()) as usize;
-    let u64_at = |o: usize| u64::from_le_bytes(obj[o..o + 8].try_into().unwrap()) as usize;
-    let cstr = |o: usize| {
-        let end = o + obj[o..].iter().position(|b| *b == 0).unwrap();
-        String::from_utf8_lossy(&obj[o..end]).into_owned()
-    };
-    // Section headers: (name, type, offset, size, link, info).
-    let (shoff, shentsize, shnum, shstrndx) =
-        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
-    let sh = |i: usize| shoff + i * shentsize;
-    let names_at = u64_at(sh(shstrndx) + 0x18);
-    let sections: Vec<_> = (0..shnum)
-        .map(|i| {
-            let h = sh(i);
-            (
-                cstr(names_at + u32_at(h)),
-                u32_at(h + 4),
-                u64_at(h + 0x18),
-                u64_at(h + 0x20),
-                u32_at(h + 0x28),
-                u32_at(h + 0x2c),
-            )
-        })
-        .collect();
-    const SHT_SYMTAB: usize = 2;
-    const SHT_REL: usize = 9;
-    const STT_FUNC: u8 = 2;
-    let symtab = sections.iter().find(|s| s.1 == SHT_SYMTAB).unwrap();
-    let strtab = sections[symtab.4].2;
-    // Symbols: (name, type, section, value, size).
-    let symbols: Vec<_> = (symtab.2..symtab.2 + symtab.3)
-        .step_by(24)
-        .map(|o| {
-            (
-                cstr(strtab + u32_at(o)),
-                obj[o + 4] & 0x0f,
-                u16_at(o + 6),
-                u64_at(o + 8),
-                u64_at(o + 16),
-            )
-        })
-        .collect();
-    // Calls into another section go through a relocation naming the
-    // callee (or its section, with the offset in the instruction).
+    use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SymbolKind};
+    let file = object::File::parse(obj).expect("an ELF object");
+    // A call into another section goes through a relocation naming the
+    // callee (or its section, with the offset in the instruction), by
+    // (section, offset of the call).
     let mut relocs = std::collections::HashMap::new();
-    for s in sections.iter().filter(|s| s.1 == SHT_REL) {
-        for o in (s.2..s.2 + s.3).step_by(16) {
-            relocs.insert((s.5, u64_at(o)), &symbols[u64_at(o + 8) >> 32]);
+    for section in file.sections() {
+        for (at, r) in section.relocations() {
+            if let RelocationTarget::Symbol(i) = r.target() {
+                let target = file.symbol_by_index(i).expect("a relocation's symbol");
+                relocs.insert((section.index().0, at as usize), target);
+            }
         }
     }
+    let place = |s: &object::Symbol| (s.section_index().map_or(0, |i| i.0), s.address() as usize);
     let mut out = vec![];
-    for (name, kind, sec, value, size) in &symbols {
-        if *kind != STT_FUNC {
+    for sym in file.symbols().filter(|s| s.kind() == SymbolKind::Text) {
+        let Some(sec) = sym.section_index() else {
             continue;
-        }
-        let base = sections[*sec].2;
+        };
+        let section = file.section_by_index(sec).expect("the symbol's section");
+        let code = section.data().expect("section bytes");
+        let (value, size) = (sym.address() as usize, sym.size() as usize);
         let (mut stack, mut calls) = (0usize, vec![]);
-        let mut pc = *value;
+        let mut pc = value;
         while pc + 8 <= value + size {
-            let (op, regs) = (obj[base + pc], obj[base + pc + 1]);
-            let disp = i16::from_le_bytes([obj[base + pc + 2], obj[base + pc + 3]]);
-            let imm = i32::from_le_bytes(obj[base + pc + 4..base + pc + 8].try_into().unwrap());
+            let (op, regs) = (code[pc], code[pc + 1]);
+            let disp = i16::from_le_bytes([code[pc + 2], code[pc + 3]]);
+            let imm = i32::from_le_bytes(code[pc + 4..pc + 8].try_into().unwrap());
             // LDX reads from src; ST/STX write to dst.
             let reg = match op & 7 {
                 1 => regs >> 4,
@@ -95,22 +62,25 @@ fn functions(obj: &[u8]) -> Vec<Function> {
             // A call with src_reg 1 is a call to a BPF function.
             if op == 0x85 && regs >> 4 == 1 {
                 let next = (pc + 8) as i64;
-                calls.push(match relocs.get(&(*sec, pc)) {
-                    Some(s) if s.1 == STT_FUNC => (s.2, s.3),
-                    Some(s) => (s.2, (s.3 as i64 + next + i64::from(imm) * 8) as usize),
-                    None => (*sec, (next + i64::from(imm) * 8) as usize),
+                calls.push(match relocs.get(&(sec.0, pc)) {
+                    Some(t) if t.kind() == SymbolKind::Text => place(t),
+                    Some(t) => {
+                        let (s, base) = place(t);
+                        (s, (base as i64 + next + i64::from(imm) * 8) as usize)
+                    }
+                    None => (sec.0, (next + i64::from(imm) * 8) as usize),
                 });
             }
             // lddw takes two slots.
             pc += if op == 0x18 { 16 } else { 8 };
         }
         out.push(Function {
-            name: name.clone(),
-            section: sections[*sec].0.clone(),
+            name: sym.name().unwrap_or_default().to_string(),
+            section: section.name().unwrap_or_default().to_string(),
             size: size / 8,
             stack,
             calls,
-            key: (*sec, *value),
+            key: (sec.0, value),
         });
     }
     out
