@@ -475,6 +475,39 @@ fn no_file_holds_too_much_of_the_code() {
 }
 
 #[test]
+fn no_rust_file_of_the_repository_is_longer_than_the_limit() {
+    // Not only the library: the eBPF programs, tests, fixtures and
+    // examples too (build output aside).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut wrong = vec![];
+    let mut seen = 0;
+    let mut todo: Vec<PathBuf> = ["harness", "ebpf", "tests", "fixtures", "examples"]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.is_dir())
+        .collect();
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    todo.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                seen += 1;
+                let n = std::fs::read_to_string(&p).unwrap().lines().count();
+                if n > MAX_FILE_LINES {
+                    let rel = p.strip_prefix(&root).unwrap_or(&p).display().to_string();
+                    wrong.push(format!("{rel}: {n} lines (at most {MAX_FILE_LINES})"));
+                }
+            }
+        }
+    }
+    assert!(seen > 100, "only {seen} files found: the walk is broken");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
 fn the_checks_see_what_they_must() {
     // A tree with a backward import and a cycle, to prove the reader finds
     // `use` groups, re-exports and inline paths.

@@ -1,0 +1,181 @@
+//! Hooks that carry no skb (route lookups, TCP state changes): their
+//! events are attributed to the tracked skb they concern.
+
+use super::*;
+
+/// The tracked skb this CPU is processing, for hooks that carry no skb,
+/// and whether the current task is the one that handled its last event.
+#[inline(always)]
+pub(crate) fn current_tracked() -> Option<(u64, Tracked, bool)> {
+    let (skb, task) = match CURRENT.get(0) {
+        Some(c) if c[0] != 0 => (c[0], c[2]),
+        _ => return None,
+    };
+    // SAFETY: a hash map lookup: the value is copied at once; a concurrent update can only make it
+    // newer.
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
+    // SAFETY: a hash map lookup: the value is copied at once; a concurrent update can only make it
+    // newer.
+    unsafe { TRACKED.get(skb) }.map(|t| (skb, *t, task == now))
+}
+
+/// Fills an event of an skb-less hook, attributed to `skb`, placed where
+/// that skb is.
+#[inline(always)]
+pub(crate) fn fill_attributed(
+    cfg: &TracerConfig,
+    ev: &mut Event,
+    hook_id: u32,
+    skb: u64,
+    known: &Tracked,
+    aux: [i32; 3],
+) {
+    let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
+    let (netns, ifindex) = skb_place(cfg, skb, dev, Some(known));
+    ev.hook = hook_id;
+    ev.run = known.run;
+    ev.skb = skb;
+    ev.location = 0;
+    ev.netns = netns;
+    ev.ifindex = ifindex;
+    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
+    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    ev.reason = 0;
+    ev.aux = aux;
+}
+
+/// The loopback ifindex: `flowi4_iif` of every output route lookup.
+pub(crate) const LOOPBACK_IFINDEX: u32 = 1;
+
+/// IPv4 route lookups carry a flow, not an skb: attribute the lookup to the
+/// tracked skb this CPU is processing, if the flow is that packet's (either
+/// direction, so reverse-path checks in `fib_validate_source` count too)
+/// and the lookup ran in that skb's namespace: the result's device is
+/// there. Without a result device the flow names no namespace, so the
+/// lookup must name the skb's input device or run in a task of the run's
+/// namespaces (or ksoftirqd). Any untracked skb on this CPU also clears
+/// the current one, so a foreign packet's lookups never inherit ours.
+#[raw_tracepoint(tracepoint = "fib_table_lookup")]
+pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    let tb_id = ctx.arg::<u64>(0) as i32;
+    let flp = arg_u64(&ctx, 1);
+    let nhc = arg_u64(&ctx, 2);
+    let err = ctx.arg::<i64>(3) as i32;
+    let Some((skb, known, same_task)) = current_tracked() else {
+        return 0;
+    };
+    let saddr: u32 = match read(flp, cfg.offsets.flowi4_saddr) {
+        Some(v) => v,
+        None => return 0,
+    };
+    let daddr: u32 = read(flp, cfg.offsets.flowi4_daddr).unwrap_or(0);
+    let nh_dev: u64 = read(nhc, cfg.offsets.nhc_dev).unwrap_or(0);
+    let oif = read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    let ours = if nh_dev != 0 {
+        dev_netns(&cfg, nh_dev) == known.netns
+    } else {
+        // No result device (an error, a blackhole): an input lookup names
+        // the skb's device; an output or reverse-path one must run in the
+        // context (task) that handled the skb's last event. A foreign
+        // process asking the same route is another task, and foreign
+        // softirq work starts with an skb event that cleared CURRENT.
+        let iif: u32 = read(flp, cfg.offsets.flowi4_iif).unwrap_or(0);
+        (iif != LOOPBACK_IFINDEX && iif != 0 && iif == known.ifindex) || same_task
+    };
+    if !ours {
+        return 0;
+    }
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
+        // program returns.
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    // The packet's own addresses, to compare with the flow's.
+    // Inline, not the global parser: with it, 5.10 and 6.1 count three
+    // frames here and refuse the program (combined stack over 512 bytes).
+    parse_packet(&cfg, skb, ev);
+    if ev.family != 4 {
+        return 0;
+    }
+    let ps = u32::from_ne_bytes([ev.saddr[0], ev.saddr[1], ev.saddr[2], ev.saddr[3]]);
+    let pd = u32::from_ne_bytes([ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]]);
+    let same = (daddr == pd && (saddr == ps || saddr == 0))
+        || (daddr == ps && (saddr == pd || saddr == 0));
+    if !same {
+        return 0;
+    }
+    fill_attributed(
+        &cfg,
+        ev,
+        hook::FIB_TABLE_LOOKUP,
+        skb,
+        &known,
+        [tb_id, err, oif],
+    );
+    // The packet's headers stay as parsed; the looked-up flow goes apart.
+    ev.flow_saddr = saddr.to_ne_bytes();
+    ev.flow_daddr = daddr.to_ne_bytes();
+    finish_and_send(&ctx, ev);
+    0
+}
+
+/// TCP state changes carry a socket, not an skb: attribute the change to
+/// the latest tracked skb of the socket's own tuple in the socket's own
+/// namespace (else the one this CPU is processing, if it is in that
+/// namespace), so a packet taken by a socket is seen even when its free is
+/// not traced (TCP frees with `__kfree_skb`). Sockets of namespaces the run
+/// did not create are never looked at.
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    let sk = arg_u64(&ctx, 0);
+    let old = ctx.arg::<i64>(1) as i32;
+    let new = ctx.arg::<i64>(2) as i32;
+    let sk_ns = sock_netns(&cfg, sk);
+    let Some(watch) = watch_of(&cfg, sk_ns) else {
+        return 0;
+    };
+    if sk_ns == 0 {
+        return 0;
+    }
+    let num: u16 = read(sk, cfg.offsets.sock_num).unwrap_or(0);
+    let dport = u16::from_be(read::<u16>(sk, cfg.offsets.sock_dport).unwrap_or(0));
+    // SAFETY: a hash map lookup: the value is copied at once; a concurrent update can only make it
+    // newer.
+    let by_flow = unsafe { FLOWS.get(flow_key(sk_ns, num, dport)) }
+        .copied()
+        // SAFETY: a hash map lookup: the value is copied at once; a concurrent update can only
+        // make it newer.
+        .and_then(|skb| unsafe { TRACKED.get(skb) }.map(|t| (skb, *t)));
+    let Some((skb, known)) = by_flow.or_else(|| current_tracked().map(|(s, t, _)| (s, t))) else {
+        return 0;
+    };
+    if known.netns != sk_ns || known.run != watch.run {
+        return 0;
+    }
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
+        // program returns.
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    // Inline, not the global parser: with it, 5.10 and 6.1 count three
+    // frames here and refuse the program (combined stack over 512 bytes).
+    parse_packet(&cfg, skb, ev);
+    let ours = (ev.dport == num && ev.sport == dport) || (ev.sport == num && ev.dport == dport);
+    if !ours || num == 0 {
+        return 0;
+    }
+    fill_attributed(
+        &cfg,
+        ev,
+        hook::INET_SOCK_SET_STATE,
+        skb,
+        &known,
+        [old, new, 0],
+    );
+    finish_and_send(&ctx, ev);
+    0
+}

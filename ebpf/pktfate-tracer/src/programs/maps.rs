@@ -1,0 +1,87 @@
+//! The maps the tracer shares with userspace, and the load-time config.
+
+use super::*;
+
+/// Set by userspace before load (`EbpfLoader::set_global`).
+#[unsafe(no_mangle)]
+pub(crate) static CONFIG: TracerConfig = TracerConfig {
+    offsets: pktfate_common::Offsets {
+        skb_len: 0,
+        skb_mark: 0,
+        skb_dev: 0,
+        skb_sk: 0,
+        skb_head: 0,
+        skb_network_header: 0,
+        skb_protocol: 0,
+        dev_ifindex: 0,
+        dev_nd_net: 0,
+        net_ns_inum: 0,
+        sock_net: 0,
+        flowi4_saddr: 0,
+        flowi4_daddr: 0,
+        nhc_dev: 0,
+        sock_num: 0,
+        sock_dport: 0,
+        flowi4_iif: 0,
+        skb_iif: 0,
+    },
+    flags: 0,
+};
+
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+
+/// Events that did not fit in the ring buffer, per CPU.
+#[map]
+pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Watched network namespaces, by inode: which run owns each, and that
+/// run's filter bank.
+#[map]
+pub(crate) static NETNS: HashMap<u32, Watch> = HashMap::with_max_entries(MAX_NETNS * MAX_BANKS, 0);
+
+/// Packet filters, [`MAX_FILTERS`] per bank; a bank's first
+/// `BANK_FILTERS[bank]` are used.
+#[map]
+pub(crate) static FILTERS: Array<PacketFilter> =
+    Array::with_max_entries(MAX_FILTERS * MAX_BANKS, 0);
+
+/// Filters in use per bank; 0 tracks every IP skb of the bank's namespaces.
+#[map]
+pub(crate) static BANK_FILTERS: Array<u32> = Array::with_max_entries(MAX_BANKS, 0);
+
+/// skb address -> what it carried at its last event.
+#[map]
+pub(crate) static TRACKED: LruHashMap<u64, Tracked> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+/// Last tracked skb seen on this CPU, its netns and the task that handled
+/// it, so that hooks that carry no skb (fib_table_lookup) can be attributed
+/// to the packet being processed.
+#[map]
+pub(crate) static CURRENT: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The latest tracked TCP skb flowing towards each socket, keyed by
+/// [`flow_key`] of (netns, destination port, source port): a socket hook
+/// finds the packet that moved it by its own tuple, whichever CPU and
+/// whenever (a segment queued to a socket's backlog is processed later, in
+/// the owner's context).
+#[map]
+pub(crate) static FLOWS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_TRACKED, 0);
+
+#[inline(always)]
+pub(crate) fn flow_key(netns: u32, dport: u16, sport: u16) -> u64 {
+    ((netns as u64) << 32) | ((dport as u64) << 16) | sport as u64
+}
+
+/// Scratch space for building an event: it is too big for the 512-byte stack.
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
+
+pub(crate) const ETH_P_IP: u16 = 0x0800;
+pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
+pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_UDP: u8 = 17;
+pub(crate) const IPPROTO_ICMP: u8 = 1;
+pub(crate) const IPPROTO_ICMPV6: u8 = 58;
+/// `skb->network_header` value meaning "not set".
+pub(crate) const HEADER_UNSET: u16 = 0xffff;

@@ -1,0 +1,164 @@
+//! Programs attached on demand: the tc observer classifier, the
+//! function-level probes (kprobe, kprobe-multi, fentry) and the probes
+//! `pktfate doctor` loads to learn what the kernel allows.
+
+use super::*;
+
+/// A classifier the harness attaches ahead of a scenario's own tc
+/// programs (lower priority number, so it runs first). It runs inside
+/// `tcf_classify`, records the skb as it is before the scenario's programs
+/// see it, and lets classification go on (`TC_ACT_UNSPEC`).
+#[classifier]
+pub fn tc_observer(ctx: TcContext) -> i32 {
+    // The context of a tc program is the kernel's `struct sk_buff`.
+    let skb = ctx.as_ptr() as u64;
+    on_skb_in::<TcContext, false>(&ctx, hook::TCF_CLASSIFY, skb, 0, 0, 0, [0; 3]);
+    TC_ACT_UNSPEC
+}
+
+/// A kernel function took a tracked skb (the function-level backend).
+/// Only skbs the tracepoints already track are reported, and tracking is
+/// neither started nor refreshed here: functions that run after the free
+/// (`skb_release_data`, `kfree_skbmem`) must not revive a dead skb.
+/// `location` gives the function's address, read only for tracked skbs.
+#[inline(always)]
+pub(crate) fn on_function<C: EbpfContext>(
+    ctx: &C,
+    skb: u64,
+    location: impl FnOnce() -> u64,
+) -> u32 {
+    if skb == 0 {
+        return 0;
+    }
+    // SAFETY: a hash map lookup: the value is copied at once; a concurrent update can only make it
+    // newer.
+    let Some(known) = (unsafe { TRACKED.get(skb) }).copied() else {
+        return 0;
+    };
+    let cfg = config();
+    let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
+    let (netns, ifindex) = skb_place(&cfg, skb, dev, Some(&known));
+    match watch_of(&cfg, netns) {
+        Some(w) if w.run == known.run => {}
+        _ => return 0,
+    }
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
+        // program returns.
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    // Inline, not the global parser: with it, 5.10 and 6.1 count three
+    // frames here and refuse the program (combined stack over 512 bytes).
+    parse_packet(&cfg, skb, ev);
+    ev.hook = hook::FUNCTION;
+    ev.run = known.run;
+    ev.skb = skb;
+    ev.location = location();
+    ev.netns = netns;
+    ev.ifindex = ifindex;
+    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
+    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    ev.reason = 0;
+    ev.aux = [0; 3];
+    finish_and_send(ctx, ev);
+    0
+}
+
+/// One kprobe program per argument position the skb may take (x86-64
+/// passes five in registers).
+macro_rules! skb_arg_probes {
+    ($($name:ident = $arg:literal),*) => {$(
+        #[kprobe]
+        pub fn $name(ctx: ProbeContext) -> u32 {
+            // With an int3 or ftrace kprobe, ip is just past the probed
+            // address.
+            on_function(&ctx, ctx.arg::<u64>($arg).unwrap_or(0), || {
+                // SAFETY: a kprobe's context points to the saved registers.
+                unsafe { (*ctx.regs).rip }.saturating_sub(1)
+            })
+        }
+    )*};
+}
+
+skb_arg_probes!(
+    kprobe_skb_arg0 = 0,
+    kprobe_skb_arg1 = 1,
+    kprobe_skb_arg2 = 2,
+    kprobe_skb_arg3 = 3,
+    kprobe_skb_arg4 = 4
+);
+
+/// The same for one kprobe-multi link over every function: the link gives
+/// each function a cookie, the position of its skb argument. One program
+/// and one link instead of five: each link costs the kernel a walk over
+/// kallsyms. aya 0.14 cannot give a program the kprobe-multi attach
+/// type, so the harness loads this one itself.
+#[kprobe]
+pub fn kmulti_skb(ctx: ProbeContext) -> u32 {
+    // Every register read at its constant offset first, then one picked:
+    // a register chosen by the cookie would be a variable offset into the
+    // context, which the verifier refuses.
+    let args: [u64; 5] = [
+        ctx.arg(0).unwrap_or(0),
+        ctx.arg(1).unwrap_or(0),
+        ctx.arg(2).unwrap_or(0),
+        ctx.arg(3).unwrap_or(0),
+        ctx.arg(4).unwrap_or(0),
+    ];
+    // SAFETY: the helper is given this program's own context.
+    let skb = match unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } {
+        0 => args[0],
+        1 => args[1],
+        2 => args[2],
+        3 => args[3],
+        4 => args[4],
+        _ => 0,
+    };
+    // A kprobe-multi link's registers are not those of the probed call.
+    // SAFETY: the helper is given this program's own context.
+    on_function(&ctx, skb, || unsafe { bpf_get_func_ip(ctx.as_ptr()) })
+}
+
+/// One fentry program per argument position (fentry passes the arguments
+/// as an array; 5.15+ for `bpf_get_func_ip`). The harness loads one copy
+/// per function, with that function as its attach target: the section's
+/// `ip_rcv` is only a placeholder.
+macro_rules! skb_arg_fentries {
+    ($($name:ident = $arg:literal),*) => {$(
+        #[fentry(function = "ip_rcv")]
+        pub fn $name(ctx: FEntryContext) -> i32 {
+            // SAFETY: the helper is given this program's own context.
+            on_function(&ctx, ctx.arg::<u64>($arg), || unsafe {
+                bpf_get_func_ip(ctx.as_ptr())
+            }) as i32
+        }
+    )*};
+}
+
+skb_arg_fentries!(
+    fentry_skb_arg0 = 0,
+    fentry_skb_arg1 = 1,
+    fentry_skb_arg2 = 2,
+    fentry_skb_arg3 = 3,
+    fentry_skb_arg4 = 4
+);
+
+/// Loaded by `pktfate doctor` only, to learn whether this kernel lets a
+/// kprobe attach (the function-level backend needs it). Does nothing.
+#[kprobe]
+pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
+    0
+}
+
+/// Loaded by `pktfate doctor` and the fentry backend's check, to learn
+/// whether this kernel accepts fentry programs (BPF trampolines) that call
+/// `bpf_get_func_ip` (5.15+), as the backend's do. Does nothing with it.
+#[fentry(function = "ip_rcv")]
+pub fn probe_fentry(ctx: FEntryContext) -> i32 {
+    let mut ip = 0u64;
+    // Volatile, so the call is kept; fentry programs must return 0.
+    // SAFETY: `ip` is a local; the helper is given this program's own context.
+    unsafe { core::ptr::write_volatile(&mut ip, bpf_get_func_ip(ctx.as_ptr())) };
+    0
+}

@@ -1,0 +1,187 @@
+//! Building topologies: what `Topology::build` promises beyond one
+//! scenario's verdict (usable addresses, named errors, nothing left on a
+//! failed build or a panic, device names of any namespace).
+//!
+//! These need root, like the scenario suite.
+
+use std::path::Path;
+
+use pktfate::runner;
+use pktfate::scenario::Scenario;
+use pktfate::topology::Topology;
+
+mod shared;
+use shared::*;
+
+#[test]
+fn a_panic_after_setup_still_tears_down() {
+    let _serial = serial();
+    let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+    let made = std::sync::Mutex::new(vec![]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let topo = Topology::build(&s, &cfg().cni_path).unwrap();
+        *made.lock().unwrap() = topo.namespaces.iter().map(|h| h.path()).collect::<Vec<_>>();
+        panic!("a test bug after setup");
+    }));
+    assert!(r.is_err());
+    let made = made.into_inner().unwrap();
+    assert_eq!(made.len(), 2);
+    for p in made {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn a_failed_build_removes_what_it_made() {
+    let _serial = serial();
+    // The second route needs a gateway nobody can reach: the kernel
+    // refuses it after the namespaces and links already exist.
+    let text = read("tun-syn/03-forwarded.yaml").replace(
+        "      - { to: default, via: 203.0.113.2, dev: veth0 }",
+        "      - { to: default, via: 203.0.113.2, dev: veth0 }\n      - { to: 198.51.100.0/24, via: 192.0.2.99 }",
+    );
+    let s = Scenario::parse(Path::new("unreachable-gw.yaml"), &text).unwrap();
+    let e = Topology::build(&s, &cfg().cni_path)
+        .err()
+        .expect("the route must be refused");
+    let line = text.lines().position(|l| l.contains("192.0.2.99")).unwrap() + 1;
+    assert!(
+        e.to_string().contains(&format!(
+            "unreachable-gw.yaml:{line}:15: `ip route add 198.51.100.0/24 via 192.0.2.99`"
+        )),
+        "{e}"
+    );
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
+fn a_sysctl_the_kernel_lacks_is_named_with_its_namespace_and_nothing_is_left() {
+    let _serial = serial();
+    // Sysctls of a namespace are written together: the error must still
+    // name the one the kernel refused, not the first or the last.
+    let text = r#"description: a sysctl that does not exist
+namespaces:
+  a:
+    links:
+      - { name: tun0, kind: tun }
+    addresses:
+      - { dev: tun0, addr: 192.0.2.1/24 }
+    sysctls:
+      net.ipv4.ip_forward: 1
+      net.ipv4.conf.nosuchdev0.forwarding: 1
+      net.ipv4.conf.all.forwarding: 1
+inject:
+  via: a/tun0
+  ipv4: { src: 192.0.2.2, dst: 192.0.2.1 }
+  udp: { sport: 1, dport: 9 }
+expect:
+  fate: dropped
+"#;
+    let dir = TempDir::new("sysctl");
+    let f = dir.0.join("bad-sysctl.yaml");
+    std::fs::write(&f, text).unwrap();
+    let msg = runner::run_file(&f, &cfg())
+        .err()
+        .expect("the kernel has no such sysctl")
+        .render();
+    assert!(
+        msg.contains("setting sysctl net.ipv4.conf.nosuchdev0.forwarding in namespace `a`"),
+        "{msg}"
+    );
+    assert!(msg.contains("No such file or directory"), "{msg}");
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
+fn ipv6_addresses_are_usable_when_the_topology_is_built_even_under_load() {
+    let _serial = serial();
+    // The kernel makes an address usable from a work item under RTNL;
+    // builds and namespace deletions in parallel delay it. Every address
+    // must be usable (bindable: no longer tentative) once `build` returns.
+    let s = Scenario::load(&shipped("ipv6/forwarded.yaml")).unwrap();
+    // Namespaces with many devices, made and deleted meanwhile: their
+    // deletion holds RTNL in the kernel's cleanup work.
+    let mut churn = String::from("namespaces:\n  a:\n    links:\n");
+    for i in 0..40 {
+        churn.push_str(&format!(
+            "      - {{ name: v{i}, kind: veth, peer: {{ namespace: b, name: v{i} }} }}\n"
+        ));
+    }
+    churn.push_str(
+        "  b: {}\ninject:\n  via: a/v0\n  ipv4: { src: 192.0.2.2, dst: 192.0.2.1 }\n  \
+         udp: { sport: 1, dport: 9 }\nexpect:\n  fate: dropped\n",
+    );
+    let churn = Scenario::parse(Path::new("churn.yaml"), &churn).unwrap();
+    let bindable = |topo: &Topology, ns: &str, addr: &str| {
+        let addr: std::net::SocketAddr = format!("[{addr}]:0").parse().unwrap();
+        pktfate::topology::netns::run_in(&topo.handle(ns).path(), move || {
+            std::net::UdpSocket::bind(addr).map(drop)
+        })
+        .unwrap()
+    };
+    let building = std::sync::atomic::AtomicUsize::new(3);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while building.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                let mut topo = Topology::build(&churn, &cfg().cni_path).unwrap();
+                assert!(topo.teardown().is_empty());
+            }
+        });
+        // And every CPU busy, so the kernel's work items wait their turn.
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        for _ in 0..2 * cpus {
+            scope.spawn(|| {
+                while building.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        for _ in 0..3 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    let mut topo = Topology::build(&s, &cfg().cni_path).unwrap();
+                    for (ns, addr) in [
+                        ("host", "2001:db8:1::1"),
+                        ("host", "2001:db8:2::1"),
+                        ("upstream", "2001:db8:2::2"),
+                    ] {
+                        if let Err(e) = bindable(&topo, ns, addr) {
+                            panic!("{addr} in {ns} is not usable yet: {e}");
+                        }
+                    }
+                    assert!(topo.teardown().is_empty());
+                }
+                building.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+}
+
+#[test]
+fn device_names_of_any_namespace_match_what_ip_lists() {
+    let _serial = serial();
+    let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+    let mut topo = Topology::build(&s, &cfg().cni_path).unwrap();
+    for h in &topo.namespaces {
+        let mut ours = pktfate::topology::device_names(&h.path()).unwrap();
+        ours.sort();
+        // `ip -o link`: "3: veth0@if2: <...> ...", one device a line.
+        let mut theirs: Vec<(u32, String)> = sh(&format!("ip -n {} -o link show", h.real))
+            .lines()
+            .map(|l| {
+                let mut f = l.split(": ");
+                let index = f.next().unwrap().trim().parse().unwrap();
+                let name = f.next().unwrap().split('@').next().unwrap().to_string();
+                (index, name)
+            })
+            .collect();
+        theirs.sort();
+        assert_eq!(ours, theirs, "namespace {}", h.name);
+        assert!(ours.contains(&(1, "lo".into())));
+    }
+    assert!(topo.teardown().is_empty());
+    // Our own namespace, through the calling thread's namespace file.
+    let own = pktfate::topology::device_names(Path::new("/proc/thread-self/ns/net")).unwrap();
+    assert!(own.contains(&(1, "lo".into())), "{own:?}");
+}
