@@ -86,3 +86,11 @@ pub fn root_state() -> String {
     }
     s
 }
+
+/// Runs scenario `text` as a file of a scratch project of its own.
+pub fn run_text(tag: &str, text: &str) -> Result<runner::Outcome, runner::RunError> {
+    let dir = TempDir::new(tag);
+    let f = dir.0.join(format!("{tag}.yaml"));
+    std::fs::write(&f, text).unwrap();
+    runner::run_file(&f, &cfg())
+}

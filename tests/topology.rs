@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use pktfate::runner;
 use pktfate::scenario::Scenario;
 use pktfate::topology::Topology;
 
@@ -77,10 +76,7 @@ inject:
 expect:
   fate: dropped
 "#;
-    let dir = TempDir::new("sysctl");
-    let f = dir.0.join("bad-sysctl.yaml");
-    std::fs::write(&f, text).unwrap();
-    let msg = runner::run_file(&f, &cfg())
+    let msg = run_text("sysctl", text)
         .err()
         .expect("the kernel has no such sysctl")
         .render();
