@@ -2,17 +2,19 @@
 //! imports that only point back along the data flow, no import cycle
 //! between files, and no file that has grown into three jobs.
 //!
-//! Imports are read from the source text: `use` items (groups expanded,
-//! `pub use` re-exports followed to the file that defines the item, glob
-//! imports counted only for the names a file really uses) and inline
-//! `crate::`/`super::` paths. Comments and string literals are ignored.
+//! Imports are read from each file's syntax tree (syn): `use` items
+//! (groups expanded, `pub use` re-exports followed to the file that defines
+//! the item, glob imports counted only for the names a file really uses)
+//! and paths written inline from `crate`, `super`, `self` or a child
+//! module, in code and in macro arguments. Comments and strings are not
+//! code, so they never count.
 //! `PKTFATE_ARCH_SRC` points the checks at another tree (to see them fail
 //! on an older one).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
+use syn::visit::{self, Visit};
 
 /// The stages in data-flow order; a file may import its own stage or an
 /// earlier one. `common` and `abi` sit below every stage; the runner
@@ -92,76 +94,187 @@ fn module_of(file: &str) -> Vec<String> {
 }
 
 /// Source without comments and literals; inside inline modules (`mod
-/// tests { .. }`), `super::` means the file itself and becomes `self::`.
-fn code_of(text: &str) -> String {
-    let line_comment = Regex::new(r"//[^\n]*").unwrap();
-    let raw_str = Regex::new(r##"(?s)r#".*?"#"##).unwrap();
-    let chr = Regex::new(r"b?'(\\.|[^'\\\n])'").unwrap();
-    let string = Regex::new(r#""([^"\\]|\\.)*""#).unwrap();
-    let s = line_comment.replace_all(text, "");
-    let s = raw_str.replace_all(&s, "\"\"");
-    let s = chr.replace_all(&s, "' '");
-    let s = string.replace_all(&s, "\"\"").into_owned();
-    let inline = Regex::new(r"\bmod\s+\w+\s*\{").unwrap();
-    let mut out = String::new();
-    let mut pos = 0;
-    for m in inline.find_iter(&s) {
-        if m.start() < pos {
-            continue;
+/// What one file declares and refers to, read from its syntax tree.
+#[derive(Default)]
+struct Reader {
+    defs: BTreeSet<String>,
+    children: BTreeSet<String>,
+    uses: Vec<Use>,
+    /// Paths of two or more segments written in code (not in `use`).
+    paths: Vec<Vec<String>>,
+    /// Every identifier the file uses.
+    words: BTreeSet<String>,
+    /// Depth in inline `mod x { .. }` blocks: there, `super` is the file.
+    inline: usize,
+}
+
+impl Reader {
+    /// A path as the file's own module sees it: in an inline module
+    /// (`mod tests`), a leading `super` is the file's module itself.
+    fn as_file_sees(&self, mut segs: Vec<String>) -> Vec<String> {
+        if self.inline > 0 && segs.first().is_some_and(|s| s == "super") {
+            segs[0] = "self".into();
         }
-        let bytes = s.as_bytes();
-        let (mut depth, mut j) = (0usize, m.end() - 1);
-        while j < bytes.len() {
-            match bytes[j] {
-                b'{' => depth += 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
+        segs
+    }
+
+    fn def(&mut self, ident: &syn::Ident) {
+        self.defs.insert(ident.to_string());
+    }
+
+    /// `a::b::c` runs in macro arguments (`format!("{}", crate::x::y())`),
+    /// which syn leaves as tokens.
+    fn tokens(&mut self, ts: proc_macro2::TokenStream) {
+        use proc_macro2::TokenTree;
+        let tokens: Vec<TokenTree> = ts.into_iter().collect();
+        let mut i = 0;
+        while i < tokens.len() {
+            match &tokens[i] {
+                TokenTree::Group(g) => self.tokens(g.stream()),
+                TokenTree::Ident(id) => {
+                    self.words.insert(id.to_string());
+                    let mut segs = vec![id.to_string()];
+                    // `::` is two `:` puncts, then an identifier.
+                    while let (
+                        Some(TokenTree::Punct(a)),
+                        Some(TokenTree::Punct(b)),
+                        Some(TokenTree::Ident(n)),
+                    ) = (tokens.get(i + 1), tokens.get(i + 2), tokens.get(i + 3))
+                    {
+                        if a.as_char() != ':' || b.as_char() != ':' {
+                            break;
+                        }
+                        self.words.insert(n.to_string());
+                        segs.push(n.to_string());
+                        i += 3;
+                    }
+                    if segs.len() > 1 {
+                        let segs = self.as_file_sees(segs);
+                        self.paths.push(segs);
                     }
                 }
                 _ => {}
             }
-            j += 1;
+            i += 1;
         }
-        out.push_str(&s[pos..m.end()]);
-        out.push_str(&s[m.end()..j].replace("super::", "self::"));
-        pos = j;
     }
-    out.push_str(&s[pos..]);
-    out
 }
 
-/// `a::{b, c::{d, e}}` → `a::b`, `a::c::d`, `a::c::e`.
-fn expand(tree: &str) -> Vec<String> {
-    let t: String = tree
-        .replace(" as ", "@as@")
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let Some(open) = t.find('{') else {
-        return vec![t];
+/// `a::{b, c::{d as e}}` → (`a::b`, `b`), (`a::c::d`, `e`).
+fn flatten(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<(Vec<String>, String)>) {
+    let with = |prefix: &Vec<String>, last: String| {
+        let mut s = prefix.clone();
+        s.push(last);
+        s
     };
-    let (prefix, inner) = (&t[..open], &t[open + 1..t.len() - 1]);
-    let mut out = vec![];
-    let (mut depth, mut cur) = (0, String::new());
-    for ch in inner.chars() {
-        match ch {
-            '{' => depth += 1,
-            '}' => depth -= 1,
-            _ => {}
+    match tree {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            flatten(&p.tree, prefix, out);
+            prefix.pop();
         }
-        if ch == ',' && depth == 0 {
-            out.extend(expand(&format!("{prefix}{cur}")));
-            cur.clear();
-        } else {
-            cur.push(ch);
+        syn::UseTree::Name(n) => out.push((with(prefix, n.ident.to_string()), n.ident.to_string())),
+        syn::UseTree::Rename(r) => {
+            out.push((with(prefix, r.ident.to_string()), r.rename.to_string()));
+        }
+        syn::UseTree::Glob(_) => out.push((with(prefix, "*".into()), "*".into())),
+        syn::UseTree::Group(g) => {
+            for t in &g.items {
+                flatten(t, prefix, out);
+            }
         }
     }
-    if !cur.is_empty() {
-        out.extend(expand(&format!("{prefix}{cur}")));
+}
+
+impl<'ast> Visit<'ast> for Reader {
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        let mut flat = vec![];
+        flatten(&u.tree, &mut vec![], &mut flat);
+        let public = !matches!(u.vis, syn::Visibility::Inherited);
+        for (segs, name) in flat {
+            let segs = self.as_file_sees(segs);
+            self.uses.push(Use { segs, name, public });
+        }
     }
-    out
+
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        if m.content.is_none() {
+            if self.inline == 0 {
+                self.children.insert(m.ident.to_string());
+            }
+            return;
+        }
+        self.inline += 1;
+        visit::visit_item_mod(self, m);
+        self.inline -= 1;
+    }
+
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        let segs: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
+        if segs.len() > 1 {
+            let segs = self.as_file_sees(segs);
+            self.paths.push(segs);
+        }
+        visit::visit_path(self, p);
+    }
+
+    fn visit_ident(&mut self, i: &'ast syn::Ident) {
+        self.words.insert(i.to_string());
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.tokens(m.tokens.clone());
+        visit::visit_macro(self, m);
+    }
+
+    fn visit_item_struct(&mut self, i: &'ast syn::ItemStruct) {
+        self.def(&i.ident);
+        visit::visit_item_struct(self, i);
+    }
+    fn visit_item_enum(&mut self, i: &'ast syn::ItemEnum) {
+        self.def(&i.ident);
+        visit::visit_item_enum(self, i);
+    }
+    fn visit_item_union(&mut self, i: &'ast syn::ItemUnion) {
+        self.def(&i.ident);
+        visit::visit_item_union(self, i);
+    }
+    fn visit_item_fn(&mut self, i: &'ast syn::ItemFn) {
+        self.def(&i.sig.ident);
+        visit::visit_item_fn(self, i);
+    }
+    fn visit_item_const(&mut self, i: &'ast syn::ItemConst) {
+        self.def(&i.ident);
+        visit::visit_item_const(self, i);
+    }
+    fn visit_item_static(&mut self, i: &'ast syn::ItemStatic) {
+        self.def(&i.ident);
+        visit::visit_item_static(self, i);
+    }
+    fn visit_item_type(&mut self, i: &'ast syn::ItemType) {
+        self.def(&i.ident);
+        visit::visit_item_type(self, i);
+    }
+    fn visit_item_trait(&mut self, i: &'ast syn::ItemTrait) {
+        self.def(&i.ident);
+        visit::visit_item_trait(self, i);
+    }
+    fn visit_impl_item_fn(&mut self, i: &'ast syn::ImplItemFn) {
+        self.def(&i.sig.ident);
+        visit::visit_impl_item_fn(self, i);
+    }
+    fn visit_trait_item_fn(&mut self, i: &'ast syn::TraitItemFn) {
+        self.def(&i.sig.ident);
+        visit::visit_trait_item_fn(self, i);
+    }
+
+    /// Attribute arguments are tokens too (`#[error("{}", crate::x::f(.0))]`).
+    fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
+        if let syn::Meta::List(l) = &a.meta {
+            self.tokens(l.tokens.clone());
+        }
+        visit::visit_attribute(self, a);
+    }
 }
 
 /// One `use` path: its segments and the name it binds.
@@ -173,10 +286,11 @@ struct Use {
 
 struct File {
     module: Vec<String>,
-    code: String,
     defs: BTreeSet<String>,
     children: BTreeSet<String>,
     uses: Vec<Use>,
+    paths: Vec<Vec<String>>,
+    words: BTreeSet<String>,
 }
 
 struct Tree {
@@ -186,10 +300,6 @@ struct Tree {
 
 impl Tree {
     fn read(dir: &Path) -> Self {
-        let def =
-            Regex::new(r"\b(?:struct|enum|fn|const|static|type|trait|union)\s+(\w+)").unwrap();
-        let child = Regex::new(r"(?m)^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;").unwrap();
-        let use_item = Regex::new(r"(\bpub(?:\([^)]*\))?\s+)?\buse\s+([^;]+);").unwrap();
         let mut files = BTreeMap::new();
         let mut by_module = HashMap::new();
         for (path, text) in sources(dir) {
@@ -197,36 +307,20 @@ impl Tree {
                 // The binary is its own crate: `pktfate::` paths, no cycles possible.
                 continue;
             }
-            let code = code_of(&text);
-            let mut uses = vec![];
-            for c in use_item.captures_iter(&code) {
-                for p in expand(&c[2]) {
-                    let (p, alias) = match p.split_once("@as@") {
-                        Some((p, a)) => (p.to_string(), Some(a.to_string())),
-                        None => (p, None),
-                    };
-                    let segs: Vec<String> = p.split("::").map(String::from).collect();
-                    let name = alias.unwrap_or_else(|| segs.last().unwrap().clone());
-                    uses.push(Use {
-                        segs,
-                        name,
-                        public: c.get(1).is_some(),
-                    });
-                }
-            }
+            let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let mut r = Reader::default();
+            r.visit_file(&ast);
             let module = module_of(&path);
             by_module.insert(module.clone(), path.clone());
             files.insert(
                 path,
                 File {
                     module,
-                    defs: def.captures_iter(&code).map(|c| c[1].to_string()).collect(),
-                    children: child
-                        .captures_iter(&code)
-                        .map(|c| c[1].to_string())
-                        .collect(),
-                    uses,
-                    code,
+                    defs: r.defs,
+                    children: r.children,
+                    uses: r.uses,
+                    paths: r.paths,
+                    words: r.words,
                 },
             );
         }
@@ -297,8 +391,6 @@ impl Tree {
 
     /// Each file's imports: target file → the path that makes it.
     fn edges(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        let inline = Regex::new(r"(?:^|[^\w:])((?:crate|super|self)(?:::\w+)+)").unwrap();
-        let word = Regex::new(r"\w+").unwrap();
         let mut all = BTreeMap::new();
         for (path, f) in &self.files {
             let mut out: BTreeMap<String, String> = BTreeMap::new();
@@ -307,7 +399,6 @@ impl Tree {
                     out.entry(to).or_insert(why);
                 }
             };
-            let words: BTreeSet<&str> = word.find_iter(&f.code).map(|m| m.as_str()).collect();
             for u in &f.uses {
                 let shown = u.segs.join("::");
                 if u.segs.last().is_some_and(|s| s == "*") {
@@ -319,10 +410,10 @@ impl Tree {
                         continue;
                     };
                     let t = &self.files[&target];
-                    if t.defs.iter().any(|d| words.contains(d.as_str())) {
+                    if t.defs.iter().any(|d| f.words.contains(d)) {
                         add(Some(target.clone()), shown.clone());
                     }
-                    for tu in t.uses.iter().filter(|tu| words.contains(tu.name.as_str())) {
+                    for tu in t.uses.iter().filter(|tu| f.words.contains(&tu.name)) {
                         if let Some(a) = self.absolute(&target, &tu.segs) {
                             add(
                                 self.resolve(&a, 0),
@@ -334,19 +425,10 @@ impl Tree {
                     add(self.resolve(&a, 0), shown);
                 }
             }
-            for c in inline.captures_iter(&f.code) {
-                let segs: Vec<String> = c[1].split("::").map(String::from).collect();
-                if let Some(a) = self.absolute(path, &segs) {
-                    add(self.resolve(&a, 0), c[1].to_string());
-                }
-            }
-            for child in &f.children {
-                let re = Regex::new(&format!(r"(?:^|[^\w:]){child}((?:::\w+)+)")).unwrap();
-                for c in re.captures_iter(&f.code) {
-                    let mut a = f.module.clone();
-                    a.push(child.clone());
-                    a.extend(c[1].split("::").skip(1).map(String::from));
-                    add(self.resolve(&a, 0), format!("{child}{}", &c[1]));
+            // Inline paths: from `crate`, `super`, `self` or a child module.
+            for segs in &f.paths {
+                if let Some(a) = self.absolute(path, segs) {
+                    add(self.resolve(&a, 0), segs.join("::"));
                 }
             }
             all.insert(path.clone(), out);
@@ -518,7 +600,18 @@ fn the_checks_see_what_they_must() {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(f, t).unwrap();
     };
-    w("lib.rs", "pub mod scenario;\npub mod collect;\n");
+    w(
+        "lib.rs",
+        "pub mod scenario;\npub mod collect;\npub mod evaluate;\n",
+    );
+    // Paths in macro and attribute arguments count; comments and strings
+    // do not.
+    w(
+        "evaluate/mod.rs",
+        "// crate::scenario::model::Scenario\n\
+         pub fn e() -> String { format!(\"{:?} crate::scenario::model::Scenario\", crate::collect::g()) }\n\
+         #[error(\"{}\", crate::scenario::f())]\npub struct E;\n",
+    );
     w(
         "scenario/mod.rs",
         "mod model;\npub use model::*;\nfn f() { crate::collect::g(); }\n",
@@ -535,6 +628,10 @@ fn the_checks_see_what_they_must() {
         ["scenario/model.rs"]
     );
     assert!(edges["scenario/mod.rs"].contains_key("collect/mod.rs"));
+    assert_eq!(
+        edges["evaluate/mod.rs"].keys().collect::<Vec<_>>(),
+        ["collect/mod.rs", "scenario/mod.rs"]
+    );
     // collect -> model (re-exported) -> scenario/mod (super::f) -> collect.
     assert_eq!(
         cycles(&edges),
