@@ -5,6 +5,14 @@
 //! `enum skb_drop_reason`, whose values change between kernels. aya-obj parses
 //! BTF too, but keeps struct members private; this reader only needs the
 //! type table and the string table.
+//!
+//! Kept over btf-rs, measured (`cargo run --release -p pktfate --example
+//! btf_readers`, 9 rounds, each reader in a process of its own, Linux 6.18,
+//! 2026-12-04): parsing the kernel's BTF and answering the tracer's
+//! questions takes 25 ms and a 14.4 MiB peak here, 231 ms and 52.1 MiB with
+//! btf-rs 1.1, which builds a typed value per BTF type up front; same
+//! answers. The tracer parses it at every start, and in every matrix guest
+//! under emulation.
 
 use std::collections::HashMap;
 use std::path::Path;
