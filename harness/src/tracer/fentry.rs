@@ -12,7 +12,7 @@ use aya::Ebpf;
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 
 use super::btf::Btf;
-use super::rawprog::{Kind, ProbeError, bpf, instructions, load, zeroed_attr};
+use super::rawprog::{Kind, Linked, ProbeError, bpf, instructions, load, zeroed_attr};
 use crate::abi::FENTRY_PROGRAMS;
 
 /// The attached programs (closing a link detaches it).
@@ -91,12 +91,13 @@ pub(super) fn attach(
     let mut links = Vec::new();
     let mut first_error = None;
     let mut module_btf = std::collections::HashMap::<String, Option<OwnedFd>>::new();
+    let linked = Linked::new(object, ebpf, Some(events_fd))?;
     for (arg, name) in FENTRY_PROGRAMS.iter().enumerate() {
         let mine: Vec<&Target> = targets.iter().filter(|t| t.arg == arg).collect();
         if mine.is_empty() {
             continue;
         }
-        let program = instructions(object, ebpf, Some(events_fd), name)?;
+        let program = linked.program(name)?;
         for t in mine {
             let btf_obj = match &t.module {
                 None => None,

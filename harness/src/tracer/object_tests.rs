@@ -64,9 +64,12 @@ fn functions(obj: &[u8]) -> Vec<Function> {
                 let next = (pc + 8) as i64;
                 calls.push(match relocs.get(&(sec.0, pc)) {
                     Some(t) if t.kind() == SymbolKind::Text => place(t),
+                    // Against a section's symbol, the callee is at
+                    // `(imm + 1)` slots from the section's start (as
+                    // libbpf reads it), not relative to the call.
                     Some(t) => {
                         let (s, base) = place(t);
-                        (s, (base as i64 + next + i64::from(imm) * 8) as usize)
+                        (s, (base as i64 + (i64::from(imm) + 1) * 8) as usize)
                     }
                     None => (sec.0, (next + i64::from(imm) * 8) as usize),
                 });
@@ -156,6 +159,41 @@ fn skb_hooks_share_one_body() {
         hooks += 1;
     }
     assert!(hooks >= 12, "{hooks}");
+}
+
+#[test]
+fn function_probes_share_one_body() {
+    // Eleven programs (five kprobes, five fentries, kprobe-multi) each
+    // inlined the ~860-instruction body once: two thirds of the object's
+    // code. Each must only find its skb argument and call the body.
+    let all = functions(TRACER_OBJ);
+    let body = all
+        .iter()
+        .find(|f| f.name.contains("on_function"))
+        .expect("no shared on_function body");
+    assert!(body.size > 500, "on_function: {} instructions", body.size);
+    let names = crate::abi::KPROBE_PROGRAMS
+        .into_iter()
+        .chain(crate::abi::FENTRY_PROGRAMS)
+        .chain([crate::abi::KPROBE_MULTI_PROGRAM]);
+    let mut probes = 0;
+    for name in names {
+        let f = all.iter().find(|f| f.name == name);
+        let f = f.unwrap_or_else(|| panic!("{name} is not in the object"));
+        assert!(
+            f.size < 60,
+            "{name}: {} instructions; call the shared body",
+            f.size
+        );
+        assert!(
+            f.calls.contains(&body.key),
+            "{name} does not call on_function: {:?} vs {:?}",
+            f.calls,
+            body.key
+        );
+        probes += 1;
+    }
+    assert_eq!(probes, 11);
 }
 
 /// The program aya cannot load comes out of the object linked, with every

@@ -31,15 +31,9 @@ pub enum ProbeError {
     /// A map the program refers to is not in the object (ours).
     #[error("map {0} is not in the object")]
     NoMap(String),
-    /// The program's calls or map references could not be resolved.
-    #[error("program {program}: {source}")]
-    Relocation {
-        /// The program.
-        program: String,
-        /// aya-obj's error.
-        #[source]
-        source: aya_obj::relocation::EbpfRelocationError,
-    },
+    /// The object's calls or map references could not be resolved.
+    #[error("linking the tracer object: {0}")]
+    Relocation(#[source] aya_obj::relocation::EbpfRelocationError),
     /// No such program in the object.
     #[error("program {0} missing from the tracer object")]
     NoProgram(String),
@@ -198,48 +192,72 @@ pub(super) struct Program {
     pub license: String,
 }
 
-/// Program `name` of `object`, linked (its calls resolved) and with its
-/// map references set to `ebpf`'s maps and to `EVENTS` (the ring buffer,
-/// when taken out of `ebpf`).
+/// The tracer object parsed and linked once (its calls resolved, its map
+/// references set to `ebpf`'s maps and to `EVENTS`, the ring buffer, when
+/// taken out of `ebpf`), to take several programs from: parsing and
+/// linking the object costs ~12 ms natively, more than the kernel's load
+/// of one function probe.
+pub(super) struct Linked {
+    obj: aya_obj::Object,
+}
+
+impl Linked {
+    /// Parses and links `object` against `ebpf`'s maps.
+    pub(super) fn new(
+        object: &[u8],
+        ebpf: &Ebpf,
+        events_fd: Option<RawFd>,
+    ) -> Result<Self, ProbeError> {
+        let mut obj = aya_obj::Object::parse(object).map_err(ProbeError::Parse)?;
+        let mut fds: Vec<(String, RawFd)> = ebpf
+            .maps()
+            .map(|(name, m)| (name.to_string(), map_data(m).fd().as_fd().as_raw_fd()))
+            .collect();
+        if let Some(fd) = events_fd {
+            fds.push(("EVENTS".into(), fd));
+        }
+        let maps = obj.maps.clone();
+        let mut with_defs = Vec::new();
+        for (map, fd) in &fds {
+            let def = maps
+                .get(map)
+                .ok_or_else(|| ProbeError::NoMap(map.clone()))?;
+            with_defs.push((map.as_str(), *fd, def));
+        }
+        let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
+        obj.relocate_maps(with_defs.into_iter(), &text_sections)
+            .map_err(ProbeError::Relocation)?;
+        obj.relocate_calls(&text_sections)
+            .map_err(ProbeError::Relocation)?;
+        Ok(Self { obj })
+    }
+
+    /// Program `name`, linked.
+    pub(super) fn program(&self, name: &str) -> Result<Program, ProbeError> {
+        let prog = self
+            .obj
+            .programs
+            .get(name)
+            .ok_or_else(|| ProbeError::NoProgram(name.to_string()))?;
+        Ok(Program {
+            name: name.to_string(),
+            insns: self.obj.functions[&prog.function_key()]
+                .instructions
+                .clone(),
+            license: prog.license.to_string_lossy().into_owned(),
+        })
+    }
+}
+
+/// Program `name` of `object`, linked against `ebpf`'s maps (see
+/// [`Linked`], for more than one).
 pub(super) fn instructions(
     object: &[u8],
     ebpf: &Ebpf,
     events_fd: Option<RawFd>,
     name: &str,
 ) -> Result<Program, ProbeError> {
-    let mut obj = aya_obj::Object::parse(object).map_err(ProbeError::Parse)?;
-    let mut fds: Vec<(String, RawFd)> = ebpf
-        .maps()
-        .map(|(name, m)| (name.to_string(), map_data(m).fd().as_fd().as_raw_fd()))
-        .collect();
-    if let Some(fd) = events_fd {
-        fds.push(("EVENTS".into(), fd));
-    }
-    let maps = obj.maps.clone();
-    let mut with_defs = Vec::new();
-    for (map, fd) in &fds {
-        let def = maps
-            .get(map)
-            .ok_or_else(|| ProbeError::NoMap(map.clone()))?;
-        with_defs.push((map.as_str(), *fd, def));
-    }
-    let relocation = |source| ProbeError::Relocation {
-        program: name.to_string(),
-        source,
-    };
-    let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
-    obj.relocate_maps(with_defs.into_iter(), &text_sections)
-        .map_err(relocation)?;
-    obj.relocate_calls(&text_sections).map_err(relocation)?;
-    let prog = obj
-        .programs
-        .get(name)
-        .ok_or_else(|| ProbeError::NoProgram(name.to_string()))?;
-    Ok(Program {
-        name: name.to_string(),
-        insns: obj.functions[&prog.function_key()].instructions.clone(),
-        license: prog.license.to_string_lossy().into_owned(),
-    })
+    Linked::new(object, ebpf, events_fd)?.program(name)
 }
 
 /// How a program is loaded: its type, expected attach type and, for a

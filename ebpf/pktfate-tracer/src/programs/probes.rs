@@ -16,17 +16,41 @@ pub fn tc_observer(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// Where a function probe reads the probed function's address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Location {
+    /// A plain kprobe: the saved instruction pointer, just past the probed
+    /// address (an int3 or ftrace kprobe).
+    Registers = 0,
+    /// kprobe-multi and fentry: `bpf_get_func_ip` (their registers are not
+    /// those of the probed call).
+    FuncIp = 1,
+}
+
+/// The context of a function probe, whichever its program type: the body
+/// below uses it only to hand it back to helpers.
+struct ProbeCtx(*mut core::ffi::c_void);
+
+impl EbpfContext for ProbeCtx {
+    fn as_ptr(&self) -> *mut core::ffi::c_void {
+        self.0
+    }
+}
+
 /// A kernel function took a tracked skb (the function-level backend).
 /// Only skbs the tracepoints already track are reported, and tracking is
 /// neither started nor refreshed here: functions that run after the free
 /// (`skb_release_data`, `kfree_skbmem`) must not revive a dead skb.
-/// `location` gives the function's address, read only for tracked skbs.
-#[inline(always)]
-pub(crate) fn on_function<C: EbpfContext>(
-    ctx: &C,
-    skb: u64,
-    location: impl FnOnce() -> u64,
-) -> u32 {
+/// The function's address is read (as `location` says) only for tracked
+/// skbs.
+///
+/// One body for the eleven function-probe programs, called, not inlined:
+/// inlined, each program carried its ~860 instructions. The verifier
+/// still walks it with each caller's constants, so a kprobe's branch is
+/// never checked in a fentry program and the reverse.
+#[inline(never)]
+fn on_function(ctx: *mut core::ffi::c_void, skb: u64, location: Location) -> u32 {
     if skb == 0 {
         return 0;
     }
@@ -54,14 +78,21 @@ pub(crate) fn on_function<C: EbpfContext>(
     ev.hook = hook::FUNCTION;
     ev.run = known.run;
     ev.skb = skb;
-    ev.location = location();
+    ev.location = match location {
+        // SAFETY: with `Registers`, `ctx` is a kprobe's: the saved registers.
+        Location::Registers => {
+            unsafe { (*(ctx as *const aya_ebpf::bindings::pt_regs)).rip }.saturating_sub(1)
+        }
+        // SAFETY: the helper is given the program's own context.
+        Location::FuncIp => unsafe { bpf_get_func_ip(ctx) },
+    };
     ev.netns = netns;
     ev.ifindex = ifindex;
     ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
     ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
     ev.reason = 0;
     ev.aux = [0; 3];
-    finish_and_send(ctx, ev);
+    finish_and_send(&ProbeCtx(ctx), ev);
     0
 }
 
@@ -71,12 +102,7 @@ macro_rules! skb_arg_probes {
     ($($name:ident = $arg:literal),*) => {$(
         #[kprobe]
         pub fn $name(ctx: ProbeContext) -> u32 {
-            // With an int3 or ftrace kprobe, ip is just past the probed
-            // address.
-            on_function(&ctx, ctx.arg::<u64>($arg).unwrap_or(0), || {
-                // SAFETY: a kprobe's context points to the saved registers.
-                unsafe { (*ctx.regs).rip }.saturating_sub(1)
-            })
+            on_function(ctx.as_ptr(), ctx.arg::<u64>($arg).unwrap_or(0), Location::Registers)
         }
     )*};
 }
@@ -115,9 +141,7 @@ pub fn kmulti_skb(ctx: ProbeContext) -> u32 {
         4 => args[4],
         _ => 0,
     };
-    // A kprobe-multi link's registers are not those of the probed call.
-    // SAFETY: the helper is given this program's own context.
-    on_function(&ctx, skb, || unsafe { bpf_get_func_ip(ctx.as_ptr()) })
+    on_function(ctx.as_ptr(), skb, Location::FuncIp)
 }
 
 /// One fentry program per argument position (fentry passes the arguments
@@ -128,10 +152,7 @@ macro_rules! skb_arg_fentries {
     ($($name:ident = $arg:literal),*) => {$(
         #[fentry(function = "ip_rcv")]
         pub fn $name(ctx: FEntryContext) -> i32 {
-            // SAFETY: the helper is given this program's own context.
-            on_function(&ctx, ctx.arg::<u64>($arg), || unsafe {
-                bpf_get_func_ip(ctx.as_ptr())
-            }) as i32
+            on_function(ctx.as_ptr(), ctx.arg::<u64>($arg), Location::FuncIp) as i32
         }
     )*};
 }
