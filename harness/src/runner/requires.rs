@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::scenario::Scenario;
-use crate::tracer::{BackendChoice, DropReasons, FunctionProbes, ProbeError, TracerError};
+use crate::tracer::{BackendChoice, DropReasons, FentryError, FunctionProbes, TracerError};
 
 /// Why kprobes are out, in the words a skip uses.
 const NO_KPROBES: &str = "this kernel has no kprobes (no /sys/bus/event_source/devices/kprobe)";
@@ -18,14 +18,14 @@ pub enum Unmet {
     FunctionsExcluded,
     /// `--backend fentry`, and the kernel refuses fentry programs.
     #[error("--backend fentry: this kernel refuses fentry programs ({0})")]
-    FentryRefused(Arc<ProbeError>),
+    FentryRefused(Arc<FentryError>),
     /// `--backend kprobe` (or a scenario needing function probes), and no
     /// kprobes.
     #[error("needs function-level tracing: {NO_KPROBES}")]
     NoKprobes,
     /// Neither kprobes nor fentry.
     #[error("needs function-level tracing: {NO_KPROBES}, and it refuses fentry programs ({0})")]
-    NoFunctionProbes(Arc<ProbeError>),
+    NoFunctionProbes(Arc<FentryError>),
     /// The kernel is older than the scenario needs.
     #[error("needs kernel >= {}.{}.{}, this is {}.{}.{}", want.0, want.1, want.2, have.0, have.1, have.2)]
     Kernel {
@@ -77,7 +77,7 @@ fn decide_functions(
     s: &Scenario,
     choice: BackendChoice,
     kprobes: bool,
-    fentry: &dyn Fn() -> Result<(), Arc<ProbeError>>,
+    fentry: &dyn Fn() -> Result<(), Arc<FentryError>>,
 ) -> Result<Option<FunctionProbes>, Unmet> {
     let wanted = match choice {
         BackendChoice::Tracepoint if s.requires.functions => {
@@ -164,12 +164,14 @@ mod tests {
         use BackendChoice::*;
         let works = || Ok(());
         let refused = || {
-            Err(Arc::new(ProbeError::Refused {
-                what: "loading probe_fentry failed".into(),
-                source: std::io::Error::from_raw_os_error(libc::EPERM),
-            }))
+            Err(Arc::new(FentryError::Program(
+                crate::tracer::RawProgError::Refused {
+                    program: "probe_fentry".into(),
+                    source: std::io::Error::from_raw_os_error(libc::EPERM),
+                },
+            )))
         };
-        let decide = |s, choice, kprobes, fentry: &dyn Fn() -> Result<(), Arc<ProbeError>>| {
+        let decide = |s, choice, kprobes, fentry: &dyn Fn() -> Result<(), Arc<FentryError>>| {
             decide_functions(s, choice, kprobes, fentry)
         };
         assert!(

@@ -80,13 +80,27 @@ pub enum HookError {
     NotAttached(Arc<aya::programs::ProgramError>),
     /// A function-probe mechanism failed.
     #[error(transparent)]
-    Probe(Arc<super::ProbeError>),
+    Probe(Arc<super::FunctionProbeError>),
     /// No function taking an `sk_buff` could be probed.
     #[error("no function taking an sk_buff could be probed")]
     NoFunction,
     /// The thread inside a scenario namespace could not be started.
     #[error("entering the namespace: {0}")]
     Netns(Arc<std::io::Error>),
+}
+
+/// Why a function-probe mechanism failed: each mechanism's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionProbeError {
+    /// Plain kprobes.
+    #[error(transparent)]
+    Kprobe(#[from] super::kprobe::KprobeError),
+    /// kprobe-multi.
+    #[error(transparent)]
+    KprobeMulti(#[from] super::kprobe_multi::KprobeMultiError),
+    /// fentry.
+    #[error(transparent)]
+    Fentry(#[from] super::fentry::FentryError),
 }
 
 impl HookError {
@@ -262,30 +276,6 @@ pub struct TraceSpec {
     pub function_pattern: Option<String>,
 }
 
-/// By which kernel mechanism functions were probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProbeMechanism {
-    /// One kprobe-multi (fprobe) link over every function (5.18+).
-    KprobeMulti,
-    /// A perf kprobe per function.
-    Kprobe,
-    /// One fentry program per function (BPF trampolines; 5.15+ with
-    /// `bpf_get_func_ip`).
-    Fentry,
-}
-
-impl ProbeMechanism {
-    /// As reports and `doctor` write it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProbeMechanism::KprobeMulti => "kprobe-multi",
-            ProbeMechanism::Kprobe => "kprobe",
-            ProbeMechanism::Fentry => "fentry",
-        }
-    }
-}
-
 /// How kernel functions are probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FunctionProbes {
@@ -371,7 +361,7 @@ pub trait Backend: Send {
         0
     }
     /// By which mechanism they were probed, when they were.
-    fn function_mechanism(&self) -> Option<ProbeMechanism> {
+    fn function_mechanism(&self) -> Option<super::ProbeMechanism> {
         None
     }
     /// Why kprobe-multi was not the mechanism, on a kernel with kprobes.
@@ -477,16 +467,18 @@ mod tests {
 
     #[test]
     fn a_probe_refusal_keeps_its_os_error_under_its_words() {
-        let e = crate::tracer::ProbeError::Target {
+        let e = crate::tracer::FunctionProbeError::from(crate::tracer::FentryError::Target {
             function: "br_forward".into(),
-            source: Box::new(crate::tracer::ProbeError::Link {
-                why: "this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)".into(),
-                source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
-            }),
-        };
+            source: Box::new(crate::tracer::FentryError::Attach(
+                std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+            )),
+        });
         assert_eq!(
             e.to_string(),
-            "br_forward: this kernel has no kprobe-multi links (EOPNOTSUPP: CONFIG_FPROBE off)"
+            format!(
+                "br_forward: attaching: {}",
+                std::io::Error::from_raw_os_error(libc::EOPNOTSUPP)
+            )
         );
         // The errno is found by type, down the chain, not in the words.
         let os = os_error_in(&e).unwrap();

@@ -12,155 +12,176 @@ use aya::Ebpf;
 use aya_obj::generated::{bpf_attach_type, bpf_cmd, bpf_prog_type};
 
 use super::btf::Btf;
-use super::rawprog::{Kind, Linked, ProbeError, bpf, instructions, load, zeroed_attr};
+use super::probe::{Attached, FunctionProbe, ProbeMechanism, Target};
+use super::rawprog::{Kind, Linked, RawProgError, bpf, instructions, load, zeroed_attr};
 use crate::abi::FENTRY_PROGRAMS;
 
-/// The attached programs (closing a link detaches it).
+/// Why fentry could not probe a function, or any.
+#[derive(Debug, thiserror::Error)]
+pub enum FentryError {
+    /// A program could not be taken out of the object or loaded.
+    #[error(transparent)]
+    Program(#[from] RawProgError),
+    /// A module's BTF object was not found (5.11+ exposes them).
+    #[error("no BTF object for module {0}")]
+    NoModuleBtf(String),
+    /// The function is not in the kernel's (or its module's) BTF.
+    #[error("{0} is not in BTF")]
+    NotInBtf(String),
+    /// `BPF_RAW_TRACEPOINT_OPEN` refused the loaded program.
+    #[error("attaching: {0}")]
+    Attach(#[source] std::io::Error),
+    /// A target function's refusal (the first, when none attached).
+    #[error("{function}: {source}")]
+    Target {
+        /// The function.
+        function: String,
+        /// Why.
+        #[source]
+        source: Box<FentryError>,
+    },
+    /// There was nothing to attach to.
+    #[error("no function to attach to")]
+    NoFunction,
+}
+
+/// The fentry programs: the object linked once, and the attached copies
+/// (closing a link detaches it).
 pub(super) struct Fentries {
+    linked: Linked,
     links: Vec<OwnedFd>,
+    /// Modules' BTF objects, by module (None: not found).
+    module_btf: std::collections::HashMap<String, Option<OwnedFd>>,
 }
 
 impl Fentries {
-    /// Keeps `more`'s links too.
-    pub(super) fn absorb(&mut self, more: Fentries) {
-        self.links.extend(more.links);
-    }
-}
-
-/// A function to attach to.
-pub(super) struct Target {
-    /// Its name.
-    pub name: String,
-    /// The position of its skb argument.
-    pub arg: usize,
-    /// Its id in the kernel's BTF, or in its module's split BTF.
-    pub btf_id: u32,
-    /// Its module, when not the kernel's.
-    pub module: Option<String>,
-}
-
-/// The targets among `kernel` (the kernel's functions) and the functions
-/// of `modules` (from their split BTF) that `keep` accepts.
-pub(super) fn targets(
-    btf: &Btf,
-    kernel: &[(String, usize)],
-    modules: &[String],
-    keep: &dyn Fn(&str) -> bool,
-) -> Vec<Target> {
-    let mut out: Vec<Target> = kernel
-        .iter()
-        .filter(|(name, _)| keep(name))
-        .filter_map(|(name, arg)| {
-            Some(Target {
-                name: name.clone(),
-                arg: *arg,
-                btf_id: btf.function_id(name)?,
-                module: None,
-            })
+    /// Links the tracer `object` against `ebpf`'s maps, for the copies.
+    pub(super) fn new(
+        ebpf: &Ebpf,
+        object: &[u8],
+        events_fd: std::os::fd::RawFd,
+    ) -> Result<Self, FentryError> {
+        Ok(Self {
+            linked: Linked::new(object, ebpf, Some(events_fd))?,
+            links: Vec::new(),
+            module_btf: std::collections::HashMap::new(),
         })
-        .collect();
-    for module in modules {
-        let Ok(data) = std::fs::read(format!("/sys/kernel/btf/{module}")) else {
-            continue;
-        };
-        let functions = btf
-            .module_functions_taking(&data, "sk_buff", FENTRY_PROGRAMS.len())
-            .unwrap_or_default();
-        for (name, arg) in functions.into_iter().filter(|(n, _)| keep(n)) {
-            if let Ok(Some(btf_id)) = btf.module_function_id(&data, &name) {
-                out.push(Target {
-                    name,
-                    arg,
-                    btf_id,
-                    module: Some(module.clone()),
-                });
-            }
-        }
     }
-    out
+
+    /// `t`'s id in BTF and, for a module's function, the module's BTF
+    /// object; `data` caches the modules' split BTF.
+    fn target_id(
+        &mut self,
+        btf: &Btf,
+        data: &mut std::collections::HashMap<String, Option<Vec<u8>>>,
+        t: &Target,
+    ) -> Result<(u32, Option<std::os::fd::RawFd>), FentryError> {
+        let Some(m) = &t.module else {
+            let id = btf.function_id(&t.name);
+            return Ok((
+                id.ok_or_else(|| FentryError::NotInBtf(t.name.clone()))?,
+                None,
+            ));
+        };
+        let split = data
+            .entry(m.clone())
+            .or_insert_with(|| std::fs::read(format!("/sys/kernel/btf/{m}")).ok());
+        let split = split
+            .as_deref()
+            .ok_or_else(|| FentryError::NoModuleBtf(m.clone()))?;
+        let id = btf.module_function_id(split, &t.name).ok().flatten();
+        let id = id.ok_or_else(|| FentryError::NotInBtf(t.name.clone()))?;
+        let fd = self
+            .module_btf
+            .entry(m.clone())
+            .or_insert_with(|| super::rawprog::module_btf(m));
+        let fd = fd
+            .as_ref()
+            .ok_or_else(|| FentryError::NoModuleBtf(m.clone()))?;
+        Ok((id, Some(fd.as_raw_fd())))
+    }
 }
 
-/// Attaches an fentry program to each target; returns the links and how
-/// many attached, or why none could (the first refusal).
-pub(super) fn attach(
-    ebpf: &Ebpf,
-    object: &[u8],
-    events_fd: std::os::fd::RawFd,
-    targets: &[Target],
-) -> Result<(Fentries, usize), ProbeError> {
-    let mut links = Vec::new();
-    let mut first_error = None;
-    let mut module_btf = std::collections::HashMap::<String, Option<OwnedFd>>::new();
-    let linked = Linked::new(object, ebpf, Some(events_fd))?;
-    for (arg, name) in FENTRY_PROGRAMS.iter().enumerate() {
-        let mine: Vec<&Target> = targets.iter().filter(|t| t.arg == arg).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let program = linked.program(name)?;
-        for t in mine {
-            let btf_obj = match &t.module {
-                None => None,
-                Some(m) => {
-                    let fd = module_btf
-                        .entry(m.clone())
-                        .or_insert_with(|| super::rawprog::module_btf(m));
-                    let Some(fd) = fd else {
-                        first_error.get_or_insert(ProbeError::Missing(format!(
-                            "no BTF object for module {m}"
-                        )));
-                        continue;
-                    };
-                    Some(fd.as_raw_fd())
-                }
-            };
-            let kind = Kind {
-                prog_type: bpf_prog_type::BPF_PROG_TYPE_TRACING,
-                attach: bpf_attach_type::BPF_TRACE_FENTRY,
-                btf_id: t.btf_id,
-                btf_obj,
-            };
-            match load(&program, kind).and_then(|prog| open(&prog)) {
-                Ok(link) => links.push(link),
-                Err(e) => {
-                    first_error.get_or_insert(ProbeError::Target {
-                        function: t.name.clone(),
-                        source: Box::new(e),
+impl FunctionProbe for Fentries {
+    type Error = FentryError;
+
+    fn mechanism(&self) -> ProbeMechanism {
+        ProbeMechanism::Fentry
+    }
+
+    /// Each function gets a copy of its argument position's program,
+    /// loaded with that function as its attach target (the verifier runs
+    /// once per function, hence the default set); the first refusal is
+    /// the error when none attached.
+    fn attach(
+        &mut self,
+        _ebpf: &mut Ebpf,
+        btf: &Btf,
+        targets: &[Target],
+    ) -> Result<Attached<FentryError>, FentryError> {
+        let mut count = 0;
+        let mut first_error = None;
+        let mut data = std::collections::HashMap::new();
+        for (arg, name) in FENTRY_PROGRAMS.iter().enumerate() {
+            let mine: Vec<&Target> = targets.iter().filter(|t| t.arg == arg).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let program = self.linked.program(name)?;
+            for t in mine {
+                let attached = self
+                    .target_id(btf, &mut data, t)
+                    .and_then(|(btf_id, btf_obj)| {
+                        let kind = Kind {
+                            prog_type: bpf_prog_type::BPF_PROG_TYPE_TRACING,
+                            attach: bpf_attach_type::BPF_TRACE_FENTRY,
+                            btf_id,
+                            btf_obj,
+                        };
+                        open(&load(&program, kind)?)
                     });
+                match attached {
+                    Ok(link) => {
+                        self.links.push(link);
+                        count += 1;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(FentryError::Target {
+                            function: t.name.clone(),
+                            source: Box::new(e),
+                        });
+                    }
                 }
             }
         }
+        if count == 0 {
+            return Err(first_error.unwrap_or(FentryError::NoFunction));
+        }
+        Ok(Attached {
+            count,
+            left_out: None,
+        })
     }
-    if links.is_empty() {
-        return Err(
-            first_error.unwrap_or_else(|| ProbeError::Missing("no function to attach to".into()))
-        );
-    }
-    let n = links.len();
-    Ok((Fentries { links }, n))
 }
 
 /// Attaches a loaded fentry program to its target (5.5+:
 /// `BPF_RAW_TRACEPOINT_OPEN` without a name).
-fn open(prog: &OwnedFd) -> Result<OwnedFd, ProbeError> {
+fn open(prog: &OwnedFd) -> Result<OwnedFd, FentryError> {
     let mut attr = zeroed_attr();
     attr.raw_tracepoint.prog_fd = prog.as_raw_fd() as u32;
-    bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map_err(|source| ProbeError::Refused {
-        what: "attaching".into(),
-        source,
-    })
+    bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map_err(FentryError::Attach)
 }
 
 /// Whether this kernel loads and attaches an fentry program (on `ip_rcv`)
 /// from the tracer `object`: the path the backend takes.
-pub fn probe(object: &[u8]) -> Result<(), ProbeError> {
+pub fn probe(object: &[u8]) -> Result<(), FentryError> {
     let ebpf = aya::EbpfLoader::new()
         .load(object)
-        .map_err(ProbeError::Load)?;
-    let btf = Btf::kernel()?;
+        .map_err(RawProgError::Load)?;
+    let btf = Btf::kernel().map_err(RawProgError::from)?;
     let btf_id = btf
         .function_id("ip_rcv")
-        .ok_or_else(|| ProbeError::Missing("no ip_rcv in BTF".into()))?;
+        .ok_or_else(|| FentryError::NotInBtf("ip_rcv".into()))?;
     let program = instructions(object, &ebpf, None, "probe_fentry")?;
     let kind = Kind {
         prog_type: bpf_prog_type::BPF_PROG_TYPE_TRACING,
@@ -168,5 +189,5 @@ pub fn probe(object: &[u8]) -> Result<(), ProbeError> {
         btf_id,
         btf_obj: None,
     };
-    load(&program, kind).and_then(|prog| open(&prog)).map(drop)
+    open(&load(&program, kind)?).map(drop)
 }

@@ -5,13 +5,15 @@
 //! ([`shared`]), `pktfate trace` loads its own. The one backend today is
 //! [`raw_tp::RawTp`]: raw tracepoints on the skb lifecycle plus the kernel
 //! stack at each event. Kernel functions, when a scenario needs them, are
-//! probed on top of it (`kprobe.rs`: kprobe-multi, plain kprobes or
-//! fentry), into the same maps and ring buffer, as the same [`RawEvent`]s.
+//! probed on top of it ([`functions`] picks them and the mechanism:
+//! [`kprobe_multi`], [`kprobe`] or [`fentry`]), into the same maps and ring buffer, as the same [`RawEvent`]s.
 
 mod backend;
 pub mod btf;
 pub mod kallsyms;
-mod kprobe;
+mod functions;
+mod probe;
+pub mod kprobe;
 pub mod kprobe_multi;
 pub mod fentry;
 mod rawprog;
@@ -29,7 +31,11 @@ use crate::abi::{Event, hook};
 pub use crate::common::Hook;
 
 pub use backend::*;
-pub use rawprog::ProbeError;
+pub use fentry::FentryError;
+pub use kprobe::KprobeError;
+pub use kprobe_multi::KprobeMultiError;
+pub use probe::ProbeMechanism;
+pub use rawprog::RawProgError;
 pub use reasons::DropReasons;
 
 use crate::tracer::kallsyms::Kallsyms;

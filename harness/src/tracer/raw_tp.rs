@@ -3,7 +3,7 @@
 //! tail-calling the shared `skb_common` (verified once, where the first
 //! design's `tp_btf` programs cost one full verifier pass per hook); the
 //! skb-less hooks, the tc observer, and the function-level mechanisms
-//! (`kprobe.rs`) on top of the same maps.
+//! (`functions.rs`) on top of the same maps.
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub struct RawTp {
     events: RingBuf<MapData>,
     attached: Vec<AttachedHook>,
     skipped: Vec<SkippedHook>,
-    functions: Option<super::kprobe::Functions>,
+    functions: Option<super::functions::Functions>,
     tc_loaded: bool,
     ebpf: Ebpf,
 }
@@ -234,14 +234,9 @@ impl RawTp {
     ) -> Result<usize, TracerError> {
         if let Some(f) = self.functions.as_mut() {
             // Modules a scenario loaded since: their functions too.
-            f.add_new_modules(
-                &mut self.ebpf,
-                TRACER_OBJ,
-                self.events.as_fd().as_raw_fd(),
-                btf,
-            )?;
+            f.add_new_modules(&mut self.ebpf, btf)?;
         } else {
-            let f = super::kprobe::attach_functions(
+            let f = super::functions::attach_functions(
                 &mut self.ebpf,
                 TRACER_OBJ,
                 self.events.as_fd().as_raw_fd(),
@@ -251,7 +246,7 @@ impl RawTp {
             )?;
             self.attached.push(AttachedHook {
                 hook: Hook::Functions,
-                program: f.mechanism.name(),
+                program: f.mechanism().name(),
             });
             self.functions = Some(f);
         }
@@ -260,19 +255,23 @@ impl RawTp {
 
     /// How functions are probed, once they are.
     pub fn function_mechanism(&self) -> Option<ProbeMechanism> {
-        self.functions.as_ref().map(|f| f.mechanism)
+        self.functions
+            .as_ref()
+            .map(super::functions::Functions::mechanism)
     }
 
     /// Why kprobe-multi was not the mechanism, when it was not.
     pub fn function_fallback(&self) -> Option<String> {
-        self.functions.as_ref().and_then(|f| f.fallback.clone())
+        self.functions
+            .as_ref()
+            .and_then(|f| f.fallback.as_ref().map(ToString::to_string))
     }
 
     /// Functions that could not be probed (a module's), and why.
     pub fn function_problems(&self) -> Vec<String> {
         self.functions
             .as_ref()
-            .map(|f| f.module_problems.clone())
+            .map(|f| f.left_out.iter().map(ToString::to_string).collect())
             .unwrap_or_default()
     }
 
@@ -414,8 +413,8 @@ fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
 
 /// Whether the fentry backend works here ([`super::fentry::probe`] of
 /// the tracer's object), once per process.
-pub fn fentry_available() -> Result<(), std::sync::Arc<super::ProbeError>> {
-    static FOUND: std::sync::OnceLock<Result<(), std::sync::Arc<super::ProbeError>>> =
+pub fn fentry_available() -> Result<(), std::sync::Arc<super::FentryError>> {
+    static FOUND: std::sync::OnceLock<Result<(), std::sync::Arc<super::FentryError>>> =
         std::sync::OnceLock::new();
     FOUND
         .get_or_init(|| super::fentry::probe(TRACER_OBJ).map_err(std::sync::Arc::new))
@@ -435,7 +434,11 @@ pub fn backend_name(functions: Option<ProbeMechanism>) -> &'static str {
 
 impl Backend for RawTp {
     fn name(&self) -> &'static str {
-        backend_name(self.functions.as_ref().map(|f| f.mechanism))
+        backend_name(
+            self.functions
+                .as_ref()
+                .map(super::functions::Functions::mechanism),
+        )
     }
 
     fn functions(&self) -> usize {

@@ -16,9 +16,11 @@ use aya_obj::generated::{
 };
 
 /// Why a program the tracer loads by itself (kprobe-multi, fentry) could
-/// not be loaded, linked or attached. The OS error stays the source.
+/// not be taken out of the object or loaded. Each mechanism's own error
+/// ([`super::kprobe_multi::KprobeMultiError`], [`super::fentry::FentryError`])
+/// wraps it. The OS error stays the source.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub enum RawProgError {
     /// aya could not load the tracer object (its maps; needs root).
     #[error("loading the tracer object: {0}")]
     Load(#[source] aya::EbpfError),
@@ -37,6 +39,9 @@ pub enum ProbeError {
     /// No such program in the object.
     #[error("program {0} missing from the tracer object")]
     NoProgram(String),
+    /// The program's licence string holds a NUL (ours).
+    #[error("program {0}: its licence is not a C string")]
+    Licence(String),
     /// The verifier refused the program; `line` is its log's key line.
     #[error("the verifier refused {program} ({source}): {line}")]
     Verifier {
@@ -48,37 +53,14 @@ pub enum ProbeError {
         #[source]
         source: io::Error,
     },
-    /// `bpf(2)` refused a step (loading, attaching).
-    #[error("{what}: {source}")]
+    /// `bpf(2)` refused to load it, without a verifier line.
+    #[error("loading {program} failed: {source}")]
     Refused {
-        /// The step.
-        what: String,
+        /// The program.
+        program: String,
         /// `bpf(2)`'s error.
         #[source]
         source: io::Error,
-    },
-    /// A link the kernel refused, with what that errno means here.
-    #[error("{why}")]
-    Link {
-        /// In words (EOPNOTSUPP: no kprobe-multi; ESRCH: a name not in
-        /// kallsyms; ...).
-        why: String,
-        /// `bpf(2)`'s error.
-        #[source]
-        source: io::Error,
-    },
-    /// Something to attach to is missing (a function in BTF, a module's
-    /// BTF object, any function at all).
-    #[error("{0}")]
-    Missing(String),
-    /// A target function's refusal.
-    #[error("{function}: {source}")]
-    Target {
-        /// The function.
-        function: String,
-        /// Why.
-        #[source]
-        source: Box<ProbeError>,
     },
 }
 
@@ -207,8 +189,8 @@ impl Linked {
         object: &[u8],
         ebpf: &Ebpf,
         events_fd: Option<RawFd>,
-    ) -> Result<Self, ProbeError> {
-        let mut obj = aya_obj::Object::parse(object).map_err(ProbeError::Parse)?;
+    ) -> Result<Self, RawProgError> {
+        let mut obj = aya_obj::Object::parse(object).map_err(RawProgError::Parse)?;
         let mut fds: Vec<(String, RawFd)> = ebpf
             .maps()
             .map(|(name, m)| (name.to_string(), map_data(m).fd().as_fd().as_raw_fd()))
@@ -221,24 +203,24 @@ impl Linked {
         for (map, fd) in &fds {
             let def = maps
                 .get(map)
-                .ok_or_else(|| ProbeError::NoMap(map.clone()))?;
+                .ok_or_else(|| RawProgError::NoMap(map.clone()))?;
             with_defs.push((map.as_str(), *fd, def));
         }
         let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
         obj.relocate_maps(with_defs.into_iter(), &text_sections)
-            .map_err(ProbeError::Relocation)?;
+            .map_err(RawProgError::Relocation)?;
         obj.relocate_calls(&text_sections)
-            .map_err(ProbeError::Relocation)?;
+            .map_err(RawProgError::Relocation)?;
         Ok(Self { obj })
     }
 
     /// Program `name`, linked.
-    pub(super) fn program(&self, name: &str) -> Result<Program, ProbeError> {
+    pub(super) fn program(&self, name: &str) -> Result<Program, RawProgError> {
         let prog = self
             .obj
             .programs
             .get(name)
-            .ok_or_else(|| ProbeError::NoProgram(name.to_string()))?;
+            .ok_or_else(|| RawProgError::NoProgram(name.to_string()))?;
         Ok(Program {
             name: name.to_string(),
             insns: self.obj.functions[&prog.function_key()]
@@ -256,7 +238,7 @@ pub(super) fn instructions(
     ebpf: &Ebpf,
     events_fd: Option<RawFd>,
     name: &str,
-) -> Result<Program, ProbeError> {
+) -> Result<Program, RawProgError> {
     Linked::new(object, ebpf, events_fd)?.program(name)
 }
 
@@ -276,14 +258,14 @@ pub(super) struct Kind {
 
 /// Loads `program` as `kind`; a verifier refusal is reported with its key
 /// line.
-pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, ProbeError> {
+pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, RawProgError> {
     let Program {
         name,
         insns,
         license,
     } = program;
-    let license = CString::new(license.as_str())
-        .map_err(|_| ProbeError::Missing(format!("a licence string for {name}")))?;
+    let license =
+        CString::new(license.as_str()).map_err(|_| RawProgError::Licence(name.clone()))?;
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut attr = zeroed_attr();
         // SAFETY: writing the BPF_PROG_LOAD member of a zeroed union.
@@ -315,13 +297,13 @@ pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, ProbeError>
         let text = text.trim_end_matches('\0');
         match (again, crate::common::verifier::verifier_key_line(text)) {
             (Ok(fd), _) => Ok(fd),
-            (Err(_), Some(line)) => Err(ProbeError::Verifier {
+            (Err(_), Some(line)) => Err(RawProgError::Verifier {
                 program: name.clone(),
                 line: line.clone(),
                 source: e,
             }),
-            (Err(_), None) => Err(ProbeError::Refused {
-                what: format!("loading {name} failed"),
+            (Err(_), None) => Err(RawProgError::Refused {
+                program: name.clone(),
                 source: e,
             }),
         }
