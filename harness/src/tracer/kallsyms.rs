@@ -9,6 +9,15 @@
 //!
 //! Modules load while a run goes on (a scenario's bridge, vxlan or
 //! `nf_tables`), so the table is re-read whenever `/proc/modules` changes.
+//!
+//! Kept over blazesym 0.2 (the libbpf project's symbolizer, kallsyms
+//! source), measured with `examples/kallsyms_readers.rs` (9 rounds, each
+//! in a process of its own, Linux 6.18, 121,000 kallsyms lines): reading
+//! and the first lookups take the same (75.9 ms ours, 76.3 ms blazesym;
+//! ~45 ms of it is the kernel producing the file), peak memory 6.9 MiB
+//! ours and 10.8 MiB blazesym, 10,000 lookups 0.38 ms ours and 2.17 ms
+//! blazesym, same answers; blazesym also names addresses in trampolines
+//! after the symbol before them, which this table refuses on purpose.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
