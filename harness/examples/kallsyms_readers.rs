@@ -122,6 +122,9 @@ fn blazesym(addrs: &[u64]) -> (u128, u128, Answers) {
     (first, t1.elapsed().as_micros(), answers)
 }
 
+/// A reader's samples: read+first µs, 10k lookups µs, peak KiB, answers.
+type Samples = (&'static str, Vec<u128>, Vec<u128>, Vec<u128>, String);
+
 fn median(mut v: Vec<u128>) -> u128 {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or(0)
@@ -145,7 +148,7 @@ fn main() {
         .unwrap_or(9);
     let addrs: Vec<String> = addresses().iter().map(u64::to_string).collect();
     let exe = std::env::current_exe().expect("this example");
-    let mut results: Vec<(&str, Vec<u128>, Vec<u128>, Vec<u128>, String)> = vec![
+    let mut results: Vec<Samples> = vec![
         ("pktfate", vec![], vec![], vec![], String::new()),
         ("blazesym", vec![], vec![], vec![], String::new()),
     ];
