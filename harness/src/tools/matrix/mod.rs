@@ -231,6 +231,16 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
         })
         .collect();
     scenarios.extend(unreadable);
+    // Without the guest's doctor, its hooks and whether kprobe-multi
+    // works are unknown: a fallback would pass unnoticed.
+    if let (Some(why), false) = (&run.doctor_unread, run.results.is_empty()) {
+        scenarios.push(Cell {
+            name: "doctor".into(),
+            path: String::new(),
+            status: Status::Error,
+            message: format!("the guest's doctor report is {why}"),
+        });
+    }
     let error = run.failure.clone().or_else(|| {
         run.results.is_empty().then(|| {
             format!(
@@ -727,6 +737,22 @@ mod tests {
         let r = summarise(&k, &odd);
         assert_eq!(r.scenarios[0].status, Status::Error);
         assert!(r.scenarios[0].message.contains("does not read as a report"));
+        // A doctor report that does not read is an error cell too: the
+        // kernel's hooks and kprobe-multi check would be missing silently.
+        let blind = vm::GuestRun {
+            results: vec![serde_json::json!({"name":"m","path":"p.yaml","status":"pass"})],
+            doctor_unread: Some("missing; doctor's stderr: killed".into()),
+            ..Default::default()
+        };
+        let r = summarise(&k, &blind);
+        assert_eq!(r.scenarios[0].status, Status::Pass);
+        assert_eq!(r.scenarios[1].status, Status::Error);
+        assert!(
+            r.scenarios[1].message.contains("doctor report is missing"),
+            "{}",
+            r.scenarios[1].message
+        );
+        assert!(!r.ok());
     }
 
     /// `auto` must use kprobe-multi where the guest links it: a passing

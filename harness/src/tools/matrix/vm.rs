@@ -24,6 +24,8 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub struct GuestRun {
     /// `pktfate doctor --json` inside the guest.
     pub doctor: Option<crate::tools::doctor::Doctor>,
+    /// Why the guest's doctor report could not be read, when it could not.
+    pub doctor_unread: Option<String>,
     /// `pktfate run --format json` lines inside the guest.
     pub results: Vec<serde_json::Value>,
     /// The guest's `pktfate run` exit status.
@@ -139,8 +141,20 @@ pub fn run(
     let cmd = vng_command(kernel, opts, rw, &script, vng_tmp.path());
     let (console, failure, elapsed) = supervise(cmd, opts.timeout, running)?;
     let read = |name: &str| std::fs::read_to_string(rw.join(name)).ok();
+    let (doctor, doctor_unread) = match read("doctor.json").map(|t| serde_json::from_str(&t)) {
+        Some(Ok(d)) => (Some(d), None),
+        Some(Err(e)) => (None, Some(format!("does not read as a doctor report: {e}"))),
+        None => (
+            None,
+            Some(format!(
+                "missing; doctor's stderr: {}",
+                crate::common::text::clip(read("doctor.err").unwrap_or_default().trim(), 300)
+            )),
+        ),
+    };
     let mut run = GuestRun {
-        doctor: read("doctor.json").and_then(|t| serde_json::from_str(&t).ok()),
+        doctor,
+        doctor_unread,
         results: read("results.json")
             .unwrap_or_default()
             .lines()
