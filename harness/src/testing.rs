@@ -142,6 +142,13 @@ impl KeepPrompt for TerminalPrompt {
             msg.push_str(&format!("  {c}\n"));
         }
         if std::io::stdin().is_terminal() {
+            // Scenarios fail on several workers at once: one prompt at a
+            // time, each answered by its own Enter, none printed into
+            // another's.
+            static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _turn = ONE_AT_A_TIME
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             eprint!("{msg}press Enter to tear them down ");
             let _ = std::io::stdin().read_line(&mut String::new());
             true
