@@ -6,6 +6,8 @@
 //! kernel sends asynchronously. The timeout is only the backstop.
 
 pub mod counters;
+mod rules;
+pub use rules::{RuleStep, attribute_rules};
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -139,6 +141,15 @@ pub struct Timeline {
     /// The run's timeout scale (1 natively; emulated guests set more):
     /// evaluation widens its time windows by as much.
     pub timeout_scale: u32,
+    /// Netfilter rule evaluations (each namespace's in the kernel's order).
+    pub rules: Vec<RuleStep>,
+    /// The namespaces whose rule evaluations were traced.
+    pub rules_traced: Vec<String>,
+    /// Namespaces whose rule trace lost messages.
+    pub rules_lost: Vec<String>,
+    /// Each traced namespace's rules, to say when a rule named is gone.
+    #[serde(skip)]
+    pub rulesets: Vec<(String, crate::tracer::nftrace::Ruleset)>,
 }
 
 /// What collection knows so far: each skb's owner (packet, direction,
@@ -345,6 +356,7 @@ pub fn collect(
         capped,
         waited: start.elapsed(),
         timeout_scale: limits.timeout_scale,
+        ..Timeline::default()
     })
 }
 

@@ -9,6 +9,7 @@ mod counters;
 mod facts;
 mod judge;
 mod life;
+mod netfilter;
 #[cfg(test)]
 mod tests;
 mod verdict;
@@ -35,8 +36,16 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
         if p.expect.no_unexpected_drops {
             mismatches.extend(unexpected_drops(&p.expect, tl, i, &l, &facts));
         }
+        if let Some(n) = &p.expect.netfilter {
+            let dropped = facts.dropped;
+            mismatches.extend(netfilter::judge_netfilter(n, tl, i, false, dropped));
+        }
         if let Some(reply) = &p.expect.reply {
             mismatches.extend(judge_reply(reply, tl, i));
+            if let Some(n) = &reply.netfilter {
+                let (rf, _, _) = judge(reply, &life_of(tl, i, true));
+                mismatches.extend(netfilter::judge_netfilter(n, tl, i, true, rf.dropped));
+            }
         }
         packets.push(PacketVerdict {
             name: p.name.clone(),

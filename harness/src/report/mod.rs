@@ -138,7 +138,7 @@ pub fn reason_hint(reason: &str) -> Option<&'static str> {
         }
         "NO_SOCKET" => "nothing listens on that address and port in this namespace",
         "NETFILTER_DROP" => {
-            "a netfilter rule dropped it: `nft list ruleset` in that namespace, `nft monitor trace` to see which rule"
+            "a netfilter rule or chain policy dropped it: the netfilter lines below the timeline name it (`netfilter: decided_by` asserts it)"
         }
         "IP_INNOROUTES" | "IP_OUTNOROUTES" | "IPV6_NOROUTE" => {
             "no route: check `ip route` and `ip rule` (policy tables) in that namespace"
@@ -257,10 +257,40 @@ pub fn failure(o: &Outcome) -> String {
         out.push_str(&indent(&tracer_line(o), "  "));
     }
     out.push_str(&indent(&timeline_table(&o.timeline), "  "));
+    let rules = rule_lines(&o.timeline);
+    if !rules.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nnetfilter rule evaluations ({} traced):",
+            o.timeline.rules_traced.join(", ")
+        );
+        out.push_str(&indent(&rules, "  "));
+    }
     let stacks = drop_stacks(&o.timeline);
     if !stacks.is_empty() {
         let _ = writeln!(out, "\nstack at drop:");
         out.push_str(&indent(&stacks, "  "));
+    }
+    out
+}
+
+/// The rule evaluations of the scenario's packets, in each namespace's
+/// order: which packet, the chain, the rule as written, the verdict.
+pub fn rule_lines(tl: &Timeline) -> String {
+    let mut out = String::new();
+    for r in &tl.rules {
+        let Some(p) = r.packet else {
+            continue;
+        };
+        let dir = if r.reverse { " reply" } else { "" };
+        let _ = writeln!(
+            out,
+            "packet {}{dir} {} in {}: {}",
+            p + 1,
+            r.eval.packet.tuple(),
+            r.eval.ns,
+            r.eval.describe()
+        );
     }
     out
 }

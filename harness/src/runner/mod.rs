@@ -48,6 +48,9 @@ pub enum RunError {
     /// A kernel module the scenario needs cannot be loaded.
     #[error(transparent)]
     Kmod(#[from] crate::topology::kmod::KmodError),
+    /// Netfilter rule tracing failed where the scenario asserts decisions.
+    #[error("netfilter rule trace: {0}")]
+    NfTrace(#[from] crate::tracer::nftrace::NfTraceError),
     /// The scenario's `requires` are not met here: skipped, not failed.
     #[error("skipped: {0}")]
     Skipped(Unmet),
@@ -62,6 +65,9 @@ impl RunError {
             RunError::Kmod(k) => Some(k.hint()),
             RunError::Tracer(TracerError::Attach { .. }) => Some(
                 "the tracer cannot work without this hook; `pktfate doctor` shows what this kernel offers (report its release and this line)".into(),
+            ),
+            RunError::NfTrace(_) => Some(
+                "rule tracing runs `nft` inside the namespace (package nftables) and needs nf_tables; rules loaded by legacy (x_tables) iptables are not traced: use iptables-nft".into(),
             ),
             RunError::Tracer(e) if e.denied() => {
                 Some("loading eBPF needs root (CAP_BPF, CAP_PERFMON)".into())
@@ -79,9 +85,10 @@ impl RunError {
             | RunError::Skipped(_)
             | RunError::Tracer(TracerError::Limit(_)) => ErrorKind::Scenario,
             RunError::Tracer(e) if e.denied() => ErrorKind::Machine,
-            RunError::Preflight(_) | RunError::Kmod(_) | RunError::Tracer(TracerError::Btf(_)) => {
-                ErrorKind::Machine
-            }
+            RunError::Preflight(_)
+            | RunError::Kmod(_)
+            | RunError::NfTrace(_)
+            | RunError::Tracer(TracerError::Btf(_)) => ErrorKind::Machine,
             RunError::Tracer(_) | RunError::Inject(_) => ErrorKind::Internal,
         }
     }
@@ -288,6 +295,9 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     let attach = t_attach.elapsed();
     let unchecked = unchecked_here(&mut s, &tracer);
 
+    // Netfilter rule tracing where the scenario has rules.
+    let nftrace = start_rule_trace(&s, &topo)?;
+
     let t_verdict = Instant::now();
     let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();
     let snapshot = |topo: &Topology| counters_of(topo, &counted);
@@ -295,7 +305,7 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     for p in &mut prepared {
         p.fire()?;
     }
-    let timeline = collect::collect(
+    let mut timeline = collect::collect(
         &mut tracer,
         &topo.names,
         &filters,
@@ -311,6 +321,9 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     )?;
     // Sockets stay open until the fates are known.
     drop(prepared);
+    if let Some(t) = nftrace {
+        finish_rule_trace(&s, t, &filters, &mut timeline)?;
+    }
     let after = snapshot(&topo)?;
     let mut verdict = evaluate::evaluate(&s, &timeline);
     verdict.counters = evaluate::check_counters(&s, &before, &after);
@@ -342,6 +355,61 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     // longer watched, and its filter bank is free for the next scenario.
     drop(tracer);
     Ok(Judged { outcome, topo })
+}
+
+/// Whether any packet asserts netfilter decisions.
+fn asserts_rules(s: &Scenario) -> bool {
+    s.packets.iter().any(|p| {
+        p.expect.netfilter.is_some()
+            || p.expect
+                .reply
+                .as_ref()
+                .is_some_and(|r| r.netfilter.is_some())
+    })
+}
+
+/// Starts rule tracing in the namespaces that may have rules; where it
+/// cannot start and nothing asserts on it, the run goes on without.
+fn start_rule_trace(
+    s: &Scenario,
+    topo: &Topology,
+) -> Result<Option<crate::tracer::nftrace::NfTrace>, RunError> {
+    let spaces: Vec<(String, PathBuf)> = crate::scenario::rule_namespaces(&s.namespaces)
+        .into_iter()
+        .map(|n| {
+            let path = topo.handle(&n).path();
+            (n, path)
+        })
+        .collect();
+    if spaces.is_empty() {
+        return Ok(None);
+    }
+    match crate::tracer::nftrace::NfTrace::start(&spaces) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if asserts_rules(s) => Err(e.into()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Drains the rule trace into the timeline, each evaluation attributed to
+/// its packet.
+fn finish_rule_trace(
+    s: &Scenario,
+    t: crate::tracer::nftrace::NfTrace,
+    filters: &[(usize, crate::tracer::FlowFilter)],
+    timeline: &mut collect::Timeline,
+) -> Result<(), RunError> {
+    match t.finish() {
+        Ok(r) => {
+            timeline.rules_traced = r.rulesets.iter().map(|(n, _)| n.clone()).collect();
+            timeline.rules = collect::attribute_rules(r.evals, filters);
+            timeline.rules_lost = r.lost;
+            timeline.rulesets = r.rulesets;
+            Ok(())
+        }
+        Err(e) if asserts_rules(s) => Err(e.into()),
+        Err(_) => Ok(()),
+    }
 }
 
 /// A path given to search for scenarios that cannot be used.

@@ -274,7 +274,25 @@ pub struct Expect {
     pub transmitted: Option<Vec<S>>,
     pub no_unexpected_drops: Option<Spanned<bool>>,
     pub allow_drops: Option<Vec<S>>,
+    pub netfilter: Option<Spanned<NetfilterExpect>>,
     pub kernels: Option<HashMap<S, Expect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetfilterExpect {
+    pub decided_by: Option<Spanned<RuleRef>>,
+    pub traversed: Option<Vec<S>>,
+    pub not_matched: Option<Vec<Spanned<RuleRef>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleRef {
+    pub comment: Option<S>,
+    pub rule: Option<S>,
+    pub policy: Option<S>,
+    pub ns: Option<S>,
 }
 
 #[derive(Deserialize)]

@@ -618,3 +618,37 @@ fn a_tc_command_line_splits_as_a_shell_would() {
     // namespaces, a, links, the veth, tc, then the command: line 6.
     assert_eq!(e.loc.map(|l| l.line), Some(6));
 }
+
+#[test]
+fn netfilter_references_are_checked_against_the_rulesets_at_load() {
+    let base = "namespaces:\n  a:\n    links:\n      - { name: eth0, kind: veth, peer: { namespace: b, name: eth0 } }\n    addresses: [{ dev: eth0, addr: 198.51.100.1/24 }]\n  b:\n    addresses: [{ dev: eth0, addr: 198.51.100.2/24 }]\n    nft: |\n      table inet fw {\n        chain input { type filter hook input priority 0; policy accept; tcp dport 22 drop comment \"no ssh\"; }\n      }\ninject:\n  socket: { from: a, proto: tcp, to: 198.51.100.2, port: 22 }\nexpect:\n  fate: dropped\n  netfilter:\n";
+    let parse = |tail: &str| Scenario::parse(Path::new("t.yaml"), &format!("{base}{tail}"));
+    assert!(parse("    decided_by: { comment: no ssh }\n").is_ok());
+    // A comment no ruleset has: refused at its line, with the ones there are.
+    let e = parse("    decided_by: { comment: no shh }\n").unwrap_err();
+    let text = e
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains(
+            "t.yaml:17:17: no rule of the scenario's rulesets has the comment \"no shh\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("did you mean \"no ssh\"?"), "{text}");
+    // A namespace without rules.
+    let e = parse("    decided_by: { comment: no ssh, ns: a }\n").unwrap_err();
+    assert!(
+        e[0].msg.contains("namespace `a` has no netfilter rules"),
+        "{}",
+        e[0]
+    );
+    // Two kinds of reference at once.
+    let e = parse("    decided_by: { comment: no ssh, rule: drop }\n").unwrap_err();
+    assert!(e[0].msg.contains("exactly one of"), "{}", e[0]);
+    // Nothing to check.
+    let e = parse("    traversed: []\n").unwrap_err();
+    assert!(e[0].msg.contains("says nothing to check"), "{}", e[0]);
+}

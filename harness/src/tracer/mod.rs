@@ -13,6 +13,7 @@ pub mod btf;
 pub mod kallsyms;
 mod functions;
 mod probe;
+pub mod nftrace;
 pub mod kprobe;
 pub mod kprobe_multi;
 pub mod fentry;

@@ -115,6 +115,8 @@ pub struct Expectation {
     pub no_unexpected_drops: bool,
     /// Drop reasons `no_unexpected_drops` tolerates.
     pub allow_drops: Vec<String>,
+    /// Netfilter decisions: the deciding rule, chains, rules not matched.
+    pub netfilter: Option<NetfilterExpect>,
     /// Per-kernel replacements, in file order (a later match wins).
     pub kernels: Vec<KernelOverride>,
 }
@@ -146,6 +148,7 @@ impl Expectation {
                     "transmitted" => e.transmitted = x.transmitted.clone(),
                     "no_unexpected_drops" => e.no_unexpected_drops = x.no_unexpected_drops,
                     "allow_drops" => e.allow_drops = x.allow_drops.clone(),
+                    "netfilter" => e.netfilter = x.netfilter.clone(),
                     _ => {}
                 }
             }

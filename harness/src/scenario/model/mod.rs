@@ -5,10 +5,12 @@ use std::time::Duration;
 
 mod expect;
 mod namespace;
+mod netfilter;
 mod packet;
 
 pub use expect::*;
 pub use namespace::*;
+pub use netfilter::*;
 pub use packet::*;
 
 /// Default time to wait for every tracked skb's fate.

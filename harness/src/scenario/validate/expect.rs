@@ -139,6 +139,10 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
         }
     }
     let path = steps(cx, &e.path);
+    let netfilter = e
+        .netfilter
+        .as_ref()
+        .map(|n| super::netfilter::netfilter_expect(cx, n));
     let kernels = kernel_overrides(cx, e.kernels, devs);
     Expectation {
         kernels,
@@ -154,6 +158,7 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
         transmitted,
         no_unexpected_drops: e.no_unexpected_drops.is_some_and(|b| *b),
         allow_drops,
+        netfilter,
     }
 }
 
@@ -260,6 +265,7 @@ fn kernel_overrides(
             ("reply", x.reply.is_some()),
             ("not_path", x.not_path.is_some()),
             ("icmp", x.icmp.is_some()),
+            ("netfilter", x.netfilter.is_some()),
             ("transmitted", x.transmitted.is_some()),
             ("no_unexpected_drops", x.no_unexpected_drops.is_some()),
             ("allow_drops", x.allow_drops.is_some()),

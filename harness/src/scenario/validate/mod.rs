@@ -25,6 +25,7 @@ mod ctx;
 mod expect;
 mod link;
 mod namespace;
+mod netfilter;
 mod packet;
 mod programs;
 
@@ -52,6 +53,9 @@ pub(super) fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     }
     let raw_packets = packet_list(cx, f.inject, f.expect, f.packets, path);
     let packets = packets(cx, raw_packets, &namespaces, &devs);
+    for p in &packets {
+        netfilter::check_refs(cx, &p.expect, &namespaces);
+    }
     Scenario {
         name,
         path: path.to_path_buf(),
@@ -164,6 +168,7 @@ fn packet_list(
                 transmitted: None,
                 no_unexpected_drops: None,
                 allow_drops: None,
+                netfilter: None,
                 kernels: None,
             }),
         }),

@@ -1,0 +1,318 @@
+//! `netfilter:` expectations against the rule evaluations traced for a
+//! packet: the deciding rule or policy, the chains, rules not matched.
+
+use crate::collect::Timeline;
+use crate::scenario::{NetfilterExpect, RuleMatch, RuleRef, names_chain};
+use crate::tracer::nftrace::{EvalKind, NfVerdict, RuleEval, Ruleset};
+
+use super::Mismatch;
+
+/// Collapses runs of whitespace, so a rule reads the same however it was
+/// written.
+fn norm(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether two evaluations saw the same packet (its TTL aside).
+fn same_packet(a: &crate::tracer::PacketInfo, b: &crate::tracer::PacketInfo) -> bool {
+    (
+        a.src,
+        a.dst,
+        a.proto,
+        a.sport,
+        a.dport,
+        a.tcp_flags,
+        a.tcp_seq,
+        a.icmp_type,
+        a.icmp_id,
+    ) == (
+        b.src,
+        b.dst,
+        b.proto,
+        b.sport,
+        b.dport,
+        b.tcp_flags,
+        b.tcp_seq,
+        b.icmp_type,
+        b.icmp_id,
+    )
+}
+
+/// Whether `e` is the rule or policy `m` names.
+fn matches(m: &RuleMatch, e: &RuleEval) -> bool {
+    if m.ns.as_ref().is_some_and(|n| *n != e.ns) {
+        return false;
+    }
+    match (&m.rule, e.kind) {
+        (RuleRef::Comment(c), EvalKind::Rule) => {
+            e.rule.as_ref().and_then(|r| r.comment.as_ref()) == Some(c)
+        }
+        (RuleRef::Text(t), EvalKind::Rule) => e.rule.as_ref().is_some_and(|r| {
+            norm(&r.nft).contains(t) || r.iptables.as_deref().is_some_and(|i| norm(i).contains(t))
+        }),
+        (RuleRef::Policy(c), EvalKind::Policy) => names_chain(c, &e.family, &e.table, &e.chain),
+        _ => false,
+    }
+}
+
+/// An evaluation as a failure names it: chain, rule (its comment), verdict,
+/// namespace.
+fn described(e: &RuleEval) -> String {
+    let comment = e
+        .rule
+        .as_ref()
+        .and_then(|r| r.comment.as_ref())
+        .map(|c| format!(" (comment \"{c}\")"))
+        .unwrap_or_default();
+    format!("{}{comment} in {}", e.describe(), e.ns)
+}
+
+/// The rule or policy of the traced rulesets that `m` names, as a failure
+/// shows it beside the one that decided; `None` when no rule is (a renamed
+/// comment, a rule no longer loaded).
+fn find(m: &RuleMatch, rulesets: &[(String, Ruleset)]) -> Option<String> {
+    rulesets
+        .iter()
+        .filter(|(ns, _)| m.ns.as_ref().is_none_or(|n| n == ns))
+        .find_map(|(ns, r)| {
+            r.iter().find_map(|((family, table, chain), c)| {
+                let at = format!("{family} {table} {chain} in {ns}");
+                let text = |r: &crate::tracer::nftrace::RuleText| {
+                    format!("`{}`, {at}", r.iptables.as_deref().unwrap_or(&r.nft))
+                };
+                match &m.rule {
+                    RuleRef::Comment(want) => c
+                        .rules
+                        .iter()
+                        .find(|r| r.comment.as_ref() == Some(want))
+                        .map(text),
+                    RuleRef::Text(t) => c
+                        .rules
+                        .iter()
+                        .find(|r| {
+                            norm(&r.nft).contains(t)
+                                || r.iptables.as_deref().is_some_and(|i| norm(i).contains(t))
+                        })
+                        .map(text),
+                    RuleRef::Policy(p) => c
+                        .policy
+                        .as_ref()
+                        .filter(|_| names_chain(p, family, table, chain))
+                        .map(|pol| format!("policy {pol}, {at}")),
+                }
+            })
+        })
+}
+
+/// Judges `want` for packet `i` (its reply when `reverse`); `dropped`:
+/// the packet's fate was a drop, so the drop is what decided.
+pub(super) fn judge_netfilter(
+    want: &NetfilterExpect,
+    tl: &Timeline,
+    i: usize,
+    reverse: bool,
+    dropped: bool,
+) -> Vec<Mismatch> {
+    let mut mm = vec![];
+    let flow: Vec<&RuleEval> = tl
+        .rules
+        .iter()
+        .filter(|r| r.packet == Some(i) && r.reverse == reverse)
+        .map(|r| &r.eval)
+        .collect();
+    // The packet itself, not later segments of its flow (a TCP
+    // handshake's ACK): the evaluations carrying its first headers (the
+    // TTL aside, which forwarding lowers).
+    let evals: Vec<&RuleEval> = flow
+        .iter()
+        .filter(|e| {
+            flow.first()
+                .is_some_and(|f| same_packet(&f.packet, &e.packet))
+        })
+        .copied()
+        .collect();
+    if evals.is_empty() {
+        mm.push(Mismatch {
+            what: "netfilter".into(),
+            expected: "rule evaluations of this packet".into(),
+            actual: if tl.rules_traced.is_empty() {
+                "no namespace's rules were traced".into()
+            } else {
+                format!(
+                    "no rule of {} evaluated it (traced: {})",
+                    tl.rules_traced.join(", "),
+                    if tl.rules_lost.is_empty() {
+                        "nothing lost".to_string()
+                    } else {
+                        format!("messages lost in {}", tl.rules_lost.join(", "))
+                    }
+                )
+            },
+        });
+        return mm;
+    }
+    if let Some(m) = &want.decided_by {
+        let deciding = if dropped {
+            evals.iter().find(|e| e.verdict == NfVerdict::Drop)
+        } else {
+            evals.iter().rev().find(|e| e.verdict.is_final())
+        };
+        if !deciding.is_some_and(|d| matches(m, d)) {
+            let named = find(m, &tl.rulesets)
+                .unwrap_or_else(|| "no such rule in the namespaces' rules".into());
+            mm.push(Mismatch {
+                what: "netfilter decided_by".into(),
+                expected: format!("{} ({named})", m.rule),
+                actual: deciding.map_or_else(
+                    || "no rule or policy gave a final verdict".into(),
+                    |d| described(d),
+                ),
+            });
+        }
+    }
+    if !want.traversed.is_empty() {
+        let mut chains: Vec<&RuleEval> = vec![];
+        for e in &evals {
+            if chains
+                .last()
+                .is_none_or(|l| l.chain_name() != e.chain_name() || l.ns != e.ns)
+            {
+                chains.push(e);
+            }
+        }
+        let mut next = 0;
+        for e in &chains {
+            if next < want.traversed.len()
+                && names_chain(&want.traversed[next], &e.family, &e.table, &e.chain)
+            {
+                next += 1;
+            }
+        }
+        if next < want.traversed.len() {
+            mm.push(Mismatch {
+                what: "netfilter traversed".into(),
+                expected: want.traversed.join(" -> "),
+                actual: chains
+                    .iter()
+                    .map(|e| e.chain_name())
+                    .collect::<Vec<_>>()
+                    .join(" -> "),
+            });
+        }
+    }
+    for m in &want.not_matched {
+        if let Some(e) = evals.iter().find(|e| matches(m, e)) {
+            mm.push(Mismatch {
+                what: "netfilter not_matched".into(),
+                expected: format!("{} not matching", m.rule),
+                actual: described(e),
+            });
+        }
+    }
+    if reverse {
+        for m in &mut mm {
+            m.what = format!("reply {}", m.what);
+        }
+    }
+    mm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::RuleStep;
+    use crate::scenario::Scenario;
+    use crate::tracer::PacketInfo;
+    use crate::tracer::nftrace::RuleText;
+
+    const FILE: &str = "namespaces:\n  client:\n    links:\n      - { name: eth0, kind: veth, peer: { namespace: server, name: eth0 } }\n    addresses: [{ dev: eth0, addr: 198.51.100.30/24 }]\n  server:\n    addresses: [{ dev: eth0, addr: 198.51.100.31/24 }]\n    iptables: |\n      *filter\n      :INPUT DROP [0:0]\n      :BLOCK - [0:0]\n      -A INPUT -p tcp -j BLOCK\n      -A BLOCK -p tcp --dport 23 -m comment --comment \"no telnet\" -j DROP\n      COMMIT\ninject:\n  socket: { from: client, proto: tcp, to: 198.51.100.31, port: 22 }\nexpect:\n  fate: dropped\n  netfilter:\n    decided_by: { policy: ip filter INPUT }\n    traversed: [INPUT, BLOCK, INPUT]\n    not_matched: [{ comment: no telnet }]\n";
+
+    fn eval(
+        chain: &str,
+        kind: EvalKind,
+        verdict: NfVerdict,
+        rule: Option<(u64, &str)>,
+    ) -> RuleStep {
+        RuleStep {
+            eval: RuleEval {
+                ns: "server".into(),
+                family: "ip".into(),
+                table: "filter".into(),
+                chain: chain.into(),
+                handle: rule.map(|r| r.0),
+                rule: rule.map(|(handle, comment)| RuleText {
+                    handle,
+                    nft: format!("rule {handle}"),
+                    comment: (!comment.is_empty()).then(|| comment.to_string()),
+                    iptables: None,
+                }),
+                kind,
+                verdict,
+                target: None,
+                id: 1,
+                packet: PacketInfo {
+                    dport: 22,
+                    ..PacketInfo::default()
+                },
+            },
+            packet: Some(0),
+            reverse: false,
+        }
+    }
+
+    fn judged(rules: Vec<RuleStep>) -> Vec<Mismatch> {
+        let s = Scenario::parse(std::path::Path::new("t.yaml"), FILE).unwrap();
+        let want = s.packets[0].expect.netfilter.clone().unwrap();
+        let tl = Timeline {
+            rules,
+            rules_traced: vec!["server".into()],
+            ..Default::default()
+        };
+        judge_netfilter(&want, &tl, 0, false, true)
+    }
+
+    #[test]
+    fn the_policy_is_told_from_a_rule_with_the_same_drop() {
+        use EvalKind::{Policy, Rule};
+        use NfVerdict::{Continue, Drop, Jump};
+        let end = EvalKind::Return;
+        // The kernel's sequence for the SSH SYN: a jump, BLOCK's end, the
+        // policy of INPUT.
+        let by_policy = vec![
+            eval("INPUT", Rule, Jump, Some((4, ""))),
+            eval("BLOCK", end, Continue, None),
+            eval("INPUT", end, Continue, None),
+            eval("INPUT", Policy, Drop, None),
+        ];
+        assert_eq!(judged(by_policy), vec![]);
+        // The same NETFILTER_DROP from the telnet rule: decided_by,
+        // traversed (never back in INPUT) and not_matched all fail.
+        let by_rule = vec![
+            eval("INPUT", Rule, Jump, Some((4, ""))),
+            eval("BLOCK", Rule, Drop, Some((5, "no telnet"))),
+        ];
+        let mm = judged(by_rule);
+        let what: Vec<&str> = mm.iter().map(|m| m.what.as_str()).collect();
+        assert_eq!(
+            what,
+            [
+                "netfilter decided_by",
+                "netfilter traversed",
+                "netfilter not_matched"
+            ]
+        );
+        assert!(
+            mm[0].actual.contains("comment \"no telnet\""),
+            "{}",
+            mm[0].actual
+        );
+        // No evaluation at all is a failure, not a pass.
+        let none = judged(vec![]);
+        assert_eq!(none.len(), 1);
+        assert!(
+            none[0].actual.contains("no rule of server evaluated it"),
+            "{}",
+            none[0].actual
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Netfilter decisions a packet must meet: the rule or chain policy that
+//! decided, the chains it went through, rules that must not match.
+
+use crate::scenario::Location;
+
+/// A rule or a chain's policy, named as a firewall author reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleRef {
+    /// The rule with this comment (nft `comment "..."`, iptables
+    /// `-m comment --comment "..."`).
+    Comment(String),
+    /// The rule whose text, as `nft list` or `iptables-save` prints it,
+    /// contains this (whitespace-insensitive).
+    Text(String),
+    /// The policy of this chain: `chain`, `table chain` or
+    /// `family table chain`.
+    Policy(String),
+}
+
+impl std::fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleRef::Comment(c) => write!(f, "the rule with comment \"{c}\""),
+            RuleRef::Text(t) => write!(f, "the rule `{t}`"),
+            RuleRef::Policy(c) => write!(f, "the policy of chain {c}"),
+        }
+    }
+}
+
+/// A [`RuleRef`], in a namespace when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// What.
+    pub rule: RuleRef,
+    /// The namespace whose rules it is (any traced one when absent).
+    pub ns: Option<String>,
+    /// Where the scenario says it.
+    pub at: Option<Location>,
+}
+
+/// `netfilter:` under `expect` (or `reply`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetfilterExpect {
+    /// The rule or policy whose verdict settled the packet: for a dropped
+    /// packet the drop, else the last final verdict (accept, drop, queue)
+    /// it met.
+    pub decided_by: Option<RuleMatch>,
+    /// Chains (`chain`, `table chain` or `family table chain`) the packet
+    /// went through, in this order (others may come between).
+    pub traversed: Vec<String>,
+    /// Rules that must not match the packet.
+    pub not_matched: Vec<RuleMatch>,
+    /// Where the block is.
+    pub at: Option<Location>,
+}
+
+impl NetfilterExpect {
+    /// Every rule reference, for checks against the rulesets.
+    pub fn refs(&self) -> impl Iterator<Item = &RuleMatch> {
+        self.decided_by.iter().chain(&self.not_matched)
+    }
+}
+
+/// Whether `name` (1 to 3 words) names the chain `family table chain`.
+pub fn names_chain(name: &str, family: &str, table: &str, chain: &str) -> bool {
+    let want: Vec<&str> = name.split_whitespace().collect();
+    let full = [family, table, chain];
+    !want.is_empty() && want.len() <= 3 && full[3 - want.len()..] == want[..]
+}
+
+/// The namespaces that may hold netfilter rules: their own rulesets, a
+/// CNI plugin's (in the node), or ones their `run:` commands add.
+pub fn rule_namespaces(namespaces: &[super::Namespace]) -> Vec<String> {
+    namespaces
+        .iter()
+        .filter(|n| {
+            n.nft.is_some()
+                || n.iptables.is_some()
+                || n.ip6tables.is_some()
+                || namespaces
+                    .iter()
+                    .any(|m| m.cni.as_ref().is_some_and(|c| c.node == n.name))
+                || n.run
+                    .iter()
+                    .any(|c| c.contains("nft") || c.contains("iptables"))
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+/// The comments of a namespace's own rulesets, when those are all its
+/// rules (no CNI plugin or `run:` command adds any): `None` otherwise.
+pub fn ruleset_comments(
+    ns: &super::Namespace,
+    namespaces: &[super::Namespace],
+) -> Option<Vec<String>> {
+    let added = namespaces
+        .iter()
+        .any(|m| m.cni.as_ref().is_some_and(|c| c.node == ns.name))
+        || !ns.run.is_empty();
+    if added {
+        return None;
+    }
+    let re =
+        regex::Regex::new(r#"comment\s+"([^"]*)"|--comment\s+([^\s"]+)"#).expect("valid regex");
+    let mut out = vec![];
+    for rs in [&ns.nft, &ns.iptables, &ns.ip6tables].into_iter().flatten() {
+        for c in re.captures_iter(&rs.text) {
+            if let Some(m) = c.get(1).or_else(|| c.get(2)) {
+                out.push(m.as_str().to_string());
+            }
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,333 @@
+//! Netfilter decisions: which nftables (and iptables-nft) rule, chain
+//! policy or return each of a scenario's packets met, from the kernel's
+//! own trace messages (`NFNLGRP_NFTRACE`, Linux 4.6+, no kprobes).
+//!
+//! In each namespace that has rules, a socket opened inside it joins the
+//! trace group, and a table of pktfate's own (`inet pktfate_trace`, base
+//! chains on prerouting and output at priority -500, ahead of raw,
+//! conntrack and NAT) sets the packet's `nftrace` bit; it holds no verdict,
+//! so the user's chains decide as before. The kernel sends a packet's
+//! trace messages while it evaluates the rules, before the packet moves
+//! on, so once the tracer has seen every tracked skb die they are all in
+//! the socket's queue: draining it needs no wait. Legacy iptables
+//! (`x_tables`) sends none.
+//!
+//! What is not seen: `netdev` ingress and egress chains run before the bit
+//! is set; a namespace's packets are all traced (they are the scenario's
+//! own) and attributed to the scenario's packets afterwards.
+
+mod message;
+pub mod rules;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use message::{EvalKind, NfVerdict};
+use message::{NFNLGRP_NFTRACE, decode, family_name};
+pub use rules::{RuleText, Ruleset};
+
+use crate::tracer::PacketInfo;
+
+/// pktfate's own table in a traced namespace.
+pub const TRACE_TABLE: &str = "pktfate_trace";
+
+/// The table that sets the `nftrace` bit (no verdicts of its own).
+const ENABLE: &str = "table inet pktfate_trace {
+  chain pre { type filter hook prerouting priority -500; meta nftrace set 1; }
+  chain out { type filter hook output priority -500; meta nftrace set 1; }
+}
+";
+
+/// Why rule tracing could not start or finish in a namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum NfTraceError {
+    /// The netlink socket inside the namespace.
+    #[error("namespace `{ns}`: the netfilter trace socket: {source}")]
+    Socket {
+        /// The scenario's name for the namespace.
+        ns: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `nft` could not be run there.
+    #[error("namespace `{ns}`: running nft: {source}")]
+    Spawn {
+        /// The namespace.
+        ns: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// `nft` refused pktfate's trace table (no `nf_tables` in this kernel?).
+    #[error("namespace `{ns}`: nft refused pktfate's trace table: {stderr}")]
+    Refused {
+        /// The namespace.
+        ns: String,
+        /// What nft said.
+        stderr: String,
+    },
+}
+
+/// One rule evaluation of a packet.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleEval {
+    /// The scenario's name for the namespace.
+    pub ns: String,
+    /// The table's family (`ip`, `ip6`, `inet`, ...).
+    pub family: String,
+    /// The table.
+    pub table: String,
+    /// The chain.
+    pub chain: String,
+    /// The rule's handle (rule events only).
+    pub handle: Option<u64>,
+    /// The rule as users read it, when its handle was found.
+    pub rule: Option<RuleText>,
+    /// Rule, return or policy.
+    pub kind: EvalKind,
+    /// The verdict.
+    pub verdict: NfVerdict,
+    /// The chain of a jump or goto.
+    pub target: Option<String>,
+    /// The kernel's per-packet trace id.
+    pub id: u32,
+    /// The packet's headers at the evaluation.
+    pub packet: PacketInfo,
+}
+
+impl RuleEval {
+    /// `family table chain`, as nft names a chain.
+    pub fn chain_name(&self) -> String {
+        format!("{} {} {}", self.family, self.table, self.chain)
+    }
+
+    /// One line: where, what, the verdict.
+    pub fn describe(&self) -> String {
+        let what = match (self.kind, &self.rule) {
+            (EvalKind::Policy, _) => "policy".to_string(),
+            (EvalKind::Return, _) => "end of chain".to_string(),
+            (EvalKind::Rule, Some(r)) => match &r.iptables {
+                Some(ipt) => format!("rule `{ipt}`"),
+                None => format!("rule `{}`", r.nft),
+            },
+            (EvalKind::Rule, None) => format!("rule handle {}", self.handle.unwrap_or(0)),
+        };
+        let target = self
+            .target
+            .as_ref()
+            .map(|t| format!(" {t}"))
+            .unwrap_or_default();
+        format!(
+            "{}: {what} -> {}{target}",
+            self.chain_name(),
+            self.verdict.name()
+        )
+    }
+}
+
+/// Rule tracing in one namespace.
+struct Traced {
+    ns: String,
+    path: PathBuf,
+    socket: netlink_sys::Socket,
+}
+
+/// Rule tracing in a scenario's namespaces, from before injection to the
+/// end of collection.
+pub struct NfTrace {
+    spaces: Vec<Traced>,
+}
+
+/// What tracing found.
+#[derive(Debug, Default)]
+pub struct NfTraceResult {
+    /// Every evaluation, in each namespace's order.
+    pub evals: Vec<RuleEval>,
+    /// Each traced namespace's rules (pktfate's table left out).
+    pub rulesets: Vec<(String, Ruleset)>,
+    /// Namespaces whose socket overflowed: some evaluations are missing.
+    pub lost: Vec<String>,
+}
+
+/// Runs `tool args` inside the namespace at `path` with `stdin`; returns
+/// (success, stdout, stderr).
+fn tool_in(
+    path: &Path,
+    tool: &'static str,
+    args: &'static [&'static str],
+    stdin: &'static str,
+) -> io::Result<(bool, String, String)> {
+    crate::topology::netns::run_in(path, move || -> io::Result<(bool, String, String)> {
+        use std::io::Write;
+        let mut child = Command::new(tool)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(stdin.as_bytes());
+        }
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    })
+    .and_then(|r| r)
+}
+
+impl NfTrace {
+    /// Starts tracing in `namespaces` (scenario name, path): the socket
+    /// first, so no message is missed, then the table.
+    pub fn start(namespaces: &[(String, PathBuf)]) -> Result<Self, NfTraceError> {
+        let mut spaces = vec![];
+        for (ns, path) in namespaces {
+            let socket_err = |source| NfTraceError::Socket {
+                ns: ns.clone(),
+                source,
+            };
+            let socket =
+                crate::topology::netns::run_in(path, || -> io::Result<netlink_sys::Socket> {
+                    let mut s =
+                        netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_NETFILTER)?;
+                    s.bind_auto()?;
+                    s.add_membership(NFNLGRP_NFTRACE)?;
+                    // Room for a few thousand evaluations between drains.
+                    let _ = s.set_rx_buf_sz(4 << 20);
+                    s.set_non_blocking(true)?;
+                    Ok(s)
+                })
+                .and_then(|r| r)
+                .map_err(socket_err)?;
+            let (ok, _, stderr) = tool_in(path, "nft", &["-f", "-"], ENABLE).map_err(|source| {
+                NfTraceError::Spawn {
+                    ns: ns.clone(),
+                    source,
+                }
+            })?;
+            if !ok {
+                return Err(NfTraceError::Refused {
+                    ns: ns.clone(),
+                    stderr: crate::common::text::clip(stderr.trim(), 400),
+                });
+            }
+            spaces.push(Traced {
+                ns: ns.clone(),
+                path: path.clone(),
+                socket,
+            });
+        }
+        Ok(Self { spaces })
+    }
+
+    /// Whether any namespace is traced.
+    pub fn is_empty(&self) -> bool {
+        self.spaces.is_empty()
+    }
+
+    /// Drains every namespace's messages, reads its rules and removes
+    /// pktfate's table.
+    pub fn finish(self) -> Result<NfTraceResult, NfTraceError> {
+        let mut out = NfTraceResult::default();
+        for t in self.spaces {
+            let mut msgs = vec![];
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match t.socket.recv(&mut &mut buf[..], 0) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let mut b = &buf[..n];
+                        while b.len() >= 16 {
+                            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                            if len < 16 || len > b.len() {
+                                break;
+                            }
+                            msgs.extend(decode(&b[..len]));
+                            b = &b[len.next_multiple_of(4).min(b.len())..];
+                        }
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        out.lost.push(t.ns.clone());
+                    }
+                    Err(_) => break,
+                }
+            }
+            let spawn = |source| NfTraceError::Spawn {
+                ns: t.ns.clone(),
+                source,
+            };
+            let (_, listing, warnings) = tool_in(
+                &t.path,
+                "nft",
+                &["-a", "-f", "-"],
+                "list ruleset\ndelete table inet pktfate_trace\n",
+            )
+            .map_err(spawn)?;
+            let mut ruleset = rules::parse_nft(&listing);
+            ruleset.retain(|(f, table, _), _| !(f == "inet" && table == TRACE_TABLE));
+            // iptables-nft's own lines, where its tables are.
+            for (family, tool) in [("ip", "iptables-save"), ("ip6", "ip6tables-save")] {
+                let managed = format!("table {family} ");
+                // nft warns (on stderr) about the tables iptables-nft owns.
+                if (listing.contains("managed by iptables-nft")
+                    || warnings.contains("managed by iptables-nft"))
+                    && listing.lines().any(|l| l.starts_with(&managed))
+                {
+                    if let Ok((true, save, _)) = tool_in(&t.path, tool, &[], "") {
+                        rules::add_iptables(&mut ruleset, family, &save);
+                    }
+                }
+            }
+            // The kernel dumps a packet's headers once per trace id (its
+            // first evaluation at a hook); the rest carry the id only.
+            let mut headers: std::collections::HashMap<u32, PacketInfo> =
+                std::collections::HashMap::new();
+            for mut m in msgs {
+                if m.packet.src.is_some() {
+                    headers.insert(m.id, m.packet.clone());
+                } else if let Some(p) = headers.get(&m.id) {
+                    m.packet = p.clone();
+                }
+                let family = family_name(m.family).to_string();
+                if family == "inet" && m.table == TRACE_TABLE {
+                    continue;
+                }
+                let (Some(kind), Some(verdict)) = (m.kind, m.verdict) else {
+                    continue;
+                };
+                // The end of a chain comes as a rule event without a handle
+                // on recent kernels (the chain's trailer), as a return on
+                // older ones.
+                let kind = if kind == EvalKind::Rule && m.handle.is_none() {
+                    EvalKind::Return
+                } else {
+                    kind
+                };
+                let rule = m.handle.and_then(|h| {
+                    ruleset
+                        .get(&(family.clone(), m.table.clone(), m.chain.clone()))
+                        .and_then(|c| c.rules.iter().find(|r| r.handle == h).cloned())
+                });
+                out.evals.push(RuleEval {
+                    ns: t.ns.clone(),
+                    family,
+                    table: m.table,
+                    chain: m.chain,
+                    handle: m.handle,
+                    rule: if kind == EvalKind::Rule { rule } else { None },
+                    kind,
+                    verdict,
+                    target: m.target,
+                    id: m.id,
+                    packet: m.packet,
+                });
+            }
+            out.rulesets.push((t.ns.clone(), ruleset));
+        }
+        Ok(out)
+    }
+}
