@@ -507,3 +507,31 @@ fn the_example_workflows_use_published_actions_and_real_flags() {
     }
     assert!(commands >= 2, "the workflows run pktfate matrix and merge");
 }
+
+#[test]
+fn json_lines_carry_the_netfilter_rule_evaluations() {
+    let file = root().join("scenarios/firewall/iptables-policy-or-rule.yaml");
+    let o = run(&["run", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let rules = line["rules"].as_array().expect("a rules array");
+    // The telnet SYN (packet 0) dropped by the BLOCK chain's rule, the SSH
+    // SYN (packet 1) by INPUT's policy: as the kernel traced them.
+    let found = |packet: u64, kind: &str, chain: &str, verdict: &str| {
+        rules.iter().any(|r| {
+            r["packet_index"] == packet
+                && r["kind"] == kind
+                && r["chain"] == chain
+                && r["verdict"] == verdict
+                && r["ns"] == "server"
+        })
+    };
+    assert!(found(0, "rule", "BLOCK", "drop"), "{rules:#?}");
+    assert!(found(1, "policy", "INPUT", "drop"), "{rules:#?}");
+    let telnet = rules
+        .iter()
+        .find(|r| r["packet_index"] == 0 && r["verdict"] == "drop")
+        .unwrap();
+    assert_eq!(telnet["rule"]["comment"], "no telnet");
+}

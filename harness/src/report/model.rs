@@ -126,6 +126,11 @@ pub struct ScenarioReport {
     /// Every traced step in time order, as `collect::Step` serialises.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<serde_json::Value>,
+    /// Every netfilter rule evaluation of the scenario's namespaces, as
+    /// `collect::RuleStep` serialises (namespace, table, chain, handle, the
+    /// rule as written, verdict, packet index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<serde_json::Value>,
     /// Why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
@@ -168,6 +173,7 @@ mod tests {
                 function_attach_ms: 1.5,
             }),
             timeline: vec![],
+            rules: vec![],
             skipped: None,
             error: None,
             error_kind: None,

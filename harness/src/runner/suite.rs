@@ -180,6 +180,7 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
         unchecked: vec![],
         tracer: None,
         timeline: vec![],
+        rules: vec![],
         skipped: None,
         error: None,
         error_kind: None,
@@ -219,6 +220,12 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
                 .steps
                 .iter()
                 .filter_map(|s| serde_json::to_value(s).ok())
+                .collect();
+            v.rules = o
+                .timeline
+                .rules
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
                 .collect();
         }
         Err(RunError::Skipped(why)) => v.skipped = Some(why.to_string()),
