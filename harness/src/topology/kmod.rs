@@ -48,13 +48,14 @@ impl KmodError {
 }
 
 /// Every module a scenario may need, for `pktfate doctor`.
-pub const KNOWN: [&str; 8] = [
+pub const KNOWN: [&str; 9] = [
     "tun",
     "veth",
     "bridge",
     "vxlan",
     "macvlan",
     "nf_tables",
+    "nf_conntrack",
     "sch_ingress",
     "cls_bpf",
 ];
@@ -178,6 +179,16 @@ pub fn for_scenario(s: &Scenario) -> Vec<&'static str> {
         if ns.nft.is_some() || ns.iptables.is_some() || ns.ip6tables.is_some() {
             out.push("nf_tables");
         }
+        // Conntrack's sysctls exist in a namespace only once nf_conntrack
+        // is loaded: on a freshly booted kernel the ruleset that would
+        // load it comes too late, or never.
+        if ns
+            .sysctls
+            .iter()
+            .any(|(k, _)| k.starts_with("net.netfilter.nf_conntrack_"))
+        {
+            out.push("nf_conntrack");
+        }
         if ns
             .tc
             .iter()
@@ -249,6 +260,18 @@ mod tests {
                 .starts_with("kernel module `vxlan` is not available (")
         );
         assert!(e.hint().contains("modprobe vxlan"));
+    }
+
+    #[test]
+    fn a_conntrack_sysctl_needs_nf_conntrack_loaded_first() {
+        let s = |sysctl: &str| {
+            let text = format!(
+                "namespaces:\n  a:\n    links: [{{ name: tun0, kind: tun }}]\n    sysctls: {{ {sysctl}: 0 }}\ninject:\n  via: a/tun0\n  ipv4: {{ src: 192.0.2.1, dst: 192.0.2.2 }}\n  udp: {{ sport: 1, dport: 2 }}\n"
+            );
+            Scenario::parse(std::path::Path::new("t.yaml"), &text).unwrap()
+        };
+        assert!(for_scenario(&s("net.netfilter.nf_conntrack_tcp_loose")).contains(&"nf_conntrack"));
+        assert!(!for_scenario(&s("net.ipv4.ip_forward")).contains(&"nf_conntrack"));
     }
 
     #[test]
