@@ -7,6 +7,7 @@
 
 pub mod counters;
 mod rules;
+pub mod conntrack;
 pub use rules::{RuleStep, attribute_rules};
 
 use std::collections::{HashMap, HashSet};
@@ -147,6 +148,9 @@ pub struct Timeline {
     pub rules_traced: Vec<String>,
     /// Namespaces whose rule trace lost messages.
     pub rules_lost: Vec<String>,
+    /// The conntrack tables read at the end, for the namespaces the
+    /// scenario asks about.
+    pub conntrack: Vec<conntrack::CtTable>,
     /// Each traced namespace's rules, to say when a rule named is gone.
     #[serde(skip)]
     pub rulesets: Vec<(String, crate::tracer::nftrace::Ruleset)>,

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod fixtures;
 pub mod hook;
+pub mod nlattr;
 pub mod parallel;
 pub mod text;
 pub mod verifier;

@@ -5,6 +5,7 @@
 //! or `consume_skb`. Replies (reverse direction) are in the timeline for the
 //! reader but do not change the verdict.
 
+mod conntrack;
 mod counters;
 mod facts;
 mod judge;
@@ -36,12 +37,14 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
         if p.expect.no_unexpected_drops {
             mismatches.extend(unexpected_drops(&p.expect, tl, i, &l, &facts));
         }
+        mismatches.extend(conntrack::judge_conntrack(&p.expect.conntrack, tl));
         if let Some(n) = &p.expect.netfilter {
             let dropped = facts.dropped;
             mismatches.extend(netfilter::judge_netfilter(n, tl, i, false, dropped));
         }
         if let Some(reply) = &p.expect.reply {
             mismatches.extend(judge_reply(reply, tl, i));
+            mismatches.extend(conntrack::judge_conntrack(&reply.conntrack, tl));
             if let Some(n) = &reply.netfilter {
                 let (rf, _, _) = judge(reply, &life_of(tl, i, true));
                 mismatches.extend(netfilter::judge_netfilter(n, tl, i, true, rf.dropped));

@@ -131,6 +131,9 @@ pub struct ScenarioReport {
     /// rule as written, verdict, packet index).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<serde_json::Value>,
+    /// The conntrack tables read at the end (namespace, entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conntrack: Vec<serde_json::Value>,
     /// Why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
@@ -174,6 +177,7 @@ mod tests {
             }),
             timeline: vec![],
             rules: vec![],
+            conntrack: vec![],
             skipped: None,
             error: None,
             error_kind: None,

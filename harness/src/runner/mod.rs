@@ -324,6 +324,7 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     if let Some(t) = nftrace {
         finish_rule_trace(&s, t, &filters, &mut timeline)?;
     }
+    timeline.conntrack = read_conntrack(&s, &topo);
     let after = snapshot(&topo)?;
     let mut verdict = evaluate::evaluate(&s, &timeline);
     verdict.counters = evaluate::check_counters(&s, &before, &after);
@@ -355,6 +356,38 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     // longer watched, and its filter bank is free for the next scenario.
     drop(tracer);
     Ok(Judged { outcome, topo })
+}
+
+/// The conntrack tables of the namespaces the scenario's expectations
+/// name, read at the end of collection.
+fn read_conntrack(s: &Scenario, topo: &Topology) -> Vec<collect::conntrack::CtTable> {
+    let mut names: Vec<&str> = s
+        .packets
+        .iter()
+        .flat_map(|p| {
+            p.expect
+                .conntrack
+                .iter()
+                .chain(p.expect.reply.iter().flat_map(|r| &r.conntrack))
+        })
+        .map(|c| c.ns.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|n| {
+            let (entries, unreadable) = match collect::conntrack::dump(&topo.handle(n).path()) {
+                Ok(e) => (e, None),
+                Err(e) => (vec![], Some(e.to_string())),
+            };
+            collect::conntrack::CtTable {
+                ns: n.to_string(),
+                entries,
+                unreadable,
+            }
+        })
+        .collect()
 }
 
 /// Whether any packet asserts netfilter decisions.

@@ -181,6 +181,7 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
         tracer: None,
         timeline: vec![],
         rules: vec![],
+        conntrack: vec![],
         skipped: None,
         error: None,
         error_kind: None,
@@ -226,6 +227,12 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
                 .rules
                 .iter()
                 .filter_map(|r| serde_json::to_value(r).ok())
+                .collect();
+            v.conntrack = o
+                .timeline
+                .conntrack
+                .iter()
+                .filter_map(|t| serde_json::to_value(t).ok())
                 .collect();
         }
         Err(RunError::Skipped(why)) => v.skipped = Some(why.to_string()),

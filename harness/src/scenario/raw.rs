@@ -275,7 +275,30 @@ pub struct Expect {
     pub no_unexpected_drops: Option<Spanned<bool>>,
     pub allow_drops: Option<Vec<S>>,
     pub netfilter: Option<Spanned<NetfilterExpect>>,
+    pub conntrack: Option<Vec<Spanned<CtExpect>>>,
     pub kernels: Option<HashMap<S, Expect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtExpect {
+    pub ns: S,
+    pub orig: Option<CtTuple>,
+    pub reply: Option<CtTuple>,
+    pub state: Option<S>,
+    pub status: Option<Vec<S>>,
+    pub mark: Option<Spanned<u32>>,
+    pub zone: Option<Spanned<u16>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtTuple {
+    pub src: Option<S>,
+    pub dst: Option<S>,
+    pub sport: Option<Spanned<u16>>,
+    pub dport: Option<Spanned<u16>>,
+    pub proto: Option<S>,
 }
 
 #[derive(Deserialize)]

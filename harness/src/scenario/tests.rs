@@ -652,3 +652,36 @@ fn netfilter_references_are_checked_against_the_rulesets_at_load() {
     let e = parse("    traversed: []\n").unwrap_err();
     assert!(e[0].msg.contains("says nothing to check"), "{}", e[0]);
 }
+
+#[test]
+fn conntrack_expectations_are_checked_at_load() {
+    let base = "namespaces:\n  a:\n    links: [{ name: tun0, kind: tun }]\ninject:\n  via: a/tun0\n  ipv4: { src: 192.0.2.1, dst: 192.0.2.2 }\n  udp: { sport: 1, dport: 2 }\nexpect:\n  conntrack:\n";
+    let parse = |tail: &str| Scenario::parse(Path::new("t.yaml"), &format!("{base}{tail}"));
+    let ok = parse("    - { ns: a, orig: { src: 192.0.2.1, proto: udp }, status: [seen_reply], state: established }\n").unwrap();
+    let c = &ok.packets[0].expect.conntrack[0];
+    assert_eq!(c.status, ["SEEN_REPLY"]);
+    assert_eq!(c.orig.as_ref().unwrap().proto, Some(17));
+    for (tail, msg) in [
+        (
+            "    - { ns: b, orig: { proto: udp } }\n",
+            "no namespace `b`",
+        ),
+        (
+            "    - { ns: a, orig: { proto: udp }, status: [DST_NATT] }\n",
+            "not a conntrack status bit",
+        ),
+        (
+            "    - { ns: a, orig: { proto: udp }, state: ESTABLISH }\n",
+            "not a conntrack TCP state",
+        ),
+        (
+            "    - { ns: a, orig: { proto: tcpp } }\n",
+            "unknown protocol",
+        ),
+        ("    - { ns: a, mark: 1 }\n", "needs `orig` or `reply`"),
+    ] {
+        let e = parse(tail).unwrap_err();
+        assert!(e[0].msg.contains(msg), "{tail}: {}", e[0]);
+        assert!(e[0].loc.is_some(), "{tail}: located");
+    }
+}

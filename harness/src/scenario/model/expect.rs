@@ -117,6 +117,8 @@ pub struct Expectation {
     pub allow_drops: Vec<String>,
     /// Netfilter decisions: the deciding rule, chains, rules not matched.
     pub netfilter: Option<NetfilterExpect>,
+    /// Conntrack entries namespaces must hold at the end of the run.
+    pub conntrack: Vec<CtWant>,
     /// Per-kernel replacements, in file order (a later match wins).
     pub kernels: Vec<KernelOverride>,
 }
@@ -149,6 +151,7 @@ impl Expectation {
                     "no_unexpected_drops" => e.no_unexpected_drops = x.no_unexpected_drops,
                     "allow_drops" => e.allow_drops = x.allow_drops.clone(),
                     "netfilter" => e.netfilter = x.netfilter.clone(),
+                    "conntrack" => e.conntrack = x.conntrack.clone(),
                     _ => {}
                 }
             }

@@ -113,3 +113,120 @@ pub fn ruleset_comments(
     }
     Some(out)
 }
+
+/// Conntrack status bit names (`IPS_*_BIT`), by bit.
+pub const CT_STATUS_BITS: [&str; 16] = [
+    "EXPECTED",
+    "SEEN_REPLY",
+    "ASSURED",
+    "CONFIRMED",
+    "SRC_NAT",
+    "DST_NAT",
+    "SEQ_ADJUST",
+    "SRC_NAT_DONE",
+    "DST_NAT_DONE",
+    "DYING",
+    "FIXED_TIMEOUT",
+    "TEMPLATE",
+    "UNTRACKED",
+    "HELPER",
+    "OFFLOAD",
+    "HW_OFFLOAD",
+];
+
+/// Conntrack TCP state names (`TCP_CONNTRACK_*`), by value.
+pub const CT_TCP_STATES: [&str; 10] = [
+    "NONE",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "TIME_WAIT",
+    "CLOSE",
+    "SYN_SENT2",
+];
+
+/// One direction of a connection, as far as the scenario says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CtTupleWant {
+    /// Source address.
+    pub src: Option<std::net::IpAddr>,
+    /// Destination address.
+    pub dst: Option<std::net::IpAddr>,
+    /// Source port.
+    pub sport: Option<u16>,
+    /// Destination port.
+    pub dport: Option<u16>,
+    /// IP protocol number.
+    pub proto: Option<u8>,
+}
+
+impl std::fmt::Display for CtTupleWant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |a: Option<std::net::IpAddr>, p: Option<u16>| {
+            format!(
+                "{}{}",
+                a.map_or("*".into(), |a| a.to_string()),
+                p.map_or(String::new(), |p| format!(":{p}"))
+            )
+        };
+        write!(
+            f,
+            "{} -> {}",
+            side(self.src, self.sport),
+            side(self.dst, self.dport)
+        )?;
+        if let Some(p) = self.proto {
+            write!(f, " proto {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A conntrack entry a namespace must hold at the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtWant {
+    /// The namespace.
+    pub ns: String,
+    /// Its original direction.
+    pub orig: Option<CtTupleWant>,
+    /// Its reply direction (NAT applied).
+    pub reply: Option<CtTupleWant>,
+    /// TCP state (`ESTABLISHED`, `SYN_RECV`, ...).
+    pub state: Option<String>,
+    /// Status bits that must be set.
+    pub status: Vec<String>,
+    /// Connection mark.
+    pub mark: Option<u32>,
+    /// Zone.
+    pub zone: Option<u16>,
+    /// Where the scenario says it.
+    pub at: Option<Location>,
+}
+
+impl std::fmt::Display for CtWant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = vec![];
+        if let Some(o) = &self.orig {
+            parts.push(format!("orig {o}"));
+        }
+        if let Some(r) = &self.reply {
+            parts.push(format!("reply {r}"));
+        }
+        if let Some(s) = &self.state {
+            parts.push(format!("state {s}"));
+        }
+        if !self.status.is_empty() {
+            parts.push(format!("status {}", self.status.join("|")));
+        }
+        if let Some(m) = self.mark {
+            parts.push(format!("mark {m}"));
+        }
+        if let Some(z) = self.zone {
+            parts.push(format!("zone {z}"));
+        }
+        write!(f, "an entry in {} with {}", self.ns, parts.join(", "))
+    }
+}

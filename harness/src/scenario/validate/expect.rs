@@ -143,6 +143,8 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
         .netfilter
         .as_ref()
         .map(|n| super::netfilter::netfilter_expect(cx, n));
+    let ns_names: Vec<String> = devs.keys().cloned().collect();
+    let conntrack = super::conntrack::conntrack(cx, e.conntrack.as_deref(), &ns_names);
     let kernels = kernel_overrides(cx, e.kernels, devs);
     Expectation {
         kernels,
@@ -159,6 +161,7 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
         no_unexpected_drops: e.no_unexpected_drops.is_some_and(|b| *b),
         allow_drops,
         netfilter,
+        conntrack,
     }
 }
 
@@ -266,6 +269,7 @@ fn kernel_overrides(
             ("not_path", x.not_path.is_some()),
             ("icmp", x.icmp.is_some()),
             ("netfilter", x.netfilter.is_some()),
+            ("conntrack", x.conntrack.is_some()),
             ("transmitted", x.transmitted.is_some()),
             ("no_unexpected_drops", x.no_unexpected_drops.is_some()),
             ("allow_drops", x.allow_drops.is_some()),

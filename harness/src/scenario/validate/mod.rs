@@ -21,6 +21,7 @@ use packet::validate_packet;
 
 mod addressing;
 mod attach;
+mod conntrack;
 mod ctx;
 mod expect;
 mod link;
@@ -169,6 +170,7 @@ fn packet_list(
                 no_unexpected_drops: None,
                 allow_drops: None,
                 netfilter: None,
+                conntrack: None,
                 kernels: None,
             }),
         }),

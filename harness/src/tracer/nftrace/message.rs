@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use crate::common::nlattr::{attributes, be_u32, text};
 use crate::tracer::PacketInfo;
 
 /// `NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_TRACE`.
@@ -132,32 +133,6 @@ pub(super) fn family_name(nfproto: u8) -> &'static str {
         10 => "ip6",
         _ => "?",
     }
-}
-
-/// The attributes of a netlink attribute stream: (type without flags,
-/// payload).
-fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let payload = &b[4..len];
-        b = &b[len.next_multiple_of(4).min(b.len())..];
-        Some((kind, payload))
-    })
-}
-
-fn be_u32(p: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(p.get(..4)?.try_into().ok()?))
-}
-
-fn text(p: &[u8]) -> String {
-    String::from_utf8_lossy(p.split(|&c| c == 0).next().unwrap_or_default()).into_owned()
 }
 
 /// Addresses and protocol from an IP header, ports from the transport

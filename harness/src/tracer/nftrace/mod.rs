@@ -240,15 +240,7 @@ impl NfTrace {
                 match t.socket.recv(&mut &mut buf[..], 0) {
                     Ok(0) => break,
                     Ok(n) => {
-                        let mut b = &buf[..n];
-                        while b.len() >= 16 {
-                            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                            if len < 16 || len > b.len() {
-                                break;
-                            }
-                            msgs.extend(decode(&b[..len]));
-                            b = &b[len.next_multiple_of(4).min(b.len())..];
-                        }
+                        msgs.extend(crate::common::nlattr::messages(&buf[..n]).filter_map(decode));
                     }
                     Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                         out.lost.push(t.ns.clone());
