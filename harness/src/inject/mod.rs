@@ -125,6 +125,7 @@ pub fn frame_filter(spec: &PacketSpec) -> FlowFilter {
         dport,
         reverse: true,
         icmp_error: false,
+        nat_reply: false,
     }
 }
 
@@ -332,6 +333,7 @@ fn socket_filter(proto: SockProto, to: IpAddr, local_port: u16, port: u16) -> Fl
         dport: (proto != SockProto::Icmp).then_some(port),
         reverse: true,
         icmp_error: false,
+        nat_reply: false,
     }
 }
 

@@ -165,6 +165,21 @@ fn trace_spec(
             filters.push((i, p.filter.icmp_errors()));
         }
     }
+    // Where a NAT may rewrite a flow, its replies from where they are born
+    // (inside a pod, before the node reverses a DNAT): after every exact
+    // filter, so a packet matching one exactly is attributed by that.
+    if crate::scenario::may_rewrite(&s.namespaces) {
+        let halves: Vec<(usize, FlowFilter)> = prepared
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !matches!(p.filter.proto, Some(1 | 58)))
+            .flat_map(|(i, p)| p.filter.nat_replies().map(|f| (i, f)))
+            .collect();
+        // The filter bank is bounded: the exact filters come first.
+        if filters.len() + halves.len() <= crate::abi::MAX_FILTERS as usize {
+            filters.extend(halves);
+        }
+    }
     let mut tc_hooks = vec![];
     for ns in &s.namespaces {
         for t in &ns.tc {

@@ -215,6 +215,7 @@ pub fn selector(
         dport,
         reverse: true,
         icmp_error: false,
+        nat_reply: false,
     })
 }
 

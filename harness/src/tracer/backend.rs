@@ -175,6 +175,10 @@ pub struct FlowFilter {
     /// Instead of the 5-tuple, match ICMP/ICMPv6 errors sent to `dst` (the
     /// packet's source); they count as flowing back.
     pub icmp_error: bool,
+    /// A match is a reply whatever its direction: one half of a reversed
+    /// tuple, for replies a NAT has not put back yet (see
+    /// [`FlowFilter::nat_replies`]).
+    pub nat_reply: bool,
 }
 
 impl FlowFilter {
@@ -218,6 +222,31 @@ impl FlowFilter {
         }
     }
 
+    /// Filters for the replies of this flow where a NAT rewrote it: the
+    /// packets going back to its source (address and port: a DNAT's reply,
+    /// from the new destination, before the node reverses it) and those
+    /// coming from its destination (an SNAT's reply, to the new source).
+    /// Each is half of the reversed tuple; the other half is what the NAT
+    /// changed.
+    pub fn nat_replies(&self) -> [FlowFilter; 2] {
+        [
+            FlowFilter {
+                proto: self.proto,
+                dst: self.src,
+                dport: self.sport,
+                nat_reply: true,
+                ..Default::default()
+            },
+            FlowFilter {
+                proto: self.proto,
+                src: self.dst,
+                sport: self.dport,
+                nat_reply: true,
+                ..Default::default()
+            },
+        ]
+    }
+
     /// Does a packet match, and in which direction? `Some(false)` forward,
     /// `Some(true)` reverse.
     pub fn direction(&self, p: &PacketInfo) -> Option<bool> {
@@ -234,7 +263,7 @@ impl FlowFilter {
                 && self.dport.is_none_or(|x| x == dp)
         };
         if fits(p.src, p.dst, p.sport, p.dport) {
-            Some(false)
+            Some(self.nat_reply)
         } else if self.reverse && fits(p.dst, p.src, p.dport, p.sport) {
             Some(true)
         } else {

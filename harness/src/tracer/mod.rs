@@ -325,6 +325,7 @@ mod tests {
             dport: Some(80),
             reverse: true,
             icmp_error: false,
+            nat_reply: false,
         };
         let errors = f.icmp_errors();
         let unreach = PacketInfo {
@@ -357,6 +358,26 @@ mod tests {
         );
         assert_eq!(
             f.direction(&pkt("198.51.100.1", "192.0.2.1", 81, 1000)),
+            None
+        );
+        // A DNAT's reply, still from the pod (192.0.2.9:8080), and an
+        // SNAT's, to the node's new source: replies by their halves only.
+        let [to_source, from_destination] = f.nat_replies();
+        assert_eq!(
+            to_source.direction(&pkt("192.0.2.9", "192.0.2.1", 8080, 1000)),
+            Some(true)
+        );
+        assert_eq!(
+            from_destination.direction(&pkt("198.51.100.1", "203.0.113.7", 80, 40000)),
+            Some(true)
+        );
+        // The forward packet matches neither half.
+        assert_eq!(
+            to_source.direction(&pkt("192.0.2.1", "198.51.100.1", 1000, 80)),
+            None
+        );
+        assert_eq!(
+            from_destination.direction(&pkt("192.0.2.1", "198.51.100.1", 1000, 80)),
             None
         );
         let one_way = FlowFilter {

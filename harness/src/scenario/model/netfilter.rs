@@ -230,3 +230,26 @@ impl std::fmt::Display for CtWant {
         write!(f, "an entry in {} with {}", self.ns, parts.join(", "))
     }
 }
+
+/// Whether the scenario may rewrite addresses or ports of its packets: a
+/// NAT in a ruleset (nft `snat`/`dnat`/`masquerade`/`redirect`, an
+/// iptables `*nat` table), a CNI plugin (portmap, a bridge's `ipMasq`), a
+/// tc rewrite, or a `run:` command that may add any of these.
+pub fn may_rewrite(namespaces: &[super::Namespace]) -> bool {
+    namespaces.iter().any(|n| {
+        let nft = n.nft.as_ref().is_some_and(|r| {
+            ["snat", "dnat", "masquerade", "redirect"]
+                .iter()
+                .any(|k| r.text.contains(k))
+        });
+        let ipt = [&n.iptables, &n.ip6tables]
+            .into_iter()
+            .flatten()
+            .any(|r| r.text.contains("*nat"));
+        let tc = n
+            .tc
+            .iter()
+            .any(|t| matches!(t, super::TcSpec::Program { program, .. } if program.starts_with("rewrite")));
+        nft || ipt || tc || n.cni.is_some() || n.run.iter().any(|c| c.contains("nat") || c.contains("tc "))
+    })
+}
