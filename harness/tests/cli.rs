@@ -535,3 +535,35 @@ fn json_lines_carry_the_netfilter_rule_evaluations() {
         .unwrap();
     assert_eq!(telnet["rule"]["comment"], "no telnet");
 }
+
+/// `record` writes the deciding rule too, so a rule reordered later turns
+/// `record --check` (and the run) red.
+#[test]
+fn record_writes_the_deciding_rule() {
+    let s = Scratch::new("record-rule");
+    let original =
+        std::fs::read_to_string(root().join("scenarios/firewall/iptables-drop-ssh.yaml")).unwrap();
+    let i = original.find("expect:").unwrap();
+    let f = s.0.join("ssh.yaml");
+    std::fs::write(&f, format!("{}expect:\n", &original[..i])).unwrap();
+    let fs = f.to_string_lossy().into_owned();
+    let o = run(&["record", &fs]);
+    assert!(o.status.success(), "{}", text(&o));
+    let recorded = std::fs::read_to_string(&f).unwrap();
+    assert!(
+        recorded.contains("  netfilter:\n    decided_by: { comment: \"no ssh\", ns: server }\n"),
+        "{recorded}"
+    );
+    assert!(run(&["run", &fs]).status.success());
+    // A broader rule above it: the same NETFILTER_DROP, another rule.
+    let broader = recorded.replace(
+        "      -A INPUT -p tcp --dport 22",
+        "      -A INPUT -p tcp -j DROP\n      -A INPUT -p tcp --dport 22",
+    );
+    assert_ne!(broader, recorded);
+    std::fs::write(&f, broader).unwrap();
+    assert_eq!(run(&["record", &fs, "--check"]).status.code(), Some(1));
+    let o = run(&["run", &fs]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("-A INPUT -p tcp -j DROP"), "{}", text(&o));
+}

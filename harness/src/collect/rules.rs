@@ -16,15 +16,46 @@ pub struct RuleStep {
     pub reverse: bool,
 }
 
-/// Each evaluation with the packet whose flow its headers match (forward
-/// or back), by the same filters that attribute kernel events.
-pub fn attribute_rules(evals: Vec<RuleEval>, filters: &[(usize, FlowFilter)]) -> Vec<RuleStep> {
+/// The headers that identify a packet's evaluations.
+type Tuple = (
+    Option<std::net::IpAddr>,
+    Option<std::net::IpAddr>,
+    u8,
+    u16,
+    u16,
+);
+
+fn tuple(p: &crate::tracer::PacketInfo) -> Tuple {
+    (p.src, p.dst, p.proto, p.sport, p.dport)
+}
+
+/// Each evaluation with the packet it belongs to: first by the headers
+/// the tracer saw that packet's skbs carry (after a tc rewrite or a DNAT
+/// too, which the flow filters no longer match), then by the filters that
+/// attribute kernel events (forward or back).
+pub fn attribute_rules(
+    evals: Vec<RuleEval>,
+    filters: &[(usize, FlowFilter)],
+    steps: &[super::Step],
+) -> Vec<RuleStep> {
+    let mut seen: std::collections::HashMap<Tuple, (usize, bool)> =
+        std::collections::HashMap::new();
+    for s in steps {
+        if let (Some(i), Some(_)) = (s.packet, s.ev.packet.src) {
+            seen.entry(tuple(&s.ev.packet)).or_insert((i, s.reverse));
+        }
+    }
     evals
         .into_iter()
         .map(|eval| {
-            let (packet, reverse) = filters
-                .iter()
-                .find_map(|(i, f)| f.direction(&eval.packet).map(|r| (Some(*i), r)))
+            let (packet, reverse) = seen
+                .get(&tuple(&eval.packet))
+                .map(|&(i, r)| (Some(i), r))
+                .or_else(|| {
+                    filters
+                        .iter()
+                        .find_map(|(i, f)| f.direction(&eval.packet).map(|r| (Some(*i), r)))
+                })
                 .unwrap_or((None, false));
             RuleStep {
                 eval,

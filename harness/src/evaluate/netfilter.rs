@@ -13,29 +13,14 @@ fn norm(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Whether two evaluations saw the same packet (its TTL aside).
+/// Whether two evaluations saw the same packet: the same protocol, TCP
+/// flags and sequence, ICMP type and id, and one side of the tuple (a NAT
+/// rewrites the other: a DNAT the destination, an SNAT the source); the
+/// TTL aside, which forwarding lowers.
 fn same_packet(a: &crate::tracer::PacketInfo, b: &crate::tracer::PacketInfo) -> bool {
-    (
-        a.src,
-        a.dst,
-        a.proto,
-        a.sport,
-        a.dport,
-        a.tcp_flags,
-        a.tcp_seq,
-        a.icmp_type,
-        a.icmp_id,
-    ) == (
-        b.src,
-        b.dst,
-        b.proto,
-        b.sport,
-        b.dport,
-        b.tcp_flags,
-        b.tcp_seq,
-        b.icmp_type,
-        b.icmp_id,
-    )
+    (a.proto, a.tcp_flags, a.tcp_seq, a.icmp_type, a.icmp_id)
+        == (b.proto, b.tcp_flags, b.tcp_seq, b.icmp_type, b.icmp_id)
+        && ((a.src, a.sport) == (b.src, b.sport) || (a.dst, a.dport) == (b.dst, b.dport))
 }
 
 /// Whether `e` is the rule or policy `m` names.
@@ -104,6 +89,40 @@ fn find(m: &RuleMatch, rulesets: &[(String, Ruleset)]) -> Option<String> {
         })
 }
 
+/// The evaluations of packet `i`'s own headers (its reply's when
+/// `reverse`): not later segments of its flow (a TCP handshake's ACK), and
+/// the TTL aside, which forwarding lowers.
+pub fn packet_evals(tl: &Timeline, i: usize, reverse: bool) -> Vec<&RuleEval> {
+    let flow: Vec<&RuleEval> = tl
+        .rules
+        .iter()
+        .filter(|r| r.packet == Some(i) && r.reverse == reverse)
+        .map(|r| &r.eval)
+        .collect();
+    flow.iter()
+        .filter(|e| {
+            flow.first()
+                .is_some_and(|f| same_packet(&f.packet, &e.packet))
+        })
+        .copied()
+        .collect()
+}
+
+/// The evaluations that decided the packet: its netfilter drop when it was
+/// dropped there, else the final verdict of each hook it crossed.
+pub fn deciding<'a>(evals: &[&'a RuleEval], dropped: bool) -> Vec<&'a RuleEval> {
+    // (A packet something else dropped, rp_filter say, was decided by
+    // netfilter like one it delivered.)
+    match evals.iter().find(|e| e.verdict == NfVerdict::Drop) {
+        Some(d) if dropped => vec![*d],
+        _ => evals
+            .iter()
+            .filter(|e| e.verdict.is_final())
+            .copied()
+            .collect(),
+    }
+}
+
 /// Judges `want` for packet `i` (its reply when `reverse`); `dropped`:
 /// the packet's fate was a drop, so the drop is what decided.
 pub(super) fn judge_netfilter(
@@ -114,23 +133,7 @@ pub(super) fn judge_netfilter(
     dropped: bool,
 ) -> Vec<Mismatch> {
     let mut mm = vec![];
-    let flow: Vec<&RuleEval> = tl
-        .rules
-        .iter()
-        .filter(|r| r.packet == Some(i) && r.reverse == reverse)
-        .map(|r| &r.eval)
-        .collect();
-    // The packet itself, not later segments of its flow (a TCP
-    // handshake's ACK): the evaluations carrying its first headers (the
-    // TTL aside, which forwarding lowers).
-    let evals: Vec<&RuleEval> = flow
-        .iter()
-        .filter(|e| {
-            flow.first()
-                .is_some_and(|f| same_packet(&f.packet, &e.packet))
-        })
-        .copied()
-        .collect();
+    let evals = packet_evals(tl, i, reverse);
     if evals.is_empty() {
         mm.push(Mismatch {
             what: "netfilter".into(),
@@ -152,21 +155,25 @@ pub(super) fn judge_netfilter(
         return mm;
     }
     if let Some(m) = &want.decided_by {
-        let deciding = if dropped {
-            evals.iter().find(|e| e.verdict == NfVerdict::Drop)
-        } else {
-            evals.iter().rev().find(|e| e.verdict.is_final())
-        };
-        if !deciding.is_some_and(|d| matches(m, d)) {
+        // A dropped packet: the drop decided. Any other: each hook it
+        // crossed had its own final verdict (prerouting's NAT, forward's
+        // filter, ...); the rule named must be one of them.
+        let finals = deciding(&evals, dropped);
+        if !finals.iter().any(|d| matches(m, d)) {
             let named = find(m, &tl.rulesets)
                 .unwrap_or_else(|| "no such rule in the namespaces' rules".into());
             mm.push(Mismatch {
                 what: "netfilter decided_by".into(),
                 expected: format!("{} ({named})", m.rule),
-                actual: deciding.map_or_else(
-                    || "no rule or policy gave a final verdict".into(),
-                    |d| described(d),
-                ),
+                actual: if finals.is_empty() {
+                    "no rule or policy gave a final verdict".into()
+                } else {
+                    finals
+                        .iter()
+                        .map(|d| described(d))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
             });
         }
     }
@@ -272,6 +279,37 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_is_followed_across_its_nat_but_not_into_later_segments() {
+        let syn = |dst: &str, dport: u16| PacketInfo {
+            src: Some("198.51.100.2".parse().unwrap()),
+            dst: Some(dst.parse().unwrap()),
+            proto: 6,
+            sport: 40000,
+            dport,
+            tcp_flags: 0x02,
+            tcp_seq: 7,
+            ..PacketInfo::default()
+        };
+        let before = syn("198.51.100.1", 8080);
+        // After portmap's DNAT: the destination is the pod's.
+        assert!(same_packet(&before, &syn("192.0.2.2", 80)));
+        // The handshake's ACK, same tuple: another packet.
+        let ack = PacketInfo {
+            tcp_flags: 0x10,
+            tcp_seq: 8,
+            ..before.clone()
+        };
+        assert!(!same_packet(&before, &ack));
+        // Both sides rewritten, nothing in common: not judged as it.
+        let other = PacketInfo {
+            src: Some("203.0.113.1".parse().unwrap()),
+            sport: 1,
+            ..syn("192.0.2.2", 80)
+        };
+        assert!(!same_packet(&before, &other));
+    }
+
+    #[test]
     fn the_policy_is_told_from_a_rule_with_the_same_drop() {
         use EvalKind::{Policy, Rule};
         use NfVerdict::{Continue, Drop, Jump};
@@ -306,6 +344,16 @@ mod tests {
             "{}",
             mm[0].actual
         );
+        // A packet something else dropped (rp_filter at the next hop) was
+        // let through by netfilter: its accepts are what decided.
+        let accepted = [
+            eval("INPUT", Rule, Jump, Some((4, ""))),
+            eval("BLOCK", Rule, NfVerdict::Accept, Some((6, "web"))),
+        ];
+        let evals: Vec<&RuleEval> = accepted.iter().map(|r| &r.eval).collect();
+        let d = deciding(&evals, true);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].handle, Some(6));
         // No evaluation at all is a failure, not a pass.
         let none = judged(vec![]);
         assert_eq!(none.len(), 1);

@@ -56,6 +56,39 @@ fn fate_lines(f: &Facts, pad: &str, out: &mut String) {
     }
 }
 
+/// How a recorded expectation names an evaluation: by its comment, else
+/// its text as written (the iptables-save line for iptables-nft rules),
+/// else its chain's policy; in its namespace.
+fn rule_reference(e: &crate::tracer::nftrace::RuleEval) -> Option<String> {
+    use crate::tracer::nftrace::EvalKind;
+    let q = |t: &str| serde_json::to_string(t).unwrap_or_default();
+    let what = match (e.kind, &e.rule) {
+        (EvalKind::Policy, _) => format!("policy: {}", q(&e.chain_name())),
+        (EvalKind::Rule, Some(r)) => match &r.comment {
+            Some(c) => format!("comment: {}", q(c)),
+            None => format!("rule: {}", q(r.iptables.as_deref().unwrap_or(&r.nft))),
+        },
+        _ => return None,
+    };
+    Some(format!("{{ {what}, ns: {} }}", e.ns))
+}
+
+/// `netfilter: decided_by`, for a packet whose rule evaluations were
+/// traced: its netfilter drop, or the last rule that accepted it outside
+/// a NAT table (the NAT chains' accepts only let it go on).
+fn netfilter_lines(o: &Outcome, i: usize, f: &Facts, pad: &str, out: &mut String) {
+    let evals = evaluate::packet_evals(&o.timeline, i, false);
+    let decided = evaluate::deciding(&evals, f.dropped);
+    let chosen = if decided.len() == 1 {
+        decided.first().copied()
+    } else {
+        decided.iter().rev().find(|e| e.table != "nat").copied()
+    };
+    if let Some(r) = chosen.and_then(rule_reference) {
+        let _ = writeln!(out, "{pad}netfilter:\n{pad}  decided_by: {r}");
+    }
+}
+
 /// The observed expectations of packet `i`, as the body of an `expect:`
 /// block indented by `indent` spaces.
 pub fn observed(o: &Outcome, i: usize, indent: usize) -> String {
@@ -83,6 +116,7 @@ pub fn observed(o: &Outcome, i: usize, indent: usize) -> String {
             let _ = writeln!(out, "{pad}  - {h}");
         }
     }
+    netfilter_lines(o, i, &f, &pad, &mut out);
     let reply = evaluate::life_of(&o.timeline, i, true);
     if !reply.is_empty() {
         let rf = evaluate::facts(&reply);

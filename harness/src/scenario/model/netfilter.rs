@@ -42,8 +42,8 @@ pub struct RuleMatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetfilterExpect {
     /// The rule or policy whose verdict settled the packet: for a dropped
-    /// packet the drop, else the last final verdict (accept, drop, queue)
-    /// it met.
+    /// packet the drop, else one of the final verdicts (accept, queue) of
+    /// the hooks it crossed.
     pub decided_by: Option<RuleMatch>,
     /// Chains (`chain`, `table chain` or `family table chain`) the packet
     /// went through, in this order (others may come between).
