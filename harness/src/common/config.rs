@@ -106,6 +106,10 @@ pub struct RunConfig {
     /// Which kernel functions the function-level backend probes, a regular
     /// expression (`PKTFATE_FUNCTIONS`); `None`: the backend's own set.
     pub functions: Option<String>,
+    /// Trace netfilter rule evaluations in the namespaces with rules
+    /// (default; `PKTFATE_RULE_TRACE=0` turns it off, for `ci/bench` to
+    /// measure what it costs).
+    pub rule_trace: bool,
 }
 
 impl std::fmt::Debug for RunConfig {
@@ -117,6 +121,7 @@ impl std::fmt::Debug for RunConfig {
             .field("cni_path", &self.cni_path)
             .field("collection", &self.collection)
             .field("functions", &self.functions)
+            .field("rule_trace", &self.rule_trace)
             .finish()
     }
 }
@@ -160,6 +165,7 @@ impl RunConfig {
                 .unwrap_or_else(|| DEFAULT_CNI_PATH.into()),
             collection,
             functions: get("PKTFATE_FUNCTIONS").filter(|p| !p.is_empty()),
+            rule_trace: get("PKTFATE_RULE_TRACE").is_none_or(|v| v.trim() != "0"),
         };
         let env = EnvSettings {
             pause_on_fail: get("PKTFATE_PAUSE_ON_FAIL").is_some_and(|v| v == "1"),
@@ -189,6 +195,7 @@ mod tests {
         assert_eq!(c.collection, Collection::default());
         assert_eq!(c.cni_path, DEFAULT_CNI_PATH);
         assert_eq!(c.functions, None);
+        assert!(c.rule_trace, "rules are traced by default");
         assert_eq!(e, EnvSettings::default());
         let (c, e) = from(&[
             ("PKTFATE_IDLE_MS", "2000"),
@@ -198,6 +205,7 @@ mod tests {
             ("PKTFATE_FUNCTIONS", "^ip_"),
             ("PKTFATE_PAUSE_ON_FAIL", "1"),
             ("PKTFATE_SCENARIOS", "/s"),
+            ("PKTFATE_RULE_TRACE", "0"),
         ]);
         assert_eq!(c.collection.idle, Duration::from_secs(2));
         assert_eq!(c.collection.timeout_scale, 4);
@@ -205,6 +213,7 @@ mod tests {
         assert_eq!(c.collection.max_events, 1);
         assert_eq!(c.cni_path, "/x/cni");
         assert_eq!(c.functions.as_deref(), Some("^ip_"));
+        assert!(!c.rule_trace);
         assert!(e.pause_on_fail);
         assert_eq!(e.scenarios.as_deref(), Some(Path::new("/s")));
     }

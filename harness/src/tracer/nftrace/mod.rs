@@ -32,12 +32,37 @@ use crate::tracer::PacketInfo;
 /// pktfate's own table in a traced namespace.
 pub const TRACE_TABLE: &str = "pktfate_trace";
 
-/// The table that sets the `nftrace` bit (no verdicts of its own).
-const ENABLE: &str = "table inet pktfate_trace {
+/// The table that sets the `nftrace` bit (no verdicts of its own), and
+/// the listing of the namespace's rules with their handles.
+const ENABLE_AND_LIST: &str = "table inet pktfate_trace {
   chain pre { type filter hook prerouting priority -500; meta nftrace set 1; }
   chain out { type filter hook output priority -500; meta nftrace set 1; }
 }
+list ruleset
 ";
+
+/// Deletes that table.
+const REMOVE: &str = "delete table inet pktfate_trace\n";
+
+/// The rules of `nft -a list ruleset` output (pktfate's table left out),
+/// with `iptables-save`'s lines for the tables iptables-nft manages.
+fn read_rules(path: &Path, listing: &str, warnings: &str) -> Ruleset {
+    let mut ruleset = rules::parse_nft(listing);
+    ruleset.retain(|(f, table, _), _| !(f == "inet" && table == TRACE_TABLE));
+    for (family, tool) in [("ip", "iptables-save"), ("ip6", "ip6tables-save")] {
+        let managed = format!("table {family} ");
+        // nft warns (on stderr) about the tables iptables-nft owns.
+        if (listing.contains("managed by iptables-nft")
+            || warnings.contains("managed by iptables-nft"))
+            && listing.lines().any(|l| l.starts_with(&managed))
+        {
+            if let Ok((true, save, _)) = tool_in(path, tool, &[], "") {
+                rules::add_iptables(&mut ruleset, family, &save);
+            }
+        }
+    }
+    ruleset
+}
 
 /// Why rule tracing could not start or finish in a namespace.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +157,8 @@ struct Traced {
     ns: String,
     path: PathBuf,
     socket: netlink_sys::Socket,
+    /// Its rules, read when tracing started (rules are loaded by then).
+    ruleset: Ruleset,
 }
 
 /// Rule tracing in a scenario's namespaces, from before injection to the
@@ -203,11 +230,12 @@ impl NfTrace {
                 })
                 .and_then(|r| r)
                 .map_err(socket_err)?;
-            let (ok, _, stderr) = tool_in(path, "nft", &["-f", "-"], ENABLE).map_err(|source| {
-                NfTraceError::Spawn {
-                    ns: ns.clone(),
-                    source,
-                }
+            // One nft run adds the table and lists the rules: each run of
+            // nft costs a few milliseconds of a scenario's set-up.
+            let (ok, listing, stderr) = tool_in(path, "nft", &["-a", "-f", "-"], ENABLE_AND_LIST)
+                .map_err(|source| NfTraceError::Spawn {
+                ns: ns.clone(),
+                source,
             })?;
             if !ok {
                 return Err(NfTraceError::Refused {
@@ -215,10 +243,12 @@ impl NfTrace {
                     stderr: crate::common::text::clip(stderr.trim(), 400),
                 });
             }
+            let ruleset = read_rules(path, &listing, &stderr);
             spaces.push(Traced {
                 ns: ns.clone(),
                 path: path.clone(),
                 socket,
+                ruleset,
             });
         }
         Ok(Self { spaces })
@@ -229,9 +259,11 @@ impl NfTrace {
         self.spaces.is_empty()
     }
 
-    /// Drains every namespace's messages, reads its rules and removes
-    /// pktfate's table.
-    pub fn finish(self) -> Result<NfTraceResult, NfTraceError> {
+    /// Drains every namespace's messages. With `remove`, pktfate's table
+    /// is deleted too: for namespaces that outlive the run (kept for a
+    /// look); the others go with their table at teardown, so the verdict
+    /// does not wait for an nft run.
+    pub fn finish(self, remove: bool) -> Result<NfTraceResult, NfTraceError> {
         let mut out = NfTraceResult::default();
         for t in self.spaces {
             let mut msgs = vec![];
@@ -248,32 +280,22 @@ impl NfTrace {
                     Err(_) => break,
                 }
             }
-            let spawn = |source| NfTraceError::Spawn {
-                ns: t.ns.clone(),
-                source,
-            };
-            let (_, listing, warnings) = tool_in(
-                &t.path,
-                "nft",
-                &["-a", "-f", "-"],
-                "list ruleset\ndelete table inet pktfate_trace\n",
-            )
-            .map_err(spawn)?;
-            let mut ruleset = rules::parse_nft(&listing);
-            ruleset.retain(|(f, table, _), _| !(f == "inet" && table == TRACE_TABLE));
-            // iptables-nft's own lines, where its tables are.
-            for (family, tool) in [("ip", "iptables-save"), ("ip6", "ip6tables-save")] {
-                let managed = format!("table {family} ");
-                // nft warns (on stderr) about the tables iptables-nft owns.
-                if (listing.contains("managed by iptables-nft")
-                    || warnings.contains("managed by iptables-nft"))
-                    && listing.lines().any(|l| l.starts_with(&managed))
-                {
-                    if let Ok((true, save, _)) = tool_in(&t.path, tool, &[], "") {
-                        rules::add_iptables(&mut ruleset, family, &save);
-                    }
+            if remove {
+                let (ok, _, stderr) =
+                    tool_in(&t.path, "nft", &["-f", "-"], REMOVE).map_err(|source| {
+                        NfTraceError::Spawn {
+                            ns: t.ns.clone(),
+                            source,
+                        }
+                    })?;
+                if !ok {
+                    return Err(NfTraceError::Refused {
+                        ns: t.ns.clone(),
+                        stderr: crate::common::text::clip(stderr.trim(), 400),
+                    });
                 }
             }
+            let ruleset = t.ruleset;
             // The kernel dumps a packet's headers once per trace id (its
             // first evaluation at a hook); the rest carry the id only.
             let mut headers: std::collections::HashMap<u32, PacketInfo> =
