@@ -136,6 +136,17 @@ fn check_machine(s: &mut Scenario, backend: BackendChoice) -> Result<(), RunErro
     }
     // Root first: without it, loading modules fails misleadingly.
     preflight::check()?;
+    // Rule assertions on iptables rules need rules the kernel traces.
+    if asserts_rules(s) {
+        for ns in &s.namespaces {
+            if ns.iptables.is_some() {
+                preflight::check_iptables_nft("iptables-restore")?;
+            }
+            if ns.ip6tables.is_some() {
+                preflight::check_iptables_nft("ip6tables-restore")?;
+            }
+        }
+    }
     for module in crate::topology::kmod::for_scenario(s) {
         crate::topology::kmod::ensure(module)?;
     }
@@ -307,11 +318,14 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     let t_attach = Instant::now();
     let (filters, spec) = trace_spec(&s, &topo, &prepared, cfg)?;
     let mut tracer = Tracer::for_scenario(&spec)?;
+    // Netfilter rule tracing where the scenario has rules.
+    let nftrace = if cfg.rule_trace {
+        start_rule_trace(&s, &topo)?
+    } else {
+        None
+    };
     let attach = t_attach.elapsed();
     let unchecked = unchecked_here(&mut s, &tracer);
-
-    // Netfilter rule tracing where the scenario has rules.
-    let nftrace = start_rule_trace(&s, &topo)?;
 
     let t_verdict = Instant::now();
     let counted: Vec<String> = s.counters.iter().map(|c| c.ns.clone()).collect();
@@ -337,7 +351,7 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     // Sockets stay open until the fates are known.
     drop(prepared);
     if let Some(t) = nftrace {
-        finish_rule_trace(&s, t, &filters, &mut timeline)?;
+        finish_rule_trace(&s, t, cfg.keep.is_some(), &filters, &mut timeline)?;
     }
     timeline.conntrack = read_conntrack(&s, &topo);
     let after = snapshot(&topo)?;
@@ -444,13 +458,14 @@ fn start_rule_trace(
 fn finish_rule_trace(
     s: &Scenario,
     t: crate::tracer::nftrace::NfTrace,
+    kept: bool,
     filters: &[(usize, crate::tracer::FlowFilter)],
     timeline: &mut collect::Timeline,
 ) -> Result<(), RunError> {
-    match t.finish() {
+    match t.finish(kept) {
         Ok(r) => {
             timeline.rules_traced = r.rulesets.iter().map(|(n, _)| n.clone()).collect();
-            timeline.rules = collect::attribute_rules(r.evals, filters);
+            timeline.rules = collect::attribute_rules(r.evals, filters, &timeline.steps);
             timeline.rules_lost = r.lost;
             timeline.rulesets = r.rulesets;
             Ok(())

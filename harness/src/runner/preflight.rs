@@ -25,6 +25,12 @@ pub enum PreflightError {
         "kernel symbol addresses are hidden (/proc/kallsyms shows zeros): stacks, `at` and `path` need them"
     )]
     NoSymbols,
+    /// `netfilter:` assertions on iptables rules, and the iptables here
+    /// is legacy (`x_tables`): its rules send no trace messages.
+    #[error(
+        "`{0}` is iptables-legacy: netfilter rule assertions need iptables-nft, whose rules are nftables rules the kernel traces"
+    )]
+    LegacyIptables(&'static str),
 }
 
 impl PreflightError {
@@ -39,7 +45,27 @@ impl PreflightError {
             }
             PreflightError::MissingTool(t) => format!("install `{t}` (`bash ci/setup.sh` does)"),
             PreflightError::NoSymbols => "run as root with kernel.kptr_restrict at 0 or 1".into(),
+            PreflightError::LegacyIptables(_) => {
+                "switch to iptables-nft (Debian/Ubuntu: `update-alternatives --set iptables /usr/sbin/iptables-nft`), or assert only `reason: NETFILTER_DROP`".into()
+            }
         }
+    }
+}
+
+/// Whether an iptables `--version` line names the legacy (`x_tables`)
+/// backend: `iptables-restore v1.8.9 (legacy)` vs `(nf_tables)`.
+pub(crate) fn is_legacy(version: &str) -> bool {
+    version.contains("(legacy)")
+}
+
+/// Refuses `tool` when it is iptables-legacy (its `--version` says so).
+pub(crate) fn check_iptables_nft(tool: &'static str) -> Result<(), PreflightError> {
+    let out = std::process::Command::new(tool).arg("--version").output();
+    match out {
+        Ok(o) if is_legacy(&String::from_utf8_lossy(&o.stdout)) => {
+            Err(PreflightError::LegacyIptables(tool))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -72,4 +98,19 @@ pub fn check() -> Result<(), PreflightError> {
         return Err(PreflightError::NoSymbols);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_backend_is_told_by_its_version_line() {
+        // What iptables 1.8 prints for each backend.
+        assert!(is_legacy("iptables-restore v1.8.9 (legacy)\n"));
+        assert!(!is_legacy("iptables-restore v1.8.9 (nf_tables)\n"));
+        let e = PreflightError::LegacyIptables("iptables-restore");
+        assert!(e.to_string().contains("need iptables-nft"), "{e}");
+        assert!(e.hint().contains("iptables-nft"));
+    }
 }
