@@ -567,3 +567,84 @@ fn record_writes_the_deciding_rule() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("-A INPUT -p tcp -j DROP"), "{}", text(&o));
 }
+
+/// A rule named by text, policy or position that the rulesets do not
+/// have is refused before anything is built, at its line, listing the
+/// chain's rules as the kernel prints them; iptables-save's rendering
+/// (`-m tcp`, absent from the source) is what a text is checked against.
+#[test]
+fn unknown_rule_references_are_refused_before_the_build() {
+    let s = Scratch::new("rule-refs");
+    let original =
+        std::fs::read_to_string(root().join("scenarios/firewall/iptables-drop-ssh.yaml")).unwrap();
+    let with = |decided_by: &str, traversed: &str| {
+        original
+            .replace(
+                "decided_by: { comment: \"no ssh\", ns: server }",
+                &format!("decided_by: {decided_by}"),
+            )
+            .replace(
+                "traversed: [ip filter INPUT]",
+                &format!("traversed: [{traversed}]"),
+            )
+    };
+    let f = s.0.join("refs.yaml");
+    let fs = f.to_string_lossy().into_owned();
+    let line_of = |text: &str, what: &str| text.lines().position(|l| l.contains(what)).unwrap() + 1;
+
+    // As iptables-save prints it: accepted and matched.
+    let ok = with(
+        "{ rule: \"-p tcp -m tcp --dport 22\", ns: server }",
+        "ip filter INPUT",
+    );
+    std::fs::write(&f, &ok).unwrap();
+    let o = run(&["run", &fs]);
+    assert!(o.status.success(), "{}", text(&o));
+    // So is the first rule of INPUT, by position.
+    std::fs::write(
+        &f,
+        with("{ chain: \"filter INPUT\", position: 1 }", "INPUT"),
+    )
+    .unwrap();
+    let o = run(&["run", &fs]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A port the rules do not have, a second rule that is not there and
+    // a chain that is not: three errors, each at its line.
+    let bad = with("{ rule: \"--dport 2222 -j DROP\" }", "ip filter INPUTT")
+        .replace(
+            "  no_unexpected_drops: true",
+            "    not_matched: [{ chain: \"ip filter INPUT\", position: 2 }]\n  no_unexpected_drops: true",
+        );
+    std::fs::write(&f, &bad).unwrap();
+    let o = run(&["run", &fs]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("refs.yaml:{}:", line_of(&bad, "--dport 2222"))),
+        "{t}"
+    );
+    assert!(
+        t.contains("no rule of the scenario's rulesets reads `--dport 2222 -j DROP`"),
+        "{t}"
+    );
+    assert!(
+        t.contains("rules of ip filter INPUT in server: 1. `-A INPUT -p tcp -m tcp --dport 22 -m comment --comment \"no ssh\" -j DROP`"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("refs.yaml:{}:", line_of(&bad, "position: 2"))),
+        "{t}"
+    );
+    assert!(
+        t.contains("chain ip filter INPUT in server has 1 rules, no rule 2"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("refs.yaml:{}:", line_of(&bad, "INPUTT"))),
+        "{t}"
+    );
+    assert!(t.contains("did you mean `ip filter INPUT`?"), "{t}");
+    // Refused before the build: nothing was injected or traced.
+    assert!(!t.contains("actual:"), "{t}");
+}

@@ -19,7 +19,7 @@ pub use counters::check_counters;
 pub use facts::{Facts, Token, compact_path, facts, icmp_errors, strip_suffix, tokens};
 pub use judge::match_path;
 pub use life::{life, life_of};
-pub use netfilter::{deciding, packet_evals};
+pub use netfilter::{deciding, find as netfilter_find, packet_evals};
 pub use verdict::{Mismatch, PacketVerdict, Verdict};
 
 use crate::collect::Timeline;

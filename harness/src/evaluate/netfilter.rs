@@ -23,8 +23,21 @@ fn same_packet(a: &crate::tracer::PacketInfo, b: &crate::tracer::PacketInfo) -> 
         && ((a.src, a.sport) == (b.src, b.sport) || (a.dst, a.dport) == (b.dst, b.dport))
 }
 
-/// Whether `e` is the rule or policy `m` names.
-fn matches(m: &RuleMatch, e: &RuleEval) -> bool {
+/// The rule at `position` (1-based) of `e`'s chain, in `e`'s namespace.
+fn rule_at<'a>(
+    rulesets: &'a [(String, Ruleset)],
+    e: &RuleEval,
+    position: usize,
+) -> Option<&'a crate::tracer::nftrace::RuleText> {
+    let (_, r) = rulesets.iter().find(|(ns, _)| *ns == e.ns)?;
+    r.get(&(e.family.clone(), e.table.clone(), e.chain.clone()))?
+        .rules
+        .get(position.checked_sub(1)?)
+}
+
+/// Whether `e` is the rule or policy `m` names (`rulesets`: the traced
+/// rules, for positions).
+fn matches(m: &RuleMatch, e: &RuleEval, rulesets: &[(String, Ruleset)]) -> bool {
     if m.ns.as_ref().is_some_and(|n| *n != e.ns) {
         return false;
     }
@@ -32,12 +45,20 @@ fn matches(m: &RuleMatch, e: &RuleEval) -> bool {
         (RuleRef::Comment(c), EvalKind::Rule) => {
             e.rule.as_ref().and_then(|r| r.comment.as_ref()) == Some(c)
         }
-        (RuleRef::Text(t), EvalKind::Rule) => e.rule.as_ref().is_some_and(|r| {
-            norm(&r.nft).contains(t) || r.iptables.as_deref().is_some_and(|i| norm(i).contains(t))
-        }),
+        (RuleRef::Text(t), EvalKind::Rule) => e.rule.as_ref().is_some_and(|r| has_text(r, t)),
         (RuleRef::Policy(c), EvalKind::Policy) => names_chain(c, &e.family, &e.table, &e.chain),
+        (RuleRef::Position { chain, position }, EvalKind::Rule) => {
+            names_chain(chain, &e.family, &e.table, &e.chain)
+                && rule_at(rulesets, e, *position).is_some_and(|r| Some(r.handle) == e.handle)
+        }
         _ => false,
     }
+}
+
+/// Whether a rule's text, as nft or iptables-save prints it, contains
+/// `t` (whitespace collapsed).
+fn has_text(r: &crate::tracer::nftrace::RuleText, t: &str) -> bool {
+    norm(&r.nft).contains(t) || r.iptables.as_deref().is_some_and(|i| norm(i).contains(t))
 }
 
 /// An evaluation as a failure names it: chain, rule (its comment), verdict,
@@ -52,10 +73,11 @@ fn described(e: &RuleEval) -> String {
     format!("{}{comment} in {}", e.describe(), e.ns)
 }
 
-/// The rule or policy of the traced rulesets that `m` names, as a failure
-/// shows it beside the one that decided; `None` when no rule is (a renamed
-/// comment, a rule no longer loaded).
-fn find(m: &RuleMatch, rulesets: &[(String, Ruleset)]) -> Option<String> {
+/// The rule or policy of `rulesets` that `m` names, as a failure shows it
+/// beside the one that decided; `None` when no rule is (a renamed
+/// comment, a rule no longer loaded). Also what a scenario's references
+/// are checked against before anything is built.
+pub fn find(m: &RuleMatch, rulesets: &[(String, Ruleset)]) -> Option<String> {
     rulesets
         .iter()
         .filter(|(ns, _)| m.ns.as_ref().is_none_or(|n| n == ns))
@@ -71,19 +93,20 @@ fn find(m: &RuleMatch, rulesets: &[(String, Ruleset)]) -> Option<String> {
                         .iter()
                         .find(|r| r.comment.as_ref() == Some(want))
                         .map(text),
-                    RuleRef::Text(t) => c
-                        .rules
-                        .iter()
-                        .find(|r| {
-                            norm(&r.nft).contains(t)
-                                || r.iptables.as_deref().is_some_and(|i| norm(i).contains(t))
-                        })
-                        .map(text),
+                    RuleRef::Text(t) => c.rules.iter().find(|r| has_text(r, t)).map(text),
                     RuleRef::Policy(p) => c
                         .policy
                         .as_ref()
                         .filter(|_| names_chain(p, family, table, chain))
                         .map(|pol| format!("policy {pol}, {at}")),
+                    RuleRef::Position {
+                        chain: want,
+                        position,
+                    } => position
+                        .checked_sub(1)
+                        .and_then(|i| c.rules.get(i))
+                        .filter(|_| names_chain(want, family, table, chain))
+                        .map(text),
                 }
             })
         })
@@ -159,7 +182,7 @@ pub(super) fn judge_netfilter(
         // crossed had its own final verdict (prerouting's NAT, forward's
         // filter, ...); the rule named must be one of them.
         let finals = deciding(&evals, dropped);
-        if !finals.iter().any(|d| matches(m, d)) {
+        if !finals.iter().any(|d| matches(m, d, &tl.rulesets)) {
             let named = find(m, &tl.rulesets)
                 .unwrap_or_else(|| "no such rule in the namespaces' rules".into());
             mm.push(Mismatch {
@@ -190,7 +213,7 @@ pub(super) fn judge_netfilter(
         let mut next = 0;
         for e in &chains {
             if next < want.traversed.len()
-                && names_chain(&want.traversed[next], &e.family, &e.table, &e.chain)
+                && names_chain(&want.traversed[next].name, &e.family, &e.table, &e.chain)
             {
                 next += 1;
             }
@@ -198,7 +221,12 @@ pub(super) fn judge_netfilter(
         if next < want.traversed.len() {
             mm.push(Mismatch {
                 what: "netfilter traversed".into(),
-                expected: want.traversed.join(" -> "),
+                expected: want
+                    .traversed
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" -> "),
                 actual: chains
                     .iter()
                     .map(|e| e.chain_name())
@@ -208,7 +236,7 @@ pub(super) fn judge_netfilter(
         }
     }
     for m in &want.not_matched {
-        if let Some(e) = evals.iter().find(|e| matches(m, e)) {
+        if let Some(e) = evals.iter().find(|e| matches(m, e, &tl.rulesets)) {
             mm.push(Mismatch {
                 what: "netfilter not_matched".into(),
                 expected: format!("{} not matching", m.rule),
@@ -276,6 +304,53 @@ mod tests {
             ..Default::default()
         };
         judge_netfilter(&want, &tl, 0, false, true)
+    }
+
+    #[test]
+    fn a_position_names_the_rule_at_that_place_of_its_chain_now() {
+        let rule = |handle| RuleText {
+            handle,
+            nft: format!("rule {handle}"),
+            comment: None,
+            iptables: None,
+        };
+        let mut r = Ruleset::new();
+        // Handles are not positions: a rule inserted first gets a higher one.
+        r.insert(
+            ("ip".into(), "filter".into(), "INPUT".into()),
+            crate::tracer::nftrace::rules::ChainRules {
+                rules: vec![rule(9), rule(4)],
+                policy: Some("accept".into()),
+            },
+        );
+        let rulesets = vec![("server".to_string(), r)];
+        let second = RuleMatch {
+            rule: RuleRef::Position {
+                chain: "filter INPUT".into(),
+                position: 2,
+            },
+            ns: None,
+            at: None,
+        };
+        let by = |handle| eval("INPUT", EvalKind::Rule, NfVerdict::Drop, Some((handle, ""))).eval;
+        assert!(matches(&second, &by(4), &rulesets));
+        assert!(!matches(&second, &by(9), &rulesets));
+        // In another chain, or past the chain's end: no rule.
+        let mut other = by(4);
+        other.chain = "FORWARD".into();
+        assert!(!matches(&second, &other, &rulesets));
+        let third = RuleMatch {
+            rule: RuleRef::Position {
+                chain: "INPUT".into(),
+                position: 3,
+            },
+            ..second.clone()
+        };
+        assert!(find(&third, &rulesets).is_none());
+        assert_eq!(
+            find(&second, &rulesets).as_deref(),
+            Some("`rule 4`, ip filter INPUT in server")
+        );
     }
 
     #[test]

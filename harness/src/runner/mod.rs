@@ -9,6 +9,7 @@ pub use crate::report::{Outcome, Timings};
 
 pub mod preflight;
 mod requires;
+mod rulecheck;
 pub mod suite;
 
 use requires::function_level;
@@ -156,6 +157,8 @@ fn check_machine(s: &mut Scenario, backend: BackendChoice) -> Result<(), RunErro
     let reasons = kernel_reasons()?;
     s.check_against_kernel(&reasons)
         .map_err(RunError::Scenario)?;
+    // Rule references against the rules as the kernel lists them.
+    rulecheck::check(s).map_err(RunError::Scenario)?;
     Ok(())
 }
 

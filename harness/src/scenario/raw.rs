@@ -315,6 +315,8 @@ pub struct RuleRef {
     pub comment: Option<S>,
     pub rule: Option<S>,
     pub policy: Option<S>,
+    pub chain: Option<S>,
+    pub position: Option<Spanned<usize>>,
     pub ns: Option<S>,
 }
 

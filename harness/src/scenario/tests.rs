@@ -651,6 +651,36 @@ fn netfilter_references_are_checked_against_the_rulesets_at_load() {
     // Nothing to check.
     let e = parse("    traversed: []\n").unwrap_err();
     assert!(e[0].msg.contains("says nothing to check"), "{}", e[0]);
+    // A rule by its chain and position (1-based).
+    let ok = parse("    decided_by: { chain: inet fw input, position: 1 }\n").unwrap();
+    let want = ok.packets[0].expect.netfilter.as_ref().unwrap();
+    assert_eq!(
+        want.decided_by.as_ref().unwrap().rule,
+        RuleRef::Position {
+            chain: "inet fw input".into(),
+            position: 1
+        }
+    );
+    for (tail, msg) in [
+        (
+            "    decided_by: { chain: input, position: 0 }\n",
+            "positions start at 1",
+        ),
+        ("    decided_by: { chain: input }\n", "needs its `position`"),
+        (
+            "    decided_by: { comment: no ssh, chain: input, position: 1 }\n",
+            "exactly one of",
+        ),
+        (
+            "    decided_by: { chain: a b c d, position: 1 }\n",
+            "not a chain name",
+        ),
+        ("    traversed: [a b c d]\n", "not a chain name"),
+    ] {
+        let e = parse(tail).unwrap_err();
+        assert!(e[0].msg.contains(msg), "{tail}: {}", e[0]);
+        assert!(e[0].loc.is_some(), "{tail}: located");
+    }
 }
 
 #[test]

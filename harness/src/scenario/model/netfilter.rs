@@ -15,6 +15,14 @@ pub enum RuleRef {
     /// The policy of this chain: `chain`, `table chain` or
     /// `family table chain`.
     Policy(String),
+    /// The rule at this 1-based position of a chain, in the order
+    /// `nft list` (or `iptables-save`) prints the chain's rules.
+    Position {
+        /// `chain`, `table chain` or `family table chain`.
+        chain: String,
+        /// 1 for the chain's first rule.
+        position: usize,
+    },
 }
 
 impl std::fmt::Display for RuleRef {
@@ -23,6 +31,9 @@ impl std::fmt::Display for RuleRef {
             RuleRef::Comment(c) => write!(f, "the rule with comment \"{c}\""),
             RuleRef::Text(t) => write!(f, "the rule `{t}`"),
             RuleRef::Policy(c) => write!(f, "the policy of chain {c}"),
+            RuleRef::Position { chain, position } => {
+                write!(f, "rule {position} of chain {chain}")
+            }
         }
     }
 }
@@ -38,6 +49,16 @@ pub struct RuleMatch {
     pub at: Option<Location>,
 }
 
+/// A chain as the scenario names it: `chain`, `table chain` or
+/// `family table chain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainRef {
+    /// The name, whitespace collapsed.
+    pub name: String,
+    /// Where the scenario says it.
+    pub at: Option<Location>,
+}
+
 /// `netfilter:` under `expect` (or `reply`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetfilterExpect {
@@ -45,9 +66,9 @@ pub struct NetfilterExpect {
     /// packet the drop, else one of the final verdicts (accept, queue) of
     /// the hooks it crossed.
     pub decided_by: Option<RuleMatch>,
-    /// Chains (`chain`, `table chain` or `family table chain`) the packet
-    /// went through, in this order (others may come between).
-    pub traversed: Vec<String>,
+    /// Chains the packet went through, in this order (others may come
+    /// between).
+    pub traversed: Vec<ChainRef>,
     /// Rules that must not match the packet.
     pub not_matched: Vec<RuleMatch>,
     /// Where the block is.
@@ -88,17 +109,22 @@ pub fn rule_namespaces(namespaces: &[super::Namespace]) -> Vec<String> {
         .collect()
 }
 
+/// Whether a namespace's rules are only its own rulesets: no CNI plugin
+/// and no `run:` command may add any.
+pub fn own_rules_only(ns: &super::Namespace, namespaces: &[super::Namespace]) -> bool {
+    !namespaces
+        .iter()
+        .any(|m| m.cni.as_ref().is_some_and(|c| c.node == ns.name))
+        && ns.run.is_empty()
+}
+
 /// The comments of a namespace's own rulesets, when those are all its
 /// rules (no CNI plugin or `run:` command adds any): `None` otherwise.
 pub fn ruleset_comments(
     ns: &super::Namespace,
     namespaces: &[super::Namespace],
 ) -> Option<Vec<String>> {
-    let added = namespaces
-        .iter()
-        .any(|m| m.cni.as_ref().is_some_and(|c| c.node == ns.name))
-        || !ns.run.is_empty();
-    if added {
+    if !own_rules_only(ns, namespaces) {
         return None;
     }
     let re =

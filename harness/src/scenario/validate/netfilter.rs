@@ -3,28 +3,57 @@
 
 use super::ctx::*;
 
-/// One `{comment | rule | policy, ns}` reference.
+/// Whether `name` has the 1 to 3 words of a chain name, else an error at it.
+fn chain_name(cx: &mut Ctx, name: &raw::S) -> Option<String> {
+    if (1..=3).contains(&name.split_whitespace().count()) {
+        return Some(name.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    cx.err(
+        name,
+        format!("`{}` is not a chain name", name.as_str()),
+        Some("write `chain`, `table chain` or `family table chain`, e.g. `ip filter INPUT`".into()),
+    );
+    None
+}
+
+/// One `{comment | rule | policy | chain + position, ns}` reference.
 fn rule_ref(cx: &mut Ctx, r: &Spanned<raw::RuleRef>) -> Option<RuleMatch> {
-    let rule = match (&r.comment, &r.rule, &r.policy) {
-        (Some(c), None, None) => RuleRef::Comment(c.to_string()),
-        (None, Some(t), None) => RuleRef::Text(t.split_whitespace().collect::<Vec<_>>().join(" ")),
-        (None, None, Some(p)) => {
-            let words = p.split_whitespace().count();
-            if !(1..=3).contains(&words) {
+    let rule = match (&r.comment, &r.rule, &r.policy, &r.chain, &r.position) {
+        (Some(c), None, None, None, None) => RuleRef::Comment(c.to_string()),
+        (None, Some(t), None, None, None) => {
+            RuleRef::Text(t.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+        (None, None, Some(p), None, None) => RuleRef::Policy(chain_name(cx, p)?),
+        (None, None, None, Some(c), Some(n)) => {
+            if **n == 0 {
                 cx.err(
-                    p,
-                    format!("`{}` is not a chain name", p.as_str()),
-                    Some("write `chain`, `table chain` or `family table chain`, e.g. `ip filter INPUT`".into()),
+                    n,
+                    "rule positions start at 1",
+                    Some("1 is the chain's first rule, as `nft list` prints them".into()),
                 );
                 return None;
             }
-            RuleRef::Policy(p.to_string())
+            RuleRef::Position {
+                chain: chain_name(cx, c)?,
+                position: **n,
+            }
+        }
+        (None, None, None, Some(c), None) => {
+            cx.err(
+                c,
+                "a rule named by its chain needs its `position` there",
+                Some(
+                    "e.g. `{ chain: \"ip filter INPUT\", position: 2 }` (1 is the first rule)"
+                        .into(),
+                ),
+            );
+            return None;
         }
         _ => {
             cx.err(
                 r,
-                "a rule reference names exactly one of `comment`, `rule` or `policy`",
-                Some("e.g. `{ comment: \"block ssh\" }`, `{ rule: \"tcp dport 22 drop\" }` or `{ policy: \"ip filter INPUT\" }`".into()),
+                "a rule reference names exactly one of `comment`, `rule`, `policy` or `chain` with `position`",
+                Some("e.g. `{ comment: \"block ssh\" }`, `{ rule: \"tcp dport 22 drop\" }`, `{ policy: \"ip filter INPUT\" }` or `{ chain: \"ip filter INPUT\", position: 2 }`".into()),
             );
             return None;
         }
@@ -45,18 +74,17 @@ pub(super) fn netfilter_expect(cx: &mut Ctx, n: &Spanned<raw::NetfilterExpect>) 
         .flatten()
         .filter_map(|r| rule_ref(cx, r))
         .collect();
-    let mut traversed = vec![];
-    for c in n.traversed.iter().flatten() {
-        if (1..=3).contains(&c.split_whitespace().count()) {
-            traversed.push(c.to_string());
-        } else {
-            cx.err(
-                c,
-                format!("`{}` is not a chain name", c.as_str()),
-                Some("write `chain`, `table chain` or `family table chain`".into()),
-            );
-        }
-    }
+    let traversed = n
+        .traversed
+        .iter()
+        .flatten()
+        .filter_map(|c| {
+            Some(ChainRef {
+                name: chain_name(cx, c)?,
+                at: cx.loc(c),
+            })
+        })
+        .collect::<Vec<_>>();
     if decided_by.is_none()
         && traversed.is_empty()
         && n.not_matched.as_ref().is_none_or(Vec::is_empty)

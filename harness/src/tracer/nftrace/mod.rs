@@ -18,6 +18,7 @@
 
 mod message;
 pub mod rules;
+mod scratch;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::process::{Command, Stdio};
 pub use message::{EvalKind, NfVerdict};
 use message::{NFNLGRP_NFTRACE, decode, family_name};
 pub use rules::{RuleText, Ruleset};
+pub use scratch::{OwnRules, list_in_scratch};
 
 use crate::tracer::PacketInfo;
 
@@ -45,8 +47,13 @@ list ruleset
 const REMOVE: &str = "delete table inet pktfate_trace\n";
 
 /// The rules of `nft -a list ruleset` output (pktfate's table left out),
-/// with `iptables-save`'s lines for the tables iptables-nft manages.
-fn read_rules(path: &Path, listing: &str, warnings: &str) -> Ruleset {
+/// with `iptables-save`'s lines for the tables iptables-nft manages
+/// (`save` runs a save tool where the listing was made).
+fn read_rules(
+    listing: &str,
+    warnings: &str,
+    save: &dyn Fn(&'static str) -> Option<String>,
+) -> Ruleset {
     let mut ruleset = rules::parse_nft(listing);
     ruleset.retain(|(f, table, _), _| !(f == "inet" && table == TRACE_TABLE));
     for (family, tool) in [("ip", "iptables-save"), ("ip6", "ip6tables-save")] {
@@ -56,8 +63,8 @@ fn read_rules(path: &Path, listing: &str, warnings: &str) -> Ruleset {
             || warnings.contains("managed by iptables-nft"))
             && listing.lines().any(|l| l.starts_with(&managed))
         {
-            if let Ok((true, save, _)) = tool_in(path, tool, &[], "") {
-                rules::add_iptables(&mut ruleset, family, &save);
+            if let Some(text) = save(tool) {
+                rules::add_iptables(&mut ruleset, family, &text);
             }
         }
     }
@@ -178,33 +185,36 @@ pub struct NfTraceResult {
     pub lost: Vec<String>,
 }
 
-/// Runs `tool args` inside the namespace at `path` with `stdin`; returns
+/// Runs `tool args` with `stdin` in this thread's namespace; returns
 /// (success, stdout, stderr).
+fn run_tool(tool: &str, args: &[&str], stdin: &str) -> io::Result<(bool, String, String)> {
+    use std::io::Write;
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut i) = child.stdin.take() {
+        // A tool that stops reading early still gets its verdict.
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// [`run_tool`] inside the namespace at `path`.
 fn tool_in(
     path: &Path,
     tool: &'static str,
     args: &'static [&'static str],
     stdin: &'static str,
 ) -> io::Result<(bool, String, String)> {
-    crate::topology::netns::run_in(path, move || -> io::Result<(bool, String, String)> {
-        use std::io::Write;
-        let mut child = Command::new(tool)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut i) = child.stdin.take() {
-            let _ = i.write_all(stdin.as_bytes());
-        }
-        let out = child.wait_with_output()?;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    })
-    .and_then(|r| r)
+    crate::topology::netns::run_in(path, move || run_tool(tool, args, stdin)).and_then(|r| r)
 }
 
 impl NfTrace {
@@ -243,7 +253,11 @@ impl NfTrace {
                     stderr: crate::common::text::clip(stderr.trim(), 400),
                 });
             }
-            let ruleset = read_rules(path, &listing, &stderr);
+            let save = |tool| match tool_in(path, tool, &[], "") {
+                Ok((true, text, _)) => Some(text),
+                _ => None,
+            };
+            let ruleset = read_rules(&listing, &stderr, &save);
             spaces.push(Traced {
                 ns: ns.clone(),
                 path: path.clone(),
