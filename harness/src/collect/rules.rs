@@ -30,25 +30,26 @@ fn tuple(p: &crate::tracer::PacketInfo) -> Tuple {
 }
 
 /// Each evaluation with the packet it belongs to: first by the headers
-/// the tracer saw that packet's skbs carry (after a tc rewrite or a DNAT
-/// too, which the flow filters no longer match), then by the filters that
-/// attribute kernel events (forward or back).
-pub fn attribute_rules(
+/// the tracer saw that packet's skbs carry (`seen`: packet index, reply
+/// or not, headers; after a tc rewrite or a DNAT too, which the flow
+/// filters no longer match), then by the filters that attribute kernel
+/// events (forward or back).
+pub fn attribute_rules<'a>(
     evals: Vec<RuleEval>,
     filters: &[(usize, FlowFilter)],
-    steps: &[super::Step],
+    seen: impl IntoIterator<Item = (usize, bool, &'a crate::tracer::PacketInfo)>,
 ) -> Vec<RuleStep> {
-    let mut seen: std::collections::HashMap<Tuple, (usize, bool)> =
+    let mut by_headers: std::collections::HashMap<Tuple, (usize, bool)> =
         std::collections::HashMap::new();
-    for s in steps {
-        if let (Some(i), Some(_)) = (s.packet, s.ev.packet.src) {
-            seen.entry(tuple(&s.ev.packet)).or_insert((i, s.reverse));
+    for (i, reverse, p) in seen {
+        if p.src.is_some() {
+            by_headers.entry(tuple(p)).or_insert((i, reverse));
         }
     }
     evals
         .into_iter()
         .map(|eval| {
-            let (packet, reverse) = seen
+            let (packet, reverse) = by_headers
                 .get(&tuple(&eval.packet))
                 .map(|&(i, r)| (Some(i), r))
                 .or_else(|| {

@@ -2,7 +2,7 @@
 //! packet: the deciding rule or policy, the chains, rules not matched.
 
 use crate::collect::Timeline;
-use crate::scenario::{NetfilterExpect, RuleMatch, RuleRef, names_chain};
+use crate::scenario::{CtState, NetfilterExpect, RuleMatch, RuleRef, names_chain};
 use crate::tracer::nftrace::{EvalKind, NfVerdict, RuleEval, Ruleset};
 
 use super::Mismatch;
@@ -41,7 +41,7 @@ fn matches(m: &RuleMatch, e: &RuleEval, rulesets: &[(String, Ruleset)]) -> bool 
     if m.ns.as_ref().is_some_and(|n| *n != e.ns) {
         return false;
     }
-    match (&m.rule, e.kind) {
+    (match (&m.rule, e.kind) {
         (RuleRef::Comment(c), EvalKind::Rule) => {
             e.rule.as_ref().and_then(|r| r.comment.as_ref()) == Some(c)
         }
@@ -52,7 +52,14 @@ fn matches(m: &RuleMatch, e: &RuleEval, rulesets: &[(String, Ruleset)]) -> bool 
                 && rule_at(rulesets, e, *position).is_some_and(|r| Some(r.handle) == e.handle)
         }
         _ => false,
-    }
+    }) && m.ct_state.is_none_or(|want| ct_state(e) == want)
+}
+
+/// The conntrack state the kernel reported at `e`'s hook: none reported
+/// is `invalid` (the kernel leaves it out for an invalid packet; a
+/// scenario asks only where conntrack runs, on a kernel that reports it).
+fn ct_state(e: &RuleEval) -> CtState {
+    e.ct_state.unwrap_or(CtState::Invalid)
 }
 
 /// Whether a rule's text, as nft or iptables-save prints it, contains
@@ -70,7 +77,11 @@ fn described(e: &RuleEval) -> String {
         .and_then(|r| r.comment.as_ref())
         .map(|c| format!(" (comment \"{c}\")"))
         .unwrap_or_default();
-    format!("{}{comment} in {}", e.describe(), e.ns)
+    let ct = e
+        .ct_state
+        .map(|s| format!(", ct state {}", s.name()))
+        .unwrap_or_default();
+    format!("{}{comment} in {}{ct}", e.describe(), e.ns)
 }
 
 /// The rule or policy of `rulesets` that `m` names, as a failure shows it
@@ -187,7 +198,13 @@ pub(super) fn judge_netfilter(
                 .unwrap_or_else(|| "no such rule in the namespaces' rules".into());
             mm.push(Mismatch {
                 what: "netfilter decided_by".into(),
-                expected: format!("{} ({named})", m.rule),
+                expected: format!(
+                    "{} ({named}){}",
+                    m.rule,
+                    m.ct_state
+                        .map(|s| format!(", ct state {}", s.name()))
+                        .unwrap_or_default()
+                ),
                 actual: if finals.is_empty() {
                     "no rule or policy gave a final verdict".into()
                 } else {
@@ -289,6 +306,7 @@ mod tests {
                     dport: 22,
                     ..PacketInfo::default()
                 },
+                ct_state: None,
             },
             packet: Some(0),
             reverse: false,
@@ -330,6 +348,7 @@ mod tests {
                 position: 2,
             },
             ns: None,
+            ct_state: None,
             at: None,
         };
         let by = |handle| eval("INPUT", EvalKind::Rule, NfVerdict::Drop, Some((handle, ""))).eval;
@@ -351,6 +370,30 @@ mod tests {
             find(&second, &rulesets).as_deref(),
             Some("`rule 4`, ip filter INPUT in server")
         );
+    }
+
+    #[test]
+    fn the_ct_state_is_the_one_at_the_deciding_rule() {
+        let mut drop = eval("INPUT", EvalKind::Rule, NfVerdict::Drop, Some((5, "x"))).eval;
+        let want = |ct_state| RuleMatch {
+            rule: RuleRef::Comment("x".into()),
+            ns: None,
+            ct_state,
+            at: None,
+        };
+        drop.ct_state = Some(CtState::New);
+        assert!(matches(&want(Some(CtState::New)), &drop, &[]));
+        assert!(!matches(&want(Some(CtState::Established)), &drop, &[]));
+        assert!(matches(&want(None), &drop, &[]));
+        assert!(
+            described(&drop).ends_with("ct state new"),
+            "{}",
+            described(&drop)
+        );
+        // The kernel leaves the state out for an invalid packet.
+        drop.ct_state = None;
+        assert!(matches(&want(Some(CtState::Invalid)), &drop, &[]));
+        assert!(!matches(&want(Some(CtState::New)), &drop, &[]));
     }
 
     #[test]

@@ -229,6 +229,11 @@ fn unchecked_here(s: &mut Scenario, tracer: &Tracer) -> Vec<String> {
             "this kernel's kfree_skb tracepoint passes no drop reason; they start in 5.17",
         );
     }
+    if asserts_rules(s) && !crate::tracer::nftrace::traces_ct_state() {
+        unchecked.extend(s.ct_state_checks(
+            "this kernel's netfilter rule traces carry no conntrack state; NFTA_TRACE_CT_STATE starts in 6.16",
+        ));
+    }
     let skipped = tracer.backend().skipped();
     let whys: Vec<String> = skipped.iter().map(|h| h.why.to_string()).collect();
     let missing: Vec<MissingHook> = skipped
@@ -468,7 +473,11 @@ fn finish_rule_trace(
     match t.finish(kept) {
         Ok(r) => {
             timeline.rules_traced = r.rulesets.iter().map(|(n, _)| n.clone()).collect();
-            timeline.rules = collect::attribute_rules(r.evals, filters, &timeline.steps);
+            let seen = timeline
+                .steps
+                .iter()
+                .filter_map(|s| s.packet.map(|i| (i, s.reverse, &s.ev.packet)));
+            timeline.rules = collect::attribute_rules(r.evals, filters, seen);
             timeline.rules_lost = r.lost;
             timeline.rulesets = r.rulesets;
             Ok(())

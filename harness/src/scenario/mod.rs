@@ -151,6 +151,32 @@ impl Scenario {
         out
     }
 
+    /// Drops the `ct_state` of rule references, on a kernel whose rule
+    /// traces do not carry it; returns what was not checked, and why.
+    pub fn ct_state_checks(&mut self, why: &str) -> Vec<String> {
+        fn strip(e: &mut Expectation, packet: &str, why: &str, out: &mut Vec<String>) {
+            if let Some(n) = e.netfilter.as_mut() {
+                for m in n.decided_by.iter_mut().chain(n.not_matched.iter_mut()) {
+                    if let Some(s) = m.ct_state.take() {
+                        out.push(format!(
+                            "{packet}: ct state {} of {} not checked ({why})",
+                            s.name(),
+                            m.rule
+                        ));
+                    }
+                }
+            }
+            if let Some(reply) = e.reply.as_deref_mut() {
+                strip(reply, &format!("{packet} reply"), why, out);
+            }
+        }
+        let mut out = vec![];
+        for p in &mut self.packets {
+            strip(&mut p.expect, &p.name, why, &mut out);
+        }
+        out
+    }
+
     /// Drops path, `not_path` and seen steps that name a hook the tracer
     /// could not attach on this kernel; returns what was not checked, and
     /// why, to be reported as such.

@@ -318,6 +318,7 @@ pub struct RuleRef {
     pub chain: Option<S>,
     pub position: Option<Spanned<usize>>,
     pub ns: Option<S>,
+    pub ct_state: Option<S>,
 }
 
 #[derive(Deserialize)]

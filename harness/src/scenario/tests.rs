@@ -651,6 +651,13 @@ fn netfilter_references_are_checked_against_the_rulesets_at_load() {
     // Nothing to check.
     let e = parse("    traversed: []\n").unwrap_err();
     assert!(e[0].msg.contains("says nothing to check"), "{}", e[0]);
+    // With the conntrack state the packet had there.
+    let ok = parse("    decided_by: { comment: no ssh, ct_state: New }\n").unwrap();
+    let want = ok.packets[0].expect.netfilter.as_ref().unwrap();
+    assert_eq!(
+        want.decided_by.as_ref().unwrap().ct_state,
+        Some(CtState::New)
+    );
     // A rule by its chain and position (1-based).
     let ok = parse("    decided_by: { chain: inet fw input, position: 1 }\n").unwrap();
     let want = ok.packets[0].expect.netfilter.as_ref().unwrap();
@@ -676,6 +683,10 @@ fn netfilter_references_are_checked_against_the_rulesets_at_load() {
             "not a chain name",
         ),
         ("    traversed: [a b c d]\n", "not a chain name"),
+        (
+            "    decided_by: { comment: no ssh, ct_state: establishd }\n",
+            "not a conntrack state",
+        ),
     ] {
         let e = parse(tail).unwrap_err();
         assert!(e[0].msg.contains(msg), "{tail}: {}", e[0]);

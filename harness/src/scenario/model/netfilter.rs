@@ -38,6 +38,56 @@ impl std::fmt::Display for RuleRef {
     }
 }
 
+/// The conntrack state of a packet as a rule saw it (`ct state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CtState {
+    /// Not valid for its connection (or not seen by conntrack).
+    Invalid,
+    /// Part of a connection that has seen both directions.
+    Established,
+    /// Related to a connection (an ICMP error, an expectation).
+    Related,
+    /// The first packet of a connection.
+    New,
+    /// Exempted from tracking (`notrack`).
+    Untracked,
+}
+
+impl CtState {
+    /// Every state, as nft writes it.
+    pub const ALL: [CtState; 5] = [
+        Self::Invalid,
+        Self::Established,
+        Self::Related,
+        Self::New,
+        Self::Untracked,
+    ];
+
+    /// As nft writes it (`ct state established`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Established => "established",
+            Self::Related => "related",
+            Self::New => "new",
+            Self::Untracked => "untracked",
+        }
+    }
+
+    /// From the kernel's `NF_CT_STATE_*_BIT` value (one bit set).
+    pub fn from_bits(bits: u32) -> Option<Self> {
+        match bits {
+            1 => Some(Self::Invalid),
+            2 => Some(Self::Established),
+            4 => Some(Self::Related),
+            8 => Some(Self::New),
+            64 => Some(Self::Untracked),
+            _ => None,
+        }
+    }
+}
+
 /// A [`RuleRef`], in a namespace when given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {
@@ -45,6 +95,8 @@ pub struct RuleMatch {
     pub rule: RuleRef,
     /// The namespace whose rules it is (any traced one when absent).
     pub ns: Option<String>,
+    /// The conntrack state the packet had when that rule decided.
+    pub ct_state: Option<CtState>,
     /// Where the scenario says it.
     pub at: Option<Location>,
 }

@@ -58,9 +58,30 @@ fn rule_ref(cx: &mut Ctx, r: &Spanned<raw::RuleRef>) -> Option<RuleMatch> {
             return None;
         }
     };
+    let ct_state = match &r.ct_state {
+        None => None,
+        Some(c) => {
+            let want = c.trim().to_ascii_lowercase();
+            let found = CtState::ALL.into_iter().find(|s| s.name() == want);
+            if found.is_none() {
+                let names = CtState::ALL.map(CtState::name);
+                cx.err(
+                    c,
+                    format!("`{}` is not a conntrack state", c.as_str()),
+                    Some(match did_you_mean(&want, names) {
+                        Some(n) => format!("did you mean `{n}`?"),
+                        None => format!("one of {}", names.join(", ")),
+                    }),
+                );
+                return None;
+            }
+            found
+        }
+    };
     Some(RuleMatch {
         rule,
         ns: r.ns.as_ref().map(|n| n.as_str().to_string()),
+        ct_state,
         at: cx.loc(r),
     })
 }

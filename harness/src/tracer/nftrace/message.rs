@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use crate::common::nlattr::{attributes, be_u32, text};
+use crate::scenario::CtState;
 use crate::tracer::PacketInfo;
 
 /// `NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_TRACE`.
@@ -120,6 +121,8 @@ pub(super) struct TraceMsg {
     pub id: u32,
     pub packet: PacketInfo,
     pub mark: Option<u32>,
+    /// `NFTA_TRACE_CT_STATE` (Linux 6.16+), with the packet's headers.
+    pub ct_state: Option<CtState>,
 }
 
 /// The family's name as nft writes it.
@@ -202,6 +205,7 @@ pub(super) fn decode(msg: &[u8]) -> Option<TraceMsg> {
         id: 0,
         packet: PacketInfo::default(),
         mark: None,
+        ct_state: None,
     };
     let (mut network, mut transport): (&[u8], &[u8]) = (&[], &[]);
     for (t, p) in attributes(msg.get(20..)?) {
@@ -235,6 +239,9 @@ pub(super) fn decode(msg: &[u8]) -> Option<TraceMsg> {
             8 => network = p,
             9 => transport = p,
             14 => m.mark = be_u32(p),
+            // NFTA_TRACE_CT_STATE: absent for an invalid packet, one
+            // conntrack has not seen, and before Linux 6.16.
+            21 => m.ct_state = be_u32(p).and_then(CtState::from_bits),
             // A policy event carries the policy as its own attribute.
             16 if m.verdict.is_none() => {
                 m.verdict = be_u32(p).map(|c| NfVerdict::from_code(c as i32));
@@ -295,6 +302,17 @@ mod tests {
         assert_eq!(m.packet.dport, 22);
         assert_eq!(m.packet.src, Some("198.51.100.20".parse().unwrap()));
         assert_eq!(m.packet.tcp_flags, 0x02);
+        assert_eq!(m.ct_state, None);
+        // Linux 6.16+ adds the conntrack view to the packet's dump: a NEW
+        // packet of the original direction (NF_CT_STATE_BIT(IP_CT_NEW)).
+        let mut with_ct = msg.clone();
+        with_ct.extend(nla(18, &7u32.to_be_bytes()));
+        with_ct.extend(nla(19, &[0]));
+        with_ct.extend(nla(21, &8u32.to_be_bytes()));
+        let len = with_ct.len() as u32;
+        with_ct[..4].copy_from_slice(&len.to_ne_bytes());
+        let m = decode(&with_ct).expect("a trace message");
+        assert_eq!(m.ct_state, Some(CtState::New));
         // Any other nfnetlink message is not a trace.
         msg[4..6].copy_from_slice(&((10u16 << 8) | 16).to_ne_bytes());
         assert_eq!(decode(&msg), None);

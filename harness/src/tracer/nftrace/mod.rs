@@ -18,21 +18,21 @@
 
 mod message;
 pub mod rules;
+mod listing;
 mod scratch;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
+pub use listing::TRACE_TABLE;
+use listing::{read_rules, run_tool};
 pub use message::{EvalKind, NfVerdict};
 use message::{NFNLGRP_NFTRACE, decode, family_name};
 pub use rules::{RuleText, Ruleset};
 pub use scratch::{OwnRules, list_in_scratch};
 
+use crate::scenario::CtState;
 use crate::tracer::PacketInfo;
-
-/// pktfate's own table in a traced namespace.
-pub const TRACE_TABLE: &str = "pktfate_trace";
 
 /// The table that sets the `nftrace` bit (no verdicts of its own), and
 /// the listing of the namespace's rules with their handles.
@@ -45,31 +45,6 @@ list ruleset
 
 /// Deletes that table.
 const REMOVE: &str = "delete table inet pktfate_trace\n";
-
-/// The rules of `nft -a list ruleset` output (pktfate's table left out),
-/// with `iptables-save`'s lines for the tables iptables-nft manages
-/// (`save` runs a save tool where the listing was made).
-fn read_rules(
-    listing: &str,
-    warnings: &str,
-    save: &dyn Fn(&'static str) -> Option<String>,
-) -> Ruleset {
-    let mut ruleset = rules::parse_nft(listing);
-    ruleset.retain(|(f, table, _), _| !(f == "inet" && table == TRACE_TABLE));
-    for (family, tool) in [("ip", "iptables-save"), ("ip6", "ip6tables-save")] {
-        let managed = format!("table {family} ");
-        // nft warns (on stderr) about the tables iptables-nft owns.
-        if (listing.contains("managed by iptables-nft")
-            || warnings.contains("managed by iptables-nft"))
-            && listing.lines().any(|l| l.starts_with(&managed))
-        {
-            if let Some(text) = save(tool) {
-                rules::add_iptables(&mut ruleset, family, &text);
-            }
-        }
-    }
-    ruleset
-}
 
 /// Why rule tracing could not start or finish in a namespace.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +102,10 @@ pub struct RuleEval {
     pub id: u32,
     /// The packet's headers at the evaluation.
     pub packet: PacketInfo,
+    /// Its conntrack state at this hook, where the kernel says (6.16+;
+    /// absent there: invalid, or not seen by conntrack).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ct_state: Option<CtState>,
 }
 
 impl RuleEval {
@@ -185,26 +164,16 @@ pub struct NfTraceResult {
     pub lost: Vec<String>,
 }
 
-/// Runs `tool args` with `stdin` in this thread's namespace; returns
-/// (success, stdout, stderr).
-fn run_tool(tool: &str, args: &[&str], stdin: &str) -> io::Result<(bool, String, String)> {
-    use std::io::Write;
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut i) = child.stdin.take() {
-        // A tool that stops reading early still gets its verdict.
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    let out = child.wait_with_output()?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+/// Whether this kernel's rule traces carry the packet's conntrack state
+/// (`NFTA_TRACE_CT_*`, Linux 6.16). Told from BTF: the same change gave
+/// `struct nf_ct_hook` its `get_id`, which the trace code calls.
+pub fn traces_ct_state() -> bool {
+    // A fact of the running kernel: read its BTF once per process.
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        crate::tracer::btf::Btf::kernel()
+            .is_ok_and(|b| b.member_offset("nf_ct_hook", "get_id").is_ok())
+    })
 }
 
 /// [`run_tool`] inside the namespace at `path`.
@@ -312,13 +281,15 @@ impl NfTrace {
             let ruleset = t.ruleset;
             // The kernel dumps a packet's headers once per trace id (its
             // first evaluation at a hook); the rest carry the id only.
-            let mut headers: std::collections::HashMap<u32, PacketInfo> =
+            // So does its conntrack state, which holds for that hook.
+            let mut headers: std::collections::HashMap<u32, (PacketInfo, Option<CtState>)> =
                 std::collections::HashMap::new();
             for mut m in msgs {
                 if m.packet.src.is_some() {
-                    headers.insert(m.id, m.packet.clone());
-                } else if let Some(p) = headers.get(&m.id) {
+                    headers.insert(m.id, (m.packet.clone(), m.ct_state));
+                } else if let Some((p, ct)) = headers.get(&m.id) {
                     m.packet = p.clone();
+                    m.ct_state = *ct;
                 }
                 let family = family_name(m.family).to_string();
                 if family == "inet" && m.table == TRACE_TABLE {
@@ -352,6 +323,7 @@ impl NfTrace {
                     target: m.target,
                     id: m.id,
                     packet: m.packet,
+                    ct_state: m.ct_state,
                 });
             }
             out.rulesets.push((t.ns.clone(), ruleset));

@@ -8,7 +8,8 @@
 
 use std::io;
 
-use super::{Ruleset, read_rules, run_tool};
+use super::listing::{read_rules, run_tool};
+use super::rules::Ruleset;
 
 /// The rulesets a namespace brings itself.
 #[derive(Debug, Clone, Default)]
