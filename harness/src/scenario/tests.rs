@@ -658,6 +658,19 @@ fn netfilter_references_are_checked_against_the_rulesets_at_load() {
         want.decided_by.as_ref().unwrap().ct_state,
         Some(CtState::New)
     );
+    // On a kernel whose traces lack it, the state is reported unchecked,
+    // the rule still checked.
+    let mut older = ok.clone();
+    let unchecked = older.ct_state_checks("no NFTA_TRACE_CT_STATE here");
+    assert_eq!(
+        unchecked,
+        [
+            "packet 1: ct state new of the rule with comment \"no ssh\" not checked (no NFTA_TRACE_CT_STATE here)"
+        ]
+    );
+    let left = older.packets[0].expect.netfilter.as_ref().unwrap();
+    assert_eq!(left.decided_by.as_ref().unwrap().ct_state, None);
+    assert!(left.decided_by.is_some());
     // A rule by its chain and position (1-based).
     let ok = parse("    decided_by: { chain: inet fw input, position: 1 }\n").unwrap();
     let want = ok.packets[0].expect.netfilter.as_ref().unwrap();
