@@ -133,47 +133,50 @@ impl Scenario {
         }
     }
 
+    /// Calls `f` on every expectation (each packet's, its reply's, ...)
+    /// with the name a report gives it (`packet 1`, `packet 1 reply`).
+    fn each_expectation(&mut self, mut f: impl FnMut(&mut Expectation, &str)) {
+        fn walk(e: &mut Expectation, name: &str, f: &mut dyn FnMut(&mut Expectation, &str)) {
+            f(e, name);
+            if let Some(reply) = e.reply.as_deref_mut() {
+                walk(reply, &format!("{name} reply"), f);
+            }
+        }
+        for p in &mut self.packets {
+            walk(&mut p.expect, &p.name, &mut f);
+        }
+    }
+
     /// Drops `reason` expectations, for a kernel whose tracer sees no drop
     /// reasons; returns what was not checked, to be reported as such.
     pub fn drop_reason_checks(&mut self, why: &str) -> Vec<String> {
-        fn strip(e: &mut Expectation, packet: &str, why: &str, out: &mut Vec<String>) {
+        let mut out = vec![];
+        self.each_expectation(|e, packet| {
             if let Some(r) = e.reason.take() {
                 out.push(format!("{packet}: reason {r} not checked ({why})"));
             }
-            if let Some(reply) = e.reply.as_deref_mut() {
-                strip(reply, &format!("{packet} reply"), why, out);
-            }
-        }
-        let mut out = vec![];
-        for p in &mut self.packets {
-            strip(&mut p.expect, &p.name, why, &mut out);
-        }
+        });
         out
     }
 
     /// Drops the `ct_state` of rule references, on a kernel whose rule
     /// traces do not carry it; returns what was not checked, and why.
     pub fn ct_state_checks(&mut self, why: &str) -> Vec<String> {
-        fn strip(e: &mut Expectation, packet: &str, why: &str, out: &mut Vec<String>) {
-            if let Some(n) = e.netfilter.as_mut() {
-                for m in n.decided_by.iter_mut().chain(n.not_matched.iter_mut()) {
-                    if let Some(s) = m.ct_state.take() {
-                        out.push(format!(
-                            "{packet}: ct state {} of {} not checked ({why})",
-                            s.name(),
-                            m.rule
-                        ));
-                    }
+        let mut out = vec![];
+        self.each_expectation(|e, packet| {
+            let Some(n) = e.netfilter.as_mut() else {
+                return;
+            };
+            for m in n.decided_by.iter_mut().chain(n.not_matched.iter_mut()) {
+                if let Some(s) = m.ct_state.take() {
+                    out.push(format!(
+                        "{packet}: ct state {} of {} not checked ({why})",
+                        s.name(),
+                        m.rule
+                    ));
                 }
             }
-            if let Some(reply) = e.reply.as_deref_mut() {
-                strip(reply, &format!("{packet} reply"), why, out);
-            }
-        }
-        let mut out = vec![];
-        for p in &mut self.packets {
-            strip(&mut p.expect, &p.name, why, &mut out);
-        }
+        });
         out
     }
 
