@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod hook;
 pub mod nlattr;
 pub mod parallel;
+pub mod process;
 pub mod text;
 pub mod verifier;
 

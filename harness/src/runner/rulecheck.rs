@@ -130,8 +130,9 @@ fn unknown_rule(m: &RuleMatch, rulesets: &[(String, Ruleset)]) -> (String, Strin
             match named {
                 Some((name, c)) => (
                     format!(
-                        "chain {name} has {} rules, no rule {position}",
-                        c.rules.len()
+                        "chain {name} has {} rule{}, no rule {position}",
+                        c.rules.len(),
+                        if c.rules.len() == 1 { "" } else { "s" }
                     ),
                     numbered(name, c),
                 ),

@@ -9,9 +9,8 @@
 //! host-local's IPAM state goes to a private directory of the run
 //! (`ipam.dataDir` is overridden), removed at teardown.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Map, Value, json};
 
@@ -194,17 +193,8 @@ fn run(
         ("CNI_PATH", path.to_string()),
     ];
     let stdin = conf.to_string();
-    let out = netns::run_in(&a.node, move || -> std::io::Result<std::process::Output> {
-        let mut child = Command::new(&bin)
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut s) = child.stdin.take() {
-            let _ = s.write_all(stdin.as_bytes());
-        }
-        child.wait_with_output()
+    let out = netns::run_in(&a.node, move || {
+        crate::common::process::fed(Command::new(&bin).envs(env), stdin.as_bytes())
     })
     .and_then(|r| r)
     .map_err(|e| fail(CniFailure::Run(e)))?;

@@ -18,24 +18,10 @@ fn restore(
     args: &'static [&'static str],
     rs: &Ruleset,
 ) -> Result<Option<String>, TopologyError> {
-    use std::io::Write;
     let text = rs.text.clone();
-    let out = netns::run_in(
-        &ns.path(),
-        move || -> std::io::Result<std::process::Output> {
-            let mut child = Command::new(tool)
-                .args(args)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?;
-            if let Some(mut stdin) = child.stdin.take() {
-                // A ruleset the tool stops reading early still gets its verdict.
-                let _ = stdin.write_all(text.as_bytes());
-            }
-            child.wait_with_output()
-        },
-    )
+    let out = netns::run_in(&ns.path(), move || {
+        crate::common::process::fed(Command::new(tool).args(args), text.as_bytes())
+    })
     .and_then(|r| r)
     .map_err(|e| {
         TopologyError::spawning(

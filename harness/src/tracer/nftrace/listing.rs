@@ -2,7 +2,7 @@
 //! ruleset` (handles) and, for iptables-nft's tables, `iptables-save`.
 
 use std::io;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::rules::{self, Ruleset};
 
@@ -16,18 +16,7 @@ pub(super) fn run_tool(
     args: &[&str],
     stdin: &str,
 ) -> io::Result<(bool, String, String)> {
-    use std::io::Write;
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut i) = child.stdin.take() {
-        // A tool that stops reading early still gets its verdict.
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    let out = child.wait_with_output()?;
+    let out = crate::common::process::fed(Command::new(tool).args(args), stdin.as_bytes())?;
     Ok((
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
