@@ -534,6 +534,23 @@ fn json_lines_carry_the_netfilter_rule_evaluations() {
         .find(|r| r["packet_index"] == 0 && r["verdict"] == "drop")
         .unwrap();
     assert_eq!(telnet["rule"]["comment"], "no telnet");
+    // Where it happened among the kernel events: the INPUT hook runs in
+    // ip_local_deliver, after the route lookup chose local delivery, and
+    // nf_hook_slow frees the SYN as soon as the rule says drop.
+    assert_eq!(telnet["hook"], "input");
+    let steps = line["timeline"].as_array().expect("a timeline");
+    let at = telnet["before_step"].as_u64().expect("placed") as usize;
+    let (prev, next) = (&steps[at - 1], &steps[at]);
+    assert_eq!(
+        (&prev["hook"], &prev["ns"], &prev["packet_index"]),
+        (&"fib_table_lookup".into(), &"server".into(), &0.into()),
+        "{steps:#?}"
+    );
+    assert_eq!(
+        (&next["hook"], &next["reason"], &next["packet_index"]),
+        (&"kfree_skb".into(), &"NETFILTER_DROP".into(), &0.into()),
+        "{steps:#?}"
+    );
 }
 
 /// `record` writes the deciding rule too, so a rule reordered later turns

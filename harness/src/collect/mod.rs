@@ -7,8 +7,12 @@
 
 pub mod counters;
 mod rules;
+mod step;
 pub mod conntrack;
-pub use rules::{RuleStep, attribute_rules};
+pub use rules::{RuleStep, attribute_rules, place_rules};
+pub use step::Step;
+#[cfg(test)]
+pub(crate) use step::sample_step;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -100,27 +104,6 @@ fn attribute(filters: &[(usize, FlowFilter)], o: &Observation) -> (Option<usize>
         }
     }
     (None, false)
-}
-
-/// An event placed in the scenario: names resolved, packet attributed.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Step {
-    /// The kernel event.
-    #[serde(flatten)]
-    pub ev: RawEvent,
-    /// Scenario name of the namespace.
-    pub ns: String,
-    /// Device name.
-    pub dev: String,
-    /// Index of the scenario packet this skb belongs to (`packet_index` in
-    /// JSON: `packet` there is the event's headers).
-    #[serde(rename = "packet_index")]
-    pub packet: Option<usize>,
-    /// True when the skb flows the other way (a reply).
-    pub reverse: bool,
-    /// One skb's life from first event to free: addresses are reused, so
-    /// (address, life) identifies an skb across the timeline.
-    pub life: u64,
 }
 
 /// All events of one run, in time order.
@@ -362,53 +345,6 @@ pub fn collect(
         timeout_scale: limits.timeout_scale,
         ..Timeline::default()
     })
-}
-
-/// A step for unit tests: `stack` is outermost frame first; `kfree_skb`
-/// gets reason `NO_SOCKET`, and frees happen at `tcp_v4_rcv`.
-#[cfg(test)]
-pub(crate) fn sample_step(
-    skb: u64,
-    hook: &'static str,
-    stack: &[&str],
-    ns: &str,
-    dev: &str,
-) -> Step {
-    Step {
-        ev: RawEvent {
-            ts_ns: 0,
-            skb,
-            // Tests name hooks as path steps do.
-            hook: Hook::tracepoints()
-                .find(|h| h.name() == hook)
-                .unwrap_or(Hook::Function(hook)),
-            cpu: 0,
-            pid: 1,
-            comm: "t".into(),
-            netns: 1,
-            ifindex: 1,
-            mark: 0,
-            len: 40,
-            reason: (hook == "kfree_skb").then(|| "NO_SOCKET".to_string()),
-            at: matches!(hook, "kfree_skb" | "consume_skb").then(|| "tcp_v4_rcv".to_string()),
-            aux: [0; 3],
-            packet: PacketInfo::default(),
-            flow: None,
-            // innermost first, as the kernel reports
-            stack: stack
-                .iter()
-                .rev()
-                .map(std::string::ToString::to_string)
-                .collect(),
-            bytes: vec![],
-            ip_len: 0,
-        },
-        ns: ns.into(),
-        dev: dev.into(),
-        packet: Some(0),
-        reverse: false,
-        life: skb,
-    }
 }
 
 #[cfg(test)]

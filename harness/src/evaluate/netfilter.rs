@@ -301,6 +301,7 @@ mod tests {
                 kind,
                 verdict,
                 target: None,
+                hook: None,
                 id: 1,
                 packet: PacketInfo {
                     dport: 22,
@@ -310,6 +311,7 @@ mod tests {
             },
             packet: Some(0),
             reverse: false,
+            before: None,
         }
     }
 
@@ -339,6 +341,7 @@ mod tests {
             crate::tracer::nftrace::rules::ChainRules {
                 rules: vec![rule(9), rule(4)],
                 policy: Some("accept".into()),
+                hook: None,
             },
         );
         let rulesets = vec![("server".to_string(), r)];

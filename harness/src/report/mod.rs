@@ -81,7 +81,32 @@ pub fn timeline_table(tl: &Timeline) -> String {
         "TIME(us)", "SKB", "CPU", "PROCESS", "NETNS", "DEVICE", "TUPLE", "HOOK", "DETAIL",
     ];
     let mut rows: Vec<[String; 9]> = vec![header.map(String::from)];
-    for s in &tl.steps {
+    // Rule evaluations go where they happened among the kernel events.
+    let rule_row = |r: &crate::collect::RuleStep| {
+        let mut tuple = r.eval.packet.tuple();
+        if r.reverse {
+            tuple.push_str(" [reply]");
+        }
+        let hook = r.eval.hook.map_or("?", |h| h.name());
+        [
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            r.eval.ns.clone(),
+            String::new(),
+            tuple,
+            format!("nft:{hook}"),
+            r.eval.describe(),
+        ]
+    };
+    let placed = |at: Option<usize>| {
+        tl.rules
+            .iter()
+            .filter(move |r| r.packet.is_some() && r.before == at)
+    };
+    for (i, s) in tl.steps.iter().enumerate() {
+        rows.extend(placed(Some(i)).map(rule_row));
         let e = &s.ev;
         let mut tuple = e.packet.tuple();
         if s.reverse {
@@ -99,6 +124,7 @@ pub fn timeline_table(tl: &Timeline) -> String {
             detail(s),
         ]);
     }
+    rows.extend(placed(None).map(rule_row));
     let mut width = [0usize; 9];
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -138,7 +164,7 @@ pub fn reason_hint(reason: &str) -> Option<&'static str> {
         }
         "NO_SOCKET" => "nothing listens on that address and port in this namespace",
         "NETFILTER_DROP" => {
-            "a netfilter rule or chain policy dropped it: the netfilter lines below the timeline name it (`netfilter: decided_by` asserts it)"
+            "a netfilter rule or chain policy dropped it: the timeline's `nft:` rows name it where the namespace's rules were traced (`netfilter: decided_by` asserts it)"
         }
         "IP_INNOROUTES" | "IP_OUTNOROUTES" | "IPV6_NOROUTE" => {
             "no route: check `ip route` and `ip rule` (policy tables) in that namespace"
@@ -165,7 +191,10 @@ pub fn reason_hint(reason: &str) -> Option<&'static str> {
 /// Kernel stacks at every drop in the timeline.
 pub fn drop_stacks(tl: &Timeline) -> String {
     let mut out = String::new();
-    for s in tl.steps.iter().filter(|s| s.ev.hook == Hook::KfreeSkb) {
+    for (i, s) in tl.steps.iter().enumerate() {
+        if s.ev.hook != Hook::KfreeSkb {
+            continue;
+        }
         let frames: Vec<&str> = s.ev.stack.iter().map(String::as_str).collect();
         let reason = s.ev.reason.as_deref().unwrap_or("?");
         let _ = writeln!(
@@ -176,7 +205,15 @@ pub fn drop_stacks(tl: &Timeline) -> String {
             s.dev,
             frames.join(" <- ")
         );
-        if let Some(h) = reason_hint(reason) {
+        // The rule trace's drop placed right before this free decided it.
+        let by = tl.rules.iter().find(|r| {
+            r.before == Some(i)
+                && r.packet == s.packet
+                && r.eval.verdict == crate::tracer::nftrace::NfVerdict::Drop
+        });
+        if let Some(r) = by {
+            let _ = writeln!(out, "    dropped by: {}", r.eval.describe());
+        } else if let Some(h) = reason_hint(reason) {
             let _ = writeln!(out, "    hint: {h}");
         }
     }
@@ -257,40 +294,17 @@ pub fn failure(o: &Outcome) -> String {
         out.push_str(&indent(&tracer_line(o), "  "));
     }
     out.push_str(&indent(&timeline_table(&o.timeline), "  "));
-    let rules = rule_lines(&o.timeline);
-    if !rules.is_empty() {
+    if !o.timeline.rules_traced.is_empty() {
         let _ = writeln!(
             out,
-            "\nnetfilter rule evaluations ({} traced):",
+            "  (nft:<hook> rows: netfilter rule evaluations, traced in {})",
             o.timeline.rules_traced.join(", ")
         );
-        out.push_str(&indent(&rules, "  "));
     }
     let stacks = drop_stacks(&o.timeline);
     if !stacks.is_empty() {
         let _ = writeln!(out, "\nstack at drop:");
         out.push_str(&indent(&stacks, "  "));
-    }
-    out
-}
-
-/// The rule evaluations of the scenario's packets, in each namespace's
-/// order: which packet, the chain, the rule as written, the verdict.
-pub fn rule_lines(tl: &Timeline) -> String {
-    let mut out = String::new();
-    for r in &tl.rules {
-        let Some(p) = r.packet else {
-            continue;
-        };
-        let dir = if r.reverse { " reply" } else { "" };
-        let _ = writeln!(
-            out,
-            "packet {}{dir} {} in {}: {}",
-            p + 1,
-            r.eval.packet.tuple(),
-            r.eval.ns,
-            r.eval.describe()
-        );
     }
     out
 }
@@ -392,5 +406,62 @@ mod tests {
             assert!(reason_hint(r).is_some(), "{r}");
         }
         assert!(reason_hint("SOMETHING_ELSE").is_none());
+    }
+
+    #[test]
+    fn a_rule_evaluation_is_shown_where_it_was_placed_and_names_the_drop() {
+        use crate::collect::{RuleStep, sample_step};
+        use crate::tracer::nftrace::{EvalKind, NfHook, NfVerdict, RuleEval};
+        let mut drop = sample_step(0x10, "kfree_skb", &[], "server", "eth0");
+        drop.ev.reason = Some("NETFILTER_DROP".into());
+        let tl = Timeline {
+            steps: vec![
+                sample_step(0x10, "fib_table_lookup", &[], "server", "eth0"),
+                drop,
+            ],
+            rules: vec![RuleStep {
+                eval: RuleEval {
+                    ns: "server".into(),
+                    family: "ip".into(),
+                    table: "filter".into(),
+                    chain: "INPUT".into(),
+                    handle: None,
+                    rule: None,
+                    kind: EvalKind::Policy,
+                    verdict: NfVerdict::Drop,
+                    target: None,
+                    hook: Some(NfHook::Input),
+                    id: 1,
+                    packet: crate::tracer::PacketInfo::default(),
+                    ct_state: None,
+                },
+                packet: Some(0),
+                reverse: false,
+                before: Some(1),
+            }],
+            ..Timeline::default()
+        };
+        let table = timeline_table(&tl);
+        let hooks: Vec<String> = table
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("nft:") || w.contains('_'))
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            hooks,
+            ["fib_table_lookup", "nft:input", "kfree_skb"],
+            "{table}"
+        );
+        let stacks = drop_stacks(&tl);
+        assert!(
+            stacks.contains("dropped by: ip filter INPUT: policy -> drop"),
+            "{stacks}"
+        );
+        assert!(!stacks.contains("hint:"), "{stacks}");
     }
 }

@@ -478,6 +478,7 @@ fn finish_rule_trace(
                 .iter()
                 .filter_map(|s| s.packet.map(|i| (i, s.reverse, &s.ev.packet)));
             timeline.rules = collect::attribute_rules(r.evals, filters, seen);
+            collect::place_rules(&mut timeline.rules, &timeline.steps);
             timeline.rules_lost = r.lost;
             timeline.rulesets = r.rulesets;
             Ok(())

@@ -28,7 +28,7 @@ pub use listing::TRACE_TABLE;
 use listing::{read_rules, run_tool};
 pub use message::{EvalKind, NfVerdict};
 use message::{NFNLGRP_NFTRACE, decode, family_name};
-pub use rules::{RuleText, Ruleset};
+pub use rules::{NfHook, RuleText, Ruleset};
 pub use scratch::{OwnRules, list_in_scratch};
 
 use crate::scenario::CtState;
@@ -98,6 +98,10 @@ pub struct RuleEval {
     pub verdict: NfVerdict,
     /// The chain of a jump or goto.
     pub target: Option<String>,
+    /// The hook it ran at: its base chain's (a user chain's is the hook of
+    /// the base chain that jumped to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<NfHook>,
     /// The kernel's per-packet trace id.
     pub id: u32,
     /// The packet's headers at the evaluation.
@@ -284,6 +288,10 @@ impl NfTrace {
             // So does its conntrack state, which holds for that hook.
             let mut headers: std::collections::HashMap<u32, (PacketInfo, Option<CtState>)> =
                 std::collections::HashMap::new();
+            // A user chain runs at the hook of the base chain that jumped
+            // to it: the last base chain this trace id went through.
+            let mut at_hook: std::collections::HashMap<u32, NfHook> =
+                std::collections::HashMap::new();
             for mut m in msgs {
                 if m.packet.src.is_some() {
                     headers.insert(m.id, (m.packet.clone(), m.ct_state));
@@ -306,10 +314,16 @@ impl NfTrace {
                 } else {
                     kind
                 };
+                let chain = ruleset.get(&(family.clone(), m.table.clone(), m.chain.clone()));
+                let hook = match chain.and_then(|c| c.hook) {
+                    Some(h) => {
+                        at_hook.insert(m.id, h);
+                        Some(h)
+                    }
+                    None => at_hook.get(&m.id).copied(),
+                };
                 let rule = m.handle.and_then(|h| {
-                    ruleset
-                        .get(&(family.clone(), m.table.clone(), m.chain.clone()))
-                        .and_then(|c| c.rules.iter().find(|r| r.handle == h).cloned())
+                    chain.and_then(|c| c.rules.iter().find(|r| r.handle == h).cloned())
                 });
                 out.evals.push(RuleEval {
                     ns: t.ns.clone(),
@@ -321,6 +335,7 @@ impl NfTrace {
                     kind,
                     verdict,
                     target: m.target,
+                    hook,
                     id: m.id,
                     packet: m.packet,
                     ct_state: m.ct_state,

@@ -17,13 +17,64 @@ pub struct RuleText {
     pub iptables: Option<String>,
 }
 
-/// A chain's rules and, for a base chain, its policy.
+/// The netfilter hook a base chain is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NfHook {
+    /// `netdev` ingress: right after the device received the packet.
+    Ingress,
+    /// Before the input route lookup.
+    Prerouting,
+    /// After the route lookup chose local delivery.
+    Input,
+    /// After the route lookup chose forwarding.
+    Forward,
+    /// A locally generated packet, after its route lookup.
+    Output,
+    /// Before the packet is handed to its output device.
+    Postrouting,
+    /// `netdev` egress: in the device's transmit path.
+    Egress,
+}
+
+impl NfHook {
+    /// From nft's `type filter hook <name>`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "ingress" => Self::Ingress,
+            "prerouting" => Self::Prerouting,
+            "input" => Self::Input,
+            "forward" => Self::Forward,
+            "output" => Self::Output,
+            "postrouting" => Self::Postrouting,
+            "egress" => Self::Egress,
+            _ => return None,
+        })
+    }
+
+    /// Its name, as nft writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Prerouting => "prerouting",
+            Self::Input => "input",
+            Self::Forward => "forward",
+            Self::Output => "output",
+            Self::Postrouting => "postrouting",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+/// A chain's rules and, for a base chain, its hook and policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainRules {
     /// Rules in order.
     pub rules: Vec<RuleText>,
     /// `accept`/`drop` of a base chain.
     pub policy: Option<String>,
+    /// The hook of a base chain.
+    pub hook: Option<NfHook>,
 }
 
 /// The rules of a namespace by (family, table, chain).
@@ -79,6 +130,11 @@ pub fn parse_nft(text: &str) -> Ruleset {
                 .entry((family.clone(), table.clone(), c.clone()))
                 .or_default();
             if t.starts_with("type ") {
+                entry.hook = t
+                    .split_whitespace()
+                    .skip_while(|w| *w != "hook")
+                    .nth(1)
+                    .and_then(NfHook::parse);
                 entry.policy = t
                     .split(';')
                     .find_map(|p| p.trim().strip_prefix("policy "))
@@ -167,6 +223,7 @@ COMMIT
         let key = |f: &str, t: &str, c: &str| (f.to_string(), t.to_string(), c.to_string());
         let input = &r[&key("ip", "filter", "INPUT")];
         assert_eq!(input.policy.as_deref(), Some("drop"));
+        assert_eq!(input.hook, Some(NfHook::Input));
         assert_eq!(input.rules[0].handle, 4);
         assert_eq!(input.rules[0].nft, "tcp dport 22 jump SSH");
         assert_eq!(
@@ -175,6 +232,7 @@ COMMIT
         );
         let ssh = &r[&key("ip", "filter", "SSH")];
         assert_eq!(ssh.policy, None);
+        assert_eq!(ssh.hook, None);
         assert_eq!(ssh.rules[0].comment.as_deref(), Some("block ssh"));
         let fw = &r[&key("inet", "fw", "input")];
         assert_eq!(fw.rules[0].comment.as_deref(), Some("no port 90"));
