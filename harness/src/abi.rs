@@ -49,7 +49,8 @@ pub mod hook {
     pub const ICMP_SEND: u32 = 8;
     /// `fib:fib_table_lookup`: an IPv4 route lookup for this skb's flow
     /// (table in `aux[0]`, error in `aux[1]`, result device in `aux[2]`,
-    /// the flow in `flow_saddr`/`flow_daddr`).
+    /// the route's type in `route_type`, its gateway in `gw`, the flow in
+    /// `flow_saddr`/`flow_daddr`).
     pub const FIB_TABLE_LOOKUP: u32 = 9;
     /// `tcp:tcp_send_reset`: the kernel answers this skb with a RST
     /// (`sk_rst_reason` in `reason`).
@@ -66,12 +67,17 @@ pub mod hook {
     /// ahead of a scenario's tc programs, saw the skb inside
     /// `tcf_classify` (before those programs ran).
     pub const TCF_CLASSIFY: u32 = 14;
+    /// `fib6:fib6_table_lookup`: an IPv6 route lookup for this skb's flow
+    /// (table in `aux[0]`, 0 in `aux[1]`, result device in `aux[2]`, the
+    /// route's type in `route_type`, its gateway in `gw`, the flow in
+    /// `flow_saddr`/`flow_daddr`).
+    pub const FIB6_TABLE_LOOKUP: u32 = 15;
     /// Not a tracepoint: a kprobe on a kernel function that takes the
     /// tracked skb (the function-level backend); `location` holds the
     /// probed address, which names the function.
-    pub const FUNCTION: u32 = 15;
+    pub const FUNCTION: u32 = 16;
     /// Number of hooks.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 }
 
 /// Tracepoint names, indexed by the constants in [`hook`].
@@ -91,6 +97,7 @@ pub const HOOK_NAMES: [&str; hook::COUNT] = [
     "napi_gro_receive_entry",
     "inet_sock_set_state",
     "tcf_classify",
+    "fib6_table_lookup",
     "function",
 ];
 
@@ -143,7 +150,7 @@ const fn prog(hook: u32, name: &'static str, args: usize) -> Program {
 }
 
 /// Every tracepoint program, grouped by hook, richest variant first.
-pub const PROGRAMS: [Program; 17] = [
+pub const PROGRAMS: [Program; 18] = [
     prog(hook::NETIF_RECEIVE_SKB, "netif_receive_skb", 1),
     prog(hook::NETIF_RX, "netif_rx", 1),
     prog(hook::NET_DEV_QUEUE, "net_dev_queue", 1),
@@ -158,6 +165,8 @@ pub const PROGRAMS: [Program; 17] = [
     prog(hook::SKB_COPY_DATAGRAM_IOVEC, "skb_copy_datagram_iovec", 2),
     prog(hook::ICMP_SEND, "icmp_send", 3),
     prog(hook::FIB_TABLE_LOOKUP, "fib_table_lookup", 4),
+    // (net, res, table, flp) from 5.2.
+    prog(hook::FIB6_TABLE_LOOKUP, "fib6_table_lookup", 4),
     // (sk, skb, reason) from 6.10; (sk, skb) before.
     prog(hook::TCP_SEND_RESET, "tcp_send_reset", 3),
     prog(hook::TCP_SEND_RESET, "tcp_send_reset_noreason", 2),
@@ -225,10 +234,19 @@ pub struct Event {
     pub run: u32,
     /// TCP sequence number, host order.
     pub tcp_seq: u32,
-    /// `fib_table_lookup`: the looked-up flow's source, network order.
-    pub flow_saddr: [u8; 4],
-    /// `fib_table_lookup`: the looked-up flow's destination, network order.
-    pub flow_daddr: [u8; 4],
+    /// Route lookups: the looked-up flow's source, network order (IPv4 in
+    /// the first 4 bytes).
+    pub flow_saddr: [u8; 16],
+    /// Route lookups: the looked-up flow's destination.
+    pub flow_daddr: [u8; 16],
+    /// Route lookups: the result's gateway (`gw_family` says which).
+    pub gw: [u8; 16],
+    /// Route lookups: `AF_INET`, `AF_INET6`, or 0 for no gateway.
+    pub gw_family: u8,
+    /// Route lookups: the route's `RTN_*` type, 0 when not known.
+    pub route_type: u8,
+    /// Padding, always zero.
+    pub _pad2: u16,
     /// Bytes of `stack` filled by `bpf_get_stack`, or a negative errno.
     pub stack_bytes: i32,
     /// `comm` of the current task.
@@ -327,7 +345,34 @@ pub struct Offsets {
     pub flowi4_iif: u32,
     /// `sk_buff.skb_iif` (the device it arrived on; kept by clones)
     pub skb_iif: u32,
+    /// `fib_nh_common.nhc_gw_family` ([`NO_OFFSET`] when not in BTF, for
+    /// this and the route fields below)
+    pub nhc_gw_family: u32,
+    /// `fib_nh_common.nhc_gw`
+    pub nhc_gw: u32,
+    /// `fib_nh.nh_parent` (a `fib_nh` starts with its `fib_nh_common`)
+    pub fib_nh_parent: u32,
+    /// `fib_info.fib_type`
+    pub fib_info_type: u32,
+    /// `fib6_result.nh`
+    pub fib6_res_nh: u32,
+    /// `fib6_result.fib6_type`
+    pub fib6_res_type: u32,
+    /// `fib6_result.f6i`
+    pub fib6_res_f6i: u32,
+    /// `fib6_info.fib6_metric`
+    pub fib6_info_metric: u32,
+    /// `fib6_table.tb6_id`
+    pub fib6_table_id: u32,
+    /// `flowi6.saddr`
+    pub flowi6_saddr: u32,
+    /// `flowi6.daddr`
+    pub flowi6_daddr: u32,
 }
+
+/// An [`Offsets`] field the running kernel's BTF does not have: the
+/// programs skip what it would read.
+pub const NO_OFFSET: u32 = u32::MAX;
 
 /// A watched namespace's owner: the value of the NETNS map.
 #[repr(C)]

@@ -207,14 +207,8 @@ impl Tracking {
         } else {
             self.alive.insert(ev.skb);
         }
-        self.steps.push(Step {
-            ns: names.netns(ev.netns),
-            dev: names.dev(ev.netns, ev.ifindex),
-            ev,
-            packet,
-            reverse,
-            life,
-        });
+        self.steps
+            .push(Step::named(ev, names, packet, reverse, life));
     }
 
     /// A datagram the harness read itself: the end of the skb that last
@@ -262,13 +256,14 @@ impl Tracking {
                     dport: o.local_port,
                     ..Default::default()
                 },
-                flow: None,
+                route: None,
                 stack: vec![],
                 bytes: vec![],
                 ip_len: 0,
             },
             ns: o.ns.clone(),
             dev: "-".into(),
+            route_dev: None,
             packet,
             reverse,
             life,

@@ -108,7 +108,7 @@ fn hook_stage_of(h: Hook) -> Option<u8> {
         | Hook::NetifReceiveSkbEntry
         | Hook::NapiGroReceiveEntry
         | Hook::TcfClassify => 0,
-        Hook::FibTableLookup => 2,
+        Hook::FibTableLookup | Hook::Fib6TableLookup => 2,
         Hook::ConsumeSkb
         | Hook::SkbCopyDatagramIovec
         | Hook::InetSockSetState

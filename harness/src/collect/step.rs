@@ -2,6 +2,7 @@
 
 #[cfg(test)]
 use crate::common::Hook;
+use crate::common::Names;
 #[cfg(test)]
 use crate::tracer::PacketInfo;
 use crate::tracer::RawEvent;
@@ -16,6 +17,9 @@ pub struct Step {
     pub ns: String,
     /// Device name.
     pub dev: String,
+    /// A route lookup's result device, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_dev: Option<String>,
     /// Index of the scenario packet this skb belongs to (`packet_index` in
     /// JSON: `packet` there is the event's headers).
     #[serde(rename = "packet_index")]
@@ -25,6 +29,33 @@ pub struct Step {
     /// One skb's life from first event to free: addresses are reused, so
     /// (address, life) identifies an skb across the timeline.
     pub life: u64,
+}
+
+impl Step {
+    /// `ev` with its namespace and devices named (a route lookup ran in
+    /// the skb's namespace: the tracer checks it).
+    pub fn named(
+        ev: RawEvent,
+        names: &Names,
+        packet: Option<usize>,
+        reverse: bool,
+        life: u64,
+    ) -> Self {
+        let route_dev = ev
+            .route
+            .as_ref()
+            .filter(|r| r.oif != 0)
+            .map(|r| names.dev(ev.netns, r.oif));
+        Step {
+            ns: names.netns(ev.netns),
+            dev: names.dev(ev.netns, ev.ifindex),
+            route_dev,
+            ev,
+            packet,
+            reverse,
+            life,
+        }
+    }
 }
 
 /// A step for unit tests: `stack` is outermost frame first; `kfree_skb`
@@ -56,7 +87,7 @@ pub(crate) fn sample_step(
             at: matches!(hook, "kfree_skb" | "consume_skb").then(|| "tcp_v4_rcv".to_string()),
             aux: [0; 3],
             packet: PacketInfo::default(),
-            flow: None,
+            route: None,
             // innermost first, as the kernel reports
             stack: stack
                 .iter()
@@ -68,6 +99,7 @@ pub(crate) fn sample_step(
         },
         ns: ns.into(),
         dev: dev.into(),
+        route_dev: None,
         packet: Some(0),
         reverse: false,
         life: skb,

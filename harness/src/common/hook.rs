@@ -41,6 +41,8 @@ pub enum Hook {
     InetSockSetState,
     /// The tracer's tc observer, inside `tcf_classify`.
     TcfClassify,
+    /// `fib6:fib6_table_lookup`: an IPv6 route lookup.
+    Fib6TableLookup,
     /// A probed kernel function (the function-level backend), by name.
     Function(&'static str),
     /// The function-level probes as one attachment (in the tracer's list
@@ -72,6 +74,7 @@ impl Hook {
         Hook::NapiGroReceiveEntry,
         Hook::InetSockSetState,
         Hook::TcfClassify,
+        Hook::Fib6TableLookup,
     ];
 
     /// The kernel's tracepoints the tracer attaches to, in ABI order.
@@ -108,6 +111,11 @@ impl Hook {
             Hook::SocketRead => SOCKET_READ,
             h => h.id().map_or("?", |i| HOOK_NAMES[i as usize]),
         }
+    }
+
+    /// A route lookup (IPv4 or IPv6).
+    pub fn is_route_lookup(self) -> bool {
+        matches!(self, Hook::FibTableLookup | Hook::Fib6TableLookup)
     }
 
     /// `kfree_skb` or `consume_skb`: the skb's life ends here.

@@ -28,18 +28,10 @@ fn detail(s: &Step) -> String {
             e.at.as_deref().unwrap_or("?")
         ),
         Hook::ConsumeSkb => format!("at {}", e.at.as_deref().unwrap_or("?")),
-        Hook::FibTableLookup => {
-            let (table, err, oif) = (e.aux[0], e.aux[1], e.aux[2]);
-            let flow = match e.flow {
-                Some((s, d)) => format!("{s}->{d}"),
-                None => "?".into(),
-            };
-            if err == 0 {
-                format!("table {table} {flow}: ok, oif {oif}")
-            } else {
-                format!("table {table} {flow}: err {err}")
-            }
-        }
+        Hook::FibTableLookup | Hook::Fib6TableLookup => match &e.route {
+            Some(r) => r.describe(s.route_dev.as_deref()),
+            None => "?".into(),
+        },
         Hook::IcmpSend => format!("icmp type {} code {}", e.aux[0], e.aux[1]),
         Hook::TcpSendReset => format!("rst reason {}", e.reason.as_deref().unwrap_or("?")),
         Hook::NetDevXmit => format!("rc {}", e.aux[0]),

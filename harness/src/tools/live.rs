@@ -151,14 +151,8 @@ pub fn run(
                 continue;
             }
             let t = *t0.get_or_insert(e.ts_ns);
-            let step = Step {
-                ns: names.netns(e.netns),
-                dev,
-                packet: Some(0),
-                reverse: o.filter.direction(&e.packet) == Some(true),
-                life: 0,
-                ev: e,
-            };
+            let reverse = o.filter.direction(&e.packet) == Some(true);
+            let step = Step::named(e, &names, Some(0), reverse, 0);
             if o.json {
                 writeln!(out, "{}", serde_json::to_string(&step).unwrap_or_default())?;
             } else {

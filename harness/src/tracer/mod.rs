@@ -178,6 +178,76 @@ fn caller_of_free(stack: &[String]) -> Option<String> {
     started_at_free.then(|| frames.next().cloned()).flatten()
 }
 
+/// One route lookup in one table, as the fib tracepoints report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouteLookup {
+    /// The table consulted.
+    pub table: u32,
+    /// What it returned.
+    pub result: crate::scenario::RouteResult,
+    /// The result's gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    /// The result's device (index in the lookup's namespace), 0 for none.
+    pub oif: u32,
+    /// The source looked up (unspecified for an output lookup that has
+    /// not chosen one).
+    pub src: IpAddr,
+    /// The destination looked up.
+    pub dst: IpAddr,
+}
+
+impl RouteLookup {
+    /// As the timeline shows it: table, flow, result, gateway and the
+    /// result's device, named by the caller.
+    pub fn describe(&self, dev: Option<&str>) -> String {
+        let via = self
+            .gateway
+            .map(|g| format!(" via {g}"))
+            .unwrap_or_default();
+        let dev = dev.map(|d| format!(" dev {d}")).unwrap_or_default();
+        format!(
+            "table {} {}->{}: {}{via}{dev}",
+            self.table, self.src, self.dst, self.result
+        )
+    }
+
+    /// The lookup an event reports, for the fib hooks.
+    fn decode(e: &Event) -> Option<Self> {
+        use crate::scenario::RouteResult;
+        let v4 = |b: &[u8; 16]| IpAddr::from([b[0], b[1], b[2], b[3]]);
+        let (src, dst, result) = match e.hook {
+            hook::FIB_TABLE_LOOKUP => (
+                v4(&e.flow_saddr),
+                v4(&e.flow_daddr),
+                RouteResult::from_ipv4(e.aux[1], e.route_type),
+            ),
+            hook::FIB6_TABLE_LOOKUP => (
+                IpAddr::from(e.flow_saddr),
+                IpAddr::from(e.flow_daddr),
+                RouteResult::from_rtn(e.route_type).unwrap_or(RouteResult::Error),
+            ),
+            _ => return None,
+        };
+        // AF_INET, AF_INET6.
+        let gateway = match e.gw_family {
+            2 => Some(v4(&e.gw)),
+            10 => Some(IpAddr::from(e.gw)),
+            _ => None,
+        };
+        // No route here: the device and gateway are the null entry's.
+        let none = result == RouteResult::NoRoute;
+        Some(Self {
+            table: e.aux[0] as u32,
+            result,
+            gateway: gateway.filter(|_| !none),
+            oif: if none { 0 } else { e.aux[2] as u32 },
+            src,
+            dst,
+        })
+    }
+}
+
 /// An event decoded from the kernel ABI, with symbols resolved.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RawEvent {
@@ -209,8 +279,10 @@ pub struct RawEvent {
     pub aux: [i32; 3],
     /// Packet headers at this point.
     pub packet: PacketInfo,
-    /// `fib_table_lookup`: the (source, destination) that was looked up.
-    pub flow: Option<(IpAddr, IpAddr)>,
+    /// Route lookups (`fib_table_lookup`, `fib6_table_lookup`): what was
+    /// looked up and what it returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteLookup>,
     /// Kernel functions on the stack, innermost first, tracing frames removed.
     pub stack: Vec<String>,
     /// The start of the IP packet (up to 128 bytes), for pcap output.
@@ -285,8 +357,7 @@ impl RawEvent {
                 icmp_id: e.icmp_id,
                 tcp_seq: e.tcp_seq,
             },
-            flow: (e.hook == hook::FIB_TABLE_LOOKUP)
-                .then(|| (IpAddr::from(e.flow_saddr), IpAddr::from(e.flow_daddr))),
+            route: RouteLookup::decode(e),
             stack,
             bytes: e.pkt[..(e.pkt_len as usize).min(e.pkt.len())].to_vec(),
             ip_len: e.ip_len,

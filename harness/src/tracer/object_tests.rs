@@ -144,7 +144,10 @@ fn skb_hooks_share_one_body() {
     );
     let mut hooks = 0;
     for p in PROGRAMS {
-        if matches!(p.name, "fib_table_lookup" | "inet_sock_set_state") {
+        if matches!(
+            p.name,
+            "fib_table_lookup" | "fib6_table_lookup" | "inet_sock_set_state"
+        ) {
             continue; // skb-less hooks: their own logic
         }
         let f = all.iter().find(|f| f.name == p.name);

@@ -6,6 +6,10 @@ use crate::tracer::btf::{Btf, BtfError};
 
 /// Resolves every offset the tracer reads through `bpf_probe_read_kernel`.
 pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
+    let optional = |strukt: &str, field: &str| {
+        btf.member_offset(strukt, field)
+            .unwrap_or(crate::abi::NO_OFFSET)
+    };
     Ok(Offsets {
         skb_len: btf.member_offset("sk_buff", "len")?,
         skb_mark: btf.member_offset("sk_buff", "mark")?,
@@ -26,6 +30,18 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         sock_dport: btf.member_offset("sock", "__sk_common.skc_dport")?,
         flowi4_iif: btf.member_offset("flowi4", "__fl_common.flowic_iif")?,
         skb_iif: btf.member_offset("sk_buff", "skb_iif")?,
+        // Route details: a kernel without one loses that detail only.
+        nhc_gw_family: optional("fib_nh_common", "nhc_gw_family"),
+        nhc_gw: optional("fib_nh_common", "nhc_gw"),
+        fib_nh_parent: optional("fib_nh", "nh_parent"),
+        fib_info_type: optional("fib_info", "fib_type"),
+        fib6_res_nh: optional("fib6_result", "nh"),
+        fib6_res_type: optional("fib6_result", "fib6_type"),
+        fib6_res_f6i: optional("fib6_result", "f6i"),
+        fib6_info_metric: optional("fib6_info", "fib6_metric"),
+        fib6_table_id: optional("fib6_table", "tb6_id"),
+        flowi6_saddr: optional("flowi6", "saddr"),
+        flowi6_daddr: optional("flowi6", "daddr"),
     })
 }
 
@@ -52,5 +68,22 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), skb.len());
         assert_ne!(o.flowi4_saddr, o.flowi4_daddr);
+        // Every kernel pktfate supports has the route details (5.4+).
+        for off in [
+            o.nhc_gw_family,
+            o.nhc_gw,
+            o.fib_nh_parent,
+            o.fib_info_type,
+            o.fib6_res_nh,
+            o.fib6_res_type,
+            o.fib6_res_f6i,
+            o.fib6_info_metric,
+            o.fib6_table_id,
+            o.flowi6_saddr,
+            o.flowi6_daddr,
+        ] {
+            assert_ne!(off, crate::abi::NO_OFFSET);
+        }
+        assert_ne!(o.flowi6_saddr, o.flowi6_daddr);
     }
 }

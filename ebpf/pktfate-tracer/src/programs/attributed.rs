@@ -115,8 +115,119 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
         [tb_id, err, oif],
     );
     // The packet's headers stay as parsed; the looked-up flow goes apart.
-    ev.flow_saddr = saddr.to_ne_bytes();
-    ev.flow_daddr = daddr.to_ne_bytes();
+    ev.flow_saddr = v4(saddr);
+    ev.flow_daddr = v4(daddr);
+    nexthop(&cfg, ev, nhc);
+    // A route's type is its fib_info's, the nexthop's parent (a `fib_nh`
+    // starts with its `fib_nh_common`); nexthop objects have none.
+    let fi: u64 = read_opt(nhc, cfg.offsets.fib_nh_parent).unwrap_or(0);
+    ev.route_type = read_opt(fi, cfg.offsets.fib_info_type).unwrap_or(0);
+    finish_and_send(&ctx, ev);
+    0
+}
+
+/// An IPv4 address in the event's 16-byte form.
+#[inline(always)]
+fn v4(a: u32) -> [u8; 16] {
+    let b = a.to_ne_bytes();
+    [b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// The gateway of a lookup's result nexthop (none without one), read
+/// straight into the event (no copy on the program's stack).
+#[inline(always)]
+fn nexthop(cfg: &TracerConfig, ev: &mut Event, nhc: u64) {
+    ev.gw_family = read_opt(nhc, cfg.offsets.nhc_gw_family).unwrap_or(0);
+    ev.gw = [0; 16];
+    read_buf(nhc, cfg.offsets.nhc_gw, &mut ev.gw);
+    ev._pad2 = 0;
+}
+
+/// Reads 16 bytes at `base + off` into `out` (left as is when the offset
+/// is unknown or the read fails).
+#[inline(always)]
+fn read_buf(base: u64, off: u32, out: &mut [u8; 16]) -> bool {
+    if base == 0 || off == NO_OFFSET {
+        return false;
+    }
+    // SAFETY: the helper reads kernel memory and fails cleanly on a bad address.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_buf((base + off as u64) as *const u8, out) }
+        .is_ok()
+}
+
+/// `RTN_THROW` (`include/uapi/linux/rtnetlink.h`).
+const RTN_THROW: u8 = 9;
+
+/// IPv6 route lookups, one per table consulted: attributed like IPv4's
+/// to the tracked skb this CPU is processing, when the flow is that
+/// packet's (either way); the lookup names its namespace, which must be
+/// the skb's. The result is the route's type, its nexthop's device and
+/// gateway (a table without a route gives the kernel's null entry,
+/// reported as a throw: no route here).
+#[raw_tracepoint(tracepoint = "fib6_table_lookup")]
+pub fn fib6_table_lookup(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    let net = arg_u64(&ctx, 0);
+    let res = arg_u64(&ctx, 1);
+    let table = arg_u64(&ctx, 2);
+    let flp = arg_u64(&ctx, 3);
+    if cfg.offsets.flowi6_daddr == NO_OFFSET {
+        return 0;
+    }
+    let Some((skb, known, _)) = current_tracked() else {
+        return 0;
+    };
+    let ns: u32 = read(net, cfg.offsets.net_ns_inum).unwrap_or(0);
+    if ns != known.netns {
+        return 0;
+    }
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
+        // program returns.
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    // Inline, as for IPv4 (old verifiers count the parser's frame).
+    parse_packet(&cfg, skb, ev);
+    if ev.family != 6 {
+        return 0;
+    }
+    // The flow goes straight into the event: 16-byte copies on this
+    // program's stack would pass the 512 bytes it may use.
+    if !read_buf(flp, cfg.offsets.flowi6_daddr, &mut ev.flow_daddr) {
+        return 0;
+    }
+    read_buf(flp, cfg.offsets.flowi6_saddr, &mut ev.flow_saddr);
+    let unset = addr_diff(&ev.flow_saddr, &[0; 16], u32::MAX) == 0;
+    let fwd = addr_diff(&ev.flow_daddr, &ev.daddr, u32::MAX) == 0
+        && (unset || addr_diff(&ev.flow_saddr, &ev.saddr, u32::MAX) == 0);
+    let back = addr_diff(&ev.flow_daddr, &ev.saddr, u32::MAX) == 0
+        && (unset || addr_diff(&ev.flow_saddr, &ev.daddr, u32::MAX) == 0);
+    if !(fwd || back) {
+        return 0;
+    }
+    let tb_id: u32 = read_opt(table, cfg.offsets.fib6_table_id).unwrap_or(0);
+    // A `fib6_nh` starts with its `fib_nh_common`.
+    let nh: u64 = read_opt(res, cfg.offsets.fib6_res_nh).unwrap_or(0);
+    let nh_dev: u64 = read(nh, cfg.offsets.nhc_dev).unwrap_or(0);
+    let oif: u32 = read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    ev.route_type = read_opt(res, cfg.offsets.fib6_res_type).unwrap_or(0);
+    // A table without a route returns the namespace's null entry (an
+    // `unreachable` with metric ~0, which no configured route has): the
+    // rules go on to the next table, as IPv4's -EAGAIN. Told as RTN_THROW.
+    let f6i: u64 = read_opt(res, cfg.offsets.fib6_res_f6i).unwrap_or(0);
+    if read_opt::<u32>(f6i, cfg.offsets.fib6_info_metric) == Some(u32::MAX) {
+        ev.route_type = RTN_THROW;
+    }
+    fill_attributed(
+        &cfg,
+        ev,
+        hook::FIB6_TABLE_LOOKUP,
+        skb,
+        &known,
+        [tb_id as i32, 0, oif as i32],
+    );
+    nexthop(&cfg, ev, nh);
     finish_and_send(&ctx, ev);
     0
 }

@@ -21,7 +21,7 @@ pub(crate) fn finish_and_send<C: EbpfContext>(ctx: &C, ev: &mut Event) {
 /// (helpers a tc classifier may not call).
 #[inline(always)]
 pub(crate) fn finish<C: EbpfContext, const TRACING: bool>(ctx: &C, ev: &mut Event) {
-    let cfg = config();
+    let flags = config_flags();
     // SAFETY: a helper without arguments.
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     // SAFETY: a helper without arguments.
@@ -34,7 +34,7 @@ pub(crate) fn finish<C: EbpfContext, const TRACING: bool>(ctx: &C, ev: &mut Even
     }
     ev._pad = 0;
     ev.stack_bytes = 0;
-    if TRACING && cfg.flags & CONFIG_STACKS != 0 {
+    if TRACING && flags & CONFIG_STACKS != 0 {
         let size = (MAX_STACK_DEPTH * 8) as u32;
         // SAFETY: the buffer is `ev.stack`, MAX_STACK_DEPTH u64s: `size` bytes.
         ev.stack_bytes = unsafe {

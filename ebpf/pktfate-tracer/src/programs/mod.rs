@@ -16,9 +16,9 @@ use aya_ebpf::{
 };
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
-    FILTER_SADDR, MAX_BANKS, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, PKT_CAPTURE,
-    PacketFilter, REASON_UNKNOWN, RINGBUF_BYTES, TracerConfig, Tracked, Watch, hook, is_icmp_error,
-    is_tunnel,
+    FILTER_SADDR, MAX_BANKS, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, NO_OFFSET,
+    PKT_CAPTURE, PacketFilter, REASON_UNKNOWN, RINGBUF_BYTES, TracerConfig, Tracked, Watch, hook,
+    is_icmp_error, is_tunnel,
 };
 
 mod maps;

@@ -36,8 +36,11 @@ pub(crate) fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     ev.icmp_id = 0;
     ev.ip_csum = 0;
     ev.tcp_seq = 0;
-    ev.flow_saddr = [0; 4];
-    ev.flow_daddr = [0; 4];
+    ev.flow_saddr = [0; 16];
+    ev.flow_daddr = [0; 16];
+    ev.gw = [0; 16];
+    ev.gw_family = 0;
+    ev.route_type = 0;
     ev.ip_len = 0;
     ev.pkt_len = 0;
     let head: u64 = match read(skb, cfg.offsets.skb_head) {

@@ -7,11 +7,13 @@ mod expect;
 mod namespace;
 mod netfilter;
 mod packet;
+mod route;
 
 pub use expect::*;
 pub use namespace::*;
 pub use netfilter::*;
 pub use packet::*;
+pub use route::*;
 
 /// Default time to wait for every tracked skb's fate.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
