@@ -649,3 +649,50 @@ fn unknown_rule_references_are_refused_before_the_build() {
     // Refused before the build: nothing was injected or traced.
     assert!(!t.contains("actual:"), "{t}");
 }
+
+/// A route assertion turns red when the policy rule is gone, though the
+/// packet is still delivered (by the other uplink); the failure names the
+/// lookup expected and the ones the kernel made, and JSON carries each
+/// lookup with its result device by name.
+#[test]
+fn a_lost_policy_rule_fails_on_the_route_lookup() {
+    let file = root().join("scenarios/routing/policy-table-gateway.yaml");
+    let o = run(&["run", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let steps = line["timeline"].as_array().expect("a timeline");
+    let chosen = steps
+        .iter()
+        .find(|s| s["route"]["table"] == 100)
+        .expect("the table-100 lookup");
+    assert_eq!(chosen["route"]["result"], "unicast");
+    assert_eq!(chosen["route"]["gateway"], "203.0.113.2");
+    assert_eq!(chosen["route_dev"], "r-b");
+    assert_eq!(chosen["ns"], "router");
+
+    let s = Scratch::new("route-rule");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let without = original.replace(
+        "    rules:\n      - { from: 192.0.2.0/24, table: 100, priority: 100 }\n",
+        "",
+    );
+    assert_ne!(without, original);
+    // `transmitted` would fail too; the route is what this test is about.
+    let without = without.replace("  transmitted: [router/r-b]\n", "");
+    let f = s.0.join("no-rule.yaml");
+    std::fs::write(&f, without).unwrap();
+    let o = run(&["run", f.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    // Without policy rules the kernel looks local and main up as one
+    // table (main), and the main table's default goes via uplink A.
+    assert!(
+        out.contains("- expected: a route lookup: table 255 to 198.18.0.10 none in router"),
+        "{out}"
+    );
+    assert!(
+        out.contains("router: table 254 192.0.2.2->198.18.0.10: unicast via 198.51.100.2 dev r-a"),
+        "{out}"
+    );
+}

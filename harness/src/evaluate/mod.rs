@@ -11,6 +11,7 @@ mod facts;
 mod judge;
 mod life;
 mod netfilter;
+mod route;
 #[cfg(test)]
 mod tests;
 mod verdict;
@@ -20,6 +21,7 @@ pub use facts::{Facts, Token, compact_path, facts, icmp_errors, strip_suffix, to
 pub use judge::match_path;
 pub use life::{life, life_of};
 pub use netfilter::{deciding, find as netfilter_find, packet_evals};
+pub use route::packet_lookups;
 pub use verdict::{Mismatch, PacketVerdict, Verdict};
 
 use crate::collect::Timeline;
@@ -39,6 +41,7 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
             mismatches.extend(unexpected_drops(&p.expect, tl, i, &l, &facts));
         }
         mismatches.extend(conntrack::judge_conntrack(&p.expect.conntrack, tl));
+        mismatches.extend(route::judge_routes(&p.expect.routes, tl, i, false));
         if let Some(n) = &p.expect.netfilter {
             let dropped = facts.dropped;
             mismatches.extend(netfilter::judge_netfilter(n, tl, i, false, dropped));
@@ -46,6 +49,7 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
         if let Some(reply) = &p.expect.reply {
             mismatches.extend(judge_reply(reply, tl, i));
             mismatches.extend(conntrack::judge_conntrack(&reply.conntrack, tl));
+            mismatches.extend(route::judge_routes(&reply.routes, tl, i, true));
             if let Some(n) = &reply.netfilter {
                 let (rf, _, _) = judge(reply, &life_of(tl, i, true));
                 mismatches.extend(netfilter::judge_netfilter(n, tl, i, true, rf.dropped));

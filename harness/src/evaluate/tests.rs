@@ -299,3 +299,64 @@ fn life_ignores_other_skbs_and_ends_at_the_free() {
     let f = facts(&l);
     assert!(f.consumed && f.delivered && !f.dropped);
 }
+
+#[test]
+fn route_expectations_are_an_ordered_subsequence_of_the_packets_lookups() {
+    use crate::scenario::{RouteResult, RouteWant};
+    use crate::tracer::RouteLookup;
+    let lookup = |table, result, gateway: Option<&str>, dev: Option<&str>| {
+        let mut s = step(1, "fib_table_lookup", &[], "router", "r-client");
+        s.ev.route = Some(RouteLookup {
+            table,
+            result,
+            gateway: gateway.map(|g| g.parse().unwrap()),
+            oif: u32::from(dev.is_some()),
+            src: "192.0.2.2".parse().unwrap(),
+            dst: "198.18.0.10".parse().unwrap(),
+        });
+        s.route_dev = dev.map(String::from);
+        s
+    };
+    let tl = Timeline {
+        steps: vec![
+            lookup(255, RouteResult::NoRoute, None, None),
+            lookup(100, RouteResult::Unicast, Some("203.0.113.2"), Some("r-b")),
+        ],
+        ..Default::default()
+    };
+    let want = |table, result, via: Option<&str>, dev: Option<&str>| RouteWant {
+        ns: Some("router".into()),
+        table: Some(table),
+        to: Some("198.18.0.10".parse().unwrap()),
+        result: Some(result),
+        via: via.map(|g| g.parse().unwrap()),
+        dev: dev.map(String::from),
+        at: None,
+    };
+    let none = want(255, RouteResult::NoRoute, None, None);
+    let b = want(100, RouteResult::Unicast, Some("203.0.113.2"), Some("r-b"));
+    assert!(route::judge_routes(&[none.clone(), b.clone()], &tl, 0, false).is_empty());
+    // Out of order: the table-100 lookup came second.
+    let m = route::judge_routes(&[b.clone(), none.clone()], &tl, 0, false);
+    assert_eq!(m.len(), 1);
+    assert!(
+        m[0].expected.ends_with("(after the lookups before it)"),
+        "{m:?}"
+    );
+    // The gateway of uplink A is not what the lookup chose; the failure
+    // lists every lookup of the packet.
+    let a = want(100, RouteResult::Unicast, Some("198.51.100.2"), Some("r-b"));
+    let m = route::judge_routes(&[a], &tl, 0, false);
+    assert_eq!(
+        m[0].expected,
+        "a route lookup: table 100 to 198.18.0.10 unicast via 198.51.100.2 dev r-b in router"
+    );
+    assert_eq!(
+        m[0].actual,
+        "router: table 255 192.0.2.2->198.18.0.10: none; router: table 100 192.0.2.2->198.18.0.10: unicast via 203.0.113.2 dev r-b"
+    );
+    // The reply had no lookups of its own.
+    let m = route::judge_routes(&[none], &tl, 0, true);
+    assert_eq!(m[0].what, "reply routes");
+    assert_eq!(m[0].actual, "no route lookup traced for this packet");
+}

@@ -207,6 +207,16 @@ impl Scenario {
                 }
             }
             e.seen.retain(|x| !missing(&x.at));
+            // Route lookups come from the fib tracepoints: without one, a
+            // route expectation cannot be told met.
+            let fib = hooks
+                .iter()
+                .find(|h| matches!(h.hook, "fib_table_lookup" | "fib6_table_lookup"));
+            if let Some(h) = fib {
+                for w in e.routes.drain(..) {
+                    out.push(format!("{packet}: {w} not checked ({}: {})", h.hook, h.why));
+                }
+            }
             if let Some(reply) = e.reply.as_deref_mut() {
                 strip(reply, &format!("{packet} reply"), hooks, out);
             }

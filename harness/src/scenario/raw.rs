@@ -276,7 +276,19 @@ pub struct Expect {
     pub allow_drops: Option<Vec<S>>,
     pub netfilter: Option<Spanned<NetfilterExpect>>,
     pub conntrack: Option<Vec<Spanned<CtExpect>>>,
+    pub routes: Option<Vec<Spanned<RouteExpect>>>,
     pub kernels: Option<HashMap<S, Expect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteExpect {
+    pub ns: Option<S>,
+    pub table: Option<Spanned<u32>>,
+    pub to: Option<S>,
+    pub result: Option<S>,
+    pub via: Option<S>,
+    pub dev: Option<S>,
 }
 
 #[derive(Deserialize)]

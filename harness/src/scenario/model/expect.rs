@@ -119,6 +119,9 @@ pub struct Expectation {
     pub netfilter: Option<NetfilterExpect>,
     /// Conntrack entries namespaces must hold at the end of the run.
     pub conntrack: Vec<CtWant>,
+    /// Route lookups the packet must have caused, in this order (others
+    /// may come between).
+    pub routes: Vec<RouteWant>,
     /// Per-kernel replacements, in file order (a later match wins).
     pub kernels: Vec<KernelOverride>,
 }
@@ -152,6 +155,7 @@ impl Expectation {
                     "allow_drops" => e.allow_drops = x.allow_drops.clone(),
                     "netfilter" => e.netfilter = x.netfilter.clone(),
                     "conntrack" => e.conntrack = x.conntrack.clone(),
+                    "routes" => e.routes = x.routes.clone(),
                     _ => {}
                 }
             }

@@ -34,6 +34,25 @@ pub enum RouteResult {
 }
 
 impl RouteResult {
+    /// Every result's name, as a scenario writes it.
+    pub const NAMES: [&'static str; 10] = [
+        "unicast",
+        "local",
+        "broadcast",
+        "anycast",
+        "multicast",
+        "blackhole",
+        "unreachable",
+        "prohibit",
+        "none",
+        "error",
+    ];
+
+    /// From its name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
     /// Every result, as a scenario writes it.
     pub const ALL: [RouteResult; 10] = [
         Self::Unicast,
@@ -87,7 +106,7 @@ impl RouteResult {
     pub fn from_ipv4(err: i32, rtn: u8) -> Self {
         match err {
             0 => Self::from_rtn(rtn).unwrap_or(Self::Unicast),
-            -11 => Self::NoRoute,         // EAGAIN: no route here, or throw
+            -11 => Self::NoRoute,      // EAGAIN: no route here, or throw
             -113 => Self::Unreachable, // EHOSTUNREACH
             -22 => Self::Blackhole,    // EINVAL
             -13 => Self::Prohibit,     // EACCES
@@ -110,6 +129,9 @@ pub struct RouteWant {
     pub ns: Option<String>,
     /// The table consulted.
     pub table: Option<u32>,
+    /// The destination looked up (a reverse-path check looks up the
+    /// packet's source).
+    pub to: Option<IpAddr>,
     /// What it returned.
     pub result: Option<RouteResult>,
     /// The gateway of the route found.
@@ -126,6 +148,9 @@ impl std::fmt::Display for RouteWant {
         if let Some(t) = self.table {
             parts.push(format!("table {t}"));
         }
+        if let Some(t) = self.to {
+            parts.push(format!("to {t}"));
+        }
         if let Some(r) = self.result {
             parts.push(r.name().to_string());
         }
@@ -139,5 +164,28 @@ impl std::fmt::Display for RouteWant {
             parts.push(format!("in {n}"));
         }
         write!(f, "a route lookup: {}", parts.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RouteResult;
+
+    #[test]
+    fn ipv4_lookup_errors_name_the_route_type_that_gave_them() {
+        // fib_props[] (net/ipv4/fib_semantics.c): unreachable -EHOSTUNREACH,
+        // blackhole -EINVAL, prohibit -EACCES, throw -EAGAIN (as a table
+        // without a match); success keeps the route's own type.
+        assert_eq!(RouteResult::from_ipv4(-113, 0), RouteResult::Unreachable);
+        assert_eq!(RouteResult::from_ipv4(-22, 0), RouteResult::Blackhole);
+        assert_eq!(RouteResult::from_ipv4(-13, 0), RouteResult::Prohibit);
+        assert_eq!(RouteResult::from_ipv4(-11, 0), RouteResult::NoRoute);
+        assert_eq!(RouteResult::from_ipv4(0, 2), RouteResult::Local);
+        assert_eq!(RouteResult::from_ipv4(0, 3), RouteResult::Broadcast);
+        assert_eq!(RouteResult::from_ipv4(-5, 0), RouteResult::Error);
+        for r in RouteResult::ALL {
+            assert_eq!(RouteResult::parse(r.name()), Some(r));
+        }
+        assert_eq!(RouteResult::NAMES.len(), RouteResult::ALL.len());
     }
 }

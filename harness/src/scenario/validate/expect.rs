@@ -145,6 +145,7 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
         .map(|n| super::netfilter::netfilter_expect(cx, n));
     let ns_names: Vec<String> = devs.keys().cloned().collect();
     let conntrack = super::conntrack::conntrack(cx, e.conntrack.as_deref(), &ns_names);
+    let routes = super::route::routes(cx, e.routes.as_deref(), devs);
     let kernels = kernel_overrides(cx, e.kernels, devs);
     Expectation {
         kernels,
@@ -162,6 +163,7 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
         allow_drops,
         netfilter,
         conntrack,
+        routes,
     }
 }
 
@@ -270,6 +272,7 @@ fn kernel_overrides(
             ("icmp", x.icmp.is_some()),
             ("netfilter", x.netfilter.is_some()),
             ("conntrack", x.conntrack.is_some()),
+            ("routes", x.routes.is_some()),
             ("transmitted", x.transmitted.is_some()),
             ("no_unexpected_drops", x.no_unexpected_drops.is_some()),
             ("allow_drops", x.allow_drops.is_some()),

@@ -27,6 +27,7 @@ mod expect;
 mod link;
 mod namespace;
 mod netfilter;
+mod route;
 mod packet;
 mod programs;
 
@@ -56,6 +57,7 @@ pub(super) fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
     let packets = packets(cx, raw_packets, &namespaces, &devs);
     for p in &packets {
         netfilter::check_refs(cx, &p.expect, &namespaces);
+        route::check_tables(cx, &p.expect, &namespaces);
     }
     Scenario {
         name,
@@ -171,6 +173,7 @@ fn packet_list(
                 allow_drops: None,
                 netfilter: None,
                 conntrack: None,
+                routes: None,
                 kernels: None,
             }),
         }),
