@@ -360,6 +360,18 @@ pub struct Offsets {
     pub fib6_res_type: u32,
     /// `fib6_result.f6i`
     pub fib6_res_f6i: u32,
+    /// `flowi4.__fl_common.flowic_proto`
+    pub flowi4_proto: u32,
+    /// `flowi4.__fl_common.flowic_mark`
+    pub flowi4_mark: u32,
+    /// `flowi4.uli.ports.sport`
+    pub flowi4_sport: u32,
+    /// `flowi4.uli.ports.dport`
+    pub flowi4_dport: u32,
+    /// `task_struct.nsproxy`
+    pub task_nsproxy: u32,
+    /// `nsproxy.net_ns`
+    pub nsproxy_net_ns: u32,
     /// `fib6_info.fib6_metric`
     pub fib6_info_metric: u32,
     /// `fib6_table.tb6_id`

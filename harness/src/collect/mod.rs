@@ -172,6 +172,16 @@ impl Tracking {
     fn event(&mut self, ev: RawEvent, filters: &[(usize, FlowFilter)], names: &Names) {
         self.first_ns = self.first_ns.min(ev.ts_ns);
         self.last_ns = self.last_ns.max(ev.ts_ns);
+        if ev.skb == 0 {
+            // A socket's own route lookup, before its skb: attributed by
+            // its flow; no skb, so no life to start or end.
+            let (packet, reverse) = filters
+                .iter()
+                .find_map(|(i, f)| f.direction(&ev.packet).map(|r| (Some(*i), r)))
+                .unwrap_or((None, false));
+            self.steps.push(Step::named(ev, names, packet, reverse, 0));
+            return;
+        }
         if let Some(before) = self.last_packet.get(&ev.skb) {
             if is_other_packet(before, &ev.packet) {
                 self.owner.remove(&ev.skb);

@@ -70,7 +70,9 @@ pub(super) fn life_within(
     let cands: Vec<&Step> = tl
         .steps
         .iter()
-        .filter(|s| s.packet == Some(packet) && s.reverse == reverse)
+        // A socket's own route lookup comes before its skb (skb 0): not
+        // part of any skb's life.
+        .filter(|s| s.packet == Some(packet) && s.reverse == reverse && s.ev.skb != 0)
         .collect();
     let Some(first) = cands.first() else {
         return vec![];

@@ -136,10 +136,16 @@ impl RawTp {
             .override_global("CONFIG", &config, true)
             .load(TRACER_OBJ)
             .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
-        load_common(&mut ebpf)?;
+        let local_routes = load_common(&mut ebpf)?;
         let outcomes = load_in_parallel(&mut ebpf, &chosen);
         let mut attached = vec![];
-        let mut skipped = vec![];
+        let mut skipped: Vec<SkippedHook> = local_routes
+            .into_iter()
+            .map(|why| SkippedHook {
+                hook: Hook::FibTableLookup,
+                why,
+            })
+            .collect();
         for ((hook, _), outcome) in chosen.iter().zip(outcomes) {
             match outcome {
                 Ok(program) => attached.push(AttachedHook {
@@ -381,21 +387,44 @@ fn load_and_attach(prog: &mut aya::programs::Program, tracepoint: &str) -> Resul
     Ok(())
 }
 
-/// Loads `skb_common`, the body the skb hook programs tail-call, and puts
-/// it in their program array; before any hook is attached, so none jumps
-/// to an empty slot.
-fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
+/// Loads `skb_common`, the body the skb hook programs tail-call (slot 0),
+/// and `fib_local`, where IPv4 route lookups without a tracked skb go
+/// (slot 1), into their program array; before any hook is attached, so
+/// none jumps to an empty slot.
+/// A kernel refusing `fib_local` loses only those lookups: its reason is
+/// returned, to be reported as a skipped part of `fib_table_lookup`.
+fn load_common(ebpf: &mut Ebpf) -> Result<Option<HookError>, TracerError> {
+    load_slot(
+        ebpf,
+        "skb_common",
+        "skb_common (shared by every skb tracepoint)",
+        0,
+    )?;
+    match load_slot(
+        ebpf,
+        "fib_local",
+        "fib_local (sockets' own route lookups)",
+        1,
+    ) {
+        Ok(()) => Ok(None),
+        Err(TracerError::Attach { source, .. }) => Ok(Some(source)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads program `name` into slot `slot` of `SKB_PROGS`.
+fn load_slot(ebpf: &mut Ebpf, name: &str, what: &str, slot: u32) -> Result<(), TracerError> {
     let err = |source: HookError| TracerError::Attach {
-        hook: "skb_common (shared by every skb tracepoint)".into(),
+        hook: what.into(),
         source,
     };
     let prog: &mut RawTracePoint = ebpf
-        .program_mut("skb_common")
-        .ok_or_else(|| err(HookError::MissingProgram("skb_common".into())))?
+        .program_mut(name)
+        .ok_or_else(|| err(HookError::MissingProgram(name.into())))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| {
             err(HookError::WrongType {
-                program: "skb_common".into(),
+                program: name.into(),
                 source: std::sync::Arc::new(e),
             })
         })?;
@@ -408,7 +437,7 @@ fn load_common(ebpf: &mut Ebpf) -> Result<(), TracerError> {
         .map_mut("SKB_PROGS")
         .ok_or_else(|| TracerError::load("map SKB_PROGS missing"))?;
     let mut slots = ProgramArray::try_from(map).map_err(map_err("SKB_PROGS"))?;
-    slots.set(0, &fd, 0).map_err(map_err("SKB_PROGS"))
+    slots.set(slot, &fd, 0).map_err(map_err("SKB_PROGS"))
 }
 
 /// Whether the fentry backend works here ([`super::fentry::probe`] of

@@ -63,7 +63,7 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     let nhc = arg_u64(&ctx, 2);
     let err = ctx.arg::<i64>(3) as i32;
     let Some((skb, known, same_task)) = current_tracked() else {
-        return 0;
+        return by_flow(&ctx);
     };
     let saddr: u32 = match read(flp, cfg.offsets.flowi4_saddr) {
         Some(v) => v,
@@ -73,7 +73,7 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     let nh_dev: u64 = read(nhc, cfg.offsets.nhc_dev).unwrap_or(0);
     let oif = read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0);
     let ours = if nh_dev != 0 {
-        dev_netns(&cfg, nh_dev) == known.netns
+        dev_netns(cfg, nh_dev) == known.netns
     } else {
         // No result device (an error, a blackhole): an input lookup names
         // the skb's device; an output or reverse-path one must run in the
@@ -84,7 +84,7 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
         (iif != LOOPBACK_IFINDEX && iif != 0 && iif == known.ifindex) || same_task
     };
     if !ours {
-        return 0;
+        return by_flow(&ctx);
     }
     let ev = match SCRATCH.get_ptr_mut(0) {
         // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
@@ -95,7 +95,7 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     // The packet's own addresses, to compare with the flow's.
     // Inline, not the global parser: with it, 5.10 and 6.1 count three
     // frames here and refuse the program (combined stack over 512 bytes).
-    parse_packet(&cfg, skb, ev);
+    parse_packet(cfg, skb, ev);
     if ev.family != 4 {
         return 0;
     }
@@ -104,10 +104,10 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     let same = (daddr == pd && (saddr == ps || saddr == 0))
         || (daddr == ps && (saddr == pd || saddr == 0));
     if !same {
-        return 0;
+        return by_flow(&ctx);
     }
     fill_attributed(
-        &cfg,
+        cfg,
         ev,
         hook::FIB_TABLE_LOOKUP,
         skb,
@@ -117,9 +117,102 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     // The packet's headers stay as parsed; the looked-up flow goes apart.
     ev.flow_saddr = v4(saddr);
     ev.flow_daddr = v4(daddr);
-    nexthop(&cfg, ev, nhc);
+    nexthop(cfg, ev, nhc);
     // A route's type is its fib_info's, the nexthop's parent (a `fib_nh`
     // starts with its `fib_nh_common`); nexthop objects have none.
+    let fi: u64 = read_opt(nhc, cfg.offsets.fib_nh_parent).unwrap_or(0);
+    ev.route_type = read_opt(fi, cfg.offsets.fib_info_type).unwrap_or(0);
+    finish_and_send(&ctx, ev);
+    0
+}
+
+/// A lookup that is not the current skb's (none, or another flow): maybe
+/// a socket's own lookup, made before its first skb exists (the last skb
+/// tracked on this CPU may still be current). A program of its own (with
+/// its own 512 bytes of stack) judges it by the flow.
+#[inline(always)]
+fn by_flow(ctx: &RawTracePointContext) -> i32 {
+    // SAFETY: a tail call with this program's own context.
+    unsafe {
+        SKB_PROGS.tail_call(ctx, 1);
+    }
+    0
+}
+
+/// An IPv4 route lookup that is not the current skb's:
+/// a socket's output lookup (connect, sendmsg) comes before its first
+/// skb. Attributed by its flow as a packet would be (the protocol,
+/// addresses and ports the socket will send with, against the run's
+/// filters), in the namespace of its result device, or, with none, of
+/// the task that asked (a process of that namespace; pktfate's own
+/// sockets are used from a thread outside it, so their lookups without a
+/// result device go unseen); only output lookups (`flowi4_iif` is loopback),
+/// so a packet received from elsewhere is never taken for one. The event
+/// has no skb (0).
+#[raw_tracepoint]
+pub fn fib_local(ctx: RawTracePointContext) -> i32 {
+    let cfg = config();
+    let tb_id = ctx.arg::<u64>(0) as i32;
+    let flp = arg_u64(&ctx, 1);
+    let nhc = arg_u64(&ctx, 2);
+    let err = ctx.arg::<i64>(3) as i32;
+    if read_opt::<u32>(flp, cfg.offsets.flowi4_iif) != Some(LOOPBACK_IFINDEX) {
+        return 0;
+    }
+    let nh_dev: u64 = read(nhc, cfg.offsets.nhc_dev).unwrap_or(0);
+    let netns = if nh_dev != 0 {
+        dev_netns(cfg, nh_dev)
+    } else {
+        // SAFETY: a helper without arguments.
+        let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
+        let nsproxy: u64 = read_opt(task, cfg.offsets.task_nsproxy).unwrap_or(0);
+        let net: u64 = read_opt(nsproxy, cfg.offsets.nsproxy_net_ns).unwrap_or(0);
+        read(net, cfg.offsets.net_ns_inum).unwrap_or(0)
+    };
+    let Some(watch) = watch_of(cfg, netns) else {
+        return 0;
+    };
+    let ev = match SCRATCH.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
+        // program returns.
+        Some(p) => unsafe { &mut *p },
+        None => return 0,
+    };
+    let saddr: u32 = read(flp, cfg.offsets.flowi4_saddr).unwrap_or(0);
+    let daddr: u32 = read(flp, cfg.offsets.flowi4_daddr).unwrap_or(0);
+    ev.family = 4;
+    ev.l4proto = read_opt(flp, cfg.offsets.flowi4_proto).unwrap_or(0);
+    ev.tcp_flags = 0;
+    ev.ttl = 0;
+    ev.saddr = v4(saddr);
+    ev.daddr = v4(daddr);
+    ev.sport = u16::from_be(read_opt(flp, cfg.offsets.flowi4_sport).unwrap_or(0));
+    ev.dport = u16::from_be(read_opt(flp, cfg.offsets.flowi4_dport).unwrap_or(0));
+    ev.icmp_type = 0;
+    ev.icmp_code = 0;
+    ev.icmp_id = 0;
+    ev.ip_csum = 0;
+    ev.tcp_seq = 0;
+    ev.ip_len = 0;
+    ev.pkt_len = 0;
+    if pktfate_wanted(watch.bank) == 0 {
+        return 0;
+    }
+    let oif: i32 = read(nh_dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    ev.hook = hook::FIB_TABLE_LOOKUP;
+    ev.run = watch.run;
+    ev.skb = 0;
+    ev.location = 0;
+    ev.netns = netns;
+    ev.ifindex = oif as u32;
+    // The lookup's mark: what `fwmark` rules matched.
+    ev.mark = read_opt(flp, cfg.offsets.flowi4_mark).unwrap_or(0);
+    ev.len = 0;
+    ev.reason = 0;
+    ev.aux = [tb_id, err, oif];
+    ev.flow_saddr = v4(saddr);
+    ev.flow_daddr = v4(daddr);
+    nexthop(cfg, ev, nhc);
     let fi: u64 = read_opt(nhc, cfg.offsets.fib_nh_parent).unwrap_or(0);
     ev.route_type = read_opt(fi, cfg.offsets.fib_info_type).unwrap_or(0);
     finish_and_send(&ctx, ev);
@@ -188,7 +281,7 @@ pub fn fib6_table_lookup(ctx: RawTracePointContext) -> i32 {
         None => return 0,
     };
     // Inline, as for IPv4 (old verifiers count the parser's frame).
-    parse_packet(&cfg, skb, ev);
+    parse_packet(cfg, skb, ev);
     if ev.family != 6 {
         return 0;
     }
@@ -220,14 +313,14 @@ pub fn fib6_table_lookup(ctx: RawTracePointContext) -> i32 {
         ev.route_type = RTN_THROW;
     }
     fill_attributed(
-        &cfg,
+        cfg,
         ev,
         hook::FIB6_TABLE_LOOKUP,
         skb,
         &known,
         [tb_id as i32, 0, oif as i32],
     );
-    nexthop(&cfg, ev, nh);
+    nexthop(cfg, ev, nh);
     finish_and_send(&ctx, ev);
     0
 }
@@ -244,8 +337,8 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let sk = arg_u64(&ctx, 0);
     let old = ctx.arg::<i64>(1) as i32;
     let new = ctx.arg::<i64>(2) as i32;
-    let sk_ns = sock_netns(&cfg, sk);
-    let Some(watch) = watch_of(&cfg, sk_ns) else {
+    let sk_ns = sock_netns(cfg, sk);
+    let Some(watch) = watch_of(cfg, sk_ns) else {
         return 0;
     };
     if sk_ns == 0 {
@@ -274,13 +367,13 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     };
     // Inline, not the global parser: with it, 5.10 and 6.1 count three
     // frames here and refuse the program (combined stack over 512 bytes).
-    parse_packet(&cfg, skb, ev);
+    parse_packet(cfg, skb, ev);
     let ours = (ev.dport == num && ev.sport == dport) || (ev.sport == num && ev.dport == dport);
     if !ours || num == 0 {
         return 0;
     }
     fill_attributed(
-        &cfg,
+        cfg,
         ev,
         hook::INET_SOCK_SET_STATE,
         skb,

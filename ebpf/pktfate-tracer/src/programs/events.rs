@@ -90,12 +90,12 @@ pub(crate) fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     // SAFETY: a hash map lookup: the value is copied at once; a concurrent update can only make it
     // newer.
     let known: Option<&Tracked> = unsafe { TRACKED.get(skb) };
-    let (netns, ifindex) = skb_place(&cfg, skb, dev, known);
+    let (netns, ifindex) = skb_place(cfg, skb, dev, known);
     // Only watched namespaces, tracked skb or not: an address still in
     // TRACKED (its free had no tracepoint) may be reused by another
     // process's or the host's skb carrying the same addresses. And a skb
     // tracked for one run is not another run's.
-    let Some(watch) = watch_of(&cfg, netns) else {
+    let Some(watch) = watch_of(cfg, netns) else {
         if known.is_some() {
             let _ = TRACKED.remove(skb);
         }

@@ -15,7 +15,7 @@ pub extern "C" fn pktfate_parse() -> u32 {
         // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
         // program returns.
         let ev = unsafe { &mut *p };
-        parse_packet(&cfg, ev.skb, ev);
+        parse_packet(cfg, ev.skb, ev);
     }
     0
 }

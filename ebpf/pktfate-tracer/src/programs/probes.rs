@@ -61,8 +61,8 @@ fn on_function(ctx: *mut core::ffi::c_void, skb: u64, location: Location) -> u32
     };
     let cfg = config();
     let dev: u64 = read(skb, cfg.offsets.skb_dev).unwrap_or(0);
-    let (netns, ifindex) = skb_place(&cfg, skb, dev, Some(&known));
-    match watch_of(&cfg, netns) {
+    let (netns, ifindex) = skb_place(cfg, skb, dev, Some(&known));
+    match watch_of(cfg, netns) {
         Some(w) if w.run == known.run => {}
         _ => return 0,
     }
@@ -74,7 +74,7 @@ fn on_function(ctx: *mut core::ffi::c_void, skb: u64, location: Location) -> u32
     };
     // Inline, not the global parser: with it, 5.10 and 6.1 count three
     // frames here and refuse the program (combined stack over 512 bytes).
-    parse_packet(&cfg, skb, ev);
+    parse_packet(cfg, skb, ev);
     ev.hook = hook::FUNCTION;
     ev.run = known.run;
     ev.skb = skb;

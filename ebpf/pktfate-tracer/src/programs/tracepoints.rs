@@ -22,10 +22,10 @@ pub(crate) struct HookArgs {
 #[map]
 pub(crate) static ARGS: PerCpuArray<HookArgs> = PerCpuArray::with_max_entries(1, 0);
 
-/// Slot 0 holds [`skb_common`]; the loader fills it before it attaches any
-/// hook program.
+/// Slot 0 holds [`skb_common`], slot 1 [`fib_local`]; the loader fills
+/// them before it attaches any hook program.
 #[map]
-pub(crate) static SKB_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub(crate) static SKB_PROGS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 /// The body every skb tracepoint shares, as a program of its own that the
 /// hook programs tail-call: the verifier walks it once, not once per hook.
