@@ -45,6 +45,8 @@ fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
             && want.sport.is_none_or(|v| p.sport == v)
             && want.dport.is_none_or(|v| p.dport == v)
             && want.ttl.is_none_or(|v| p.ttl == v)
+            && want.mark.is_none_or(|v| s.ev.mark == v)
+            && want.len.is_none_or(|v| s.ev.len == v)
     };
     if at.iter().any(|s| fits(s)) {
         return None;
@@ -65,11 +67,25 @@ fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
     if let Some(v) = want.ttl {
         expected.push(format!("ttl {v}"));
     }
+    if let Some(v) = want.mark {
+        expected.push(format!("mark {v:#x}"));
+    }
+    if let Some(v) = want.len {
+        expected.push(format!("len {v}"));
+    }
     let actual = if at.is_empty() {
         format!("the packet never reached `{}`", want.at)
     } else {
         at.iter()
-            .map(|s| format!("{} ttl {}", s.ev.packet.tuple(), s.ev.packet.ttl))
+            .map(|s| {
+                format!(
+                    "{} ttl {} mark {:#x} len {}",
+                    s.ev.packet.tuple(),
+                    s.ev.packet.ttl,
+                    s.ev.mark,
+                    s.ev.len
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ")
     };

@@ -360,3 +360,40 @@ fn route_expectations_are_an_ordered_subsequence_of_the_packets_lookups() {
     assert_eq!(m[0].what, "reply routes");
     assert_eq!(m[0].actual, "no route lookup traced for this packet");
 }
+
+#[test]
+fn seen_checks_the_skbs_mark_and_length() {
+    use crate::scenario::{Expectation, Seen};
+    let mut sent = step(1, "net_dev_start_xmit", &[], "client", "eth1");
+    sent.ev.mark = 0x10;
+    sent.ev.len = 47;
+    let tl = Timeline {
+        steps: vec![sent, step(1, "consume_skb", &[], "client", "eth1")],
+        settled: true,
+        ..Default::default()
+    };
+    let want = |mark, len| Expectation {
+        seen: vec![Seen {
+            at: parse_step("net_dev_start_xmit@client/eth1").unwrap(),
+            src: None,
+            dst: None,
+            sport: None,
+            dport: None,
+            ttl: None,
+            mark,
+            len,
+        }],
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    assert!(judge::judge(&want(Some(0x10), Some(47)), &l).1.is_empty());
+    let (_, mm, _) = judge::judge(&want(Some(0x20), None), &l);
+    assert_eq!(mm[0].expected, "mark 0x20");
+    assert!(
+        mm[0].actual.ends_with("mark 0x10 len 47"),
+        "{}",
+        mm[0].actual
+    );
+    let (_, mm, _) = judge::judge(&want(None, Some(33)), &l);
+    assert_eq!(mm[0].expected, "len 33");
+}

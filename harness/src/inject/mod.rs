@@ -141,7 +141,8 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             via,
             ethernet,
             spec,
-        } => prepare_frame(s, topo, p, via, ethernet, spec),
+            mark,
+        } => prepare_frame(s, topo, p, via, ethernet, spec, *mark),
         Injection::Socket {
             from,
             proto,
@@ -151,10 +152,11 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             payload,
             id,
             seq,
+            mark,
         } => {
             let (proto, to, port, sport, payload, id, seq) =
                 (*proto, *to, *port, *sport, payload.clone(), *id, *seq);
-            let (sock, local_port) = open_socket(topo, &p.name, from, proto, to, sport)?;
+            let (sock, local_port) = open_socket(topo, &p.name, from, proto, to, sport, *mark)?;
             let v6 = to.is_ipv6();
             let filter = socket_filter(proto, to, local_port, port);
             let to_sa = SocketAddr::new(to, port);
@@ -190,6 +192,7 @@ fn prepare_frame(
     via: &DeviceRef,
     ethernet: &Ethernet,
     spec: &PacketSpec,
+    mark: Option<u32>,
 ) -> Result<Prepared, InjectError> {
     let l3 = packet::build(spec).map_err(|source| InjectError::Build {
         name: p.name.clone(),
@@ -228,7 +231,7 @@ fn prepare_frame(
             .copied();
         let dst = ethernet.dst.or(far).unwrap_or([0xff; 6]);
         let src = ethernet.src.or(own).unwrap_or(TAP_PEER_MAC);
-        let (sock, ifindex) = open_packet_socket(topo, &p.name, via)?;
+        let (sock, ifindex) = open_packet_socket(topo, &p.name, via, mark)?;
         Armed::Raw {
             sock,
             ifindex,
@@ -249,12 +252,17 @@ fn open_packet_socket(
     topo: &Topology,
     name: &str,
     via: &DeviceRef,
+    mark: Option<u32>,
 ) -> Result<(Socket, u32), InjectError> {
     let dev = via.dev.clone();
     netns::run_in(
         &topo.handle(&via.ns).path(),
         move || -> std::io::Result<(Socket, u32)> {
             let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
+            if let Some(m) = mark {
+                // packet_snd gives the skb the socket's mark.
+                sock.set_mark(m)?;
+            }
             let cname = std::ffi::CString::new(dev).map_err(std::io::Error::other)?;
             // SAFETY: a valid C string.
             let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
@@ -279,6 +287,7 @@ fn open_socket(
     proto: SockProto,
     to: IpAddr,
     sport: Option<u16>,
+    mark: Option<u32>,
 ) -> Result<(Socket, u16), InjectError> {
     netns::run_in(
         &topo.handle(from).path(),
@@ -297,6 +306,11 @@ fn open_socket(
                 SockProto::Icmp => Socket::new(domain, Type::RAW, Some(Protocol::ICMPV6))?,
             };
             sock.set_nonblocking(true)?;
+            if let Some(m) = mark {
+                // The skbs it sends carry it, and their route lookups
+                // match `fwmark` rules with it (flowi4_mark).
+                sock.set_mark(m)?;
+            }
             if proto == SockProto::Icmp {
                 return Ok((sock, 0));
             }

@@ -185,6 +185,7 @@ pub struct Inject {
     pub icmp: Option<Icmp>,
     pub payload: Option<S>,
     pub payload_hex: Option<S>,
+    pub mark: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +199,7 @@ pub struct Socket {
     pub payload: Option<S>,
     pub id: Option<Spanned<u16>>,
     pub seq: Option<Spanned<u16>>,
+    pub mark: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -299,7 +301,7 @@ pub struct CtExpect {
     pub reply: Option<CtTuple>,
     pub state: Option<S>,
     pub status: Option<Vec<S>>,
-    pub mark: Option<Spanned<u32>>,
+    pub mark: Option<S>,
     pub zone: Option<Spanned<u16>>,
 }
 
@@ -359,4 +361,6 @@ pub struct Seen {
     pub sport: Option<Spanned<u16>>,
     pub dport: Option<Spanned<u16>>,
     pub ttl: Option<Spanned<u8>>,
+    pub mark: Option<S>,
+    pub len: Option<Spanned<u32>>,
 }

@@ -237,4 +237,9 @@ pub struct Seen {
     pub dport: Option<u16>,
     /// TTL / hop limit.
     pub ttl: Option<u8>,
+    /// The skb's mark.
+    pub mark: Option<u32>,
+    /// The skb's length (`skb->len`: from the MAC header while it is being
+    /// sent, from the network header once received).
+    pub len: Option<u32>,
 }

@@ -158,6 +158,9 @@ pub enum Injection {
         ethernet: Ethernet,
         /// Headers and payload.
         spec: PacketSpec,
+        /// The skb mark (`SO_MARK` of the packet socket; not through a
+        /// tun or tap, whose writes the kernel turns into unmarked skbs).
+        mark: Option<u32>,
     },
     /// A real socket in a namespace; the kernel builds the packet.
     Socket {
@@ -177,6 +180,9 @@ pub enum Injection {
         id: u16,
         /// ICMP echo sequence.
         seq: u16,
+        /// The socket's mark (`SO_MARK`): its packets' skb mark, and the
+        /// mark their route lookups match policy rules with.
+        mark: Option<u32>,
     },
 }
 

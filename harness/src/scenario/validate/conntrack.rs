@@ -91,7 +91,7 @@ pub(super) fn conntrack(
             reply: c.reply.as_ref().map(|t| tuple(cx, t)),
             state,
             status,
-            mark: c.mark.as_ref().map(|m| **m),
+            mark: c.mark.as_ref().and_then(|m| cx.mark(m)),
             zone: c.zone.as_ref().map(|z| **z),
             at: cx.loc(c),
         };

@@ -58,6 +58,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// A packet mark: `16` or `0x10`, 32 bits.
+    pub(crate) fn mark(&mut self, s: &raw::S) -> Option<u32> {
+        let t = s.trim();
+        let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => t.parse().ok(),
+        };
+        if v.is_none() {
+            self.err(
+                s,
+                format!("mark `{}` is not a 32-bit number", s.as_str()),
+                Some("write e.g. 16 or \"0x10\" (up to 0xffffffff)".into()),
+            );
+        }
+        v
+    }
+
     pub(crate) fn cidr(&mut self, s: &raw::S, what: &str) -> Option<(IpAddr, u8)> {
         // An address alone is a host route's: the whole length.
         if let Ok(a) = s.parse::<IpAddr>() {

@@ -212,6 +212,8 @@ fn seen(cx: &mut Ctx, raw: Option<&[raw::Seen]>, devs: &DevIndex) -> Vec<Seen> {
             sport: x.sport.as_ref().map(|v| **v),
             dport: x.dport.as_ref().map(|v| **v),
             ttl: x.ttl.as_ref().map(|v| **v),
+            mark: x.mark.as_ref().and_then(|v| cx.mark(v)),
+            len: x.len.as_ref().map(|v| **v),
         });
     }
     seen

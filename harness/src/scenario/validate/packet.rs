@@ -68,6 +68,21 @@ pub(super) fn validate_packet(
     let l4 = l4_layer(cx, &i, v6, &via_s);
     let payload = payload(cx, &i, ip.as_ref(), &l4);
     let expect = validate_expect(cx, p.expect, devs);
+    let mark = i.mark.as_ref().and_then(|m| cx.mark(m));
+    if let (Some(m), Some(v)) = (&i.mark, &via) {
+        let kind = namespaces
+            .iter()
+            .find(|n| n.name == v.ns)
+            .and_then(|n| n.links.iter().find(|l| l.name == v.dev))
+            .map(|l| &l.kind);
+        if matches!(kind, Some(LinkKind::Tun | LinkKind::Tap)) {
+            cx.err(
+                m,
+                format!("a write into `{}` carries no mark: the kernel builds an unmarked skb", v.dev),
+                Some("send it from a `socket` with `mark`, or out of a veth (a packet socket's mark is the skb's); a ruleset can also set one (`meta mark set`)".into()),
+            );
+        }
+    }
     Some(Packet {
         name,
         inject: Injection::Frame {
@@ -78,6 +93,7 @@ pub(super) fn validate_packet(
                 l4,
                 payload,
             },
+            mark,
         },
         expect,
     })
@@ -106,6 +122,7 @@ fn socket_packet(
         (i.udp.is_some(), "udp"),
         (i.icmp.is_some(), "icmp"),
         (i.ethernet.is_some(), "ethernet"),
+        (i.mark.is_some(), "mark` (give the socket its `mark"),
     ] {
         if present {
             cx.err(
@@ -427,6 +444,7 @@ pub(super) fn validate_socket(cx: &mut Ctx, s: &raw::Socket, devs: &DevIndex) ->
             .unwrap_or_default(),
         id: s.id.as_ref().map_or(0x7066, |v| **v),
         seq: s.seq.as_ref().map_or(1, |v| **v),
+        mark: s.mark.as_ref().and_then(|v| cx.mark(v)),
     })
 }
 
@@ -439,4 +457,70 @@ pub(super) fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::{Injection, Scenario, ScenarioError};
+
+    const FILE: &str = "namespaces:
+  a:
+    links:
+      - { name: tun0, kind: tun }
+      - { name: v0, kind: veth, peer: { namespace: b, name: v1 } }
+  b: {}
+packets:
+  - inject:
+      socket: { from: a, proto: udp, to: 192.0.2.9, port: 53, mark: \"0x10\" }
+    expect:
+      seen: [{ at: net_dev_start_xmit@a/v0, mark: 16, len: 47 }]
+  - inject:
+      via: a/v0
+      ipv4: { src: 192.0.2.1, dst: 192.0.2.9 }
+      udp: { sport: 1, dport: 2 }
+      mark: 7
+    expect: { fate: delivered }
+";
+
+    fn parse(text: &str) -> Result<Scenario, Vec<ScenarioError>> {
+        Scenario::parse(std::path::Path::new("t.yaml"), text)
+    }
+
+    #[test]
+    fn marks_read_in_hex_or_decimal_on_sockets_packet_sockets_and_seen() {
+        let s = parse(FILE).unwrap();
+        assert!(matches!(
+            s.packets[0].inject,
+            Injection::Socket { mark: Some(16), .. }
+        ));
+        assert!(matches!(
+            s.packets[1].inject,
+            Injection::Frame { mark: Some(7), .. }
+        ));
+        let seen = &s.packets[0].expect.seen[0];
+        assert_eq!((seen.mark, seen.len), (Some(16), Some(47)));
+    }
+
+    #[test]
+    fn a_mark_out_of_range_or_on_a_tun_write_is_refused_at_its_line() {
+        let e = parse(&FILE.replace("mark: \"0x10\"", "mark: \"0x100000000\""))
+            .unwrap_err()
+            .remove(0);
+        assert_eq!(e.msg, "mark `0x100000000` is not a 32-bit number");
+        assert_eq!(e.loc.unwrap().line, 9);
+        let e = parse(&FILE.replace("mark: 16,", "mark: sixteen,"))
+            .unwrap_err()
+            .remove(0);
+        assert_eq!(e.msg, "mark `sixteen` is not a 32-bit number");
+        // The kernel builds an unmarked skb from a tun write.
+        let e = parse(&FILE.replace("via: a/v0", "via: a/tun0"))
+            .unwrap_err()
+            .remove(0);
+        assert!(
+            e.msg.starts_with("a write into `tun0` carries no mark"),
+            "{}",
+            e.msg
+        );
+        assert_eq!(e.loc.unwrap().line, 16);
+    }
 }
