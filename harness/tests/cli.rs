@@ -674,7 +674,7 @@ fn a_lost_policy_rule_fails_on_the_route_lookup() {
     let s = Scratch::new("route-rule");
     let original = std::fs::read_to_string(&file).unwrap();
     let without = original.replace(
-        "    rules:\n      - { from: 192.0.2.0/24, table: 100, priority: 100 }\n",
+        "    rules:\n      - { from: 192.0.2.0/25, table: 100, priority: 100 }\n",
         "",
     );
     assert_ne!(without, original);
@@ -688,11 +688,11 @@ fn a_lost_policy_rule_fails_on_the_route_lookup() {
     // Without policy rules the kernel looks local and main up as one
     // table (main), and the main table's default goes via uplink A.
     assert!(
-        out.contains("- expected: a route lookup: table 255 to 198.18.0.10 none in router"),
+        out.contains("- expected: a route lookup: table 255 to 192.0.2.200 none in router"),
         "{out}"
     );
     assert!(
-        out.contains("router: table 254 192.0.2.2->198.18.0.10: unicast via 198.51.100.2 dev r-a"),
+        out.contains("router: table 254 192.0.2.2->192.0.2.200: unicast via 198.51.100.2 dev r-a"),
         "{out}"
     );
 }

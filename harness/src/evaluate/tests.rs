@@ -312,7 +312,7 @@ fn route_expectations_are_an_ordered_subsequence_of_the_packets_lookups() {
             gateway: gateway.map(|g| g.parse().unwrap()),
             oif: u32::from(dev.is_some()),
             src: "192.0.2.2".parse().unwrap(),
-            dst: "198.18.0.10".parse().unwrap(),
+            dst: "192.0.2.200".parse().unwrap(),
         });
         s.route_dev = dev.map(String::from);
         s
@@ -327,7 +327,7 @@ fn route_expectations_are_an_ordered_subsequence_of_the_packets_lookups() {
     let want = |table, result, via: Option<&str>, dev: Option<&str>| RouteWant {
         ns: Some("router".into()),
         table: Some(table),
-        to: Some("198.18.0.10".parse().unwrap()),
+        to: Some("192.0.2.200".parse().unwrap()),
         result: Some(result),
         via: via.map(|g| g.parse().unwrap()),
         dev: dev.map(String::from),
@@ -349,11 +349,11 @@ fn route_expectations_are_an_ordered_subsequence_of_the_packets_lookups() {
     let m = route::judge_routes(&[a], &tl, 0, false);
     assert_eq!(
         m[0].expected,
-        "a route lookup: table 100 to 198.18.0.10 unicast via 198.51.100.2 dev r-b in router"
+        "a route lookup: table 100 to 192.0.2.200 unicast via 198.51.100.2 dev r-b in router"
     );
     assert_eq!(
         m[0].actual,
-        "router: table 255 192.0.2.2->198.18.0.10: none; router: table 100 192.0.2.2->198.18.0.10: unicast via 203.0.113.2 dev r-b"
+        "router: table 255 192.0.2.2->192.0.2.200: none; router: table 100 192.0.2.2->192.0.2.200: unicast via 203.0.113.2 dev r-b"
     );
     // The reply had no lookups of its own.
     let m = route::judge_routes(&[none], &tl, 0, true);

@@ -115,15 +115,21 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
         [tb_id, err, oif],
     );
     // The packet's headers stay as parsed; the looked-up flow goes apart.
+    ipv4_route(cfg, ev, saddr, daddr, nhc);
+    finish_and_send(&ctx, ev);
+    0
+}
+
+/// An IPv4 lookup's flow and result: gateway, and the route's type, its
+/// fib_info's, the nexthop's parent (a `fib_nh` starts with its
+/// `fib_nh_common`; nexthop objects have none).
+#[inline(always)]
+fn ipv4_route(cfg: &TracerConfig, ev: &mut Event, saddr: u32, daddr: u32, nhc: u64) {
     ev.flow_saddr = v4(saddr);
     ev.flow_daddr = v4(daddr);
     nexthop(cfg, ev, nhc);
-    // A route's type is its fib_info's, the nexthop's parent (a `fib_nh`
-    // starts with its `fib_nh_common`); nexthop objects have none.
     let fi: u64 = read_opt(nhc, cfg.offsets.fib_nh_parent).unwrap_or(0);
     ev.route_type = read_opt(fi, cfg.offsets.fib_info_type).unwrap_or(0);
-    finish_and_send(&ctx, ev);
-    0
 }
 
 /// A lookup that is not the current skb's (none, or another flow): maybe
@@ -180,21 +186,13 @@ pub fn fib_local(ctx: RawTracePointContext) -> i32 {
     };
     let saddr: u32 = read(flp, cfg.offsets.flowi4_saddr).unwrap_or(0);
     let daddr: u32 = read(flp, cfg.offsets.flowi4_daddr).unwrap_or(0);
+    clear_packet(ev);
     ev.family = 4;
     ev.l4proto = read_opt(flp, cfg.offsets.flowi4_proto).unwrap_or(0);
-    ev.tcp_flags = 0;
-    ev.ttl = 0;
     ev.saddr = v4(saddr);
     ev.daddr = v4(daddr);
     ev.sport = u16::from_be(read_opt(flp, cfg.offsets.flowi4_sport).unwrap_or(0));
     ev.dport = u16::from_be(read_opt(flp, cfg.offsets.flowi4_dport).unwrap_or(0));
-    ev.icmp_type = 0;
-    ev.icmp_code = 0;
-    ev.icmp_id = 0;
-    ev.ip_csum = 0;
-    ev.tcp_seq = 0;
-    ev.ip_len = 0;
-    ev.pkt_len = 0;
     if pktfate_wanted(watch.bank) == 0 {
         return 0;
     }
@@ -210,11 +208,7 @@ pub fn fib_local(ctx: RawTracePointContext) -> i32 {
     ev.len = 0;
     ev.reason = 0;
     ev.aux = [tb_id, err, oif];
-    ev.flow_saddr = v4(saddr);
-    ev.flow_daddr = v4(daddr);
-    nexthop(cfg, ev, nhc);
-    let fi: u64 = read_opt(nhc, cfg.offsets.fib_nh_parent).unwrap_or(0);
-    ev.route_type = read_opt(fi, cfg.offsets.fib_info_type).unwrap_or(0);
+    ipv4_route(cfg, ev, saddr, daddr, nhc);
     finish_and_send(&ctx, ev);
     0
 }

@@ -20,9 +20,10 @@ pub extern "C" fn pktfate_parse() -> u32 {
     0
 }
 
-/// Fills the L3/L4 fields of `ev` from the skb's packet data.
+/// Clears the packet and route fields of `ev` (the per-CPU event keeps
+/// the previous event's values otherwise).
 #[inline(always)]
-pub(crate) fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
+pub(crate) fn clear_packet(ev: &mut Event) {
     ev.family = 0;
     ev.l4proto = 0;
     ev.tcp_flags = 0;
@@ -43,6 +44,12 @@ pub(crate) fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     ev.route_type = 0;
     ev.ip_len = 0;
     ev.pkt_len = 0;
+}
+
+/// Fills the L3/L4 fields of `ev` from the skb's packet data.
+#[inline(always)]
+pub(crate) fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
+    clear_packet(ev);
     let head: u64 = match read(skb, cfg.offsets.skb_head) {
         Some(h) => h,
         None => return,
