@@ -372,6 +372,9 @@ pub struct Offsets {
     pub task_nsproxy: u32,
     /// `nsproxy.net_ns`
     pub nsproxy_net_ns: u32,
+    /// `inet_sock.inet_sport` (the source port, network order; kept when
+    /// closing clears `skc_num`)
+    pub inet_sport: u32,
     /// `fib6_info.fib6_metric`
     pub fib6_info_metric: u32,
     /// `fib6_table.tb6_id`

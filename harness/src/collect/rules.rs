@@ -78,15 +78,18 @@ pub fn attribute_rules<'a>(
 /// by stage: received, routed, delivered locally, transmitted. `None`
 /// for events that say nothing of the stage (a drop, a probed function).
 /// A route lookup made past the input or forward hook (a SYN's answer
-/// routed while the SYN is delivered) is told by its stack: frames of the
-/// local-delivery or forward path above it, below the receive that
-/// started this crossing.
+/// routed while the SYN is delivered, or inside a hook) is told by its
+/// stack: frames of the local-delivery or forward path, or of a hook,
+/// above it, below the receive that started this crossing.
 fn stage(s: &Step) -> Option<u8> {
-    const PAST_HOOK: [&str; 4] = [
+    // `nf_hook_slow`: made inside a hook (a REJECT's RST routed while its
+    // rule runs), so after that hook's evaluations began.
+    const PAST_HOOK: [&str; 5] = [
         "ip_local_deliver_finish",
         "ip6_input_finish",
         "ip_forward_finish",
         "ip6_forward_finish",
+        "nf_hook_slow",
     ];
     let past_hook = || {
         s.ev.stack
@@ -342,5 +345,34 @@ mod tests {
         place_rules(&mut rules, &steps);
         let at: Vec<Option<usize>> = rules.iter().map(|r| r.before).collect();
         assert_eq!(at, [Some(2), Some(6), None]);
+    }
+
+    #[test]
+    fn a_route_lookup_made_inside_a_hook_comes_after_its_evaluations() {
+        // REJECT routes its RST while the input hook runs: that lookup's
+        // stack has nf_hook_slow above it, below the receive.
+        let inside = {
+            let mut s = step("fib_table_lookup", "server");
+            s.ev.stack = [
+                "fib_table_lookup",
+                "nf_send_reset",
+                "nft_do_chain",
+                "nf_hook_slow",
+            ]
+            .iter()
+            .chain(["ip_local_deliver", "__netif_receive_skb_one_core"].iter())
+            .map(std::string::ToString::to_string)
+            .collect();
+            s
+        };
+        let steps = vec![
+            step("netif_receive_skb", "server"), // 0
+            step("fib_table_lookup", "server"),  // 1
+            inside,                              // 2
+            step("kfree_skb", "server"),         // 3
+        ];
+        let mut rules = vec![eval("server", "in", NfHook::Input, NfVerdict::Drop)];
+        place_rules(&mut rules, &steps);
+        assert_eq!(rules[0].before, Some(2));
     }
 }

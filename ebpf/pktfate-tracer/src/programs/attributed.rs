@@ -338,7 +338,13 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     if sk_ns == 0 {
         return 0;
     }
-    let num: u16 = read(sk, cfg.offsets.sock_num).unwrap_or(0);
+    // A socket closing (a connect answered by a RST) has given its port
+    // back before the state change is traced, which zeroes `skc_num`;
+    // the source port it sent from is still there.
+    let num: u16 = match read(sk, cfg.offsets.sock_num).unwrap_or(0) {
+        0 => u16::from_be(read_opt(sk, cfg.offsets.inet_sport).unwrap_or(0)),
+        n => n,
+    };
     let dport = u16::from_be(read::<u16>(sk, cfg.offsets.sock_dport).unwrap_or(0));
     // SAFETY: a hash map lookup: the value is copied at once; a concurrent update can only make it
     // newer.

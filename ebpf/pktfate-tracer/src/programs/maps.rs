@@ -37,6 +37,7 @@ pub(crate) static CONFIG: TracerConfig = TracerConfig {
         flowi4_dport: 0,
         task_nsproxy: 0,
         nsproxy_net_ns: 0,
+        inet_sport: 0,
         fib6_info_metric: 0,
         fib6_table_id: 0,
         flowi6_saddr: 0,
