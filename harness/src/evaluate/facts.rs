@@ -63,6 +63,9 @@ pub struct Facts {
     pub transmitted: Vec<String>,
     /// Where it was last seen, when it never died.
     pub last_seen: Option<String>,
+    /// How its protocol frees what it took without a tracepoint (TCP's
+    /// `__kfree_skb`, UDP's `skb_consume_udp`): where its end could be.
+    pub untraced_end: Option<String>,
 }
 
 impl Facts {
@@ -92,7 +95,13 @@ impl Facts {
         if !self.dropped && !self.consumed && !self.delivered {
             match self.last_seen.as_deref() {
                 Some(w) if w.starts_with("waiting") => parts.push(w.to_string()),
-                w => parts.push(format!("no end seen (last at {})", w.unwrap_or("?"))),
+                w => parts.push(match &self.untraced_end {
+                    Some(f) => format!(
+                        "no end seen (last at {}; {f}, which has no tracepoint: a probe there would show this end)",
+                        w.unwrap_or("?")
+                    ),
+                    None => format!("no end seen (last at {})", w.unwrap_or("?")),
+                }),
             }
         }
         parts.join(", then ")
@@ -237,6 +246,15 @@ pub fn facts(life: &[&Step]) -> Facts {
         f.last_seen = life
             .last()
             .map(|s| format!("{}@{}/{}", s.ev.hook, s.ns, s.dev));
+        // Where a protocol frees what it took without a tracepoint.
+        f.untraced_end = life
+            .last()
+            .and_then(|s| match s.ev.packet.proto {
+                6 => Some("TCP frees what it took with __kfree_skb"),
+                17 => Some("UDP frees what it took with skb_consume_udp"),
+                _ => None,
+            })
+            .map(String::from);
     }
     f
 }

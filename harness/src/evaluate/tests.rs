@@ -397,3 +397,28 @@ fn seen_checks_the_skbs_mark_and_length() {
     let (_, mm, _) = judge::judge(&want(None, Some(33)), &l);
     assert_eq!(mm[0].expected, "len 33");
 }
+
+#[test]
+fn an_unseen_end_names_the_untraced_free_that_would_show_it() {
+    // A TCP segment last seen at its route lookup: TCP frees what it took
+    // with __kfree_skb, which no tracepoint reports.
+    let mut last = step(1, "fib_table_lookup", &[], "client", "eth0");
+    last.ev.packet.proto = 6;
+    let tl = Timeline {
+        steps: vec![step(1, "netif_receive_skb", &[], "client", "eth0"), last],
+        settled: true,
+        ..Default::default()
+    };
+    let f = facts(&life(&tl, 0));
+    assert_eq!(
+        f.summary(),
+        "no end seen (last at fib_table_lookup@client/eth0; TCP frees what it took with __kfree_skb, which has no tracepoint: a probe there would show this end)"
+    );
+    // Another protocol: no function to name.
+    let mut tl = tl;
+    tl.steps[1].ev.packet.proto = 47;
+    assert_eq!(
+        facts(&life(&tl, 0)).summary(),
+        "no end seen (last at fib_table_lookup@client/eth0)"
+    );
+}
