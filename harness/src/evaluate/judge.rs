@@ -35,6 +35,17 @@ fn event_matches(step: &PathStep, s: &Step) -> bool {
             || s.ev.stack.iter().any(|f| strip_suffix(f) == step.func))
 }
 
+/// Whether a tunnel's inner packet is the one wanted.
+fn inner_matches(w: &crate::scenario::InnerWant, t: &super::inner::Tuple) -> bool {
+    let x = &w.tuple;
+    x.src.is_none_or(|a| a == t.src)
+        && x.dst.is_none_or(|a| a == t.dst)
+        && x.sport.is_none_or(|p| p == t.sport)
+        && x.dport.is_none_or(|p| p == t.dport)
+        && x.proto.is_none_or(|p| p == t.proto)
+        && w.vni.is_none_or(|v| Some(v) == t.vni)
+}
+
 /// Checks one `seen` entry against a life; `None` when it holds.
 fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
     let at: Vec<&&Step> = life.iter().filter(|s| event_matches(&want.at, s)).collect();
@@ -47,6 +58,9 @@ fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
             && want.ttl.is_none_or(|v| p.ttl == v)
             && want.mark.is_none_or(|v| s.ev.mark == v)
             && want.len.is_none_or(|v| s.ev.len == v)
+            && want.inner.as_ref().is_none_or(|w| {
+                super::inner::inner(&s.ev.bytes).is_some_and(|t| inner_matches(w, &t))
+            })
     };
     if at.iter().any(|s| fits(s)) {
         return None;
@@ -73,13 +87,19 @@ fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
     if let Some(v) = want.len {
         expected.push(format!("len {v}"));
     }
+    if let Some(i) = &want.inner {
+        expected.push(i.to_string());
+    }
     let actual = if at.is_empty() {
         format!("the packet never reached `{}`", want.at)
     } else {
         at.iter()
             .map(|s| {
+                let inner = super::inner::inner(&s.ev.bytes)
+                    .map(|t| format!(" inner {t}"))
+                    .unwrap_or_default();
                 format!(
-                    "{} ttl {} mark {:#x} len {}",
+                    "{} ttl {} mark {:#x} len {}{inner}",
                     s.ev.packet.tuple(),
                     s.ev.packet.ttl,
                     s.ev.mark,

@@ -8,6 +8,7 @@
 mod conntrack;
 mod counters;
 mod facts;
+mod inner;
 mod judge;
 mod life;
 mod netfilter;
@@ -18,6 +19,7 @@ mod verdict;
 
 pub use counters::check_counters;
 pub use facts::{Facts, Token, compact_path, facts, icmp_errors, strip_suffix, tokens};
+pub use inner::{Tuple, inner};
 pub use judge::match_path;
 pub use life::{life, life_of};
 pub use netfilter::{deciding, find as netfilter_find, packet_evals};

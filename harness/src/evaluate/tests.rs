@@ -382,6 +382,7 @@ fn seen_checks_the_skbs_mark_and_length() {
             ttl: None,
             mark,
             len,
+            inner: None,
         }],
         ..Default::default()
     };

@@ -363,4 +363,16 @@ pub struct Seen {
     pub ttl: Option<Spanned<u8>>,
     pub mark: Option<S>,
     pub len: Option<Spanned<u32>>,
+    pub inner: Option<Spanned<InnerTuple>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InnerTuple {
+    pub src: Option<S>,
+    pub dst: Option<S>,
+    pub sport: Option<Spanned<u16>>,
+    pub dport: Option<Spanned<u16>>,
+    pub proto: Option<S>,
+    pub vni: Option<Spanned<u32>>,
 }

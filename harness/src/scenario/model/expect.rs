@@ -242,4 +242,25 @@ pub struct Seen {
     /// The skb's length (`skb->len`: from the MAC header while it is being
     /// sent, from the network header once received).
     pub len: Option<u32>,
+    /// The packet a VXLAN or Geneve packet carries, and the tunnel's VNI.
+    pub inner: Option<InnerWant>,
+}
+
+/// The inner packet a tunnel packet must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InnerWant {
+    /// Its addresses, ports and protocol.
+    pub tuple: CtTupleWant,
+    /// The tunnel's VNI.
+    pub vni: Option<u32>,
+}
+
+impl fmt::Display for InnerWant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "inner {}", self.tuple)?;
+        if let Some(v) = self.vni {
+            write!(f, " vni {v}")?;
+        }
+        Ok(())
+    }
 }

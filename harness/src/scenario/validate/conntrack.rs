@@ -3,7 +3,7 @@
 use super::ctx::*;
 
 /// `tcp`, `udp`, `icmp`, `icmpv6`, `sctp` or a protocol number.
-fn proto(cx: &mut Ctx, p: &raw::S) -> Option<u8> {
+pub(super) fn proto(cx: &mut Ctx, p: &raw::S) -> Option<u8> {
     let n = match p.to_ascii_lowercase().as_str() {
         "tcp" => Some(6),
         "udp" => Some(17),

@@ -214,6 +214,19 @@ fn seen(cx: &mut Ctx, raw: Option<&[raw::Seen]>, devs: &DevIndex) -> Vec<Seen> {
             ttl: x.ttl.as_ref().map(|v| **v),
             mark: x.mark.as_ref().and_then(|v| cx.mark(v)),
             len: x.len.as_ref().map(|v| **v),
+            inner: x.inner.as_ref().map(|i| InnerWant {
+                tuple: CtTupleWant {
+                    src: i.src.as_ref().and_then(|a| cx.ip(a, "inner source")),
+                    dst: i.dst.as_ref().and_then(|a| cx.ip(a, "inner destination")),
+                    sport: i.sport.as_ref().map(|p| **p),
+                    dport: i.dport.as_ref().map(|p| **p),
+                    proto: i
+                        .proto
+                        .as_ref()
+                        .and_then(|p| super::conntrack::proto(cx, p)),
+                },
+                vni: i.vni.as_ref().map(|v| **v),
+            }),
         });
     }
     seen
