@@ -383,6 +383,49 @@ mod tests {
         // An unparsed packet says nothing.
         assert!(!is_other_packet(&syn, &PacketInfo::default()));
     }
+
+    #[test]
+    fn a_lookup_without_an_skb_goes_to_its_flows_packet_and_starts_no_life() {
+        // A socket's own route lookup (skb 0), then its first skb.
+        let filter = FlowFilter {
+            proto: Some(17),
+            src: None,
+            dst: Some("192.0.2.53".parse().unwrap()),
+            sport: Some(40000),
+            dport: Some(53),
+            reverse: true,
+            icmp_error: false,
+            nat_reply: false,
+        };
+        let event = |skb: u64, hook: &'static str, src: &str| {
+            let mut e = sample_step(skb, hook, &[], "client", "eth1").ev;
+            e.packet = PacketInfo {
+                sport: 40000,
+                dport: 53,
+                ..p(src, "192.0.2.53", 17)
+            };
+            e
+        };
+        let mut t = Tracking::new(1);
+        let names = Names::default();
+        t.event(
+            event(0, "fib_table_lookup", "0.0.0.0"),
+            &[(0, filter.clone())],
+            &names,
+        );
+        t.event(
+            event(0x10, "net_dev_queue", "203.0.113.1"),
+            &[(0, filter)],
+            &names,
+        );
+        let (lookup, skb) = (&t.steps[0], &t.steps[1]);
+        assert_eq!(
+            (lookup.packet, lookup.reverse, lookup.life),
+            (Some(0), false, 0)
+        );
+        assert!(!t.alive.contains(&0), "no skb to wait for");
+        assert_eq!(skb.life, 1, "the skb's life is the first");
+    }
 }
 
 #[cfg(test)]

@@ -423,3 +423,22 @@ fn an_unseen_end_names_the_untraced_free_that_would_show_it() {
         "no end seen (last at fib_table_lookup@client/eth0)"
     );
 }
+
+#[test]
+fn a_lookup_without_an_skb_is_not_part_of_the_packets_life() {
+    // A socket's own route lookup comes first (skb 0, life 0), then the
+    // skb the packet is judged by.
+    let mut lookup = step(0, "fib_table_lookup", &[], "client", "eth1");
+    lookup.life = 0;
+    let tl = Timeline {
+        steps: vec![
+            lookup,
+            step(0x10, "net_dev_start_xmit", &[], "client", "eth1"),
+        ],
+        settled: true,
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].ev.skb, 0x10);
+}
