@@ -122,7 +122,6 @@ fn socket_packet(
         (i.udp.is_some(), "udp"),
         (i.icmp.is_some(), "icmp"),
         (i.ethernet.is_some(), "ethernet"),
-        (i.mark.is_some(), "mark` (give the socket its `mark"),
     ] {
         if present {
             cx.err(
@@ -131,6 +130,13 @@ fn socket_packet(
                 None,
             );
         }
+    }
+    if let Some(m) = &i.mark {
+        cx.err(
+            m,
+            "with `socket`, the mark is the socket's",
+            Some("write it inside: `socket: { ..., mark: 16 }`".into()),
+        );
     }
     let expect = validate_expect(cx, expect, devs);
     validate_socket(cx, sock, devs).map(|inject| Packet {
@@ -522,5 +528,14 @@ packets:
             e.msg
         );
         assert_eq!(e.loc.unwrap().line, 16);
+        // Beside a socket, not in it.
+        let e = parse(&FILE.replace(
+            "port: 53, mark: \"0x10\" }\n",
+            "port: 53 }\n      mark: 16\n",
+        ))
+        .unwrap_err()
+        .remove(0);
+        assert_eq!(e.msg, "with `socket`, the mark is the socket's");
+        assert_eq!(e.loc.unwrap().line, 10);
     }
 }

@@ -16,9 +16,9 @@ pub(super) fn routes(
 ) -> Vec<RouteWant> {
     let mut out = vec![];
     for r in raw.into_iter().flatten() {
-        if r.ns.is_none() && r.dev.is_some() {
+        if let (None, Some(dev)) = (&r.ns, &r.dev) {
             cx.err(
-                r.dev.as_ref().unwrap_or_else(|| unreachable!()),
+                dev,
                 "a route's `dev` needs its `ns`",
                 Some("devices are named per namespace: add `ns: <namespace>`".into()),
             );
@@ -49,12 +49,17 @@ pub(super) fn routes(
         }
         let result = r.result.as_ref().map(|n| (n, RouteResult::parse(n.trim())));
         if let Some((name, None)) = result {
-            let near = did_you_mean(name, RouteResult::NAMES);
+            let near = did_you_mean(name, RouteResult::ALL.map(RouteResult::name));
             cx.err(
                 name,
                 format!("unknown route result `{}`", name.as_str()),
                 Some(near.map_or_else(
-                    || format!("results: {}", RouteResult::NAMES.join(", ")),
+                    || {
+                        format!(
+                            "results: {}",
+                            RouteResult::ALL.map(RouteResult::name).join(", ")
+                        )
+                    },
                     |n| format!("did you mean `{n}`?"),
                 )),
             );
