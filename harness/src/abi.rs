@@ -76,8 +76,14 @@ pub mod hook {
     /// tracked skb (the function-level backend); `location` holds the
     /// probed address, which names the function.
     pub const FUNCTION: u32 = 16;
+    /// Not a tracepoint: an fexit program on one of the scenario's own tc
+    /// or XDP programs saw it return (its return code in `aux[0]`, one of
+    /// [`super::PROG_KIND_TC`]/[`super::PROG_KIND_XDP`] in `aux[1]`, the
+    /// program's slot in `aux[2]`). An XDP program's run on a frame that
+    /// has no skb yet (a native XDP driver) has `skb` 0.
+    pub const PROG_RETURN: u32 = 17;
     /// Number of hooks.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 }
 
 /// Tracepoint names, indexed by the constants in [`hook`].
@@ -99,6 +105,7 @@ pub const HOOK_NAMES: [&str; hook::COUNT] = [
     "tcf_classify",
     "fib6_table_lookup",
     "function",
+    "prog_return",
 ];
 
 /// Kprobe programs of the function-level backend: `KPROBE_PROGRAMS[i]`
@@ -125,6 +132,22 @@ pub const FENTRY_PROGRAMS: [&str; 5] = [
     "fentry_skb_arg3",
     "fentry_skb_arg4",
 ];
+
+/// The fexit programs that report a scenario program's return code, one
+/// per program type; one copy is loaded per scenario program, its slot
+/// written into the instructions in place of [`PROG_SLOT_MAGIC`].
+pub const PROG_RETURN_PROGRAMS: [&str; 2] = ["prog_return_tc", "prog_return_xdp"];
+
+/// `aux[1]` of a [`hook::PROG_RETURN`] event: a tc classifier's return.
+pub const PROG_KIND_TC: i32 = 0;
+/// `aux[1]` of a [`hook::PROG_RETURN`] event: an XDP program's return.
+pub const PROG_KIND_XDP: i32 = 1;
+
+/// The immediate the fexit programs carry in place of their slot: each
+/// loaded copy gets the instructions holding it rewritten to its own slot
+/// (an fexit program has no attach cookie before 6.0, and globals would be
+/// one map for every copy).
+pub const PROG_SLOT_MAGIC: i32 = 0x5eed_5107;
 
 /// `Event::reason` when the kernel's tracepoint passes none (`kfree_skb`
 /// before 5.17, `tcp_send_reset` before 6.10).
@@ -383,6 +406,12 @@ pub struct Offsets {
     pub flowi6_saddr: u32,
     /// `flowi6.daddr`
     pub flowi6_daddr: u32,
+    /// `xdp_buff.data` ([`NO_OFFSET`] when not in BTF, for these three)
+    pub xdp_buff_data: u32,
+    /// `xdp_buff.rxq`
+    pub xdp_buff_rxq: u32,
+    /// `xdp_rxq_info.dev`
+    pub xdp_rxq_dev: u32,
 }
 
 /// An [`Offsets`] field the running kernel's BTF does not have: the

@@ -173,13 +173,27 @@ impl Tracking {
         self.first_ns = self.first_ns.min(ev.ts_ns);
         self.last_ns = self.last_ns.max(ev.ts_ns);
         if ev.skb == 0 {
-            // A socket's own route lookup, before its skb: attributed by
-            // its flow; no skb, so no life to start or end.
+            // A socket's own route lookup, before its skb, or an XDP
+            // program's run on a frame no skb holds yet: attributed by its
+            // flow; no skb, so nothing to wait for. The frame is the
+            // packet, so it starts a life of its own (an skb built from it
+            // later joins that life by its headers); the lookup starts
+            // none.
             let (packet, reverse) = filters
                 .iter()
                 .find_map(|(i, f)| f.direction(&ev.packet).map(|r| (Some(*i), r)))
                 .unwrap_or((None, false));
-            self.steps.push(Step::named(ev, names, packet, reverse, 0));
+            let life = if ev.hook == Hook::ProgReturn {
+                self.lives += 1;
+                if let (Some(i), false) = (packet, reverse) {
+                    self.seen[i] = true;
+                }
+                self.lives
+            } else {
+                0
+            };
+            self.steps
+                .push(Step::named(ev, names, packet, reverse, life));
             return;
         }
         if let Some(before) = self.last_packet.get(&ev.skb) {
@@ -267,6 +281,7 @@ impl Tracking {
                     ..Default::default()
                 },
                 route: None,
+                program: None,
                 stack: vec![],
                 bytes: vec![],
                 ip_len: 0,
@@ -425,6 +440,31 @@ mod tests {
         );
         assert!(!t.alive.contains(&0), "no skb to wait for");
         assert_eq!(skb.life, 1, "the skb's life is the first");
+    }
+    #[test]
+    fn an_xdp_run_on_a_bare_frame_is_the_packet_seen_with_a_life_of_its_own() {
+        let filter = FlowFilter {
+            proto: Some(17),
+            src: None,
+            dst: Some("192.0.2.1".parse().unwrap()),
+            sport: Some(40000),
+            dport: Some(5353),
+            reverse: true,
+            icmp_error: false,
+            nat_reply: false,
+        };
+        let mut e = sample_step(0, "prog_return", &[], "vm", "tap0").ev;
+        e.hook = Hook::ProgReturn;
+        e.packet = PacketInfo {
+            sport: 40000,
+            dport: 5353,
+            ..p("192.0.2.50", "192.0.2.1", 17)
+        };
+        let mut t = Tracking::new(1);
+        t.event(e, &[(0, filter)], &Names::default());
+        assert!(t.seen[0], "the frame is the packet: nothing else will come");
+        assert!(t.alive.is_empty(), "no skb to wait for");
+        assert_eq!(t.steps[0].life, 1);
     }
 }
 

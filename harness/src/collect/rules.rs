@@ -119,7 +119,7 @@ fn hook_stage_of(h: Hook) -> Option<u8> {
         | Hook::IcmpSend
         | Hook::SocketRead => 4,
         Hook::NetDevQueue | Hook::NetDevStartXmit | Hook::NetDevXmit => 6,
-        Hook::KfreeSkb | Hook::Function(_) | Hook::Functions => return None,
+        Hook::KfreeSkb | Hook::Function(_) | Hook::Functions | Hook::ProgReturn => return None,
     })
 }
 

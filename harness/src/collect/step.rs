@@ -88,6 +88,7 @@ pub(crate) fn sample_step(
             aux: [0; 3],
             packet: PacketInfo::default(),
             route: None,
+            program: None,
             // innermost first, as the kernel reports
             stack: stack
                 .iter()

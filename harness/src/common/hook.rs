@@ -45,6 +45,9 @@ pub enum Hook {
     Fib6TableLookup,
     /// A probed kernel function (the function-level backend), by name.
     Function(&'static str),
+    /// A scenario's own tc or XDP program returned (an fexit program on
+    /// it); what it returned is the event's [`crate::tracer::ProgRun`].
+    ProgReturn,
     /// The function-level probes as one attachment (in the tracer's list
     /// of what is attached; events name their function).
     Functions,
@@ -57,8 +60,9 @@ pub enum Hook {
 pub const SOCKET_READ: &str = "socket_read";
 
 impl Hook {
-    /// The hooks of the ABI that are not functions, by id.
-    const BY_ID: [Hook; hook::COUNT - 1] = [
+    /// The hooks of the ABI that are tracepoints or the tc observer, by
+    /// id (functions and program returns come after them).
+    const BY_ID: [Hook; hook::COUNT - 2] = [
         Hook::NetifReceiveSkb,
         Hook::NetifRx,
         Hook::NetDevQueue,
@@ -88,6 +92,9 @@ impl Hook {
         if id == hook::FUNCTION {
             return Some(Hook::Function(function()));
         }
+        if id == hook::PROG_RETURN {
+            return Some(Hook::ProgReturn);
+        }
         Self::BY_ID.get(id as usize).copied()
     }
 
@@ -95,6 +102,7 @@ impl Hook {
     pub fn id(self) -> Option<u32> {
         match self {
             Hook::Function(_) | Hook::Functions => Some(hook::FUNCTION),
+            Hook::ProgReturn => Some(hook::PROG_RETURN),
             Hook::SocketRead => None,
             h => Self::BY_ID
                 .iter()
@@ -175,7 +183,9 @@ mod tests {
             assert_eq!(h.name(), want);
         }
         assert_eq!(Hook::from_abi(99, || "x"), None);
-        assert_eq!(Hook::tracepoints().count(), hook::COUNT - 2);
+        // Not tracepoints: the tc observer, functions, program returns.
+        assert_eq!(Hook::tracepoints().count(), hook::COUNT - 3);
+        assert!(Hook::tracepoints().all(|h| h != Hook::ProgReturn));
         assert_eq!(Hook::SocketRead.name(), "socket_read");
         assert_eq!(Hook::KfreeSkb.id(), Some(hook::KFREE_SKB));
         assert_eq!(

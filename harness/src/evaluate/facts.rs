@@ -66,6 +66,10 @@ pub struct Facts {
     /// How its protocol frees what it took without a tracepoint (TCP's
     /// `__kfree_skb`, UDP's `skb_consume_udp`): where its end could be.
     pub untraced_end: Option<String>,
+    /// The scenario program whose return code dropped it (`XDP_DROP`,
+    /// `TC_ACT_SHOT`), as the timeline writes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_by: Option<String>,
 }
 
 impl Facts {
@@ -82,11 +86,17 @@ impl Facts {
             parts.push("delivered to a socket".into());
         }
         if self.dropped {
-            parts.push(format!(
-                "dropped ({}) at {}",
-                self.reason.as_deref().unwrap_or("?"),
-                self.at.as_deref().unwrap_or("?")
-            ));
+            let by = self.dropped_by.as_deref();
+            parts.push(match (&self.reason, &self.at, by) {
+                // An XDP program dropped a frame no skb held: no free.
+                (None, None, Some(by)) => format!("dropped by {by}"),
+                (reason, at, by) => format!(
+                    "dropped ({}) at {}{}",
+                    reason.as_deref().unwrap_or("?"),
+                    at.as_deref().unwrap_or("?"),
+                    by.map(|b| format!(", by {b}")).unwrap_or_default()
+                ),
+            });
         } else if self.consumed && !self.delivered {
             parts.push(format!("consumed at {}", self.at.as_deref().unwrap_or("?")));
         }
@@ -214,6 +224,7 @@ pub fn facts(life: &[&Step]) -> Facts {
             Hook::ConsumeSkb => {
                 f.consumed = true;
                 f.dropped = false;
+                f.dropped_by = None;
                 f.reason = None;
                 f.at = s.ev.at.as_deref().map(|a| strip_suffix(a).to_string());
                 if frames.iter().any(|x| SOCKET_RECEIVE.contains(x)) {
@@ -223,6 +234,18 @@ pub fn facts(life: &[&Step]) -> Facts {
             // A socket read it, or changed state because of it.
             h if h.is_socket() => {
                 f.delivered = true;
+            }
+            Hook::ProgReturn => {
+                if let Some(run) = s.ev.program.as_ref().filter(|r| r.returned.drops()) {
+                    f.dropped_by = Some(run.describe());
+                    // No skb: the program's return is the end itself.
+                    if s.ev.skb == 0 {
+                        f.dropped = true;
+                        f.consumed = false;
+                        f.reason = None;
+                        f.at = None;
+                    }
+                }
             }
             _ => {}
         }

@@ -71,8 +71,13 @@ pub(super) fn life_within(
         .steps
         .iter()
         // A socket's own route lookup comes before its skb (skb 0): not
-        // part of any skb's life.
-        .filter(|s| s.packet == Some(packet) && s.reverse == reverse && s.ev.skb != 0)
+        // part of any skb's life. An XDP program's run on a bare frame
+        // (skb 0 too) is the packet before any skb.
+        .filter(|s| {
+            s.packet == Some(packet)
+                && s.reverse == reverse
+                && (s.ev.skb != 0 || s.ev.hook == crate::common::Hook::ProgReturn)
+        })
         .collect();
     let Some(first) = cands.first() else {
         return vec![];

@@ -12,6 +12,7 @@ mod inner;
 mod judge;
 mod life;
 mod netfilter;
+mod program;
 mod route;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
         }
         mismatches.extend(conntrack::judge_conntrack(&p.expect.conntrack, tl));
         mismatches.extend(route::judge_routes(&p.expect.routes, tl, i, false));
+        mismatches.extend(program::judge_programs(&p.expect.programs, tl, i, false));
         if let Some(n) = &p.expect.netfilter {
             let dropped = facts.dropped;
             mismatches.extend(netfilter::judge_netfilter(n, tl, i, false, dropped));
@@ -52,6 +54,7 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
             mismatches.extend(judge_reply(reply, tl, i));
             mismatches.extend(conntrack::judge_conntrack(&reply.conntrack, tl));
             mismatches.extend(route::judge_routes(&reply.routes, tl, i, true));
+            mismatches.extend(program::judge_programs(&reply.programs, tl, i, true));
             if let Some(n) = &reply.netfilter {
                 let (rf, _, _) = judge(reply, &life_of(tl, i, true));
                 mismatches.extend(netfilter::judge_netfilter(n, tl, i, true, rf.dropped));

@@ -442,3 +442,89 @@ fn a_lookup_without_an_skb_is_not_part_of_the_packets_life() {
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].ev.skb, 0x10);
 }
+
+/// A program-return step: `skb` 0 for an XDP program's run on a bare frame.
+fn prog_step(skb: u64, hook: crate::scenario::ProgHook, code: i32, life: u64) -> Step {
+    let mut s = step(skb, "prog_return", &[], "vm", "tap0");
+    s.ev.hook = crate::common::Hook::ProgReturn;
+    s.ev.program = Some(crate::tracer::ProgramRun {
+        at: crate::scenario::ProgramRef {
+            program: "xdp_drop_udp_ports".into(),
+            ns: "vm".into(),
+            dev: "tap0".into(),
+            hook,
+        },
+        returned: crate::scenario::ReturnCode { hook, code },
+    });
+    s.life = life;
+    s
+}
+
+#[test]
+fn an_xdp_drop_of_a_bare_frame_is_the_packets_end_by_that_program() {
+    use crate::scenario::{ProgHook, ProgramWant, ReturnCode};
+    // XDP_DROP (1) in a native driver: no skb before or after.
+    let tl = Timeline {
+        steps: vec![prog_step(0, ProgHook::Xdp, 1, 1)],
+        settled: true,
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    assert_eq!(l.len(), 1, "the frame's run is the packet's life");
+    let f = facts(&l);
+    assert!(f.dropped && f.reason.is_none() && f.at.is_none());
+    assert_eq!(
+        f.summary(),
+        "dropped by program xdp_drop_udp_ports on vm/tap0 (xdp) returned XDP_DROP"
+    );
+    let want = |code| ProgramWant {
+        program: "xdp_drop_udp_ports".into(),
+        ns: Some("vm".into()),
+        dev: None,
+        returned: Some(ReturnCode {
+            hook: ProgHook::Xdp,
+            code,
+        }),
+        at: None,
+    };
+    assert!(program::judge_programs(&[want(1)], &tl, 0, false).is_empty());
+    let m = program::judge_programs(&[want(2)], &tl, 0, false);
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        m[0].expected,
+        "program xdp_drop_udp_ports in vm returning XDP_PASS"
+    );
+    assert_eq!(
+        m[0].actual,
+        "program xdp_drop_udp_ports on vm/tap0 (xdp) returned XDP_DROP"
+    );
+    // XDP_PASS: the skb built from the frame joins its life, and the
+    // program's pass is no end.
+    let mut built = step(0x10, "netif_receive_skb", &[], "vm", "tap0");
+    built.life = 2;
+    let tl = Timeline {
+        steps: vec![prog_step(0, ProgHook::Xdp, 2, 1), built],
+        settled: true,
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    assert_eq!(l.len(), 2);
+    assert!(!facts(&l).dropped);
+}
+
+#[test]
+fn a_classifiers_shot_names_the_program_beside_the_free() {
+    use crate::scenario::ProgHook;
+    let mut free = step(0x10, "kfree_skb", &[], "vm", "tap0");
+    free.ev.reason = Some("TC_INGRESS".into());
+    free.ev.at = Some("__netif_receive_skb_core".into());
+    let tl = Timeline {
+        steps: vec![prog_step(0x10, ProgHook::TcIngress, 2, 0x10), free],
+        settled: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        facts(&life(&tl, 0)).summary(),
+        "dropped (TC_INGRESS) at __netif_receive_skb_core, by program xdp_drop_udp_ports on vm/tap0 (tc ingress) returned TC_ACT_SHOT"
+    );
+}

@@ -40,6 +40,11 @@ fn detail(s: &Step) -> String {
         Hook::InetSockSetState => {
             format!("socket {} -> {}", tcp_state(e.aux[0]), tcp_state(e.aux[1]))
         }
+        Hook::ProgReturn => match &e.program {
+            Some(r) if e.skb == 0 => format!("{} (on the driver's frame, no skb)", r.describe()),
+            Some(r) => r.describe(),
+            None => format!("a program returned {}", e.aux[0]),
+        },
         _ => String::new(),
     }
 }
@@ -180,10 +185,36 @@ pub fn reason_hint(reason: &str) -> Option<&'static str> {
     })
 }
 
+/// The scenario program whose drop code `free` (a `kfree_skb`) carries
+/// out: the last program run on the same skb before it.
+fn dropping_program(tl: &Timeline, free: usize) -> Option<&crate::tracer::ProgramRun> {
+    let s = &tl.steps[free];
+    tl.steps[..free]
+        .iter()
+        .rev()
+        .find(|p| p.ev.skb == s.ev.skb && p.life == s.life && p.ev.hook == Hook::ProgReturn)
+        .and_then(|p| p.ev.program.as_ref())
+        .filter(|r| r.returned.drops())
+}
+
 /// Kernel stacks at every drop in the timeline.
 pub fn drop_stacks(tl: &Timeline) -> String {
     let mut out = String::new();
     for (i, s) in tl.steps.iter().enumerate() {
+        // An XDP program's drop of a frame no skb held has no stack of a
+        // free: the program is the whole story.
+        if let (Hook::ProgReturn, 0, Some(r)) = (s.ev.hook, s.ev.skb, &s.ev.program) {
+            if r.returned.drops() {
+                let _ = writeln!(
+                    out,
+                    "frame dropped in {}/{} before any skb was built:\n    dropped by: {}",
+                    s.ns,
+                    s.dev,
+                    r.describe()
+                );
+            }
+            continue;
+        }
         if s.ev.hook != Hook::KfreeSkb {
             continue;
         }
@@ -205,6 +236,8 @@ pub fn drop_stacks(tl: &Timeline) -> String {
         });
         if let Some(r) = by {
             let _ = writeln!(out, "    dropped by: {}", r.eval.describe());
+        } else if let Some(p) = dropping_program(tl, i) {
+            let _ = writeln!(out, "    dropped by: {}", p.describe());
         } else if let Some(h) = reason_hint(reason) {
             let _ = writeln!(out, "    hint: {h}");
         }
@@ -455,5 +488,63 @@ mod tests {
             "{stacks}"
         );
         assert!(!stacks.contains("hint:"), "{stacks}");
+    }
+
+    #[test]
+    fn a_programs_drop_is_named_in_the_timeline_and_at_the_drop() {
+        use crate::collect::sample_step;
+        use crate::scenario::{ProgHook, ProgramRef, ReturnCode};
+        let run = |skb: u64, hook: ProgHook, code: i32| {
+            let mut s = sample_step(skb, "prog_return", &[], "server", "eth0");
+            s.ev.hook = Hook::ProgReturn;
+            s.ev.program = Some(crate::tracer::ProgramRun {
+                at: ProgramRef {
+                    program: "p<&>".into(),
+                    ns: "server".into(),
+                    dev: "eth0".into(),
+                    hook,
+                },
+                returned: ReturnCode { hook, code },
+            });
+            s
+        };
+        // A native XDP drop: no skb, no free.
+        let tl = Timeline {
+            steps: vec![run(0, ProgHook::Xdp, 1)],
+            ..Timeline::default()
+        };
+        let table = timeline_table(&tl);
+        assert!(
+            table.contains("program p<&> on server/eth0 (xdp) returned XDP_DROP (on the driver's frame, no skb)"),
+            "{table}"
+        );
+        let stacks = drop_stacks(&tl);
+        assert!(
+            stacks.contains("dropped by: program p<&> on server/eth0 (xdp) returned XDP_DROP"),
+            "{stacks}"
+        );
+        // A classifier's TC_ACT_SHOT, then the kernel's free of its skb.
+        let mut free = sample_step(0x10, "kfree_skb", &[], "server", "eth0");
+        free.ev.reason = Some("TC_INGRESS".into());
+        let tl = Timeline {
+            steps: vec![run(0x10, ProgHook::TcIngress, 2), free],
+            ..Timeline::default()
+        };
+        let stacks = drop_stacks(&tl);
+        assert!(
+            stacks.contains(
+                "dropped by: program p<&> on server/eth0 (tc ingress) returned TC_ACT_SHOT"
+            ),
+            "{stacks}"
+        );
+        assert!(!stacks.contains("hint:"), "the program says more: {stacks}");
+        // TC_ACT_OK names no dropper.
+        let mut free = sample_step(0x10, "kfree_skb", &[], "server", "eth0");
+        free.ev.reason = Some("TC_INGRESS".into());
+        let tl = Timeline {
+            steps: vec![run(0x10, ProgHook::TcIngress, 0), free],
+            ..Timeline::default()
+        };
+        assert!(!drop_stacks(&tl).contains("dropped by"));
     }
 }

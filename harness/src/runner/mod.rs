@@ -216,6 +216,14 @@ fn trace_spec(
         tc_hooks,
         functions,
         function_pattern: cfg.functions.clone(),
+        programs: topo
+            .programs
+            .iter()
+            .map(|(at, id)| crate::tracer::ProgTarget {
+                id: *id,
+                at: at.clone(),
+            })
+            .collect(),
     };
     Ok((filters, spec))
 }
@@ -245,6 +253,13 @@ fn unchecked_here(s: &mut Scenario, tracer: &Tracer) -> Vec<String> {
         })
         .collect();
     unchecked.extend(s.drop_steps_on_hooks(&missing));
+    let unwatched: Vec<(crate::scenario::ProgramRef, String)> = tracer
+        .backend()
+        .programs()
+        .into_iter()
+        .filter_map(|w| w.not_watched.map(|why| (w.at, why)))
+        .collect();
+    unchecked.extend(s.program_checks(&unwatched));
     unchecked
 }
 

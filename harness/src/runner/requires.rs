@@ -43,6 +43,12 @@ pub enum Unmet {
     /// The kernel's drop reasons could not be read.
     #[error("cannot read drop reasons: {0}")]
     ReasonsUnreadable(#[source] TracerError),
+    /// The scenario needs its programs' returns, and this kernel will not
+    /// attach fexit to a BPF program.
+    #[error(
+        "needs its eBPF programs' return codes: this kernel refuses fexit on a BPF program ({0})"
+    )]
+    NoProgramReturns(Arc<crate::tracer::ProgReturnError>),
     /// Tools missing from PATH.
     #[error("needs {} on PATH", .0.join(", "))]
     Tools(Vec<String>),
@@ -108,6 +114,11 @@ pub fn unmet_requirements(s: &Scenario, backend: BackendChoice) -> Option<Unmet>
         return Some(why);
     }
     let r = &s.requires;
+    if r.program_returns {
+        if let Err(why) = crate::tracer::raw_tp::program_returns_available() {
+            return Some(Unmet::NoProgramReturns(why));
+        }
+    }
     if let Some(want) = r.kernel {
         match kernel_version() {
             Some(have) if have >= want => {}

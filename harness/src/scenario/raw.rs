@@ -279,7 +279,17 @@ pub struct Expect {
     pub netfilter: Option<Spanned<NetfilterExpect>>,
     pub conntrack: Option<Vec<Spanned<CtExpect>>>,
     pub routes: Option<Vec<Spanned<RouteExpect>>>,
+    pub programs: Option<Vec<Spanned<ProgramExpect>>>,
     pub kernels: Option<HashMap<S, Expect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramExpect {
+    pub program: S,
+    pub ns: Option<S>,
+    pub dev: Option<S>,
+    pub returned: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -350,6 +360,7 @@ pub struct Requires {
     pub reasons: Option<Vec<S>>,
     pub tools: Option<Vec<S>>,
     pub functions: Option<Spanned<bool>>,
+    pub program_returns: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

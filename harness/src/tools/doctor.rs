@@ -141,6 +141,7 @@ pub fn examine() -> Doctor {
         tc_hooks: vec![],
         functions: None,
         function_pattern: None,
+        programs: vec![],
     };
     let (backend, tracer_error, attached, skipped) = match Tracer::start(&spec) {
         Ok(t) => (

@@ -120,6 +120,7 @@ pub fn run(
         tc_hooks: vec![],
         functions: None,
         function_pattern: None,
+        programs: vec![],
     };
     let mut tracer = Tracer::start(&spec)?;
     started(tracer.backend().hooks().len());

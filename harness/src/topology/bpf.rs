@@ -33,7 +33,7 @@ pub(super) fn attach_fixture(
     ingress: bool,
     program: &str,
     config: &[(String, u32)],
-) -> Result<(), TopologyError> {
+) -> Result<u32, TopologyError> {
     let err = |source: ObjectError| TopologyError::TcProgram {
         program: program.to_string(),
         ns: ns.name.clone(),
@@ -50,25 +50,27 @@ pub(super) fn attach_fixture(
     attach_tc(ns, dev, ingress, fixtures::TC_OBJ.to_vec(), program, maps).map_err(err)
 }
 
-/// Loads `program` of the user's object and attaches it to `dev`'s clsact.
+/// Loads `program` of the user's object and attaches it to `dev`'s
+/// clsact; gives the program's kernel id.
 pub(super) fn attach_object_tc(
     ns: &NetnsHandle,
     dev: &str,
     ingress: bool,
     o: &BpfObject,
-) -> Result<(), TopologyError> {
+) -> Result<u32, TopologyError> {
     let bytes = read(o).map_err(|e| object_err(ns, dev, o, e))?;
     attach_tc(ns, dev, ingress, bytes, &o.program, o.maps.clone())
         .map_err(|e| object_err(ns, dev, o, e))
 }
 
-/// Loads `program` of the user's object and attaches it as XDP to `dev`.
+/// Loads `program` of the user's object and attaches it as XDP to `dev`;
+/// gives the link and the program's kernel id.
 pub(super) fn attach_object_xdp(
     ns: &NetnsHandle,
     dev: &str,
     mode: XdpMode,
     o: &BpfObject,
-) -> Result<XdpLink, TopologyError> {
+) -> Result<(XdpLink, u32), TopologyError> {
     let err = |e| object_err(ns, dev, o, e);
     let bytes = read(o).map_err(err)?;
     let (dev2, prog, maps) = (dev.to_string(), o.program.clone(), o.maps.clone());
@@ -78,21 +80,25 @@ pub(super) fn attach_object_xdp(
         XdpMode::Drv => AyaXdpMode::Driver,
         XdpMode::Hw => AyaXdpMode::Hardware,
     };
-    netns::run_in(&ns.path(), move || -> Result<XdpLink, ObjectError> {
-        let mut ebpf = load(&bytes, &maps)?;
-        let p: &mut Xdp = ebpf
-            .program_mut(&prog)
-            .ok_or_else(|| ObjectError::NoProgram(prog.clone()))?
-            .try_into()
-            .map_err(|source| ObjectError::WrongKind {
-                program: prog.clone(),
-                kind: "an XDP program",
-                source,
-            })?;
-        p.load().map_err(ObjectError::Refused)?;
-        let id = p.attach(&dev2, flags).map_err(ObjectError::Attach)?;
-        p.take_link(id).map_err(ObjectError::Attach)
-    })
+    netns::run_in(
+        &ns.path(),
+        move || -> Result<(XdpLink, u32), ObjectError> {
+            let mut ebpf = load(&bytes, &maps)?;
+            let p: &mut Xdp = ebpf
+                .program_mut(&prog)
+                .ok_or_else(|| ObjectError::NoProgram(prog.clone()))?
+                .try_into()
+                .map_err(|source| ObjectError::WrongKind {
+                    program: prog.clone(),
+                    kind: "an XDP program",
+                    source,
+                })?;
+            p.load().map_err(ObjectError::Refused)?;
+            let prog_id = p.info().map_err(ObjectError::Info)?.id();
+            let id = p.attach(&dev2, flags).map_err(ObjectError::Attach)?;
+            Ok((p.take_link(id).map_err(ObjectError::Attach)?, prog_id))
+        },
+    )
     .map_err(|e| err(ObjectError::Netns(e)))?
     .map_err(err)
 }
@@ -206,9 +212,9 @@ fn attach_tc(
     bytes: Vec<u8>,
     program: &str,
     maps: MapEntries,
-) -> Result<(), ObjectError> {
+) -> Result<u32, ObjectError> {
     let (dev2, prog2) = (dev.to_string(), program.to_string());
-    netns::run_in(&ns.path(), move || -> Result<(), ObjectError> {
+    netns::run_in(&ns.path(), move || -> Result<u32, ObjectError> {
         let mut ebpf = load(&bytes, &maps)?;
         // An interface gets clsact once; a second program finds it there.
         match tc::qdisc_add_clsact(&dev2) {
@@ -226,6 +232,7 @@ fn attach_tc(
                 source,
             })?;
         p.load().map_err(ObjectError::Refused)?;
+        let prog_id = p.info().map_err(ObjectError::Info)?.id();
         let kind = if ingress {
             TcAttachType::Ingress
         } else {
@@ -236,7 +243,7 @@ fn attach_tc(
             .map_err(ObjectError::Attach)?;
         let link = p.take_link(id).map_err(ObjectError::Attach)?;
         std::mem::forget(link);
-        Ok(())
+        Ok(prog_id)
     })
     .map_err(ObjectError::Netns)?
 }

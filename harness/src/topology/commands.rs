@@ -7,7 +7,7 @@ use std::process::Command;
 use super::bpf;
 use super::error::{TopologyError, io_err};
 use super::netns::{self, NetnsHandle};
-use crate::scenario::TcSpec;
+use crate::scenario::{ProgHook, ProgramRef, TcSpec};
 
 /// IPv4 settings a new namespace inherits from the host (with the default
 /// `net.core.devconf_inherit_init_net=0`). They are reset to the kernel's
@@ -67,7 +67,22 @@ pub(super) fn write_sysctls<'a>(
 
 /// One `tc:` entry: a command line run in the namespace, a built-in
 /// program or the user's object.
-pub(super) fn attach_tc(h: &NetnsHandle, t: &TcSpec) -> Result<(), TopologyError> {
+/// Runs a `tc:` entry; a program it attaches is given back with its
+/// kernel id.
+pub(super) fn attach_tc(
+    h: &NetnsHandle,
+    t: &TcSpec,
+) -> Result<Option<(ProgramRef, u32)>, TopologyError> {
+    let at = |dev: &String, ingress: bool, program: &String| ProgramRef {
+        program: program.clone(),
+        ns: h.name.clone(),
+        dev: dev.clone(),
+        hook: if ingress {
+            ProgHook::TcIngress
+        } else {
+            ProgHook::TcEgress
+        },
+    };
     match t {
         TcSpec::Command {
             line: c,
@@ -82,6 +97,7 @@ pub(super) fn attach_tc(h: &NetnsHandle, t: &TcSpec) -> Result<(), TopologyError
                 },
                 other => other,
             })?;
+            Ok(None)
         }
         TcSpec::Program {
             dev,
@@ -89,15 +105,16 @@ pub(super) fn attach_tc(h: &NetnsHandle, t: &TcSpec) -> Result<(), TopologyError
             program,
             config,
         } => {
-            bpf::attach_fixture(h, dev, *ingress, program, config)?;
+            let id = bpf::attach_fixture(h, dev, *ingress, program, config)?;
+            Ok(Some((at(dev, *ingress, program), id)))
         }
         TcSpec::Object {
             dev,
             ingress,
             object,
         } => {
-            bpf::attach_object_tc(h, dev, *ingress, object)?;
+            let id = bpf::attach_object_tc(h, dev, *ingress, object)?;
+            Ok(Some((at(dev, *ingress, &object.program), id)))
         }
     }
-    Ok(())
 }

@@ -211,6 +211,10 @@ pub enum ObjectError {
     /// The kernel refused to load it (the verifier's line says why).
     #[error("{}", describe(.0))]
     Refused(#[source] aya::programs::ProgramError),
+    /// The loaded program's kernel id could not be read (the tracer
+    /// watches its returns by it).
+    #[error("reading the loaded program's id: {0}")]
+    Info(#[source] aya::programs::ProgramError),
     /// The device's clsact qdisc could not be added.
     #[error("adding clsact: {0}")]
     Clsact(#[source] aya::programs::tc::TcError),

@@ -62,6 +62,8 @@ pub struct Topology {
     cni: cni::Cni,
     /// XDP attachments (`bpf_link` fds), closed at teardown.
     xdp_links: Vec<aya::programs::xdp::XdpLink>,
+    /// The scenario's own tc and XDP programs, with their kernel ids.
+    pub programs: Vec<(crate::scenario::ProgramRef, u32)>,
     torn_down: bool,
 }
 
@@ -81,6 +83,7 @@ impl Topology {
             listeners: vec![],
             cni: cni::Cni::new(cni_path),
             xdp_links: vec![],
+            programs: vec![],
             torn_down: false,
         };
         // On error, `topo` is dropped and removes what was made so far.
@@ -314,11 +317,20 @@ impl Topology {
             ruleset::apply_iptables(&h, rs, true)?;
         }
         for t in &ns.tc {
-            attach_tc(&h, t)?;
+            if let Some(p) = attach_tc(&h, t)? {
+                self.programs.push(p);
+            }
         }
         for x in &ns.xdp {
-            let link = bpf::attach_object_xdp(&h, &x.dev, x.mode, &x.object)?;
+            let (link, id) = bpf::attach_object_xdp(&h, &x.dev, x.mode, &x.object)?;
             self.xdp_links.push(link);
+            let at = crate::scenario::ProgramRef {
+                program: x.object.program.clone(),
+                ns: ns.name.clone(),
+                dev: x.dev.clone(),
+                hook: crate::scenario::ProgHook::Xdp,
+            };
+            self.programs.push((at, id));
         }
         for l in &ns.listen {
             let fd = open_listener(&h, l)?;

@@ -303,6 +303,9 @@ pub struct TraceSpec {
     /// Which functions, a regular expression (`PKTFATE_FUNCTIONS`);
     /// `None`: the mechanism's own set.
     pub function_pattern: Option<String>,
+    /// The scenario's own tc and XDP programs, whose return codes are
+    /// watched (fexit on each).
+    pub programs: Vec<super::ProgTarget>,
 }
 
 /// How kernel functions are probed.
@@ -405,7 +408,12 @@ pub trait Backend: Send {
     fn function_attach(&self) -> Duration {
         Duration::ZERO
     }
-    /// Waits up to `timeout` for events and returns those available.
+    /// The scenario programs whose returns this backend watches (or tried
+    /// to), by slot.
+    fn programs(&self) -> Vec<super::WatchedProgram> {
+        vec![]
+    }
+    /// Waits up to `timeout` for events; returns those available.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>, TracerError>;
     /// Events the kernel side could not deliver (ring buffer full).
     fn lost(&self) -> Result<u64, TracerError>;

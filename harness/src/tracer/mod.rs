@@ -17,6 +17,7 @@ pub mod nftrace;
 pub mod kprobe;
 pub mod kprobe_multi;
 pub mod fentry;
+pub mod prog_return;
 mod rawprog;
 #[cfg(test)]
 mod object_tests;
@@ -36,6 +37,7 @@ pub use fentry::FentryError;
 pub use kprobe::KprobeError;
 pub use kprobe_multi::KprobeMultiError;
 pub use probe::ProbeMechanism;
+pub use prog_return::{ProgReturnError, ProgTarget, WatchedProgram};
 pub use rawprog::RawProgError;
 pub use reasons::DropReasons;
 
@@ -107,9 +109,14 @@ impl Tracer {
         if unnamed(&k) && Kallsyms::refresh_at_most_every(Duration::from_millis(200)) {
             k = Kallsyms::kernel();
         }
+        let programs = self.backend.programs();
         Ok(events
             .iter()
-            .map(|e| RawEvent::decode(e, &k, &self.reasons))
+            .map(|e| {
+                let mut ev = RawEvent::decode(e, &k, &self.reasons);
+                ev.program = ProgramRun::of(e, &programs);
+                ev
+            })
             .collect())
     }
 
@@ -248,6 +255,40 @@ impl RouteLookup {
     }
 }
 
+/// One run of a scenario's own tc or XDP program on the packet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProgramRun {
+    /// The program, as the scenario attached it.
+    #[serde(flatten)]
+    pub at: crate::scenario::ProgramRef,
+    /// What it returned.
+    pub returned: crate::scenario::ReturnCode,
+}
+
+impl ProgramRun {
+    /// The run a `prog_return` event reports, by its slot among the run's
+    /// watched programs.
+    fn of(e: &Event, watched: &[WatchedProgram]) -> Option<Self> {
+        if e.hook != hook::PROG_RETURN {
+            return None;
+        }
+        let slot = e.aux[2] as u32;
+        let w = watched.iter().find(|w| w.slot == slot)?;
+        Some(Self {
+            at: w.at.clone(),
+            returned: crate::scenario::ReturnCode {
+                hook: w.at.hook,
+                code: e.aux[0],
+            },
+        })
+    }
+
+    /// As the timeline shows it.
+    pub fn describe(&self) -> String {
+        format!("{} returned {}", self.at, self.returned)
+    }
+}
+
 /// An event decoded from the kernel ABI, with symbols resolved.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RawEvent {
@@ -283,6 +324,10 @@ pub struct RawEvent {
     /// looked up and what it returned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteLookup>,
+    /// A scenario program's return (`prog_return`): which program, what
+    /// it returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramRun>,
     /// Kernel functions on the stack, innermost first, tracing frames removed.
     pub stack: Vec<String>,
     /// The start of the IP packet (up to 128 bytes), for pcap output.
@@ -358,6 +403,7 @@ impl RawEvent {
                 tcp_seq: e.tcp_seq,
             },
             route: RouteLookup::decode(e),
+            program: None,
             stack,
             bytes: e.pkt[..(e.pkt_len as usize).min(e.pkt.len())].to_vec(),
             ip_len: e.ip_len,

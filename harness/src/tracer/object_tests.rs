@@ -214,3 +214,28 @@ fn the_kprobe_multi_program_loads_with_the_tracers_maps() {
     assert_eq!(p.license, "GPL", "the helpers need a GPL licence");
     load(&p, super::kprobe_multi::KPROBE_MULTI).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Each program-return program, linked as the tracer loads it, carries the
+/// slot immediate, and writing a slot leaves none of it behind: a copy
+/// whose slot were not written would report every return as slot
+/// `PROG_SLOT_MAGIC`'s, that is, as no program's.
+#[test]
+fn program_return_programs_carry_their_slot_immediate() {
+    use super::rawprog::instructions;
+    let ebpf = aya::EbpfLoader::new()
+        .load(TRACER_OBJ)
+        .expect("tracer object loads");
+    for name in crate::abi::PROG_RETURN_PROGRAMS {
+        let mut p = instructions(TRACER_OBJ, &ebpf, None, name).expect("relocated");
+        let written = super::prog_return::write_slot(&mut p.insns, 7);
+        assert!(written >= 1, "{name}: no slot immediate");
+        assert!(
+            p.insns.iter().all(|i| i.imm != crate::abi::PROG_SLOT_MAGIC),
+            "{name}: an immediate was left unwritten"
+        );
+        assert!(
+            p.insns.iter().filter(|i| i.imm == 7).count() >= written,
+            "{name}"
+        );
+    }
+}

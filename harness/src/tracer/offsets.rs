@@ -51,6 +51,10 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         fib6_table_id: optional("fib6_table", "tb6_id"),
         flowi6_saddr: optional("flowi6", "saddr"),
         flowi6_daddr: optional("flowi6", "daddr"),
+        // An XDP program's frame and device, for its return code.
+        xdp_buff_data: optional("xdp_buff", "data"),
+        xdp_buff_rxq: optional("xdp_buff", "rxq"),
+        xdp_rxq_dev: optional("xdp_rxq_info", "dev"),
     })
 }
 
@@ -97,6 +101,9 @@ mod tests {
             o.fib6_table_id,
             o.flowi6_saddr,
             o.flowi6_daddr,
+            o.xdp_buff_data,
+            o.xdp_buff_rxq,
+            o.xdp_rxq_dev,
         ] {
             assert_ne!(off, crate::abi::NO_OFFSET);
         }

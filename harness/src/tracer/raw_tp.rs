@@ -46,6 +46,8 @@ pub struct RawTp {
     skipped: Vec<SkippedHook>,
     functions: Option<super::functions::Functions>,
     tc_loaded: bool,
+    /// The fexit programs on scenario programs, linked once needed.
+    prog_returns: Option<super::prog_return::ProgReturns>,
     ebpf: Ebpf,
 }
 
@@ -173,6 +175,7 @@ impl RawTp {
             skipped,
             functions: None,
             tc_loaded: false,
+            prog_returns: None,
             ebpf,
         })
     }
@@ -279,6 +282,52 @@ impl RawTp {
             .as_ref()
             .map(|f| f.left_out.iter().map(ToString::to_string).collect())
             .unwrap_or_default()
+    }
+
+    /// Watches what each of `targets` returns: an fexit copy on each,
+    /// numbered from `slot` on. Gives each program's slot (and why it is
+    /// not watched, where it is not) and the links that keep the watched
+    /// ones attached (closing one detaches it).
+    pub fn watch_programs(
+        &mut self,
+        targets: &[super::ProgTarget],
+        slot: u32,
+    ) -> (Vec<super::WatchedProgram>, Vec<std::os::fd::OwnedFd>) {
+        let mut watched = vec![];
+        let mut links = vec![];
+        if self.prog_returns.is_none() && !targets.is_empty() {
+            match super::prog_return::ProgReturns::new(
+                &self.ebpf,
+                TRACER_OBJ,
+                Some(self.events.as_fd().as_raw_fd()),
+            ) {
+                Ok(p) => self.prog_returns = Some(p),
+                Err(e) => {
+                    let why = e.to_string();
+                    for (i, t) in (slot..).zip(targets) {
+                        watched.push(super::WatchedProgram {
+                            slot: i,
+                            at: t.at.clone(),
+                            not_watched: Some(why.clone()),
+                        });
+                    }
+                    return (watched, links);
+                }
+            }
+        }
+        let Some(p) = &self.prog_returns else {
+            return (watched, links);
+        };
+        for (i, t) in (slot..).zip(targets) {
+            let attached = p.attach(t, i);
+            watched.push(super::WatchedProgram {
+                slot: i,
+                at: t.at.clone(),
+                not_watched: attached.as_ref().err().map(ToString::to_string),
+            });
+            links.extend(attached.ok());
+        }
+        (watched, links)
     }
 
     /// Puts the observer classifier ahead of scenario tc programs.
@@ -447,6 +496,16 @@ pub fn fentry_available() -> Result<(), std::sync::Arc<super::FentryError>> {
         std::sync::OnceLock::new();
     FOUND
         .get_or_init(|| super::fentry::probe(TRACER_OBJ).map_err(std::sync::Arc::new))
+        .clone()
+}
+
+/// Whether this kernel lets the tracer watch what a scenario's programs
+/// return (fexit on a BPF program), checked once per process.
+pub fn program_returns_available() -> Result<(), std::sync::Arc<super::ProgReturnError>> {
+    static FOUND: std::sync::OnceLock<Result<(), std::sync::Arc<super::ProgReturnError>>> =
+        std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| super::prog_return::probe(TRACER_OBJ).map_err(std::sync::Arc::new))
         .clone()
 }
 

@@ -65,7 +65,7 @@ pub enum RawProgError {
 }
 
 /// The `bpf(2)` system call, for commands that return a number.
-fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
+pub(super) fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
     // SAFETY: attr is a valid, zero-initialised bpf_attr of the size given.
     let r = unsafe {
         libc::syscall(

@@ -35,6 +35,9 @@ struct Inner {
     next_run: u32,
     queues: HashMap<u32, Vec<Event>>,
     overflow: HashMap<u32, u64>,
+    /// The next slot for a watched scenario program (never reused, as
+    /// run ids are not: a late event names no later run's program).
+    next_slot: u32,
 }
 
 impl Inner {
@@ -87,6 +90,9 @@ pub struct Run {
     attached: Vec<AttachedHook>,
     skipped: Vec<SkippedHook>,
     lost_at_start: u64,
+    programs: Vec<super::WatchedProgram>,
+    /// The fexit links on the scenario's programs: dropped with the run.
+    _program_links: Vec<std::os::fd::OwnedFd>,
 }
 
 /// Loads the programs into `slot` unless they are there (or failed before).
@@ -128,6 +134,7 @@ fn load_into(slot: &mut Option<Inner>) -> Result<(), TracerError> {
         next_run: 1,
         queues: HashMap::new(),
         overflow: HashMap::new(),
+        next_slot: 0,
     });
     Ok(())
 }
@@ -191,6 +198,8 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
         return Err(e);
     }
     inner.queues.insert(run, vec![]);
+    let (programs, program_links) = inner.tp.watch_programs(&spec.programs, inner.next_slot);
+    inner.next_slot += u32::try_from(spec.programs.len()).unwrap_or(u32::MAX);
     let mut attached = inner.tp.attached();
     let skipped = inner.tp.skipped();
     if functions == 0 {
@@ -221,6 +230,8 @@ pub fn register(spec: &TraceSpec) -> Result<Run, TracerError> {
         attached,
         skipped,
         lost_at_start: inner.tp.lost()?,
+        programs,
+        _program_links: program_links,
     })
 }
 
@@ -262,6 +273,10 @@ impl Backend for Run {
 
     fn skipped(&self) -> Vec<SkippedHook> {
         self.skipped.clone()
+    }
+
+    fn programs(&self) -> Vec<super::WatchedProgram> {
+        self.programs.clone()
     }
 
     fn functions(&self) -> usize {

@@ -42,6 +42,9 @@ pub(crate) static CONFIG: TracerConfig = TracerConfig {
         fib6_table_id: 0,
         flowi6_saddr: 0,
         flowi6_daddr: 0,
+        xdp_buff_data: 0,
+        xdp_buff_rxq: 0,
+        xdp_rxq_dev: 0,
     },
     flags: 0,
 };

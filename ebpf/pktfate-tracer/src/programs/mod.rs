@@ -10,15 +10,15 @@ use aya_ebpf::{
             bpf_ktime_get_ns, bpf_probe_read_kernel as bpf_probe_read_kernel_raw,
         },
     },
-    macros::{classifier, fentry, kprobe, map, raw_tracepoint},
+    macros::{classifier, fentry, fexit, kprobe, map, raw_tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext, TcContext},
+    programs::{FEntryContext, FExitContext, ProbeContext, RawTracePointContext, TcContext},
 };
 use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
     FILTER_SADDR, MAX_BANKS, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, NO_OFFSET,
-    PKT_CAPTURE, PacketFilter, REASON_UNKNOWN, RINGBUF_BYTES, TracerConfig, Tracked, Watch, hook,
-    is_icmp_error, is_tunnel,
+    PKT_CAPTURE, PROG_KIND_TC, PROG_KIND_XDP, PROG_SLOT_MAGIC, PacketFilter, REASON_UNKNOWN,
+    RINGBUF_BYTES, TracerConfig, Tracked, Watch, hook, is_icmp_error, is_tunnel,
 };
 
 mod maps;
@@ -29,12 +29,15 @@ mod events;
 mod tracepoints;
 mod attributed;
 mod probes;
+mod verdicts;
 
+use attributed::current_tracked;
 use events::*;
 use filter::*;
 use kernel::*;
 use maps::*;
 use parse::*;
+use probes::ProbeCtx;
 use tracepoints::*;
 
 #[cfg(not(test))]

@@ -30,7 +30,7 @@ pub(crate) enum Location {
 
 /// The context of a function probe, whichever its program type: the body
 /// below uses it only to hand it back to helpers.
-struct ProbeCtx(*mut core::ffi::c_void);
+pub(crate) struct ProbeCtx(pub(crate) *mut core::ffi::c_void);
 
 impl EbpfContext for ProbeCtx {
     fn as_ptr(&self) -> *mut core::ffi::c_void {

@@ -122,6 +122,10 @@ pub struct Expectation {
     /// Route lookups the packet must have caused, in this order (others
     /// may come between).
     pub routes: Vec<RouteWant>,
+    /// Runs of the scenario's own tc/XDP programs the packet must have
+    /// had, with what they returned, in this order (others may come
+    /// between).
+    pub programs: Vec<ProgramWant>,
     /// Per-kernel replacements, in file order (a later match wins).
     pub kernels: Vec<KernelOverride>,
 }
@@ -156,6 +160,7 @@ impl Expectation {
                     "netfilter" => e.netfilter = x.netfilter.clone(),
                     "conntrack" => e.conntrack = x.conntrack.clone(),
                     "routes" => e.routes = x.routes.clone(),
+                    "programs" => e.programs = x.programs.clone(),
                     _ => {}
                 }
             }
@@ -220,6 +225,9 @@ pub struct Requires {
     /// Function-level tracing (kprobes on functions taking an skb), for
     /// paths through functions no tracepoint stack shows.
     pub functions: bool,
+    /// What its own eBPF programs return (fexit on BPF programs), for a
+    /// packet only a program's return shows (a native XDP drop).
+    pub program_returns: bool,
 }
 
 /// Header fields expected at a step; absent fields are not checked.

@@ -7,12 +7,14 @@ mod expect;
 mod namespace;
 mod netfilter;
 mod packet;
+mod program;
 mod route;
 
 pub use expect::*;
 pub use namespace::*;
 pub use netfilter::*;
 pub use packet::*;
+pub use program::*;
 pub use route::*;
 
 /// Default time to wait for every tracked skb's fate.

@@ -23,6 +23,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) source: &'a str,
     /// What the scenario may read and run.
     pub(crate) policy: &'a crate::common::config::FilePolicy,
+    /// The programs the scenario attaches, once its namespaces are read
+    /// (what `programs:` expectations may name).
+    pub(crate) programs: Vec<ProgramRef>,
 }
 
 impl Ctx<'_> {

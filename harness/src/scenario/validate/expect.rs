@@ -146,6 +146,7 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
     let ns_names: Vec<String> = devs.keys().cloned().collect();
     let conntrack = super::conntrack::conntrack(cx, e.conntrack.as_deref(), &ns_names);
     let routes = super::route::routes(cx, e.routes.as_deref(), devs);
+    let programs = super::programs::program_wants(cx, e.programs.as_deref());
     let kernels = kernel_overrides(cx, e.kernels, devs);
     Expectation {
         kernels,
@@ -164,6 +165,7 @@ pub(super) fn validate_expect(cx: &mut Ctx, e: raw::Expect, devs: &DevIndex) -> 
         netfilter,
         conntrack,
         routes,
+        programs,
     }
 }
 
@@ -288,6 +290,7 @@ fn kernel_overrides(
             ("netfilter", x.netfilter.is_some()),
             ("conntrack", x.conntrack.is_some()),
             ("routes", x.routes.is_some()),
+            ("programs", x.programs.is_some()),
             ("transmitted", x.transmitted.is_some()),
             ("no_unexpected_drops", x.no_unexpected_drops.is_some()),
             ("allow_drops", x.allow_drops.is_some()),

@@ -53,6 +53,7 @@ pub(super) fn validate(cx: &mut Ctx, f: raw::File, path: &Path) -> Scenario {
             }
         }
     }
+    cx.programs = attached_programs(&namespaces);
     let raw_packets = packet_list(cx, f.inject, f.expect, f.packets, path);
     let packets = packets(cx, raw_packets, &namespaces, &devs);
     for p in &packets {
@@ -174,6 +175,7 @@ fn packet_list(
                 netfilter: None,
                 conntrack: None,
                 routes: None,
+                programs: None,
                 kernels: None,
             }),
         }),
@@ -317,6 +319,7 @@ fn requires(cx: &mut Ctx, raw: Option<raw::Requires>) -> Requires {
             .map(|x| x.to_string())
             .collect();
         requires.functions = r.functions.is_some_and(|b| *b);
+        requires.program_returns = r.program_returns.is_some_and(|b| *b);
     }
     requires
 }

@@ -268,3 +268,203 @@ pub(super) fn bpf_object(
         at: cx.loc(program),
     })
 }
+
+/// `programs:` under `expect`: each names a program the scenario attaches
+/// (and, where it attaches it twice, the namespace and device), and a
+/// return code of that program's kind.
+pub(super) fn program_wants(
+    cx: &mut Ctx,
+    raw: Option<&[Spanned<raw::ProgramExpect>]>,
+) -> Vec<ProgramWant> {
+    let mut out = vec![];
+    for w in raw.into_iter().flatten() {
+        let want = ProgramWant {
+            program: w.program.trim().to_string(),
+            ns: w.ns.as_ref().map(|n| n.trim().to_string()),
+            dev: w.dev.as_ref().map(|d| d.trim().to_string()),
+            returned: None,
+            at: cx.loc(w),
+        };
+        let named: Vec<ProgramRef> = cx
+            .programs
+            .iter()
+            .filter(|p| want.names(p))
+            .cloned()
+            .collect();
+        let Some(first) = named.first() else {
+            refuse_unknown(cx, w, &want);
+            continue;
+        };
+        let returned = match &w.returned {
+            None => None,
+            Some(name) => {
+                if let Some(r) = ReturnCode::parse(first.hook, name) {
+                    Some(r)
+                } else {
+                    let names: Vec<&str> = first.hook.codes().iter().map(|(n, _)| *n).collect();
+                    let near = did_you_mean(&name.to_ascii_uppercase(), names.iter().copied());
+                    cx.err(
+                        name,
+                        format!(
+                            "`{}` is not a return code of {}",
+                            name.as_str(),
+                            first.hook.name()
+                        ),
+                        Some(near.map_or_else(
+                            || format!("codes: {}", names.join(", ")),
+                            |n| format!("did you mean `{n}`?"),
+                        )),
+                    );
+                    continue;
+                }
+            }
+        };
+        // One name on an XDP and a tc hook: the code's names differ.
+        if named.iter().any(|p| p.hook.codes() != first.hook.codes()) {
+            cx.err(
+                w,
+                format!(
+                    "program `{}` is attached both as tc and as XDP",
+                    want.program
+                ),
+                Some("say which with `ns` and `dev`".into()),
+            );
+            continue;
+        }
+        out.push(ProgramWant { returned, ..want });
+    }
+    out
+}
+
+/// A `programs:` entry naming no program the scenario attaches.
+fn refuse_unknown(cx: &mut Ctx, w: &Spanned<raw::ProgramExpect>, want: &ProgramWant) {
+    let by_name: Vec<&ProgramRef> = cx
+        .programs
+        .iter()
+        .filter(|p| p.program == want.program)
+        .collect();
+    if cx.programs.is_empty() {
+        cx.err(
+            &w.program,
+            format!("no program `{}`: the scenario attaches none", want.program),
+            Some("attach one under a namespace's `tc:` (`program` or `object`) or `xdp:`".into()),
+        );
+    } else if by_name.is_empty() {
+        let near = did_you_mean(
+            &want.program,
+            cx.programs.iter().map(|p| p.program.as_str()),
+        );
+        let all: Vec<String> = cx.programs.iter().map(ToString::to_string).collect();
+        cx.err(
+            &w.program,
+            format!("the scenario attaches no program `{}`", want.program),
+            Some(near.map_or_else(
+                || format!("attached: {}", all.join("; ")),
+                |n| format!("did you mean `{n}`?"),
+            )),
+        );
+    } else {
+        let places: Vec<String> = by_name
+            .iter()
+            .map(|p| format!("{}/{}", p.ns, p.dev))
+            .collect();
+        let at = w.dev.as_ref().or(w.ns.as_ref()).unwrap_or(&w.program);
+        cx.err(
+            at,
+            format!(
+                "program `{}` is not attached {}",
+                want.program,
+                match (&want.ns, &want.dev) {
+                    (Some(n), Some(d)) => format!("on {n}/{d}"),
+                    (Some(n), None) => format!("in {n}"),
+                    (None, Some(d)) => format!("on a device `{d}`"),
+                    (None, None) => String::new(),
+                }
+            ),
+            Some(format!("it is attached on {}", places.join(", "))),
+        );
+    }
+}
+
+#[cfg(test)]
+mod want_tests {
+    use crate::scenario::{ProgHook, Scenario, ScenarioError};
+
+    const FILE: &str = "namespaces:
+  client:
+    links:
+      - { name: eth0, kind: veth, peer: { namespace: server, name: eth0 } }
+    addresses: [{ dev: eth0, addr: 192.0.2.2/24 }]
+  server:
+    addresses: [{ dev: eth0, addr: 192.0.2.1/24 }]
+    tc:
+      - { dev: eth0, direction: ingress, program: drop_tcp_dport, config: { port: 80 } }
+inject:
+  socket: { from: client, proto: tcp, to: 192.0.2.1, port: 80 }
+expect:
+  programs:
+    - { program: drop_tcp_dport, ns: server, dev: eth0, returned: TC_ACT_SHOT }
+";
+
+    fn first_err(text: &str) -> ScenarioError {
+        Scenario::parse(std::path::Path::new("t.yaml"), text)
+            .unwrap_err()
+            .remove(0)
+    }
+
+    #[test]
+    fn a_program_expectation_reads_as_written() {
+        let s = Scenario::parse(std::path::Path::new("t.yaml"), FILE).unwrap();
+        let w = &s.packets[0].expect.programs[0];
+        assert_eq!(w.program, "drop_tcp_dport");
+        assert_eq!(
+            (w.ns.as_deref(), w.dev.as_deref()),
+            (Some("server"), Some("eth0"))
+        );
+        let r = w.returned.unwrap();
+        assert_eq!((r.hook, r.code), (ProgHook::TcIngress, 2));
+        assert_eq!(w.at.as_ref().unwrap().line, 14);
+        // A short name, any case: `shot` is TC_ACT_SHOT.
+        let s = Scenario::parse(
+            std::path::Path::new("t.yaml"),
+            &FILE.replace("returned: TC_ACT_SHOT", "returned: shot"),
+        )
+        .unwrap();
+        assert_eq!(s.packets[0].expect.programs[0].returned.unwrap().code, 2);
+    }
+
+    #[test]
+    fn unknown_programs_places_and_return_codes_are_refused_at_their_line() {
+        let e = first_err(&FILE.replace(
+            "{ program: drop_tcp_dport, ns",
+            "{ program: drop_tcp_port, ns",
+        ));
+        assert_eq!(e.msg, "the scenario attaches no program `drop_tcp_port`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `drop_tcp_dport`?"));
+        assert_eq!(e.loc.unwrap().line, 14);
+        let e = first_err(&FILE.replace(
+            "ns: server, dev: eth0, returned",
+            "ns: client, dev: eth0, returned",
+        ));
+        assert_eq!(
+            e.msg,
+            "program `drop_tcp_dport` is not attached on client/eth0"
+        );
+        assert_eq!(e.hint.as_deref(), Some("it is attached on server/eth0"));
+        // An XDP code for a classifier, and a misspelt one.
+        let e = first_err(&FILE.replace("returned: TC_ACT_SHOT", "returned: XDP_DROP"));
+        assert_eq!(e.msg, "`XDP_DROP` is not a return code of tc ingress");
+        let e = first_err(&FILE.replace("returned: TC_ACT_SHOT", "returned: TC_ACT_SHUT"));
+        assert_eq!(e.hint.as_deref(), Some("did you mean `TC_ACT_SHOT`?"));
+        // A scenario with no programs at all.
+        let bare = FILE.replace(
+            "    tc:\n      - { dev: eth0, direction: ingress, program: drop_tcp_dport, config: { port: 80 } }\n",
+            "",
+        );
+        let e = first_err(&bare);
+        assert_eq!(
+            e.msg,
+            "no program `drop_tcp_dport`: the scenario attaches none"
+        );
+    }
+}
