@@ -222,6 +222,8 @@ pub struct Event {
     pub mark: u32,
     /// `skb->len`.
     pub len: u32,
+    /// `skb->priority`.
+    pub priority: u32,
     /// `kfree_skb`: `enum skb_drop_reason`; `tcp_send_reset`: `enum sk_rst_reason`.
     pub reason: u32,
     /// Hook-specific values, see [`hook`].
@@ -250,8 +252,8 @@ pub struct Event {
     pub icmp_id: u16,
     /// IPv4 header checksum as carried, host order.
     pub ip_csum: u16,
-    /// Padding, always zero.
-    pub _pad: u16,
+    /// `skb->vlan_tci` (meaningful with [`SKB_VLAN_PRESENT`]).
+    pub vlan_tci: u16,
     /// The run (scenario registration) the event belongs to: userspace
     /// routes events by it. 0 for a tracer serving one watcher.
     pub run: u32,
@@ -268,8 +270,11 @@ pub struct Event {
     pub gw_family: u8,
     /// Route lookups: the route's `RTN_*` type, 0 when not known.
     pub route_type: u8,
+    /// The skb's state: `ip_summed` in the low two bits with
+    /// [`SKB_SUMMED_KNOWN`], and [`SKB_VLAN_PRESENT`].
+    pub skb_flags: u8,
     /// Padding, always zero.
-    pub _pad2: u16,
+    pub _pad2: u8,
     /// Bytes of `stack` filled by `bpf_get_stack`, or a negative errno.
     pub stack_bytes: i32,
     /// `comm` of the current task.
@@ -283,6 +288,12 @@ pub struct Event {
     /// Kernel return addresses, innermost first.
     pub stack: [u64; MAX_STACK_DEPTH],
 }
+
+/// `Event::skb_flags` bit: the low two bits hold `skb->ip_summed`.
+pub const SKB_SUMMED_KNOWN: u8 = 4;
+/// `Event::skb_flags` bit: the skb carries a VLAN tag out of band
+/// (`vlan_tci` holds it).
+pub const SKB_VLAN_PRESENT: u8 = 8;
 
 /// `PacketFilter::flags` bit: `saddr` must match.
 pub const FILTER_SADDR: u8 = 1;
@@ -412,6 +423,21 @@ pub struct Offsets {
     pub xdp_buff_rxq: u32,
     /// `xdp_rxq_info.dev`
     pub xdp_rxq_dev: u32,
+    /// `sk_buff.priority` ([`NO_OFFSET`] when not in BTF, for these)
+    pub skb_priority: u32,
+    /// `sk_buff.vlan_tci`
+    pub skb_vlan_tci: u32,
+    /// `sk_buff.vlan_proto` (non-zero exactly when a tag is present, from
+    /// 6.1, which dropped `vlan_present`)
+    pub skb_vlan_proto: u32,
+    /// The byte of `sk_buff.ip_summed` (a bitfield)
+    pub skb_ip_summed: u32,
+    /// Its shift within that byte
+    pub skb_ip_summed_shift: u32,
+    /// The byte of `sk_buff.vlan_present` (a bitfield; before 6.1)
+    pub skb_vlan_present: u32,
+    /// Its shift within that byte
+    pub skb_vlan_present_shift: u32,
 }
 
 /// An [`Offsets`] field the running kernel's BTF does not have: the

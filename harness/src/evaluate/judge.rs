@@ -58,6 +58,9 @@ fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
             && want.ttl.is_none_or(|v| p.ttl == v)
             && want.mark.is_none_or(|v| s.ev.mark == v)
             && want.len.is_none_or(|v| s.ev.len == v)
+            && want.priority.is_none_or(|v| s.ev.priority == v)
+            && want.vlan.is_none_or(|v| v.holds(s.ev.vlan_tci))
+            && want.ip_summed.is_none_or(|v| s.ev.ip_summed == Some(v))
             && want.inner.as_ref().is_none_or(|w| {
                 super::inner::inner(&s.ev.bytes).is_some_and(|t| inner_matches(w, &t))
             })
@@ -90,6 +93,15 @@ fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
     if let Some(i) = &want.inner {
         expected.push(i.to_string());
     }
+    if let Some(v) = want.priority {
+        expected.push(format!("priority {v}"));
+    }
+    if let Some(v) = want.vlan {
+        expected.push(v.to_string());
+    }
+    if let Some(v) = want.ip_summed {
+        expected.push(format!("ip_summed {}", v.name()));
+    }
     let actual = if at.is_empty() {
         format!("the packet never reached `{}`", want.at)
     } else {
@@ -98,12 +110,17 @@ fn check_seen(want: &Seen, life: &[&Step]) -> Option<Mismatch> {
                 let inner = super::inner::inner(&s.ev.bytes)
                     .map(|t| format!(" inner {t}"))
                     .unwrap_or_default();
+                let vlan =
+                    s.ev.vlan_tci
+                        .map_or_else(|| "no vlan".into(), |t| format!("vlan {}", t & 0xfff));
+                let summed = s.ev.ip_summed.map_or("?", crate::scenario::IpSummed::name);
                 format!(
-                    "{} ttl {} mark {:#x} len {}{inner}",
+                    "{} ttl {} mark {:#x} len {} priority {} {vlan} ip_summed {summed}{inner}",
                     s.ev.packet.tuple(),
                     s.ev.packet.ttl,
                     s.ev.mark,
-                    s.ev.len
+                    s.ev.len,
+                    s.ev.priority
                 )
             })
             .collect::<Vec<_>>()

@@ -383,6 +383,9 @@ fn seen_checks_the_skbs_mark_and_length() {
             mark,
             len,
             inner: None,
+            priority: None,
+            vlan: None,
+            ip_summed: None,
         }],
         ..Default::default()
     };
@@ -391,12 +394,58 @@ fn seen_checks_the_skbs_mark_and_length() {
     let (_, mm, _) = judge::judge(&want(Some(0x20), None), &l);
     assert_eq!(mm[0].expected, "mark 0x20");
     assert!(
-        mm[0].actual.ends_with("mark 0x10 len 47"),
+        mm[0].actual.contains("mark 0x10 len 47 "),
         "{}",
         mm[0].actual
     );
     let (_, mm, _) = judge::judge(&want(None, Some(33)), &l);
     assert_eq!(mm[0].expected, "len 33");
+}
+
+#[test]
+fn seen_checks_the_skbs_priority_vlan_tag_and_checksum_state() {
+    use crate::scenario::{Expectation, IpSummed, Seen, VlanWant};
+    let mut rx = step(1, "netif_receive_skb", &[], "vm", "tap0");
+    rx.ev.priority = 5;
+    // PCP 5, id 10: the id is the tag's low 12 bits.
+    rx.ev.vlan_tci = Some((5 << 13) | 0xa);
+    rx.ev.ip_summed = Some(IpSummed::None);
+    let tl = Timeline {
+        steps: vec![rx],
+        settled: true,
+        ..Default::default()
+    };
+    let want = |priority, vlan, ip_summed| Expectation {
+        seen: vec![Seen {
+            at: parse_step("netif_receive_skb@vm/tap0").unwrap(),
+            src: None,
+            dst: None,
+            sport: None,
+            dport: None,
+            ttl: None,
+            mark: None,
+            len: None,
+            inner: None,
+            priority,
+            vlan,
+            ip_summed,
+        }],
+        ..Default::default()
+    };
+    let l = life(&tl, 0);
+    let ok = want(Some(5), Some(VlanWant::Id(10)), Some(IpSummed::None));
+    assert!(judge::judge(&ok, &l).1.is_empty());
+    let (_, mm, _) = judge::judge(&want(None, Some(VlanWant::Untagged), None), &l);
+    assert_eq!(mm[0].expected, "no vlan");
+    assert!(
+        mm[0].actual.ends_with("priority 5 vlan 10 ip_summed none"),
+        "{}",
+        mm[0].actual
+    );
+    let (_, mm, _) = judge::judge(&want(None, None, Some(IpSummed::Partial)), &l);
+    assert_eq!(mm[0].expected, "ip_summed partial");
+    let (_, mm, _) = judge::judge(&want(Some(6), None, None), &l);
+    assert_eq!(mm[0].expected, "priority 6");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::scenario::{
     DeviceRef, Ethernet, Injection, IpLayer, L4Layer, LinkKind, Packet, PacketSpec, Scenario,
-    SockProto,
+    SockProto, VlanTag,
 };
 use crate::topology::Topology;
 use crate::topology::netns;
@@ -142,7 +142,16 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             ethernet,
             spec,
             mark,
-        } => prepare_frame(s, topo, p, via, ethernet, spec, *mark),
+            priority,
+        } => prepare_frame(
+            s,
+            topo,
+            p,
+            via,
+            ethernet,
+            spec,
+            SockOpts::new(*mark, *priority),
+        ),
         Injection::Socket {
             from,
             proto,
@@ -153,10 +162,12 @@ pub fn prepare(s: &Scenario, topo: &Topology, p: &Packet) -> Result<Prepared, In
             id,
             seq,
             mark,
+            priority,
         } => {
             let (proto, to, port, sport, payload, id, seq) =
                 (*proto, *to, *port, *sport, payload.clone(), *id, *seq);
-            let (sock, local_port) = open_socket(topo, &p.name, from, proto, to, sport, *mark)?;
+            let opts = SockOpts::new(*mark, *priority);
+            let (sock, local_port) = open_socket(topo, &p.name, from, proto, to, sport, opts)?;
             let v6 = to.is_ipv6();
             let filter = socket_filter(proto, to, local_port, port);
             let to_sa = SocketAddr::new(to, port);
@@ -192,7 +203,7 @@ fn prepare_frame(
     via: &DeviceRef,
     ethernet: &Ethernet,
     spec: &PacketSpec,
-    mark: Option<u32>,
+    opts: SockOpts,
 ) -> Result<Prepared, InjectError> {
     let l3 = packet::build(spec).map_err(|source| InjectError::Build {
         name: p.name.clone(),
@@ -218,7 +229,13 @@ fn prepare_frame(
             // Into a tap: the frame is received by the tap device.
             let own = topo.macs.get(&(via.ns.clone(), via.dev.clone())).copied();
             let dst = ethernet.dst.or(own).unwrap_or([0xff; 6]);
-            frame(ethernet.src.unwrap_or(TAP_PEER_MAC), dst, v6, &l3)
+            frame(
+                ethernet.src.unwrap_or(TAP_PEER_MAC),
+                dst,
+                ethernet.vlan,
+                v6,
+                &l3,
+            )
         };
         Armed::Device { fd, bytes }
     } else {
@@ -231,12 +248,12 @@ fn prepare_frame(
             .copied();
         let dst = ethernet.dst.or(far).unwrap_or([0xff; 6]);
         let src = ethernet.src.or(own).unwrap_or(TAP_PEER_MAC);
-        let (sock, ifindex) = open_packet_socket(topo, &p.name, via, mark)?;
+        let (sock, ifindex) = open_packet_socket(topo, &p.name, via, opts)?;
         Armed::Raw {
             sock,
             ifindex,
             dst,
-            frame: frame(src, dst, v6, &l3),
+            frame: frame(src, dst, ethernet.vlan, v6, &l3),
         }
     };
     Ok(Prepared {
@@ -247,22 +264,44 @@ fn prepare_frame(
     })
 }
 
+/// What a sending socket gives its skbs: `SO_MARK`, `SO_PRIORITY`.
+#[derive(Debug, Clone, Copy)]
+struct SockOpts {
+    mark: Option<u32>,
+    priority: Option<u32>,
+}
+
+impl SockOpts {
+    fn new(mark: Option<u32>, priority: Option<u32>) -> Self {
+        Self { mark, priority }
+    }
+
+    /// Sets them on `sock` (both need `CAP_NET_ADMIN` for most values).
+    fn apply(self, sock: &Socket) -> std::io::Result<()> {
+        if let Some(m) = self.mark {
+            sock.set_mark(m)?;
+        }
+        if let Some(p) = self.priority {
+            sock.set_priority(p)?;
+        }
+        Ok(())
+    }
+}
+
 /// A packet socket on `via`, opened in its namespace, and the device's ifindex.
 fn open_packet_socket(
     topo: &Topology,
     name: &str,
     via: &DeviceRef,
-    mark: Option<u32>,
+    opts: SockOpts,
 ) -> Result<(Socket, u32), InjectError> {
     let dev = via.dev.clone();
     netns::run_in(
         &topo.handle(&via.ns).path(),
         move || -> std::io::Result<(Socket, u32)> {
             let sock = Socket::new(Domain::PACKET, Type::RAW, None)?;
-            if let Some(m) = mark {
-                // packet_snd gives the skb the socket's mark.
-                sock.set_mark(m)?;
-            }
+            // packet_snd gives the skb the socket's mark and priority.
+            opts.apply(&sock)?;
             let cname = std::ffi::CString::new(dev).map_err(std::io::Error::other)?;
             // SAFETY: a valid C string.
             let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
@@ -287,7 +326,7 @@ fn open_socket(
     proto: SockProto,
     to: IpAddr,
     sport: Option<u16>,
-    mark: Option<u32>,
+    opts: SockOpts,
 ) -> Result<(Socket, u16), InjectError> {
     netns::run_in(
         &topo.handle(from).path(),
@@ -306,11 +345,9 @@ fn open_socket(
                 SockProto::Icmp => Socket::new(domain, Type::RAW, Some(Protocol::ICMPV6))?,
             };
             sock.set_nonblocking(true)?;
-            if let Some(m) = mark {
-                // The skbs it sends carry it, and their route lookups
-                // match `fwmark` rules with it (flowi4_mark).
-                sock.set_mark(m)?;
-            }
+            // The skbs it sends carry them; their route lookups match
+            // `fwmark` rules with the mark (flowi4_mark).
+            opts.apply(&sock)?;
             if proto == SockProto::Icmp {
                 return Ok((sock, 0));
             }
@@ -352,10 +389,15 @@ fn socket_filter(proto: SockProto, to: IpAddr, local_port: u16, port: u16) -> Fl
 }
 
 /// An Ethernet frame around an IP packet.
-fn frame(src: [u8; 6], dst: [u8; 6], v6: bool, l3: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + l3.len());
+fn frame(src: [u8; 6], dst: [u8; 6], vlan: Option<VlanTag>, v6: bool, l3: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(18 + l3.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
+    if let Some(t) = vlan {
+        // 802.1Q: TPID, then PCP (3 bits), DEI (0) and the id (12 bits).
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&((u16::from(t.pcp) << 13) | t.id).to_be_bytes());
+    }
     f.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
     f.extend_from_slice(l3);
     f
@@ -465,5 +507,21 @@ impl Prepared {
     /// Namespace a socket packet is sent from.
     pub fn from_ns(&self) -> Option<&str> {
         self.from.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_vlan_tag_goes_between_the_macs_and_the_ethertype() {
+        let l3 = [0x45u8, 0];
+        let tag = super::VlanTag { id: 10, pcp: 5 };
+        let f = super::frame([1; 6], [2; 6], Some(tag), false, &l3);
+        // TPID 0x8100; TCI: PCP 5 in the top 3 bits, DEI 0, id 10.
+        assert_eq!(&f[12..18], &[0x81, 0x00, 0xa0, 0x0a, 0x08, 0x00]);
+        assert_eq!(&f[18..], &l3);
+        let plain = super::frame([1; 6], [2; 6], None, true, &l3);
+        assert_eq!(&plain[12..14], &[0x86, 0xdd]);
+        assert_eq!(plain.len(), 16);
     }
 }

@@ -186,6 +186,7 @@ pub struct Inject {
     pub payload: Option<S>,
     pub payload_hex: Option<S>,
     pub mark: Option<S>,
+    pub priority: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +201,7 @@ pub struct Socket {
     pub id: Option<Spanned<u16>>,
     pub seq: Option<Spanned<u16>>,
     pub mark: Option<S>,
+    pub priority: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +209,14 @@ pub struct Socket {
 pub struct Ethernet {
     pub src: Option<S>,
     pub dst: Option<S>,
+    pub vlan: Option<Spanned<VlanTag>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanTag {
+    pub id: Spanned<u16>,
+    pub pcp: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +385,9 @@ pub struct Seen {
     pub mark: Option<S>,
     pub len: Option<Spanned<u32>>,
     pub inner: Option<Spanned<InnerTuple>>,
+    pub priority: Option<Spanned<u32>>,
+    pub vlan: Option<S>,
+    pub ip_summed: Option<S>,
 }
 
 #[derive(Deserialize)]

@@ -312,6 +312,14 @@ pub struct RawEvent {
     pub mark: u32,
     /// skb length.
     pub len: u32,
+    /// skb priority.
+    pub priority: u32,
+    /// The VLAN tag the skb carries out of band (`vlan_tci`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan_tci: Option<u16>,
+    /// The skb's checksum state, where the kernel's BTF locates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_summed: Option<crate::scenario::IpSummed>,
     /// Drop reason name (`kfree_skb`), reset reason number (`tcp_send_reset`).
     pub reason: Option<String>,
     /// Function that dropped or consumed the skb (`kfree_skb/consume_skb`).
@@ -374,6 +382,10 @@ impl RawEvent {
             ifindex: e.ifindex,
             mark: e.mark,
             len: e.len,
+            priority: e.priority,
+            vlan_tci: (e.skb_flags & crate::abi::SKB_VLAN_PRESENT != 0).then_some(e.vlan_tci),
+            ip_summed: (e.skb_flags & crate::abi::SKB_SUMMED_KNOWN != 0)
+                .then(|| crate::scenario::IpSummed::from_bits(e.skb_flags)),
             reason: match e.hook {
                 // The kernel's tracepoint passes no reason (before 5.17).
                 _ if e.reason == crate::abi::REASON_UNKNOWN => None,

@@ -1,15 +1,16 @@
 //! Kernel struct field offsets for the tracer, from BTF.
 
-use crate::abi::Offsets;
+use crate::abi::{NO_OFFSET, Offsets};
 
 use crate::tracer::btf::{Btf, BtfError};
 
 /// Resolves every offset the tracer reads through `bpf_probe_read_kernel`.
 pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
-    let optional = |strukt: &str, field: &str| {
-        btf.member_offset(strukt, field)
-            .unwrap_or(crate::abi::NO_OFFSET)
-    };
+    let optional =
+        |strukt: &str, field: &str| btf.member_offset(strukt, field).unwrap_or(NO_OFFSET);
+    let ip_summed = btf.bitfield_byte("sk_buff", "ip_summed");
+    // Gone in 6.1: there a tag is present exactly when vlan_proto is set.
+    let vlan_present = btf.bitfield_byte("sk_buff", "vlan_present");
     Ok(Offsets {
         skb_len: btf.member_offset("sk_buff", "len")?,
         skb_mark: btf.member_offset("sk_buff", "mark")?,
@@ -55,6 +56,14 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         xdp_buff_data: optional("xdp_buff", "data"),
         xdp_buff_rxq: optional("xdp_buff", "rxq"),
         xdp_rxq_dev: optional("xdp_rxq_info", "dev"),
+        // The skb's own state, for `seen`.
+        skb_priority: optional("sk_buff", "priority"),
+        skb_vlan_tci: optional("sk_buff", "vlan_tci"),
+        skb_vlan_proto: optional("sk_buff", "vlan_proto"),
+        skb_ip_summed: ip_summed.map_or(NO_OFFSET, |(b, _)| b),
+        skb_ip_summed_shift: ip_summed.map_or(0, |(_, s)| s),
+        skb_vlan_present: vlan_present.map_or(NO_OFFSET, |(b, _)| b),
+        skb_vlan_present_shift: vlan_present.map_or(0, |(_, s)| s),
     })
 }
 
@@ -104,9 +113,17 @@ mod tests {
             o.xdp_buff_data,
             o.xdp_buff_rxq,
             o.xdp_rxq_dev,
+            o.skb_priority,
+            o.skb_vlan_tci,
+            o.skb_vlan_proto,
+            o.skb_ip_summed,
         ] {
             assert_ne!(off, crate::abi::NO_OFFSET);
         }
         assert_ne!(o.flowi6_saddr, o.flowi6_daddr);
+        // ip_summed is two bits inside one byte, away from the fields
+        // around it.
+        assert!(o.skb_ip_summed_shift <= 6);
+        assert!(![o.skb_len, o.skb_mark, o.skb_priority].contains(&o.skb_ip_summed));
     }
 }

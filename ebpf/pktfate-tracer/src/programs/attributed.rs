@@ -38,8 +38,7 @@ pub(crate) fn fill_attributed(
     ev.location = 0;
     ev.netns = netns;
     ev.ifindex = ifindex;
-    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
-    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    skb_meta(cfg, skb, ev);
     ev.reason = 0;
     ev.aux = aux;
 }
@@ -203,9 +202,9 @@ pub fn fib_local(ctx: RawTracePointContext) -> i32 {
     ev.location = 0;
     ev.netns = netns;
     ev.ifindex = oif as u32;
+    no_skb_meta(ev);
     // The lookup's mark: what `fwmark` rules matched.
     ev.mark = read_opt(flp, cfg.offsets.flowi4_mark).unwrap_or(0);
-    ev.len = 0;
     ev.reason = 0;
     ev.aux = [tb_id, err, oif];
     ipv4_route(cfg, ev, saddr, daddr, nhc);

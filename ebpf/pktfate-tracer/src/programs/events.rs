@@ -11,6 +11,44 @@ pub(crate) fn count_lost() {
     }
 }
 
+/// The skb's own state: mark, length, priority, VLAN tag and checksum
+/// state (`ip_summed`, a bitfield: its byte and shift come from BTF).
+/// Runs after the parser, whose tag found in the data it keeps.
+#[inline(always)]
+pub(crate) fn skb_meta(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
+    let o = &cfg.offsets;
+    ev.mark = read(skb, o.skb_mark).unwrap_or(0);
+    ev.len = read(skb, o.skb_len).unwrap_or(0);
+    ev.priority = read_opt(skb, o.skb_priority).unwrap_or(0);
+    // A tag the parser found in the data stays unless one is out of band.
+    let mut flags = ev.skb_flags & SKB_VLAN_PRESENT;
+    if let Some(b) = read_opt::<u8>(skb, o.skb_ip_summed) {
+        flags |= SKB_SUMMED_KNOWN | ((b >> (o.skb_ip_summed_shift & 7)) & 3);
+    }
+    // Before 6.1 a bit says whether the tag is there; from 6.1 a tag is
+    // there exactly when its protocol is set.
+    let tagged = if o.skb_vlan_present != NO_OFFSET {
+        read::<u8>(skb, o.skb_vlan_present).unwrap_or(0) >> (o.skb_vlan_present_shift & 7) & 1
+    } else {
+        (read_opt::<u16>(skb, o.skb_vlan_proto).unwrap_or(0) != 0) as u8
+    };
+    if tagged != 0 {
+        ev.vlan_tci = read_opt(skb, o.skb_vlan_tci).unwrap_or(0);
+        flags |= SKB_VLAN_PRESENT;
+    }
+    ev.skb_flags = flags;
+}
+
+/// [`skb_meta`] for an event without an skb.
+#[inline(always)]
+pub(crate) fn no_skb_meta(ev: &mut Event) {
+    ev.mark = 0;
+    ev.len = 0;
+    ev.priority = 0;
+    ev.vlan_tci = 0;
+    ev.skb_flags = 0;
+}
+
 /// Fills the context fields common to every event and sends it.
 #[inline(always)]
 pub(crate) fn finish_and_send<C: EbpfContext>(ctx: &C, ev: &mut Event) {
@@ -32,7 +70,6 @@ pub(crate) fn finish<C: EbpfContext, const TRACING: bool>(ctx: &C, ev: &mut Even
         ev.pid = (bpf_get_current_pid_tgid() >> 32) as u32;
         ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    ev._pad = 0;
     ev.stack_bytes = 0;
     if TRACING && flags & CONFIG_STACKS != 0 {
         let size = (MAX_STACK_DEPTH * 8) as u32;
@@ -160,8 +197,7 @@ pub(crate) fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     ev.location = location;
     ev.netns = netns;
     ev.ifindex = ifindex;
-    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
-    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    skb_meta(cfg, skb, ev);
     ev.reason = reason;
     ev.aux = aux;
     if hook_id == hook::KFREE_SKB || hook_id == hook::CONSUME_SKB {

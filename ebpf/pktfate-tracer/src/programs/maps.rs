@@ -45,6 +45,13 @@ pub(crate) static CONFIG: TracerConfig = TracerConfig {
         xdp_buff_data: 0,
         xdp_buff_rxq: 0,
         xdp_rxq_dev: 0,
+        skb_priority: 0,
+        skb_vlan_tci: 0,
+        skb_vlan_proto: 0,
+        skb_ip_summed: 0,
+        skb_ip_summed_shift: 0,
+        skb_vlan_present: 0,
+        skb_vlan_present_shift: 0,
     },
     flags: 0,
 };

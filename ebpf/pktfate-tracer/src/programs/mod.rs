@@ -18,7 +18,8 @@ use pktfate_common::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, FILTER_DADDR, FILTER_ICMP_ERROR, FILTER_REVERSE,
     FILTER_SADDR, MAX_BANKS, MAX_FILTERS, MAX_NETNS, MAX_STACK_DEPTH, MAX_TRACKED, NO_OFFSET,
     PKT_CAPTURE, PROG_KIND_TC, PROG_KIND_XDP, PROG_SLOT_MAGIC, PacketFilter, REASON_UNKNOWN,
-    RINGBUF_BYTES, TracerConfig, Tracked, Watch, hook, is_icmp_error, is_tunnel,
+    RINGBUF_BYTES, SKB_SUMMED_KNOWN, SKB_VLAN_PRESENT, TracerConfig, Tracked, Watch, hook,
+    is_icmp_error, is_tunnel,
 };
 
 mod maps;

@@ -47,6 +47,8 @@ pub extern "C" fn pktfate_parse_frame(data: u64) -> u32 {
         let Some(tag) = read::<[u8; 4]>(l3, 0) else {
             return 0;
         };
+        ev.vlan_tci = u16::from_be_bytes([tag[0], tag[1]]);
+        ev.skb_flags = SKB_VLAN_PRESENT;
         proto = u16::from_be_bytes([tag[2], tag[3]]);
         l3 += 4;
     }
@@ -78,6 +80,8 @@ pub(crate) fn clear_packet(ev: &mut Event) {
     ev.route_type = 0;
     ev.ip_len = 0;
     ev.pkt_len = 0;
+    ev.vlan_tci = 0;
+    ev.skb_flags = 0;
 }
 
 /// Fills the L3/L4 fields of `ev` from the skb's packet data.
@@ -92,8 +96,21 @@ pub(crate) fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     if head == 0 || nh == HEADER_UNSET {
         return;
     }
-    let proto = u16::from_be(read::<u16>(skb, cfg.offsets.skb_protocol).unwrap_or(0));
-    parse_l3(proto, head + nh as u64, ev);
+    let mut proto = u16::from_be(read::<u16>(skb, cfg.offsets.skb_protocol).unwrap_or(0));
+    let mut l3 = head + nh as u64;
+    // A tag still in the data (before the receive path takes it out):
+    // the network header is the tag's; the packet follows it. The tag is
+    // the event's VLAN (an out-of-band one, read later, wins).
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        let Some(tag) = read::<[u8; 4]>(l3, 0) else {
+            return;
+        };
+        ev.vlan_tci = u16::from_be_bytes([tag[0], tag[1]]);
+        ev.skb_flags = SKB_VLAN_PRESENT;
+        proto = u16::from_be_bytes([tag[2], tag[3]]);
+        l3 += 4;
+    }
+    parse_l3(proto, l3, ev);
 }
 
 /// Fills the L3/L4 fields of `ev` from a packet whose network header

@@ -88,8 +88,7 @@ fn on_function(ctx: *mut core::ffi::c_void, skb: u64, location: Location) -> u32
     };
     ev.netns = netns;
     ev.ifindex = ifindex;
-    ev.mark = read(skb, cfg.offsets.skb_mark).unwrap_or(0);
-    ev.len = read(skb, cfg.offsets.skb_len).unwrap_or(0);
+    skb_meta(cfg, skb, ev);
     ev.reason = 0;
     ev.aux = [0; 3];
     finish_and_send(&ProbeCtx(ctx), ev);

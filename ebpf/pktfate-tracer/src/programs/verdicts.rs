@@ -73,8 +73,11 @@ fn xdp_on_frame(ctx: *mut core::ffi::c_void, xdp: u64, ret: i32, netns: u32, ifi
     ev.location = 0;
     ev.netns = netns;
     ev.ifindex = ifindex;
+    // No skb: no mark, length or priority; a VLAN tag the parser found in
+    // the frame stays.
     ev.mark = 0;
     ev.len = 0;
+    ev.priority = 0;
     ev.reason = 0;
     ev.aux = [ret, PROG_KIND_XDP, PROG_SLOT_MAGIC];
     finish_and_send(&ProbeCtx(ctx), ev);

@@ -252,6 +252,41 @@ pub struct Seen {
     pub len: Option<u32>,
     /// The packet a VXLAN or Geneve packet carries, and the tunnel's VNI.
     pub inner: Option<InnerWant>,
+    /// The skb's priority.
+    pub priority: Option<u32>,
+    /// The VLAN tag the packet carries (in the data, or out of band in
+    /// `skb->vlan_tci`).
+    pub vlan: Option<VlanWant>,
+    /// The skb's checksum state.
+    pub ip_summed: Option<IpSummed>,
+}
+
+/// The VLAN tag a packet must carry at a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VlanWant {
+    /// No tag.
+    Untagged,
+    /// A tag with this VLAN id.
+    Id(u16),
+}
+
+impl VlanWant {
+    /// Whether a packet with tag `tci` (none: `None`) is what this asks.
+    pub fn holds(self, tci: Option<u16>) -> bool {
+        match self {
+            VlanWant::Untagged => tci.is_none(),
+            VlanWant::Id(id) => tci.map(|t| t & 0xfff) == Some(id),
+        }
+    }
+}
+
+impl fmt::Display for VlanWant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VlanWant::Untagged => f.write_str("no vlan"),
+            VlanWant::Id(id) => write!(f, "vlan {id}"),
+        }
+    }
 }
 
 /// The inner packet a tunnel packet must carry.

@@ -144,6 +144,8 @@ pub struct Ethernet {
     pub src: Option<[u8; 6]>,
     /// Destination MAC.
     pub dst: Option<[u8; 6]>,
+    /// An 802.1Q tag after the MACs.
+    pub vlan: Option<VlanTag>,
 }
 
 /// How a packet enters the kernel.
@@ -161,6 +163,9 @@ pub enum Injection {
         /// The skb mark (`SO_MARK` of the packet socket; not through a
         /// tun or tap, whose writes the kernel turns into unmarked skbs).
         mark: Option<u32>,
+        /// The skb priority (`SO_PRIORITY` of the packet socket; not
+        /// through a tun or tap either).
+        priority: Option<u32>,
     },
     /// A real socket in a namespace; the kernel builds the packet.
     Socket {
@@ -183,6 +188,9 @@ pub enum Injection {
         /// The socket's mark (`SO_MARK`): its packets' skb mark, and the
         /// mark their route lookups match policy rules with.
         mark: Option<u32>,
+        /// The socket's priority (`SO_PRIORITY`): its packets' skb
+        /// priority, which qdiscs and egress VLAN maps classify by.
+        priority: Option<u32>,
     },
 }
 
@@ -206,4 +214,60 @@ impl Packet {
             Injection::Socket { proto, .. } => *proto == SockProto::Icmp,
         }
     }
+}
+
+/// An skb's checksum state (`skb->ip_summed`, `include/linux/skbuff.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpSummed {
+    /// `CHECKSUM_NONE`: nobody checked it (software will).
+    None,
+    /// `CHECKSUM_UNNECESSARY`: a device or the kernel found it good.
+    Unnecessary,
+    /// `CHECKSUM_COMPLETE`: the device summed the packet (`skb->csum`).
+    Complete,
+    /// `CHECKSUM_PARTIAL`: to be filled in on transmit (by the device or
+    /// software).
+    Partial,
+}
+
+impl IpSummed {
+    /// Every state, in the kernel's numbering.
+    pub const ALL: [IpSummed; 4] = [
+        IpSummed::None,
+        IpSummed::Unnecessary,
+        IpSummed::Complete,
+        IpSummed::Partial,
+    ];
+
+    /// The state of value `v` (its two bits).
+    pub fn from_bits(v: u8) -> Self {
+        Self::ALL[usize::from(v & 3)]
+    }
+
+    /// As scenarios write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IpSummed::None => "none",
+            IpSummed::Unnecessary => "unnecessary",
+            IpSummed::Complete => "complete",
+            IpSummed::Partial => "partial",
+        }
+    }
+
+    /// The state called `name` (`partial`, or `CHECKSUM_PARTIAL`).
+    pub fn parse(name: &str) -> Option<Self> {
+        let n = name.trim().to_ascii_lowercase();
+        let n = n.strip_prefix("checksum_").unwrap_or(&n);
+        Self::ALL.into_iter().find(|s| s.name() == n)
+    }
+}
+
+/// A VLAN tag a frame carries (802.1Q): id and priority code point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VlanTag {
+    /// The VLAN id (1-4094).
+    pub id: u16,
+    /// The priority code point (0-7).
+    pub pcp: u8,
 }

@@ -229,9 +229,45 @@ fn seen(cx: &mut Ctx, raw: Option<&[raw::Seen]>, devs: &DevIndex) -> Vec<Seen> {
                 },
                 vni: i.vni.as_ref().map(|v| **v),
             }),
+            priority: x.priority.as_ref().map(|p| **p),
+            vlan: x.vlan.as_ref().and_then(|v| seen_vlan(cx, v)),
+            ip_summed: x.ip_summed.as_ref().and_then(|v| {
+                let found = IpSummed::parse(v);
+                if found.is_none() {
+                    let names = IpSummed::ALL.map(IpSummed::name);
+                    let near = did_you_mean(&v.to_ascii_lowercase(), names.iter().copied());
+                    cx.err(
+                        v,
+                        format!("unknown checksum state `{}`", v.as_str()),
+                        Some(near.map_or_else(
+                            || format!("states: {}", names.join(", ")),
+                            |n| format!("did you mean `{n}`?"),
+                        )),
+                    );
+                }
+                found
+            }),
         });
     }
     seen
+}
+
+/// `vlan:` in `seen`: an id of 1-4094, or `none` for no tag.
+fn seen_vlan(cx: &mut Ctx, v: &raw::S) -> Option<VlanWant> {
+    if v.trim() == "none" {
+        return Some(VlanWant::Untagged);
+    }
+    match v.trim().parse::<u16>() {
+        Ok(id) if (1..=4094).contains(&id) => Some(VlanWant::Id(id)),
+        _ => {
+            cx.err(
+                v,
+                format!("`{}` is not a VLAN id", v.as_str()),
+                Some("write an id from 1 to 4094, or `none` for an untagged skb".into()),
+            );
+            None
+        }
+    }
 }
 
 /// `transmitted:` namespaces or devices.

@@ -69,19 +69,27 @@ pub(super) fn validate_packet(
     let payload = payload(cx, &i, ip.as_ref(), &l4);
     let expect = validate_expect(cx, p.expect, devs);
     let mark = i.mark.as_ref().and_then(|m| cx.mark(m));
-    if let (Some(m), Some(v)) = (&i.mark, &via) {
+    let into_tun = via.as_ref().is_some_and(|v| {
         let kind = namespaces
             .iter()
             .find(|n| n.name == v.ns)
             .and_then(|n| n.links.iter().find(|l| l.name == v.dev))
             .map(|l| &l.kind);
-        if matches!(kind, Some(LinkKind::Tun | LinkKind::Tap)) {
-            cx.err(
-                m,
-                format!("a write into `{}` carries no mark: the kernel builds an unmarked skb", v.dev),
-                Some("send it from a `socket` with `mark`, or out of a veth (a packet socket's mark is the skb's); a ruleset can also set one (`meta mark set`)".into()),
-            );
-        }
+        matches!(kind, Some(LinkKind::Tun | LinkKind::Tap))
+    });
+    if let (Some(m), Some(v), true) = (&i.mark, &via, into_tun) {
+        cx.err(
+            m,
+            format!("a write into `{}` carries no mark: the kernel builds an unmarked skb", v.dev),
+            Some("send it from a `socket` with `mark`, or out of a veth (a packet socket's mark is the skb's); a ruleset can also set one (`meta mark set`)".into()),
+        );
+    }
+    if let (Some(pr), Some(v), true) = (&i.priority, &via, into_tun) {
+        cx.err(
+            pr,
+            format!("a write into `{}` carries no priority: the kernel builds the skb with 0", v.dev),
+            Some("send it from a `socket` with `priority`, or out of a veth (a packet socket's priority is the skb's)".into()),
+        );
     }
     Some(Packet {
         name,
@@ -94,6 +102,7 @@ pub(super) fn validate_packet(
                 payload,
             },
             mark,
+            priority: i.priority.as_ref().map(|p| **p),
         },
         expect,
     })
@@ -138,12 +147,41 @@ fn socket_packet(
             Some("write it inside: `socket: { ..., mark: 16 }`".into()),
         );
     }
+    if let Some(p) = &i.priority {
+        cx.err(
+            p,
+            "with `socket`, the priority is the socket's",
+            Some("write it inside: `socket: { ..., priority: 5 }`".into()),
+        );
+    }
     let expect = validate_expect(cx, expect, devs);
     validate_socket(cx, sock, devs).map(|inject| Packet {
         name,
         inject,
         expect,
     })
+}
+
+/// An 802.1Q tag: an id of 1-4094 (0 is a priority tag, 4095 reserved)
+/// and a priority code point of 0-7.
+fn vlan_tag(cx: &mut Ctx, v: &Spanned<raw::VlanTag>) -> Option<VlanTag> {
+    let id = *v.id;
+    if !(1..=4094).contains(&id) {
+        cx.err(
+            &v.id,
+            format!("VLAN id {id} is out of range"),
+            Some("802.1Q ids run from 1 to 4094".into()),
+        );
+        return None;
+    }
+    let pcp = v.pcp.as_ref().map_or(0, |p| **p);
+    if pcp > 7 {
+        if let Some(p) = &v.pcp {
+            cx.err(p, format!("priority code point {pcp} is over 7"), None);
+        }
+        return None;
+    }
+    Some(VlanTag { id, pcp })
 }
 
 /// The device written into, and the Ethernet addresses for L2 devices.
@@ -164,9 +202,14 @@ fn device(
         v
     };
     let e = i.ethernet.as_ref();
+    let src = mac(e.and_then(|e| e.src.as_ref()));
+    let dst = mac(e.and_then(|e| e.dst.as_ref()));
     let ethernet = Ethernet {
-        src: mac(e.and_then(|e| e.src.as_ref())),
-        dst: mac(e.and_then(|e| e.dst.as_ref())),
+        src,
+        dst,
+        vlan: e
+            .and_then(|e| e.vlan.as_ref())
+            .and_then(|v| vlan_tag(cx, v)),
     };
     let is_tun = via.as_ref().is_some_and(|v| {
         namespaces
@@ -451,6 +494,7 @@ pub(super) fn validate_socket(cx: &mut Ctx, s: &raw::Socket, devs: &DevIndex) ->
         id: s.id.as_ref().map_or(0x7066, |v| **v),
         seq: s.seq.as_ref().map_or(1, |v| **v),
         mark: s.mark.as_ref().and_then(|v| cx.mark(v)),
+        priority: s.priority.as_ref().map(|p| **p),
     })
 }
 
@@ -537,5 +581,60 @@ packets:
         .remove(0);
         assert_eq!(e.msg, "with `socket`, the mark is the socket's");
         assert_eq!(e.loc.unwrap().line, 10);
+    }
+
+    #[test]
+    fn priorities_vlan_tags_and_checksum_states_read_and_are_refused_at_their_line() {
+        let text = FILE
+            .replace("mark: \"0x10\" }", "mark: \"0x10\", priority: 5 }")
+            .replace(
+                "seen: [{ at: net_dev_start_xmit@a/v0, mark: 16, len: 47 }]",
+                "seen: [{ at: net_dev_start_xmit@a/v0, priority: 5, vlan: none, ip_summed: CHECKSUM_PARTIAL }]",
+            )
+            .replace("      mark: 7\n", "      ethernet: { vlan: { id: 10, pcp: 5 } }\n      priority: 3\n");
+        let s = parse(&text).unwrap();
+        assert!(matches!(
+            s.packets[0].inject,
+            Injection::Socket {
+                priority: Some(5),
+                ..
+            }
+        ));
+        let Injection::Frame {
+            ethernet, priority, ..
+        } = &s.packets[1].inject
+        else {
+            panic!("a frame")
+        };
+        assert_eq!(*priority, Some(3));
+        assert_eq!(
+            ethernet.vlan,
+            Some(crate::scenario::VlanTag { id: 10, pcp: 5 })
+        );
+        let seen = &s.packets[0].expect.seen[0];
+        assert_eq!(seen.priority, Some(5));
+        assert_eq!(seen.vlan, Some(crate::scenario::VlanWant::Untagged));
+        assert_eq!(seen.ip_summed, Some(crate::scenario::IpSummed::Partial));
+        let first = |t: String| parse(&t).unwrap_err().remove(0);
+        let e = first(text.replace("vlan: none", "vlan: 4095"));
+        assert_eq!(e.msg, "`4095` is not a VLAN id");
+        assert_eq!(e.loc.unwrap().line, 11);
+        let e = first(text.replace("CHECKSUM_PARTIAL", "partal"));
+        assert_eq!(e.msg, "unknown checksum state `partal`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `partial`?"));
+        let e = first(text.replace("id: 10,", "id: 0,"));
+        assert_eq!(e.msg, "VLAN id 0 is out of range");
+        let e = first(text.replace("pcp: 5", "pcp: 8"));
+        assert_eq!(e.msg, "priority code point 8 is over 7");
+        // A tun write has no priority (and no Ethernet header for a tag).
+        let e = first(
+            text.replace("via: a/v0", "via: a/tun0")
+                .replace("      ethernet: { vlan: { id: 10, pcp: 5 } }\n", ""),
+        );
+        assert!(
+            e.msg.starts_with("a write into `tun0` carries no priority"),
+            "{}",
+            e.msg
+        );
     }
 }

@@ -392,6 +392,17 @@ impl Btf {
         Ok(bits / 8)
     }
 
+    /// The byte holding bitfield `field` of `strukt` (a top-level or
+    /// anonymous-nested member, e.g. `sk_buff.ip_summed`) and the field's
+    /// shift within it (little-endian bit order). `None` when there is no
+    /// such bitfield or it straddles a byte.
+    pub fn bitfield_byte(&self, strukt: &str, field: &str) -> Option<(u32, u32)> {
+        let id = self.struct_id(strukt)?;
+        let (off, m) = self.find_member(id, field)?;
+        let size = m.bitfield_size.max(1);
+        ((off % 8) + size <= 8).then_some((off / 8, off % 8))
+    }
+
     /// The values of an enum, by name (e.g. `skb_drop_reason`).
     pub fn enum_values(&self, name: &str) -> Result<Vec<(String, i64)>, BtfError> {
         let id = self
