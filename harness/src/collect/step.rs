@@ -20,6 +20,10 @@ pub struct Step {
     /// A route lookup's result device, by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route_dev: Option<String>,
+    /// A program's redirect (`TC_ACT_REDIRECT`, `XDP_REDIRECT`): where
+    /// its skb was seen next (`ns/dev`), which is the redirect's target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_to: Option<String>,
     /// Index of the scenario packet this skb belongs to (`packet_index` in
     /// JSON: `packet` there is the event's headers).
     #[serde(rename = "packet_index")]
@@ -50,6 +54,7 @@ impl Step {
             ns: names.netns(ev.netns),
             dev: names.dev(ev.netns, ev.ifindex),
             route_dev,
+            redirect_to: None,
             ev,
             packet,
             reverse,
@@ -104,8 +109,79 @@ pub(crate) fn sample_step(
         ns: ns.into(),
         dev: dev.into(),
         route_dev: None,
+        redirect_to: None,
         packet: Some(0),
         reverse: false,
         life: skb,
+    }
+}
+
+/// Names each program redirect's target: the device its skb is seen on
+/// next (`bpf_redirect`'s target is in per-CPU state no tracepoint shows).
+/// `steps` are in time order.
+pub fn name_redirects(steps: &mut [Step]) {
+    for i in 0..steps.len() {
+        let redirect = steps[i].ev.program.as_ref().is_some_and(|r| {
+            matches!(
+                r.returned.name().as_str(),
+                "TC_ACT_REDIRECT" | "XDP_REDIRECT"
+            )
+        });
+        if !redirect || steps[i].ev.skb == 0 {
+            continue;
+        }
+        let (skb, life, here) = (
+            steps[i].ev.skb,
+            steps[i].life,
+            (steps[i].ns.clone(), steps[i].dev.clone()),
+        );
+        steps[i].redirect_to = steps[i + 1..]
+            .iter()
+            .filter(|s| s.ev.skb == skb && s.life == life)
+            .find(|s| (s.ns.clone(), s.dev.clone()) != here && s.dev != "-")
+            .map(|s| format!("{}/{}", s.ns, s.dev));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_is_named_by_the_device_its_skb_shows_up_on_next() {
+        use crate::scenario::{ProgHook, ProgramRef, ReturnCode};
+        let mut run = sample_step(0x10, "netif_receive_skb", &[], "node", "eth0");
+        run.ev.hook = Hook::ProgReturn;
+        run.ev.program = Some(crate::tracer::ProgramRun {
+            at: ProgramRef {
+                program: "to_pod".into(),
+                ns: "node".into(),
+                dev: "eth0".into(),
+                hook: ProgHook::TcIngress,
+            },
+            // TC_ACT_REDIRECT.
+            returned: ReturnCode {
+                hook: ProgHook::TcIngress,
+                code: 7,
+            },
+        });
+        let mut steps = vec![
+            run,
+            sample_step(0x20, "net_dev_queue", &[], "node", "veth9"),
+            sample_step(0x10, "kfree_skb", &[], "node", "eth0"),
+            sample_step(0x10, "net_dev_queue", &[], "node", "veth1"),
+        ];
+        // Another skb's event in between is not the target; the same
+        // device is not either.
+        steps[2].ev.hook = Hook::NetifReceiveSkb;
+        name_redirects(&mut steps);
+        assert_eq!(steps[0].redirect_to.as_deref(), Some("node/veth1"));
+        // TC_ACT_OK names nothing.
+        if let Some(r) = steps[0].ev.program.as_mut() {
+            r.returned.code = 0;
+        }
+        steps[0].redirect_to = None;
+        name_redirects(&mut steps);
+        assert_eq!(steps[0].redirect_to, None);
     }
 }

@@ -42,7 +42,10 @@ fn detail(s: &Step) -> String {
         }
         Hook::ProgReturn => match &e.program {
             Some(r) if e.skb == 0 => format!("{} (on the driver's frame, no skb)", r.describe()),
-            Some(r) => r.describe(),
+            Some(r) => match &s.redirect_to {
+                Some(to) => format!("{} (to {to})", r.describe()),
+                None => r.describe(),
+            },
             None => format!("a program returned {}", e.aux[0]),
         },
         _ => String::new(),
