@@ -156,17 +156,21 @@ pub(crate) fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     pktfate_parse();
     // A tracked address now carrying another protocol, or other addresses
     // on both ends (NAT rewrites one side at a time), is a new skb at a
-    // reused address: its predecessor was freed without a tracepoint.
+    // reused address: its predecessor was freed without a tracepoint. So
+    // is one carrying no IP packet at all (a netlink message: an IP skb
+    // keeps its protocol and network header to its end), which must not
+    // be taken for the tracked packet's end.
     let mut tracked = known.is_some();
     let tunnel = is_tunnel(ev.l4proto, ev.sport, ev.dport);
     if let Some(k) = known {
-        let moved = ev.family != 0
-            && k.tunnel == 0
-            && !tunnel
-            && (k.family != ev.family
-                || k.l4proto != ev.l4proto
-                || (!addr_eq(&k.saddr, &ev.saddr, ev.family)
-                    && !addr_eq(&k.daddr, &ev.daddr, ev.family)));
+        let moved = (ev.family == 0 && k.family != 0)
+            || (ev.family != 0
+                && k.tunnel == 0
+                && !tunnel
+                && (k.family != ev.family
+                    || k.l4proto != ev.l4proto
+                    || (!addr_eq(&k.saddr, &ev.saddr, ev.family)
+                        && !addr_eq(&k.daddr, &ev.daddr, ev.family))));
         if moved {
             let _ = TRACKED.remove(skb);
             tracked = false;
