@@ -696,3 +696,29 @@ fn a_lost_policy_rule_fails_on_the_route_lookup() {
         "{out}"
     );
 }
+
+#[test]
+fn an_html_report_draws_each_namespace_and_marks_the_drop() {
+    // The tc program on the server's ingress drops the SYN (TC_INGRESS):
+    // the drawing has both namespaces, the packet's hops and the drop at
+    // the server's eth0.
+    let file = root().join("scenarios/tc/ingress-drop-port-80.yaml");
+    let o = run(&["run", "--format", "html", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    for ns in ["client", "server"] {
+        assert!(
+            page.contains(&format!("<g class=\"ns\" data-ns=\"{ns}\">")),
+            "{ns}"
+        );
+    }
+    assert!(page.contains("<g class=\"path\" data-packet=\"0\">"));
+    assert!(page.contains("<g class=\"drop\" data-packet=\"0\">"));
+    assert!(
+        page.contains("TC_INGRESS at __netif_receive_skb_core"),
+        "{page}"
+    );
+    // Self-contained: nothing fetched.
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
+}

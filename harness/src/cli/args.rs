@@ -311,4 +311,7 @@ pub enum Format {
     Json,
     /// JUnit XML for CI systems.
     Junit,
+    /// One self-contained HTML page (drawings, timelines; the matrix as a
+    /// kernel x scenario grid).
+    Html,
 }

@@ -178,6 +178,7 @@ fn write_matrix(
         Format::Human => matrix::human(results),
         Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
         Format::Junit => matrix::junit(results),
+        Format::Html => matrix::html::page(results),
     };
     match output {
         Some(p) => {

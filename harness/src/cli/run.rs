@@ -195,5 +195,11 @@ fn render(
                 + "\n"
         }
         Format::Junit => suite::junit(results, elapsed),
+        Format::Html => {
+            let reports: Vec<_> = results.iter().map(suite::report).collect();
+            let title = format!("pktfate: {} scenarios", results.len());
+            // The scenario files are the user's own, named on the command line.
+            pktfate::report::html::suite(&title, &reports, &|p| std::fs::read_to_string(p).ok())
+        }
     }
 }

@@ -83,3 +83,19 @@ mod clip_tests {
         assert_eq!(super::clip("ééé", 2), "éé…");
     }
 }
+
+/// `text` safe inside HTML and SVG text and attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut o = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}

@@ -9,8 +9,12 @@ pub mod junit;
 pub mod model;
 mod outcome;
 pub mod pcap;
+mod topology;
+pub mod html;
+mod svg;
 
 pub use outcome::{Outcome, Timings};
+pub use topology::topology;
 
 use std::fmt::Write;
 

@@ -143,6 +143,42 @@ pub struct ScenarioReport {
     /// Who can fix that error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
+    /// The namespaces and their devices as built, for drawings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology: Vec<NsReport>,
+}
+
+/// One namespace as built: its devices (the scenario's, their veth peer
+/// ends, and those a CNI plugin made).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsReport {
+    /// Scenario name.
+    pub name: String,
+    /// Its devices, `lo` left out.
+    #[serde(default)]
+    pub devices: Vec<DevReport>,
+}
+
+/// One device of a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevReport {
+    /// Interface name.
+    pub name: String,
+    /// `veth`, `bridge`, `macvlan`, `vxlan`, `tun`, `tap`, or `device`
+    /// for one the scenario did not make itself (a CNI plugin's).
+    pub kind: String,
+    /// Its addresses, `addr/prefix`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// A veth's other end, `ns/dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The bridge it is a port of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// A macvlan's or VXLAN's lower device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower: Option<String>,
 }
 
 #[cfg(test)]
@@ -181,6 +217,7 @@ mod tests {
             skipped: None,
             error: None,
             error_kind: None,
+            topology: vec![],
         };
         let line = serde_json::to_string(&r).unwrap();
         assert!(line.contains(r#""status":"fail""#), "{line}");

@@ -185,9 +185,11 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
         skipped: None,
         error: None,
         error_kind: None,
+        topology: vec![],
     };
     match &r.outcome {
         Ok(o) => {
+            v.topology = crate::report::topology(&o.scenario, &o.names);
             v.timings_ms = Some(TimingsMs {
                 setup: ms(o.timings.setup),
                 attach: ms(o.timings.attach),

@@ -3,6 +3,7 @@
 //! skipped with a stated reason) on every kernel.
 
 mod error;
+pub mod html;
 pub mod kernels;
 pub mod kvm;
 pub mod merge;
