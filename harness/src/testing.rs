@@ -40,18 +40,33 @@ use crate::{report, runner};
 /// (`CARGO_MANIFEST_DIR`, as `cargo test` sets it); `PKTFATE_SCENARIOS`
 /// overrides it. The run's settings come from the environment
 /// ([`RunConfig::from_env`]); `PKTFATE_PAUSE_ON_FAIL=1` keeps a failing
-/// scenario's namespaces up and says how to enter them.
+/// scenario's namespaces up and says how to enter them;
+/// `PKTFATE_HTML=report.html` writes the run's HTML report there.
 pub fn main(dir: impl AsRef<Path>) -> ! {
     let (mut cfg, env) = RunConfig::from_env();
     if env.pause_on_fail {
         cfg.keep = Some(std::sync::Arc::new(TerminalPrompt));
     }
-    main_with(env.scenarios.unwrap_or_else(|| dir.as_ref().into()), cfg)
+    let dir = env.scenarios.unwrap_or_else(|| dir.as_ref().into());
+    run_all(&dir, cfg, env.html.as_deref())
 }
 
 /// [`main`] with settings of the caller's (a crate that builds its own
 /// [`RunConfig`]: another backend, CNI path or event cap).
 pub fn main_with(dir: impl AsRef<Path>, cfg: RunConfig) -> ! {
+    run_all(dir.as_ref(), cfg, None)
+}
+
+/// [`main_with`], also writing the run's HTML report (the scenarios that
+/// ran, in path order) to `html`.
+pub fn main_with_html(dir: impl AsRef<Path>, cfg: RunConfig, html: &Path) -> ! {
+    run_all(dir.as_ref(), cfg, Some(html))
+}
+
+/// The reports of the scenarios run so far, for the HTML report.
+type Sink = std::sync::Arc<std::sync::Mutex<Vec<report::model::ScenarioReport>>>;
+
+fn run_all(dir: &Path, cfg: RunConfig, html: Option<&Path>) -> ! {
     let args = Arguments::from_args();
     teardown::set_reporter(|m| eprintln!("pktfate: {m}"));
     let swept = teardown::sweep_stale();
@@ -61,15 +76,30 @@ pub fn main_with(dir: impl AsRef<Path>, cfg: RunConfig) -> ! {
             swept.join(", ")
         );
     }
-    let root = resolve(dir.as_ref());
-    let trials = match trials(&root, &std::sync::Arc::new(cfg)) {
+    let root = resolve(dir);
+    let sink: Option<Sink> = html.map(|_| Sink::default());
+    let trials = match trials_into(&root, &std::sync::Arc::new(cfg), sink.as_ref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(2);
         }
     };
-    libtest_mimic::run(&args, trials).exit()
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let (Some(path), Some(sink)) = (html, sink) {
+        let mut reports = sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        reports.sort_by(|a, b| a.path.cmp(&b.path));
+        let title = format!("pktfate: {} scenarios", reports.len());
+        let page = report::html::suite(&title, &reports, &|p| std::fs::read_to_string(p).ok());
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("error: writing the HTML report {}: {e}", path.display());
+            std::process::exit(2);
+        }
+    }
+    conclusion.exit()
 }
 
 /// `dir` under the crate root when relative (cargo sets
@@ -100,6 +130,24 @@ pub fn run_scenario(file: &Path, cfg: &RunConfig) -> Result<(), Failed> {
     }
 }
 
+/// [`run_scenario`], its report put into `sink`.
+fn run_into(file: &Path, cfg: &RunConfig, sink: &Sink) -> Result<(), Failed> {
+    let outcome = runner::run_file(file, cfg);
+    let verdict = match &outcome {
+        Ok(o) if o.passed() => Ok(()),
+        Ok(o) => Err(report::failure(o).into()),
+        Err(e) => Err(e.render().into()),
+    };
+    let result = runner::suite::SuiteResult {
+        path: file.to_path_buf(),
+        outcome,
+    };
+    sink.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(runner::suite::report(&result));
+    verdict
+}
+
 /// Why a scenario is skipped here (unmet `requires`), if it is.
 pub fn skip_reason(file: &Path, cfg: &RunConfig) -> Option<runner::Unmet> {
     let s = crate::scenario::Scenario::load_with(file, &cfg.files).ok()?;
@@ -110,6 +158,15 @@ pub fn skip_reason(file: &Path, cfg: &RunConfig) -> Option<runner::Unmet> {
 pub fn trials(
     root: &Path,
     cfg: &std::sync::Arc<RunConfig>,
+) -> Result<Vec<Trial>, runner::DiscoverError> {
+    trials_into(root, cfg, None)
+}
+
+/// [`trials`], each run's report also put into `sink`.
+fn trials_into(
+    root: &Path,
+    cfg: &std::sync::Arc<RunConfig>,
+    sink: Option<&Sink>,
 ) -> Result<Vec<Trial>, runner::DiscoverError> {
     let files = runner::discover(&[root.to_path_buf()])?;
     Ok(files
@@ -122,8 +179,11 @@ pub fn trials(
                     .with_ignored_flag(true)
                     .with_kind(format!("skipped: {why}"))
             } else {
-                let cfg = cfg.clone();
-                Trial::test(name, move || run_scenario(&f, &cfg))
+                let (cfg, sink) = (cfg.clone(), sink.cloned());
+                Trial::test(name, move || match &sink {
+                    Some(sink) => run_into(&f, &cfg, sink),
+                    None => run_scenario(&f, &cfg),
+                })
             }
         })
         .collect())

@@ -133,6 +133,9 @@ pub struct EnvSettings {
     pub pause_on_fail: bool,
     /// `PKTFATE_SCENARIOS`: the directory [`crate::testing::main`] runs.
     pub scenarios: Option<PathBuf>,
+    /// `PKTFATE_HTML`: where [`crate::testing::main`] writes the run's
+    /// HTML report.
+    pub html: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -172,6 +175,9 @@ impl RunConfig {
             scenarios: get("PKTFATE_SCENARIOS")
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            html: get("PKTFATE_HTML")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         };
         (config, env)
     }
@@ -206,6 +212,7 @@ mod tests {
             ("PKTFATE_PAUSE_ON_FAIL", "1"),
             ("PKTFATE_SCENARIOS", "/s"),
             ("PKTFATE_RULE_TRACE", "0"),
+            ("PKTFATE_HTML", "out/report.html"),
         ]);
         assert_eq!(c.collection.idle, Duration::from_secs(2));
         assert_eq!(c.collection.timeout_scale, 4);
@@ -216,6 +223,7 @@ mod tests {
         assert!(!c.rule_trace);
         assert!(e.pause_on_fail);
         assert_eq!(e.scenarios.as_deref(), Some(Path::new("/s")));
+        assert_eq!(e.html.as_deref(), Some(Path::new("out/report.html")));
     }
 
     #[test]

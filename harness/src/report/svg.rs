@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::common::text::html_escape as esc;
 use super::model::{NsReport, ScenarioReport};
+use crate::common::text::html_escape as esc;
 
 const COL_W: i64 = 240;
 const GAP: i64 = 100;

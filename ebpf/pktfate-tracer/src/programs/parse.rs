@@ -41,19 +41,25 @@ pub extern "C" fn pktfate_parse_frame(data: u64) -> u32 {
     let Some(eth) = read::<[u8; 14]>(data, 0) else {
         return 0;
     };
-    let mut proto = u16::from_be_bytes([eth[12], eth[13]]);
-    let mut l3 = data + 14;
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        let Some(tag) = read::<[u8; 4]>(l3, 0) else {
-            return 0;
-        };
-        ev.vlan_tci = u16::from_be_bytes([tag[0], tag[1]]);
-        ev.skb_flags = SKB_VLAN_PRESENT;
-        proto = u16::from_be_bytes([tag[2], tag[3]]);
-        l3 += 4;
+    let proto = u16::from_be_bytes([eth[12], eth[13]]);
+    if let Some((proto, l3)) = past_vlan(proto, data + 14, ev) {
+        parse_l3(proto, l3, ev);
     }
-    parse_l3(proto, l3, ev);
     0
+}
+
+/// Steps over an 802.1Q or 802.1ad tag at `l3` when `proto` says one is
+/// there: the ethertype after it and where its packet starts. The tag
+/// becomes the event's VLAN (an out-of-band one, read later, wins).
+#[inline(always)]
+fn past_vlan(proto: u16, l3: u64, ev: &mut Event) -> Option<(u16, u64)> {
+    if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+        return Some((proto, l3));
+    }
+    let tag = read::<[u8; 4]>(l3, 0)?;
+    ev.vlan_tci = u16::from_be_bytes([tag[0], tag[1]]);
+    ev.skb_flags = SKB_VLAN_PRESENT;
+    Some((u16::from_be_bytes([tag[2], tag[3]]), l3 + 4))
 }
 
 /// Clears the packet and route fields of `ev` (the per-CPU event keeps
@@ -96,21 +102,12 @@ pub(crate) fn parse_packet(cfg: &TracerConfig, skb: u64, ev: &mut Event) {
     if head == 0 || nh == HEADER_UNSET {
         return;
     }
-    let mut proto = u16::from_be(read::<u16>(skb, cfg.offsets.skb_protocol).unwrap_or(0));
-    let mut l3 = head + nh as u64;
+    let proto = u16::from_be(read::<u16>(skb, cfg.offsets.skb_protocol).unwrap_or(0));
     // A tag still in the data (before the receive path takes it out):
-    // the network header is the tag's; the packet follows it. The tag is
-    // the event's VLAN (an out-of-band one, read later, wins).
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        let Some(tag) = read::<[u8; 4]>(l3, 0) else {
-            return;
-        };
-        ev.vlan_tci = u16::from_be_bytes([tag[0], tag[1]]);
-        ev.skb_flags = SKB_VLAN_PRESENT;
-        proto = u16::from_be_bytes([tag[2], tag[3]]);
-        l3 += 4;
+    // the network header is the tag's; the packet follows it.
+    if let Some((proto, l3)) = past_vlan(proto, head + nh as u64, ev) {
+        parse_l3(proto, l3, ev);
     }
-    parse_l3(proto, l3, ev);
 }
 
 /// Fills the L3/L4 fields of `ev` from a packet whose network header
