@@ -10,9 +10,9 @@ mod rules;
 mod step;
 pub mod conntrack;
 pub use rules::{RuleStep, attribute_rules, place_rules};
-#[cfg(test)]
-pub(crate) use step::sample_step;
 pub use step::{Step, name_redirects};
+#[cfg(test)]
+pub(crate) use step::{sample_prog_step, sample_step};
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

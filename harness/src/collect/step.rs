@@ -116,6 +116,30 @@ pub(crate) fn sample_step(
     }
 }
 
+/// A step for unit tests: program `program` on `ns/dev` (at `hook`)
+/// returned `code`; `skb` 0 for an XDP run on a frame with no skb.
+#[cfg(test)]
+pub(crate) fn sample_prog_step(
+    skb: u64,
+    program: &str,
+    (ns, dev): (&str, &str),
+    hook: crate::scenario::ProgHook,
+    code: i32,
+) -> Step {
+    let mut s = sample_step(skb, "prog_return", &[], ns, dev);
+    s.ev.hook = Hook::ProgReturn;
+    s.ev.program = Some(crate::tracer::ProgramRun {
+        at: crate::scenario::ProgramRef {
+            program: program.into(),
+            ns: ns.into(),
+            dev: dev.into(),
+            hook,
+        },
+        returned: crate::scenario::ReturnCode { hook, code },
+    });
+    s
+}
+
 /// Names each program redirect's target: the device its skb is seen on
 /// next (`bpf_redirect`'s target is in per-CPU state no tracepoint shows).
 /// `steps` are in time order.
@@ -149,22 +173,14 @@ mod tests {
 
     #[test]
     fn a_redirect_is_named_by_the_device_its_skb_shows_up_on_next() {
-        use crate::scenario::{ProgHook, ProgramRef, ReturnCode};
-        let mut run = sample_step(0x10, "netif_receive_skb", &[], "node", "eth0");
-        run.ev.hook = Hook::ProgReturn;
-        run.ev.program = Some(crate::tracer::ProgramRun {
-            at: ProgramRef {
-                program: "to_pod".into(),
-                ns: "node".into(),
-                dev: "eth0".into(),
-                hook: ProgHook::TcIngress,
-            },
-            // TC_ACT_REDIRECT.
-            returned: ReturnCode {
-                hook: ProgHook::TcIngress,
-                code: 7,
-            },
-        });
+        // TC_ACT_REDIRECT (7).
+        let run = sample_prog_step(
+            0x10,
+            "to_pod",
+            ("node", "eth0"),
+            crate::scenario::ProgHook::TcIngress,
+            7,
+        );
         let mut steps = vec![
             run,
             sample_step(0x20, "net_dev_queue", &[], "node", "veth9"),

@@ -494,17 +494,8 @@ fn a_lookup_without_an_skb_is_not_part_of_the_packets_life() {
 
 /// A program-return step: `skb` 0 for an XDP program's run on a bare frame.
 fn prog_step(skb: u64, hook: crate::scenario::ProgHook, code: i32, life: u64) -> Step {
-    let mut s = step(skb, "prog_return", &[], "vm", "tap0");
-    s.ev.hook = crate::common::Hook::ProgReturn;
-    s.ev.program = Some(crate::tracer::ProgramRun {
-        at: crate::scenario::ProgramRef {
-            program: "xdp_drop_udp_ports".into(),
-            ns: "vm".into(),
-            dev: "tap0".into(),
-            hook,
-        },
-        returned: crate::scenario::ReturnCode { hook, code },
-    });
+    let mut s =
+        crate::collect::sample_prog_step(skb, "xdp_drop_udp_ports", ("vm", "tap0"), hook, code);
     s.life = life;
     s
 }

@@ -499,21 +499,10 @@ mod tests {
 
     #[test]
     fn a_programs_drop_is_named_in_the_timeline_and_at_the_drop() {
-        use crate::collect::sample_step;
-        use crate::scenario::{ProgHook, ProgramRef, ReturnCode};
+        use crate::collect::{sample_prog_step, sample_step};
+        use crate::scenario::ProgHook;
         let run = |skb: u64, hook: ProgHook, code: i32| {
-            let mut s = sample_step(skb, "prog_return", &[], "server", "eth0");
-            s.ev.hook = Hook::ProgReturn;
-            s.ev.program = Some(crate::tracer::ProgramRun {
-                at: ProgramRef {
-                    program: "p<&>".into(),
-                    ns: "server".into(),
-                    dev: "eth0".into(),
-                    hook,
-                },
-                returned: ReturnCode { hook, code },
-            });
-            s
+            sample_prog_step(skb, "p<&>", ("server", "eth0"), hook, code)
         };
         // A native XDP drop: no skb, no free.
         let tl = Timeline {

@@ -233,9 +233,5 @@ fn program_return_programs_carry_their_slot_immediate() {
             p.insns.iter().all(|i| i.imm != crate::abi::PROG_SLOT_MAGIC),
             "{name}: an immediate was left unwritten"
         );
-        assert!(
-            p.insns.iter().filter(|i| i.imm == 7).count() >= written,
-            "{name}"
-        );
     }
 }

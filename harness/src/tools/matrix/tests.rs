@@ -242,3 +242,25 @@ fn a_run_that_refused_to_start_is_reported_with_its_words() {
         "{e}"
     );
 }
+
+#[test]
+fn the_html_grid_has_a_cell_per_kernel_and_scenario_with_its_message() {
+    let page = super::html::page(&[
+        result(
+            "5.10",
+            &[
+                ("a", "pass", "not checkable: reason <x>"),
+                ("b", "fail", "fate"),
+            ],
+        ),
+        result("6.1", &[("a", "pass", "")]),
+    ]);
+    // Two scenario rows, a column per kernel.
+    assert_eq!(page.matches("<tr id=\"r").count(), 2);
+    assert!(page.contains("<th id=\"k-5.10\">") && page.contains("<th id=\"k-6.1\">"));
+    // The note is there, escaped; a failure's message is open.
+    assert!(page.contains("not checkable: reason &lt;x&gt;"));
+    assert!(page.contains("<details open><summary>fail</summary><p>fate</p>"));
+    // A scenario one kernel did not run says so.
+    assert!(page.contains("<td class=\"error\">not run on this kernel</td>"));
+}
