@@ -421,6 +421,8 @@ pub struct Offsets {
     pub xdp_buff_data: u32,
     /// `xdp_buff.rxq`
     pub xdp_buff_rxq: u32,
+    /// `xdp_buff.data_hard_start` (generic XDP: the skb's head)
+    pub xdp_buff_hard_start: u32,
     /// `xdp_rxq_info.dev`
     pub xdp_rxq_dev: u32,
     /// `sk_buff.priority` ([`NO_OFFSET`] when not in BTF, for these)

@@ -55,6 +55,7 @@ pub fn resolve(btf: &Btf) -> Result<Offsets, BtfError> {
         // An XDP program's frame and device, for its return code.
         xdp_buff_data: optional("xdp_buff", "data"),
         xdp_buff_rxq: optional("xdp_buff", "rxq"),
+        xdp_buff_hard_start: optional("xdp_buff", "data_hard_start"),
         xdp_rxq_dev: optional("xdp_rxq_info", "dev"),
         // The skb's own state, for `seen`.
         skb_priority: optional("sk_buff", "priority"),
@@ -112,6 +113,7 @@ mod tests {
             o.flowi6_daddr,
             o.xdp_buff_data,
             o.xdp_buff_rxq,
+            o.xdp_buff_hard_start,
             o.xdp_rxq_dev,
             o.skb_priority,
             o.skb_vlan_tci,

@@ -44,6 +44,7 @@ pub(crate) static CONFIG: TracerConfig = TracerConfig {
         flowi6_daddr: 0,
         xdp_buff_data: 0,
         xdp_buff_rxq: 0,
+        xdp_buff_hard_start: 0,
         xdp_rxq_dev: 0,
         skb_priority: 0,
         skb_vlan_tci: 0,

@@ -34,8 +34,18 @@ pub fn prog_return_xdp(ctx: FExitContext) -> i32 {
     }
     let netns = dev_netns(cfg, dev);
     let ifindex: u32 = read(dev, cfg.offsets.dev_ifindex).unwrap_or(0);
+    // Generic XDP builds its buffer on the skb being received: its hard
+    // start is that skb's head. The CPU's last tracked skb on the same
+    // device is not enough: a delivered UDP skb is freed without a
+    // tracepoint and stays "current" for the next native frame.
+    let hard: u64 = read_opt(xdp, cfg.offsets.xdp_buff_hard_start).unwrap_or(0);
     match current_tracked() {
-        Some((skb, known, _)) if known.netns == netns && known.ifindex == ifindex => {
+        Some((skb, known, _))
+            if known.netns == netns
+                && known.ifindex == ifindex
+                && hard != 0
+                && read::<u64>(skb, cfg.offsets.skb_head) == Some(hard) =>
+        {
             xdp_on_skb(ctx.as_ptr(), skb, ret as i32)
         }
         _ => xdp_on_frame(ctx.as_ptr(), xdp, ret as i32, netns, ifindex),
