@@ -42,10 +42,15 @@ const MAX_FILE_LINES: usize = 800;
 /// The largest share of the code one file may hold, in percent.
 const MAX_FILE_SHARE: usize = 12;
 
+/// The repository's root (this package is tests/architecture).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn src_dir() -> PathBuf {
     std::env::var_os("PKTFATE_ARCH_SRC")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+        .unwrap_or_else(|| repo_root().join("harness/src"))
 }
 
 /// Every `.rs` file under `dir`, by path relative to it.
@@ -380,10 +385,10 @@ impl Tree {
             } else {
                 None
             };
-            if let Some(found) = target.and_then(|t| self.resolve(&t, depth + 1)) {
-                if !glob || self.files[&found].defs.contains(name) {
-                    return Some(found);
-                }
+            if let Some(found) = target.and_then(|t| self.resolve(&t, depth + 1))
+                && (!glob || self.files[&found].defs.contains(name))
+            {
+                return Some(found);
             }
         }
         Some(file)
@@ -560,7 +565,7 @@ fn no_file_holds_too_much_of_the_code() {
 fn no_rust_file_of_the_repository_is_longer_than_the_limit() {
     // Not only the library: the eBPF programs, tests, fixtures and
     // examples too (build output aside).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo_root();
     let mut wrong = vec![];
     let mut seen = 0;
     let mut todo: Vec<PathBuf> = ["harness", "ebpf", "tests", "fixtures", "examples"]
@@ -593,7 +598,7 @@ fn no_rust_file_of_the_repository_is_longer_than_the_limit() {
 fn the_checks_see_what_they_must() {
     // A tree with a backward import and a cycle, to prove the reader finds
     // `use` groups, re-exports and inline paths.
-    let tmp = pktfate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let w = |p: &str, t: &str| {
         let f = dir.join(p);
