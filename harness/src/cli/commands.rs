@@ -178,7 +178,7 @@ fn write_matrix(
         Format::Human => matrix::human(results),
         Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
         Format::Junit => matrix::junit(results),
-        Format::Html => matrix::html::page(results),
+        Format::Html => matrix::html::page(results, &|p| std::fs::read_to_string(p).ok()),
     };
     match output {
         Some(p) => {

@@ -72,9 +72,10 @@ pub fn suite(
         .filter_map(|r| r.timings_ms.as_ref())
         .map(|t| t.setup + t.attach + t.inject_to_verdict + t.teardown)
         .sum();
+    o.push_str(&head(title));
     let _ = write!(
         o,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body><header><h1>{t}</h1><div class=\"counts\"><span class=\"pass\">{} passed</span><span class=\"fail\">{} failed</span><span class=\"skip\">{} skipped</span><span class=\"error\">{} errors</span><span>{:.0} ms of stage time</span></div></header><main>",
+        "<header><h1>{t}</h1><div class=\"counts\"><span class=\"pass\">{} passed</span><span class=\"fail\">{} failed</span><span class=\"skip\">{} skipped</span><span class=\"error\">{} errors</span><span>{:.0} ms of stage time</span></div></header><main>",
         count(Status::Pass),
         count(Status::Fail),
         count(Status::Skip),
@@ -105,17 +106,28 @@ pub fn suite(
     }
     o.push_str("</table>");
     for (n, r) in reports.iter().enumerate() {
-        scenario(&mut o, n, r, source(&r.path).as_deref());
+        scenario(&mut o, &format!("s{n}"), r, source(&r.path).as_deref());
     }
     o.push_str("</main></body></html>\n");
     o
 }
 
-fn scenario(o: &mut String, n: usize, r: &ScenarioReport, yaml: Option<&str>) {
+/// The start of a page, up to and including `<body>`: its title, style and
+/// the filters' script (the matrix page shares them).
+pub fn head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body>",
+        esc(title)
+    )
+}
+
+/// One scenario's section, `id` its anchor (unique in the page): the
+/// drawing, verdicts, drops, timeline and, with `yaml`, its source.
+pub fn scenario(o: &mut String, id: &str, r: &ScenarioReport, yaml: Option<&str>) {
     let st = r.status.as_str();
     let _ = write!(
         o,
-        "<section class=\"scenario\" id=\"s{n}\" data-status=\"{st}\" data-name=\"{name}\"><h2><span class=\"{st}\">{}</span> {name}</h2><div>{}</div>",
+        "<section class=\"scenario\" id=\"{id}\" data-status=\"{st}\" data-name=\"{name}\"><h2><span class=\"{st}\">{}</span> {name}</h2><div>{}</div>",
         st.to_uppercase(),
         esc(&r.path),
         name = esc(&r.name),
@@ -136,7 +148,7 @@ fn scenario(o: &mut String, n: usize, r: &ScenarioReport, yaml: Option<&str>) {
         let _ = write!(o, "<p class=\"fail\">trace: {}</p>", esc(p));
     }
     drops(o, r);
-    timeline(o, n, r);
+    timeline(o, id, r);
     if let Some(y) = yaml {
         source(o, r, y);
     }
@@ -249,13 +261,13 @@ fn tuple(s: &Value) -> String {
     }
 }
 
-fn timeline(o: &mut String, n: usize, r: &ScenarioReport) {
+fn timeline(o: &mut String, id: &str, r: &ScenarioReport) {
     if r.timeline.is_empty() {
         return;
     }
     let _ = write!(
         o,
-        "<p>timeline: <select data-table=\"tl{n}\" onchange=\"filterSteps(this)\"><option value=\"all\">every step</option>"
+        "<p>timeline: <select data-table=\"tl-{id}\" onchange=\"filterSteps(this)\"><option value=\"all\">every step</option>"
     );
     for (i, p) in r.packets.iter().enumerate() {
         for (dir, label) in [("fwd", ""), ("rev", " (reply)")] {
@@ -268,7 +280,7 @@ fn timeline(o: &mut String, n: usize, r: &ScenarioReport) {
     }
     let _ = write!(
         o,
-        "</select></p><table id=\"tl{n}\" class=\"timeline\"><tr><th>µs</th><th>packet</th><th>namespace</th><th>device</th><th>hook</th><th>headers</th><th>detail</th></tr>"
+        "</select></p><table id=\"tl-{id}\" class=\"timeline\"><tr><th>µs</th><th>packet</th><th>namespace</th><th>device</th><th>hook</th><th>headers</th><th>detail</th></tr>"
     );
     let t0 = r
         .timeline
@@ -329,8 +341,10 @@ fn source(o: &mut String, r: &ScenarioReport, yaml: &str) {
     o.push_str("</pre></details>");
 }
 
+/// Test data: a failed two-namespace scenario, for this page's tests and
+/// the matrix page's.
 #[cfg(test)]
-mod tests {
+pub(crate) mod sample {
     use super::*;
     use crate::evaluate::{Facts, Mismatch, PacketVerdict};
     use crate::report::model::{DevReport, NsReport};
@@ -348,7 +362,7 @@ mod tests {
 
     /// A failed scenario whose names carry markup: a client sends to a
     /// server, whose ingress drops it.
-    fn report() -> ScenarioReport {
+    pub(crate) fn report() -> ScenarioReport {
         let step = |hook: &str, ns: &str, dev: &str, t: u64| {
             serde_json::json!({
                 "ts_ns": t, "skb": 16, "hook": hook, "ns": ns, "dev": dev,
@@ -407,6 +421,26 @@ mod tests {
             ],
         }
     }
+    /// `#x` links of `page` with no element of id `x`.
+    pub(crate) fn dangling_links(page: &str) -> Vec<String> {
+        let ids: std::collections::HashSet<&str> = page
+            .split(" id=\"")
+            .skip(1)
+            .filter_map(|t| t.split('"').next())
+            .collect();
+        page.split("href=\"#")
+            .skip(1)
+            .filter_map(|t| t.split('"').next())
+            .filter(|a| !ids.contains(a))
+            .map(String::from)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample::{dangling_links, report};
+    use super::*;
 
     #[test]
     fn a_failed_scenario_is_drawn_with_its_namespaces_path_and_drop() {
@@ -439,6 +473,13 @@ mod tests {
             page.matches("<tr data-packet=\"0\" data-dir=\"fwd\">")
                 .count(),
             3
+        );
+        // The summary's link opens the scenario's section.
+        assert!(page.contains("href=\"#s0\""));
+        assert!(
+            dangling_links(&page).is_empty(),
+            "{:?}",
+            dangling_links(&page)
         );
     }
 

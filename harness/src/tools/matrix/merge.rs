@@ -182,6 +182,7 @@ pub fn merge(reports: &[(String, MatrixReport)]) -> Result<MatrixReport, MergeEr
 /// Adds another shard's run of the same kernel to `into`.
 fn absorb(into: &mut KernelResult, other: &KernelResult) {
     into.scenarios.extend(other.scenarios.iter().cloned());
+    into.reports.extend(other.reports.iter().cloned());
     into.seconds = ((into.seconds + other.seconds) * 10.0).round() / 10.0;
     into.error = match (into.error.take(), &other.error) {
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
@@ -237,6 +238,7 @@ mod tests {
                         }
                     })
                     .collect(),
+                reports: vec![],
                 error: None,
                 panicked_first: None,
                 seconds: 1.0,

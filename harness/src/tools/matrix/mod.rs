@@ -73,6 +73,10 @@ pub struct KernelResult {
     pub functions: Option<FunctionsUsed>,
     /// Per scenario.
     pub scenarios: Vec<Cell>,
+    /// Per scenario, the guest's whole report (the HTML page draws each
+    /// kernel's run of it); absent from the JSON of older pktfates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ScenarioReport>,
     /// When the guest produced nothing: why.
     pub error: Option<String>,
     /// A first boot whose kernel panicked before any result (booted once
@@ -263,6 +267,7 @@ pub fn summarise(kernel: &kernels::Kernel, run: &vm::GuestRun) -> KernelResult {
         skipped_hooks,
         functions: functions_used(&reports),
         scenarios,
+        reports,
         error,
         panicked_first: None,
         seconds: (run.elapsed.as_secs_f64() * 10.0).round() / 10.0,

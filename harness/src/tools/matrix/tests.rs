@@ -58,6 +58,7 @@ fn result(kernel: &str, cells: &[(&str, &str, &str)]) -> KernelResult {
                 message: (*m).into(),
             })
             .collect(),
+        reports: vec![],
         error: None,
         panicked_first: None,
         seconds: 1.0,
@@ -245,16 +246,19 @@ fn a_run_that_refused_to_start_is_reported_with_its_words() {
 
 #[test]
 fn the_html_grid_has_a_cell_per_kernel_and_scenario_with_its_message() {
-    let page = super::html::page(&[
-        result(
-            "5.10",
-            &[
-                ("a", "pass", "not checkable: reason <x>"),
-                ("b", "fail", "fate"),
-            ],
-        ),
-        result("6.1", &[("a", "pass", "")]),
-    ]);
+    let page = super::html::page(
+        &[
+            result(
+                "5.10",
+                &[
+                    ("a", "pass", "not checkable: reason <x>"),
+                    ("b", "fail", "fate"),
+                ],
+            ),
+            result("6.1", &[("a", "pass", "")]),
+        ],
+        &|_| None,
+    );
     // Two scenario rows, a column per kernel.
     assert_eq!(page.matches("<tr id=\"r").count(), 2);
     assert!(page.contains("<th id=\"k-5.10\">") && page.contains("<th id=\"k-6.1\">"));
@@ -263,4 +267,42 @@ fn the_html_grid_has_a_cell_per_kernel_and_scenario_with_its_message() {
     assert!(page.contains("<details open><summary>fail</summary><p>fate</p>"));
     // A scenario one kernel did not run says so.
     assert!(page.contains("<td class=\"error\">not run on this kernel</td>"));
+}
+
+#[test]
+fn a_grid_cell_opens_that_kernels_run_of_the_scenario() {
+    let sample = crate::report::html::sample::report();
+    let mut k1 = result("5.10", &[("x", "fail", "fate")]);
+    let mut k2 = result("6.1", &[("x", "pass", "")]);
+    for k in [&mut k1, &mut k2] {
+        k.scenarios[0].path.clone_from(&sample.path);
+        k.reports = vec![sample.clone()];
+    }
+    k2.reports[0].status = Status::Pass;
+    let page = super::html::page(&[k1, k2], &|_| Some("packets: []\n".into()));
+    // Each cell links to its own kernel's section, and every link resolves.
+    assert!(
+        page.contains("<summary><a href=\"#k0-s0\">fail</a></summary>"),
+        "{page}"
+    );
+    assert!(page.contains("<td class=\"pass\"><a href=\"#k1-s0\">pass</a></td>"));
+    for id in ["k0-s0", "k1-s0"] {
+        assert!(
+            page.contains(&format!("<section class=\"scenario\" id=\"{id}\"")),
+            "{id}"
+        );
+    }
+    assert!(
+        crate::report::html::sample::dangling_links(&page).is_empty(),
+        "{:?}",
+        crate::report::html::sample::dangling_links(&page)
+    );
+    // Each section is drawn, with its own timeline filter.
+    assert_eq!(page.matches("<svg").count(), 2);
+    assert!(page.contains("data-table=\"tl-k0-s0\"") && page.contains("id=\"tl-k1-s0\""));
+    // A link checker that could not fail would prove nothing.
+    assert_eq!(
+        crate::report::html::sample::dangling_links("<a href=\"#nowhere\">"),
+        ["nowhere"]
+    );
 }
