@@ -22,6 +22,20 @@ pub struct Names {
     pub netns: HashMap<u32, String>,
     /// (netns inode, ifindex) → device name.
     pub devs: HashMap<(u32, u32), String>,
+    /// (netns inode, ifindex) → what the kernel says the device is (for
+    /// drawing the devices a CNI plugin made).
+    pub links: HashMap<(u32, u32), LinkMeta>,
+}
+
+/// A device as the kernel lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkMeta {
+    /// `IFLA_INFO_KIND` (`veth`, `bridge` ...).
+    pub kind: Option<String>,
+    /// The bridge's ifindex, in the same namespace.
+    pub master: Option<u32>,
+    /// The ifindex linked to: a veth's peer, in the peer's namespace.
+    pub link: Option<u32>,
 }
 
 impl Names {

@@ -70,30 +70,9 @@ pub fn topology(s: &Scenario, names: &Names) -> Vec<NsReport> {
         }
     }
     // Devices the kernel had that the scenario did not make (a CNI
-    // plugin's), by ifindex.
-    let mut listed: Vec<(&u32, &u32, &String)> = names
-        .devs
-        .iter()
-        .map(|((inode, ifindex), dev)| (inode, ifindex, dev))
-        .collect();
-    listed.sort();
-    for (inode, _, dev) in listed {
-        if dev == "lo" {
-            continue;
-        }
-        if let Some(ns) = names.netns.get(inode) {
-            add(
-                ns,
-                DevReport {
-                    name: dev.clone(),
-                    kind: "device".into(),
-                    addresses: vec![],
-                    peer: None,
-                    master: None,
-                    lower: None,
-                },
-            );
-        }
+    // plugin's).
+    for (ns, d) in kernel_devices(names) {
+        add(&ns, d);
     }
     for n in &s.namespaces {
         for a in &n.addresses {
@@ -107,4 +86,120 @@ pub fn topology(s: &Scenario, names: &Names) -> Vec<NsReport> {
         }
     }
     out
+}
+
+/// The devices the kernel listed in the run's namespaces, by ifindex,
+/// with the namespace each is in.
+fn kernel_devices(names: &Names) -> Vec<(String, DevReport)> {
+    let mut listed: Vec<(&u32, &u32, &String)> = names
+        .devs
+        .iter()
+        .map(|((inode, ifindex), dev)| (inode, ifindex, dev))
+        .collect();
+    listed.sort();
+    let mut out = vec![];
+    for &(inode, ifindex, dev) in &listed {
+        let Some(ns) = names.netns.get(inode).filter(|_| dev != "lo") else {
+            continue;
+        };
+        let meta = names
+            .links
+            .get(&(*inode, *ifindex))
+            .cloned()
+            .unwrap_or_default();
+        let name_in = |index: u32| names.devs.get(&(*inode, index)).cloned();
+        out.push((
+            ns.clone(),
+            DevReport {
+                name: dev.clone(),
+                kind: meta.kind.clone().unwrap_or_else(|| "device".into()),
+                addresses: vec![],
+                peer: peer_of(names, &listed, *inode, *ifindex, &meta),
+                master: meta.master.and_then(name_in),
+                lower: None,
+            },
+        ));
+    }
+    out
+}
+
+/// A veth's peer as `namespace/device`: the one device of the run whose
+/// `IFLA_LINK` names this one back (ifindexes repeat across namespaces,
+/// so a link alone is not enough).
+fn peer_of(
+    names: &Names,
+    listed: &[(&u32, &u32, &String)],
+    inode: u32,
+    ifindex: u32,
+    meta: &crate::common::LinkMeta,
+) -> Option<String> {
+    if meta.kind.as_deref() != Some("veth") {
+        return None;
+    }
+    let mut found = listed.iter().filter(|&&(i, x, _)| {
+        (*i, *x) != (inode, ifindex)
+            && meta.link == Some(*x)
+            && names
+                .links
+                .get(&(*i, *x))
+                .is_some_and(|m| m.link == Some(ifindex))
+    });
+    let (i, _, dev) = found.next()?;
+    // Two candidates: the drawing would guess; it draws none.
+    if found.next().is_some() {
+        return None;
+    }
+    Some(format!("{}/{dev}", names.netns.get(i)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::LinkMeta;
+
+    #[test]
+    fn a_cni_plugins_devices_are_drawn_with_their_kind_bridge_and_peer() {
+        // The bridge plugin's work, as the kernel lists it: node has cni0
+        // (ifindex 3) and a veth end (4) on it, linked to pod's eth0 (2),
+        // which links back. `other` has an ifindex 2 too, linked to 9: an
+        // ifindex alone must not make it the peer.
+        let s = Scenario::parse(
+            std::path::Path::new("t.yaml"),
+            "namespaces:\n  node: {}\n  pod: {}\n  other: {}\ninject: {socket: {from: pod, proto: udp, to: 192.0.2.1, port: 9}}\n",
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let mut names = Names::default();
+        for (inode, ns) in [(1, "node"), (2, "pod"), (3, "other")] {
+            names.netns.insert(inode, ns.into());
+        }
+        let mut dev = |inode: u32, index: u32, name: &str, kind: &str, master, link| {
+            names.devs.insert((inode, index), name.into());
+            let kind = Some(kind.into());
+            names
+                .links
+                .insert((inode, index), LinkMeta { kind, master, link });
+        };
+        dev(1, 3, "cni0", "bridge", None, None);
+        dev(1, 4, "veth1234", "veth", Some(3), Some(2));
+        dev(2, 2, "eth0", "veth", None, Some(4));
+        dev(3, 2, "eth0", "veth", None, Some(9));
+        let t = topology(&s, &names);
+        let get = |ns: &str, d: &str| {
+            t.iter()
+                .find(|n| n.name == ns)
+                .and_then(|n| n.devices.iter().find(|x| x.name == d))
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(get("node", "cni0").kind, "bridge");
+        let v = get("node", "veth1234");
+        assert_eq!(
+            (v.kind.as_str(), v.master.as_deref()),
+            ("veth", Some("cni0"))
+        );
+        assert_eq!(v.peer.as_deref(), Some("pod/eth0"));
+        assert_eq!(get("pod", "eth0").peer.as_deref(), Some("node/veth1234"));
+        assert_eq!(get("other", "eth0").peer, None);
+    }
 }

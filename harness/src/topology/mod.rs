@@ -111,6 +111,14 @@ impl Topology {
         for h in &self.namespaces {
             for l in rtnl.links(&h.name, None)? {
                 self.names.devs.insert((h.inode, l.index), l.name.clone());
+                self.names.links.insert(
+                    (h.inode, l.index),
+                    crate::common::LinkMeta {
+                        kind: l.kind.clone(),
+                        master: l.master,
+                        link: l.link,
+                    },
+                );
                 if let Some(mac) = l.mac {
                     self.macs.insert((h.name.clone(), l.name), mac);
                 }

@@ -59,6 +59,13 @@ pub(super) struct LinkInfo {
     pub pair_or_bridge: bool,
     /// A veth end.
     pub veth: bool,
+    /// What the kernel says it is, when it does (`IFLA_INFO_KIND`).
+    pub kind: Option<String>,
+    /// Its bridge's ifindex (`IFLA_MASTER`).
+    pub master: Option<u32>,
+    /// The ifindex it is linked to (`IFLA_LINK`): a veth's peer, in the
+    /// peer's namespace.
+    pub link: Option<u32>,
 }
 
 /// What a request was, for its error: the `ip` command it stands for, the
@@ -268,12 +275,21 @@ impl Rtnl {
                 let mut oper_up = false;
                 let mut pair_or_bridge = false;
                 let mut veth = false;
+                let mut kind = None;
+                let mut master = None;
+                let mut link = None;
                 for a in m.attributes {
                     match a {
                         LinkAttribute::IfName(n) => name = Some(n),
                         LinkAttribute::Address(a) => mac = <[u8; 6]>::try_from(a).ok(),
                         LinkAttribute::OperState(s) => oper_up = s == State::Up,
+                        LinkAttribute::Controller(i) => master = Some(i),
+                        LinkAttribute::Link(i) => link = Some(i),
                         LinkAttribute::LinkInfo(i) => {
+                            kind = i.iter().find_map(|i| match i {
+                                Info::Kind(k) => Some(k.to_string()),
+                                _ => None,
+                            });
                             veth = i.iter().any(|i| matches!(i, Info::Kind(InfoKind::Veth)));
                             pair_or_bridge =
                                 veth || i.iter().any(|i| matches!(i, Info::Kind(InfoKind::Bridge)));
@@ -290,6 +306,9 @@ impl Rtnl {
                     up: m.header.flags.contains(LinkFlags::Up),
                     pair_or_bridge,
                     veth,
+                    kind,
+                    master,
+                    link,
                 })
             })
             .collect())
