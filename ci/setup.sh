@@ -30,6 +30,8 @@ command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v depmod >/dev/null 2>&1 || need_pkgs+=(kmod)
+# 1c. ci/test opens the HTML reports in a real headless browser.
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -127,9 +127,9 @@ pub fn scenario(o: &mut String, id: &str, r: &ScenarioReport, yaml: Option<&str>
     let st = r.status.as_str();
     let _ = write!(
         o,
-        "<section class=\"scenario\" id=\"{id}\" data-status=\"{st}\" data-name=\"{name}\"><h2><span class=\"{st}\">{}</span> {name}</h2><div>{}</div>",
+        "<section class=\"scenario\" id=\"{id}\" data-status=\"{st}\" data-name=\"{name}\" data-path=\"{path}\"><h2><span class=\"{st}\">{}</span> {name}</h2><div>{path}</div>",
         st.to_uppercase(),
-        esc(&r.path),
+        path = esc(&r.path),
         name = esc(&r.name),
     );
     for (label, text) in [("skipped", &r.skipped), ("error", &r.error)] {
