@@ -20,7 +20,7 @@ header h1{font-size:18px;margin:0 0 4px}
 main{padding:12px 20px}
 .counts span{margin-right:14px}
 .pass{color:#1a7f37}.fail{color:#cf222e}.skip{color:#9a6700}.error{color:#8250df}
-section.scenario{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:14px 0;padding:10px 16px}
+section.scenario{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:14px 0;padding:10px 16px;content-visibility:auto;contain-intrinsic-size:auto 1200px}
 section.scenario h2{font-size:16px;margin:4px 0}
 table{border-collapse:collapse;margin:6px 0}
 td,th{border:1px solid #d0d7de;padding:2px 6px;text-align:left;vertical-align:top;font-size:12px}
