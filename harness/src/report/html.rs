@@ -484,6 +484,26 @@ mod tests {
     }
 
     #[test]
+    fn packets_dropped_at_one_device_share_one_label() {
+        // A second packet dropped where the first was: one mark, one label
+        // naming both (two labels at one spot overlapped: firewall/
+        // iptables-policy-or-rule's telnet and ssh).
+        let mut r = report();
+        let mut second = r.packets[0].clone();
+        second.name = "ssh".into();
+        r.packets.push(second);
+        let mut steps: Vec<Value> = r.timeline.clone();
+        for s in &mut steps {
+            s["packet_index"] = 1.into();
+        }
+        r.timeline.extend(steps);
+        let page = suite("t", &[r], &|_| None);
+        assert_eq!(page.matches("<g class=\"drop\"").count(), 1, "{page}");
+        assert!(page.contains("<g class=\"drop\" data-packet=\"0 1\">"));
+        assert!(page.contains("syn&lt;script&gt;, ssh: dropped,<tspan x=\"384\" dy=\"13\">TC_INGRESS at tcf_classify</tspan></text>"), "{page}");
+    }
+
+    #[test]
     fn markup_in_names_is_escaped_everywhere() {
         let page = suite("<title>", &[report()], &|_| None);
         assert!(!page.contains("<b>"), "a scenario name became markup");

@@ -78,11 +78,15 @@ pub fn drawing(r: &ScenarioReport) -> String {
     );
     namespaces(&mut o, &l);
     links(&mut o, &l);
+    let mut drops: Vec<Drop> = vec![];
     for (i, p) in r.packets.iter().enumerate() {
         for reverse in [false, true] {
             path(&mut o, &l, r, i, reverse);
         }
-        drop_mark(&mut o, &l, r, i, &p.name);
+        drop_at(&mut drops, &l, r, i, &p.name);
+    }
+    for d in &drops {
+        drop_mark(&mut o, d);
     }
     o.push_str("</svg>");
     o
@@ -250,7 +254,17 @@ fn is_drop(s: &Value) -> bool {
     }
 }
 
-fn drop_mark(o: &mut String, l: &Layout, r: &ScenarioReport, i: usize, name: &str) {
+/// The drops at one device: one mark, one label naming each packet.
+struct Drop {
+    at: (i64, i64),
+    packets: Vec<usize>,
+    names: Vec<String>,
+    whats: Vec<String>,
+}
+
+/// Adds packet `i`'s drop, if it was dropped, to the drop at its device
+/// (packets dropped at the same place share a label, not overlap).
+fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name: &str) {
     let Some(s) = drop_step(r, i) else {
         return;
     };
@@ -269,16 +283,43 @@ fn drop_mark(o: &mut String, l: &Layout, r: &ScenarioReport, i: usize, name: &st
             s["at"].as_str().unwrap_or("?")
         ),
     };
+    let at = (i64::from(x), i64::from(y));
+    let d = match drops.iter_mut().position(|d| d.at == at) {
+        Some(k) => &mut drops[k],
+        None => {
+            drops.push(Drop {
+                at,
+                packets: vec![],
+                names: vec![],
+                whats: vec![],
+            });
+            drops.last_mut().expect("just pushed")
+        }
+    };
+    d.packets.push(i);
+    d.names.push(name.to_string());
+    if !d.whats.contains(&what) {
+        d.whats.push(what);
+    }
+}
+
+fn drop_mark(o: &mut String, d: &Drop) {
+    let (x, y) = d.at;
+    let lx = x + 44 - i64::from(COL_W - 40);
+    let ly = y + i64::from(DEV_H / 2) + 12;
+    let packets: Vec<String> = d.packets.iter().map(ToString::to_string).collect();
     let _ = write!(
         o,
-        r#"<g class="drop" data-packet="{i}"><path d="M{},{} l14,14 M{},{} l-14,14" class="drop-x"/><text x="{lx}" y="{ly}" class="drop-label">{}: dropped,<tspan x="{lx}" dy="13">{}</tspan></text></g>"#,
+        r#"<g class="drop" data-packet="{}"><path d="M{},{} l14,14 M{},{} l-14,14" class="drop-x"/><text x="{lx}" y="{ly}" class="drop-label">{}: dropped,"#,
+        packets.join(" "),
         x - 7,
         y - 7,
         x + 7,
         y - 7,
-        esc(name),
-        esc(&what),
-        lx = x + 44 - (COL_W - 40),
-        ly = y + DEV_H / 2 + 12,
+        esc(&d.names.join(", ")),
     );
+    for w in &d.whats {
+        let _ = write!(o, r#"<tspan x="{lx}" dy="13">{}</tspan>"#, esc(w));
+    }
+    o.push_str("</text></g>");
 }
