@@ -283,19 +283,19 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
             s["at"].as_str().unwrap_or("?")
         ),
     };
-    let at = (i64::from(x), i64::from(y));
-    let d = match drops.iter_mut().position(|d| d.at == at) {
-        Some(k) => &mut drops[k],
-        None => {
-            drops.push(Drop {
-                at,
-                packets: vec![],
-                names: vec![],
-                whats: vec![],
-            });
-            drops.last_mut().expect("just pushed")
-        }
-    };
+    let at = (x, y);
+    if !drops.iter().any(|d| d.at == at) {
+        drops.push(Drop {
+            at,
+            packets: vec![],
+            names: vec![],
+            whats: vec![],
+        });
+    }
+    let d = drops
+        .iter_mut()
+        .find(|d| d.at == at)
+        .expect("there is a drop at `at`");
     d.packets.push(i);
     d.names.push(name.to_string());
     if !d.whats.contains(&what) {
@@ -305,8 +305,8 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
 
 fn drop_mark(o: &mut String, d: &Drop) {
     let (x, y) = d.at;
-    let lx = x + 44 - i64::from(COL_W - 40);
-    let ly = y + i64::from(DEV_H / 2) + 12;
+    let lx = x + 44 - (COL_W - 40);
+    let ly = y + (DEV_H / 2) + 12;
     let packets: Vec<String> = d.packets.iter().map(ToString::to_string).collect();
     let _ = write!(
         o,
