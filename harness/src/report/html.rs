@@ -155,6 +155,18 @@ pub fn scenario(o: &mut String, id: &str, r: &ScenarioReport, yaml: Option<&str>
     o.push_str("</section>");
 }
 
+/// One failed expectation: whose (escaped), what happened (escaped), and
+/// what was expected beside what the trace shows.
+fn mismatch_row(o: &mut String, whose: &str, summary: &str, m: &crate::evaluate::Mismatch) {
+    let _ = write!(
+        o,
+        "<tr><td>{whose}</td><td>{summary}</td><td>{}</td><td class=\"exp\">{}</td><td class=\"act\">{}</td></tr>",
+        esc(&m.what),
+        esc(&m.expected),
+        esc(&m.actual)
+    );
+}
+
 /// Per packet: what happened, and each failed expectation beside what
 /// the trace shows.
 fn verdicts(o: &mut String, r: &ScenarioReport) {
@@ -172,24 +184,11 @@ fn verdicts(o: &mut String, r: &ScenarioReport) {
             );
         }
         for m in &p.mismatches {
-            let _ = write!(
-                o,
-                "<tr><td>{}</td><td>{summary}</td><td>{}</td><td class=\"exp\">{}</td><td class=\"act\">{}</td></tr>",
-                esc(&p.name),
-                esc(&m.what),
-                esc(&m.expected),
-                esc(&m.actual)
-            );
+            mismatch_row(o, &esc(&p.name), &summary, m);
         }
     }
     for m in &r.counters {
-        let _ = write!(
-            o,
-            "<tr><td>counters</td><td></td><td>{}</td><td class=\"exp\">{}</td><td class=\"act\">{}</td></tr>",
-            esc(&m.what),
-            esc(&m.expected),
-            esc(&m.actual)
-        );
+        mismatch_row(o, "counters", "", m);
     }
     o.push_str("</table>");
 }
