@@ -4,7 +4,7 @@
 //! the drop reasons, a tracepoint's arity). Each reader runs in a child
 //! process of its own, alternating, so peaks do not mix; medians printed.
 //!
-//! `cargo run --release -p pktfate --example btf_readers [ROUNDS]`
+//! `cargo run --release -p pktfate --features compare-readers --example btf_readers [ROUNDS]`
 
 use std::path::Path;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! loaded module when one has text symbols. Each reader runs in a child
 //! process of its own, alternating, so peaks do not mix; medians printed.
 //!
-//! `cargo run --release -p pktfate --example kallsyms_readers [ROUNDS]`
+//! `cargo run --release -p pktfate --features compare-readers --example kallsyms_readers [ROUNDS]`
 
 use std::process::Command;
 use std::time::Instant;

@@ -6,8 +6,8 @@
 //! BTF too, but keeps struct members private; this reader only needs the
 //! type table and the string table.
 //!
-//! Kept over btf-rs, measured (`cargo run --release -p pktfate --example
-//! btf_readers`, 9 rounds, each reader in a process of its own, Linux 6.18,
+//! Kept over btf-rs, measured (`cargo run --release -p pktfate --features
+//! compare-readers --example btf_readers`, 9 rounds, each reader in a process of its own, Linux 6.18,
 //! 2026-12-04): parsing the kernel's BTF and answering the tracer's
 //! questions takes 25 ms and a 14.4 MiB peak here, 231 ms and 52.1 MiB with
 //! btf-rs 1.1, which builds a typed value per BTF type up front; same
