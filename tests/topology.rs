@@ -181,3 +181,41 @@ fn device_names_of_any_namespace_match_what_ip_lists() {
     let own = pktfate::topology::device_names(Path::new("/proc/thread-self/ns/net")).unwrap();
     assert!(own.contains(&(1, "lo".into())), "{own:?}");
 }
+
+#[test]
+fn addresses_a_cni_plugin_assigned_are_read_back_as_ip_lists_them() {
+    let _serial = serial();
+    // host-local gives the gateway to the bridge and pod addresses from
+    // the range in order; pktfate never sees them but through the kernel.
+    let s = Scenario::load(&shipped("cni/bridge-pod-to-pod.yaml")).unwrap();
+    let mut topo = Topology::build(&s, &cfg().cni_path).unwrap();
+    let mut read_back = 0;
+    for h in &topo.namespaces {
+        let mut ours: Vec<String> = topo
+            .names
+            .links
+            .iter()
+            .filter(|((inode, _), _)| *inode == h.inode)
+            .flat_map(|((_, index), m)| {
+                let dev = topo.names.devs[&(h.inode, *index)].clone();
+                m.addresses.iter().map(move |a| format!("{dev} {a}"))
+            })
+            .collect();
+        ours.sort();
+        // `ip -o addr`: "2: eth0    inet 192.0.2.2/24 brd ... scope global eth0 ...".
+        let mut theirs: Vec<String> = sh(&format!("ip -n {} -o addr show", h.real))
+            .lines()
+            .filter(|l| !l.contains(" scope link") && !l.contains(" scope host"))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                format!("{} {}", f[1], f[3])
+            })
+            .collect();
+        theirs.sort();
+        assert_eq!(ours, theirs, "namespace {}", h.name);
+        read_back += ours.len();
+    }
+    // The bridge's gateway and one address per pod.
+    assert_eq!(read_back, 3);
+    assert!(topo.teardown().is_empty());
+}

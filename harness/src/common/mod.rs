@@ -36,6 +36,9 @@ pub struct LinkMeta {
     pub master: Option<u32>,
     /// The ifindex linked to: a veth's peer, in the peer's namespace.
     pub link: Option<u32>,
+    /// Its addresses (`addr/prefix`) once built, where something other
+    /// than the scenario may have assigned them (a CNI plugin's IPAM).
+    pub addresses: Vec<String>,
 }
 
 impl Names {

@@ -81,10 +81,46 @@ pub fn topology(s: &Scenario, names: &Names) -> Vec<NsReport> {
                 .find(|x| x.name == n.name)
                 .and_then(|x| x.devices.iter_mut().find(|d| d.name == a.dev))
             {
-                d.addresses.push(format!("{}/{}", a.addr, a.prefix));
+                let a = format!("{}/{}", a.addr, a.prefix);
+                if !d.addresses.contains(&a) {
+                    d.addresses.push(a);
+                }
             }
         }
     }
+    // Addresses the kernel listed on devices the scenario made (a CNI
+    // plugin's IPAM on a scenario's bridge).
+    for (ns, dev, addresses) in kernel_addresses(names) {
+        if let Some(d) = out
+            .iter_mut()
+            .find(|x| x.name == ns)
+            .and_then(|x| x.devices.iter_mut().find(|d| d.name == dev))
+        {
+            for a in addresses {
+                if !d.addresses.contains(&a) {
+                    d.addresses.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The addresses the kernel listed, per (namespace, device).
+fn kernel_addresses(names: &Names) -> Vec<(String, String, Vec<String>)> {
+    let mut out: Vec<(String, String, Vec<String>)> = names
+        .links
+        .iter()
+        .filter(|(_, m)| !m.addresses.is_empty())
+        .filter_map(|((inode, ifindex), m)| {
+            Some((
+                names.netns.get(inode)?.clone(),
+                names.devs.get(&(*inode, *ifindex))?.clone(),
+                m.addresses.clone(),
+            ))
+        })
+        .collect();
+    out.sort();
     out
 }
 
@@ -176,9 +212,16 @@ mod tests {
         let mut dev = |inode: u32, index: u32, name: &str, kind: &str, master, link| {
             names.devs.insert((inode, index), name.into());
             let kind = Some(kind.into());
-            names
-                .links
-                .insert((inode, index), LinkMeta { kind, master, link });
+            let addresses = vec![];
+            names.links.insert(
+                (inode, index),
+                LinkMeta {
+                    kind,
+                    master,
+                    link,
+                    addresses,
+                },
+            );
         };
         dev(1, 3, "cni0", "bridge", None, None);
         dev(1, 4, "veth1234", "veth", Some(3), Some(2));
@@ -201,5 +244,45 @@ mod tests {
         assert_eq!(v.peer.as_deref(), Some("pod/eth0"));
         assert_eq!(get("pod", "eth0").peer.as_deref(), Some("node/veth1234"));
         assert_eq!(get("other", "eth0").peer, None);
+    }
+
+    #[test]
+    fn addresses_a_plugin_assigned_are_drawn_with_the_scenarios_own() {
+        // node has a scenario-made bridge br0 with 192.0.2.1/24; host-local
+        // gave pod's eth0 (made by the plugin) 192.0.2.2/24 and put the
+        // gateway 192.0.2.1/24 on br0 again (listed by the kernel too).
+        let s = Scenario::parse(
+            std::path::Path::new("t.yaml"),
+            "namespaces:\n  node:\n    links: [{name: br0, kind: bridge}]\n    addresses: [{dev: br0, addr: 192.0.2.1/24}]\n  pod: {}\ninject: {socket: {from: pod, proto: udp, to: 192.0.2.1, port: 9}}\n",
+        )
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let mut names = Names::default();
+        names.netns.insert(1, "node".into());
+        names.netns.insert(2, "pod".into());
+        for (inode, index, dev, addresses) in [
+            (1, 3, "br0", vec!["192.0.2.1/24", "2001:db8::1/64"]),
+            (2, 2, "eth0", vec!["192.0.2.2/24"]),
+        ] {
+            names.devs.insert((inode, index), dev.into());
+            let addresses = addresses.into_iter().map(String::from).collect();
+            names.links.insert(
+                (inode, index),
+                LinkMeta {
+                    addresses,
+                    ..LinkMeta::default()
+                },
+            );
+        }
+        let t = topology(&s, &names);
+        let addrs = |ns: &str, d: &str| {
+            t.iter()
+                .find(|n| n.name == ns)
+                .and_then(|n| n.devices.iter().find(|x| x.name == d))
+                .map(|d| d.addresses.clone())
+                .unwrap()
+        };
+        assert_eq!(addrs("node", "br0"), ["192.0.2.1/24", "2001:db8::1/64"]);
+        assert_eq!(addrs("pod", "eth0"), ["192.0.2.2/24"]);
     }
 }

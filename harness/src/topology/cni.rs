@@ -91,6 +91,13 @@ impl Cni {
         Ok(())
     }
 
+    /// Whether a plugin ran in the namespace at `ns` (a node or a pod).
+    pub fn attached_in(&self, ns: &Path) -> bool {
+        self.attached
+            .iter()
+            .any(|a| a.node == ns || a.pod.path() == ns)
+    }
+
     /// DEL for every attachment, last first; returns what failed.
     pub fn del_all(&mut self) -> Vec<String> {
         let mut problems = vec![];

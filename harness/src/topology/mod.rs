@@ -109,6 +109,13 @@ impl Topology {
         }
         // Device names as the tracer will report them.
         for h in &self.namespaces {
+            // Only CNI plugins assign addresses the scenario does not list:
+            // read them back where plugins ran, for the report's drawing.
+            let mut addresses = if self.cni.attached_in(&h.path()) {
+                rtnl.addresses(&h.name)?
+            } else {
+                vec![]
+            };
             for l in rtnl.links(&h.name, None)? {
                 self.names.devs.insert((h.inode, l.index), l.name.clone());
                 self.names.links.insert(
@@ -117,6 +124,10 @@ impl Topology {
                         kind: l.kind.clone(),
                         master: l.master,
                         link: l.link,
+                        addresses: addresses
+                            .extract_if(.., |(i, _)| *i == l.index)
+                            .map(|(_, a)| a)
+                            .collect(),
                     },
                 );
                 if let Some(mac) = l.mac {

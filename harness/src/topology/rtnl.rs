@@ -12,7 +12,9 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressScope,
+};
 use rtnetlink::packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo as Info, LinkMessage, State,
 };
@@ -407,6 +409,21 @@ impl Rtnl {
         }
     }
 
+    /// The addresses on the devices of `ns`, as (ifindex, `addr/prefix`),
+    /// except IPv6 link-local ones (see [`assigned`]).
+    pub fn addresses(&self, ns: &str) -> Result<Vec<(u32, String)>, TopologyError> {
+        let handle = self.handle(ns);
+        let what = What {
+            cmd: "ip addr show".into(),
+            ns,
+            at: None,
+        };
+        let msgs: Vec<AddressMessage> = self.run(what, async move {
+            handle.address().get().execute().try_collect().await
+        })?;
+        Ok(assigned(&msgs))
+    }
+
     /// The IPv6 addresses of `ns` added without DAD (see [`nodad_ipv6`]).
     fn nodad_ipv6(&self, ns: &str) -> Result<Vec<Nodad>, TopologyError> {
         let handle = self.handle(ns);
@@ -455,6 +472,31 @@ fn nodad_ipv6(msgs: &[AddressMessage]) -> Vec<Nodad> {
         .collect()
 }
 
+/// The addresses of an address dump as (ifindex, `addr/prefix`). An IPv4
+/// address is `IFA_LOCAL` (`IFA_ADDRESS` is the peer's on a point-to-point
+/// device). Left out, as made by the kernel and not by whoever configured
+/// the namespace: IPv6 link-local addresses (every device has one) and
+/// host-scope ones (loopback's).
+fn assigned(msgs: &[AddressMessage]) -> Vec<(u32, String)> {
+    msgs.iter()
+        .filter(|m| m.header.scope != AddressScope::Host)
+        .filter_map(|m| {
+            let mut local = None;
+            let mut addr = None;
+            for a in &m.attributes {
+                match a {
+                    AddressAttribute::Local(a) => local = Some(*a),
+                    AddressAttribute::Address(a) => addr = Some(*a),
+                    _ => {}
+                }
+            }
+            let ip = local.or(addr)?;
+            let link_local = matches!(ip, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local());
+            (!link_local).then(|| (m.header.index, format!("{ip}/{}", m.header.prefix_len)))
+        })
+        .collect()
+}
+
 /// Of the addresses on the devices in `running`, those not usable yet;
 /// `None` when there are none on them at all.
 fn not_usable_yet(addrs: &[Nodad], running: &[u32]) -> Option<Vec<std::net::IpAddr>> {
@@ -495,6 +537,32 @@ mod tests {
             m.attributes.push(AddressAttribute::Flags(f));
         }
         m
+    }
+
+    #[test]
+    fn addresses_are_the_local_ones_without_ipv6_link_local() {
+        let mut p2p = msg(5, "198.51.100.9", AddressHeaderFlags::empty(), None);
+        // A point-to-point device: IFA_ADDRESS is the peer, IFA_LOCAL ours.
+        p2p.attributes
+            .push(AddressAttribute::Local("198.51.100.1".parse().unwrap()));
+        p2p.header.prefix_len = 32;
+        let mut v4 = msg(2, "192.0.2.5", AddressHeaderFlags::empty(), None);
+        v4.header.prefix_len = 24;
+        let mut v6 = msg(2, "2001:db8::5", AddressHeaderFlags::empty(), None);
+        v6.header.prefix_len = 64;
+        let mut ll = msg(2, "fe80::1", AddressHeaderFlags::empty(), None);
+        ll.header.prefix_len = 64;
+        let mut lo = msg(1, "127.0.0.1", AddressHeaderFlags::empty(), None);
+        lo.header.prefix_len = 8;
+        lo.header.scope = AddressScope::Host;
+        assert_eq!(
+            assigned(&[lo, p2p, v4, ll, v6]),
+            [
+                (5, "198.51.100.1/32".to_string()),
+                (2, "192.0.2.5/24".to_string()),
+                (2, "2001:db8::5/64".to_string()),
+            ]
+        );
     }
 
     #[test]
