@@ -12,39 +12,46 @@ LLVM_PREFIX_DIR="${PKTFATE_LLVM_PREFIX:-/opt/pktfate-llvm}"
 BPF_LINKER_VERSION="0.13.0"
 
 # 1. Debian packages the harness shells out to (ip, nft, tc, iptables-restore,
-# CNI plugins) or tests use.
-need_pkgs=()
-command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
-command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
-command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
-# Scenarios may give iptables-save rulesets (iptables-restore, nft backend)
-# and set namespaces up with the reference CNI plugins (bridge, portmap ...).
-command -v iptables-restore >/dev/null 2>&1 || need_pkgs+=(iptables)
-[ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
-# The reliability tests check with strace that no /tmp file is created unsafely.
-command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
-# ci/bench compares pktfate with the by-hand way, which uses bpftrace.
-command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
-# 1b. The kernel matrix (`pktfate matrix`, run by ci/test): qemu, an
-# initramfs busybox and kmod for virtme-ng, and virtme-ng itself.
-command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
-dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
-command -v depmod >/dev/null 2>&1 || need_pkgs+=(kmod)
-# 1c. ci/test opens the HTML reports in a real headless browser.
-command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  log "installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
-if ! command -v vng >/dev/null 2>&1; then
-  log "installing virtme-ng"
-  python3 -m pip install -q virtme-ng
-  # Under pyenv the command appears only once its shims are rebuilt.
-  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
-  command -v vng >/dev/null 2>&1 || { log "virtme-ng installed but vng is not on PATH"; exit 1; }
-fi
+# CNI plugins) or tests use. Downloads and unpacking, mostly waiting: on a
+# fresh machine they run while step 3 compiles bpf-linker.
+system_packages() {
+  need_pkgs=()
+  command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+  command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+  command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
+  # Scenarios may give iptables-save rulesets (iptables-restore, nft backend)
+  # and set namespaces up with the reference CNI plugins (bridge, portmap ...).
+  command -v iptables-restore >/dev/null 2>&1 || need_pkgs+=(iptables)
+  [ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
+  # The reliability tests check with strace that no /tmp file is created unsafely.
+  command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
+  # ci/bench compares pktfate with the by-hand way, which uses bpftrace.
+  command -v bpftrace >/dev/null 2>&1 || need_pkgs+=(bpftrace)
+  # 1b. The kernel matrix (`pktfate matrix`, run by ci/test): qemu, an
+  # initramfs busybox and kmod for virtme-ng, and virtme-ng itself.
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || need_pkgs+=(qemu-system-x86)
+  dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+  command -v depmod >/dev/null 2>&1 || need_pkgs+=(kmod)
+  # 1c. ci/test opens the HTML reports in a real headless browser.
+  command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+  if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  fi
+  if ! command -v vng >/dev/null 2>&1; then
+    log "installing virtme-ng"
+    python3 -m pip install -q virtme-ng
+    # Under pyenv the command appears only once its shims are rebuilt.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+    command -v vng >/dev/null 2>&1 || { log "virtme-ng installed but vng is not on PATH"; exit 1; }
+  fi
+}
+system_packages &
+packages=$!
+# Should a later step fail, the installation does not go on by itself.
+trap 'kill "$packages" 2>/dev/null || true' EXIT
 
 # 2. Nightly with rust-src: aya-build compiles the eBPF crate with -Z build-std.
 if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
@@ -85,6 +92,11 @@ STUB
   LLVM_PREFIX="${LLVM_PREFIX_DIR}" LLVM_SYS_221_PREFIX="${LLVM_PREFIX_DIR}" \
     cargo install bpf-linker --locked --version "${BPF_LINKER_VERSION}" \
       --no-default-features --features llvm-22
+fi
+
+if ! wait "$packages"; then
+  log "installing the system packages failed (see above)"
+  exit 1
 fi
 
 # 4. Kernel facts the tracer needs; say clearly what is missing.

@@ -722,3 +722,47 @@ fn an_html_report_draws_each_namespace_and_marks_the_drop() {
     // Self-contained: nothing fetched.
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
 }
+
+#[test]
+fn matrix_fetch_only_readies_kernels_without_scenarios_and_refuses_bad_ones() {
+    let dir = Scratch::new("fetch-only");
+    let boot = dir.0.join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    let with_btf = boot.join("vmlinuz-6.99.0-test");
+    std::fs::write(&with_btf, b"not booted here").unwrap();
+    std::fs::write(boot.join("config-6.99.0-test"), "CONFIG_DEBUG_INFO_BTF=y\n").unwrap();
+    let without_btf = boot.join("vmlinuz-6.98.0-test");
+    std::fs::write(&without_btf, b"not booted here").unwrap();
+    std::fs::write(
+        boot.join("config-6.98.0-test"),
+        "# CONFIG_DEBUG_INFO_BTF is not set\n",
+    )
+    .unwrap();
+    // Run where there are no scenarios: fetching needs none.
+    let fetch = |kernel: &Path| {
+        bin()
+            .args(["matrix", "--fetch-only", "--kernel"])
+            .arg(kernel)
+            .current_dir(&dir.0)
+            .env("XDG_CACHE_HOME", dir.0.join("cache"))
+            .output()
+            .unwrap()
+    };
+    let o = fetch(&with_btf);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("6.99.0-test ready"), "{}", text(&o));
+    let o = fetch(&without_btf);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("(6.98.0-test) cannot be traced: CONFIG_DEBUG_INFO_BTF is not set"),
+        "{}",
+        text(&o)
+    );
+    let o = fetch(Path::new("six-one"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`six-one` is neither a kernel version"),
+        "{}",
+        text(&o)
+    );
+}

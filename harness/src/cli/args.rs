@@ -211,6 +211,10 @@ pub struct MatrixArgs {
     /// Tracer backend inside the guests (as for `run`).
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
+    /// Only download and unpack the kernels into the cache, then exit
+    /// (a CI cache step, or fetching while something else builds).
+    #[arg(long)]
+    pub fetch_only: bool,
 }
 
 // Arguments of `pktfate merge` (no doc comment: clap would take it over the

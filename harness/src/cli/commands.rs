@@ -68,6 +68,26 @@ pub fn trace(a: TraceArgs) -> ExitCode {
 }
 
 /// `pktfate matrix`.
+/// `pktfate matrix --fetch-only`: each kernel resolved into the cache.
+fn fetch_kernels(kernels: &[String]) -> ExitCode {
+    use pktfate::tools::matrix;
+    let cache = matrix::kernels::cache_dir();
+    for spec in kernels {
+        match matrix::kernels::resolve(spec, &cache) {
+            Ok(k) => eprintln!(
+                "[matrix] kernel {spec}: {} ready ({})",
+                k.release,
+                k.vmlinuz.display()
+            ),
+            Err(e) => {
+                eprintln!("pktfate matrix: {}", e.render());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 pub fn matrix(a: MatrixArgs) -> ExitCode {
     use pktfate::tools::matrix;
     let MatrixArgs {
@@ -81,7 +101,11 @@ pub fn matrix(a: MatrixArgs) -> ExitCode {
         jobs,
         shard,
         backend,
+        fetch_only,
     } = a;
+    if fetch_only {
+        return fetch_kernels(&kernels);
+    }
     let scenarios = match crate::run::scenario_files(&paths, filter.as_deref()) {
         Ok(f) => f,
         Err(code) => return code,

@@ -126,6 +126,10 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
             hint: "write a version such as 6.1 or 6.12, the path of a vmlinuz, or a kernel tree where `make` has run".into(),
         });
     }
+    // Runs sharing the cache (CI jobs on one runner) take turns: apt's
+    // lists are updated by one at a time, and a package another run is
+    // extracting, or booting from, is never extracted over.
+    let _turn = lock_cache(cache)?;
     let apt = Apt::new(cache)?;
     let package = apt.newest(spec)?;
     let dir = cache.join("kernels").join(&package);
@@ -303,6 +307,30 @@ fn version_key(package: &str) -> Vec<u64> {
         .collect()
 }
 
+/// An exclusive lock on the kernel cache (`flock` on `CACHE/.lock`),
+/// released when the returned file is dropped or the process dies.
+fn lock_cache(cache: &Path) -> Result<std::fs::File, MatrixError> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(cache)
+        .map_err(|e| MatrixError::Io(format!("{}: {e}", cache.display())))?;
+    let path = cache.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| MatrixError::Io(format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; it blocks until
+    // the lock is free and touches no memory.
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(MatrixError::Io(format!("locking {}: {e}", path.display())));
+        }
+    }
+    Ok(f)
+}
+
 /// Whether `package` is a plain amd64 image of kernel `spec` (`6.1`,
 /// `6.12.117`): not cloud, rt, unsigned or debug.
 fn matches(package: &str, spec: &str) -> bool {
@@ -444,6 +472,26 @@ impl Apt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_sharing_a_kernel_cache_take_turns() {
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let cache = tmp.path().join("cache");
+        let held = lock_cache(&cache).unwrap();
+        let got = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                let _l = lock_cache(&cache).unwrap();
+                got.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            // The other run waits while this one holds the cache.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(!got.load(std::sync::atomic::Ordering::SeqCst));
+            drop(held);
+            other.join().unwrap();
+        });
+        assert!(got.load(std::sync::atomic::Ordering::SeqCst));
+    }
 
     #[test]
     fn a_built_kernel_tree_is_booted_as_is_and_one_without_btf_refused() {
