@@ -70,6 +70,11 @@ pub struct Facts {
     /// `TC_ACT_SHOT`), as the timeline writes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_by: Option<String>,
+    /// The netfilter rule or chain policy whose verdict dropped it, as
+    /// [`crate::tracer::nftrace::RuleEval::describe`] words it with its
+    /// namespace, where the scenario's rules were traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_by_rule: Option<String>,
 }
 
 impl Facts {

@@ -36,7 +36,10 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
     let mut packets = vec![];
     for (i, p) in s.packets.iter().enumerate() {
         let l = life(tl, i);
-        let (facts, mut mismatches, path) = judge(&p.expect, &l);
+        let (mut facts, mut mismatches, path) = judge(&p.expect, &l);
+        if facts.dropped {
+            facts.dropped_by_rule = netfilter::drop_rule(tl, i, false);
+        }
         if let Some(want) = p.expect.icmp {
             mismatches.extend(judge_icmp(want, &icmp_errors(tl, i, &l)));
         }

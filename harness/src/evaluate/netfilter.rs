@@ -157,6 +157,15 @@ pub fn deciding<'a>(evals: &[&'a RuleEval], dropped: bool) -> Vec<&'a RuleEval> 
     }
 }
 
+/// The rule or policy that dropped packet `i` (its reply when `reverse`),
+/// as a drawing names it: `None` when netfilter did not drop it.
+pub fn drop_rule(tl: &Timeline, i: usize, reverse: bool) -> Option<String> {
+    packet_evals(tl, i, reverse)
+        .into_iter()
+        .find(|e| e.verdict == NfVerdict::Drop)
+        .map(|e| format!("{} in {}", e.describe(), e.ns))
+}
+
 /// Judges `want` for packet `i` (its reply when `reverse`); `dropped`:
 /// the packet's fate was a drop, so the drop is what decided.
 pub(super) fn judge_netfilter(
@@ -324,6 +333,36 @@ mod tests {
             ..Default::default()
         };
         judge_netfilter(&want, &tl, 0, false, true)
+    }
+
+    #[test]
+    fn the_drop_rule_is_the_evaluation_that_dropped_not_the_one_before() {
+        // ssh: INPUT jumps to BLOCK, BLOCK's end returns, INPUT's policy
+        // drops. The reply's evaluations (none here) are not this packet's.
+        let tl = Timeline {
+            rules: vec![
+                eval("INPUT", EvalKind::Rule, NfVerdict::Jump, Some((4, ""))),
+                eval("BLOCK", EvalKind::Return, NfVerdict::Continue, None),
+                eval("INPUT", EvalKind::Policy, NfVerdict::Drop, None),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            drop_rule(&tl, 0, false).as_deref(),
+            Some("ip filter INPUT: policy -> drop in server")
+        );
+        assert_eq!(drop_rule(&tl, 0, true), None);
+        // Accepted: nothing dropped it.
+        let accepted = Timeline {
+            rules: vec![eval(
+                "INPUT",
+                EvalKind::Rule,
+                NfVerdict::Accept,
+                Some((5, "")),
+            )],
+            ..Default::default()
+        };
+        assert_eq!(drop_rule(&accepted, 0, false), None);
     }
 
     #[test]

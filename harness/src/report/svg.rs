@@ -283,6 +283,13 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
             s["at"].as_str().unwrap_or("?")
         ),
     };
+    // The deciding rule, clipped to the label's width (the timeline and
+    // the failure's difference give it whole).
+    let rule = r.packets[i]
+        .facts
+        .dropped_by_rule
+        .as_deref()
+        .map(|rule| crate::common::text::clip(rule, RULE_CHARS));
     let at = (x, y);
     if !drops.iter().any(|d| d.at == at) {
         drops.push(Drop {
@@ -298,10 +305,15 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
         .expect("there is a drop at `at`");
     d.packets.push(i);
     d.names.push(name.to_string());
-    if !d.whats.contains(&what) {
-        d.whats.push(what);
+    for w in std::iter::once(what).chain(rule) {
+        if !d.whats.contains(&w) {
+            d.whats.push(w);
+        }
     }
 }
+
+/// The longest rule text a drop label holds (about a column and a half).
+const RULE_CHARS: usize = 60;
 
 fn drop_mark(o: &mut String, d: &Drop) {
     let (x, y) = d.at;
