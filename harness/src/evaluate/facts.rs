@@ -91,7 +91,11 @@ impl Facts {
             parts.push("delivered to a socket".into());
         }
         if self.dropped {
-            let by = self.dropped_by.as_deref();
+            // A program's return code, else the netfilter rule that dropped.
+            let by = self
+                .dropped_by
+                .as_deref()
+                .or(self.dropped_by_rule.as_deref());
             parts.push(match (&self.reason, &self.at, by) {
                 // An XDP program dropped a frame no skb held: no free.
                 (None, None, Some(by)) => format!("dropped by {by}"),

@@ -260,6 +260,8 @@ struct Drop {
     packets: Vec<usize>,
     names: Vec<String>,
     whats: Vec<String>,
+    /// The deciding rules whole, for the mark's tooltip.
+    rules: Vec<String>,
 }
 
 /// Adds packet `i`'s drop, if it was dropped, to the drop at its device
@@ -283,13 +285,9 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
             s["at"].as_str().unwrap_or("?")
         ),
     };
-    // The deciding rule, clipped to the label's width (the timeline and
-    // the failure's difference give it whole).
-    let rule = r.packets[i]
-        .facts
-        .dropped_by_rule
-        .as_deref()
-        .map(|rule| crate::common::text::clip(rule, RULE_CHARS));
+    // The deciding rule is the mark's tooltip: a third label line runs
+    // into the device below (the packet table beside names it too).
+    let whole = r.packets[i].facts.dropped_by_rule.clone();
     let at = (x, y);
     if !drops.iter().any(|d| d.at == at) {
         drops.push(Drop {
@@ -297,6 +295,7 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
             packets: vec![],
             names: vec![],
             whats: vec![],
+            rules: vec![],
         });
     }
     let d = drops
@@ -305,15 +304,13 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
         .expect("there is a drop at `at`");
     d.packets.push(i);
     d.names.push(name.to_string());
-    for w in std::iter::once(what).chain(rule) {
-        if !d.whats.contains(&w) {
-            d.whats.push(w);
-        }
+    if !d.whats.contains(&what) {
+        d.whats.push(what);
+    }
+    if let Some(w) = whole.filter(|w| !d.rules.contains(w)) {
+        d.rules.push(w);
     }
 }
-
-/// The longest rule text a drop label holds (about a column and a half).
-const RULE_CHARS: usize = 60;
 
 fn drop_mark(o: &mut String, d: &Drop) {
     let (x, y) = d.at;
@@ -333,5 +330,9 @@ fn drop_mark(o: &mut String, d: &Drop) {
     for w in &d.whats {
         let _ = write!(o, r#"<tspan x="{lx}" dy="13">{}</tspan>"#, esc(w));
     }
-    o.push_str("</text></g>");
+    o.push_str("</text>");
+    if !d.rules.is_empty() {
+        let _ = write!(o, "<title>{}</title>", esc(&d.rules.join("\n")));
+    }
+    o.push_str("</g>");
 }
