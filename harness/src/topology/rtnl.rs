@@ -412,30 +412,25 @@ impl Rtnl {
     /// The addresses on the devices of `ns`, as (ifindex, `addr/prefix`),
     /// except IPv6 link-local ones (see [`assigned`]).
     pub fn addresses(&self, ns: &str) -> Result<Vec<(u32, String)>, TopologyError> {
+        Ok(assigned(&self.address_dump(ns, "ip addr show")?))
+    }
+
+    /// Every address of `ns` (`cmd`: the `ip` command it stands for).
+    fn address_dump(&self, ns: &str, cmd: &str) -> Result<Vec<AddressMessage>, TopologyError> {
         let handle = self.handle(ns);
         let what = What {
-            cmd: "ip addr show".into(),
+            cmd: cmd.into(),
             ns,
             at: None,
         };
-        let msgs: Vec<AddressMessage> = self.run(what, async move {
+        self.run(what, async move {
             handle.address().get().execute().try_collect().await
-        })?;
-        Ok(assigned(&msgs))
+        })
     }
 
     /// The IPv6 addresses of `ns` added without DAD (see [`nodad_ipv6`]).
     fn nodad_ipv6(&self, ns: &str) -> Result<Vec<Nodad>, TopologyError> {
-        let handle = self.handle(ns);
-        let what = What {
-            cmd: "ip -6 addr show".into(),
-            ns,
-            at: None,
-        };
-        let msgs: Vec<AddressMessage> = self.run(what, async move {
-            handle.address().get().execute().try_collect().await
-        })?;
-        Ok(nodad_ipv6(&msgs))
+        Ok(nodad_ipv6(&self.address_dump(ns, "ip -6 addr show")?))
     }
 }
 
