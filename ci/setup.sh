@@ -50,8 +50,9 @@ system_packages() {
 }
 system_packages &
 packages=$!
-# Should a later step fail, the installation does not go on by itself.
-trap 'kill "$packages" 2>/dev/null || true' EXIT
+# Should a later step fail, the installation does not go on by itself:
+# neither its subshell nor the apt-get or pip it is running.
+trap 'pkill -P "$packages" 2>/dev/null || true; kill "$packages" 2>/dev/null || true' EXIT
 
 # 2. Nightly with rust-src: aya-build compiles the eBPF crate with -Z build-std.
 if ! rustup toolchain list | grep -q "^${NIGHTLY}"; then
