@@ -433,7 +433,7 @@ fn report_with(rel: &str, from: &str, to: &str) -> String {
 #[test]
 fn each_assertion_kind_fails_with_a_precise_report() {
     let _serial = serial();
-    let cases: [(&str, &str, &str, &[&str]); 11] = [
+    let cases: [(&str, &str, &str, &[&str]); 12] = [
         (
             "tun-syn/03-forwarded.yaml",
             "fate: forwarded",
@@ -536,6 +536,17 @@ fn each_assertion_kind_fails_with_a_precise_report() {
                 "seen at kfree_skb@server/eth0:",
                 "- expected: dport 80",
                 ":8080(tcp S)",
+            ],
+        ),
+        (
+            // Strict rp_filter looks up the route back to the client's
+            // source in the server: the scenario's /32 blackhole in main.
+            "routing/rp-filter-blackhole.yaml",
+            "  fate: dropped\n  reason: IP_RPFILTER\n",
+            "  fate: delivered\n",
+            &[
+                "+ actual:   dropped (IP_RPFILTER) at ip_rcv_finish_core",
+                "packet `packet 1`: dropped (IP_RPFILTER) at ip_rcv_finish_core, by route table 254 198.51.100.11->198.51.100.10: blackhole in server",
             ],
         ),
     ];

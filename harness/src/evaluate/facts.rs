@@ -75,6 +75,11 @@ pub struct Facts {
     /// namespace, where the scenario's rules were traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_by_rule: Option<String>,
+    /// The route lookup that decided its drop (an unreachable, blackhole
+    /// or prohibit route; `rp_filter`'s reverse route), as
+    /// [`crate::tracer::RouteLookup::describe`] words it with its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_by_route: Option<String>,
 }
 
 impl Facts {
@@ -91,11 +96,13 @@ impl Facts {
             parts.push("delivered to a socket".into());
         }
         if self.dropped {
-            // A program's return code, else the netfilter rule that dropped.
+            // A program's return code, else the netfilter rule or the route
+            // that dropped.
             let by = self
                 .dropped_by
                 .as_deref()
-                .or(self.dropped_by_rule.as_deref());
+                .or(self.dropped_by_rule.as_deref())
+                .or(self.dropped_by_route.as_deref());
             parts.push(match (&self.reason, &self.at, by) {
                 // An XDP program dropped a frame no skb held: no free.
                 (None, None, Some(by)) => format!("dropped by {by}"),

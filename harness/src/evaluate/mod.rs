@@ -39,6 +39,7 @@ pub fn evaluate(s: &Scenario, tl: &Timeline) -> Verdict {
         let (mut facts, mut mismatches, path) = judge(&p.expect, &l);
         if facts.dropped {
             facts.dropped_by_rule = netfilter::drop_rule(tl, i, false);
+            facts.dropped_by_route = route::drop_route(tl, i, &l);
         }
         if let Some(want) = p.expect.icmp {
             mismatches.extend(judge_icmp(want, &icmp_errors(tl, i, &l)));

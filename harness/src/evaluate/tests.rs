@@ -568,3 +568,108 @@ fn a_classifiers_shot_names_the_program_beside_the_free() {
         "dropped (TC_INGRESS) at __netif_receive_skb_core, by program xdp_drop_udp_ports on vm/tap0 (tc ingress) returned TC_ACT_SHOT"
     );
 }
+
+#[test]
+fn a_drop_is_put_down_to_the_route_lookup_that_left_no_way_on() {
+    use crate::scenario::RouteResult;
+    use crate::tracer::RouteLookup;
+    let (client, server) = ("192.0.2.2", "198.51.100.2");
+    let mut ts = 0;
+    let mut lookup = |ns: &str, table, result, src: &str, dst: &str, dev: Option<&str>| {
+        ts += 10;
+        let mut s = step(1, "fib_table_lookup", &[], ns, "r-client");
+        s.ev.ts_ns = ts;
+        s.ev.route = Some(RouteLookup {
+            table,
+            result,
+            gateway: None,
+            oif: u32::from(dev.is_some()),
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+        });
+        s.route_dev = dev.map(String::from);
+        s
+    };
+    let drop = |ns: &str, reason: &str, ts| {
+        let mut s = step(1, "kfree_skb", &[], ns, "r-client");
+        s.ev.ts_ns = ts;
+        s.ev.reason = Some(reason.into());
+        s.ev.packet.src = Some(client.parse().unwrap());
+        s.ev.packet.dst = Some(server.parse().unwrap());
+        s
+    };
+    let decided = |steps: Vec<Step>| {
+        let mut tl = Timeline {
+            steps,
+            ..Default::default()
+        };
+        for s in &mut tl.steps {
+            s.packet = Some(0);
+        }
+        let life: Vec<&Step> = tl.steps.iter().collect();
+        route::drop_route(&tl, 0, &life)
+    };
+    // A policy rule's table ends in `unreachable`: ip_error drops it
+    // (NOT_SPECIFIED) after icmp_send has looked up its own routes back to
+    // the client, which found one; the decision is still the packet's.
+    let unreachable = vec![
+        lookup("router", 255, RouteResult::NoRoute, client, server, None),
+        lookup(
+            "router",
+            100,
+            RouteResult::Unreachable,
+            client,
+            server,
+            None,
+        ),
+        lookup("router", 255, RouteResult::NoRoute, "0.0.0.0", client, None),
+        lookup(
+            "router",
+            254,
+            RouteResult::Unicast,
+            "0.0.0.0",
+            client,
+            Some("r-client"),
+        ),
+        drop("router", "NOT_SPECIFIED", 1000),
+    ];
+    assert_eq!(
+        decided(unreachable).as_deref(),
+        Some("route table 100 192.0.2.2->198.51.100.2: unreachable in router")
+    );
+    // Strict rp_filter: the reverse route exists but leaves by another
+    // device, so only the reason says the lookup decided.
+    let rp = vec![
+        lookup("router", 254, RouteResult::Local, client, server, None),
+        lookup(
+            "router",
+            254,
+            RouteResult::Unicast,
+            server,
+            client,
+            Some("r-other"),
+        ),
+        drop("router", "IP_RPFILTER", 1000),
+    ];
+    assert_eq!(
+        decided(rp).as_deref(),
+        Some("route table 254 198.51.100.2->192.0.2.2: unicast dev r-other in router")
+    );
+    // Routed fine, then netfilter dropped it; a failed lookup of another
+    // flow, another namespace's, or one after the drop decided nothing.
+    let fine = vec![
+        lookup("router", 254, RouteResult::Local, client, server, None),
+        lookup(
+            "router",
+            100,
+            RouteResult::Blackhole,
+            client,
+            "192.0.2.99",
+            None,
+        ),
+        lookup("client", 100, RouteResult::Prohibit, client, server, None),
+        drop("router", "NETFILTER_DROP", 95),
+        lookup("router", 100, RouteResult::Prohibit, client, server, None),
+    ];
+    assert_eq!(decided(fine), None);
+}

@@ -504,8 +504,9 @@ mod tests {
 
     #[test]
     fn a_netfilter_drop_names_its_deciding_rule() {
-        // The rule as the evaluation describes it: the drop mark's tooltip
-        // and the packet's "what happened", markup escaped in both.
+        // The rule as the evaluation describes it: a legend line under the
+        // drawing, the drop mark's tooltip and the packet's "what
+        // happened", markup escaped in all three.
         let mut r = report();
         let rule = "inet fw input: rule `tcp dport 80 drop comment \"<web>\"` -> drop in server";
         r.packets[0].facts.dropped_by_rule = Some(rule.into());
@@ -518,7 +519,51 @@ mod tests {
             "{page}"
         );
         assert!(
+            page.contains(&format!(
+                "class=\"drop-label decided\">\u{2716} syn&lt;script&gt;: by {r}<title>{r}</title></text>",
+                r = esc(rule)
+            )),
+            "{page}"
+        );
+        // One namespace row (210 px) and one legend line (16 + 8).
+        assert!(
+            page.contains("height=\"234\" viewBox=\"0 0 748 234\""),
+            "{page}"
+        );
+        assert!(
             page.contains(&format!("at tcf_classify, by {}", esc(rule))),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn a_route_decides_where_no_rule_did_and_long_ones_are_cut_to_the_drawing() {
+        let mut r = report();
+        let route = format!(
+            "route table 100 192.0.2.1->192.0.2.2: unreachable in server{}",
+            " ".repeat(200)
+        );
+        r.packets[0].facts.dropped_by_route = Some(route.clone());
+        let mut second = r.packets[0].clone();
+        second.name = "ack".into();
+        r.packets.push(second);
+        let mut steps = r.timeline.clone();
+        for s in &mut steps {
+            s["packet_index"] = 1.into();
+        }
+        r.timeline.extend(steps);
+        let page = suite("t", &[r], &|_| None);
+        // Both packets dropped by the one route share a line, cut to the
+        // drawing's 748 px (107 characters and the ellipsis) with the
+        // whole route in its tooltip.
+        assert_eq!(page.matches("drop-label decided").count(), 1, "{page}");
+        let shown = crate::common::text::clip(
+            &format!("\u{2716} syn<script>, ack: by {route}"),
+            (748 - 48) * 2 / 13,
+        );
+        assert!(shown.ends_with('…'));
+        assert!(
+            page.contains(&format!("{}<title>{}</title>", esc(&shown), esc(&route))),
             "{page}"
         );
     }

@@ -16,6 +16,8 @@ const TOP: i64 = 56;
 const ROW_H: i64 = 78;
 const DEV_H: i64 = 50;
 const PAD: i64 = 24;
+/// A legend line's height, under the namespaces.
+const LEGEND_H: i64 = 16;
 /// One colour per packet, in order (repeating past eight).
 const COLOURS: [&str; 8] = [
     "#1f6feb", "#8250df", "#bf8700", "#1a7f37", "#cf222e", "#0a7ea4", "#953800", "#6e7781",
@@ -66,7 +68,19 @@ fn x_of(col: usize) -> i64 {
 /// The drawing of one scenario.
 pub fn drawing(r: &ScenarioReport) -> String {
     let l = Layout { topo: &r.topology };
-    let (w, h) = (l.width(), l.height());
+    let mut drops: Vec<Drop> = vec![];
+    for (i, p) in r.packets.iter().enumerate() {
+        drop_at(&mut drops, &l, r, i, &p.name);
+    }
+    let deciders: usize = drops.iter().map(|d| d.decisions.len()).sum();
+    let (w, boxes) = (l.width(), l.height());
+    // Under the boxes, one line per deciding rule or route.
+    let h = boxes
+        + if deciders > 0 {
+            deciders as i64 * LEGEND_H + 8
+        } else {
+            0
+        };
     let mut o = String::new();
     let _ = write!(
         o,
@@ -78,16 +92,15 @@ pub fn drawing(r: &ScenarioReport) -> String {
     );
     namespaces(&mut o, &l);
     links(&mut o, &l);
-    let mut drops: Vec<Drop> = vec![];
-    for (i, p) in r.packets.iter().enumerate() {
+    for i in 0..r.packets.len() {
         for reverse in [false, true] {
             path(&mut o, &l, r, i, reverse);
         }
-        drop_at(&mut drops, &l, r, i, &p.name);
     }
     for d in &drops {
         drop_mark(&mut o, d);
     }
+    legend(&mut o, &drops, boxes, w);
     o.push_str("</svg>");
     o
 }
@@ -260,8 +273,9 @@ struct Drop {
     packets: Vec<usize>,
     names: Vec<String>,
     whats: Vec<String>,
-    /// The deciding rules whole, for the mark's tooltip.
-    rules: Vec<String>,
+    /// The deciding rules or routes whole, each with the packets it
+    /// dropped here, for the legend and the mark's tooltip.
+    decisions: Vec<(String, Vec<String>)>,
 }
 
 /// Adds packet `i`'s drop, if it was dropped, to the drop at its device
@@ -285,9 +299,13 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
             s["at"].as_str().unwrap_or("?")
         ),
     };
-    // The deciding rule is the mark's tooltip: a third label line runs
-    // into the device below (the packet table beside names it too).
-    let whole = r.packets[i].facts.dropped_by_rule.clone();
+    // The deciding rule or route goes in the legend: a third label line
+    // here runs into the device below.
+    let facts = &r.packets[i].facts;
+    let decision = facts
+        .dropped_by_rule
+        .clone()
+        .or_else(|| facts.dropped_by_route.clone());
     let at = (x, y);
     if !drops.iter().any(|d| d.at == at) {
         drops.push(Drop {
@@ -295,7 +313,7 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
             packets: vec![],
             names: vec![],
             whats: vec![],
-            rules: vec![],
+            decisions: vec![],
         });
     }
     let d = drops
@@ -307,8 +325,11 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
     if !d.whats.contains(&what) {
         d.whats.push(what);
     }
-    if let Some(w) = whole.filter(|w| !d.rules.contains(w)) {
-        d.rules.push(w);
+    if let Some(w) = decision {
+        match d.decisions.iter_mut().find(|(x, _)| *x == w) {
+            Some((_, names)) => names.push(name.to_string()),
+            None => d.decisions.push((w, vec![name.to_string()])),
+        }
     }
 }
 
@@ -331,8 +352,28 @@ fn drop_mark(o: &mut String, d: &Drop) {
         let _ = write!(o, r#"<tspan x="{lx}" dy="13">{}</tspan>"#, esc(w));
     }
     o.push_str("</text>");
-    if !d.rules.is_empty() {
-        let _ = write!(o, "<title>{}</title>", esc(&d.rules.join("\n")));
+    if !d.decisions.is_empty() {
+        let whole: Vec<&str> = d.decisions.iter().map(|(w, _)| w.as_str()).collect();
+        let _ = write!(o, "<title>{}</title>", esc(&whole.join("\n")));
     }
     o.push_str("</g>");
+}
+
+/// Under the namespaces, what decided each drop: `✖ packet: by rule`, cut
+/// to the drawing's width (whole in the line's tooltip).
+fn legend(o: &mut String, drops: &[Drop], top: i64, width: i64) {
+    // About 6.5 px a character in the label's 11 px font.
+    let room = ((width - 2 * PAD) * 2 / 13).max(20) as usize;
+    let mut y = top + 2;
+    for (what, names) in drops.iter().flat_map(|d| &d.decisions) {
+        let line = format!("\u{2716} {}: by {what}", names.join(", "));
+        let shown = crate::common::text::clip(&line, room);
+        let _ = write!(
+            o,
+            r#"<text x="{PAD}" y="{y}" class="drop-label decided">{}<title>{}</title></text>"#,
+            esc(&shown),
+            esc(what)
+        );
+        y += LEGEND_H;
+    }
 }
