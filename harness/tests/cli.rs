@@ -765,4 +765,25 @@ fn matrix_fetch_only_readies_kernels_without_scenarios_and_refuses_bad_ones() {
         "{}",
         text(&o)
     );
+    // Options of a run mean nothing here: refused, not silently ignored.
+    for extra in [
+        &["--shard", "1/2"][..],
+        &["--format", "json"],
+        &["scenarios"],
+    ] {
+        let o = bin()
+            .args(["matrix", "--fetch-only", "--kernel"])
+            .arg(&with_btf)
+            .args(extra)
+            .current_dir(&dir.0)
+            .env("XDG_CACHE_HOME", dir.0.join("cache"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("cannot be used with"),
+            "{extra:?}: {}",
+            text(&o)
+        );
+    }
 }

@@ -213,7 +213,10 @@ pub struct MatrixArgs {
     pub backend: BackendArg,
     /// Only download and unpack the kernels into the cache, then exit
     /// (a CI cache step, or fetching while something else builds).
-    #[arg(long)]
+    /// Takes no scenario, shard or report option: it runs nothing.
+    #[arg(long, conflicts_with_all = [
+        "paths", "filter", "format", "output", "kvm", "timeout", "jobs", "shard", "backend",
+    ])]
     pub fetch_only: bool,
 }
 
