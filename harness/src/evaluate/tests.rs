@@ -571,7 +571,7 @@ fn a_classifiers_shot_names_the_program_beside_the_free() {
 
 #[test]
 fn a_drop_is_put_down_to_the_route_lookup_that_left_no_way_on() {
-    use crate::scenario::RouteResult;
+    use crate::scenario::RouteResult as R;
     use crate::tracer::RouteLookup;
     let (client, server) = ("192.0.2.2", "198.51.100.2");
     let mut ts = 0;
@@ -609,67 +609,45 @@ fn a_drop_is_put_down_to_the_route_lookup_that_left_no_way_on() {
         let life: Vec<&Step> = tl.steps.iter().collect();
         route::drop_route(&tl, 0, &life)
     };
-    // A policy rule's table ends in `unreachable`: ip_error drops it
-    // (NOT_SPECIFIED) after icmp_send has looked up its own routes back to
-    // the client, which found one; the decision is still the packet's.
-    let unreachable = vec![
-        lookup("router", 255, RouteResult::NoRoute, client, server, None),
-        lookup(
-            "router",
-            100,
-            RouteResult::Unreachable,
-            client,
-            server,
+    let (r, any) = ("router", "0.0.0.0");
+    let cases = [
+        // A policy rule's table ends in `unreachable`: ip_error drops it
+        // (NOT_SPECIFIED) after icmp_send has looked up its own routes back
+        // to the client, which found one; the decision is still the packet's.
+        (
+            vec![
+                lookup(r, 255, R::NoRoute, client, server, None),
+                lookup(r, 100, R::Unreachable, client, server, None),
+                lookup(r, 255, R::NoRoute, any, client, None),
+                lookup(r, 254, R::Unicast, any, client, Some("r-client")),
+                drop(r, "NOT_SPECIFIED", 1000),
+            ],
+            Some("route table 100 192.0.2.2->198.51.100.2: unreachable in router"),
+        ),
+        // Strict rp_filter: the reverse route exists but leaves by another
+        // device, so only the reason says the lookup decided.
+        (
+            vec![
+                lookup(r, 254, R::Local, client, server, None),
+                lookup(r, 254, R::Unicast, server, client, Some("r-other")),
+                drop(r, "IP_RPFILTER", 1000),
+            ],
+            Some("route table 254 198.51.100.2->192.0.2.2: unicast dev r-other in router"),
+        ),
+        // Routed fine, then netfilter dropped it; a failed lookup of another
+        // flow, another namespace's, or one after the drop decided nothing.
+        (
+            vec![
+                lookup(r, 254, R::Local, client, server, None),
+                lookup(r, 100, R::Blackhole, client, "192.0.2.99", None),
+                lookup("client", 100, R::Prohibit, client, server, None),
+                drop(r, "NETFILTER_DROP", 95),
+                lookup(r, 100, R::Prohibit, client, server, None),
+            ],
             None,
         ),
-        lookup("router", 255, RouteResult::NoRoute, "0.0.0.0", client, None),
-        lookup(
-            "router",
-            254,
-            RouteResult::Unicast,
-            "0.0.0.0",
-            client,
-            Some("r-client"),
-        ),
-        drop("router", "NOT_SPECIFIED", 1000),
     ];
-    assert_eq!(
-        decided(unreachable).as_deref(),
-        Some("route table 100 192.0.2.2->198.51.100.2: unreachable in router")
-    );
-    // Strict rp_filter: the reverse route exists but leaves by another
-    // device, so only the reason says the lookup decided.
-    let rp = vec![
-        lookup("router", 254, RouteResult::Local, client, server, None),
-        lookup(
-            "router",
-            254,
-            RouteResult::Unicast,
-            server,
-            client,
-            Some("r-other"),
-        ),
-        drop("router", "IP_RPFILTER", 1000),
-    ];
-    assert_eq!(
-        decided(rp).as_deref(),
-        Some("route table 254 198.51.100.2->192.0.2.2: unicast dev r-other in router")
-    );
-    // Routed fine, then netfilter dropped it; a failed lookup of another
-    // flow, another namespace's, or one after the drop decided nothing.
-    let fine = vec![
-        lookup("router", 254, RouteResult::Local, client, server, None),
-        lookup(
-            "router",
-            100,
-            RouteResult::Blackhole,
-            client,
-            "192.0.2.99",
-            None,
-        ),
-        lookup("client", 100, RouteResult::Prohibit, client, server, None),
-        drop("router", "NETFILTER_DROP", 95),
-        lookup("router", 100, RouteResult::Prohibit, client, server, None),
-    ];
-    assert_eq!(decided(fine), None);
+    for (steps, want) in cases {
+        assert_eq!(decided(steps).as_deref(), want);
+    }
 }
