@@ -525,9 +525,9 @@ mod tests {
             )),
             "{page}"
         );
-        // One namespace row (210 px) and one legend line (16 + 8).
+        // One namespace row (216 px) and one legend line (16 + 8).
         assert!(
-            page.contains("height=\"234\" viewBox=\"0 0 748 234\""),
+            page.contains("height=\"240\" viewBox=\"0 0 748 240\""),
             "{page}"
         );
         assert!(

@@ -13,7 +13,8 @@ use crate::common::text::html_escape as esc;
 const COL_W: i64 = 240;
 const GAP: i64 = 100;
 const TOP: i64 = 56;
-const ROW_H: i64 = 78;
+/// A device row: the box, then room for a two-line drop label under it.
+const ROW_H: i64 = 84;
 const DEV_H: i64 = 50;
 const PAD: i64 = 24;
 /// A legend line's height, under the namespaces.
@@ -336,7 +337,8 @@ fn drop_at(drops: &mut Vec<Drop>, l: &Layout, r: &ScenarioReport, i: usize, name
 fn drop_mark(o: &mut String, d: &Drop) {
     let (x, y) = d.at;
     let lx = x + 44 - (COL_W - 40);
-    let ly = y + (DEV_H / 2) + 12;
+    // Clear of its device box above and of the next one below.
+    let ly = y + (DEV_H / 2) + 14;
     let packets: Vec<String> = d.packets.iter().map(ToString::to_string).collect();
     let _ = write!(
         o,
