@@ -4,6 +4,7 @@
 //! here imports a stage.
 
 pub mod config;
+pub mod ebpf_loader;
 pub mod fixtures;
 pub mod hook;
 pub mod nlattr;

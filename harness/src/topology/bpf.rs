@@ -11,15 +11,15 @@
 //! namespace. An XDP attachment is a `bpf_link` (an fd, namespace-agnostic),
 //! kept by the topology and closed at teardown.
 
+use aya::Ebpf;
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::programs::tc::{NlOptions, TcAttachOptions};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode as AyaXdpMode, tc};
-use aya::{Ebpf, EbpfLoader};
 
 use super::error::{FillError, ObjectError};
 use super::{NetnsHandle, TopologyError};
-use crate::common::fixtures;
+use crate::common::{ebpf_loader, fixtures};
 use crate::scenario::{BpfObject, XdpMode};
 use crate::topology::netns;
 
@@ -131,14 +131,8 @@ fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, ObjectError> {
     buf.copy_from_slice(bytes);
     // Not `Ebpf::load`: that parses the kernel BTF twice, both copies
     // alive at once; the loader's own parse is enough for the object's
-    // CO-RE relocations. One parse at a time in the process: scenarios
-    // running side by side each parsing it set the suite's peak memory.
-    static ONE_PARSE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let parsing = ONE_PARSE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut ebpf = EbpfLoader::new().load(buf).map_err(ObjectError::Parse)?;
-    drop(parsing);
+    // CO-RE relocations.
+    let mut ebpf = ebpf_loader::load(buf, |_| {}).map_err(ObjectError::Parse)?;
     for (name, entries) in maps {
         let map = ebpf
             .map_mut(name)

@@ -14,9 +14,9 @@ use crate::abi::{
     CONFIG_FILTER_NETNS, CONFIG_STACKS, Event, MAX_BANKS, MAX_FILTERS, MAX_NETNS, PROGRAMS,
     PacketFilter, Program, TracerConfig, Watch,
 };
+use aya::Ebpf;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::RawTracePoint;
-use aya::{Ebpf, EbpfLoader};
 
 use super::{
     AttachedHook, Backend, FlowFilter, Hook, ProbeMechanism, SkippedHook, TcHook, TraceSpec,
@@ -134,10 +134,10 @@ impl RawTp {
     /// of start-up, on every CPU at once.
     pub fn load_plan(plan: LoadPlan) -> Result<Self, TracerError> {
         let LoadPlan { config, chosen } = plan;
-        let mut ebpf = EbpfLoader::new()
-            .override_global("CONFIG", &config, true)
-            .load(TRACER_OBJ)
-            .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
+        let mut ebpf = crate::common::ebpf_loader::load(TRACER_OBJ, |l| {
+            l.override_global("CONFIG", &config, true);
+        })
+        .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
         let local_routes = load_common(&mut ebpf)?;
         let outcomes = load_in_parallel(&mut ebpf, &chosen);
         let mut attached = vec![];
