@@ -1,7 +1,8 @@
 //! A scenario drawn as SVG: namespaces as columns of devices, veth pairs
 //! joined, bridge ports and lower devices bracketed, and each packet's
 //! path over it as numbered hops (its reply dashed), the drop marked with
-//! its reason and function. Made from the report model alone.
+//! its reason and function, and under it all a legend of the rules or
+//! routes that decided the drops. Made from the report model alone.
 
 use std::fmt::Write;
 
