@@ -46,7 +46,7 @@ pub enum Hook {
     /// A probed kernel function (the function-level backend), by name.
     Function(&'static str),
     /// A scenario's own tc or XDP program returned (an fexit program on
-    /// it); what it returned is the event's [`crate::tracer::ProgRun`].
+    /// it); what it returned is the event's [`crate::tracer::ProgramRun`].
     ProgReturn,
     /// The function-level probes as one attachment (in the tracer's list
     /// of what is attached; events name their function).

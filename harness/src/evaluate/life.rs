@@ -54,7 +54,7 @@ fn signature(
 /// ARP is queued as a copy and the original is consumed in
 /// `__neigh_event_send`. So the life starts with the first skb carrying
 /// the packet and takes in every later skb whose first event carries the
-/// same packet (by [`signature`], as of any event so far, so NAT and
+/// same packet (by `signature`, as of any event so far, so NAT and
 /// rewrites are followed). Events come in time order.
 pub fn life_of(tl: &Timeline, packet: usize, reverse: bool) -> Vec<&Step> {
     life_within(tl, packet, reverse, copy_window(tl))

@@ -246,7 +246,7 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
     v
 }
 
-/// One JSON line for a result ([`report`] serialised).
+/// One JSON line for a result ([`mod@report`] serialised).
 pub fn json(r: &SuiteResult) -> String {
     serde_json::to_string(&report(r)).unwrap_or_default()
 }

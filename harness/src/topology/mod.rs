@@ -3,8 +3,8 @@
 //!
 //! Everything happens inside namespaces created here, by this process:
 //! links, addresses, routes, rules and neighbours over rtnetlink sockets
-//! opened inside each namespace ([`rtnl`]; one file per resource kind:
-//! [`link`], [`addr`], [`route`]), sysctls written from a thread inside the
+//! opened inside each namespace (`rtnl`; one file per resource kind:
+//! `link`, `addr`, `route`), sysctls written from a thread inside the
 //! namespace, tun/tap devices opened there. nftables rulesets go to the
 //! real `nft` on stdin; tc command lines and `run:` commands, which are the
 //! user's own shell, go through `ip netns exec` so they see the namespace's

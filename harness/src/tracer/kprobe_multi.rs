@@ -6,7 +6,7 @@
 //!
 //! aya 0.14 loads a kprobe program without an expected attach type, and
 //! the kernel links only programs loaded as `BPF_TRACE_KPROBE_MULTI`:
-//! [`super::rawprog`] loads it.
+//! `rawprog` loads it.
 
 use std::ffi::CString;
 use std::io;

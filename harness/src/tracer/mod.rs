@@ -5,7 +5,7 @@
 //! ([`shared`]), `pktfate trace` loads its own. The one backend today is
 //! [`raw_tp::RawTp`]: raw tracepoints on the skb lifecycle plus the kernel
 //! stack at each event. Kernel functions, when a scenario needs them, are
-//! probed on top of it ([`functions`] picks them and the mechanism:
+//! probed on top of it (`functions` picks them and the mechanism:
 //! [`kprobe_multi`], [`kprobe`] or [`fentry`]), into the same maps and ring buffer, as the same [`RawEvent`]s.
 
 mod backend;
