@@ -7,13 +7,8 @@ use crate::scenario::{RouteResult, RouteWant};
 
 /// Drop reasons of a route check, which decides whatever its lookup
 /// returned: `rp_filter`'s reverse route out of another device, no route in
-/// any table.
-const ROUTE_REASONS: [&str; 4] = [
-    "IP_RPFILTER",
-    "IP_INNOROUTES",
-    "IP_OUTNOROUTES",
-    "IPV6_NOROUTE",
-];
+/// any table (IPv4 and IPv6 alike).
+const ROUTE_REASONS: [&str; 3] = ["IP_RPFILTER", "IP_INNOROUTES", "IP_OUTNOROUTES"];
 
 /// Whether lookup `s` is what `w` asks for.
 fn matches(w: &RouteWant, s: &Step) -> bool {
@@ -48,11 +43,14 @@ pub fn packet_lookups(tl: &Timeline, i: usize, reverse: bool) -> Vec<&Step> {
 }
 
 /// The route lookup that decided packet `i`'s drop, as a drawing names
-/// it: in the namespace that dropped it, before the drop, of the dropped
-/// headers' flow or its reverse (`rp_filter`'s), the last that returned no
-/// way on (blackhole, unreachable, prohibit, an error), or the last at
-/// all when the drop reason is a route check's. `None` when no lookup
-/// decided (say, a route was found and netfilter dropped).
+/// it: the last lookup before the drop, in the namespace that dropped it,
+/// of the dropped headers' flow or its reverse (`rp_filter`'s), when it
+/// returned no way on (blackhole, unreachable, prohibit, an error) or the
+/// drop reason is a route check's. Only the last: a lookup that failed
+/// and was followed by another of the flow did not end it (IPv6 reports
+/// each table without the route as `unreachable` and goes on to the
+/// next). `None` when no lookup decided (say, a route was found and
+/// netfilter dropped).
 pub fn drop_route(tl: &Timeline, i: usize, life: &[&Step]) -> Option<String> {
     let drop = life.iter().rev().find(|s| s.ev.hook == Hook::KfreeSkb)?;
     let (src, dst) = (drop.ev.packet.src?, drop.ev.packet.dst?);
@@ -61,26 +59,24 @@ pub fn drop_route(tl: &Timeline, i: usize, life: &[&Step]) -> Option<String> {
         .reason
         .as_deref()
         .is_some_and(|r| ROUTE_REASONS.contains(&r));
-    packet_lookups(tl, i, false)
+    let (s, r) = packet_lookups(tl, i, false)
         .into_iter()
         .filter(|s| s.ns == drop.ns && s.ev.ts_ns <= drop.ev.ts_ns)
         .filter_map(|s| Some((s, s.ev.route.as_ref()?)))
-        .filter(|(_, r)| {
+        .rfind(|(_, r)| {
             // An output lookup may not have chosen its source yet.
             let forward = r.dst == dst && (r.src == src || r.src.is_unspecified());
             forward || (r.dst == src && r.src == dst)
-        })
-        .rfind(|(_, r)| {
-            by_reason
-                || matches!(
-                    r.result,
-                    RouteResult::Blackhole
-                        | RouteResult::Unreachable
-                        | RouteResult::Prohibit
-                        | RouteResult::Error
-                )
-        })
-        .map(|(s, r)| format!("route {} in {}", r.describe(s.route_dev.as_deref()), s.ns))
+        })?;
+    let failed = matches!(
+        r.result,
+        RouteResult::Blackhole
+            | RouteResult::Unreachable
+            | RouteResult::Prohibit
+            | RouteResult::Error
+    );
+    (by_reason || failed)
+        .then(|| format!("route {} in {}", r.describe(s.route_dev.as_deref()), s.ns))
 }
 
 /// Judges `want` (in order, others between) against the packet's lookups.

@@ -646,6 +646,17 @@ fn a_drop_is_put_down_to_the_route_lookup_that_left_no_way_on() {
             ],
             None,
         ),
+        // IPv6 reports a table without the route as `unreachable` (its
+        // null entry) and goes on: the local table's miss, then main's
+        // route, then a netfilter drop. The miss decided nothing.
+        (
+            vec![
+                lookup(r, 255, R::Unreachable, client, server, None),
+                lookup(r, 254, R::Unicast, client, server, Some("r-server")),
+                drop(r, "NETFILTER_DROP", 1000),
+            ],
+            None,
+        ),
     ];
     for (steps, want) in cases {
         assert_eq!(decided(steps).as_deref(), want);

@@ -170,7 +170,7 @@ pub fn reason_hint(reason: &str) -> Option<&'static str> {
         "NETFILTER_DROP" => {
             "a netfilter rule or chain policy dropped it: the timeline's `nft:` rows name it where the namespace's rules were traced (`netfilter: decided_by` asserts it)"
         }
-        "IP_INNOROUTES" | "IP_OUTNOROUTES" | "IPV6_NOROUTE" => {
+        "IP_INNOROUTES" | "IP_OUTNOROUTES" => {
             "no route: check `ip route` and `ip rule` (policy tables) in that namespace"
         }
         "TC_INGRESS" | "TC_EGRESS" | "TCX_INGRESS" | "TCX_EGRESS" => {
