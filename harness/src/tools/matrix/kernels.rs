@@ -73,6 +73,15 @@ fn build_tree(spec: &str, dir: &Path) -> Result<Kernel, MatrixError> {
             hint: "run `make olddefconfig && make -j$(nproc)` in it first (the README lists the options the guest needs), or give a vmlinuz path".into(),
         });
     };
+    // virtme-ng links the modules modules.order names into the tree and
+    // runs depmod with the tree's System.map: without it the guest dies
+    // at once (`make` writes both; a copied-out tree may lack it).
+    if dir.join("modules.order").is_file() && !dir.join("System.map").is_file() {
+        return Err(MatrixError::User {
+            msg: format!("kernel tree `{spec}` ({release}) has modules but no System.map, which virtme-ng's depmod needs to prepare them for the guest"),
+            hint: "copy System.map from the build (make writes it at the top of the output directory), or rebuild".into(),
+        });
+    }
     refuse_without_btf(
         spec,
         &release,
@@ -527,6 +536,11 @@ mod tests {
             "CONFIG_BPF=y\nCONFIG_DEBUG_INFO_BTF=y\n",
         )
         .unwrap();
+        // Modules built but no System.map: refused before booting.
+        std::fs::write(tree.join("modules.order"), "kernel/net/veth.ko\n").unwrap();
+        let e = refused(resolve(&spec, tmp.path()).unwrap_err());
+        assert!(e.contains("no System.map"), "{e}");
+        std::fs::write(tree.join("System.map"), "").unwrap();
         let k = resolve(&spec, tmp.path()).unwrap();
         assert_eq!(k.release, "6.19.0-rc1+");
         assert_eq!(k.build_dir.as_deref(), Some(tree.as_path()));
