@@ -539,10 +539,8 @@ mod tests {
     #[test]
     fn a_route_decides_where_no_rule_did_and_long_ones_are_cut_to_the_drawing() {
         let mut r = report();
-        let route = format!(
-            "route table 100 192.0.2.1->192.0.2.2: unreachable in server{}",
-            " ".repeat(200)
-        );
+        // An IPv6 lookup with long addresses and a long namespace name.
+        let route = "route table 100 2001:db8:aaaa:bbbb:cccc:dddd:eeee:1->2001:db8:ffff:eeee:dddd:cccc:bbbb:2: prohibit in upstream-router-one".to_string();
         r.packets[0].facts.dropped_by_route = Some(route.clone());
         let mut second = r.packets[0].clone();
         second.name = "ack".into();
