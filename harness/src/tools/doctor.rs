@@ -70,7 +70,7 @@ pub struct Doctor {
 fn probe_kprobe() -> Capability {
     use crate::tracer::HookError;
     let result = (|| -> Result<(), HookError> {
-        let mut ebpf = crate::common::ebpf_loader::load(crate::tracer::raw_tp::TRACER_OBJ, |_| {})
+        let mut ebpf = crate::common::ebpf_loader::load(crate::tracer::raw_tp::TRACER_OBJ)
             .map_err(|e| HookError::Object(std::sync::Arc::new(e)))?;
         let p: &mut aya::programs::KProbe = ebpf
             .program_mut("probe_kprobe")

@@ -132,7 +132,7 @@ fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, ObjectError> {
     // Not `Ebpf::load`: that parses the kernel BTF twice, both copies
     // alive at once; the loader's own parse is enough for the object's
     // CO-RE relocations.
-    let mut ebpf = ebpf_loader::load(buf, |_| {}).map_err(ObjectError::Parse)?;
+    let mut ebpf = ebpf_loader::load(buf).map_err(ObjectError::Parse)?;
     for (name, entries) in maps {
         let map = ebpf
             .map_mut(name)

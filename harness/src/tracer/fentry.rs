@@ -175,7 +175,7 @@ fn open(prog: &OwnedFd) -> Result<OwnedFd, FentryError> {
 /// Whether this kernel loads and attaches an fentry program (on `ip_rcv`)
 /// from the tracer `object`: the path the backend takes.
 pub fn probe(object: &[u8]) -> Result<(), FentryError> {
-    let ebpf = crate::common::ebpf_loader::load(object, |_| {}).map_err(RawProgError::Load)?;
+    let ebpf = crate::common::ebpf_loader::load(object).map_err(RawProgError::Load)?;
     let btf = Btf::kernel().map_err(RawProgError::from)?;
     let btf_id = btf
         .function_id("ip_rcv")

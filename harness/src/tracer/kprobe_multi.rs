@@ -181,7 +181,7 @@ impl FunctionProbe for KprobeMulti {
 /// `ip_rcv`) from the tracer `object`, for `pktfate doctor`: the same
 /// path the backend takes.
 pub fn probe(object: &[u8]) -> Result<(), KprobeMultiError> {
-    let ebpf = crate::common::ebpf_loader::load(object, |_| {}).map_err(RawProgError::Load)?;
+    let ebpf = crate::common::ebpf_loader::load(object).map_err(RawProgError::Load)?;
     let program = instructions(object, &ebpf, None, crate::abi::KPROBE_MULTI_PROGRAM)?;
     let target = Target {
         name: "ip_rcv".into(),

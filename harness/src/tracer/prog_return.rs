@@ -162,7 +162,7 @@ fn entry_btf_id(prog: &OwnedFd) -> Result<u32, ProgReturnError> {
 /// attached to any device), with the object's maps.
 pub fn probe(object: &[u8]) -> Result<(), ProgReturnError> {
     const TARGET: &str = "xdp_drop_udp_ports";
-    let mut fixtures = crate::common::ebpf_loader::load(crate::common::fixtures::TC_OBJ, |_| {})
+    let mut fixtures = crate::common::ebpf_loader::load(crate::common::fixtures::TC_OBJ)
         .map_err(RawProgError::Load)?;
     let xdp: &mut aya::programs::Xdp = fixtures
         .program_mut(TARGET)
@@ -170,7 +170,7 @@ pub fn probe(object: &[u8]) -> Result<(), ProgReturnError> {
         .ok_or_else(|| RawProgError::NoProgram(TARGET.into()))?;
     xdp.load().map_err(ProgReturnError::ProbeTarget)?;
     let id = xdp.info().map_err(ProgReturnError::ProbeTarget)?.id();
-    let tracer = crate::common::ebpf_loader::load(object, |_| {}).map_err(RawProgError::Load)?;
+    let tracer = crate::common::ebpf_loader::load(object).map_err(RawProgError::Load)?;
     let target = ProgTarget {
         id,
         at: ProgramRef {

@@ -134,7 +134,7 @@ impl RawTp {
     /// of start-up, on every CPU at once.
     pub fn load_plan(plan: LoadPlan) -> Result<Self, TracerError> {
         let LoadPlan { config, chosen } = plan;
-        let mut ebpf = crate::common::ebpf_loader::load(TRACER_OBJ, |l| {
+        let mut ebpf = crate::common::ebpf_loader::load_tuned(TRACER_OBJ, |l| {
             l.override_global("CONFIG", &config, true);
         })
         .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
