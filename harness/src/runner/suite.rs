@@ -1,15 +1,19 @@
 //! Running many scenarios and reporting on them as a suite: in parallel,
 //! as text, JSON lines or `JUnit` XML.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
+
+use crate::common::parallel;
 
 use crate::report::{
     self, junit,
     model::{ScenarioReport, SkippedHookReport, Status, TimingsMs, TracerReport},
 };
 use crate::runner::{self, Outcome, RunError};
+use crate::scenario::Scenario;
 
 /// One scenario's result.
 pub struct SuiteResult {
@@ -62,13 +66,50 @@ fn default_jobs(asked: Option<usize>, cpus: usize) -> usize {
         .clamp(1, crate::abi::MAX_BANKS as usize)
 }
 
+/// A scenario's expected set-up and teardown cost, in rough milliseconds
+/// of this machine's kind: what it runs besides a few netlink requests.
+/// Only the order matters: the costliest start first.
+fn expected_cost(s: &Scenario) -> u32 {
+    let per_ns = |ns: &crate::scenario::Namespace| {
+        // Each CNI plugin runs on ADD and on DEL, some of them tens of
+        // iptables processes besides (30-90 ms each, measured).
+        let plugins = ns
+            .cni
+            .as_ref()
+            .map_or(0, |c| c.conflist["plugins"].as_array().map_or(1, Vec::len));
+        let rulesets = [&ns.nft, &ns.iptables, &ns.ip6tables]
+            .iter()
+            .filter(|r| r.is_some())
+            .count();
+        // An XDP program changes the kernel's XDP dispatcher on attach
+        // and on detach, each an RCU grace period under RTNL (~13 ms).
+        5 + 2 * ns.links.len()
+            + 60 * plugins
+            + 25 * ns.xdp.len()
+            + 5 * (ns.tc.len() + rulesets + ns.run.len())
+    };
+    u32::try_from(s.namespaces.iter().map(per_ns).sum::<usize>()).unwrap_or(u32::MAX)
+}
+
+/// The order to start scenarios in: the costliest first, so that the
+/// suite does not end waiting on one long scenario started last; files
+/// that could not be loaded first of all (they cost nothing and say the
+/// most). Equal costs keep the files' order.
+fn schedule(costs: &[Option<u32>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(costs[i].unwrap_or(u32::MAX)));
+    order
+}
+
 /// Runs `files` with up to `jobs` at once; `each` sees every result as it
 /// finishes. Results come back in file order.
 ///
-/// A scenario's teardown is not on the path to the next verdict: once
-/// judged, a scenario is handed to one of `jobs` teardown threads and its
-/// worker builds the next one. A worker waits for a free teardown thread,
-/// so at most `jobs` topologies are being torn down at once.
+/// With more than one job, every file is loaded first and the costliest
+/// scenarios start first (see [`expected_cost`]). A scenario's teardown is
+/// not on the path to the next verdict: once judged, a scenario is handed
+/// to one of `jobs` teardown threads and its worker builds the next one. A
+/// worker waits for a free teardown thread, so at most `jobs` topologies
+/// are being torn down at once.
 pub fn run_all(
     files: &[PathBuf],
     jobs: usize,
@@ -82,7 +123,23 @@ pub fn run_all(
             .unwrap_or_else(PoisonError::into_inner)
             .push((i, r));
     };
-    let indexed: Vec<(usize, &PathBuf)> = files.iter().enumerate().collect();
+    let loaded: Vec<Result<Scenario, RunError>> =
+        parallel::map_in_order(files, jobs, &|| false, |f| {
+            ControlFlow::Continue(Scenario::load_with(f, &cfg.files).map_err(RunError::Scenario))
+        });
+    let order = if jobs > 1 {
+        schedule(
+            &loaded
+                .iter()
+                .map(|l| l.as_ref().ok().map(expected_cost))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        (0..files.len()).collect()
+    };
+    // Each taken once, by the worker that runs it.
+    let loaded: Vec<Mutex<Option<Result<Scenario, RunError>>>> =
+        loaded.into_iter().map(|l| Mutex::new(Some(l))).collect();
     // A rendezvous channel: a judged scenario is handed over only when a
     // teardown thread is free to take it.
     let (sender, judged) = mpsc::sync_channel::<(usize, PathBuf, runner::Judged)>(0);
@@ -103,8 +160,18 @@ pub fn run_all(
                     }
                 });
         }
-        crate::common::parallel::map_in_order(&indexed, jobs, &|| false, |&(i, f)| {
-            match runner::judge_file(f, cfg) {
+        parallel::map_in_order(&order, jobs, &|| false, |&i| {
+            let f = &files[i];
+            let scenario = loaded[i]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let judged = match scenario {
+                Some(Ok(s)) => runner::run_to_verdict(s, cfg),
+                Some(Err(e)) => Err(e),
+                None => unreachable!("each scenario is taken once"),
+            };
+            match judged {
                 Ok(j) => {
                     if let Err(mpsc::SendError((i, path, j))) = to_teardown.send((i, f.clone(), j))
                     {
@@ -120,7 +187,7 @@ pub fn run_all(
                     },
                 ),
             }
-            std::ops::ControlFlow::Continue(())
+            ControlFlow::Continue(())
         });
         // The teardown threads end once the queue is closed and empty.
         drop(to_teardown);
@@ -326,5 +393,26 @@ mod tests {
         assert_eq!(default_jobs(Some(100), 2), 16);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         assert_eq!(jobs(None), (2 * cpus).min(16));
+    }
+
+    #[test]
+    fn the_costliest_scenarios_start_first_and_broken_files_before_them() {
+        // Files 0..5: cheap, unloadable, costly, cheap, middling.
+        let order = schedule(&[Some(10), None, Some(300), Some(10), Some(40)]);
+        assert_eq!(order, [1, 2, 4, 0, 3]);
+    }
+
+    #[test]
+    fn plugins_cost_more_than_xdp_which_costs_more_than_tun_and_veth() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cost =
+            |f: &str| expected_cost(&Scenario::load(&root.join("scenarios").join(f)).expect(f));
+        // Two pods' bridge and portmap plugins, ADD and DEL.
+        let cni = cost("cni/bridge-pod-to-pod.yaml");
+        // One XDP program on a veth pair.
+        let xdp = cost("xdp/user-object-blocks-udp-port.yaml");
+        // One namespace, a tun device, nothing run.
+        let tun = cost("tun-syn/01-bad-ip-checksum.yaml");
+        assert!(cni > xdp && xdp > tun, "cni {cni}, xdp {xdp}, tun {tun}");
     }
 }
