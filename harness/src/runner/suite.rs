@@ -104,7 +104,7 @@ fn schedule(costs: &[Option<u32>]) -> Vec<usize> {
 /// Runs `files` with up to `jobs` at once; `each` sees every result as it
 /// finishes. Results come back in file order.
 ///
-/// With more than one job, every file is loaded first and the costliest
+/// Every file is loaded first; with more than one job the costliest
 /// scenarios start first (see [`expected_cost`]). A scenario's teardown is
 /// not on the path to the next verdict: once judged, a scenario is handed
 /// to one of `jobs` teardown threads and its worker builds the next one. A
