@@ -586,11 +586,11 @@ fn record_writes_the_deciding_rule() {
 }
 
 /// A rule named by text, policy or position that the rulesets do not
-/// have is refused before anything is built, at its line, listing the
+/// have is refused before anything is injected, at its line, listing the
 /// chain's rules as the kernel prints them; iptables-save's rendering
 /// (`-m tcp`, absent from the source) is what a text is checked against.
 #[test]
-fn unknown_rule_references_are_refused_before_the_build() {
+fn unknown_rule_references_are_refused_before_anything_is_injected() {
     let s = Scratch::new("rule-refs");
     let original =
         std::fs::read_to_string(root().join("scenarios/firewall/iptables-drop-ssh.yaml")).unwrap();
@@ -630,11 +630,21 @@ fn unknown_rule_references_are_refused_before_the_build() {
             "    not_matched: [{ chain: \"ip filter INPUT\", position: 2 }]\n  no_unexpected_drops: true",
         );
     std::fs::write(&f, &bad).unwrap();
-    let o = run(&["run", &fs]);
-    let t = text(&o);
-    assert!(!o.status.success(), "{t}");
-    let at = |what: &str| format!("refs.yaml:{}:", line_of(&bad, what));
-    for want in [
+    // Checked against the rule trace's listing, and without rule tracing
+    // (PKTFATE_RULE_TRACE=0) against a listing of its own.
+    let traced = run(&["run", &fs]);
+    let untraced = bin()
+        .args(["run", &fs])
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env("PKTFATE_RULE_TRACE", "0")
+        .output()
+        .unwrap();
+    for o in [traced, untraced] {
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        let at = |what: &str| format!("refs.yaml:{}:", line_of(&bad, what));
+        for want in [
         at("--dport 2222"),
         "no rule of the scenario's rulesets reads `--dport 2222 -j DROP`".into(),
         // iptables-save makes the tcp match explicit (`-m tcp`).
@@ -646,8 +656,9 @@ fn unknown_rule_references_are_refused_before_the_build() {
     ] {
         assert!(t.contains(&want), "{want}: {t}");
     }
-    // Refused before the build: nothing was injected or traced.
-    assert!(!t.contains("actual:"), "{t}");
+        // Refused once the rules were listed: nothing was injected or traced.
+        assert!(!t.contains("actual:"), "{t}");
+    }
 }
 
 /// A route assertion turns red when the policy rule is gone, though the

@@ -155,11 +155,7 @@ fn check_machine(s: &mut Scenario, backend: BackendChoice) -> Result<(), RunErro
         s.resolve_for_kernel(v);
     }
     let reasons = kernel_reasons()?;
-    s.check_against_kernel(&reasons)
-        .map_err(RunError::Scenario)?;
-    // Rule references against the rules as the kernel lists them.
-    rulecheck::check(s).map_err(RunError::Scenario)?;
-    Ok(())
+    s.check_against_kernel(&reasons).map_err(RunError::Scenario)
 }
 
 /// What the tracer must watch: the scenario's namespaces, each packet's
@@ -347,6 +343,15 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     } else {
         None
     };
+    // Rule references against the rules as the kernel lists them: the
+    // trace's listing, else a listing of its own.
+    rulecheck::check(&s, &mut |ns| match &nftrace {
+        Some(t) => t.ruleset(&ns.name).cloned(),
+        None => crate::tracer::nftrace::list_in(&topo.handle(&ns.name).path())
+            .ok()
+            .flatten(),
+    })
+    .map_err(RunError::Scenario)?;
     let attach = t_attach.elapsed();
     let unchecked = unchecked_here(&mut s, &tracer);
 

@@ -59,14 +59,39 @@ pub(crate) fn is_legacy(version: &str) -> bool {
 }
 
 /// Refuses `tool` when it is iptables-legacy (its `--version` says so).
+/// Asked once per tool and process: the answer is the machine's, and a
+/// suite asks it for every scenario with iptables rules.
 pub(crate) fn check_iptables_nft(tool: &'static str) -> Result<(), PreflightError> {
-    let out = std::process::Command::new(tool).arg("--version").output();
-    match out {
-        Ok(o) if is_legacy(&String::from_utf8_lossy(&o.stdout)) => {
-            Err(PreflightError::LegacyIptables(tool))
-        }
-        _ => Ok(()),
+    static KNOWN: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(vec![]);
+    let legacy = known_or(&KNOWN, tool, || {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| is_legacy(&String::from_utf8_lossy(&o.stdout)))
+    });
+    if legacy {
+        Err(PreflightError::LegacyIptables(tool))
+    } else {
+        Ok(())
     }
+}
+
+/// `tool`'s answer in `known`, else `ask()`'s, kept there. The lock is held
+/// while asking, so two scenarios starting together ask once.
+fn known_or(
+    known: &std::sync::Mutex<Vec<(&'static str, bool)>>,
+    tool: &'static str,
+    ask: impl FnOnce() -> bool,
+) -> bool {
+    let mut k = known
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, v)) = k.iter().find(|(t, _)| *t == tool) {
+        return *v;
+    }
+    let v = ask();
+    k.push((tool, v));
+    v
 }
 
 /// Whether `tool` is a file in a directory of PATH.
@@ -103,6 +128,24 @@ pub fn check() -> Result<(), PreflightError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_tool_is_asked_once() {
+        let known = std::sync::Mutex::new(vec![]);
+        let asked = std::cell::Cell::new(0);
+        let ask = |answer| {
+            let asked = &asked;
+            move || {
+                asked.set(asked.get() + 1);
+                answer
+            }
+        };
+        assert!(known_or(&known, "iptables-restore", ask(true)));
+        // Kept: a second ask would say otherwise.
+        assert!(known_or(&known, "iptables-restore", ask(false)));
+        assert!(!known_or(&known, "ip6tables-restore", ask(false)));
+        assert_eq!(asked.get(), 2, "one ask per tool");
+    }
 
     #[test]
     fn the_legacy_backend_is_told_by_its_version_line() {

@@ -1,12 +1,13 @@
 //! Rule references checked against the rules as the kernel lists them,
-//! before the topology is built: a `rule:` text, a chain's `policy`, a
-//! `chain` + `position` or a `traversed` chain that names nothing in the
-//! namespace's rulesets is refused at its line, listing what is there.
-//! Comments are checked from the source when the scenario loads; these
-//! need the kernel's rendering (nft prints `tcp dport 22`, iptables-save
-//! adds `-m tcp`), so the rulesets are loaded into a scratch namespace.
-//! A namespace whose rules a CNI plugin or a `run:` command adds, or whose
-//! ruleset needs the scenario's devices, is left to the run.
+//! once the topology is built and before anything is injected: a `rule:`
+//! text, a chain's `policy`, a `chain` + `position` or a `traversed` chain
+//! that names nothing in the namespace's rulesets is refused at its line,
+//! listing what is there. Comments are checked from the source when the
+//! scenario loads; these need the kernel's rendering (nft prints `tcp
+//! dport 22`, iptables-save adds `-m tcp`), which the rule trace lists
+//! when it starts, so the check costs no tool run of its own. A namespace
+//! whose rules a CNI plugin or a `run:` command adds is left to the run:
+//! what those add need not be there yet.
 
 use std::collections::HashMap;
 
@@ -16,7 +17,7 @@ use crate::scenario::{
     ChainRef, Expectation, Namespace, RuleMatch, RuleRef, Scenario, ScenarioError, names_chain,
     own_rules_only, rule_namespaces,
 };
-use crate::tracer::nftrace::{OwnRules, Ruleset, list_in_scratch};
+use crate::tracer::nftrace::Ruleset;
 
 /// Every rule and chain reference of `e` and its replies.
 fn refs<'a>(e: &'a Expectation, rules: &mut Vec<&'a RuleMatch>, chains: &mut Vec<&'a ChainRef>) {
@@ -171,8 +172,12 @@ fn unknown_chain<'a>(chain: &str, names: impl Iterator<Item = &'a str>) -> (Stri
 }
 
 /// Checks the scenario's rule references against its namespaces' own
-/// rulesets as the kernel lists them; every unknown one is an error.
-pub(super) fn check(s: &Scenario) -> Result<(), Vec<ScenarioError>> {
+/// rulesets as the kernel lists them (`list` gives a namespace's, `None`
+/// when it cannot); every unknown one is an error.
+pub(super) fn check(
+    s: &Scenario,
+    list: &mut dyn FnMut(&Namespace) -> Option<Ruleset>,
+) -> Result<(), Vec<ScenarioError>> {
     let (mut rules, mut chains) = (vec![], vec![]);
     for p in &s.packets {
         refs(&p.expect, &mut rules, &mut chains);
@@ -189,15 +194,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Vec<ScenarioError>> {
                 if !own_rules_only(ns, &s.namespaces) {
                     return None;
                 }
-                let text =
-                    |r: &Option<crate::scenario::Ruleset>| r.as_ref().map(|r| r.text.clone());
-                list_in_scratch(OwnRules {
-                    nft: text(&ns.nft),
-                    iptables: text(&ns.iptables),
-                    ip6tables: text(&ns.ip6tables),
-                })
-                .ok()
-                .flatten()
+                list(ns)
             })
             .clone()
     };

@@ -293,9 +293,12 @@ pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, RawProgErro
         // Loaded again with a log only on failure: the log costs time.
         let mut buf = vec![0u8; 1 << 20];
         let again = attempt(Some(&mut buf));
-        let text = String::from_utf8_lossy(&buf);
-        let text = text.trim_end_matches('\0');
-        match (again, crate::common::verifier::verifier_key_line(text)) {
+        // The kernel writes a NUL-terminated log into the 1 MiB buffer:
+        // only that much is text (a refusal before the verifier runs, as
+        // fentry's EPERM on kernels without it, writes none).
+        let used = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let text = String::from_utf8_lossy(&buf[..used]);
+        match (again, crate::common::verifier::verifier_key_line(&text)) {
             (Ok(fd), _) => Ok(fd),
             (Err(_), Some(line)) => Err(RawProgError::Verifier {
                 program: name.clone(),

@@ -19,7 +19,6 @@
 mod message;
 pub mod rules;
 mod listing;
-mod scratch;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,7 +28,6 @@ use listing::{read_rules, run_tool};
 pub use message::{EvalKind, NfVerdict};
 use message::{NFNLGRP_NFTRACE, decode, family_name};
 pub use rules::{NfHook, RuleText, Ruleset};
-pub use scratch::{OwnRules, list_in_scratch};
 
 use crate::scenario::CtState;
 use crate::tracer::PacketInfo;
@@ -180,6 +178,24 @@ pub fn traces_ct_state() -> bool {
     })
 }
 
+/// The rules of the namespace at `path` as the kernel lists them
+/// (`nft -a list ruleset`, and the save tools for iptables-nft's tables),
+/// for a run that does not trace rules; `Ok(None)` when nft refuses.
+pub fn list_in(path: &Path) -> io::Result<Option<Ruleset>> {
+    crate::topology::netns::run_in(path, || -> io::Result<Option<Ruleset>> {
+        let (ok, listing, warnings) = run_tool("nft", &["-a", "list", "ruleset"], "")?;
+        if !ok {
+            return Ok(None);
+        }
+        let save = |tool: &'static str| match run_tool(tool, &[], "") {
+            Ok((true, text, _)) => Some(text),
+            _ => None,
+        };
+        Ok(Some(read_rules(&listing, &warnings, &save)))
+    })
+    .and_then(|r| r)
+}
+
 /// [`run_tool`] inside the namespace at `path`.
 fn tool_in(
     path: &Path,
@@ -239,6 +255,12 @@ impl NfTrace {
             });
         }
         Ok(Self { spaces })
+    }
+
+    /// The rules of traced namespace `ns` (its scenario name), as listed
+    /// when tracing started.
+    pub fn ruleset(&self, ns: &str) -> Option<&Ruleset> {
+        self.spaces.iter().find(|t| t.ns == ns).map(|t| &t.ruleset)
     }
 
     /// Whether any namespace is traced.
