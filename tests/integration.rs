@@ -706,6 +706,47 @@ fn scenarios_in_one_process_share_one_tracer_and_see_only_their_own_runs() {
 }
 
 #[test]
+fn a_scenario_asserting_rules_parses_the_kernel_btf_once_for_its_tracer() {
+    if child_mode().as_deref() == Some("btf") {
+        // A process of its own: no other test's parse counts. The drop
+        // reasons are read first (a run reads them before it builds,
+        // sharing the tracer's parse only when the two overlap).
+        pktfate::tracer::DropReasons::kernel().unwrap();
+        let before = pktfate::tracer::btf::Btf::kernel_parses();
+        let o = runner::run_file(&shipped("firewall/nft-reject-port-90.yaml"), &cfg())
+            .unwrap_or_else(|e| panic!("{}", e.render()));
+        assert!(o.passed(), "{}", pktfate::report::failure(&o));
+        println!(
+            "PARSES {}",
+            pktfate::tracer::btf::Btf::kernel_parses() - before
+        );
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let out = spawn_child(
+        "a_scenario_asserting_rules_parses_the_kernel_btf_once_for_its_tracer",
+        "btf",
+    )
+    .wait_with_output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let parses = stdout
+        .lines()
+        .find_map(|l| l.find("PARSES ").map(|i| l[i + 7..].trim().to_string()));
+    // The tracer's offsets and whether rule traces carry conntrack state
+    // (asked after the tracer loaded) come from one parse.
+    assert_eq!(
+        parses.as_deref(),
+        Some("1"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn tcp_scenarios_end_when_the_socket_took_the_segments_not_after_an_idle_wait() {
     let _serial = serial();
     // The SYN-ACK and the last ACK are freed by TCP with the untraced

@@ -148,10 +148,145 @@ fn cstr(strings: &[u8], off: u32) -> &str {
     std::str::from_utf8(&strings[start..end]).unwrap_or("")
 }
 
+/// The type and string sections of raw BTF.
+fn sections(data: &[u8]) -> Result<(&[u8], &[u8]), BtfError> {
+    if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
+        return Err(BtfError::Malformed("bad magic".into()));
+    }
+    let hdr_len = u32_at(data, 4)? as usize;
+    let type_off = u32_at(data, 8)? as usize;
+    let type_len = u32_at(data, 12)? as usize;
+    let str_off = u32_at(data, 16)? as usize;
+    let str_len = u32_at(data, 20)? as usize;
+    let types = data
+        .get(hdr_len + type_off..hdr_len + type_off + type_len)
+        .ok_or_else(|| BtfError::Malformed("type section out of range".into()))?;
+    let strings = data
+        .get(hdr_len + str_off..hdr_len + str_off + str_len)
+        .ok_or_else(|| BtfError::Malformed("string section out of range".into()))?;
+    Ok((types, strings))
+}
+
+/// One record of a BTF type section: its header and the bytes after it
+/// (members, values, parameters, ...).
+struct Record<'a> {
+    kind: u32,
+    name: u32,
+    size_or_type: u32,
+    kflag: bool,
+    vlen: usize,
+    body: &'a [u8],
+}
+
+impl Record<'_> {
+    /// An enum's (name, value) pairs; none for other kinds.
+    fn enum_values(&self) -> impl Iterator<Item = (u32, i64)> + '_ {
+        let wide = self.kind == KIND_ENUM64;
+        let n = if matches!(self.kind, KIND_ENUM | KIND_ENUM64) {
+            self.vlen
+        } else {
+            0
+        };
+        let word =
+            |v: &[u8], at: usize| u32::from_le_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
+        self.body
+            .chunks_exact(if wide { 12 } else { 8 })
+            .take(n)
+            .map(move |v| {
+                let value = if wide {
+                    ((u64::from(word(v, 8)) << 32) | u64::from(word(v, 4))) as i64
+                } else {
+                    i64::from(word(v, 4) as i32)
+                };
+                (word(v, 0), value)
+            })
+    }
+}
+
+/// The records of a type section in id order (id 1 first); an error ends
+/// it. How long a record is depends on its kind, so reading one type means
+/// walking those before it.
+fn records(types: &[u8]) -> impl Iterator<Item = Result<Record<'_>, BtfError>> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        if pos >= types.len() {
+            return None;
+        }
+        let head = (|| {
+            let info = u32_at(types, pos + 4)?;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let body_len = match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_ARRAY => 12,
+                KIND_STRUCT | KIND_UNION | KIND_ENUM64 | KIND_DATASEC => 12 * vlen,
+                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
+                0..=19 => 0,
+                _ => return Err(BtfError::Malformed(format!("unknown kind {kind}"))),
+            };
+            let body = types
+                .get(pos + 12..pos + 12 + body_len)
+                .ok_or_else(|| BtfError::Malformed(format!("truncated at byte {pos}")))?;
+            Ok(Record {
+                kind,
+                name: u32_at(types, pos)?,
+                size_or_type: u32_at(types, pos + 8)?,
+                kflag: info >> 31 == 1,
+                vlen,
+                body,
+            })
+        })();
+        match &head {
+            Ok(r) => pos += 12 + r.body.len(),
+            // Nothing after a bad record can be read.
+            Err(_) => pos = types.len(),
+        }
+        Some(head)
+    })
+}
+
+/// The id of function `name` in raw BTF, found without parsing the rest
+/// (a few milliseconds, not a parse's 20-30): for a probe that needs only
+/// that id.
+pub fn function_id_in(data: &[u8], name: &str) -> Result<Option<u32>, BtfError> {
+    let (types, strings) = sections(data)?;
+    for (id, r) in (1u32..).zip(records(types)) {
+        let r = r?;
+        // Bytes compared in place: no length or UTF-8 check per name.
+        let named = |off: u32| {
+            strings
+                .get(off as usize..)
+                .is_some_and(|s| s.starts_with(name.as_bytes()) && s.get(name.len()) == Some(&0))
+        };
+        if r.kind == KIND_FUNC && named(r.name) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// The running kernel's raw BTF.
+pub fn kernel_bytes() -> Result<Vec<u8>, BtfError> {
+    let path = "/sys/kernel/btf/vmlinux";
+    std::fs::read(path).map_err(|source| BtfError::Read {
+        path: path.into(),
+        source,
+    })
+}
+
+static KERNEL_PARSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Btf {
     /// Reads the running kernel's BTF.
     pub fn from_sys_fs() -> Result<Self, BtfError> {
+        KERNEL_PARSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    }
+
+    /// How many times this process parsed the kernel's BTF (10-30 ms of
+    /// CPU each): for tests that keep the count down.
+    pub fn kernel_parses() -> usize {
+        KERNEL_PARSES.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The running kernel's BTF, read once per process.
@@ -181,26 +316,8 @@ impl Btf {
     }
 
     /// Parses raw little-endian BTF.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one arm per BTF kind, in the order the kernel's btf.h lists them"
-    )]
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
-        if data.len() < 24 || data[0..2] != [0x9f, 0xeb] {
-            return Err(BtfError::Malformed("bad magic".into()));
-        }
-        let hdr_len = u32_at(data, 4)? as usize;
-        let type_off = u32_at(data, 8)? as usize;
-        let type_len = u32_at(data, 12)? as usize;
-        let str_off = u32_at(data, 16)? as usize;
-        let str_len = u32_at(data, 20)? as usize;
-        let types_b = data
-            .get(hdr_len + type_off..hdr_len + type_off + type_len)
-            .ok_or_else(|| BtfError::Malformed("type section out of range".into()))?;
-        let strings = data
-            .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or_else(|| BtfError::Malformed("string section out of range".into()))?;
-
+        let (types_b, strings) = sections(data)?;
         let mut types = vec![Type {
             kind: 0,
             name: 0,
@@ -209,74 +326,44 @@ impl Btf {
             count: 0,
         }];
         let (mut members, mut enum_values, mut params) = (vec![], vec![], vec![]);
-        let mut pos = 0usize;
-        while pos < types_b.len() {
-            let name_off = u32_at(types_b, pos)?;
-            let info = u32_at(types_b, pos + 4)?;
-            let size_or_type = u32_at(types_b, pos + 8)?;
-            pos += 12;
-            let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
-            let kflag = info >> 31 == 1;
+        for r in records(types_b) {
+            let r = r?;
             let mut t = Type {
-                kind,
-                name: name_off,
-                type_ref: size_or_type,
+                kind: r.kind,
+                name: r.name,
+                type_ref: r.size_or_type,
                 first: 0,
-                count: vlen as u32,
+                count: r.vlen as u32,
             };
-            match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
-                KIND_ARRAY => pos += 12,
+            match r.kind {
                 KIND_STRUCT | KIND_UNION => {
                     t.first = members.len() as u32;
-                    for _ in 0..vlen {
-                        let m_name = u32_at(types_b, pos)?;
-                        let m_type = u32_at(types_b, pos + 4)?;
-                        let m_off = u32_at(types_b, pos + 8)?;
-                        let (bit_offset, bitfield_size) = if kflag {
+                    for m in r.body.chunks_exact(12) {
+                        let m_off = u32_at(m, 8)?;
+                        let (bit_offset, bitfield_size) = if r.kflag {
                             (m_off & 0xff_ffff, m_off >> 24)
                         } else {
                             (m_off, 0)
                         };
                         members.push(Member {
-                            name: m_name,
-                            type_id: m_type,
+                            name: u32_at(m, 0)?,
+                            type_id: u32_at(m, 4)?,
                             bit_offset,
                             bitfield_size,
                         });
-                        pos += 12;
                     }
                 }
-                KIND_ENUM => {
+                KIND_ENUM | KIND_ENUM64 => {
                     t.first = enum_values.len() as u32;
-                    for _ in 0..vlen {
-                        let v_name = u32_at(types_b, pos)?;
-                        let v = i64::from(u32_at(types_b, pos + 4)? as i32);
-                        enum_values.push((v_name, v));
-                        pos += 8;
-                    }
-                }
-                KIND_ENUM64 => {
-                    t.first = enum_values.len() as u32;
-                    for _ in 0..vlen {
-                        let v_name = u32_at(types_b, pos)?;
-                        let lo = u64::from(u32_at(types_b, pos + 4)?);
-                        let hi = u64::from(u32_at(types_b, pos + 8)?);
-                        enum_values.push((v_name, ((hi << 32) | lo) as i64));
-                        pos += 12;
-                    }
+                    enum_values.extend(r.enum_values());
                 }
                 KIND_FUNC_PROTO => {
                     t.first = params.len() as u32;
-                    for _ in 0..vlen {
-                        params.push(u32_at(types_b, pos + 4)?);
-                        pos += 8;
+                    for p in r.body.chunks_exact(8) {
+                        params.push(u32_at(p, 4)?);
                     }
                 }
-                KIND_DATASEC => pos += 12 * vlen,
-                0..=19 => {}
-                _ => return Err(BtfError::Malformed(format!("unknown kind {kind}"))),
+                _ => {}
             }
             types.push(t);
         }

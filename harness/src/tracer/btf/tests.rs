@@ -142,6 +142,35 @@ fn enum_values_are_read() {
 }
 
 #[test]
+fn a_function_is_found_without_a_parse() {
+    let blob = synthetic();
+    assert_eq!(super::function_id_in(&blob, "demo_fn").unwrap(), Some(12));
+    assert_eq!(super::function_id_in(&blob, "outer").unwrap(), None);
+    assert!(super::function_id_in(b"not btf at all, clearly not", "x").is_err());
+    // Truncated: an error, not a short answer.
+    assert!(super::function_id_in(&blob[..blob.len() - 20], "absent").is_err());
+}
+
+/// The running kernel's whole BTF read both ways.
+#[test]
+fn the_kernels_functions_are_found_alike_with_and_without_a_parse() {
+    let blob = super::kernel_bytes().expect("needs kernel BTF (/sys/kernel/btf/vmlinux)");
+    let btf = Btf::parse(&blob).unwrap();
+    for f in [
+        "ip_rcv",
+        "kfree_skb_reason",
+        "sk_skb_reason_drop",
+        "no_such_function_here",
+    ] {
+        assert_eq!(
+            super::function_id_in(&blob, f).unwrap(),
+            btf.function_id(f),
+            "{f}"
+        );
+    }
+}
+
+#[test]
 fn tracepoint_arity_excludes_the_context() {
     let btf = Btf::parse(&synthetic()).unwrap();
     assert_eq!(btf.tracepoint_arity("demo"), Some(2));
