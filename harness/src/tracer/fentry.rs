@@ -189,51 +189,8 @@ pub fn probe(object: &[u8]) -> Result<(), FentryError> {
     // A kernel that refuses every fentry program (no trampolines, or a
     // policy) refuses a two-instruction one too: said before the tracer
     // object's maps are made for the real program.
-    drop(load(&minimal_program(), kind)?);
+    drop(load(&super::rawprog::minimal_program(), kind)?);
     let ebpf = crate::common::ebpf_loader::load(object).map_err(RawProgError::Load)?;
     let program = instructions(object, &ebpf, None, "probe_fentry")?;
     open(&load(&program, kind)?).map(drop)
-}
-
-/// `r0 = 0; exit`: a program any program type's verifier accepts.
-fn minimal_program() -> super::rawprog::Program {
-    use aya_obj::generated::bpf_insn;
-    let insn = |code: u8| bpf_insn {
-        code,
-        _bitfield_align_1: [],
-        _bitfield_1: bpf_insn::new_bitfield_1(0, 0),
-        off: 0,
-        imm: 0,
-    };
-    // BPF_ALU64 | BPF_MOV | BPF_K, then BPF_JMP | BPF_EXIT.
-    super::rawprog::Program {
-        name: "fentry_minimal".into(),
-        insns: vec![insn(0xb7), insn(0x95)],
-        license: "GPL".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The pre-check's program must be one the verifier accepts, or a
-    /// kernel with fentry would be said to refuse it: loaded here as a
-    /// socket filter, which every kernel has.
-    #[test]
-    fn the_minimal_program_is_accepted_by_the_verifier() {
-        let p = minimal_program();
-        assert_eq!(p.insns.len(), 2);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return;
-        }
-        let kind = Kind {
-            prog_type: bpf_prog_type::BPF_PROG_TYPE_SOCKET_FILTER,
-            attach: bpf_attach_type::BPF_CGROUP_INET_INGRESS,
-            btf_id: 0,
-            btf_obj: None,
-        };
-        load(&p, kind).expect("r0 = 0; exit is a valid program");
-    }
 }

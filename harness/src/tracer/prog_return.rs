@@ -94,25 +94,28 @@ impl ProgReturns {
     /// it `slot`; closing the returned link detaches it.
     pub(super) fn attach(&self, t: &ProgTarget, slot: u32) -> Result<OwnedFd, ProgReturnError> {
         let target = prog_fd(t.id)?;
-        let btf_id = entry_btf_id(&target)?;
         let name = PROG_RETURN_PROGRAMS[usize::from(t.at.hook == ProgHook::Xdp)];
         let mut program = self.linked.program(name)?;
         if write_slot(&mut program.insns, slot) == 0 {
             return Err(ProgReturnError::NoSlot(name.into()));
         }
-        let kind = Kind {
-            prog_type: bpf_prog_type::BPF_PROG_TYPE_TRACING,
-            attach: bpf_attach_type::BPF_TRACE_FEXIT,
-            btf_id,
-            // The same field as a module's BTF object: the kernel takes a
-            // program descriptor there first.
-            btf_obj: Some(target.as_raw_fd()),
-        };
-        let prog = load(&program, kind)?;
+        let prog = load(&program, fexit_on(&target)?)?;
         let mut attr = zeroed_attr();
         attr.raw_tracepoint.prog_fd = prog.as_raw_fd() as u32;
         bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map_err(ProgReturnError::Attach)
     }
+}
+
+/// How an fexit program on `target` (a program's descriptor) is loaded.
+fn fexit_on(target: &OwnedFd) -> Result<Kind, ProgReturnError> {
+    Ok(Kind {
+        prog_type: bpf_prog_type::BPF_PROG_TYPE_TRACING,
+        attach: bpf_attach_type::BPF_TRACE_FEXIT,
+        btf_id: entry_btf_id(target)?,
+        // The same field as a module's BTF object: the kernel takes a
+        // program descriptor there first.
+        btf_obj: Some(target.as_raw_fd()),
+    })
 }
 
 /// Writes `slot` over every immediate that holds [`PROG_SLOT_MAGIC`] (the
@@ -170,6 +173,13 @@ pub fn probe(object: &[u8]) -> Result<(), ProgReturnError> {
         .ok_or_else(|| RawProgError::NoProgram(TARGET.into()))?;
     xdp.load().map_err(ProgReturnError::ProbeTarget)?;
     let id = xdp.info().map_err(ProgReturnError::ProbeTarget)?.id();
+    // Refused already with two instructions: said before the tracer
+    // object's maps are made.
+    let xdp_fd = prog_fd(id)?;
+    drop(load(
+        &super::rawprog::minimal_program(),
+        fexit_on(&xdp_fd)?,
+    )?);
     let tracer = crate::common::ebpf_loader::load(object).map_err(RawProgError::Load)?;
     let target = ProgTarget {
         id,

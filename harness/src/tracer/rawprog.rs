@@ -242,6 +242,26 @@ pub(super) fn instructions(
     Linked::new(object, ebpf, events_fd)?.program(name)
 }
 
+/// `r0 = 0; exit`: a program any program type's verifier accepts. A
+/// kernel that refuses a whole kind of program (fentry, fexit on a
+/// program: no trampolines, or a policy) refuses this one too, so a probe
+/// loads it before it makes a tracer object's maps for the real program.
+pub(super) fn minimal_program() -> Program {
+    let insn = |code: u8| bpf_insn {
+        code,
+        _bitfield_align_1: [],
+        _bitfield_1: bpf_insn::new_bitfield_1(0, 0),
+        off: 0,
+        imm: 0,
+    };
+    // BPF_ALU64 | BPF_MOV | BPF_K, then BPF_JMP | BPF_EXIT.
+    Program {
+        name: "probe_minimal".into(),
+        insns: vec![insn(0xb7), insn(0x95)],
+        license: "GPL".into(),
+    }
+}
+
 /// How a program is loaded: its type, expected attach type and, for a
 /// tracing program, the BTF id of the function it attaches to.
 #[derive(Clone, Copy)]
@@ -311,4 +331,29 @@ pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, RawProgErro
             }),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probes' pre-check program must be one the verifier accepts, or
+    /// a kernel with fentry would be said to refuse it: loaded here as a
+    /// socket filter, which every kernel has.
+    #[test]
+    fn the_minimal_program_is_accepted_by_the_verifier() {
+        let p = minimal_program();
+        assert_eq!(p.insns.len(), 2);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let kind = Kind {
+            prog_type: bpf_prog_type::BPF_PROG_TYPE_SOCKET_FILTER,
+            attach: bpf_attach_type::BPF_CGROUP_INET_INGRESS,
+            btf_id: 0,
+            btf_obj: None,
+        };
+        load(&p, kind).expect("r0 = 0; exit is a valid program");
+    }
 }
