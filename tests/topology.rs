@@ -219,3 +219,72 @@ fn addresses_a_cni_plugin_assigned_are_read_back_as_ip_lists_them() {
     assert_eq!(read_back, 3);
     assert!(topo.teardown().is_empty());
 }
+
+/// CNI DEL of a scenario's pods runs at once, as a runtime removes pods:
+/// a fake plugin's DEL for one pod waits (up to 5 s) for the other pod's
+/// DEL to start, and fails when it does not, as it would one pod after
+/// another.
+#[test]
+fn the_pods_of_a_scenario_are_deleted_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let dir = TempDir::new("cni-del");
+    let plugins = dir.0.join("plugins");
+    let marks = dir.0.join("marks");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&marks).unwrap();
+    let plugin = plugins.join("pfwait");
+    std::fs::write(
+        &plugin,
+        r#"#!/bin/sh
+conf=$(cat)
+marks=$(printf '%s' "$conf" | sed -n 's/.*"marks":"\([^"]*\)".*/\1/p')
+case "$CNI_COMMAND" in
+ADD) echo '{"cniVersion":"1.0.0"}' ;;
+DEL)
+  : > "$marks/$CNI_CONTAINERID"
+  i=0
+  while [ "$(ls "$marks" | wc -l)" -lt 2 ]; do
+    i=$((i + 1))
+    if [ "$i" -gt 100 ]; then
+      echo '{"cniVersion":"1.0.0","code":11,"msg":"the other pod was not being deleted"}'
+      exit 1
+    fi
+    sleep 0.05
+  done ;;
+esac
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        dir.0.join("wait.conflist"),
+        format!(
+            r#"{{ "cniVersion": "1.0.0", "name": "wait", "plugins": [{{ "type": "pfwait", "marks": "{}" }}] }}"#,
+            marks.display()
+        ),
+    )
+    .unwrap();
+    let f = dir.0.join("two-pods.yaml");
+    std::fs::write(
+        &f,
+        "description: two pods whose plugin waits for the other's DEL
+namespaces:
+  node: {}
+  pod-a:
+    cni: { node: node, conflist: wait.conflist }
+  pod-b:
+    cni: { node: node, conflist: wait.conflist }
+inject:
+  socket: { from: pod-a, proto: udp, to: 192.0.2.1, port: 9 }
+expect:
+  fate: dropped
+",
+    )
+    .unwrap();
+    let s = Scenario::load(&f).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut topo = Topology::build(&s, plugins.to_str().unwrap()).unwrap();
+    let problems = topo.teardown();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 2);
+}

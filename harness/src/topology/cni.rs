@@ -98,18 +98,48 @@ impl Cni {
             .any(|a| a.node == ns || a.pod.path() == ns)
     }
 
-    /// DEL for every attachment, last first; returns what failed.
+    /// DEL for every attachment, each pod's plugins last first; returns
+    /// what failed, last attachment first. Pods are deleted at once, as a
+    /// runtime removes pods on a node: each DEL waits on RCU grace periods
+    /// (a veth deleted, iptables-nft's rules freed), and one pod after
+    /// another made the teardown of a two-pod scenario the suite's tail.
+    /// Plugins are written for that: host-local locks its store, and the
+    /// rest delete only what is the pod's.
     pub fn del_all(&mut self) -> Vec<String> {
-        let mut problems = vec![];
         let dir = self.dir.clone().unwrap_or_default();
-        while let Some(a) = self.attached.pop() {
-            for p in plugins(&a.spec.conflist).iter().rev() {
-                let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
-                if let Err(e) = run(&a, &self.path, p, "DEL", &conf) {
-                    problems.push(e.to_string());
-                }
-            }
-        }
+        let attached = std::mem::take(&mut self.attached);
+        let path = &self.path;
+        let del = |a: &Attached| -> Vec<String> {
+            plugins(&a.spec.conflist)
+                .iter()
+                .rev()
+                .filter_map(|p| {
+                    let conf = plugin_conf(&a.spec, p, Some(&a.result), &dir);
+                    run(a, path, p, "DEL", &conf).err().map(|e| e.to_string())
+                })
+                .collect()
+        };
+        let problems = std::thread::scope(|scope| {
+            let each: Vec<_> = attached
+                .iter()
+                .rev()
+                .map(|a| {
+                    // Should no thread start, that pod's DEL runs here.
+                    std::thread::Builder::new()
+                        .name("pktfate-cni-del".into())
+                        .spawn_scoped(scope, || del(a))
+                        .map_err(|_| a)
+                })
+                .collect();
+            each.into_iter()
+                .flat_map(|t| match t {
+                    Ok(h) => h
+                        .join()
+                        .unwrap_or_else(|_| vec!["a CNI DEL thread panicked".into()]),
+                    Err(a) => del(a),
+                })
+                .collect()
+        });
         if let Some(d) = self.dir.take() {
             teardown::remove_private_dir(&d);
         }
