@@ -127,21 +127,38 @@ pub(super) fn set_master(
 /// Brings `dev` up (`ip link set dev up`). Returns its ifindex if it had
 /// no carrier right after (its queue is activated later, by the kernel)
 /// or is a veth end (IPv6 routes its addresses only once the kernel has
-/// set the operational state up).
+/// set the operational state up). A veth end is known to be one without
+/// asking the kernel: every request queues behind RTNL, which a busy
+/// machine's namespace clean-up holds for long.
 pub(super) fn set_up(
     rtnl: &mut Rtnl,
     ns: &str,
     dev: &str,
+    veth: bool,
     at: Option<&crate::scenario::Location>,
 ) -> Result<Option<u32>, TopologyError> {
+    let idx = up(rtnl, ns, dev, at)?;
+    if veth {
+        return Ok(Some(idx));
+    }
+    let now = rtnl.links(ns, Some(idx))?;
+    let settled = now.first().is_some_and(|l| l.lower_up && !l.veth);
+    Ok((!settled).then_some(idx))
+}
+
+/// Brings `dev` up; its ifindex.
+pub(super) fn up(
+    rtnl: &mut Rtnl,
+    ns: &str,
+    dev: &str,
+    at: Option<&crate::scenario::Location>,
+) -> Result<u32, TopologyError> {
     let idx = rtnl.index(ns, dev, at)?;
     let msg = LinkUnspec::new_with_index(idx).up().build();
     let handle = rtnl.handle(ns);
     let cmd = format!("ip link set {dev} up");
     rtnl.run(What { cmd, ns, at }, handle.link().set(msg).execute())?;
-    let now = rtnl.links(ns, Some(idx))?;
-    let settled = now.first().is_some_and(|l| l.lower_up && !l.veth);
-    Ok((!settled).then_some(idx))
+    Ok(idx)
 }
 
 /// Sets the MTU and MAC of a tun/tap device, which is opened, not created

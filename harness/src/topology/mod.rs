@@ -95,7 +95,8 @@ impl Topology {
         self.create_namespaces(s)?;
         let mut rtnl = Rtnl::open(&self.namespaces)?;
         for h in self.namespaces.clone() {
-            link::set_up(&mut rtnl, &h.name, "lo", None)?;
+            // Loopback has its carrier from the start: nothing to wait for.
+            link::up(&mut rtnl, &h.name, "lo", None)?;
             write_sysctls(&h, PINNED_SYSCTLS)?;
         }
         let (to_up, masters) = self.create_links(&mut rtnl, s)?;
@@ -258,7 +259,8 @@ impl Topology {
         }
         let mut late: HashMap<&str, Vec<u32>> = HashMap::new();
         for (ns, dev, l) in to_up {
-            if let Some(i) = link::set_up(rtnl, ns, dev, l.at.as_ref())? {
+            let veth = matches!(l.kind, LinkKind::Veth { .. });
+            if let Some(i) = link::set_up(rtnl, ns, dev, veth, l.at.as_ref())? {
                 late.entry(ns).or_default().push(i);
             }
         }
