@@ -220,8 +220,15 @@ fn signals_during_set_up_leave_no_namespace_and_exit_128_plus_the_signal() {
     let _serial = serial();
     let dir = Scratch::new("rel");
     std::fs::write(dir.0.join("pktfate.toml"), "").unwrap();
-    let file = dir.0.join("many.yaml");
-    std::fs::write(&file, many_namespaces(60)).unwrap();
+    // Four scenarios of 60 namespaces, one after the other: a run lasts
+    // well past the last signal (one scenario alone was done in ~250 ms).
+    let files: Vec<String> = (0..4)
+        .map(|i| {
+            let f = dir.0.join(format!("many-{i}.yaml"));
+            std::fs::write(&f, many_namespaces(60)).unwrap();
+            f.to_string_lossy().into_owned()
+        })
+        .collect();
     let cases = [
         (libc::SIGINT, 300, 1),
         (libc::SIGTERM, 300, 1),
@@ -232,7 +239,8 @@ fn signals_during_set_up_leave_no_namespace_and_exit_128_plus_the_signal() {
     ];
     for (sig, after_ms, times) in cases {
         let child = bin()
-            .args(["run", file.to_str().unwrap()])
+            .args(["run", "--jobs", "1"])
+            .args(&files)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
