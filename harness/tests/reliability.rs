@@ -221,7 +221,9 @@ fn signals_during_set_up_leave_no_namespace_and_exit_128_plus_the_signal() {
     let dir = Scratch::new("rel");
     std::fs::write(dir.0.join("pktfate.toml"), "").unwrap();
     // Four scenarios of 60 namespaces, one after the other: a run lasts
-    // well past the last signal (one scenario alone was done in ~250 ms).
+    // well past the last signal (one scenario alone was done in ~250 ms,
+    // before the 300 ms cases' signal). A signal lands in a scenario's
+    // set-up, or between two; either way nothing may be left.
     let files: Vec<String> = (0..4)
         .map(|i| {
             let f = dir.0.join(format!("many-{i}.yaml"));

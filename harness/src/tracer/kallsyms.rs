@@ -56,8 +56,8 @@ struct Table {
 
 impl Table {
     /// One line, `address type name [module]`, as bytes: the file is ~10
-    /// MB of text, and a `String` and a UTF-8 check per line cost more
-    /// than the kernel's writing it (~30 against ~20 ms here).
+    /// MB of text, most of it not kept, so no `String` or UTF-8 check per
+    /// line (see the module's notes for what that saved).
     fn line(&mut self, l: &[u8]) {
         let mut it = l.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty());
         let (Some(a), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
