@@ -18,6 +18,7 @@ use rtnetlink::packet_route::address::{
 use rtnetlink::packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo as Info, LinkMessage, State,
 };
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use rtnetlink::{Handle, LinkUnspec};
 
 use super::{NetnsHandle, TopologyError};
@@ -355,8 +356,8 @@ impl Rtnl {
     }
 
     /// Returns once whoever holds RTNL now (a kernel work item making a
-    /// device or an address usable) has let go: one RTNL-locked request,
-    /// setting `lo` up again, which changes nothing.
+    /// device usable) has let go: one RTNL-locked request, setting `lo` up
+    /// again, which changes nothing.
     fn after_rtnl_holders(&self, ns: &str) -> Result<(), TopologyError> {
         let handle = self.handle(ns);
         let lo = LinkUnspec::new_with_index(1).up().build();
@@ -369,18 +370,20 @@ impl Rtnl {
     }
 
     /// Waits until the IPv6 addresses added to devices of `ns` that are up
-    /// and have a carrier are usable.
+    /// and have a carrier are usable: each has its local route.
     ///
     /// Even without duplicate address detection (`nodad`), the kernel
-    /// makes an address usable from a work item, under RTNL, once its
-    /// device runs: it clears the tentative flag, then installs the local
-    /// route. Until then a packet to the address is not the host's
-    /// (`ip6_forward`, `IP_INADDRERRORS`). Under load (parallel scenarios,
-    /// namespaces being deleted) that work runs late, and later still on a
-    /// device whose operational state linkwatch has not set yet. So: wait
-    /// for the flag to clear, then for the work item to let go of RTNL.
-    /// Addresses with real DAD (link-local ones) are not waited for, nor
-    /// those of a device without carrier (they wait for it).
+    /// makes an address usable from a work item, once its device runs: it
+    /// clears the tentative flag, then installs the local route. Until
+    /// then a packet to the address is not the host's (`ip6_forward`,
+    /// `IP_INADDRERRORS`). The flag alone does not tell: an address added
+    /// while its device is down starts without it, and gets it only when
+    /// that work item first runs and finds the device not ready. Under
+    /// load (parallel scenarios, namespaces being deleted) the item runs
+    /// late, and later still on a device whose operational state linkwatch
+    /// has not set yet; so the wait is for the route itself. Addresses
+    /// with real DAD (link-local ones) are not waited for, nor those of a
+    /// device without carrier (they wait for it).
     pub fn wait_ipv6_usable(&self, ns: &str) -> Result<(), TopologyError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         loop {
@@ -390,11 +393,13 @@ impl Rtnl {
                 .filter(|l| l.up && l.lower_up)
                 .map(|l| l.index)
                 .collect();
-            let Some(pending) = not_usable_yet(&self.nodad_ipv6(ns)?, &running) else {
+            let nodad = self.nodad_ipv6(ns)?;
+            if !nodad.iter().any(|a| running.contains(&a.index)) {
                 return Ok(());
-            };
+            }
+            let pending = not_usable_yet(&nodad, &running, &self.ipv6_locals(ns)?);
             if pending.is_empty() {
-                return self.after_rtnl_holders(ns);
+                return Ok(());
             }
             if std::time::Instant::now() > deadline {
                 let pending: Vec<String> = pending.iter().map(ToString::to_string).collect();
@@ -407,6 +412,24 @@ impl Rtnl {
             }
             std::thread::sleep(std::time::Duration::from_micros(500));
         }
+    }
+
+    /// The destinations of the IPv6 local routes of `ns` (`ip -6 route show
+    /// table local type local`).
+    fn ipv6_locals(&self, ns: &str) -> Result<Vec<std::net::IpAddr>, TopologyError> {
+        let handle = self.handle(ns);
+        let what = What {
+            cmd: "ip -6 route show table local".into(),
+            ns,
+            at: None,
+        };
+        let routes: Vec<RouteMessage> = self.run(what, async move {
+            let req = handle
+                .route()
+                .get(rtnetlink::RouteMessageBuilder::<std::net::Ipv6Addr>::new().build());
+            req.execute().try_collect().await
+        })?;
+        Ok(local_destinations(&routes))
     }
 
     /// The addresses on the devices of `ns`, as (ifindex, `addr/prefix`),
@@ -492,19 +515,34 @@ fn assigned(msgs: &[AddressMessage]) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// Of the addresses on the devices in `running`, those not usable yet;
-/// `None` when there are none on them at all.
-fn not_usable_yet(addrs: &[Nodad], running: &[u32]) -> Option<Vec<std::net::IpAddr>> {
-    let ours: Vec<&Nodad> = addrs
+/// Of the addresses on the devices in `running`, those not usable yet:
+/// tentative, or without a local route (`locals`).
+fn not_usable_yet(
+    addrs: &[Nodad],
+    running: &[u32],
+    locals: &[std::net::IpAddr],
+) -> Vec<std::net::IpAddr> {
+    addrs
         .iter()
         .filter(|a| running.contains(&a.index))
-        .collect();
-    (!ours.is_empty()).then(|| {
-        ours.iter()
-            .filter(|a| a.tentative)
-            .map(|a| a.addr)
-            .collect()
-    })
+        .filter(|a| a.tentative || !locals.contains(&a.addr))
+        .map(|a| a.addr)
+        .collect()
+}
+
+/// The destinations of the local routes (`RTN_LOCAL`) of a route dump.
+fn local_destinations(routes: &[RouteMessage]) -> Vec<std::net::IpAddr> {
+    routes
+        .iter()
+        .filter(|r| r.header.kind == RouteType::Local)
+        .filter_map(|r| {
+            r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet6(v6)) => Some((*v6).into()),
+                RouteAttribute::Destination(RouteAddress::Inet(v4)) => Some((*v4).into()),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -598,19 +636,47 @@ mod tests {
             [(2, true), (3, false), (4, true)]
         );
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let locals = [ip("2001:db8:2::1"), ip("2001:db8:3::1")];
         assert_eq!(
-            not_usable_yet(&found, &[1, 2, 3]),
-            Some(vec![ip("2001:db8:1::1")])
+            not_usable_yet(&found, &[1, 2, 3], &locals),
+            [ip("2001:db8:1::1")]
         );
+        assert!(not_usable_yet(&found, &[3], &locals).is_empty());
         assert_eq!(
-            not_usable_yet(&found, &[3]),
-            Some(vec![]),
-            "usable: then the RTNL wait"
+            not_usable_yet(&found, &[3], &[]),
+            [ip("2001:db8:2::1")],
+            "not tentative, but no local route yet: added while its device \
+             was down, before the kernel's work item first ran"
         );
-        assert_eq!(
-            not_usable_yet(&found, &[1]),
-            None,
+        assert!(
+            not_usable_yet(&found, &[1], &[]).is_empty(),
             "none on running devices"
+        );
+    }
+
+    #[test]
+    fn local_routes_are_told_from_the_others() {
+        let route = |kind: RouteType, dst: &str| {
+            let mut m = RouteMessage::default();
+            m.header.kind = kind;
+            m.attributes.push(RouteAttribute::Destination(
+                match dst.parse::<std::net::IpAddr>().unwrap() {
+                    std::net::IpAddr::V6(a) => RouteAddress::Inet6(a),
+                    std::net::IpAddr::V4(a) => RouteAddress::Inet(a),
+                },
+            ));
+            m
+        };
+        let dump = [
+            route(RouteType::Unicast, "2001:db8:1::"),
+            route(RouteType::Local, "2001:db8:1::1"),
+            route(RouteType::Multicast, "ff00::"),
+            route(RouteType::Local, "2001:db8:2::1"),
+        ];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            local_destinations(&dump),
+            [ip("2001:db8:1::1"), ip("2001:db8:2::1")]
         );
     }
 }
