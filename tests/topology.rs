@@ -115,6 +115,15 @@ fn ipv6_addresses_are_usable_when_the_topology_is_built_even_under_load() {
         })
         .unwrap()
     };
+    // Bindable is not enough: an address that is not tentative yet may
+    // still lack its local route, and a packet to it is then forwarded.
+    let local = |topo: &Topology, ns: &str, addr: &str| {
+        let real = &topo.handle(ns).real;
+        sh(&format!(
+            "ip -n {real} -6 route show table local type local {addr}"
+        ))
+        .contains(addr)
+    };
     let building = std::sync::atomic::AtomicUsize::new(3);
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -144,6 +153,10 @@ fn ipv6_addresses_are_usable_when_the_topology_is_built_even_under_load() {
                         if let Err(e) = bindable(&topo, ns, addr) {
                             panic!("{addr} in {ns} is not usable yet: {e}");
                         }
+                        assert!(
+                            local(&topo, ns, addr),
+                            "{addr} in {ns} has no local route yet"
+                        );
                     }
                     assert!(topo.teardown().is_empty());
                 }
