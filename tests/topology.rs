@@ -168,6 +168,49 @@ fn ipv6_addresses_are_usable_when_the_topology_is_built_even_under_load() {
 }
 
 #[test]
+fn a_tun_device_is_left_to_its_namespace_not_unregistered_when_its_fd_closes() {
+    let _serial = serial();
+    // Closing the last fd of a tun device unregisters it and waits for an
+    // RCU barrier, and an exiting process waits for that too. Teardown
+    // makes the device persistent once its namespace is unmounted, so it
+    // goes with the namespace in the kernel's own clean-up instead.
+    let s = Scenario::load(&shipped("tun-syn/01-bad-ip-checksum.yaml")).unwrap();
+    let mut topo = Topology::build(&s, &cfg().cni_path).unwrap();
+    // Keeps the namespace alive past teardown, to look inside it.
+    let held = std::fs::File::open(topo.handle("host").path()).unwrap();
+    let link = || {
+        let ns = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+        pktfate::topology::netns::run_in(Path::new(&ns), || {
+            // A child forked from this thread is in its namespace.
+            let out = std::process::Command::new("ip")
+                .args(["-o", "link", "show", "tun0"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .unwrap()
+    };
+    assert!(
+        link().contains("LOWER_UP"),
+        "open, with its carrier: {}",
+        link()
+    );
+    assert!(topo.teardown().is_empty());
+    assert_eq!(our_namespaces(), Vec::<String>::new());
+    // Its fd is closed on a thread of its own: then it loses its carrier.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut now = link();
+    while now.contains("LOWER_UP") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        now = link();
+    }
+    assert!(
+        now.contains("tun0") && now.contains("NO-CARRIER"),
+        "closed, and still in its namespace: {now:?}"
+    );
+}
+
+#[test]
 fn device_names_of_any_namespace_match_what_ip_lists() {
     let _serial = serial();
     let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();

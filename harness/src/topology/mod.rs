@@ -460,30 +460,53 @@ impl Topology {
         self.xdp_links.clear();
         self.listeners.clear();
         let taps = std::mem::take(&mut self.taps);
+        let before = problems.len();
         for h in self.namespaces.iter().rev() {
             match teardown::delete_netns(&h.real) {
                 Ok(()) => teardown::release(&h.real),
                 Err(e) => problems.push(format!("deleting namespace {}: {e}", h.real)),
             }
         }
-        close_later(taps);
+        let gone = problems.len() == before;
+        close_later(taps, gone);
         problems
     }
 }
 
-/// Closes tun/tap fds on a thread of their own. The kernel unregisters a
-/// tun device when its last fd closes, under RTNL and an RCU grace period
-/// (20-40 ms here), which the run need not wait for: the namespace files
-/// are already gone, and what is still open goes with the process at the
-/// latest.
-fn close_later(fds: HashMap<(String, String), OwnedFd>) {
+/// Closes tun/tap fds on a thread of their own, once their namespaces are
+/// `gone` (unmounted) after making each device persistent.
+///
+/// The kernel unregisters a tun device when its last fd closes, and waits
+/// for an RCU barrier after (20-40 ms here, more at the end of a suite,
+/// when namespaces are being freed). A process that exits waits for that
+/// too. A persistent device is not unregistered on close: it goes with its
+/// namespace, which the kernel frees in its own work item once nothing
+/// holds it, as it frees every veth. Should a namespace still be mounted,
+/// the devices are not made persistent, so they go with the fds as before.
+fn close_later(fds: HashMap<(String, String), OwnedFd>, gone: bool) {
     if fds.is_empty() {
         return;
     }
-    // Should the thread not start, the fds are closed here, as before.
+    // Both take RTNL, which the caller need not wait for. Should the
+    // thread not start, the fds are closed here, as before.
     let _ = std::thread::Builder::new()
         .name("pktfate-tun-close".into())
-        .spawn(move || drop(fds));
+        .spawn(move || {
+            if gone {
+                fds.values().for_each(persist);
+            }
+            drop(fds);
+        });
+}
+
+/// Makes the tun/tap device of `fd` outlive its fds (`TUNSETPERSIST`); on
+/// failure it is unregistered at close, as without this.
+fn persist(fd: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: TUNSETPERSIST takes its argument by value; the fd is ours.
+    unsafe {
+        libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong);
+    }
 }
 
 impl Drop for Topology {
