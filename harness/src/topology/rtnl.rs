@@ -82,7 +82,27 @@ pub(super) struct What<'a> {
     pub at: Option<&'a Location>,
 }
 
-impl What<'_> {
+impl<'a> What<'a> {
+    /// A request of the harness's own (a query, a wait), which no scenario
+    /// line asks for.
+    fn unlocated(cmd: impl Into<String>, ns: &'a str) -> Self {
+        What {
+            cmd: cmd.into(),
+            ns,
+            at: None,
+        }
+    }
+
+    /// The wait for `what` in `ns` gave up.
+    fn timed_out(what: String, ns: &str) -> TopologyError {
+        TopologyError::Netlink {
+            cmd: what,
+            ns: ns.to_string(),
+            at: None,
+            source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+        }
+    }
+
     fn fail(self, e: rtnetlink::Error) -> TopologyError {
         let source = match e {
             rtnetlink::Error::NetlinkError(m) => std::io::Error::from(m),
@@ -120,14 +140,7 @@ pub fn device_names(ns: &std::path::Path) -> Result<Vec<(u32, String)>, Topology
     rt.spawn(conn);
     let msgs: Vec<LinkMessage> = rt
         .block_on(async move { handle.link().get().execute().try_collect().await })
-        .map_err(|e| {
-            What {
-                cmd: "ip link show".into(),
-                ns: &label,
-                at: None,
-            }
-            .fail(e)
-        })?;
+        .map_err(|e| What::unlocated("ip link show", &label).fail(e))?;
     Ok(msgs
         .into_iter()
         .filter_map(|m| {
@@ -258,11 +271,7 @@ impl Rtnl {
     /// Every device of a namespace, or the one with ifindex `only`.
     pub fn links(&self, ns: &str, only: Option<u32>) -> Result<Vec<LinkInfo>, TopologyError> {
         let handle = self.handle(ns);
-        let what = What {
-            cmd: "ip link show".into(),
-            ns,
-            at: None,
-        };
+        let what = What::unlocated("ip link show", ns);
         let msgs: Vec<LinkMessage> = self.run(what, async move {
             let mut req = handle.link().get();
             if let Some(i) = only {
@@ -343,12 +352,10 @@ impl Rtnl {
                 break;
             }
             if std::time::Instant::now() > deadline {
-                return Err(TopologyError::Netlink {
-                    cmd: format!("waiting for {} to transmit", pending.join(", ")),
-                    ns: ns.to_string(),
-                    at: None,
-                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
-                });
+                return Err(What::timed_out(
+                    format!("waiting for {} to transmit", pending.join(", ")),
+                    ns,
+                ));
             }
             std::thread::sleep(std::time::Duration::from_micros(500));
         }
@@ -361,11 +368,7 @@ impl Rtnl {
     fn after_rtnl_holders(&self, ns: &str) -> Result<(), TopologyError> {
         let handle = self.handle(ns);
         let lo = LinkUnspec::new_with_index(1).up().build();
-        let what = What {
-            cmd: "ip link set lo up".into(),
-            ns,
-            at: None,
-        };
+        let what = What::unlocated("ip link set lo up", ns);
         self.run(what, handle.link().set(lo).execute())
     }
 
@@ -403,12 +406,10 @@ impl Rtnl {
             }
             if std::time::Instant::now() > deadline {
                 let pending: Vec<String> = pending.iter().map(ToString::to_string).collect();
-                return Err(TopologyError::Netlink {
-                    cmd: format!("waiting for {} to become usable", pending.join(", ")),
-                    ns: ns.to_string(),
-                    at: None,
-                    source: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
-                });
+                return Err(What::timed_out(
+                    format!("waiting for {} to become usable", pending.join(", ")),
+                    ns,
+                ));
             }
             std::thread::sleep(std::time::Duration::from_micros(500));
         }
@@ -418,11 +419,7 @@ impl Rtnl {
     /// table local type local`).
     fn ipv6_locals(&self, ns: &str) -> Result<Vec<std::net::IpAddr>, TopologyError> {
         let handle = self.handle(ns);
-        let what = What {
-            cmd: "ip -6 route show table local".into(),
-            ns,
-            at: None,
-        };
+        let what = What::unlocated("ip -6 route show table local type local", ns);
         let routes: Vec<RouteMessage> = self.run(what, async move {
             let req = handle
                 .route()
@@ -441,11 +438,7 @@ impl Rtnl {
     /// Every address of `ns` (`cmd`: the `ip` command it stands for).
     fn address_dump(&self, ns: &str, cmd: &str) -> Result<Vec<AddressMessage>, TopologyError> {
         let handle = self.handle(ns);
-        let what = What {
-            cmd: cmd.into(),
-            ns,
-            at: None,
-        };
+        let what = What::unlocated(cmd, ns);
         self.run(what, async move {
             handle.address().get().execute().try_collect().await
         })
