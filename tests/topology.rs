@@ -344,3 +344,27 @@ expect:
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 2);
 }
+
+#[test]
+fn a_veth_is_made_with_one_queue_each_way() {
+    let _serial = serial();
+    // Not told, veth makes one queue per possible CPU and then shrinks the
+    // real count to one, an expedited RCU grace period under RTNL that
+    // stalls every other netlink request on the machine (`veth_init_queues`).
+    // Told one each way, it has nothing to shrink.
+    let s = Scenario::load(&shipped("tun-syn/03-forwarded.yaml")).unwrap();
+    let mut topo = Topology::build(&s, &cfg().cni_path).unwrap();
+    let mut veths = 0;
+    for h in &topo.namespaces {
+        for l in sh(&format!("ip -n {} -d -o link show type veth", h.real)).lines() {
+            veths += 1;
+            assert!(
+                l.contains(" numtxqueues 1 ") && l.contains(" numrxqueues 1 "),
+                "namespace {}: {l}",
+                h.name
+            );
+        }
+    }
+    assert!(topo.teardown().is_empty());
+    assert_eq!(veths, 2, "the scenario's one veth pair");
+}

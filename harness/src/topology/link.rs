@@ -12,6 +12,12 @@ use super::TopologyError;
 use super::rtnl::{Rtnl, What};
 use crate::scenario::{Link, LinkKind, parse_mac};
 
+/// The queue counts of a veth end created with a single queue each way
+/// (`numtxqueues 1 numrxqueues 1`).
+fn one_queue_each_way() -> [LinkAttribute; 2] {
+    [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
+}
+
 // Long on purpose: one netlink message per link kind, side by side.
 /// Creates a link (not a tun/tap: those are opened, not made over netlink),
 /// with its MTU and MAC, and the peer of a veth with the peer's own.
@@ -37,6 +43,14 @@ pub(super) fn create(rtnl: &mut Rtnl, ns: &str, l: &Link) -> Result<(), Topology
             // ends are, say, ifindex 2 in their own namespaces.
             msg.header.index = rtnl.fresh_ifindex();
             p.header.index = rtnl.fresh_ifindex();
+            // One queue each way, as veth sets up anyway when not told:
+            // told, it need not shrink its per-CPU default after the fact,
+            // which waits for an expedited RCU grace period while holding
+            // RTNL (`veth_init_queues`), stalling every other netlink
+            // request and namespace creation on the machine meanwhile.
+            for m in [&mut msg, &mut p] {
+                m.attributes.extend(one_queue_each_way());
+            }
             msg.attributes.push(LinkAttribute::LinkInfo(vec![
                 LinkInfo::Kind(InfoKind::Veth),
                 LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
