@@ -669,6 +669,10 @@ fn drain(rb: &mut RingBuf<MapData>) -> Vec<Event> {
 }
 
 #[cfg(test)]
+#[path = "nesting_tests.rs"]
+mod nesting_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -61,6 +61,10 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     let flp = arg_u64(&ctx, 1);
     let nhc = arg_u64(&ctx, 2);
     let err = ctx.arg::<i64>(3) as i32;
+    // Held over the tail call to `fib_local`, which adopts it.
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
     let Some((skb, known, same_task)) = current_tracked() else {
         return by_flow(&ctx);
     };
@@ -85,11 +89,8 @@ pub fn fib_table_lookup(ctx: RawTracePointContext) -> i32 {
     if !ours {
         return by_flow(&ctx);
     }
-    let ev = match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        Some(p) => unsafe { &mut *p },
-        None => return 0,
+    let Some(ev) = scratch() else {
+        return 0;
     };
     // The packet's own addresses, to compare with the flow's.
     // Inline, not the global parser: with it, 5.10 and 6.1 count three
@@ -156,6 +157,7 @@ fn by_flow(ctx: &RawTracePointContext) -> i32 {
 /// has no skb (0).
 #[raw_tracepoint]
 pub fn fib_local(ctx: RawTracePointContext) -> i32 {
+    let _level = Level::adopt();
     let cfg = config();
     let tb_id = ctx.arg::<u64>(0) as i32;
     let flp = arg_u64(&ctx, 1);
@@ -177,11 +179,8 @@ pub fn fib_local(ctx: RawTracePointContext) -> i32 {
     let Some(watch) = watch_of(cfg, netns) else {
         return 0;
     };
-    let ev = match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        Some(p) => unsafe { &mut *p },
-        None => return 0,
+    let Some(ev) = scratch() else {
+        return 0;
     };
     let saddr: u32 = read(flp, cfg.offsets.flowi4_saddr).unwrap_or(0);
     let daddr: u32 = read(flp, cfg.offsets.flowi4_daddr).unwrap_or(0);
@@ -267,11 +266,11 @@ pub fn fib6_table_lookup(ctx: RawTracePointContext) -> i32 {
     if ns != known.netns {
         return 0;
     }
-    let ev = match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        Some(p) => unsafe { &mut *p },
-        None => return 0,
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
+    let Some(ev) = scratch() else {
+        return 0;
     };
     // Inline, as for IPv4 (old verifiers count the parser's frame).
     parse_packet(cfg, skb, ev);
@@ -358,11 +357,11 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     if known.netns != sk_ns || known.run != watch.run {
         return 0;
     }
-    let ev = match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        Some(p) => unsafe { &mut *p },
-        None => return 0,
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
+    let Some(ev) = scratch() else {
+        return 0;
     };
     // Inline, not the global parser: with it, 5.10 and 6.1 count three
     // frames here and refuse the program (combined stack over 512 bytes).

@@ -5,8 +5,8 @@ use super::*;
 
 pub(crate) fn count_lost() {
     if let Some(p) = LOST.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
+        // SAFETY: this CPU's slot of a per-CPU array. A program interrupting
+        // this one between the read and the write can cost one count.
         unsafe { *p += 1 };
     }
 }
@@ -146,11 +146,8 @@ pub(crate) fn on_skb_in<C: EbpfContext, const TRACING: bool>(
         }
         k => k,
     };
-    let ev = match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        Some(p) => unsafe { &mut *p },
-        None => return 0,
+    let Some(ev) = scratch() else {
+        return 0;
     };
     ev.skb = skb;
     pktfate_parse();
@@ -207,8 +204,8 @@ pub(crate) fn on_skb_in<C: EbpfContext, const TRACING: bool>(
     if hook_id == hook::KFREE_SKB || hook_id == hook::CONSUME_SKB {
         let _ = TRACKED.remove(skb);
         if let Some(c) = CURRENT.get_ptr_mut(0) {
-            // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-            // program returns.
+            // SAFETY: this CPU's slot of a per-CPU array: the CPU's latest
+            // skb, whichever nesting level saw it.
             unsafe {
                 if (*c)[0] == skb {
                     *c = [0, 0, 0];
@@ -220,11 +217,10 @@ pub(crate) fn on_skb_in<C: EbpfContext, const TRACING: bool>(
         // (netif_receive_skb, net_dev_queue) already set CURRENT.
         if TRACING {
             if let Some(c) = CURRENT.get_ptr_mut(0) {
-                // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until
-                // the program returns.
+                // SAFETY: a helper without arguments.
                 let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
-                // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until
-                // the program returns.
+                // SAFETY: this CPU's slot of a per-CPU array: the CPU's latest
+                // skb, whichever nesting level saw it.
                 unsafe { *c = [skb, netns as u64, task] };
             }
         }

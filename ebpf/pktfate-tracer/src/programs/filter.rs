@@ -89,7 +89,7 @@ pub(crate) fn packet_wanted(bank: u32) -> bool {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn pktfate_match(idx: u32) -> u32 {
-    let (Some(f), Some(ev)) = (FILTERS.get(idx), SCRATCH.get(0)) else {
+    let (Some(f), Some(ev)) = (FILTERS.get(idx), scratch()) else {
         return 0;
     };
     let hit = filter_matches(f, ev, false)
@@ -104,7 +104,7 @@ pub extern "C" fn pktfate_match(idx: u32) -> u32 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn pktfate_wanted(bank: u32) -> u32 {
-    match SCRATCH.get(0) {
+    match scratch() {
         Some(ev) => (ev.family != 0 && packet_wanted(bank)) as u32,
         None => 0,
     }

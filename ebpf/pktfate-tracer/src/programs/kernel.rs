@@ -97,8 +97,8 @@ pub(crate) fn watch_of(cfg: &TracerConfig, netns: u32) -> Option<Watch> {
 #[inline(always)]
 pub(crate) fn forget_current() {
     if let Some(c) = CURRENT.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
+        // SAFETY: this CPU's slot of a per-CPU array: the CPU's latest skb,
+        // whichever nesting level saw it.
         unsafe { *c = [0, 0, 0] };
     }
 }

@@ -102,9 +102,85 @@ pub(crate) fn flow_key(netns: u32, dport: u16, sport: u16) -> u64 {
     ((netns as u64) << 32) | ((dport as u64) << 16) | sport as u64
 }
 
-/// Scratch space for building an event: it is too big for the 512-byte stack.
+/// Scratch space for building an event (too big for the 512-byte stack),
+/// one slot per [`Level`]: a program building an event in task context can
+/// be interrupted, and a softirq run on the interrupt's exit runs our
+/// programs on the same CPU; sharing one slot, their event overwrote ours
+/// half-built (the kernel keeps its own per-CPU buffers by nesting level,
+/// `bpf_trace_nest_level`, for this reason).
 #[map]
-pub(crate) static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(NEST_LEVELS, 0);
+
+/// Task, softirq, hard irq, NMI: how deep our programs can nest on a CPU.
+pub(crate) const NEST_LEVELS: u32 = 4;
+
+/// Per CPU: how many of our programs are running, nested (see [`SCRATCH`]).
+#[map]
+pub(crate) static NEST: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// The nesting level a running program holds (its slot in [`SCRATCH`] and
+/// `ARGS` is [`current_level`]). Dropping it gives the level back, on
+/// every return; a program that tail-calls keeps it (the call does not
+/// return) and the called program [`adopt`](Level::adopt)s it. Zero-sized:
+/// a value kept across calls would cost the call chain's stack (512 bytes
+/// on 5.10 and 6.1) a slot.
+pub(crate) struct Level(());
+
+impl Level {
+    /// Takes the next level on this CPU; `None` (counted as lost) when all
+    /// are taken.
+    #[inline(always)]
+    pub(crate) fn enter() -> Option<Level> {
+        let n = NEST.get_ptr_mut(0)?;
+        // SAFETY: this CPU's slot of a per-CPU array. A program that
+        // interrupts this one between the read and the write gives back
+        // what it took before this one goes on, so a plain read and write
+        // cannot lose a level.
+        let level = unsafe { *n };
+        if level >= NEST_LEVELS {
+            count_lost();
+            return None;
+        }
+        // SAFETY: as above.
+        unsafe { *n = level + 1 };
+        Some(Level(()))
+    }
+
+    /// The level the program that tail-called this one took.
+    #[inline(always)]
+    pub(crate) fn adopt() -> Level {
+        Level(())
+    }
+}
+
+impl Drop for Level {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(n) = NEST.get_ptr_mut(0) {
+            // SAFETY: this CPU's slot of a per-CPU array; programs that
+            // interrupted this one have given their levels back.
+            unsafe { *n = (*n).saturating_sub(1) };
+        }
+    }
+}
+
+/// The level of the program running on this CPU (0 outside any).
+#[inline(always)]
+pub(crate) fn current_level() -> u32 {
+    match NEST.get(0) {
+        Some(n) if *n > 0 => (*n - 1).min(NEST_LEVELS - 1),
+        _ => 0,
+    }
+}
+
+/// This level's event under construction.
+#[inline(always)]
+pub(crate) fn scratch() -> Option<&'static mut Event> {
+    let p = SCRATCH.get_ptr_mut(current_level())?;
+    // SAFETY: this CPU's slot of a per-CPU array, for this nesting level:
+    // a program interrupting this one uses the next.
+    Some(unsafe { &mut *p })
+}
 
 pub(crate) const ETH_P_IP: u16 = 0x0800;
 pub(crate) const ETH_P_IPV6: u16 = 0x86dd;

@@ -11,10 +11,7 @@ use super::*;
 #[inline(never)]
 pub extern "C" fn pktfate_parse() -> u32 {
     let cfg = config();
-    if let Some(p) = SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        let ev = unsafe { &mut *p };
+    if let Some(ev) = scratch() {
         parse_packet(cfg, ev.skb, ev);
     }
     0
@@ -31,12 +28,9 @@ const ETH_P_8021AD: u16 = 0x88a8;
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn pktfate_parse_frame(data: u64) -> u32 {
-    let Some(p) = SCRATCH.get_ptr_mut(0) else {
+    let Some(ev) = scratch() else {
         return 0;
     };
-    // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-    // program returns.
-    let ev = unsafe { &mut *p };
     clear_packet(ev);
     let Some(eth) = read::<[u8; 14]>(data, 0) else {
         return 0;

@@ -12,6 +12,9 @@ use super::*;
 pub fn tc_observer(ctx: TcContext) -> i32 {
     // The context of a tc program is the kernel's `struct sk_buff`.
     let skb = ctx.as_ptr() as u64;
+    let Some(_level) = Level::enter() else {
+        return TC_ACT_UNSPEC;
+    };
     on_skb_in::<TcContext, false>(&ctx, hook::TCF_CLASSIFY, skb, 0, 0, 0, [0; 3]);
     TC_ACT_UNSPEC
 }
@@ -66,11 +69,11 @@ fn on_function(ctx: *mut core::ffi::c_void, skb: u64, location: Location) -> u32
         Some(w) if w.run == known.run => {}
         _ => return 0,
     }
-    let ev = match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        Some(p) => unsafe { &mut *p },
-        None => return 0,
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
+    let Some(ev) = scratch() else {
+        return 0;
     };
     // Inline, not the global parser: with it, 5.10 and 6.1 count three
     // frames here and refuse the program (combined stack over 512 bytes).

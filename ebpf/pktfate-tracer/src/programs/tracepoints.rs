@@ -17,10 +17,10 @@ pub(crate) struct HookArgs {
     _pad: u32,
 }
 
-/// Per CPU: the arguments of the hook program that is tail-calling
-/// [`skb_common`].
+/// Per CPU and nesting [`Level`]: the arguments of the hook program that
+/// is tail-calling [`skb_common`].
 #[map]
-pub(crate) static ARGS: PerCpuArray<HookArgs> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static ARGS: PerCpuArray<HookArgs> = PerCpuArray::with_max_entries(NEST_LEVELS, 0);
 
 /// Slot 0 holds [`skb_common`], slot 1 [`fib_local`]; the loader fills
 /// them before it attaches any hook program.
@@ -34,7 +34,8 @@ pub(crate) static SKB_PROGS: ProgramArray = ProgramArray::with_max_entries(2, 0)
 /// so one program serves them all.)
 #[raw_tracepoint]
 pub fn skb_common(ctx: RawTracePointContext) -> i32 {
-    let Some(a) = ARGS.get(0).copied() else {
+    let _level = Level::adopt();
+    let Some(a) = ARGS.get(current_level()).copied() else {
         return 0;
     };
     on_skb(&ctx, a.hook, a.skb, a.dev, a.reason, a.location, a.aux);
@@ -55,7 +56,10 @@ pub(crate) fn hand_over(
     if skb == 0 {
         return 0;
     }
-    let Some(a) = ARGS.get_ptr_mut(0) else {
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
+    let Some(a) = ARGS.get_ptr_mut(current_level()) else {
         return 0;
     };
     // SAFETY: this CPU's slot of a per-CPU array; the tail call gets the program's own context.

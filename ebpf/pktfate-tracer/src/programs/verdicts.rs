@@ -12,6 +12,9 @@ pub fn prog_return_tc(ctx: FExitContext) -> i32 {
     let skb: u64 = ctx.arg(0);
     let ret: u64 = ctx.arg(1);
     let aux = [ret as i32, PROG_KIND_TC, PROG_SLOT_MAGIC];
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
     on_skb_in::<FExitContext, true>(&ctx, hook::PROG_RETURN, skb, 0, 0, 0, aux);
     0
 }
@@ -57,6 +60,9 @@ pub fn prog_return_xdp(ctx: FExitContext) -> i32 {
 #[inline(never)]
 fn xdp_on_skb(ctx: *mut core::ffi::c_void, skb: u64, ret: i32) -> u32 {
     let aux = [ret, PROG_KIND_XDP, PROG_SLOT_MAGIC];
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
     on_skb_in::<ProbeCtx, true>(&ProbeCtx(ctx), hook::PROG_RETURN, skb, 0, 0, 0, aux)
 }
 
@@ -67,11 +73,11 @@ fn xdp_on_frame(ctx: *mut core::ffi::c_void, xdp: u64, ret: i32, netns: u32, ifi
     let Some(watch) = watch_of(cfg, netns) else {
         return 0;
     };
-    let ev = match SCRATCH.get_ptr_mut(0) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else runs on this CPU until the
-        // program returns.
-        Some(p) => unsafe { &mut *p },
-        None => return 0,
+    let Some(_level) = Level::enter() else {
+        return 0;
+    };
+    let Some(ev) = scratch() else {
+        return 0;
     };
     pktfate_parse_frame(read_opt(xdp, cfg.offsets.xdp_buff_data).unwrap_or(0));
     if pktfate_wanted(watch.bank) == 0 {
