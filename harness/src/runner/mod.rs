@@ -307,6 +307,16 @@ impl Judged {
     /// Tears the topology down (or keeps it, as the run's prompt says, when
     /// the scenario failed) and gives the complete outcome.
     pub fn finish(self, cfg: &RunConfig) -> Outcome {
+        self.finish_deferring(cfg, None)
+    }
+
+    /// [`Self::finish`], with the namespaces handed to `later` (when given)
+    /// to be deleted with others (a suite's).
+    pub fn finish_deferring(
+        self,
+        cfg: &RunConfig,
+        later: Option<&crate::topology::DeferredDeletions>,
+    ) -> Outcome {
         let Judged { mut outcome, topo } = self;
         let t_teardown = Instant::now();
         let kept = match &cfg.keep {
@@ -315,7 +325,9 @@ impl Judged {
             }
             _ => Some(topo),
         };
-        outcome.teardown_problems = kept.map(|mut t| t.teardown()).unwrap_or_default();
+        outcome.teardown_problems = kept
+            .map(|mut t| t.teardown_deferring(later))
+            .unwrap_or_default();
         outcome.timings.teardown = t_teardown.elapsed();
         outcome
     }

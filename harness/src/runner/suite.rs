@@ -144,6 +144,10 @@ pub fn run_all(
     // teardown thread is free to take it.
     let (sender, judged) = mpsc::sync_channel::<(usize, PathBuf, runner::Judged)>(0);
     let judged = Mutex::new(judged);
+    // The scenarios' namespaces, deleted together (at the end, or once
+    // many are held) rather than one scenario's in the middle of the
+    // others' set-up: see `DeferredDeletions`. Dropped on a panic too.
+    let later = crate::topology::DeferredDeletions::default();
     std::thread::scope(|scope| {
         // Owned by this closure, so that closing it below ends the threads.
         let to_teardown = sender;
@@ -155,7 +159,7 @@ pub fn run_all(
                     loop {
                         let next = judged.lock().unwrap_or_else(PoisonError::into_inner).recv();
                         let Ok((i, path, j)) = next else { break };
-                        let outcome = Ok(j.finish(cfg));
+                        let outcome = Ok(j.finish_deferring(cfg, Some(&later)));
                         finish(i, SuiteResult { path, outcome });
                     }
                 });
@@ -175,7 +179,7 @@ pub fn run_all(
                 Ok(j) => {
                     if let Err(mpsc::SendError((i, path, j))) = to_teardown.send((i, f.clone(), j))
                     {
-                        let outcome = Ok(j.finish(cfg));
+                        let outcome = Ok(j.finish_deferring(cfg, Some(&later)));
                         finish(i, SuiteResult { path, outcome });
                     }
                 }
@@ -192,6 +196,7 @@ pub fn run_all(
         // The teardown threads end once the queue is closed and empty.
         drop(to_teardown);
     });
+    later.delete_held();
     let mut v = done.into_inner().unwrap_or_else(PoisonError::into_inner);
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
@@ -393,6 +398,46 @@ mod tests {
         assert_eq!(default_jobs(Some(100), 2), 16);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         assert_eq!(jobs(None), (2 * cpus).min(16));
+    }
+
+    /// Whether a namespace of this inode is still named under /run/netns
+    /// by this process.
+    fn still_named(inode: u32) -> bool {
+        crate::topology::teardown::live().iter().any(|n| {
+            crate::topology::netns::inode(&Path::new("/run/netns").join(n)).ok() == Some(inode)
+        })
+    }
+
+    #[test]
+    fn a_suites_namespaces_are_deleted_together_after_its_last_scenario() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/tun-syn");
+        let files = [
+            root.join("01-bad-ip-checksum.yaml"),
+            root.join("04-no-socket.yaml"),
+        ];
+        let (cfg, _) = runner::RunConfig::from_vars(|_| None);
+        // Each scenario's namespaces, and whether they were still there
+        // when its result was reported (after its teardown).
+        let reported: Mutex<Vec<(Vec<u32>, bool)>> = Mutex::new(vec![]);
+        let results = run_all(&files, 1, &cfg, |r| {
+            let o = r.outcome.as_ref().expect("the scenario runs");
+            let inodes: Vec<u32> = o.names.netns.keys().copied().collect();
+            let held = !inodes.is_empty() && inodes.iter().all(|i| still_named(*i));
+            reported.lock().unwrap().push((inodes, held));
+        });
+        assert!(results.iter().all(|r| r.status() == Status::Pass));
+        let reported = reported.into_inner().unwrap();
+        assert_eq!(reported.len(), 2);
+        for (inodes, held) in &reported {
+            assert!(
+                held,
+                "torn down, but its namespaces {inodes:?} wait for the suite's end"
+            );
+            assert!(
+                !inodes.iter().any(|i| still_named(*i)),
+                "the suite deleted its namespaces at its end"
+            );
+        }
     }
 
     #[test]

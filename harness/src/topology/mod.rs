@@ -19,6 +19,7 @@ mod addr;
 mod bpf;
 mod cni;
 mod commands;
+mod deferred;
 mod ends;
 mod error;
 pub mod kmod;
@@ -35,6 +36,7 @@ use rtnl::Rtnl;
 
 pub use commands::PINNED_SYSCTLS;
 use commands::{attach_tc, run, write_sysctls};
+pub use deferred::DeferredDeletions;
 pub use ends::unmap;
 use ends::{open_listener, open_tap};
 use error::io_err;
@@ -451,6 +453,12 @@ impl Topology {
 
     /// Deletes everything; returns the problems met, if any.
     pub fn teardown(&mut self) -> Vec<String> {
+        self.teardown_deferring(None)
+    }
+
+    /// [`Self::teardown`], with the namespaces themselves handed to `later`
+    /// (when given) to be deleted with others.
+    pub fn teardown_deferring(&mut self, later: Option<&DeferredDeletions>) -> Vec<String> {
         if self.torn_down {
             return vec![];
         }
@@ -462,11 +470,16 @@ impl Topology {
         let taps = std::mem::take(&mut self.taps);
         let before = problems.len();
         for h in self.namespaces.iter().rev() {
+            if let Some(later) = later {
+                later.hold(&h.real);
+                continue;
+            }
             match teardown::delete_netns(&h.real) {
                 Ok(()) => teardown::release(&h.real),
                 Err(e) => problems.push(format!("deleting namespace {}: {e}", h.real)),
             }
         }
+        // Held namespaces count as gone: their deletion is under way.
         let gone = problems.len() == before;
         close_later(taps, gone);
         problems
