@@ -20,52 +20,18 @@ const NOT_AN_SKB: u64 = 0x1000;
 /// `BPF_PROG_TEST_RUN` of a raw tracepoint program on [`CPU`] with these
 /// arguments (aya 0.14 has no call for it).
 fn test_run(prog: &aya::programs::Program, args: &[u64]) -> std::io::Result<()> {
-    /// The `test` member of `union bpf_attr`, up to `cpu`.
-    #[repr(C)]
-    #[derive(Default)]
-    struct TestRun {
-        prog_fd: u32,
-        retval: u32,
-        data_size_in: u32,
-        data_size_out: u32,
-        data_in: u64,
-        data_out: u64,
-        repeat: u32,
-        duration: u32,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        ctx_in: u64,
-        ctx_out: u64,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
-        _pad: u32,
-    }
-    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    use aya_obj::generated::{bpf_attr, bpf_cmd};
     const BPF_F_TEST_RUN_ON_CPU: u32 = 1;
     let fd = prog.fd().expect("a loaded program").as_fd().as_raw_fd();
-    let attr = TestRun {
-        prog_fd: fd as u32,
-        ctx_size_in: size_of_val(args) as u32,
-        ctx_in: args.as_ptr() as u64,
-        flags: BPF_F_TEST_RUN_ON_CPU,
-        cpu: CPU as u32,
-        ..Default::default()
-    };
-    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size given, and
-    // `args` outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &raw const attr,
-            size_of::<TestRun>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    // SAFETY: bpf_attr is plain data; all zeroes is its valid start.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // Writing a union's Copy field is safe; only reading one is not.
+    attr.test.prog_fd = fd as u32;
+    attr.test.ctx_size_in = size_of_val(args) as u32;
+    attr.test.ctx_in = args.as_ptr() as u64;
+    attr.test.flags = BPF_F_TEST_RUN_ON_CPU;
+    attr.test.cpu = CPU as u32;
+    crate::tracer::rawprog::sys_bpf(bpf_cmd::BPF_PROG_TEST_RUN, &mut attr).map(|_| ())
 }
 
 /// Every CPU's value of a per-CPU map's entry `index`.
