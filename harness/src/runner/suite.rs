@@ -101,13 +101,67 @@ fn schedule(costs: &[Option<u32>]) -> Vec<usize> {
     order
 }
 
+/// The most a scenario's priority is lowered: a weight ~9x below the
+/// costliest's, never so low that a cheap scenario waits long for a CPU.
+const MAX_NICE_OFFSET: i32 = 10;
+
+/// How many nice steps below the suite's costliest scenario each one runs
+/// (0 for the costliest and for files that could not be loaded): about
+/// log1.25 of how much cheaper it is expected to be, since each step gives
+/// a thread ~1.25x less CPU than the one above it. On a busy machine the
+/// CPU then goes to each scenario roughly in proportion to its expected
+/// cost, so the few long ones (CNI plugins running tens of `iptables`) are
+/// not slowed by the many short ones until they alone are left, ending the
+/// suite with CPUs idle.
+fn nice_offsets(costs: &[Option<u32>]) -> Vec<i32> {
+    let most = costs.iter().flatten().copied().max().unwrap_or(1).max(1);
+    costs
+        .iter()
+        .map(|c| {
+            let ratio = f64::from(most) / f64::from(c.unwrap_or(most).max(1));
+            // Within 0..=MAX_NICE_OFFSET, so the cast cannot truncate.
+            #[allow(clippy::cast_possible_truncation)]
+            let steps = (ratio.ln() / 1.25f64.ln())
+                .round()
+                .clamp(0.0, f64::from(MAX_NICE_OFFSET)) as i32;
+            steps
+        })
+        .collect()
+}
+
+/// The calling thread's nice value.
+fn thread_nice() -> i32 {
+    // getpriority returns the value itself, -1 included: errno tells.
+    nix::errno::Errno::clear();
+    // SAFETY: no memory is passed; PRIO_PROCESS with 0 is the calling thread.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if n == -1 && nix::errno::Errno::last_raw() != 0 {
+        0
+    } else {
+        n
+    }
+}
+
+/// Sets the calling thread's nice value (on Linux a thread's own; the
+/// threads and processes it starts inherit it). Best effort: a failure
+/// (no `CAP_SYS_NICE` to go back up) leaves it as it was.
+fn set_thread_nice(nice: i32) {
+    // SAFETY: no memory is passed; PRIO_PROCESS with 0 is the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, nice.min(19));
+    }
+}
+
 /// Runs `files` with up to `jobs` at once; `each` sees every result as it
 /// finishes. Results come back in file order.
 ///
 /// Every file is loaded first; with more than one job the costliest
-/// scenarios start first (see [`expected_cost`]). A scenario's teardown is
-/// not on the path to the next verdict: once judged, a scenario is handed
-/// to one of `jobs` teardown threads and its worker builds the next one. A
+/// scenarios start first (see [`expected_cost`]), and each runs at a CPU
+/// priority below the costliest's by how much cheaper it is (see
+/// [`nice_offsets`]; relative to the process's own nice value). A
+/// scenario's teardown is not on the path to the next verdict: once
+/// judged, a scenario is handed to one of `jobs` teardown threads (at the
+/// process's priority) and its worker builds the next one. A
 /// worker waits for a free teardown thread, so at most `jobs` topologies
 /// are being torn down at once.
 pub fn run_all(
@@ -127,16 +181,17 @@ pub fn run_all(
         parallel::map_in_order(files, jobs, &|| false, |f| {
             ControlFlow::Continue(Scenario::load_with(f, &cfg.files).map_err(RunError::Scenario))
         });
-    let order = if jobs > 1 {
-        schedule(
-            &loaded
-                .iter()
-                .map(|l| l.as_ref().ok().map(expected_cost))
-                .collect::<Vec<_>>(),
-        )
+    let costs: Vec<Option<u32>> = loaded
+        .iter()
+        .map(|l| l.as_ref().ok().map(expected_cost))
+        .collect();
+    let (order, nice) = if jobs > 1 {
+        (schedule(&costs), nice_offsets(&costs))
     } else {
-        (0..files.len()).collect()
+        // One at a time, the scenarios do not compete for the CPUs.
+        ((0..files.len()).collect(), vec![0; files.len()])
     };
+    let base_nice = thread_nice();
     // Each taken once, by the worker that runs it.
     let loaded: Vec<Mutex<Option<Result<Scenario, RunError>>>> =
         loaded.into_iter().map(|l| Mutex::new(Some(l))).collect();
@@ -171,7 +226,12 @@ pub fn run_all(
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
             let judged = match scenario {
-                Some(Ok(s)) => runner::run_to_verdict(s, cfg),
+                Some(Ok(s)) => {
+                    // This worker's thread, and what it starts, until its
+                    // next scenario sets its own.
+                    set_thread_nice(base_nice + nice[i]);
+                    runner::run_to_verdict(s, cfg)
+                }
                 Some(Err(e)) => Err(e),
                 None => unreachable!("each scenario is taken once"),
             };
@@ -445,6 +505,67 @@ mod tests {
         // Files 0..5: cheap, unloadable, costly, cheap, middling.
         let order = schedule(&[Some(10), None, Some(300), Some(10), Some(40)]);
         assert_eq!(order, [1, 2, 4, 0, 3]);
+    }
+
+    #[test]
+    fn cheaper_scenarios_run_at_a_lower_priority_in_proportion() {
+        // The costliest and unloadable files at the top; 1.25x cheaper one
+        // step below, 10x cheaper ten (ln 10 / ln 1.25 = 10.3), never more.
+        assert_eq!(
+            nice_offsets(&[Some(250), None, Some(200), Some(25), Some(1), Some(0)]),
+            [0, 0, 1, 10, MAX_NICE_OFFSET, MAX_NICE_OFFSET]
+        );
+        // Equal costs, or one scenario: nobody is lowered.
+        assert_eq!(nice_offsets(&[Some(7), Some(7)]), [0, 0]);
+        assert_eq!(nice_offsets(&[Some(7)]), [0]);
+        assert_eq!(nice_offsets(&[None]), [0]);
+    }
+
+    #[test]
+    fn a_cheap_scenario_and_what_it_runs_yield_the_cpu_to_a_costly_one() {
+        // Two scenarios whose `run` steps write the nice value they ran at:
+        // the costly one (more steps) at the process's own, the cheap one
+        // below it.
+        let dir = tempfile::tempdir().expect("a private directory");
+        let scenario = |name: &str, steps: usize| {
+            let out = dir.path().join(name);
+            let mut run = format!("      - nice > {}\n", out.display());
+            run.push_str(&"      - \"true\"\n".repeat(steps));
+            let text = format!(
+                "description: records its nice value\n\
+                 namespaces:\n  host:\n    links:\n      - {{ name: tun0, kind: tun }}\n\
+                 \x20   addresses:\n      - {{ dev: tun0, addr: 192.0.2.10/24 }}\n\
+                 \x20   run:\n{run}\
+                 inject:\n  via: host/tun0\n  ipv4: {{ src: 192.0.2.1, dst: 192.0.2.10 }}\n\
+                 \x20 tcp: {{ sport: 41626, dport: 10001, flags: [syn] }}\n\
+                 expect:\n  fate: dropped\n"
+            );
+            let file = dir.path().join(format!("{name}.yaml"));
+            std::fs::write(&file, text).expect("written");
+            (file, out)
+        };
+        let (costly, costly_out) = scenario("costly", 4);
+        let (cheap, cheap_out) = scenario("cheap", 0);
+        let (cfg, _) = runner::RunConfig::from_vars(|_| None);
+        let results = run_all(&[cheap, costly], 2, &cfg, |_| {});
+        for r in &results {
+            assert_eq!(r.status(), Status::Pass, "{}", human(r, false));
+        }
+        let read = |p: &Path| -> i32 {
+            let t = std::fs::read_to_string(p).expect("the step ran");
+            t.trim().parse().expect("a number")
+        };
+        let base = thread_nice();
+        assert_eq!(
+            read(&costly_out),
+            base,
+            "the costliest keeps the process's priority"
+        );
+        assert!(
+            read(&cheap_out) > base,
+            "the cheap one ran at {} (the process at {base})",
+            read(&cheap_out)
+        );
     }
 
     #[test]
