@@ -105,28 +105,49 @@ fn schedule(costs: &[Option<u32>]) -> Vec<usize> {
 /// costliest's, never so low that a cheap scenario waits long for a CPU.
 const MAX_NICE_OFFSET: i32 = 10;
 
-/// How many nice steps below the suite's costliest scenario each one runs
-/// (0 for the costliest and for files that could not be loaded): about
-/// log1.25 of how much cheaper it is expected to be, since each step gives
-/// a thread ~1.25x less CPU than the one above it. On a busy machine the
-/// CPU then goes to each scenario roughly in proportion to its expected
-/// cost, so the few long ones (CNI plugins running tens of `iptables`) are
-/// not slowed by the many short ones until they alone are left, ending the
-/// suite with CPUs idle.
-fn nice_offsets(costs: &[Option<u32>]) -> Vec<i32> {
-    let most = costs.iter().flatten().copied().max().unwrap_or(1).max(1);
-    costs
-        .iter()
-        .map(|c| {
-            let ratio = f64::from(most) / f64::from(c.unwrap_or(most).max(1));
-            // Within 0..=MAX_NICE_OFFSET, so the cast cannot truncate.
-            #[allow(clippy::cast_possible_truncation)]
-            let steps = (ratio.ln() / 1.25f64.ln())
-                .round()
-                .clamp(0.0, f64::from(MAX_NICE_OFFSET)) as i32;
-            steps
-        })
-        .collect()
+/// How many nice steps below a scenario of expected cost `most` one of
+/// cost `cost` runs: about log1.25 of how much cheaper it is, since each
+/// step gives a thread ~1.25x less CPU than the one above it.
+fn nice_offset(most: u32, cost: u32) -> i32 {
+    let ratio = f64::from(most.max(1)) / f64::from(cost.max(1));
+    // Within 0..=MAX_NICE_OFFSET, so the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation)]
+    let steps = (ratio.ln() / 1.25f64.ln())
+        .round()
+        .clamp(0.0, f64::from(MAX_NICE_OFFSET)) as i32;
+    steps
+}
+
+/// The expected costs of the scenarios not judged yet (waiting or
+/// running). A scenario starts at a priority below the costliest of them
+/// by how much cheaper it is (see [`nice_offset`]): on a busy machine the
+/// CPU then goes to each roughly in proportion to its expected cost, so
+/// the few long ones (CNI plugins running tens of `iptables`) are not
+/// slowed by the many short ones until they alone are left, ending the
+/// suite with CPUs idle. Once the long ones are judged, the rest start at
+/// the process's own priority again: a lowered scenario yields to other
+/// work of the machine too (in pktfate's scheduling group), so no longer
+/// than the long ones need it.
+struct Unjudged(Mutex<Vec<u32>>);
+
+impl Unjudged {
+    fn new(costs: &[Option<u32>]) -> Self {
+        Unjudged(Mutex::new(costs.iter().flatten().copied().collect()))
+    }
+
+    /// The nice offset for a scenario of this cost starting now.
+    fn offset(&self, cost: u32) -> i32 {
+        let left = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        nice_offset(left.iter().copied().max().unwrap_or(cost), cost)
+    }
+
+    /// A scenario of this cost is judged.
+    fn judged(&self, cost: u32) {
+        let mut left = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = left.iter().position(|c| *c == cost) {
+            left.swap_remove(at);
+        }
+    }
 }
 
 /// The calling thread's nice value.
@@ -158,7 +179,7 @@ fn set_thread_nice(nice: i32) {
 /// Every file is loaded first; with more than one job the costliest
 /// scenarios start first (see [`expected_cost`]), and each runs at a CPU
 /// priority below the costliest's by how much cheaper it is (see
-/// [`nice_offsets`]; relative to the process's own nice value). A
+/// [`Unjudged`]; relative to the process's own nice value). A
 /// scenario's teardown is not on the path to the next verdict: once
 /// judged, a scenario is handed to one of `jobs` teardown threads (at the
 /// process's priority) and its worker builds the next one. A
@@ -185,12 +206,13 @@ pub fn run_all(
         .iter()
         .map(|l| l.as_ref().ok().map(expected_cost))
         .collect();
-    let (order, nice) = if jobs > 1 {
-        (schedule(&costs), nice_offsets(&costs))
+    let order = if jobs > 1 {
+        schedule(&costs)
     } else {
-        // One at a time, the scenarios do not compete for the CPUs.
-        ((0..files.len()).collect(), vec![0; files.len()])
+        (0..files.len()).collect()
     };
+    // One at a time, the scenarios do not compete for the CPUs.
+    let unjudged = (jobs > 1).then(|| Unjudged::new(&costs));
     let base_nice = thread_nice();
     // Each taken once, by the worker that runs it.
     let loaded: Vec<Mutex<Option<Result<Scenario, RunError>>>> =
@@ -226,12 +248,17 @@ pub fn run_all(
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
             let judged = match scenario {
-                Some(Ok(s)) => {
-                    // This worker's thread, and what it starts, until its
-                    // next scenario sets its own.
-                    set_thread_nice(base_nice + nice[i]);
-                    runner::run_to_verdict(s, cfg)
-                }
+                Some(Ok(s)) => match (&unjudged, costs[i]) {
+                    (Some(u), Some(cost)) => {
+                        // This worker's thread, and what it starts, until
+                        // its next scenario sets its own.
+                        set_thread_nice(base_nice + u.offset(cost));
+                        let judged = runner::run_to_verdict(s, cfg);
+                        u.judged(cost);
+                        judged
+                    }
+                    _ => runner::run_to_verdict(s, cfg),
+                },
                 Some(Err(e)) => Err(e),
                 None => unreachable!("each scenario is taken once"),
             };
@@ -509,16 +536,23 @@ mod tests {
 
     #[test]
     fn cheaper_scenarios_run_at_a_lower_priority_in_proportion() {
-        // The costliest and unloadable files at the top; 1.25x cheaper one
-        // step below, 10x cheaper ten (ln 10 / ln 1.25 = 10.3), never more.
-        assert_eq!(
-            nice_offsets(&[Some(250), None, Some(200), Some(25), Some(1), Some(0)]),
-            [0, 0, 1, 10, MAX_NICE_OFFSET, MAX_NICE_OFFSET]
-        );
-        // Equal costs, or one scenario: nobody is lowered.
-        assert_eq!(nice_offsets(&[Some(7), Some(7)]), [0, 0]);
-        assert_eq!(nice_offsets(&[Some(7)]), [0]);
-        assert_eq!(nice_offsets(&[None]), [0]);
+        // The costliest at the top; 1.25x cheaper one step below, 10x
+        // cheaper ten (ln 10 / ln 1.25 = 10.3), never more.
+        assert_eq!(nice_offset(250, 250), 0);
+        assert_eq!(nice_offset(250, 200), 1);
+        assert_eq!(nice_offset(250, 25), 10);
+        assert_eq!(nice_offset(250, 1), MAX_NICE_OFFSET);
+        assert_eq!(nice_offset(250, 0), MAX_NICE_OFFSET);
+        // Against the costliest scenario not judged yet: once it is, the
+        // cheap ones are not lowered any more; unloadable files count not.
+        let u = Unjudged::new(&[Some(250), None, Some(25), Some(25)]);
+        assert_eq!(u.offset(25), 10);
+        assert_eq!(u.offset(250), 0);
+        u.judged(250);
+        assert_eq!(u.offset(25), 0);
+        u.judged(25);
+        u.judged(25);
+        assert_eq!(u.offset(7), 0, "nothing left to yield to");
     }
 
     #[test]
