@@ -426,6 +426,20 @@ mod tests {
         }
     }
 
+    /// A flow to `dst` (and back), from any source.
+    fn flow(proto: u8, dst: &str, ports: Option<(u16, u16)>) -> FlowFilter {
+        FlowFilter {
+            proto: Some(proto),
+            src: None,
+            dst: Some(dst.parse().unwrap()),
+            sport: ports.map(|p| p.0),
+            dport: ports.map(|p| p.1),
+            reverse: true,
+            icmp_error: false,
+            nat_reply: false,
+        }
+    }
+
     #[test]
     fn a_reused_address_is_told_from_nat() {
         let syn = p("192.0.2.2", "198.51.100.2", 6);
@@ -454,16 +468,7 @@ mod tests {
     #[test]
     fn a_lookup_without_an_skb_goes_to_its_flows_packet_and_starts_no_life() {
         // A socket's own route lookup (skb 0), then its first skb.
-        let filter = FlowFilter {
-            proto: Some(17),
-            src: None,
-            dst: Some("192.0.2.53".parse().unwrap()),
-            sport: Some(40000),
-            dport: Some(53),
-            reverse: true,
-            icmp_error: false,
-            nat_reply: false,
-        };
+        let filter = flow(17, "192.0.2.53", Some((40000, 53)));
         let event = |skb: u64, hook: &'static str, src: &str| {
             let mut e = sample_step(skb, hook, &[], "client", "eth1").ev;
             e.packet = PacketInfo {
@@ -493,18 +498,10 @@ mod tests {
         assert!(!t.alive.contains(&0), "no skb to wait for");
         assert_eq!(skb.life, 1, "the skb's life is the first");
     }
+
     #[test]
     fn a_packet_queued_for_arp_is_waited_for_until_its_copy_shows() {
-        let filter = FlowFilter {
-            proto: Some(1),
-            src: None,
-            dst: Some("192.0.2.2".parse().unwrap()),
-            sport: None,
-            dport: None,
-            reverse: true,
-            icmp_error: false,
-            nat_reply: false,
-        };
+        let filter = flow(1, "192.0.2.2", None);
         let event = |skb: u64, hook: &'static str, at: Option<&str>| {
             let mut e = sample_step(skb, hook, &[], "node1", "vx0").ev;
             e.packet = p("192.0.2.1", "192.0.2.2", 1);
@@ -513,65 +510,39 @@ mod tests {
         };
         let filters = [(0, filter)];
         let names = Names::default();
+        let feed = |t: &mut Tracking, skb: u64, hook: &'static str, at: Option<&str>| {
+            t.event(event(skb, hook, at), &filters, &names);
+        };
         let mut t = Tracking::new(1);
-        t.event(event(0x10, "net_dev_queue", None), &filters, &names);
+        feed(&mut t, 0x10, "net_dev_queue", None);
         // 6.18: the original consumed where it waits for ARP, its copy
         // queued (no event until the next hop resolves).
-        t.event(
-            event(0x10, "consume_skb", Some("__neigh_event_send")),
-            &filters,
-            &names,
-        );
+        feed(&mut t, 0x10, "consume_skb", Some("__neigh_event_send"));
         assert!(t.alive.is_empty());
         assert!(t.waiting(), "the packet's copy is still to come");
         // The copy is sent once ARP resolves, and ends.
-        t.event(event(0x20, "net_dev_queue", None), &filters, &names);
+        feed(&mut t, 0x20, "net_dev_queue", None);
         assert!(t.waiting(), "the copy is alive");
-        t.event(
-            event(0x20, "consume_skb", Some("icmp_rcv")),
-            &filters,
-            &names,
-        );
+        feed(&mut t, 0x20, "consume_skb", Some("icmp_rcv"));
         assert!(!t.waiting(), "the packet is done");
         // Or a clone is consumed there while the original waits: it goes
         // on when the next hop resolves.
         let mut t = Tracking::new(1);
-        t.event(event(0x40, "net_dev_queue", None), &filters, &names);
-        t.event(
-            event(0x48, "consume_skb", Some("__neigh_event_send")),
-            &filters,
-            &names,
-        );
+        feed(&mut t, 0x40, "net_dev_queue", None);
+        feed(&mut t, 0x48, "consume_skb", Some("__neigh_event_send"));
         assert!(t.waiting());
-        t.event(event(0x40, "net_dev_start_xmit", None), &filters, &names);
-        t.event(
-            event(0x40, "consume_skb", Some("icmp_rcv")),
-            &filters,
-            &names,
-        );
+        feed(&mut t, 0x40, "net_dev_start_xmit", None);
+        feed(&mut t, 0x40, "consume_skb", Some("icmp_rcv"));
         assert!(!t.waiting(), "the original went on and ended");
         // A consume elsewhere is an end, as before.
         let mut t = Tracking::new(1);
-        t.event(
-            event(0x30, "consume_skb", Some("icmp_rcv")),
-            &filters,
-            &names,
-        );
+        feed(&mut t, 0x30, "consume_skb", Some("icmp_rcv"));
         assert!(!t.waiting());
     }
 
     #[test]
     fn an_xdp_run_on_a_bare_frame_is_the_packet_seen_with_a_life_of_its_own() {
-        let filter = FlowFilter {
-            proto: Some(17),
-            src: None,
-            dst: Some("192.0.2.1".parse().unwrap()),
-            sport: Some(40000),
-            dport: Some(5353),
-            reverse: true,
-            icmp_error: false,
-            nat_reply: false,
-        };
+        let filter = flow(17, "192.0.2.1", Some((40000, 5353)));
         let mut e = sample_step(0, "prog_return", &[], "vm", "tap0").ev;
         e.hook = Hook::ProgReturn;
         e.packet = PacketInfo {
