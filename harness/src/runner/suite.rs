@@ -564,7 +564,10 @@ mod tests {
         let scenario = |name: &str, steps: usize| {
             let out = dir.path().join(name);
             let mut run = format!("      - nice > {}\n", out.display());
-            run.push_str(&"      - \"true\"\n".repeat(steps));
+            // Each step counts in the expected cost; a pause keeps the
+            // costly one unjudged however late the cheap one's worker
+            // starts on a loaded machine.
+            run.push_str(&"      - sleep 0.05\n".repeat(steps));
             let text = format!(
                 "description: records its nice value\n\
                  namespaces:\n  host:\n    links:\n      - {{ name: tun0, kind: tun }}\n\
