@@ -25,9 +25,7 @@ pub const PINNED_SYSCTLS: [(&str, &str); 8] = [
 
 /// Runs a tool; its stdout, or its stderr as the error.
 pub(super) fn run(tool: &str, args: &[&str]) -> Result<String, TopologyError> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
+    let out = crate::common::process::fed(Command::new(tool).args(args), b"")
         .map_err(|e| TopologyError::spawning(tool, format!("running {tool}"), e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

@@ -2,9 +2,10 @@
 //!
 //! Normal teardown is `Drop` on [`crate::topology::Topology`], which runs on
 //! pass, fail and panic. This module covers the rest: SIGINT, SIGTERM and
-//! SIGHUP (a handler thread deletes every namespace this process still
-//! owns, then exits with 128 + the signal), and SIGKILL or a crash (the next
-//! run sweeps namespaces whose owner is gone). Namespace names carry the
+//! SIGHUP (a handler thread stops the tools still running, deletes every
+//! namespace this process still owns, then exits with 128 + the signal),
+//! and SIGKILL or a crash (the next run sweeps namespaces whose owner is
+//! gone). Namespace names carry the
 //! owner's pid (`pf<pid>-...`) for that purpose.
 //!
 //! A namespace is registered *before* it is created, under the same lock
@@ -129,6 +130,9 @@ pub fn install_interrupt_handler() {
             .spawn(move || {
                 if let Some(sig) = signals.forever().next() {
                     STOPPING.store(true, Ordering::SeqCst);
+                    // The tools and plugins first: one still running would
+                    // write into a namespace or directory removed below.
+                    crate::common::process::stop_all();
                     // Held to the end: no worker creates a namespace now.
                     let live = LIVE
                         .lock()
