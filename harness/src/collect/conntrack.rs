@@ -182,15 +182,7 @@ pub fn dump(ns: &Path) -> io::Result<Vec<CtEntry>> {
 mod tests {
     use super::*;
 
-    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
-        v.extend(kind.to_ne_bytes());
-        v.extend(payload);
-        while !v.len().is_multiple_of(4) {
-            v.push(0);
-        }
-        v
-    }
+    use crate::common::nlattr::encode as nla;
 
     fn tuple(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
         let mut ip = nla(1, &src);

@@ -50,3 +50,39 @@ pub fn be_u16(p: &[u8]) -> Option<u16> {
 pub fn text(p: &[u8]) -> String {
     String::from_utf8_lossy(p.split(|&c| c == 0).next().unwrap_or_default()).into_owned()
 }
+
+/// One attribute as the kernel writes it, padded to 4 bytes: what the
+/// readers' tests build their messages from.
+#[cfg(test)]
+pub fn encode(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+    v.extend(kind.to_ne_bytes());
+    v.extend(payload);
+    while !v.len().is_multiple_of(4) {
+        v.push(0);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_read_back_what_was_written_padding_skipped() {
+        // A 3-byte payload is padded to 8 bytes: the next one must still
+        // be found, and a nested flag (0x8000) is not part of the type.
+        let mut b = encode(1, b"abc");
+        assert_eq!(b.len(), 8);
+        b.extend(encode(2 | 0x8000, &7u32.to_be_bytes()));
+        let got: Vec<(u16, Vec<u8>)> = attributes(&b).map(|(k, p)| (k, p.to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![(1, b"abc".to_vec()), (2, 7u32.to_be_bytes().to_vec())]
+        );
+        // A length past the end stops the stream.
+        let mut bad = encode(3, b"x");
+        bad[0] = 200;
+        assert_eq!(attributes(&bad).count(), 0);
+    }
+}

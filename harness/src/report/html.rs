@@ -373,10 +373,6 @@ pub(crate) mod sample {
             })
         };
         ScenarioReport {
-            name: "drop <b>&\"'".into(),
-            path: "s/x.yaml".into(),
-            status: Status::Fail,
-            timings_ms: None,
             packets: vec![PacketVerdict {
                 name: "syn<script>".into(),
                 facts: Facts {
@@ -393,21 +389,11 @@ pub(crate) mod sample {
                 }],
                 path: vec![],
             }],
-            counters: vec![],
-            trace_problems: vec![],
-            lost_events: 0,
-            unchecked: vec![],
-            tracer: None,
             timeline: vec![
                 step("net_dev_start_xmit", "client", "eth0", 1000),
                 step("netif_receive_skb", "server", "eth0", 2000),
                 step("kfree_skb", "server", "eth0", 3000),
             ],
-            rules: vec![],
-            conntrack: vec![],
-            skipped: None,
-            error: None,
-            error_kind: None,
             topology: vec![
                 NsReport {
                     name: "client".into(),
@@ -418,6 +404,7 @@ pub(crate) mod sample {
                     devices: vec![dev("eth0", "veth", Some("client/eth0"), "192.0.2.2/24")],
                 },
             ],
+            ..ScenarioReport::new("drop <b>&\"'".into(), "s/x.yaml".into(), Status::Fail)
         }
     }
     /// `#x` links of `page` with no element of id `x`.

@@ -148,6 +148,32 @@ pub struct ScenarioReport {
     pub topology: Vec<NsReport>,
 }
 
+impl ScenarioReport {
+    /// A report of `status` with nothing else in it yet: the one place
+    /// that lists every field, so a new field has one default.
+    pub fn new(name: String, path: String, status: Status) -> Self {
+        Self {
+            name,
+            path,
+            status,
+            timings_ms: None,
+            packets: vec![],
+            counters: vec![],
+            trace_problems: vec![],
+            lost_events: 0,
+            unchecked: vec![],
+            tracer: None,
+            timeline: vec![],
+            rules: vec![],
+            conntrack: vec![],
+            skipped: None,
+            error: None,
+            error_kind: None,
+            topology: vec![],
+        }
+    }
+}
+
 /// One namespace as built: its devices (the scenario's, their veth peer
 /// ends, and those a CNI plugin made).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,19 +214,11 @@ mod tests {
     #[test]
     fn a_report_reads_back_as_it_was_written() {
         let r = ScenarioReport {
-            name: "n".into(),
-            path: "s/n.yaml".into(),
-            status: Status::Fail,
-            timings_ms: None,
-            packets: vec![],
             counters: vec![Mismatch {
                 what: "IpInReceives".into(),
                 expected: "+1".into(),
                 actual: "+0".into(),
             }],
-            trace_problems: vec![],
-            lost_events: 0,
-            unchecked: vec![],
             tracer: Some(TracerReport {
                 backend: "raw_tp+kprobe".into(),
                 hooks: vec!["kfree_skb".into()],
@@ -211,13 +229,7 @@ mod tests {
                 function_problems: vec![],
                 function_attach_ms: 1.5,
             }),
-            timeline: vec![],
-            rules: vec![],
-            conntrack: vec![],
-            skipped: None,
-            error: None,
-            error_kind: None,
-            topology: vec![],
+            ..ScenarioReport::new("n".into(), "s/n.yaml".into(), Status::Fail)
         };
         let line = serde_json::to_string(&r).unwrap();
         assert!(line.contains(r#""status":"fail""#), "{line}");

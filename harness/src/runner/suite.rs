@@ -327,25 +327,7 @@ fn ms(d: Duration) -> f64 {
 /// The report model of a result: what `--format json` writes, one line
 /// each, and what the kernel matrix reads back from its guests.
 pub fn report(r: &SuiteResult) -> ScenarioReport {
-    let mut v = ScenarioReport {
-        name: r.name(),
-        path: r.path.display().to_string(),
-        status: r.status(),
-        timings_ms: None,
-        packets: vec![],
-        counters: vec![],
-        trace_problems: vec![],
-        lost_events: 0,
-        unchecked: vec![],
-        tracer: None,
-        timeline: vec![],
-        rules: vec![],
-        conntrack: vec![],
-        skipped: None,
-        error: None,
-        error_kind: None,
-        topology: vec![],
-    };
+    let mut v = ScenarioReport::new(r.name(), r.path.display().to_string(), r.status());
     match &r.outcome {
         Ok(o) => {
             v.topology = crate::report::topology(&o.scenario, &o.names);

@@ -257,16 +257,7 @@ pub(super) fn decode(msg: &[u8]) -> Option<TraceMsg> {
 mod tests {
     use super::*;
 
-    /// A netlink attribute.
-    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
-        v.extend(kind.to_ne_bytes());
-        v.extend(payload);
-        while !v.len().is_multiple_of(4) {
-            v.push(0);
-        }
-        v
-    }
+    use crate::common::nlattr::encode as nla;
 
     #[test]
     fn decodes_a_rule_drop_as_the_kernel_builds_it() {
