@@ -310,6 +310,15 @@ pub(super) fn load(program: &Program, kind: Kind) -> Result<OwnedFd, RawProgErro
         bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr)
     };
     attempt(None).or_else(|e| {
+        // A refusal before the verifier runs (EPERM: fentry or fexit on a
+        // kernel that forbids them, lockdown) has no log to read: not
+        // loaded again, which would zero a 1 MiB buffer for nothing.
+        if e.raw_os_error() == Some(libc::EPERM) {
+            return Err(RawProgError::Refused {
+                program: name.clone(),
+                source: e,
+            });
+        }
         // Loaded again with a log only on failure: the log costs time.
         let mut buf = vec![0u8; 1 << 20];
         let again = attempt(Some(&mut buf));

@@ -179,11 +179,12 @@ pub fn ruleset_comments(
     if !own_rules_only(ns, namespaces) {
         return None;
     }
-    let re =
-        regex::Regex::new(r#"comment\s+"([^"]*)"|--comment\s+([^\s"]+)"#).expect("valid regex");
+    static COMMENT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"comment\s+"([^"]*)"|--comment\s+([^\s"]+)"#).expect("valid regex")
+    });
     let mut out = vec![];
     for rs in [&ns.nft, &ns.iptables, &ns.ip6tables].into_iter().flatten() {
-        for c in re.captures_iter(&rs.text) {
+        for c in COMMENT.captures_iter(&rs.text) {
             if let Some(m) = c.get(1).or_else(|| c.get(2)) {
                 out.push(m.as_str().to_string());
             }

@@ -82,8 +82,12 @@ pub type Ruleset = HashMap<(String, String, String), ChainRules>;
 
 /// Counters change with every packet and say nothing about the rule.
 fn without_counters(rule: &str) -> String {
-    let re = regex::Regex::new(r"\s*counter packets \d+ bytes \d+").expect("valid regex");
-    re.replace_all(rule, "")
+    // Compiled once: a listing calls this for every rule.
+    static COUNTER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\s*counter packets \d+ bytes \d+").expect("valid regex")
+    });
+    COUNTER
+        .replace_all(rule, "")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
