@@ -5,8 +5,8 @@
 //! SIGHUP (a handler thread stops the tools still running, deletes every
 //! namespace this process still owns, then exits with 128 + the signal),
 //! and SIGKILL or a crash (the next run sweeps namespaces whose owner is
-//! gone). Namespace names carry the
-//! owner's pid (`pf<pid>-...`) for that purpose.
+//! gone). Namespace names carry the owner's pid (`pf<pid>-...`) for that
+//! purpose.
 //!
 //! A namespace is registered *before* it is created, under the same lock
 //! the handler takes: the handler waits for a creation in flight, and once
