@@ -147,6 +147,9 @@ pub fn scenario(o: &mut String, id: &str, r: &ScenarioReport, yaml: Option<&str>
     for p in &r.trace_problems {
         let _ = write!(o, "<p class=\"fail\">trace: {}</p>", esc(p));
     }
+    for p in &r.teardown_problems {
+        let _ = write!(o, "<p class=\"fail\">teardown: {}</p>", esc(p));
+    }
     drops(o, r);
     timeline(o, id, r);
     if let Some(y) = yaml {
@@ -563,5 +566,21 @@ mod tests {
         // The only scripts are the page's own: none fetched.
         assert_eq!(page.matches("<script").count(), 1);
         assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
+    }
+
+    #[test]
+    fn a_teardown_problem_is_shown_with_the_failure() {
+        // Every expectation held; the CNI DEL failed, so the scenario did.
+        let r = ScenarioReport {
+            teardown_problems: vec!["CNI DEL of plugin `fake` failed: <gone>".into()],
+            ..report()
+        };
+        let page = suite("t", &[r], &|_| None);
+        assert!(
+            page.contains(
+                "<p class=\"fail\">teardown: CNI DEL of plugin `fake` failed: &lt;gone&gt;</p>"
+            ),
+            "{page}"
+        );
     }
 }

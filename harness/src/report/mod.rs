@@ -315,6 +315,9 @@ pub fn failure(o: &Outcome) -> String {
         o.scenario.path.display()
     );
     out.push_str(&differences(&o.verdict));
+    for t in &o.teardown_problems {
+        let _ = writeln!(out, "teardown: {t}");
+    }
     let _ = writeln!(
         out,
         "\ntimeline ({} events, tracer: {} on {} hooks):",

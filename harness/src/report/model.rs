@@ -114,6 +114,10 @@ pub struct ScenarioReport {
     /// Problems with the trace itself (lost events, timeout).
     #[serde(default)]
     pub trace_problems: Vec<String>,
+    /// What went wrong tearing the scenario down (a CNI DEL that failed,
+    /// a namespace not deleted): a failure though every expectation held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teardown_problems: Vec<String>,
     /// Events the kernel could not deliver.
     #[serde(default)]
     pub lost_events: u64,
@@ -160,6 +164,7 @@ impl ScenarioReport {
             packets: vec![],
             counters: vec![],
             trace_problems: vec![],
+            teardown_problems: vec![],
             lost_events: 0,
             unchecked: vec![],
             tracer: None,

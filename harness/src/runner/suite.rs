@@ -340,6 +340,7 @@ pub fn report(r: &SuiteResult) -> ScenarioReport {
             v.packets.clone_from(&o.verdict.packets);
             v.counters.clone_from(&o.verdict.counters);
             v.trace_problems.clone_from(&o.verdict.trace_problems);
+            v.teardown_problems.clone_from(&o.teardown_problems);
             v.lost_events = o.timeline.lost;
             v.unchecked.clone_from(&o.unchecked);
             v.tracer = Some(TracerReport {
@@ -408,16 +409,19 @@ pub fn junit(results: &[SuiteResult], elapsed: Duration) -> String {
             let (time, message, detail) = match &r.outcome {
                 Ok(o) => {
                     let t = o.timings;
-                    let first = o
-                        .verdict
+                    // The first thing that failed, in the order the
+                    // failure text lists them.
+                    let v = &o.verdict;
+                    let first = v
                         .packets
                         .iter()
                         .flat_map(|p| p.mismatches.iter())
+                        .chain(&v.counters)
+                        .map(|m| format!("{}: expected {}, got {}", m.what, m.expected, m.actual))
+                        .chain(v.trace_problems.iter().map(|t| format!("trace: {t}")))
+                        .chain(o.teardown_problems.iter().map(|t| format!("teardown: {t}")))
                         .next()
-                        .map_or_else(
-                            || "trace incomplete".to_string(),
-                            |m| format!("{}: expected {}, got {}", m.what, m.expected, m.actual),
-                        );
+                        .unwrap_or_default();
                     (
                         Some(t.setup + t.attach + t.inject_to_verdict + t.teardown),
                         first,
