@@ -359,6 +359,67 @@ fn a_failed_cni_del_fails_the_scenario_and_every_format_says_why() {
 }
 
 #[test]
+fn a_signal_during_teardown_reports_no_result_and_exits_128_plus_the_signal() {
+    let _serial = serial();
+    let dir = Scratch::new("rel");
+    let (started, finished) = (dir.0.join("del-started"), dir.0.join("del-finished"));
+    let file = pod_with_fake_plugin(
+        &dir.0,
+        &format!(
+            "touch {}; sleep 2; touch {}",
+            started.display(),
+            finished.display()
+        ),
+    );
+    // Three times: before, the run's own end raced the handler's, and most
+    // runs printed a FAIL without a reason (the DEL killed) and exited 1.
+    for round in 0..3 {
+        let _ = std::fs::remove_file(&started);
+        let child = bin()
+            .arg("run")
+            .arg(&file)
+            .env("CNI_PATH", dir.0.join("cni"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let t = Instant::now();
+        while !started.exists() {
+            assert!(t.elapsed() < Duration::from_secs(20), "the DEL started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let left = pktfate::topology::teardown::owned_by(pid);
+        for n in &left {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+        assert!(left.is_empty(), "round {round} left {left:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(128 + libc::SIGTERM),
+            "round {round}: {}",
+            text(&out)
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "round {round}: no result reported: {}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains("terminated (SIGTERM)"),
+            "{}",
+            text(&out)
+        );
+    }
+    // The plugin's DEL was killed with its process group, not left to run.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!finished.exists(), "a DEL outlived the run");
+}
+
+#[test]
 fn nft_rulesets_never_pass_through_a_predictable_file() {
     let _serial = serial();
     // A symlink at every name the ruleset could be written to, planted in

@@ -124,6 +124,8 @@ fn cmd_run(
         }
     });
     let elapsed = started.elapsed();
+    // A signal after the last result: its exit status, not the run's.
+    pktfate::topology::teardown::await_exit_if_stopping();
     if let Some(p) = pcap {
         if let Err(code) = write_suite_pcap(p, &results) {
             return code;

@@ -108,7 +108,10 @@ impl RunError {
 
 /// Loads, validates and runs a scenario file with the run's settings.
 pub fn run_file(path: &Path, cfg: &RunConfig) -> Result<Outcome, RunError> {
-    Ok(judge_file(path, cfg)?.finish(cfg))
+    let outcome = judge_file(path, cfg).map(|j| j.finish(cfg));
+    // Cut short by a signal, it is no result: the handler ends the process.
+    crate::topology::teardown::await_exit_if_stopping();
+    outcome
 }
 
 /// Tells the user how to enter a failed scenario's namespaces, through

@@ -193,6 +193,7 @@ pub fn run_all(
 ) -> Vec<SuiteResult> {
     let done: Mutex<Vec<(usize, SuiteResult)>> = Mutex::new(vec![]);
     let finish = |i: usize, r: SuiteResult| {
+        crate::topology::teardown::await_exit_if_stopping();
         each(&r);
         done.lock()
             .unwrap_or_else(PoisonError::into_inner)

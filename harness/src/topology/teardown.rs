@@ -57,6 +57,18 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
 }
 
+/// Once a terminating signal has arrived, never returns: the handler ends
+/// the process (128 + the signal) after its clean-up. For a caller about
+/// to report a result or an exit status: a scenario cut short by the
+/// signal (its DEL killed, its tools refused) is no failure to report,
+/// and the status must be the signal's, not the run's.
+pub fn await_exit_if_stopping() {
+    // Only the handler sets the flag, and it always exits.
+    while stopping() {
+        std::thread::park();
+    }
+}
+
 /// Registers `real_name`, then runs `make` (which creates it) under the
 /// registry's lock; `None` when a signal already started the teardown.
 /// A failed `make` leaves nothing registered.
