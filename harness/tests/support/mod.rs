@@ -1,7 +1,24 @@
 //! Helpers shared by the CLI and reliability tests.
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's root (the tests run pktfate there, as a user would).
+#[allow(dead_code)] // cli.rs runs the binary its own way
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The pktfate binary, run from the repository's root without colour;
+/// `PKTFATE_BIN` lets the same tests judge another build (e.g. main's).
+#[allow(dead_code)] // cli.rs runs the binary its own way
+pub fn bin() -> Command {
+    let path =
+        std::env::var("PKTFATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pktfate").into());
+    let mut c = Command::new(path);
+    c.current_dir(repo()).env("NO_COLOR", "1");
+    c
+}
 
 /// A command's stdout and stderr, one after the other.
 pub fn text(o: &Output) -> String {
