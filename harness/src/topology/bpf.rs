@@ -123,16 +123,11 @@ fn read(o: &BpfObject) -> Result<Vec<u8>, ObjectError> {
 
 /// Parses the object and fills its maps before any program is loaded.
 fn load(bytes: &[u8], maps: &MapEntries) -> Result<Ebpf, ObjectError> {
-    // aya wants the ELF 8-byte aligned; a Vec<u8> may not be.
-    let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
-    // SAFETY: the u64 buffer is at least bytes.len() long; plain bytes.
-    let buf =
-        unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), bytes.len()) };
-    buf.copy_from_slice(bytes);
+    let aligned = ebpf_loader::Aligned::from(bytes);
     // Not `Ebpf::load`: that parses the kernel BTF twice, both copies
     // alive at once; the loader's own parse is enough for the object's
     // CO-RE relocations.
-    let mut ebpf = ebpf_loader::load(buf).map_err(ObjectError::Parse)?;
+    let mut ebpf = ebpf_loader::load(aligned.bytes()).map_err(ObjectError::Parse)?;
     for (name, entries) in maps {
         let map = ebpf
             .map_mut(name)

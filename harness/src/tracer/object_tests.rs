@@ -235,3 +235,119 @@ fn program_return_programs_carry_their_slot_immediate() {
         );
     }
 }
+
+/// The maps' data aya loads from `object` with `CONFIG` given `value` by
+/// aya's own `override_global`, sorted.
+fn rodata_patched_by_aya(object: &[u8], value: &[u8]) -> Vec<Vec<u8>> {
+    let mut obj = aya_obj::Object::parse(object).unwrap();
+    obj.patch_map_data([("CONFIG", (value, true))].into())
+        .unwrap();
+    maps_data(&obj)
+}
+
+fn maps_data(obj: &aya_obj::Object) -> Vec<Vec<u8>> {
+    let mut data: Vec<Vec<u8>> = obj.maps.values().map(|m| m.data().to_vec()).collect();
+    data.sort();
+    data
+}
+
+/// A copy of the tracer's object whose `CONFIG` symbol says it is `size`
+/// bytes at `at` in its section (the real one starts the section: a write
+/// that ignored the symbol's place would go unseen).
+fn with_config_at(at: u64, size: u64) -> crate::common::ebpf_loader::Aligned {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let elf = object::File::parse(TRACER_OBJ).unwrap();
+    let index = elf.symbol_by_name("CONFIG").unwrap().index().0;
+    let (symtab, _) = elf
+        .section_by_name(".symtab")
+        .unwrap()
+        .file_range()
+        .unwrap();
+    // Elf64_Sym: name (4), info, other, shndx (2), value (8), size (8).
+    let entry = (symtab + 24 * index as u64) as usize;
+    let mut bytes = TRACER_OBJ.to_vec();
+    bytes[entry + 8..entry + 16].copy_from_slice(&at.to_le_bytes());
+    bytes[entry + 16..entry + 24].copy_from_slice(&size.to_le_bytes());
+    crate::common::ebpf_loader::Aligned::from(&bytes[..])
+}
+
+/// The tracer's configuration, written into a copy of its object by
+/// pktfate (one shared loader for every object), is what aya's
+/// `override_global` on a loader of its own would have loaded: at the
+/// start of `.rodata`, where it is, and at another place in it.
+#[test]
+fn a_patched_global_is_what_aya_would_have_loaded() {
+    use crate::common::ebpf_loader::patched;
+    let size = size_of::<crate::abi::TracerConfig>();
+    // Every byte distinct from its neighbours: a write one byte off shows.
+    let value: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
+    let copy = patched(TRACER_OBJ, &[("CONFIG", &value)]).unwrap();
+    let ours = maps_data(&aya_obj::Object::parse(copy.bytes()).unwrap());
+    assert_eq!(ours, rodata_patched_by_aya(TRACER_OBJ, &value));
+    // And it changed something: the object's own CONFIG is not this.
+    assert_ne!(
+        ours,
+        maps_data(&aya_obj::Object::parse(TRACER_OBJ).unwrap())
+    );
+
+    let moved = with_config_at(40, 16);
+    let copy = patched(moved.bytes(), &[("CONFIG", &value[..16])]).unwrap();
+    assert_eq!(
+        maps_data(&aya_obj::Object::parse(copy.bytes()).unwrap()),
+        rodata_patched_by_aya(moved.bytes(), &value[..16])
+    );
+}
+
+/// A global the object lacks, or of another size, is refused with aya's
+/// own errors, as `override_global(.., must_exist: true)` refuses it.
+#[test]
+fn a_missing_or_misfit_global_is_refused_as_aya_refuses_it() {
+    use crate::common::ebpf_loader::patched;
+    let size = size_of::<crate::abi::TracerConfig>();
+    match patched(TRACER_OBJ, &[("NO_SUCH_GLOBAL", &[0u8; 4])]) {
+        Err(aya_obj::ParseError::SymbolNotFound { name }) => assert_eq!(name, "NO_SUCH_GLOBAL"),
+        Err(other) => panic!("expected SymbolNotFound, got {other:?}"),
+        Ok(_) => panic!("expected SymbolNotFound, got a patched copy"),
+    }
+    match patched(TRACER_OBJ, &[("CONFIG", &vec![0u8; size + 1])]) {
+        Err(aya_obj::ParseError::InvalidGlobalData {
+            sym_size,
+            data_size,
+            ..
+        }) => assert_eq!((sym_size, data_size), (size as u64, size + 1)),
+        Err(other) => panic!("expected InvalidGlobalData, got {other:?}"),
+        Ok(_) => panic!("expected InvalidGlobalData, got a patched copy"),
+    }
+    // The licence is a symbol of the right size, but not a global aya
+    // would write: it is in no data section.
+    let mut obj = aya_obj::Object::parse(TRACER_OBJ).unwrap();
+    let aya_says = obj.patch_map_data([("LICENSE", (&b"MIT\0"[..], true))].into());
+    assert!(matches!(
+        aya_says,
+        Err(aya_obj::ParseError::MapNotFound { .. })
+    ));
+    match patched(TRACER_OBJ, &[("LICENSE", b"MIT\0")]) {
+        Err(aya_obj::ParseError::MapNotFound { .. }) => {}
+        Err(other) => panic!("expected MapNotFound, got {other:?}"),
+        Ok(_) => panic!("expected MapNotFound, got a patched copy"),
+    }
+}
+
+/// The tracer loads with the same loader as every other object (one parse
+/// of the kernel BTF per process), and its configuration stays its own.
+#[test]
+fn the_tracer_and_other_objects_share_the_one_loader() {
+    use crate::common::ebpf_loader;
+    let config = crate::abi::TracerConfig::default();
+    let tracer =
+        ebpf_loader::load_patched(TRACER_OBJ, &[("CONFIG", ebpf_loader::bytes_of(&config))]);
+    let other = ebpf_loader::load(crate::common::fixtures::TC_OBJ);
+    assert_eq!(ebpf_loader::loaders_made(), 1);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // The tracer's CONFIG did not reach the other object, which has no
+        // such global (a loader-wide one would have to exist there).
+        tracer.expect("the tracer loads");
+        other.expect("the tc fixtures load after it");
+    }
+}

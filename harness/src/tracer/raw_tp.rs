@@ -134,10 +134,10 @@ impl RawTp {
     /// of start-up, on every CPU at once.
     pub fn load_plan(plan: LoadPlan) -> Result<Self, TracerError> {
         let LoadPlan { config, chosen } = plan;
-        let mut ebpf = crate::common::ebpf_loader::load_tuned(TRACER_OBJ, |l| {
-            l.override_global("CONFIG", &config, true);
-        })
-        .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
+        use crate::common::ebpf_loader;
+        let mut ebpf =
+            ebpf_loader::load_patched(TRACER_OBJ, &[("CONFIG", ebpf_loader::bytes_of(&config))])
+                .map_err(|e| TracerError::load_from(format!("{e:#}"), &e))?;
         let local_routes = load_common(&mut ebpf)?;
         let outcomes = load_in_parallel(&mut ebpf, &chosen);
         let mut attached = vec![];
