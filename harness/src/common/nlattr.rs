@@ -51,9 +51,8 @@ pub fn text(p: &[u8]) -> String {
     String::from_utf8_lossy(p.split(|&c| c == 0).next().unwrap_or_default()).into_owned()
 }
 
-/// One attribute as the kernel writes it, padded to 4 bytes: what the
-/// readers' tests build their messages from.
-#[cfg(test)]
+/// One attribute as the kernel writes it, padded to 4 bytes: requests,
+/// and the messages the readers' tests build.
 pub fn encode(kind: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
     v.extend(kind.to_ne_bytes());

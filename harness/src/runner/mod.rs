@@ -396,7 +396,7 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
     if let Some(t) = nftrace {
         finish_rule_trace(&s, t, cfg.keep.is_some(), &filters, &mut timeline)?;
     }
-    timeline.conntrack = read_conntrack(&s, &topo);
+    timeline.conntrack = read_conntrack(&s, &topo, &timeline.steps);
     let after = snapshot(&topo)?;
     let mut verdict = evaluate::evaluate(&s, &timeline);
     verdict.counters = evaluate::check_counters(&s, &before, &after);
@@ -431,8 +431,14 @@ pub fn run_to_verdict(mut s: Scenario, cfg: &RunConfig) -> Result<Judged, RunErr
 }
 
 /// The conntrack tables of the namespaces the scenario's expectations
-/// name, read at the end of collection.
-fn read_conntrack(s: &Scenario, topo: &Topology) -> Vec<collect::conntrack::CtTable> {
+/// name, read at the end of collection: looked up by the connections of
+/// the packets `steps` saw in each, when those are all its entries.
+fn read_conntrack(
+    s: &Scenario,
+    topo: &Topology,
+    steps: &[collect::Step],
+) -> Vec<collect::conntrack::CtTable> {
+    use collect::conntrack::CtKey;
     let mut names: Vec<&str> = s
         .packets
         .iter()
@@ -449,14 +455,21 @@ fn read_conntrack(s: &Scenario, topo: &Topology) -> Vec<collect::conntrack::CtTa
     names
         .into_iter()
         .map(|n| {
-            let (entries, unreadable) = match collect::conntrack::dump(&topo.handle(n).path()) {
-                Ok(e) => (e, None),
-                Err(e) => (vec![], Some(e.to_string())),
-            };
+            let keys: Vec<CtKey> = steps
+                .iter()
+                .filter(|st| st.ns == n)
+                .filter_map(|st| CtKey::of(&st.ev.packet))
+                .collect();
+            let (entries, unreadable, read) =
+                match collect::conntrack::read(&topo.handle(n).path(), &keys) {
+                    Ok((e, how)) => (e, None, Some(how)),
+                    Err(e) => (vec![], Some(e.to_string()), None),
+                };
             collect::conntrack::CtTable {
                 ns: n.to_string(),
                 entries,
                 unreadable,
+                read,
             }
         })
         .collect()
