@@ -172,14 +172,31 @@ fn open(prog: &OwnedFd) -> Result<OwnedFd, FentryError> {
     bpf(bpf_cmd::BPF_RAW_TRACEPOINT_OPEN, &mut attr).map_err(FentryError::Attach)
 }
 
+/// The function [`probe`] attaches to.
+const PROBE_TARGET: &str = "ip_rcv";
+
+/// [`PROBE_TARGET`]'s BTF id, when a parse of the kernel's BTF noted it.
+pub(super) static PROBE_TARGET_ID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+
+/// Notes the probe's target from a parse of the running kernel's BTF (the
+/// tracer's, made in every run), so that a later [`probe`] need not read
+/// the BTF again: 5-6 MB, ~7 ms of CPU.
+pub fn note_probe_target(kernel: &super::btf::Btf) {
+    let _ = PROBE_TARGET_ID.set(kernel.function_id(PROBE_TARGET));
+}
+
 /// Whether this kernel loads and attaches an fentry program (on `ip_rcv`)
 /// from the tracer `object`: the path the backend takes.
 pub fn probe(object: &[u8]) -> Result<(), FentryError> {
-    // ip_rcv's id alone, without a parse of the whole BTF.
-    let btf_id = super::btf::kernel_bytes()
-        .and_then(|b| super::btf::function_id_in(&b, "ip_rcv"))
-        .map_err(RawProgError::from)?
-        .ok_or_else(|| FentryError::NotInBtf("ip_rcv".into()))?;
+    let noted = PROBE_TARGET_ID.get().copied();
+    // Else ip_rcv's id alone, without a parse of the whole BTF.
+    let btf_id = match noted {
+        Some(id) => id,
+        None => super::btf::kernel_bytes()
+            .and_then(|b| super::btf::function_id_in(&b, PROBE_TARGET))
+            .map_err(RawProgError::from)?,
+    }
+    .ok_or_else(|| FentryError::NotInBtf(PROBE_TARGET.into()))?;
     let kind = Kind {
         prog_type: bpf_prog_type::BPF_PROG_TYPE_TRACING,
         attach: bpf_attach_type::BPF_TRACE_FENTRY,

@@ -351,3 +351,26 @@ fn the_tracer_and_other_objects_share_the_one_loader() {
         other.expect("the tc fixtures load after it");
     }
 }
+
+/// Once the tracer's parse noted the probe's target, the probe reads
+/// no BTF of its own; before, it reads the file once.
+#[test]
+fn the_probe_reads_no_btf_once_its_target_is_noted() {
+    use crate::tracer::btf::kernel_reads_here;
+    let object = TRACER_OBJ;
+    if super::fentry::PROBE_TARGET_ID.get().is_none() {
+        let before = kernel_reads_here();
+        let _ = super::fentry::probe(object);
+        assert_eq!(kernel_reads_here(), before + 1);
+    }
+    let btf = crate::tracer::btf::Btf::kernel().expect("needs kernel BTF");
+    super::fentry::note_probe_target(&btf);
+    assert_eq!(
+        *super::fentry::PROBE_TARGET_ID.get().unwrap(),
+        btf.function_id("ip_rcv")
+    );
+    let before = kernel_reads_here();
+    // Loads or not (fentry is refused on some kernels): no read either way.
+    let _ = super::fentry::probe(object);
+    assert_eq!(kernel_reads_here(), before);
+}

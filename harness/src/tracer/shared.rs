@@ -112,14 +112,15 @@ fn load_into(slot: &mut Option<Inner>) -> Result<(), TracerError> {
     }
     // Our parse of the kernel BTF is only needed to plan the load; it is
     // freed before aya parses the same BTF to load (one copy at a time).
-    // The drop reasons, and whether rule traces carry conntrack state, are
-    // read from it now too (each kept for the process), so scenarios
-    // asking later do not parse it again.
+    // The drop reasons, whether rule traces carry conntrack state and the
+    // fentry probe's target are read from it now too (each kept for the
+    // process), so scenarios asking later do not read it again.
     let plan = crate::tracer::btf::Btf::kernel()
         .map_err(TracerError::from)
         .and_then(|btf| {
             super::DropReasons::kernel()?;
             super::nftrace::traces_ct_state();
+            super::fentry::note_probe_target(&btf);
             RawTp::plan(&btf, true, true)
         });
     let tp = plan.and_then(RawTp::load_plan).inspect_err(|e| {

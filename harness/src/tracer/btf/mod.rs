@@ -270,10 +270,22 @@ const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The running kernel's raw BTF.
 pub fn kernel_bytes() -> Result<Vec<u8>, BtfError> {
+    KERNEL_READS.with(|n| n.set(n.get() + 1));
     std::fs::read(KERNEL_BTF).map_err(|source| BtfError::Read {
         path: KERNEL_BTF.into(),
         source,
     })
+}
+
+thread_local! {
+    /// Reads of the kernel's BTF by [`kernel_bytes`] on this thread.
+    static KERNEL_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this thread read the kernel's BTF file through
+/// [`kernel_bytes`] (5-6 MB each): for tests that keep the count down.
+pub fn kernel_reads_here() -> usize {
+    KERNEL_READS.with(std::cell::Cell::get)
 }
 
 /// Parses of the kernel's BTF so far (see [`Btf::kernel_parses`]).
