@@ -254,15 +254,19 @@ const MOST_LOOKUPS: usize = 64;
 /// they are the table. Otherwise (an entry no packet of the scenario
 /// made, another zone, a protocol without a key) the table is dumped.
 pub fn read(ns: &Path, keys: &[CtKey]) -> io::Result<(Vec<CtEntry>, CtRead)> {
-    let keys = keys.to_vec();
+    // Every event of a packet gives its key: one lookup each.
+    let mut keys = keys.to_vec();
+    keys.sort_unstable_by_key(|k| (k.src, k.dst, k.proto, k.l4));
+    keys.dedup();
     crate::topology::netns::run_in(ns, move || -> io::Result<(Vec<CtEntry>, CtRead)> {
-        let s = socket()?;
         if keys.len() <= MOST_LOOKUPS {
-            if let Some(entries) = looked_up(&s, &keys) {
+            if let Some(entries) = looked_up(&socket()?, &keys) {
                 return Ok((entries, CtRead::Lookups));
             }
         }
-        Ok((dump_with(&s)?, CtRead::Dump))
+        // A socket of its own: no late reply to a lookup is read as part
+        // of the dump.
+        Ok((dump_with(&socket()?)?, CtRead::Dump))
     })
     .and_then(|r| r)
 }
@@ -302,14 +306,12 @@ fn counted() -> Option<usize> {
         .ok()
 }
 
-/// The entries of `keys`, when they are every entry the namespace counts.
+/// The entries of `keys` (distinct), when they are every entry the
+/// namespace counts.
 fn looked_up(s: &netlink_sys::Socket, keys: &[CtKey]) -> Option<Vec<CtEntry>> {
     let before = counted()?;
     let mut found: Vec<CtEntry> = vec![];
     if before > 0 {
-        let mut keys = keys.to_vec();
-        keys.sort_unstable_by_key(|k| (k.src, k.dst, k.proto, k.l4));
-        keys.dedup();
         for (seq, k) in keys.iter().enumerate() {
             for e in lookup(s, k, seq as u32 + 1).ok()? {
                 // Both directions of a connection find its one entry.
@@ -497,6 +499,12 @@ mod tests {
         let (got, how) = read(&path, &[key(a)]).unwrap();
         assert_eq!(how, CtRead::Dump);
         assert_eq!(sorted(got), whole);
+        // Every event of a flow gives its key again: repeats are one lookup,
+        // not a count over the lookups' limit.
+        let repeated: Vec<CtKey> = std::iter::repeat_n([key(a), key(b)], MOST_LOOKUPS)
+            .flatten()
+            .collect();
+        assert_eq!(read(&path, &repeated).unwrap().1, CtRead::Lookups);
         // A key of no entry finds nothing, and is no error.
         let (got, how) = read(&path, &[key(a), key(b), key((1, 2))]).unwrap();
         assert_eq!((sorted(got), how), (whole, CtRead::Lookups));
