@@ -135,9 +135,6 @@ pub struct CtTable {
     pub entries: Vec<CtEntry>,
     /// Why it could not be read, when it could not.
     pub unreadable: Option<String>,
-    /// How it was read (not reported: the entries are the same).
-    #[serde(skip)]
-    pub read: Option<CtRead>,
 }
 
 /// How a table was read.
@@ -240,7 +237,9 @@ fn header(len: usize, flags: u16, seq: u32, family: u8) -> Vec<u8> {
     h
 }
 
-/// Lookups past this many keys cost more than the dump they avoid.
+/// A bound on the lookups, one netlink round trip each: a scenario's
+/// connections in a namespace are a handful; past this many, the table is
+/// dumped instead.
 const MOST_LOOKUPS: usize = 64;
 
 /// The conntrack entries of the namespace at `ns`.

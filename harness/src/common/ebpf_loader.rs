@@ -19,7 +19,7 @@ use std::sync::{Mutex, PoisonError};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::ParseError;
 
-/// The shared loader, once made; the lock is also every other loader's turn.
+/// The shared loader, once made; its lock makes the loads take turns.
 static SHARED: Mutex<Option<EbpfLoader<'static>>> = Mutex::new(None);
 
 /// How many times the shared loader was made (once per process).

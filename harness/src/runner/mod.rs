@@ -460,16 +460,15 @@ fn read_conntrack(
                 .filter(|st| st.ns == n)
                 .filter_map(|st| CtKey::of(&st.ev.packet))
                 .collect();
-            let (entries, unreadable, read) =
+            let (entries, unreadable) =
                 match collect::conntrack::read(&topo.handle(n).path(), &keys) {
-                    Ok((e, how)) => (e, None, Some(how)),
-                    Err(e) => (vec![], Some(e.to_string()), None),
+                    Ok((e, _)) => (e, None),
+                    Err(e) => (vec![], Some(e.to_string())),
                 };
             collect::conntrack::CtTable {
                 ns: n.to_string(),
                 entries,
                 unreadable,
-                read,
             }
         })
         .collect()
