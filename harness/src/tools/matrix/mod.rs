@@ -7,6 +7,7 @@ pub mod html;
 pub mod kernels;
 pub mod kvm;
 pub mod merge;
+mod preload;
 pub mod shard;
 pub mod vm;
 
@@ -119,6 +120,8 @@ pub struct MatrixOptions {
     pub cache: PathBuf,
     /// Guests booted at once ([`default_jobs`] when not asked).
     pub jobs: usize,
+    /// Where the guests' CNI plugins are looked up (as `CNI_PATH`).
+    pub cni_path: String,
 }
 
 /// How long a guest may take before it is killed: a boot's worth, plus
@@ -349,6 +352,7 @@ fn one_kernel(
         })
     };
     let run_args = guest_run_args(files, &opts.guest_args, cpus);
+    let preload = preload::files(files, &opts.cni_path);
     let on_kvm = kvm.load(Ordering::SeqCst);
     progress(&format!(
         "kernel {spec}: booting {} ({}, {scenarios} scenarios, killed after {} s)",
@@ -364,6 +368,7 @@ fn one_kernel(
         cpus,
         timeout: timeout_for(kvm),
         run_args: run_args.clone(),
+        preload: preload.clone(),
     };
     let guests = opts.cache.join("guests");
     let running = |t: Duration| {

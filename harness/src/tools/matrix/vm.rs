@@ -51,6 +51,8 @@ pub struct VmOptions {
     pub timeout: Duration,
     /// Arguments for `pktfate run` inside the guest.
     pub run_args: Vec<String>,
+    /// Files the guest copies up into its RAM overlay first ([`super::preload`]).
+    pub preload: Vec<std::path::PathBuf>,
 }
 
 pub use crate::common::PrivateDir;
@@ -60,12 +62,26 @@ fn quote(s: &str) -> String {
 }
 
 /// The script the guest runs.
-fn guest_script(exe: &Path, cwd: &Path, rw: &Path, run_args: &[String]) -> String {
+fn guest_script(
+    exe: &Path,
+    cwd: &Path,
+    rw: &Path,
+    run_args: &[String],
+    preload: &[std::path::PathBuf],
+) -> String {
     let q = |p: &Path| quote(&p.display().to_string());
     let args: Vec<String> = run_args.iter().map(|a| quote(a)).collect();
+    // A file outside virtme-ng's overlays (read-only) is left as it is.
+    let copy_up = if preload.is_empty() {
+        String::new()
+    } else {
+        let files: Vec<String> = preload.iter().map(|p| q(p)).collect();
+        format!("touch -c -- {} 2>/dev/null\n", files.join(" "))
+    };
     format!(
         "cd {cwd}\n\
          export PKTFATE_IDLE_MS=2000 PKTFATE_TIMEOUT_SCALE=4\n\
+         {copy_up}\
          {exe} doctor --json > {rw}/doctor.json 2> {rw}/doctor.err\n\
          {exe} run {args} --format json --output {rw}/results.json > {rw}/run.log 2>&1\n\
          echo $? > {rw}/rc\n",
@@ -132,8 +148,11 @@ pub fn run(
         copy
     };
     let script = rw.join("guest.sh");
-    std::fs::write(&script, guest_script(&exe, &cwd, rw, &opts.run_args))
-        .map_err(|e| MatrixError::Io(e.to_string()))?;
+    std::fs::write(
+        &script,
+        guest_script(&exe, &cwd, rw, &opts.run_args, &opts.preload),
+    )
+    .map_err(|e| MatrixError::Io(e.to_string()))?;
     // virtme-ng's own temporary files (its return-code file) go where the
     // run's other files go: a guest killed on a timeout leaves none in /tmp.
     let vng_tmp = PrivateDir::new(scratch)
@@ -284,6 +303,7 @@ mod tests {
             cpus: 2,
             timeout: Duration::from_secs(1),
             run_args: vec![],
+            preload: vec![],
         };
         let cmd = vng_command(
             &kernel,
@@ -363,10 +383,15 @@ mod tests {
             Path::new("/w/it's"),
             Path::new("/c/run-a"),
             &["scenarios".into(), "--filter".into(), "a b".into()],
+            &["/usr/lib/cni/it's".into(), "/usr/sbin/nft".into()],
         );
         assert!(s.starts_with(
             "cd '/w/it'\\''s'\nexport PKTFATE_IDLE_MS=2000 PKTFATE_TIMEOUT_SCALE=4\n"
         ));
+        // Copied up before pktfate first runs.
+        let touch = "touch -c -- '/usr/lib/cni/it'\\''s' '/usr/sbin/nft' 2>/dev/null\n";
+        let at = |what: &str| s.find(what).unwrap_or_else(|| panic!("no {what:?} in {s}"));
+        assert!(at(touch) < at("'/x/pktfate' doctor"));
         assert!(s.contains("'/x/pktfate' run 'scenarios' '--filter' 'a b' --format json --output '/c/run-a'/results.json"));
         assert!(s.ends_with("echo $? > '/c/run-a'/rc\n"));
     }
