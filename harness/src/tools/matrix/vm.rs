@@ -71,18 +71,21 @@ fn guest_script(
 ) -> String {
     let q = |p: &Path| quote(&p.display().to_string());
     let args: Vec<String> = run_args.iter().map(|a| quote(a)).collect();
-    // A file outside virtme-ng's overlays (read-only) is left as it is.
+    // Copied up while doctor runs (the copy mostly waits on the host),
+    // finished before the suite; a file outside virtme-ng's overlays
+    // (read-only) is left as it is.
     let copy_up = if preload.is_empty() {
         String::new()
     } else {
         let files: Vec<String> = preload.iter().map(|p| q(p)).collect();
-        format!("touch -c -- {} 2>/dev/null\n", files.join(" "))
+        format!("touch -c -- {} 2>/dev/null &\n", files.join(" "))
     };
     format!(
         "cd {cwd}\n\
          export PKTFATE_IDLE_MS=2000 PKTFATE_TIMEOUT_SCALE=4\n\
          {copy_up}\
          {exe} doctor --json > {rw}/doctor.json 2> {rw}/doctor.err\n\
+         wait\n\
          {exe} run {args} --format json --output {rw}/results.json > {rw}/run.log 2>&1\n\
          echo $? > {rw}/rc\n",
         cwd = q(cwd),
@@ -388,10 +391,12 @@ mod tests {
         assert!(s.starts_with(
             "cd '/w/it'\\''s'\nexport PKTFATE_IDLE_MS=2000 PKTFATE_TIMEOUT_SCALE=4\n"
         ));
-        // Copied up before pktfate first runs.
-        let touch = "touch -c -- '/usr/lib/cni/it'\\''s' '/usr/sbin/nft' 2>/dev/null\n";
+        // Copied up beside doctor, and done before the suite starts.
+        let touch = "touch -c -- '/usr/lib/cni/it'\\''s' '/usr/sbin/nft' 2>/dev/null &\n";
         let at = |what: &str| s.find(what).unwrap_or_else(|| panic!("no {what:?} in {s}"));
         assert!(at(touch) < at("'/x/pktfate' doctor"));
+        assert!(at("'/x/pktfate' doctor") < at("\nwait\n"));
+        assert!(at("\nwait\n") < at("'/x/pktfate' run"));
         assert!(s.contains("'/x/pktfate' run 'scenarios' '--filter' 'a b' --format json --output '/c/run-a'/results.json"));
         assert!(s.ends_with("echo $? > '/c/run-a'/rc\n"));
     }
