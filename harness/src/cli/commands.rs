@@ -125,10 +125,8 @@ pub fn matrix(a: MatrixArgs) -> ExitCode {
         timeout: timeout.map(std::time::Duration::from_secs),
         cache: matrix::kernels::cache_dir(),
         jobs: jobs.unwrap_or_else(matrix::default_jobs),
-        cni_path: std::env::var("CNI_PATH")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| pktfate::common::config::DEFAULT_CNI_PATH.into()),
+        // As the run's config reads it (`CNI_PATH`, else the usual dirs).
+        cni_path: pktfate::runner::RunConfig::from_env().0.cni_path,
     };
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // SAFETY: the action only stores to an atomic, which is
