@@ -192,6 +192,9 @@ fn functions_are_found_by_the_struct_they_take() {
     assert!(btf.functions_taking("inner", 5).is_empty());
     assert_eq!(btf.function_id("demo_fn"), Some(12));
     assert_eq!(btf.function_id("outer"), None, "a struct is no function");
+    // Names compare whole: a prefix, or the name with more after it, is another name.
+    assert_eq!(btf.function_id("demo_f"), None);
+    assert_eq!(btf.function_id("demo_fn_x"), None);
 }
 
 #[test]
