@@ -155,6 +155,14 @@ impl Drop for Cni {
     }
 }
 
+/// The plugin `kind` as a runtime finds it: the first file of that name
+/// in the `:`-separated `path`.
+pub(crate) fn plugin_binary(path: &str, kind: &str) -> Option<PathBuf> {
+    path.split(':')
+        .map(|d| Path::new(d).join(kind))
+        .find(|p| p.is_file())
+}
+
 fn plugins(conflist: &Value) -> Vec<Value> {
     conflist["plugins"].as_array().cloned().unwrap_or_default()
 }
@@ -203,11 +211,7 @@ fn run(
         what: format!("CNI {command} of plugin `{kind}` for `{}`", a.pod.name),
         source,
     };
-    let Some(bin) = path
-        .split(':')
-        .map(|d| Path::new(d).join(&kind))
-        .find(|p| p.is_file())
-    else {
+    let Some(bin) = plugin_binary(path, &kind) else {
         return Err(fail(CniFailure::NoPlugin {
             plugin: kind.clone(),
             path: path.to_string(),

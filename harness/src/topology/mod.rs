@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 mod addr;
 mod bpf;
-mod cni;
+pub(crate) mod cni;
 mod commands;
 mod deferred;
 mod ends;

@@ -44,10 +44,9 @@ pub fn files(scenarios: &[PathBuf], cni_path: &str) -> Vec<PathBuf> {
         bins.extend(first_in(std::env::split_paths(&path), OsStr::new(tool)));
     }
     for plugin in plugin_types(scenarios) {
-        bins.extend(first_in(
-            std::env::split_paths(cni_path),
-            OsStr::new(&plugin),
-        ));
+        // The file the guest's run will execute, resolved.
+        let found = crate::topology::cni::plugin_binary(cni_path, &plugin);
+        bins.extend(found.and_then(|p| p.canonicalize().ok()));
     }
     let mut all = bins.clone();
     all.extend(libraries(&bins));
@@ -187,7 +186,9 @@ mod tests {
     #[test]
     fn a_cni_scenario_preloads_its_plugins_their_libraries_and_the_tools() {
         let cni = crate::common::config::DEFAULT_CNI_PATH;
-        let Some(bridge) = first_in(std::env::split_paths(cni), OsStr::new("bridge")) else {
+        let bridge =
+            crate::topology::cni::plugin_binary(cni, "bridge").and_then(|p| p.canonicalize().ok());
+        let Some(bridge) = bridge else {
             // ci/setup.sh installs the plugins; a machine without them has nothing to preload.
             eprintln!("no CNI bridge plugin in {cni}: nothing to check here");
             return;
