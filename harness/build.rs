@@ -21,7 +21,8 @@ fn main() {
     println!("cargo:rerun-if-changed={PREBUILT}");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let in_tree = Path::new("../ebpf/pktfate-tracer/Cargo.toml").exists();
-    let from_source = match std::env::var("PKTFATE_EBPF").as_deref() {
+    let forced = std::env::var("PKTFATE_EBPF");
+    let from_source = match forced.as_deref() {
         Ok("source") => true,
         Ok("prebuilt") => false,
         _ => in_tree && toolchain_present(),
@@ -37,7 +38,8 @@ fn main() {
                 );
             }
         }
-        if in_tree {
+        // Said only when the toolchain is missing, not when asked for.
+        if in_tree && forced.as_deref() != Ok("prebuilt") {
             println!(
                 "cargo:warning=using the shipped eBPF objects (no nightly + bpf-linker here; bash ci/setup.sh installs them)"
             );
