@@ -107,13 +107,22 @@ fn build_from_source() {
         )
     })
     .collect();
-    for (name, build) in builds {
-        let result = build.join().expect("the eBPF build thread does not panic");
-        if let Err(e) = result {
-            panic!(
-                "building the eBPF object {name} failed: {e:#}\n\
-                 hint: run `bash ci/setup.sh` (nightly + rust-src + bpf-linker), or set PKTFATE_EBPF=prebuilt"
-            );
-        }
+    // Both joined before either failure is reported: a panic here while
+    // the other build runs would leave its cargo running after cargo
+    // reports this script's failure.
+    let failures: Vec<String> = builds
+        .into_iter()
+        .filter_map(|(name, build)| {
+            match build.join().expect("the eBPF build thread does not panic") {
+                Ok(()) => None,
+                Err(e) => Some(format!("building the eBPF object {name} failed: {e:#}")),
+            }
+        })
+        .collect();
+    if !failures.is_empty() {
+        panic!(
+            "{}\nhint: run `bash ci/setup.sh` (nightly + rust-src + bpf-linker), or set PKTFATE_EBPF=prebuilt",
+            failures.join("\n")
+        );
     }
 }
