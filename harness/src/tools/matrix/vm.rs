@@ -120,10 +120,17 @@ fn vng_command(kernel: &Kernel, opts: &VmOptions, rw: &Path, script: &Path, tmp:
         // Its own process group, so qemu goes down with it on a timeout.
         .process_group(0);
     if !opts.kvm {
-        cmd.arg("--disable-kvm");
+        cmd.arg("--disable-kvm").arg(TCG_CPU);
     }
     cmd
 }
+
+/// The emulated CPU: vng's `-cpu max` without ERMS. With ERMS a kernel
+/// may clear and copy pages with `rep stosb`/`rep movsb`, which TCG runs
+/// as an emulated loop: a 5.10 guest took 4.4 s for 100 execs of a static
+/// binary and booted in 11.7 s, against 1.2 s and 5.2 s without it (6.1:
+/// 1.2 against 1.1 s). It picks a memcpy, nothing the network stack does.
+const TCG_CPU: &str = "--qemu-opts=-cpu max,erms=off";
 
 // Long on purpose: the guest's life in order (script, boot, wait, collect), one step after another.
 /// How often a running guest is reported as still running.
@@ -321,6 +328,19 @@ mod tests {
             .and_then(|(_, v)| v);
         assert_eq!(tmpdir, Some(std::ffi::OsStr::new("/c/run-b")));
         assert!(cmd.get_args().any(|a| a == "--disable-kvm"));
+        assert!(cmd.get_args().any(|a| a == TCG_CPU));
+        // Under KVM the CPU stays vng's (the host's).
+        let kvm = vng_command(
+            &kernel,
+            &VmOptions {
+                kvm: true,
+                ..opts.clone()
+            },
+            Path::new("/c/run-a"),
+            Path::new("/c/run-a/guest.sh"),
+            Path::new("/c/run-b"),
+        );
+        assert!(!kvm.get_args().any(|a| a == TCG_CPU || a == "--disable-kvm"));
         assert!(cmd.get_args().any(|a| a == "/k/vmlinuz"));
         // A build tree is booted as vng boots one: from KBUILD_OUTPUT.
         let tree = Kernel {
