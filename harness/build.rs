@@ -121,7 +121,8 @@ fn build_from_source() {
         .collect();
     if !failures.is_empty() {
         panic!(
-            "{}\nhint: run `bash ci/setup.sh` (nightly + rust-src + bpf-linker), or set PKTFATE_EBPF=prebuilt",
+            "{}\nhint: a compiler error above is the eBPF source's; a missing nightly, rust-src or \
+             bpf-linker is installed by `bash ci/setup.sh`; PKTFATE_EBPF=prebuilt uses the shipped objects",
             failures.join("\n")
         );
     }
