@@ -176,7 +176,7 @@ pub struct TraceArgs {
 // subcommand's own help text).
 #[derive(clap::Args)]
 pub struct MatrixArgs {
-    /// A kernel version (5.10, 6.1, 6.12, 6.16 ... 6.19), a vmlinuz path
+    /// A kernel version (5.10, 6.1, 6.12, 6.16 and later, as Debian's archive has them), a vmlinuz path
     /// or a kernel build directory (after `make`); repeatable.
     #[arg(long = "kernel", required = true)]
     pub kernels: Vec<String>,

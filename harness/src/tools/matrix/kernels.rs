@@ -1,21 +1,13 @@
-//! Kernels for the matrix: a version (`6.1`) becomes the newest matching
-//! Debian `linux-image-*-amd64` package, downloaded with apt-get from the
-//! suites of the Debian source this machine is configured with (through a
-//! private sources list, so the host's apt state is untouched) and
-//! extracted into the user's cache; a path to a vmlinuz is used as is, and
-//! so is a kernel build directory (a net-next checkout after `make`),
-//! which virtme-ng boots with the modules built in it.
+//! Kernels for the matrix: a version (`6.1`) becomes the newest whole
+//! release of it among Debian's packages (see `debian`), extracted into
+//! the user's cache; a path to a vmlinuz is used as is, and so is a kernel
+//! build directory (a net-next checkout after `make`), which virtme-ng
+//! boots with the modules built in it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, SystemTime};
 
+use super::debian;
 use super::error::MatrixError;
-
-/// Suites searched for kernels: 5.10 (bullseye), 6.1 (bookworm), 6.12
-/// (bookworm-security), 6.16 and later (trixie-backports).
-const SUITES: [&str; 3] = ["bullseye", "bookworm", "trixie-backports"];
-const SECURITY_SUITES: [&str; 1] = ["bookworm-security"];
 
 /// A kernel ready to boot.
 #[derive(Debug, Clone)]
@@ -113,13 +105,12 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
         return build_tree(spec, as_path);
     }
     if as_path.is_file() {
-        let name = as_path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let release = name.strip_prefix("vmlinuz-").unwrap_or(name).to_string();
-        // Its packaged configuration, when it lies beside it (`config-<release>`).
+        let (release, config) = beside(as_path);
+        // Its packaged configuration, when it lies beside it.
         refuse_without_btf(
             spec,
             &release,
-            &as_path.with_file_name(format!("config-{release}")),
+            &config,
             "give a kernel built with CONFIG_DEBUG_INFO_BTF",
         )?;
         return Ok(Kernel {
@@ -139,36 +130,31 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
     // lists are updated by one at a time, and a package another run is
     // extracting, or booting from, is never extracted over.
     let _turn = lock_cache(cache)?;
-    let apt = Apt::new(cache)?;
-    let package = apt.newest(spec)?;
-    let dir = cache.join("kernels").join(&package);
-    if !dir.join(".complete").exists() {
-        apt.fetch_and_extract(&package, &dir)?;
+    let kernels = cache.join("kernels");
+    // Extracted whole before: a release cached before pktfate took split
+    // packages (6.19's image alone) lacks its vmlinuz and modules.
+    let whole = |image: &str| {
+        let dir = kernels.join(image);
+        dir.join(".complete").exists() && extracted(&dir).is_some()
+    };
+    let apt = debian::Apt::new(cache)?;
+    let release = apt.release(spec, whole)?;
+    let dir = kernels.join(&release.image);
+    if !whole(&release.image) {
+        let _ = std::fs::remove_file(dir.join(".complete"));
+        apt.fetch_and_extract(&release, &dir)?;
+        if extracted(&dir).is_none() {
+            return Err(MatrixError::Io(format!(
+                "{} hold no vmlinuz with its modules (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz, and usr/lib/modules/<release>/kernel)",
+                release.packages.join(", ")
+            )));
+        }
+        std::fs::write(dir.join(".complete"), b"").map_err(|e| MatrixError::Io(e.to_string()))?;
     }
-    let boot = dir.join("boot");
-    let vmlinuz = std::fs::read_dir(&boot)
-        .map_err(|e| MatrixError::Io(format!("{}: {e}", boot.display())))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .ok_or_else(|| MatrixError::Io(format!("no vmlinuz in {}", boot.display())))?;
-    let release = vmlinuz
-        .file_name()
-        .map(|n| {
-            n.to_string_lossy()
-                .trim_start_matches("vmlinuz-")
-                .to_string()
-        })
-        .unwrap_or_default();
-    refuse_without_btf(
-        spec,
-        &release,
-        &boot.join(format!("config-{release}")),
-        "choose another kernel version",
-    )?;
+    let (vmlinuz, release, config) = extracted(&dir).ok_or_else(|| {
+        MatrixError::Io(format!("{}: no vmlinuz with its modules", dir.display()))
+    })?;
+    refuse_without_btf(spec, &release, &config, "choose another kernel version")?;
     Ok(Kernel {
         spec: spec.into(),
         release,
@@ -177,143 +163,65 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
     })
 }
 
-/// apt-get and apt-cache with a private sources list and state.
-struct Apt {
-    root: PathBuf,
+/// The release a vmlinuz is of and where its configuration would be:
+/// `vmlinuz-<release>` with `config-<release>` beside it (Debian to 6.19,
+/// `/boot`), or `<release>/vmlinuz` with `<release>/config` (a modules
+/// directory: Debian from 7.0, Fedora, Arch).
+fn beside(vmlinuz: &Path) -> (String, PathBuf) {
+    let name = vmlinuz.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let Some(release) = name.strip_prefix("vmlinuz-") {
+        return (
+            release.to_string(),
+            vmlinuz.with_file_name(format!("config-{release}")),
+        );
+    }
+    let parent = vmlinuz.parent().unwrap_or(Path::new(""));
+    let in_modules = parent.parent().is_some_and(|p| p.ends_with("lib/modules"));
+    match parent.file_name().and_then(|n| n.to_str()) {
+        Some(release) if in_modules => (release.to_string(), parent.join("config")),
+        _ => (
+            name.to_string(),
+            vmlinuz.with_file_name(format!("config-{name}")),
+        ),
+    }
 }
 
-/// An apt source line's parts: URI and keyring.
-#[derive(Debug, Clone, PartialEq)]
-struct Source {
-    uri: String,
-    suites: Vec<String>,
-    signed_by: Option<String>,
-}
-
-/// The Debian sources this machine's apt is configured with (one-line
-/// `.list` and deb822 `.sources` files).
-fn configured_sources() -> Vec<Source> {
-    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
-    let mut deb822 = vec![];
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        for e in dir.filter_map(Result::ok) {
-            let p = e.path();
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            match p.extension().and_then(|x| x.to_str()) {
-                Some("list") => texts.push(text),
-                Some("sources") => deb822.push(text),
-                _ => {}
-            }
-        }
-    }
-    let mut out = vec![];
-    for t in texts {
-        out.extend(parse_one_line(&t));
-    }
-    for t in deb822 {
-        out.extend(parse_deb822(&t));
-    }
-    out
-}
-
-fn parse_one_line(text: &str) -> Vec<Source> {
-    let mut out = vec![];
-    for l in text.lines().map(str::trim) {
-        let Some(rest) = l.strip_prefix("deb ") else {
-            continue;
-        };
-        let mut signed_by = None;
-        let rest = match rest.trim().strip_prefix('[') {
-            Some(r) => {
-                let (opts, after) = r.split_once(']').unwrap_or((r, ""));
-                for o in opts.split_whitespace() {
-                    if let Some(k) = o.strip_prefix("signed-by=") {
-                        signed_by = Some(k.to_string());
-                    }
-                }
-                after
-            }
-            None => rest,
-        };
-        let mut f = rest.split_whitespace();
-        if let (Some(uri), Some(suite)) = (f.next(), f.next()) {
-            out.push(Source {
-                uri: uri.into(),
-                suites: vec![suite.into()],
-                signed_by,
-            });
-        }
-    }
-    out
-}
-
-fn parse_deb822(text: &str) -> Vec<Source> {
-    let mut out = vec![];
-    for para in text.split("\n\n") {
-        let field = |name: &str| {
-            para.lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-                .map(|v| v.trim().to_string())
-        };
-        if field("Enabled").is_some_and(|v| v == "no")
-            || !field("Types").is_some_and(|t| t.split_whitespace().any(|x| x == "deb"))
-        {
-            continue;
-        }
-        let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
-            continue;
-        };
-        for uri in uris.split_whitespace() {
-            out.push(Source {
-                uri: uri.into(),
-                suites: suites.split_whitespace().map(String::from).collect(),
-                signed_by: field("Signed-By"),
-            });
-        }
-    }
-    out
-}
-
-/// The private sources list: the configured Debian archive and its
-/// security archive, with the suites kernels come from.
-fn sources_list(sources: &[Source]) -> Option<String> {
-    let debian = |s: &&Source| {
-        s.suites.iter().any(|x| {
-            ["bullseye", "bookworm", "trixie", "forky", "sid"]
-                .iter()
-                .any(|c| x.starts_with(c))
-        })
-    };
-    let security = sources
+/// An extracted release under `root` (its packages' files): the vmlinuz,
+/// its release and its configuration's place, if the modules for that
+/// release are there too (virtme-ng finds them from the vmlinuz's path:
+/// `usr/lib/modules/<release>`).
+fn extracted(root: &Path) -> Option<(PathBuf, String, PathBuf)> {
+    // Modules are in `lib/modules` to 5.10 (bullseye), `usr/lib/modules` after.
+    let module_dirs = [root.join("usr/lib/modules"), root.join("lib/modules")];
+    let in_boot = std::fs::read_dir(root.join("boot"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        });
+    let in_modules = module_dirs
         .iter()
-        .filter(debian)
-        .find(|s| s.suites.iter().any(|x| x.ends_with("-security")));
-    let main = sources
+        .flat_map(std::fs::read_dir)
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("vmlinuz"));
+    let vmlinuz = in_boot.chain(in_modules).find(|p| p.is_file())?;
+    let (release, config) = beside(&vmlinuz);
+    let modules = module_dirs
         .iter()
-        .filter(debian)
-        .find(|s| s.suites.iter().any(|x| !x.contains('-')))?;
-    let line = |s: &Source, suite: &str| {
-        let key = s
-            .signed_by
-            .as_deref()
-            .map(|k| format!("[signed-by={k}] "))
-            .unwrap_or_default();
-        format!("deb {key}{} {suite} main\n", s.uri)
+        .map(|d| d.join(&release))
+        .find(|d| d.join("kernel").is_dir())?;
+    // Split packages keep the configuration with the modules, whichever
+    // package holds the image.
+    let config = if config.exists() {
+        config
+    } else {
+        modules.join("config")
     };
-    let mut out: String = SUITES.iter().map(|suite| line(main, suite)).collect();
-    if let Some(sec) = security {
-        out.extend(SECURITY_SUITES.iter().map(|suite| line(sec, suite)));
-    }
-    Some(out)
-}
-
-/// Numeric parts of a package name's version, for ordering.
-fn version_key(package: &str) -> Vec<u64> {
-    package
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    Some((vmlinuz, release, config))
 }
 
 /// An exclusive lock on the kernel cache (`flock` on `CACHE/.lock`),
@@ -338,144 +246,6 @@ fn lock_cache(cache: &Path) -> Result<std::fs::File, MatrixError> {
         }
     }
     Ok(f)
-}
-
-/// Whether `package` is a plain amd64 image of kernel `spec` (`6.1`,
-/// `6.12.117`): not cloud, rt, unsigned or debug.
-fn matches(package: &str, spec: &str) -> bool {
-    let Some(v) = package
-        .strip_prefix("linux-image-")
-        .and_then(|r| r.strip_suffix("-amd64"))
-    else {
-        return false;
-    };
-    if v.contains("cloud") || v.contains("-rt") || v.ends_with("-unsigned") {
-        return false;
-    }
-    v.strip_prefix(spec)
-        .is_some_and(|rest| rest.starts_with(['.', '-', '+']))
-}
-
-impl Apt {
-    fn new(cache: &Path) -> Result<Self, MatrixError> {
-        let root = cache.join("apt");
-        for d in ["lists/partial", "cache/archives/partial", "debs"] {
-            std::fs::create_dir_all(root.join(d))
-                .map_err(|e| MatrixError::Io(format!("{}: {e}", root.display())))?;
-        }
-        let list = sources_list(&configured_sources()).ok_or_else(|| MatrixError::User {
-            msg: "no Debian apt source is configured on this machine".into(),
-            hint:
-                "pass the path of a vmlinuz (with its lib/modules beside it) instead of a version"
-                    .into(),
-        })?;
-        let path = root.join("sources.list");
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
-            std::fs::write(&path, &list)
-                .map_err(|e| MatrixError::Io(format!("{}: {e}", path.display())))?;
-            // New sources: the lists must be fetched again.
-            let _ = std::fs::remove_file(root.join("lists/.updated"));
-        }
-        let apt = Self { root };
-        apt.update_if_stale()?;
-        Ok(apt)
-    }
-
-    fn opts(&self) -> Vec<String> {
-        let r = |p: &str| self.root.join(p).display().to_string();
-        vec![
-            "-o".into(),
-            format!("Dir::Etc::SourceList={}", r("sources.list")),
-            "-o".into(),
-            "Dir::Etc::SourceParts=/dev/null".into(),
-            "-o".into(),
-            format!("Dir::State::Lists={}", r("lists")),
-            "-o".into(),
-            format!("Dir::Cache={}", r("cache")),
-        ]
-    }
-
-    fn run(&self, tool: &str, args: &[&str], cwd: &Path) -> Result<String, MatrixError> {
-        let out = Command::new(tool)
-            .args(self.opts())
-            .args(args)
-            .current_dir(cwd)
-            .output()
-            .map_err(|e| MatrixError::User {
-                msg: format!("cannot run {tool}: {e}"),
-                hint: "the kernel matrix downloads Debian kernel packages with apt".into(),
-            })?;
-        if !out.status.success() {
-            return Err(MatrixError::Io(format!(
-                "{tool} {}: {}",
-                args.join(" "),
-                crate::common::text::clip(String::from_utf8_lossy(&out.stderr).trim(), 400)
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn update_if_stale(&self) -> Result<(), MatrixError> {
-        let stamp = self.root.join("lists/.updated");
-        let fresh = std::fs::metadata(&stamp)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age < Duration::from_secs(24 * 3600));
-        if !fresh {
-            self.run("apt-get", &["-qq", "update"], &self.root)?;
-            std::fs::write(&stamp, b"").map_err(|e| MatrixError::Io(e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// The newest plain amd64 image package of kernel `spec`.
-    fn newest(&self, spec: &str) -> Result<String, MatrixError> {
-        let names = self.run("apt-cache", &["pkgnames", "linux-image-"], &self.root)?;
-        names
-            .lines()
-            .filter(|p| matches(p, spec))
-            .max_by_key(|p| version_key(p))
-            .map(String::from)
-            .ok_or_else(|| MatrixError::User {
-                msg: format!(
-                    "no Debian kernel package for {spec} in {}",
-                    SUITES.join(", ")
-                ),
-                hint: "5.10, 6.1, 6.12 and 6.16-6.19 are there; or pass a vmlinuz path".into(),
-            })
-    }
-
-    fn fetch_and_extract(&self, package: &str, dir: &Path) -> Result<(), MatrixError> {
-        let debs = self.root.join("debs");
-        self.run("apt-get", &["-qq", "download", package], &debs)?;
-        let deb = std::fs::read_dir(&debs)
-            .map_err(|e| MatrixError::Io(e.to_string()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
-            })
-            .ok_or_else(|| MatrixError::Io(format!("apt-get download left no {package}_*.deb")))?;
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).map_err(|e| MatrixError::Io(e.to_string()))?;
-        let st = Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(&deb)
-            .arg(dir)
-            .status()
-            .map_err(|e| MatrixError::Io(format!("dpkg-deb: {e}")))?;
-        if !st.success() {
-            return Err(MatrixError::Io(format!(
-                "dpkg-deb -x {} failed",
-                deb.display()
-            )));
-        }
-        // The package is not needed once extracted (~90 MB each).
-        let _ = std::fs::remove_file(&deb);
-        std::fs::write(dir.join(".complete"), b"").map_err(|e| MatrixError::Io(e.to_string()))
-    }
 }
 
 #[cfg(test)]
@@ -571,38 +341,60 @@ mod tests {
     }
 
     #[test]
-    fn packages_are_matched_to_the_version_asked_for() {
-        assert!(matches("linux-image-6.1.0-56-amd64", "6.1"));
-        assert!(!matches("linux-image-6.12.117+deb12-amd64", "6.1"));
-        assert!(matches("linux-image-6.12.117+deb12-amd64", "6.12"));
-        assert!(!matches("linux-image-6.12.117+deb12-cloud-amd64", "6.12"));
-        assert!(!matches("linux-image-6.12.117+deb12-rt-amd64", "6.12"));
-        assert!(!matches("linux-image-6.12-amd64", "6.12"), "a meta package");
-        assert!(matches("linux-image-5.10.0-32-amd64", "5.10"));
-        let mut v = [
-            "linux-image-6.18.9+deb13-amd64",
-            "linux-image-6.18.15+deb13-amd64",
-        ];
-        v.sort_by_key(|p| version_key(p));
-        assert_eq!(
-            v[1], "linux-image-6.18.15+deb13-amd64",
-            "15 > 9, numerically"
-        );
+    fn an_extracted_release_is_found_in_each_of_debians_layouts() {
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let put = |path: &str| {
+            let p = tmp.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"").unwrap();
+        };
+        // 5.10: /boot, modules in lib/modules.
+        put("a/boot/vmlinuz-5.10.0-32-amd64");
+        put("a/boot/config-5.10.0-32-amd64");
+        put("a/lib/modules/5.10.0-32-amd64/kernel/net/veth.ko");
+        let (v, r, c) = extracted(&tmp.path().join("a")).unwrap();
+        assert_eq!(r, "5.10.0-32-amd64");
+        assert!(v.ends_with("boot/vmlinuz-5.10.0-32-amd64"));
+        assert!(c.ends_with("boot/config-5.10.0-32-amd64"));
+        // 7.3: everything under usr/lib/modules/<release>.
+        put("b/usr/lib/modules/7.3.4+deb13-amd64/vmlinuz");
+        put("b/usr/lib/modules/7.3.4+deb13-amd64/config");
+        put("b/usr/lib/modules/7.3.4+deb13-amd64/kernel/net/veth.ko.xz");
+        let (v, r, c) = extracted(&tmp.path().join("b")).unwrap();
+        assert_eq!(r, "7.3.4+deb13-amd64");
+        assert!(v.ends_with("usr/lib/modules/7.3.4+deb13-amd64/vmlinuz"));
+        assert!(c.ends_with("usr/lib/modules/7.3.4+deb13-amd64/config"));
+        // 6.19's image alone (its modules package gone): not a release.
+        put("c/boot/vmlinuz-6.19.14+deb13-amd64");
+        assert!(extracted(&tmp.path().join("c")).is_none());
+        // The image package of 6.19 with nothing in it.
+        put("d/usr/share/doc/linux-image-6.19.14+deb13-amd64/copyright");
+        assert!(extracted(&tmp.path().join("d")).is_none());
+        // 6.19 whole: vmlinuz in /boot, configuration with the modules.
+        put("c/usr/lib/modules/6.19.14+deb13-amd64/kernel/net/veth.ko.xz");
+        put("c/usr/lib/modules/6.19.14+deb13-amd64/config");
+        let (_, r, c) = extracted(&tmp.path().join("c")).unwrap();
+        assert_eq!(r, "6.19.14+deb13-amd64");
+        assert!(c.ends_with("usr/lib/modules/6.19.14+deb13-amd64/config"));
     }
 
     #[test]
-    fn the_private_list_reuses_the_configured_archives() {
-        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /k.gpg\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /k.gpg\n";
-        let list = sources_list(&parse_deb822(deb822)).unwrap();
-        assert!(
-            list.contains("deb [signed-by=/k.gpg] http://mirror.example/debian bullseye main\n")
+    fn a_vmlinuz_path_tells_its_release_by_its_name_or_its_modules_directory() {
+        let (r, c) = beside(Path::new("/k/boot/vmlinuz-6.1.0-9-amd64"));
+        assert_eq!(
+            (r.as_str(), c),
+            ("6.1.0-9-amd64", "/k/boot/config-6.1.0-9-amd64".into())
         );
-        assert!(list.contains("http://mirror.example/debian trixie-backports main"));
-        assert!(list.contains("http://mirror.example/debian-security bookworm-security main"));
-        let one = parse_one_line(
-            "deb [arch=amd64 signed-by=/a.gpg] http://m.example/debian bookworm main\n# x\n",
+        // Fedora, Arch, Debian from 7.0.
+        let (r, c) = beside(Path::new("/usr/lib/modules/7.3.4+deb13-amd64/vmlinuz"));
+        assert_eq!(
+            (r.as_str(), c),
+            (
+                "7.3.4+deb13-amd64",
+                "/usr/lib/modules/7.3.4+deb13-amd64/config".into()
+            )
         );
-        assert_eq!(one[0].signed_by.as_deref(), Some("/a.gpg"));
-        assert!(sources_list(&parse_one_line("deb http://ppa.example/x jammy main\n")).is_none());
+        let (r, _) = beside(Path::new("/tmp/x/bzImage"));
+        assert_eq!(r, "bzImage");
     }
 }

@@ -4,6 +4,7 @@
 
 mod error;
 pub mod html;
+mod debian;
 pub mod kernels;
 pub mod kvm;
 pub mod merge;
