@@ -288,7 +288,7 @@ impl Apt {
         let root = cache.join("apt");
         for d in ["lists/partial", "cache/archives/partial", "debs"] {
             std::fs::create_dir_all(root.join(d))
-                .map_err(|e| MatrixError::Io(format!("{}: {e}", root.display())))?;
+                .map_err(|e| MatrixError::io(format!("creating {}", root.display()), e))?;
         }
         let list = sources_list(&configured_sources()).ok_or_else(|| MatrixError::User {
             msg: "no Debian apt source is configured on this machine".into(),
@@ -299,7 +299,7 @@ impl Apt {
         let path = root.join("sources.list");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(list.as_str()) {
             std::fs::write(&path, &list)
-                .map_err(|e| MatrixError::Io(format!("{}: {e}", path.display())))?;
+                .map_err(|e| MatrixError::io(format!("writing {}", path.display()), e))?;
             // New sources: the lists must be fetched again.
             let _ = std::fs::remove_file(root.join("lists/.updated"));
         }
@@ -333,7 +333,7 @@ impl Apt {
                 hint: "the kernel matrix downloads Debian kernel packages with apt".into(),
             })?;
         if !out.status.success() {
-            return Err(MatrixError::Io(format!(
+            return Err(MatrixError::Tool(format!(
                 "{tool} {}: {}",
                 args.join(" "),
                 crate::common::text::clip(String::from_utf8_lossy(&out.stderr).trim(), 400)
@@ -351,7 +351,8 @@ impl Apt {
             .is_some_and(|age| age < Duration::from_secs(24 * 3600));
         if !fresh {
             self.run("apt-get", &["-qq", "update"], &self.root)?;
-            std::fs::write(&stamp, b"").map_err(|e| MatrixError::Io(e.to_string()))?;
+            std::fs::write(&stamp, b"")
+                .map_err(|e| MatrixError::io(format!("writing {}", stamp.display()), e))?;
         }
         Ok(())
     }
@@ -461,7 +462,8 @@ impl Apt {
         args.extend(release.packages.iter().map(String::as_str));
         self.run("apt-get", &args, &debs)?;
         let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).map_err(|e| MatrixError::Io(e.to_string()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| MatrixError::io(format!("creating {}", dir.display()), e))?;
         for package in &release.packages {
             let deb = find_deb(&debs, package)?;
             let st = Command::new("dpkg-deb")
@@ -469,10 +471,10 @@ impl Apt {
                 .arg(&deb)
                 .arg(dir)
                 .status()
-                .map_err(|e| MatrixError::Io(format!("dpkg-deb: {e}")))?;
+                .map_err(|e| MatrixError::io("running dpkg-deb", e))?;
             let _ = std::fs::remove_file(&deb);
             if !st.success() {
-                return Err(MatrixError::Io(format!(
+                return Err(MatrixError::Tool(format!(
                     "dpkg-deb -x {} failed",
                     deb.display()
                 )));
@@ -485,14 +487,14 @@ impl Apt {
 /// The `.deb` apt-get downloaded for `package`.
 fn find_deb(debs: &Path, package: &str) -> Result<PathBuf, MatrixError> {
     std::fs::read_dir(debs)
-        .map_err(|e| MatrixError::Io(format!("{}: {e}", debs.display())))?
+        .map_err(|e| MatrixError::io(format!("reading {}", debs.display()), e))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}_")))
         })
-        .ok_or_else(|| MatrixError::Io(format!("apt-get download left no {package}_*.deb")))
+        .ok_or_else(|| MatrixError::Tool(format!("apt-get download left no {package}_*.deb")))
 }
 
 #[cfg(test)]

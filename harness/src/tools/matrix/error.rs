@@ -11,7 +11,26 @@ pub enum MatrixError {
         /// How to fix it.
         hint: String,
     },
-    /// A file or a tool failed.
+    /// A file, directory or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A tool pktfate runs (apt-get, dpkg-deb) failed, or left out what
+    /// it should have made.
     #[error("{0}")]
-    Io(String),
+    Tool(String),
+}
+
+impl MatrixError {
+    /// An OS error while doing `what`.
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        MatrixError::Io {
+            what: what.into(),
+            source,
+        }
+    }
 }

@@ -144,15 +144,16 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
         let _ = std::fs::remove_file(dir.join(".complete"));
         apt.fetch_and_extract(&release, &dir)?;
         if extracted(&dir).is_none() {
-            return Err(MatrixError::Io(format!(
+            return Err(MatrixError::Tool(format!(
                 "{} hold no vmlinuz with its modules (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz, and usr/lib/modules/<release>/kernel)",
                 release.packages.join(", ")
             )));
         }
-        std::fs::write(dir.join(".complete"), b"").map_err(|e| MatrixError::Io(e.to_string()))?;
+        std::fs::write(dir.join(".complete"), b"")
+            .map_err(|e| MatrixError::io(format!("writing {}/.complete", dir.display()), e))?;
     }
     let (vmlinuz, release, config) = extracted(&dir).ok_or_else(|| {
-        MatrixError::Io(format!("{}: no vmlinuz with its modules", dir.display()))
+        MatrixError::Tool(format!("{}: no vmlinuz with its modules", dir.display()))
     })?;
     refuse_without_btf(spec, &release, &config, "choose another kernel version")?;
     Ok(Kernel {
@@ -229,20 +230,20 @@ fn extracted(root: &Path) -> Option<(PathBuf, String, PathBuf)> {
 fn lock_cache(cache: &Path) -> Result<std::fs::File, MatrixError> {
     use std::os::fd::AsRawFd;
     std::fs::create_dir_all(cache)
-        .map_err(|e| MatrixError::Io(format!("{}: {e}", cache.display())))?;
+        .map_err(|e| MatrixError::io(format!("creating {}", cache.display()), e))?;
     let path = cache.join(".lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| MatrixError::Io(format!("{}: {e}", path.display())))?;
+        .map_err(|e| MatrixError::io(format!("opening {}", path.display()), e))?;
     // SAFETY: flock on a descriptor this function owns; it blocks until
     // the lock is free and touches no memory.
     while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(MatrixError::Io(format!("locking {}: {e}", path.display())));
+            return Err(MatrixError::io(format!("locking {}", path.display()), e));
         }
     }
     Ok(f)
@@ -281,7 +282,7 @@ mod tests {
         let spec = tree.display().to_string();
         let refused = |e: MatrixError| match e {
             MatrixError::User { msg, hint } => format!("{msg} / {hint}"),
-            MatrixError::Io(m) => panic!("not a user error: {m}"),
+            other => panic!("not a user error: {other}"),
         };
         // Not built yet: says so, and what to run.
         let e = refused(resolve(&spec, tmp.path()).unwrap_err());
@@ -396,5 +397,18 @@ mod tests {
         );
         let (r, _) = beside(Path::new("/tmp/x/bzImage"));
         assert_eq!(r, "bzImage");
+    }
+
+    #[test]
+    fn an_os_error_is_kept_as_the_source_with_the_path() {
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let file = tmp.path().join("not-a-directory");
+        std::fs::write(&file, b"").unwrap();
+        let e = lock_cache(&file.join("cache")).unwrap_err();
+        let source = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the OS error as the source");
+        assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR));
+        assert!(e.to_string().contains("not-a-directory/cache"), "{e}");
     }
 }

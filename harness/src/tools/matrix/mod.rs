@@ -29,7 +29,7 @@ impl MatrixError {
     pub fn render(&self) -> String {
         match self {
             MatrixError::User { msg, hint } => format!("{msg}\n  hint: {hint}"),
-            MatrixError::Io(m) => m.clone(),
+            other => other.to_string(),
         }
     }
 }

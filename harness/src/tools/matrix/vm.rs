@@ -144,17 +144,19 @@ pub fn run(
     scratch: &Path,
     running: &(dyn Fn(Duration) + Sync),
 ) -> Result<GuestRun, MatrixError> {
-    let exe = std::env::current_exe().map_err(|e| MatrixError::Io(e.to_string()))?;
-    let cwd = std::env::current_dir().map_err(|e| MatrixError::Io(e.to_string()))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| MatrixError::io("finding pktfate's own executable", e))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| MatrixError::io("reading the current directory", e))?;
     let dir = PrivateDir::new(scratch)
-        .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", scratch.display())))?;
+        .map_err(|e| MatrixError::io(format!("mkdtemp in {}", scratch.display()), e))?;
     let rw = dir.path();
     // The guest runs a copy: a rebuild during a long matrix run must not
     // change the binary under a running guest.
     let exe = {
         let copy = rw.join("pktfate");
         std::fs::copy(&exe, &copy)
-            .map_err(|e| MatrixError::Io(format!("copying {}: {e}", exe.display())))?;
+            .map_err(|e| MatrixError::io(format!("copying {}", exe.display()), e))?;
         copy
     };
     let script = rw.join("guest.sh");
@@ -162,11 +164,11 @@ pub fn run(
         &script,
         guest_script(&exe, &cwd, rw, &opts.run_args, &opts.preload),
     )
-    .map_err(|e| MatrixError::Io(e.to_string()))?;
+    .map_err(|e| MatrixError::io(format!("writing {}", script.display()), e))?;
     // virtme-ng's own temporary files (its return-code file) go where the
     // run's other files go: a guest killed on a timeout leaves none in /tmp.
     let vng_tmp = PrivateDir::new(scratch)
-        .map_err(|e| MatrixError::Io(format!("mkdtemp in {}: {e}", scratch.display())))?;
+        .map_err(|e| MatrixError::io(format!("mkdtemp in {}", scratch.display()), e))?;
     let cmd = vng_command(kernel, opts, rw, &script, vng_tmp.path());
     let (console, failure, elapsed) = supervise(cmd, opts.timeout, running)?;
     let read = |name: &str| std::fs::read_to_string(rw.join(name)).ok();
