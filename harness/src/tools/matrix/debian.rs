@@ -232,8 +232,8 @@ fn same_release_deps(show: &str) -> Vec<(String, Vec<Vec<String>>)> {
             })
             .filter(|g| !g.is_empty())
             .collect();
-        // `apt-cache show` lists every version a package has; the first
-        // is the one apt would take.
+        // A package in two suites is shown twice: the same release (its
+        // name carries it), so one entry.
         if !out.iter().any(|(p, _)| p == package) {
             out.push((package.to_string(), groups));
         }
