@@ -42,7 +42,10 @@ system_packages() {
   fi
   if ! command -v vng >/dev/null 2>&1; then
     log "installing virtme-ng"
-    python3 -m pip install -q virtme-ng
+    # The version the matrix is tested with: the guest's command line,
+    # its module lookup from the vmlinuz's path and its exit status are
+    # virtme-ng's, and a fresh machine must boot guests as this one does.
+    python3 -m pip install -q 'virtme-ng==1.42'
     # Under pyenv the command appears only once its shims are rebuilt.
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
     command -v vng >/dev/null 2>&1 || { log "virtme-ng installed but vng is not on PATH"; exit 1; }
