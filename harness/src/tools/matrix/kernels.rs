@@ -344,39 +344,78 @@ mod tests {
     #[test]
     fn an_extracted_release_is_found_in_each_of_debians_layouts() {
         let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
-        let put = |path: &str| {
-            let p = tmp.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, b"").unwrap();
-        };
-        // 5.10: /boot, modules in lib/modules.
-        put("a/boot/vmlinuz-5.10.0-32-amd64");
-        put("a/boot/config-5.10.0-32-amd64");
-        put("a/lib/modules/5.10.0-32-amd64/kernel/net/veth.ko");
-        let (v, r, c) = extracted(&tmp.path().join("a")).unwrap();
-        assert_eq!(r, "5.10.0-32-amd64");
-        assert!(v.ends_with("boot/vmlinuz-5.10.0-32-amd64"));
-        assert!(c.ends_with("boot/config-5.10.0-32-amd64"));
-        // 7.3: everything under usr/lib/modules/<release>.
-        put("b/usr/lib/modules/7.3.4+deb13-amd64/vmlinuz");
-        put("b/usr/lib/modules/7.3.4+deb13-amd64/config");
-        put("b/usr/lib/modules/7.3.4+deb13-amd64/kernel/net/veth.ko.xz");
-        let (v, r, c) = extracted(&tmp.path().join("b")).unwrap();
-        assert_eq!(r, "7.3.4+deb13-amd64");
-        assert!(v.ends_with("usr/lib/modules/7.3.4+deb13-amd64/vmlinuz"));
-        assert!(c.ends_with("usr/lib/modules/7.3.4+deb13-amd64/config"));
-        // 6.19's image alone (its modules package gone): not a release.
-        put("c/boot/vmlinuz-6.19.14+deb13-amd64");
-        assert!(extracted(&tmp.path().join("c")).is_none());
-        // The image package of 6.19 with nothing in it.
-        put("d/usr/share/doc/linux-image-6.19.14+deb13-amd64/copyright");
-        assert!(extracted(&tmp.path().join("d")).is_none());
-        // 6.19 whole: vmlinuz in /boot, configuration with the modules.
-        put("c/usr/lib/modules/6.19.14+deb13-amd64/kernel/net/veth.ko.xz");
-        put("c/usr/lib/modules/6.19.14+deb13-amd64/config");
-        let (_, r, c) = extracted(&tmp.path().join("c")).unwrap();
-        assert_eq!(r, "6.19.14+deb13-amd64");
-        assert!(c.ends_with("usr/lib/modules/6.19.14+deb13-amd64/config"));
+        // Files of each layout, and the (release, vmlinuz, config) found.
+        type Layout<'a> = (&'a str, &'a [&'a str], Option<[&'a str; 3]>);
+        let layouts: [Layout; 5] = [
+            // 5.10: /boot, modules in lib/modules.
+            (
+                "a",
+                &[
+                    "boot/vmlinuz-5.10.0-32-amd64",
+                    "boot/config-5.10.0-32-amd64",
+                    "lib/modules/5.10.0-32-amd64/kernel/net/veth.ko",
+                ],
+                Some([
+                    "5.10.0-32-amd64",
+                    "boot/vmlinuz-5.10.0-32-amd64",
+                    "boot/config-5.10.0-32-amd64",
+                ]),
+            ),
+            // 7.3: everything under usr/lib/modules/<release>.
+            (
+                "b",
+                &[
+                    "usr/lib/modules/7.3.4+deb13-amd64/vmlinuz",
+                    "usr/lib/modules/7.3.4+deb13-amd64/config",
+                    "usr/lib/modules/7.3.4+deb13-amd64/kernel/net/veth.ko.xz",
+                ],
+                Some([
+                    "7.3.4+deb13-amd64",
+                    "usr/lib/modules/7.3.4+deb13-amd64/vmlinuz",
+                    "usr/lib/modules/7.3.4+deb13-amd64/config",
+                ]),
+            ),
+            // 6.19's image alone (its modules package gone): not a release.
+            ("c", &["boot/vmlinuz-6.19.14+deb13-amd64"], None),
+            // The image package of 6.19, with nothing in it.
+            (
+                "d",
+                &["usr/share/doc/linux-image-6.19.14+deb13-amd64/copyright"],
+                None,
+            ),
+            // 6.19 whole: vmlinuz in /boot, configuration with the modules.
+            (
+                "e",
+                &[
+                    "boot/vmlinuz-6.19.14+deb13-amd64",
+                    "usr/lib/modules/6.19.14+deb13-amd64/kernel/net/veth.ko.xz",
+                    "usr/lib/modules/6.19.14+deb13-amd64/config",
+                ],
+                Some([
+                    "6.19.14+deb13-amd64",
+                    "boot/vmlinuz-6.19.14+deb13-amd64",
+                    "usr/lib/modules/6.19.14+deb13-amd64/config",
+                ]),
+            ),
+        ];
+        for (dir, files, want) in layouts {
+            let root = tmp.path().join(dir);
+            for f in files {
+                std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+                std::fs::write(root.join(f), b"").unwrap();
+            }
+            let got = extracted(&root).map(|(v, r, c)| (r, v, c));
+            match want {
+                None => assert!(got.is_none(), "{dir}: {got:?}"),
+                Some([release, vmlinuz, config]) => {
+                    let (r, v, c) = got.unwrap_or_else(|| panic!("{dir}: nothing found"));
+                    assert_eq!(
+                        (r.as_str(), v, c),
+                        (release, root.join(vmlinuz), root.join(config))
+                    );
+                }
+            }
+        }
     }
 
     #[test]
