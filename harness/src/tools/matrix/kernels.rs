@@ -145,7 +145,7 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
         apt.fetch_and_extract(&release, &dir)?;
         if extracted(&dir).is_none() {
             return Err(MatrixError::Tool(format!(
-                "{} hold no vmlinuz with its modules (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz, and usr/lib/modules/<release>/kernel)",
+                "the packages {} hold no vmlinuz with its modules (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz, and lib/modules/<release>/kernel or usr/lib/modules/<release>/kernel)",
                 release.packages.join(", ")
             )));
         }
