@@ -133,28 +133,19 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
     let kernels = cache.join("kernels");
     // Extracted whole before: a release cached before pktfate took split
     // packages (6.19's image alone) lacks its vmlinuz and modules.
-    let whole = |image: &str| {
-        let dir = kernels.join(image);
-        dir.join(".complete").exists() && extracted(&dir).is_some()
+    let cached = |dir: &Path| {
+        dir.join(".complete")
+            .exists()
+            .then(|| extracted(dir))
+            .flatten()
     };
     let apt = debian::Apt::new(cache)?;
-    let release = apt.release(spec, whole)?;
+    let release = apt.release(spec, |image| cached(&kernels.join(image)).is_some())?;
     let dir = kernels.join(&release.image);
-    if !whole(&release.image) {
-        let _ = std::fs::remove_file(dir.join(".complete"));
-        apt.fetch_and_extract(&release, &dir)?;
-        if extracted(&dir).is_none() {
-            return Err(MatrixError::Tool(format!(
-                "the packages {} hold no vmlinuz with its modules (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz, and lib/modules/<release>/kernel or usr/lib/modules/<release>/kernel)",
-                release.packages.join(", ")
-            )));
-        }
-        std::fs::write(dir.join(".complete"), b"")
-            .map_err(|e| MatrixError::io(format!("writing {}/.complete", dir.display()), e))?;
-    }
-    let (vmlinuz, release, config) = extracted(&dir).ok_or_else(|| {
-        MatrixError::Tool(format!("{}: no vmlinuz with its modules", dir.display()))
-    })?;
+    let (vmlinuz, release, config) = match cached(&dir) {
+        Some(found) => found,
+        None => fetch(&apt, &release, &dir)?,
+    };
     refuse_without_btf(spec, &release, &config, "choose another kernel version")?;
     Ok(Kernel {
         spec: spec.into(),
@@ -164,10 +155,34 @@ pub fn resolve(spec: &str, cache: &Path) -> Result<Kernel, MatrixError> {
     })
 }
 
+/// An extracted release: its vmlinuz, its release and where its
+/// configuration is.
+type Extracted = (PathBuf, String, PathBuf);
+
+/// Downloads and extracts `release` into `dir`, marked complete once its
+/// vmlinuz and modules are there.
+fn fetch(
+    apt: &debian::Apt,
+    release: &debian::Release,
+    dir: &Path,
+) -> Result<Extracted, MatrixError> {
+    let _ = std::fs::remove_file(dir.join(".complete"));
+    apt.fetch_and_extract(release, dir)?;
+    let found = extracted(dir).ok_or_else(|| {
+        MatrixError::Tool(format!(
+            "the packages {} hold no vmlinuz with its modules (looked for boot/vmlinuz-* and usr/lib/modules/*/vmlinuz, and lib/modules/<release>/kernel or usr/lib/modules/<release>/kernel)",
+            release.packages.join(", ")
+        ))
+    })?;
+    std::fs::write(dir.join(".complete"), b"")
+        .map_err(|e| MatrixError::io(format!("writing {}/.complete", dir.display()), e))?;
+    Ok(found)
+}
+
 /// The release a vmlinuz is of and where its configuration would be:
 /// `vmlinuz-<release>` with `config-<release>` beside it (Debian to 6.19,
 /// `/boot`), or `<release>/vmlinuz` with `<release>/config` (a modules
-/// directory: Debian from 7.0, Fedora, Arch).
+/// directory: Debian from 7.2, Fedora, Arch).
 fn beside(vmlinuz: &Path) -> (String, PathBuf) {
     let name = vmlinuz.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if let Some(release) = name.strip_prefix("vmlinuz-") {
@@ -191,7 +206,7 @@ fn beside(vmlinuz: &Path) -> (String, PathBuf) {
 /// its release and its configuration's place, if the modules for that
 /// release are there too (virtme-ng finds them from the vmlinuz's path:
 /// `usr/lib/modules/<release>`).
-fn extracted(root: &Path) -> Option<(PathBuf, String, PathBuf)> {
+fn extracted(root: &Path) -> Option<Extracted> {
     // Modules are in `lib/modules` to 5.10 (bullseye), `usr/lib/modules` after.
     let module_dirs = [root.join("usr/lib/modules"), root.join("lib/modules")];
     let in_boot = std::fs::read_dir(root.join("boot"))
@@ -425,7 +440,7 @@ mod tests {
             (r.as_str(), c),
             ("6.1.0-9-amd64", "/k/boot/config-6.1.0-9-amd64".into())
         );
-        // Fedora, Arch, Debian from 7.0.
+        // Fedora, Arch, Debian from 7.2.
         let (r, c) = beside(Path::new("/usr/lib/modules/7.3.4+deb13-amd64/vmlinuz"));
         assert_eq!(
             (r.as_str(), c),

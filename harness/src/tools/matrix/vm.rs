@@ -132,10 +132,10 @@ fn vng_command(kernel: &Kernel, opts: &VmOptions, rw: &Path, script: &Path, tmp:
 /// 1.2 against 1.1 s). It picks a memcpy, nothing the network stack does.
 const TCG_CPU: &str = "--qemu-opts=-cpu max,erms=off";
 
-// Long on purpose: the guest's life in order (script, boot, wait, collect), one step after another.
 /// How often a running guest is reported as still running.
 const HEARTBEAT: Duration = Duration::from_secs(60);
 
+// Long on purpose: the guest's life in order (script, boot, wait, collect), one step after another.
 /// Boots `kernel`, runs the suite, powers off, and returns what it found;
 /// `running` hears, every minute, how long the guest has been up.
 pub fn run(
