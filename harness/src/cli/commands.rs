@@ -67,13 +67,53 @@ pub fn trace(a: TraceArgs) -> ExitCode {
     cmd_trace(&o, pcap.as_ref())
 }
 
-/// `pktfate matrix`.
+/// On SIGINT or SIGTERM: guests are told to stop, and the tools running
+/// (apt-get, dpkg-deb) are killed with what they started, so a download
+/// does not outlive the run into the cache. Returns where the signal's
+/// number is kept, for the exit status.
+fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicI32> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::atomic::Ordering;
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let seen = got.clone();
+    // A thread, not a handler: killing the tools takes a lock.
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        let _ = std::thread::Builder::new()
+            .name("pktfate-signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    seen.store(sig, Ordering::SeqCst);
+                    pktfate::tools::matrix::vm::INTERRUPTED.store(true, Ordering::SeqCst);
+                    pktfate::common::process::stop_all();
+                }
+            });
+    }
+    got
+}
+
+/// The exit for a run a signal cut short (128 + the signal, as a shell
+/// reports it), if one did.
+fn interrupted(got: &std::sync::atomic::AtomicI32) -> Option<ExitCode> {
+    let sig = got.load(std::sync::atomic::Ordering::SeqCst);
+    (sig != 0).then(|| {
+        eprintln!(
+            "pktfate matrix: stopped by signal {sig}; kernels fetched before it stay cached, none half-fetched"
+        );
+        ExitCode::from(u8::try_from(128 + sig).unwrap_or(255))
+    })
+}
+
 /// `pktfate matrix --fetch-only`: each kernel resolved into the cache.
 fn fetch_kernels(kernels: &[String]) -> ExitCode {
     use pktfate::tools::matrix;
+    let got = stop_on_signals();
     let cache = matrix::kernels::cache_dir();
     for spec in kernels {
-        match matrix::kernels::resolve(spec, &cache) {
+        let resolved = matrix::kernels::resolve(spec, &cache);
+        if let Some(code) = interrupted(&got) {
+            return code;
+        }
+        match resolved {
             Ok(k) => eprintln!(
                 "[matrix] kernel {spec}: {} ready ({})",
                 k.release,
@@ -88,6 +128,7 @@ fn fetch_kernels(kernels: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `pktfate matrix`.
 pub fn matrix(a: MatrixArgs) -> ExitCode {
     use pktfate::tools::matrix;
     let MatrixArgs {
@@ -128,18 +169,14 @@ pub fn matrix(a: MatrixArgs) -> ExitCode {
         // As the run's config reads it (`CNI_PATH`, else the usual dirs).
         cni_path: pktfate::runner::RunConfig::from_env().0.cni_path,
     };
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // SAFETY: the action only stores to an atomic, which is
-        // async-signal-safe.
-        let _ = unsafe {
-            signal_hook::low_level::register(sig, || {
-                matrix::vm::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-            })
-        };
-    }
+    let got = stop_on_signals();
     let results = match matrix::run(&opts, &|m| eprintln!("[matrix] {m}")) {
         Ok(r) => r,
         Err(e) => {
+            // A download the signal stopped is no failure of its own.
+            if let Some(code) = interrupted(&got) {
+                return code;
+            }
             eprintln!("pktfate matrix: {}", e.render());
             return ExitCode::from(2);
         }

@@ -103,14 +103,19 @@ fn parse_one_line(text: &str) -> Vec<Source> {
     out
 }
 
+/// A field of a deb822 stanza (apt's `.sources` files and the archive's
+/// package lists share the form), trimmed.
+fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
+    stanza
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+}
+
 fn parse_deb822(text: &str) -> Vec<Source> {
     let mut out = vec![];
     for para in text.split("\n\n") {
-        let field = |name: &str| {
-            para.lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-                .map(|v| v.trim().to_string())
-        };
+        let field = |name: &str| field(para, name).map(String::from);
         if field("Enabled").is_some_and(|v| v == "no")
             || !field("Types").is_some_and(|t| t.split_whitespace().any(|x| x == "deb"))
         {
@@ -201,17 +206,17 @@ fn minor_version(package: &str) -> Option<String> {
     Some(format!("{}.{}", parts.next()?, parts.next()?))
 }
 
+/// An image package and its dependencies built for its own release, each
+/// a group of alternatives.
+type ImageDeps = (String, Vec<Vec<String>>);
+
 /// An image package's dependencies built for its own kernel release
 /// (`linux-modules-<release>`, ...), each a group of alternatives, from
 /// `apt-cache show` output; one entry per package shown.
-fn same_release_deps(show: &str) -> Vec<(String, Vec<Vec<String>>)> {
+fn same_release_deps(show: &str) -> Vec<ImageDeps> {
     let mut out = vec![];
     for para in show.split("\n\n") {
-        let field = |name: &str| {
-            para.lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-                .map(str::trim)
-        };
+        let field = |name: &str| field(para, name);
         let Some(package) = field("Package") else {
             continue;
         };
@@ -323,15 +328,19 @@ impl Apt {
     }
 
     fn run(&self, tool: &str, args: &[&str], cwd: &Path) -> Result<String, MatrixError> {
-        let out = Command::new(tool)
-            .args(self.opts())
-            .args(args)
-            .current_dir(cwd)
-            .output()
-            .map_err(|e| MatrixError::User {
-                msg: format!("cannot run {tool}: {e}"),
-                hint: "the kernel matrix downloads Debian kernel packages with apt".into(),
-            })?;
+        // Through `process::fed`: a signal stops it (and what it started)
+        // instead of leaving it downloading into the cache.
+        let out = crate::common::process::fed(
+            Command::new(tool)
+                .args(self.opts())
+                .args(args)
+                .current_dir(cwd),
+            b"",
+        )
+        .map_err(|e| MatrixError::User {
+            msg: format!("cannot run {tool}: {e}"),
+            hint: "the kernel matrix downloads Debian kernel packages with apt".into(),
+        })?;
         if !out.status.success() {
             return Err(MatrixError::Tool(format!(
                 "{tool} {}: {}",
@@ -364,6 +373,13 @@ impl Apt {
         Ok(out.lines().map(String::from).collect())
     }
 
+    /// The own-release dependencies of each image package (one
+    /// `apt-cache show` for all).
+    fn deps(&self, images: &[&str]) -> Result<Vec<ImageDeps>, MatrixError> {
+        let shown = self.run("apt-cache", &[&["show"][..], images].concat(), &self.root)?;
+        Ok(same_release_deps(&shown))
+    }
+
     /// The newest release of kernel `spec` that the archive holds whole.
     /// `cached` says whether an image's release is already extracted
     /// whole: the newest one then needs no more questions to apt.
@@ -392,12 +408,7 @@ impl Apt {
             });
         }
         let archive: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let shown = self.run(
-            "apt-cache",
-            &[&["show"][..], &candidates].concat(),
-            &self.root,
-        )?;
-        let deps = same_release_deps(&shown);
+        let deps = self.deps(&candidates)?;
         let mut first_missing = None;
         for image in &candidates {
             let groups = deps
@@ -432,10 +443,7 @@ impl Apt {
             .filter(|p| plain_image_release(p).is_some())
             .collect();
         let archive: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let deps = self
-            .run("apt-cache", &[&["show"][..], &images].concat(), &self.root)
-            .map(|s| same_release_deps(&s))
-            .unwrap_or_default();
+        let deps = self.deps(&images).unwrap_or_default();
         let mut whole: Vec<String> = deps
             .iter()
             .filter(|(p, g)| release_packages(p, g, &archive).is_ok())
@@ -454,33 +462,60 @@ impl Apt {
     }
 
     /// Downloads a release's packages and extracts them all into `dir`
-    /// (emptied first). The packages are deleted once extracted (~100 MB
-    /// each).
+    /// (emptied first). The packages (~100 MB each) are deleted whatever
+    /// happens, and so is a half-extracted `dir`.
     pub fn fetch_and_extract(&self, release: &Release, dir: &Path) -> Result<(), MatrixError> {
         let debs = self.root.join("debs");
+        // Only this download's packages: an interrupted earlier one may
+        // have left an older build of a package under the same name (the
+        // cache lock is held, so no other run is downloading).
+        empty_debs(&debs);
+        let result = self.download_and_extract(release, &debs, dir);
+        empty_debs(&debs);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
+    }
+
+    fn download_and_extract(
+        &self,
+        release: &Release,
+        debs: &Path,
+        dir: &Path,
+    ) -> Result<(), MatrixError> {
         let mut args = vec!["-qq", "download"];
         args.extend(release.packages.iter().map(String::as_str));
-        self.run("apt-get", &args, &debs)?;
+        self.run("apt-get", &args, debs)?;
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)
             .map_err(|e| MatrixError::io(format!("creating {}", dir.display()), e))?;
         for package in &release.packages {
-            let deb = find_deb(&debs, package)?;
-            let st = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(dir)
-                .status()
-                .map_err(|e| MatrixError::io("running dpkg-deb", e))?;
-            let _ = std::fs::remove_file(&deb);
-            if !st.success() {
+            let deb = find_deb(debs, package)?;
+            let out = crate::common::process::fed(
+                Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir),
+                b"",
+            )
+            .map_err(|e| MatrixError::io("running dpkg-deb", e))?;
+            if !out.status.success() {
                 return Err(MatrixError::Tool(format!(
-                    "dpkg-deb -x {} failed",
-                    deb.display()
+                    "dpkg-deb -x {} failed: {}",
+                    deb.display(),
+                    crate::common::text::clip(String::from_utf8_lossy(&out.stderr).trim(), 400)
                 )));
             }
         }
         Ok(())
+    }
+}
+
+/// Deletes what downloads left in `debs` (packages, and the partial files
+/// of one that was stopped): the directory is apt-get download's only.
+fn empty_debs(debs: &Path) {
+    for e in std::fs::read_dir(debs).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -626,5 +661,21 @@ mod tests {
         assert!(matches("linux-image-7.3.4+deb13-amd64", "7.3"));
         assert!(!matches("linux-image-7.3.4+deb13-amd64-dbg", "7.3"));
         assert!(!matches("linux-image-7.3.4+deb13-amd64", "7.30"));
+    }
+
+    #[test]
+    fn only_this_downloads_packages_are_in_the_debs_directory() {
+        let tmp = crate::common::PrivateDir::new(&std::env::temp_dir()).unwrap();
+        let debs = tmp.path();
+        // An earlier, interrupted download of another build of the package.
+        let stale = debs.join("linux-image-6.19.6+deb13-amd64_6.19.6-1~bpo13+1_amd64.deb");
+        std::fs::write(&stale, b"").unwrap();
+        let partial =
+            debs.join("linux-modules-6.19.6+deb13-amd64_6.19.6-1~bpo13+1_amd64.deb.FAILED");
+        std::fs::write(&partial, b"").unwrap();
+        empty_debs(debs);
+        assert!(!stale.exists());
+        assert!(!partial.exists());
+        assert!(find_deb(debs, "linux-image-6.19.6+deb13-amd64").is_err());
     }
 }
