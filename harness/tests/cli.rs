@@ -734,6 +734,124 @@ fn an_html_report_draws_each_namespace_and_marks_the_drop() {
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
 }
 
+/// The stand-in process named by `pid_file`, while it runs: alive, no
+/// zombie waiting for init, and still the test's own (its environment has
+/// `marker`, the test's PATH entry), not a process that reused its pid.
+fn stand_in(pid_file: &Path, marker: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ...: the state follows the last ')'.
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let ours = String::from_utf8_lossy(&environ).contains(marker);
+    (state != "Z" && ours).then_some(pid)
+}
+
+/// SIGTERM while `--fetch-only` downloads stops apt-get (here a stand-in
+/// first on PATH that never finishes) and what it started, exits 128 + 15
+/// with one line, and caches no half-fetched kernel. Without the CLI's
+/// signal thread pktfate dies of the signal and apt-get downloads on.
+#[test]
+fn matrix_fetch_stopped_by_sigterm_leaves_no_apt_and_no_kernel() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new("fetch-signal");
+    let bin_dir = dir.0.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let (apt_pid, child_pid) = (dir.0.join("apt.pid"), dir.0.join("child.pid"));
+    let marker = bin_dir.display().to_string();
+    // Should the test fail, the stand-in and its child die with it.
+    struct KillOnDrop(Vec<PathBuf>, String);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            for pid in self.0.iter().filter_map(|p| stand_in(p, &self.1)) {
+                // SAFETY: a plain kill(2) of the test's own stand-in.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _stand_in = KillOnDrop(vec![apt_pid.clone(), child_pid.clone()], marker.clone());
+    let fake = bin_dir.join("apt-get");
+    // The pid of what it started is written first: once the apt-get pid
+    // file exists, both are there to be checked.
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nsleep 600 &\necho $! > {}\necho $$ > {}\nwait\n",
+            child_pid.display(),
+            apt_pid.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cache = dir.0.join("cache");
+    let mut child = bin()
+        .args(["matrix", "--fetch-only", "--kernel", "6.1"])
+        .current_dir(&dir.0)
+        .env("XDG_CACHE_HOME", &cache)
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !apt_pid.exists() && started.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(apt_pid.exists(), "pktfate never ran apt-get");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // The stand-in runs for ten minutes: pktfate must stop it, not wait.
+    let signalled = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none()
+        && signalled.elapsed() < std::time::Duration::from_secs(20)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let waited = signalled.elapsed();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        waited < std::time::Duration::from_secs(20),
+        "still running 20 s after SIGTERM, waiting for apt-get: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("stopped by signal 15"), "{said}");
+    assert_eq!(said.lines().count(), 1, "one line: {said}");
+    // Orphans are reaped by init within moments of pktfate's exit.
+    let gone = std::time::Instant::now();
+    let mut left = vec![];
+    while gone.elapsed() < std::time::Duration::from_secs(5) {
+        left = [&apt_pid, &child_pid]
+            .iter()
+            .filter_map(|p| stand_in(p, &marker))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        left.is_empty(),
+        "still running after pktfate exited: {left:?}"
+    );
+    let kernels = cache.join("pktfate/kernels");
+    let cached: Vec<_> = std::fs::read_dir(&kernels)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(cached.is_empty(), "cached after the stop: {cached:?}");
+}
+
 #[test]
 fn matrix_fetch_only_readies_kernels_without_scenarios_and_refuses_bad_ones() {
     let dir = Scratch::new("fetch-only");
