@@ -6,6 +6,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use support::{Scratch, bin, text};
 
@@ -77,122 +79,187 @@ fn the_example_workflows_use_published_actions_and_real_flags() {
     assert!(commands >= 2, "the workflows run pktfate matrix and merge");
 }
 
-/// The stand-in process named by `pid_file`, while it runs: alive, no
-/// zombie waiting for init, and still the test's own (its environment has
-/// `marker`, the test's PATH entry), not a process that reused its pid.
-fn stand_in(pid_file: &Path, marker: &str) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // pid (comm) state ...: the state follows the last ')'.
-    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let ours = String::from_utf8_lossy(&environ).contains(marker);
-    (state != "Z" && ours).then_some(pid)
+/// A tool that never finishes, first on PATH in its own directory: it
+/// starts a `sleep 600`, writes both pids and waits. Whatever of it still
+/// runs when the test ends is killed, should the test fail.
+struct StandIn {
+    dir: Scratch,
+    pids: [PathBuf; 2],
+}
+
+impl StandIn {
+    fn new(tag: &str, tool: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Scratch::new(tag);
+        let bin = dir.0.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let pids = [dir.0.join("tool.pid"), dir.0.join("child.pid")];
+        // The child's pid is written first: once the tool's pid file
+        // exists, both are there to be checked.
+        std::fs::write(
+            bin.join(tool),
+            format!(
+                "#!/bin/sh\nsleep 600 &\necho $! > {}\necho $$ > {}\nwait\n",
+                pids[1].display(),
+                pids[0].display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(bin.join(tool), std::fs::Permissions::from_mode(0o755)).unwrap();
+        StandIn { dir, pids }
+    }
+
+    fn root(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// `PATH` with the stand-in first.
+    fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.0.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// The stand-in's processes still running: alive, no zombie waiting
+    /// for init, and still the test's own (their environment has the
+    /// test's PATH entry), not processes that reused their pids.
+    fn running(&self) -> Vec<i32> {
+        let marker = self.dir.0.join("bin").display().to_string();
+        self.pids
+            .iter()
+            .filter_map(|p| {
+                let pid: i32 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // pid (comm) state ...: the state follows the last ')'.
+                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+                let ours = String::from_utf8_lossy(&environ).contains(&marker);
+                (state != "Z" && ours).then_some(pid)
+            })
+            .collect()
+    }
+
+    /// Sends `signal` to pktfate once the stand-in runs, and gives what
+    /// pktfate printed once it exits. The stand-in runs for ten minutes:
+    /// pktfate must stop it, not wait for it.
+    fn stop(&self, mut pktfate: std::process::Child, signal: i32) -> Output {
+        let started = Instant::now();
+        while !self.pids[0].exists() && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(self.pids[0].exists(), "pktfate never ran the stand-in");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pktfate.id() as i32, signal) };
+        let signalled = Instant::now();
+        while pktfate.try_wait().unwrap().is_none() && signalled.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let waited = signalled.elapsed();
+        let _ = pktfate.kill();
+        let out = pktfate.wait_with_output().unwrap();
+        assert!(
+            waited < Duration::from_secs(20),
+            "still running 20 s after signal {signal}, waiting for the stand-in: {}",
+            text(&out)
+        );
+        // Orphans are reaped by init within moments of pktfate's exit.
+        let gone = Instant::now();
+        while !self.running().is_empty() && gone.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = self.running();
+        assert!(
+            left.is_empty(),
+            "still running after pktfate exited: {left:?}"
+        );
+        out
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        for pid in self.running() {
+            // SAFETY: a plain kill(2) of the test's own stand-in.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The entries of `dir`, none if it does not exist.
+fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default()
 }
 
 /// SIGTERM while `--fetch-only` downloads stops apt-get (here a stand-in
-/// first on PATH that never finishes) and what it started, exits 128 + 15
-/// with one line, and caches no half-fetched kernel. Without the CLI's
-/// signal thread pktfate dies of the signal and apt-get downloads on.
+/// that never finishes) and what it started, exits 128 + 15 with one
+/// line, and caches no half-fetched kernel. Without the CLI's signal
+/// thread pktfate dies of the signal and apt-get downloads on.
 #[test]
 fn matrix_fetch_stopped_by_sigterm_leaves_no_apt_and_no_kernel() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = Scratch::new("fetch-signal");
-    let bin_dir = dir.0.join("bin");
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    let (apt_pid, child_pid) = (dir.0.join("apt.pid"), dir.0.join("child.pid"));
-    let marker = bin_dir.display().to_string();
-    // Should the test fail, the stand-in and its child die with it.
-    struct KillOnDrop(Vec<PathBuf>, String);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            for pid in self.0.iter().filter_map(|p| stand_in(p, &self.1)) {
-                // SAFETY: a plain kill(2) of the test's own stand-in.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-    let _stand_in = KillOnDrop(vec![apt_pid.clone(), child_pid.clone()], marker.clone());
-    let fake = bin_dir.join("apt-get");
-    // The pid of what it started is written first: once the apt-get pid
-    // file exists, both are there to be checked.
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\nsleep 600 &\necho $! > {}\necho $$ > {}\nwait\n",
-            child_pid.display(),
-            apt_pid.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let cache = dir.0.join("cache");
-    let mut child = bin()
+    let apt = StandIn::new("fetch-signal", "apt-get");
+    let cache = apt.root().join("cache");
+    let pktfate = bin()
         .args(["matrix", "--fetch-only", "--kernel", "6.1"])
-        .current_dir(&dir.0)
+        .current_dir(apt.root())
         .env("XDG_CACHE_HOME", &cache)
-        .env("PATH", path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .env("PATH", apt.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while !apt_pid.exists() && started.elapsed() < std::time::Duration::from_secs(30) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(apt_pid.exists(), "pktfate never ran apt-get");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    // The stand-in runs for ten minutes: pktfate must stop it, not wait.
-    let signalled = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none()
-        && signalled.elapsed() < std::time::Duration::from_secs(20)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let waited = signalled.elapsed();
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        waited < std::time::Duration::from_secs(20),
-        "still running 20 s after SIGTERM, waiting for apt-get: {}",
-        text(&out)
-    );
+    let out = apt.stop(pktfate, libc::SIGTERM);
     assert_eq!(out.status.code(), Some(143), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("stopped by signal 15"), "{said}");
     assert_eq!(said.lines().count(), 1, "one line: {said}");
-    // Orphans are reaped by init within moments of pktfate's exit.
-    let gone = std::time::Instant::now();
-    let mut left = vec![];
-    while gone.elapsed() < std::time::Duration::from_secs(5) {
-        left = [&apt_pid, &child_pid]
-            .iter()
-            .filter_map(|p| stand_in(p, &marker))
-            .collect();
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        left.is_empty(),
-        "still running after pktfate exited: {left:?}"
-    );
-    let kernels = cache.join("pktfate/kernels");
-    let cached: Vec<_> = std::fs::read_dir(&kernels)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let cached = entries(&cache.join("pktfate/kernels"));
     assert!(cached.is_empty(), "cached after the stop: {cached:?}");
+}
+
+/// SIGHUP (a closed terminal or SSH session) while a guest runs stops the
+/// guest (here a `vng` stand-in that never finishes) with what it
+/// started, reports the kernel as interrupted, not passed, exits 128 + 1,
+/// and leaves no guest directory. Before, SIGHUP killed pktfate and left
+/// the guest running.
+#[test]
+fn matrix_stopped_by_sighup_stops_its_guest_and_says_so() {
+    let vng = StandIn::new("guest-signal", "vng");
+    let boot = vng.root().join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    let kernel = boot.join("vmlinuz-6.99.0-test");
+    std::fs::write(&kernel, b"never booted: vng is a stand-in").unwrap();
+    std::fs::write(boot.join("config-6.99.0-test"), "CONFIG_DEBUG_INFO_BTF=y\n").unwrap();
+    let cache = vng.root().join("cache");
+    let pktfate = bin()
+        .args(["matrix", "--format", "json", "--kernel"])
+        .arg(&kernel)
+        .arg("scenarios/tun-syn")
+        .env("XDG_CACHE_HOME", &cache)
+        .env("PATH", vng.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = vng.stop(pktfate, libc::SIGHUP);
+    assert_eq!(out.status.code(), Some(129), "{}", text(&out));
+    assert!(text(&out).contains("stopped by signal 1"), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let kernel = &report["results"][0];
+    assert!(
+        kernel["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("interrupted")),
+        "{report}"
+    );
+    assert_eq!(kernel["scenarios"], serde_json::json!([]), "{report}");
+    let guests = entries(&cache.join("pktfate/guests"));
+    assert!(guests.is_empty(), "guest directories left: {guests:?}");
 }
 
 #[test]

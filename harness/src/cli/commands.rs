@@ -67,17 +67,17 @@ pub fn trace(a: TraceArgs) -> ExitCode {
     cmd_trace(&o, pcap.as_ref())
 }
 
-/// On SIGINT or SIGTERM: guests are told to stop, and the tools running
-/// (apt-get, dpkg-deb) are killed with what they started, so a download
-/// does not outlive the run into the cache. Returns where the signal's
-/// number is kept, for the exit status.
+/// On SIGINT, SIGTERM or SIGHUP (as `pktfate run`): guests are told to
+/// stop, and the tools running (apt-get, dpkg-deb) are killed with what
+/// they started, so neither a guest nor a download outlives the run.
+/// Returns where the signal's number is kept, for the exit status.
 fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicI32> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use std::sync::atomic::Ordering;
     let got = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
     let seen = got.clone();
     // A thread, not a handler: killing the tools takes a lock.
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         let _ = std::thread::Builder::new()
             .name("pktfate-signals".into())
             .spawn(move || {
@@ -97,7 +97,7 @@ fn interrupted(got: &std::sync::atomic::AtomicI32) -> Option<ExitCode> {
     let sig = got.load(std::sync::atomic::Ordering::SeqCst);
     (sig != 0).then(|| {
         eprintln!(
-            "pktfate matrix: stopped by signal {sig}; kernels fetched before it stay cached, none half-fetched"
+            "pktfate matrix: stopped by signal {sig}; no guest or download outlives it, kernels fetched before it stay cached, none half-fetched"
         );
         ExitCode::from(u8::try_from(128 + sig).unwrap_or(255))
     })
@@ -192,7 +192,10 @@ pub fn matrix(a: MatrixArgs) -> ExitCode {
         shard: opts.shard,
         results,
     };
-    write_matrix(&report, format, output.as_ref(), "matrix")
+    // What finished is reported either way (a stopped guest as
+    // `interrupted`); the exit says the run was stopped, as `run`'s does.
+    let code = write_matrix(&report, format, output.as_ref(), "matrix");
+    interrupted(&got).unwrap_or(code)
 }
 
 /// `pktfate merge`.

@@ -202,12 +202,15 @@ pub fn run(
         // what tells a hang in boot from a slow scenario.
         let tail = console_tail(&String::from_utf8_lossy(&console), 15);
         let log = read("run.log").unwrap_or_default();
+        let log = match log.trim() {
+            "" => "none yet".to_string(),
+            l => crate::common::text::clip(l, 600),
+        };
         run.failure = Some(format!(
-            "{}; run log: {}; console ends:\n{tail}",
+            "{}; run log: {log}; console ends:\n{tail}",
             run.failure
                 .take()
                 .unwrap_or_else(|| "the guest wrote no exit status".into()),
-            crate::common::text::clip(log.trim(), 600),
         ));
     }
     Ok(run)
