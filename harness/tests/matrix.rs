@@ -221,6 +221,51 @@ fn matrix_fetch_stopped_by_sigterm_leaves_no_apt_and_no_kernel() {
     assert!(cached.is_empty(), "cached after the stop: {cached:?}");
 }
 
+/// A run waiting for the kernel cache's lock, which another run holds
+/// (for a download of minutes), stops at once on SIGTERM, exit 128 + 15,
+/// instead of when the other run lets go.
+#[test]
+fn matrix_waiting_for_the_cache_lock_stops_on_sigterm() {
+    use std::os::fd::AsRawFd;
+    let dir = Scratch::new("lock-signal");
+    let cache = dir.0.join("cache");
+    std::fs::create_dir_all(cache.join("pktfate")).unwrap();
+    let other = std::fs::File::create(cache.join("pktfate/.lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut pktfate = bin()
+        .args(["matrix", "--fetch-only", "--kernel", "6.1"])
+        .current_dir(&dir.0)
+        .env("XDG_CACHE_HOME", &cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Time to reach the lock; a signal before it is handled the same.
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pktfate.id() as i32, libc::SIGTERM) };
+    let signalled = Instant::now();
+    while pktfate.try_wait().unwrap().is_none() && signalled.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let waited = signalled.elapsed();
+    let _ = pktfate.kill();
+    let out = pktfate.wait_with_output().unwrap();
+    drop(other);
+    assert!(
+        waited < Duration::from_secs(10),
+        "still waiting for the lock 10 s after SIGTERM: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    assert!(
+        text(&out).contains("stopped by signal 15"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// SIGHUP (a closed terminal or SSH session) while a guest runs stops the
 /// guest (here a `vng` stand-in that never finishes) with what it
 /// started, reports the kernel as interrupted, not passed, exits 128 + 1,

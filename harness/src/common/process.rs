@@ -135,6 +135,12 @@ pub fn stop_all() {
     RUNNING.stop_all(Duration::from_secs(1));
 }
 
+/// Whether [`stop_all`] has run: work that waits (a lock another run
+/// holds) gives up instead of waiting on.
+pub fn stopping() -> bool {
+    RUNNING.stopped.load(Ordering::SeqCst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -253,15 +253,29 @@ fn lock_cache(cache: &Path) -> Result<std::fs::File, MatrixError> {
         .write(true)
         .open(&path)
         .map_err(|e| MatrixError::io(format!("opening {}", path.display()), e))?;
-    // SAFETY: flock on a descriptor this function owns; it blocks until
-    // the lock is free and touches no memory.
-    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+    // Polled, not blocking: a run told to stop while another holds the
+    // lock (for a download of minutes) stops now, not after it.
+    loop {
+        // SAFETY: flock on a descriptor this function owns; it touches no
+        // memory.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
         let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
+        if !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ) {
             return Err(MatrixError::io(format!("locking {}", path.display()), e));
         }
+        if crate::common::process::stopping() {
+            return Err(MatrixError::io(
+                format!("waiting for {}", path.display()),
+                std::io::ErrorKind::Interrupted.into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Ok(f)
 }
 
 #[cfg(test)]
