@@ -40,15 +40,19 @@ system_packages() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   fi
-  if ! command -v vng >/dev/null 2>&1; then
-    log "installing virtme-ng"
-    # The version the matrix is tested with: the guest's command line,
-    # its module lookup from the vmlinuz's path and its exit status are
-    # virtme-ng's, and a fresh machine must boot guests as this one does.
+  # The version the matrix is tested with: the guest's command line, its
+  # module lookup from the vmlinuz's path and its exit status are
+  # virtme-ng's, and every machine must boot guests as this one does (an
+  # older or newer vng already installed is replaced).
+  if [ "$(vng --version 2>/dev/null)" != "virtme-ng 1.42" ]; then
+    log "installing virtme-ng 1.42"
     python3 -m pip install -q 'virtme-ng==1.42'
     # Under pyenv the command appears only once its shims are rebuilt.
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
-    command -v vng >/dev/null 2>&1 || { log "virtme-ng installed but vng is not on PATH"; exit 1; }
+    [ "$(vng --version 2>/dev/null)" = "virtme-ng 1.42" ] || {
+      log "virtme-ng 1.42 installed, but the vng on PATH is $(command -v vng || echo missing): put pip's bin directory first"
+      exit 1
+    }
   fi
 }
 system_packages &
