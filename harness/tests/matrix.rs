@@ -113,13 +113,28 @@ impl StandIn {
         &self.dir.0
     }
 
-    /// `PATH` with the stand-in first.
-    fn path(&self) -> String {
-        format!(
+    /// The cache (`XDG_CACHE_HOME`) of the runs [`StandIn::spawn`] starts.
+    fn cache(&self) -> PathBuf {
+        self.dir.0.join("cache")
+    }
+
+    /// `pktfate matrix ARGS` from the repository, with the stand-in first
+    /// on PATH and a cache of its own, its output captured.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let path = format!(
             "{}:{}",
             self.dir.0.join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
-        )
+        );
+        bin()
+            .arg("matrix")
+            .args(args)
+            .env("XDG_CACHE_HOME", self.cache())
+            .env("PATH", path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     /// The stand-in's processes still running: alive, no zombie waiting
@@ -144,27 +159,13 @@ impl StandIn {
     /// Sends `signal` to pktfate once the stand-in runs, and gives what
     /// pktfate printed once it exits. The stand-in runs for ten minutes:
     /// pktfate must stop it, not wait for it.
-    fn stop(&self, mut pktfate: std::process::Child, signal: i32) -> Output {
+    fn stop(&self, pktfate: std::process::Child, signal: i32) -> Output {
         let started = Instant::now();
         while !self.pids[0].exists() && started.elapsed() < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(self.pids[0].exists(), "pktfate never ran the stand-in");
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pktfate.id() as i32, signal) };
-        let signalled = Instant::now();
-        while pktfate.try_wait().unwrap().is_none() && signalled.elapsed() < Duration::from_secs(20)
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let waited = signalled.elapsed();
-        let _ = pktfate.kill();
-        let out = pktfate.wait_with_output().unwrap();
-        assert!(
-            waited < Duration::from_secs(20),
-            "still running 20 s after signal {signal}, waiting for the stand-in: {}",
-            text(&out)
-        );
+        let out = signalled(pktfate, signal, "waiting for the stand-in");
         // Orphans are reaped by init within moments of pktfate's exit.
         let gone = Instant::now();
         while !self.running().is_empty() && gone.elapsed() < Duration::from_secs(5) {
@@ -179,6 +180,26 @@ impl StandIn {
     }
 }
 
+/// Sends `signal` to pktfate and gives what it printed once it exited;
+/// fails if it still runs 20 s later (`what` says what it waited for).
+fn signalled(mut pktfate: std::process::Child, signal: i32, what: &str) -> Output {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pktfate.id() as i32, signal) };
+    let sent = Instant::now();
+    while pktfate.try_wait().unwrap().is_none() && sent.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let waited = sent.elapsed();
+    let _ = pktfate.kill();
+    let out = pktfate.wait_with_output().unwrap();
+    assert!(
+        waited < Duration::from_secs(20),
+        "still running 20 s after signal {signal}, {what}: {}",
+        text(&out)
+    );
+    out
+}
+
 impl Drop for StandIn {
     fn drop(&mut self) {
         for pid in self.running() {
@@ -186,6 +207,17 @@ impl Drop for StandIn {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+/// A vmlinuz that is never booted, `ROOT/boot/vmlinuz-<release>`, with
+/// `config` beside it as Debian packages it.
+fn fake_kernel(root: &Path, release: &str, config: &str) -> PathBuf {
+    let boot = root.join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(boot.join(format!("config-{release}")), config).unwrap();
+    let vmlinuz = boot.join(format!("vmlinuz-{release}"));
+    std::fs::write(&vmlinuz, b"not booted here").unwrap();
+    vmlinuz
 }
 
 /// The entries of `dir`, none if it does not exist.
@@ -202,22 +234,15 @@ fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
 #[test]
 fn matrix_fetch_stopped_by_sigterm_leaves_no_apt_and_no_kernel() {
     let apt = StandIn::new("fetch-signal", "apt-get");
-    let cache = apt.root().join("cache");
-    let pktfate = bin()
-        .args(["matrix", "--fetch-only", "--kernel", "6.1"])
-        .current_dir(apt.root())
-        .env("XDG_CACHE_HOME", &cache)
-        .env("PATH", apt.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = apt.stop(pktfate, libc::SIGTERM);
+    let out = apt.stop(
+        apt.spawn(&["--fetch-only", "--kernel", "6.1"]),
+        libc::SIGTERM,
+    );
     assert_eq!(out.status.code(), Some(143), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("stopped by signal 15"), "{said}");
     assert_eq!(said.lines().count(), 1, "one line: {said}");
-    let cached = entries(&cache.join("pktfate/kernels"));
+    let cached = entries(&apt.cache().join("pktfate/kernels"));
     assert!(cached.is_empty(), "cached after the stop: {cached:?}");
 }
 
@@ -233,7 +258,7 @@ fn matrix_waiting_for_the_cache_lock_stops_on_sigterm() {
     let other = std::fs::File::create(cache.join("pktfate/.lock")).unwrap();
     // SAFETY: flock on a descriptor this test owns.
     assert_eq!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let mut pktfate = bin()
+    let pktfate = bin()
         .args(["matrix", "--fetch-only", "--kernel", "6.1"])
         .current_dir(&dir.0)
         .env("XDG_CACHE_HOME", &cache)
@@ -243,21 +268,8 @@ fn matrix_waiting_for_the_cache_lock_stops_on_sigterm() {
         .unwrap();
     // Time to reach the lock; a signal before it is handled the same.
     std::thread::sleep(Duration::from_secs(1));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pktfate.id() as i32, libc::SIGTERM) };
-    let signalled = Instant::now();
-    while pktfate.try_wait().unwrap().is_none() && signalled.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let waited = signalled.elapsed();
-    let _ = pktfate.kill();
-    let out = pktfate.wait_with_output().unwrap();
+    let out = signalled(pktfate, libc::SIGTERM, "waiting for the lock");
     drop(other);
-    assert!(
-        waited < Duration::from_secs(10),
-        "still waiting for the lock 10 s after SIGTERM: {}",
-        text(&out)
-    );
     assert_eq!(out.status.code(), Some(143), "{}", text(&out));
     assert!(
         text(&out).contains("stopped by signal 15"),
@@ -274,22 +286,9 @@ fn matrix_waiting_for_the_cache_lock_stops_on_sigterm() {
 #[test]
 fn matrix_stopped_by_sighup_stops_its_guest_and_says_so() {
     let vng = StandIn::new("guest-signal", "vng");
-    let boot = vng.root().join("boot");
-    std::fs::create_dir_all(&boot).unwrap();
-    let kernel = boot.join("vmlinuz-6.99.0-test");
-    std::fs::write(&kernel, b"never booted: vng is a stand-in").unwrap();
-    std::fs::write(boot.join("config-6.99.0-test"), "CONFIG_DEBUG_INFO_BTF=y\n").unwrap();
-    let cache = vng.root().join("cache");
-    let pktfate = bin()
-        .args(["matrix", "--format", "json", "--kernel"])
-        .arg(&kernel)
-        .arg("scenarios/tun-syn")
-        .env("XDG_CACHE_HOME", &cache)
-        .env("PATH", vng.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let kernel = fake_kernel(vng.root(), "6.99.0-test", "CONFIG_DEBUG_INFO_BTF=y\n");
+    let kernel = kernel.display().to_string();
+    let pktfate = vng.spawn(&["--format", "json", "--kernel", &kernel, "scenarios/tun-syn"]);
     let out = vng.stop(pktfate, libc::SIGHUP);
     assert_eq!(out.status.code(), Some(129), "{}", text(&out));
     assert!(text(&out).contains("stopped by signal 1"), "{}", text(&out));
@@ -303,25 +302,19 @@ fn matrix_stopped_by_sighup_stops_its_guest_and_says_so() {
         "{report}"
     );
     assert_eq!(kernel["scenarios"], serde_json::json!([]), "{report}");
-    let guests = entries(&cache.join("pktfate/guests"));
+    let guests = entries(&vng.cache().join("pktfate/guests"));
     assert!(guests.is_empty(), "guest directories left: {guests:?}");
 }
 
 #[test]
 fn matrix_fetch_only_readies_kernels_without_scenarios_and_refuses_bad_ones() {
     let dir = Scratch::new("fetch-only");
-    let boot = dir.0.join("boot");
-    std::fs::create_dir_all(&boot).unwrap();
-    let with_btf = boot.join("vmlinuz-6.99.0-test");
-    std::fs::write(&with_btf, b"not booted here").unwrap();
-    std::fs::write(boot.join("config-6.99.0-test"), "CONFIG_DEBUG_INFO_BTF=y\n").unwrap();
-    let without_btf = boot.join("vmlinuz-6.98.0-test");
-    std::fs::write(&without_btf, b"not booted here").unwrap();
-    std::fs::write(
-        boot.join("config-6.98.0-test"),
+    let with_btf = fake_kernel(&dir.0, "6.99.0-test", "CONFIG_DEBUG_INFO_BTF=y\n");
+    let without_btf = fake_kernel(
+        &dir.0,
+        "6.98.0-test",
         "# CONFIG_DEBUG_INFO_BTF is not set\n",
-    )
-    .unwrap();
+    );
     // Run where there are no scenarios: fetching needs none.
     let fetch = |kernel: &Path| {
         bin()
