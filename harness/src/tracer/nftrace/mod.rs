@@ -34,8 +34,8 @@ use crate::tracer::PacketInfo;
 
 /// The table that sets the `nftrace` bit (no verdicts of its own), and
 /// the listing of the namespace's rules with their handles. Its chains are
-/// named after their hooks: nft before 1.0 reads a chain named `out` as a
-/// keyword and refuses the table.
+/// named after their hooks: nft 0.9.8 (Debian 11's) reads a chain named
+/// `out` as a keyword and refuses the table.
 const ENABLE_AND_LIST: &str = "table inet pktfate_trace {
   chain prerouting { type filter hook prerouting priority -500; meta nftrace set 1; }
   chain output { type filter hook output priority -500; meta nftrace set 1; }
