@@ -23,7 +23,8 @@ pub enum Cmd {
     Reasons,
     /// What this kernel gives the tracer: hooks and the program variant
     /// each needs, skipped hooks and why, drop reasons, kprobes,
-    /// kprobe-multi, fentry, modules.
+    /// kprobe-multi, fentry, modules; and the nft, iptables, ip and tc
+    /// that PATH finds, with their versions.
     Doctor(DoctorArgs),
     /// Trace live, like pwru: every event of matching packets (both
     /// directions) in the chosen namespaces, until Ctrl-C.

@@ -7,8 +7,11 @@ use crate::common::Hook;
 use serde::{Deserialize, Serialize};
 
 use crate::topology::kmod::{self, ModuleState};
+
+mod userspace;
 use crate::tracer::btf::Btf;
 use crate::tracer::{DropReasons, TraceSpec, Tracer};
+pub use userspace::ToolReport;
 
 /// One hook: its prototype, the program variant chosen, and the outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +67,9 @@ pub struct Doctor {
     pub modules: Vec<(String, ModuleState)>,
     /// How `pktfate matrix --kvm auto` would run guests here, and why.
     pub virtualisation: crate::tools::matrix::kvm::KvmVerdict,
+    /// The user-space tools scenarios run (nft, iptables, ip, tc).
+    #[serde(default)]
+    pub tools: Vec<ToolReport>,
 }
 
 /// Loads and attaches the tracer object's `probe_kprobe` on `ip_rcv`.
@@ -208,6 +214,7 @@ pub fn examine() -> Doctor {
             .map(|m| ((*m).to_string(), kmod::state(m)))
             .collect(),
         virtualisation: crate::tools::matrix::kvm::probe(),
+        tools: userspace::tools_on(&std::env::var_os("PATH").unwrap_or_default()),
     }
 }
 
@@ -266,6 +273,20 @@ impl Doctor {
             self.virtualisation.accel.label(),
             self.virtualisation.why
         );
+        if !self.tools.is_empty() {
+            let _ = writeln!(o, "tools:");
+        }
+        for t in &self.tools {
+            let found = match (&t.version, &t.path) {
+                (Some(v), Some(p)) => format!("{v} ({p})"),
+                (None, Some(p)) => format!("no version printed ({p})"),
+                (_, None) => "-".into(),
+            };
+            let _ = writeln!(o, "  {:<13} {found}", t.name);
+            if let Some(n) = &t.note {
+                let _ = writeln!(o, "  {:<13} {n}", "");
+            }
+        }
         o
     }
 }
