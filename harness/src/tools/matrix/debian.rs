@@ -324,6 +324,12 @@ impl Apt {
             format!("Dir::State::Lists={}", r("lists")),
             "-o".into(),
             format!("Dir::Cache={}", r("cache")),
+            // The package lists alone: AppStream metadata and translations
+            // would double what a CI cache of this directory holds.
+            "-o".into(),
+            "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
+            "-o".into(),
+            "Acquire::Languages=none".into(),
         ]
     }
 
