@@ -134,6 +134,10 @@ pub struct Timeline {
     pub rules_traced: Vec<String>,
     /// Namespaces whose rule trace lost messages.
     pub rules_lost: Vec<String>,
+    /// The `iptables` on PATH is iptables-legacy: the rules it adds (a CNI
+    /// plugin's, a `run:` command's) are `x_tables` rules, which the rule
+    /// trace cannot see.
+    pub iptables_legacy: bool,
     /// The conntrack tables read at the end, for the namespaces the
     /// scenario asks about.
     pub conntrack: Vec<conntrack::CtTable>,

@@ -166,6 +166,30 @@ pub fn drop_rule(tl: &Timeline, i: usize, reverse: bool) -> Option<String> {
         .map(|e| format!("{} in {}", e.describe(), e.ns))
 }
 
+/// What the rule trace saw when no evaluation is the packet's, and why
+/// that may be.
+fn nothing_evaluated(tl: &Timeline) -> String {
+    if tl.rules_traced.is_empty() {
+        return "no namespace's rules were traced".into();
+    }
+    format!(
+        "no rule of {} evaluated it (traced: {}){}",
+        tl.rules_traced.join(", "),
+        if tl.rules_lost.is_empty() {
+            "nothing lost".to_string()
+        } else {
+            format!("messages lost in {}", tl.rules_lost.join(", "))
+        },
+        if tl.iptables_legacy {
+            "; the `iptables` on PATH is iptables-legacy, whose rules (a CNI plugin's, a \
+             `run:` command's) are not traced: switch to iptables-nft (`update-alternatives \
+             --set iptables /usr/sbin/iptables-nft`)"
+        } else {
+            ""
+        }
+    )
+}
+
 /// Judges `want` for packet `i` (its reply when `reverse`); `dropped`:
 /// the packet's fate was a drop, so the drop is what decided.
 pub(super) fn judge_netfilter(
@@ -181,19 +205,7 @@ pub(super) fn judge_netfilter(
         mm.push(Mismatch {
             what: "netfilter".into(),
             expected: "rule evaluations of this packet".into(),
-            actual: if tl.rules_traced.is_empty() {
-                "no namespace's rules were traced".into()
-            } else {
-                format!(
-                    "no rule of {} evaluated it (traced: {})",
-                    tl.rules_traced.join(", "),
-                    if tl.rules_lost.is_empty() {
-                        "nothing lost".to_string()
-                    } else {
-                        format!("messages lost in {}", tl.rules_lost.join(", "))
-                    }
-                )
-            },
+            actual: nothing_evaluated(tl),
         });
         return mm;
     }
@@ -521,6 +533,25 @@ mod tests {
             none[0].actual.contains("no rule of server evaluated it"),
             "{}",
             none[0].actual
+        );
+        assert!(!none[0].actual.contains("iptables-legacy"));
+    }
+
+    #[test]
+    fn nothing_traced_under_iptables_legacy_says_why() {
+        let s = Scenario::parse(std::path::Path::new("t.yaml"), FILE).unwrap();
+        let want = s.packets[0].expect.netfilter.clone().unwrap();
+        let tl = Timeline {
+            rules_traced: vec!["server".into()],
+            iptables_legacy: true,
+            ..Default::default()
+        };
+        let mm = judge_netfilter(&want, &tl, 0, false, true);
+        assert_eq!(mm.len(), 1);
+        assert!(
+            mm[0].actual.contains("iptables-legacy") && mm[0].actual.contains("iptables-nft"),
+            "{}",
+            mm[0].actual
         );
     }
 }

@@ -520,6 +520,9 @@ fn finish_rule_trace(
     match t.finish(kept) {
         Ok(r) => {
             timeline.rules_traced = r.rulesets.iter().map(|(n, _)| n.clone()).collect();
+            // Rules a CNI plugin or `run:` command adds with it are not
+            // traced: said next to a netfilter assertion that saw nothing.
+            timeline.iptables_legacy = preflight::legacy_on_path("iptables");
             let seen = timeline
                 .steps
                 .iter()

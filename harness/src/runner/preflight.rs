@@ -62,18 +62,23 @@ pub(crate) fn is_legacy(version: &str) -> bool {
 /// Asked once per tool and process: the answer is the machine's, and a
 /// suite asks it for every scenario with iptables rules.
 pub(crate) fn check_iptables_nft(tool: &'static str) -> Result<(), PreflightError> {
-    static KNOWN: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(vec![]);
-    let legacy = known_or(&KNOWN, tool, || {
-        std::process::Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| is_legacy(&String::from_utf8_lossy(&o.stdout)))
-    });
-    if legacy {
+    if legacy_on_path(tool) {
         Err(PreflightError::LegacyIptables(tool))
     } else {
         Ok(())
     }
+}
+
+/// Whether the `tool` PATH finds (`iptables`, `iptables-restore`, ...) is
+/// iptables-legacy; not when it is missing.
+pub(crate) fn legacy_on_path(tool: &'static str) -> bool {
+    static KNOWN: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(vec![]);
+    known_or(&KNOWN, tool, || {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| is_legacy(&String::from_utf8_lossy(&o.stdout)))
+    })
 }
 
 /// `tool`'s answer in `known`, else `ask()`'s, kept there. The lock is held
