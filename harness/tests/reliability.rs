@@ -167,10 +167,12 @@ fn two_runs_under_a_foreign_flood_see_only_their_own_packets() {
     eprintln!("foreign flood: {rate:.0} packets/s");
     // Without the flood the test would prove nothing. It shares two cores
     // with two whole suites (verifier passes, CNI plugins), so it is
-    // measured over their run: 25,000/s is still tens of thousands of
-    // foreign packets in the watched hooks during every scenario.
+    // measured over their run, and how fast it gets depends on the hour:
+    // 23,800/s and 43,100/s on one machine, one evening. 10,000/s is a foreign
+    // packet in the watched hooks every 0.1 ms, hundreds during each
+    // scenario's few milliseconds of injection and collection.
     assert!(
-        rate > 25_000.0,
+        rate > 10_000.0,
         "the foreign flood ran at only {rate:.0} packets/s"
     );
     for (tag, o) in [("first", &a), ("second", &b)] {
