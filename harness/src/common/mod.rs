@@ -84,6 +84,14 @@ pub struct Observation {
 
 pub use hook::{Hook, SOCKET_READ};
 
+/// The first file `name` in the `:`-separated directories of `path` (PATH,
+/// a CNI path), as a command is looked up there.
+pub fn first_on_path(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Creates a directory only this user can enter (0700), with a name
 /// nobody can predict (`<parent>/<prefix>` and random characters), that
 /// stays until removed.

@@ -101,8 +101,7 @@ fn known_or(
 
 /// Whether `tool` is a file in a directory of PATH.
 pub(crate) fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH").is_some_and(|p| crate::common::first_on_path(&p, tool).is_some())
 }
 
 /// Checks root, BTF, tun (loading it if need be) and `ip`.

@@ -158,9 +158,7 @@ impl Drop for Cni {
 /// The plugin `kind` as a runtime finds it: the first file of that name
 /// in the `:`-separated `path`.
 pub(crate) fn plugin_binary(path: &str, kind: &str) -> Option<PathBuf> {
-    path.split(':')
-        .map(|d| Path::new(d).join(kind))
-        .find(|p| p.is_file())
+    crate::common::first_on_path(std::ffi::OsStr::new(path), kind)
 }
 
 fn plugins(conflist: &Value) -> Vec<Value> {

@@ -4,7 +4,6 @@
 //! there, not in the kernel (nft's parser, iptables' backend).
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +38,7 @@ pub fn tools_on(path: &OsStr) -> Vec<ToolReport> {
     TOOLS
         .iter()
         .map(|&(name, flag, used_by)| {
-            let Some(bin) = find(path, name) else {
+            let Some(bin) = crate::common::first_on_path(path, name) else {
                 return ToolReport {
                     name: name.into(),
                     path: None,
@@ -71,13 +70,6 @@ pub fn tools_on(path: &OsStr) -> Vec<ToolReport> {
             }
         })
         .collect()
-}
-
-/// The first file `name` in a directory of `path`.
-fn find(path: &OsStr, name: &str) -> Option<PathBuf> {
-    std::env::split_paths(path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]
