@@ -45,19 +45,18 @@ fn check_accepts_the_shipped_scenarios() {
 }
 
 /// Each file in tests/malformed says on its first line what `check` must
-/// print (`# check: <file>:<line>:<col>: <message>`).
+/// print (`# check: <file>:<line>:<col>: <message>`), and on its second,
+/// if it starts `# hint: `, the hint that must follow.
 #[test]
 fn check_rejects_malformed_scenarios_with_precise_messages() {
     let dir = root().join("tests/malformed");
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
-        let first = std::fs::read_to_string(&p)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let file = std::fs::read_to_string(&p).unwrap();
+        let mut lines = file.lines();
+        let first = lines.next().unwrap_or("");
+        let hint = lines.next().and_then(|l| l.strip_prefix("# hint: "));
         let want = first
             .strip_prefix("# check: ")
             .unwrap_or_else(|| panic!("{} lacks a `# check:` line", p.display()));
@@ -70,6 +69,14 @@ fn check_rejects_malformed_scenarios_with_precise_messages() {
             "{}:\nwanted {expected:?}\ngot {t}",
             p.display()
         );
+        if let Some(h) = hint {
+            let expected = format!("{expected}\n  hint: {h}");
+            assert!(
+                t.contains(&expected),
+                "{}:\nwanted {expected:?}\ngot {t}",
+                p.display()
+            );
+        }
         n += 1;
     }
     assert!(n >= 8, "only {n} malformed scenarios");

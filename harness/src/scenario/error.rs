@@ -54,14 +54,19 @@ pub(super) fn yaml_error(path: &Path, text: &str, e: &marked_yaml::FromYamlError
     use marked_yaml::FromYamlError as F;
     let (mark, msg, hint) = match e {
         F::ParseYaml(le) => {
-            let text = le.to_string();
+            let shown = le.to_string();
             // LoadError's text starts with "source:line:col: "; keep the message only.
-            let msg = text
+            let msg = shown
                 .split_once(": ")
-                .map_or(text.as_str(), |x| x.1)
+                .map_or(shown.as_str(), |x| x.1)
                 .to_string();
             let mark = load_error_mark(le).map(|m| (m.line(), m.column()));
-            (mark, format!("invalid YAML: {msg}"), None)
+            let hint = if let marked_yaml::LoadError::DuplicateKey(_) = le {
+                Some("a key appears once in a mapping: merge the two entries or rename one".into())
+            } else {
+                mark.and_then(|(l, _)| super::syntax_hint::for_syntax_error(text, &msg, l))
+            };
+            (mark, format!("invalid YAML: {msg}"), hint)
         }
         F::FromNode(ne) => {
             let inner: &marked_yaml::Error = ne;

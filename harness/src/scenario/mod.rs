@@ -42,6 +42,7 @@ pub mod kernel_range;
 mod model;
 pub mod project;
 mod raw;
+mod syntax_hint;
 #[cfg(test)]
 mod tests;
 mod validate;

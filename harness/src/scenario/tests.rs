@@ -286,6 +286,7 @@ fn syntax_and_duplicate_key_errors_are_located() {
     let e = first_err("namespaces:\n  a: {}\n  a: {}\n");
     assert!(e.msg.contains("Duplicate key"), "{}", e.msg);
     assert_eq!(e.loc.unwrap().line, 3);
+    assert!(e.hint.unwrap().contains("merge"), "a duplicate key's hint");
 }
 
 fn ns_with(links: &str, extra: &str) -> String {
