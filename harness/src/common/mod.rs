@@ -84,6 +84,10 @@ pub struct Observation {
 
 pub use hook::{Hook, SOCKET_READ};
 
+/// The command that makes `iptables` iptables-nft on Debian and Ubuntu,
+/// for every message about iptables-legacy.
+pub const TO_IPTABLES_NFT: &str = "update-alternatives --set iptables /usr/sbin/iptables-nft";
+
 /// The first file `name` in the `:`-separated directories of `path` (PATH,
 /// a CNI path), as a command is looked up there.
 pub fn first_on_path(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {

@@ -181,11 +181,13 @@ fn nothing_evaluated(tl: &Timeline) -> String {
             format!("messages lost in {}", tl.rules_lost.join(", "))
         },
         if tl.iptables_legacy {
-            "; the `iptables` on PATH is iptables-legacy, whose rules (a CNI plugin's, a \
-             `run:` command's) are not traced: switch to iptables-nft (`update-alternatives \
-             --set iptables /usr/sbin/iptables-nft`)"
+            format!(
+                "; the `iptables` on PATH is iptables-legacy, whose rules (a CNI plugin's, a \
+                 `run:` command's) are not traced: switch to iptables-nft (`{}`)",
+                crate::common::TO_IPTABLES_NFT
+            )
         } else {
-            ""
+            String::new()
         }
     )
 }

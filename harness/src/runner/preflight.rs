@@ -46,7 +46,10 @@ impl PreflightError {
             PreflightError::MissingTool(t) => format!("install `{t}` (`bash ci/setup.sh` does)"),
             PreflightError::NoSymbols => "run as root with kernel.kptr_restrict at 0 or 1".into(),
             PreflightError::LegacyIptables(_) => {
-                "switch to iptables-nft (Debian/Ubuntu: `update-alternatives --set iptables /usr/sbin/iptables-nft`), or assert only `reason: NETFILTER_DROP`".into()
+                format!(
+                    "switch to iptables-nft (Debian/Ubuntu: `{}`), or assert only `reason: NETFILTER_DROP`",
+                    crate::common::TO_IPTABLES_NFT
+                )
             }
         }
     }

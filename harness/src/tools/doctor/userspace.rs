@@ -62,10 +62,11 @@ pub fn tools_on(path: &OsStr) -> Vec<ToolReport> {
                 path: Some(bin.display().to_string()),
                 version,
                 note: legacy.then(|| {
-                    "iptables-legacy: scenarios with `iptables:` rules are refused and its rules are \
-                     not traced; install iptables-nft (`update-alternatives --set iptables \
-                     /usr/sbin/iptables-nft`)"
-                        .into()
+                    format!(
+                        "iptables-legacy: scenarios with `iptables:` rules are refused and its \
+                         rules are not traced; install iptables-nft (`{}`)",
+                        crate::common::TO_IPTABLES_NFT
+                    )
                 }),
             }
         })
